@@ -1,0 +1,247 @@
+"""What a device says before any connection: advertised service data and the info value.
+
+Both are plaintext by design (a scanner must see them without a session) and carry
+nothing secret: protocol version, state, enabled out-of-band modes, the 12-bit
+discriminator printed on the label, and framing parameters.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+import construct as cs
+
+from bleprov.core.errors import MalformedData
+from bleprov.core.profile import GattProfile, default_profile
+
+DISCRIMINATOR_BITS: Final = 12
+DISCRIMINATOR_MAX: Final = (1 << DISCRIMINATOR_BITS) - 1
+#: Largest info value a host accepts: one ATT read at the minimum MTU is 22 bytes, long
+#: reads go to 512 (the largest attribute value).
+INFO_MAX_BYTES: Final = 512
+
+
+class DeviceState(enum.IntEnum):
+    """Provisioning state, advertised so a scanner can tell virgin devices apart."""
+
+    VIRGIN = 0
+    ENROLLED = 1
+    PEER_BOUND = 2
+    LOCKED_OUT = 3
+
+
+class OobMode(enum.IntFlag):
+    """Out-of-band modes a device enables (its mode policy)."""
+
+    QR = 0x01
+    CODE = 0x02
+    COMPARE = 0x04
+    BUTTON = 0x08
+
+
+class AdvertisedFlags(enum.IntFlag):
+    NONE = 0
+    BUTTON_WINDOW_OPEN = 0x01
+    BUSY = 0x02
+
+
+@dataclass(frozen=True)
+class ServiceData:
+    """The fixed-layout service data payload (gatt_profiles/, [advertisement])."""
+
+    protocol_version: int
+    state: DeviceState
+    modes: OobMode
+    discriminator: int
+    flags: AdvertisedFlags = AdvertisedFlags.NONE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.discriminator <= DISCRIMINATOR_MAX:
+            raise ValueError(f"discriminator must fit in {DISCRIMINATOR_BITS} bits")
+        if not 0 < self.protocol_version <= 0xFF:
+            raise ValueError("protocol version must be 1..255")
+
+
+_CONSTRUCT_TYPES: Final = {"u8": cs.Int8ub, "u16": cs.Int16ub, "u32": cs.Int32ub}
+
+
+def _service_data_struct(profile: GattProfile) -> cs.Struct:
+    fields = [f.name / _CONSTRUCT_TYPES[f.type] for f in profile.advertisement.service_data]
+    return cs.Struct(*fields, cs.Terminated)
+
+
+def encode_service_data(data: ServiceData, profile: GattProfile | None = None) -> bytes:
+    profile = profile or default_profile()
+    values = {
+        "protocol_version": data.protocol_version,
+        "state": int(data.state),
+        "modes": int(data.modes),
+        "discriminator": data.discriminator,
+        "flags": int(data.flags),
+    }
+    built: bytes = _service_data_struct(profile).build(values)
+    return built
+
+
+def decode_service_data(raw: bytes, profile: GattProfile | None = None) -> ServiceData:
+    """Parse advertised service data; reject anything not of the profile's exact layout."""
+    profile = profile or default_profile()
+    expected = profile.advertisement.service_data_size
+    if len(raw) != expected:
+        raise MalformedData(f"service data is {len(raw)} bytes, expected {expected}")
+    parsed = _service_data_struct(profile).parse(raw)
+    try:
+        state = DeviceState(parsed.state)
+    except ValueError:
+        raise MalformedData(f"unknown device state {parsed.state}") from None
+    if parsed.modes & ~int(OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON):
+        raise MalformedData(f"unknown mode bits 0x{parsed.modes:02x}")
+    if parsed.flags & ~int(AdvertisedFlags.BUTTON_WINDOW_OPEN | AdvertisedFlags.BUSY):
+        raise MalformedData(f"unknown flag bits 0x{parsed.flags:02x}")
+    if parsed.discriminator > DISCRIMINATOR_MAX:
+        raise MalformedData("discriminator uses reserved bits")
+    if parsed.protocol_version == 0:
+        raise MalformedData("protocol version 0 is reserved")
+    return ServiceData(
+        protocol_version=parsed.protocol_version,
+        state=state,
+        modes=OobMode(parsed.modes),
+        discriminator=parsed.discriminator,
+        flags=AdvertisedFlags(parsed.flags),
+    )
+
+
+class InfoKey(enum.IntEnum):
+    """Integer keys of the info characteristic's CBOR map (docs/protocol.md)."""
+
+    PROTOCOL_VERSION = 1
+    STATE = 2
+    MODES = 3
+    DISCRIMINATOR = 4
+    MAX_MESSAGE = 5
+    RX_WINDOW = 6
+    PROFILE_VERSION = 7
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The plaintext info characteristic, read before any session."""
+
+    protocol_version: int
+    state: DeviceState
+    modes: OobMode
+    discriminator: int
+    max_message: int
+    rx_window: int
+    profile_version: int
+
+    def encode(self) -> bytes:
+        value = {
+            InfoKey.PROTOCOL_VERSION: self.protocol_version,
+            InfoKey.STATE: int(self.state),
+            InfoKey.MODES: int(self.modes),
+            InfoKey.DISCRIMINATOR: self.discriminator,
+            InfoKey.MAX_MESSAGE: self.max_message,
+            InfoKey.RX_WINDOW: self.rx_window,
+            InfoKey.PROFILE_VERSION: self.profile_version,
+        }
+        encoded: bytes = cbor2.dumps({int(k): v for k, v in value.items()}, canonical=True)
+        return encoded
+
+    @classmethod
+    def decode(cls, raw: bytes) -> DeviceInfo:
+        """Parse the info value; unknown keys are ignored so later versions can add some."""
+        if not 0 < len(raw) <= INFO_MAX_BYTES:
+            raise MalformedData(f"info value is {len(raw)} bytes, expected 1..{INFO_MAX_BYTES}")
+        try:
+            value = cbor2.loads(raw)
+        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
+            raise MalformedData(f"info value is not CBOR: {type(exc).__name__}") from None
+        if not isinstance(value, dict):
+            raise MalformedData("info value must be a CBOR map")
+
+        def field(key: InfoKey, lo: int, hi: int) -> int:
+            got: Any = value.get(int(key))
+            if not isinstance(got, int) or isinstance(got, bool) or not lo <= got <= hi:
+                raise MalformedData(f"info field {key.name.lower()} missing or out of range")
+            return got
+
+        try:
+            state = DeviceState(field(InfoKey.STATE, 0, 255))
+        except ValueError:
+            raise MalformedData("info field state has an unknown value") from None
+        return cls(
+            protocol_version=field(InfoKey.PROTOCOL_VERSION, 1, 255),
+            state=state,
+            modes=OobMode(field(InfoKey.MODES, 0, 0x0F)),
+            discriminator=field(InfoKey.DISCRIMINATOR, 0, DISCRIMINATOR_MAX),
+            max_message=field(InfoKey.MAX_MESSAGE, 64, 0xFFFFFF),
+            rx_window=field(InfoKey.RX_WINDOW, 1, 127),
+            profile_version=field(InfoKey.PROFILE_VERSION, 1, 255),
+        )
+
+    def service_data(self, flags: AdvertisedFlags = AdvertisedFlags.NONE) -> ServiceData:
+        return ServiceData(
+            protocol_version=self.protocol_version,
+            state=self.state,
+            modes=self.modes,
+            discriminator=self.discriminator,
+            flags=flags,
+        )
+
+
+def as_mapping(data: ServiceData) -> Mapping[str, object]:
+    """A JSON-friendly view for `bleprov scan --json`."""
+    return {
+        "protocol_version": data.protocol_version,
+        "state": data.state.name.lower(),
+        "modes": [m.name.lower() for m in OobMode if m in data.modes and m.name],
+        "discriminator": data.discriminator,
+        "flags": [f.name.lower() for f in AdvertisedFlags if f and f in data.flags and f.name],
+    }
+
+
+# Advertising data types (Bluetooth Assigned Numbers, "Common Data Types").
+AD_FLAGS: Final = 0x01
+AD_COMPLETE_128_BIT_UUIDS: Final = 0x07
+AD_SHORTENED_LOCAL_NAME: Final = 0x08
+AD_SERVICE_DATA_128: Final = 0x21
+_FLAG_BITS: Final = {"le-general-discoverable": 0x02, "br-edr-not-supported": 0x04}
+
+
+def _ad(ad_type: int, value: bytes) -> bytes:
+    return bytes([len(value) + 1, ad_type]) + value
+
+
+def _uuid_le(uuid: str) -> bytes:
+    return bytes.fromhex(uuid.replace("-", ""))[::-1]
+
+
+def advertising_data(service_data: bytes, profile: GattProfile | None = None) -> bytes:
+    """Raw legacy advertising data: Flags, then Service Data keyed by the service UUID."""
+    profile = profile or default_profile()
+    adv = profile.advertisement
+    out = b""
+    if adv.flags:
+        out += _ad(AD_FLAGS, bytes([sum(_FLAG_BITS[f] for f in adv.flags)]))
+    out += _ad(AD_SERVICE_DATA_128, _uuid_le(adv.service_data_uuid) + service_data)
+    if len(out) > 31:
+        raise ValueError(f"advertising data of {len(out)} bytes exceeds 31")
+    return out
+
+
+def scan_response_data(local_name: str, profile: GattProfile | None = None) -> bytes:
+    """Raw scan response: the service UUID list and a shortened name, as the profile says."""
+    profile = profile or default_profile()
+    adv = profile.advertisement
+    out = b""
+    if "complete-128-bit-service-uuids" in adv.scan_response:
+        out += _ad(AD_COMPLETE_128_BIT_UUIDS, _uuid_le(profile.service_uuid))
+    if "shortened-local-name" in adv.scan_response and local_name:
+        name = local_name.encode("utf-8")[: min(adv.max_local_name, 31 - len(out) - 2)]
+        out += _ad(AD_SHORTENED_LOCAL_NAME, name.decode("utf-8", "ignore").encode("utf-8"))
+    return out

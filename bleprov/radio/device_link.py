@@ -1,0 +1,251 @@
+"""Device side of the link: a :class:`Peripheral` plus one :class:`FrameChannel` per connection.
+
+It serves one central at a time. It advertises while idle, stops when a central connects,
+and on any framing error sends RESET, drops the link and advertises again with nothing of
+the failed exchange left (the channel is cleared and the session object discarded). The
+application above it sees whole messages only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bleprov.core.advertising import AdvertisedFlags, DeviceInfo, encode_service_data
+from bleprov.core.errors import BleprovError, FramingError
+from bleprov.core.frames import (
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_MESSAGE_TIMEOUT,
+    DEFAULT_RX_WINDOW,
+    ChannelOpened,
+    ChannelState,
+    FrameChannel,
+    MessageReceived,
+    Role,
+)
+from bleprov.core.profile import GattProfile, default_profile
+from bleprov.radio.peripheral import (
+    CentralConnected,
+    CentralDisconnected,
+    ConnectionId,
+    FrameReceived,
+    MtuChanged,
+    Peripheral,
+    PeripheralEvent,
+    SubscriptionChanged,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceApplication(Protocol):
+    """What runs above the link: sees sessions open, messages arrive, sessions close."""
+
+    def session_opened(self, session: DeviceSession) -> None: ...
+
+    def message_received(self, session: DeviceSession, payload: bytes) -> None: ...
+
+    def session_closed(self, session: DeviceSession, error: BleprovError | None) -> None: ...
+
+
+class DeviceSession:
+    """One central's connection, from OPEN to disconnection."""
+
+    def __init__(self, link: DeviceLink, connection: ConnectionId, channel: FrameChannel) -> None:
+        self.link = link
+        self.connection = connection
+        self.channel = channel
+        self.opened = False
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def send(self, payload: bytes) -> None:
+        """Queue a message to the host."""
+        self.channel.send_message(payload, self.link.now())
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def disconnect(self) -> None:
+        """Flush what is queued (a RESET frame included), then drop the link."""
+        self._closing = True
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Send frames as credit allows and enforce the per-message timeout."""
+        link = self.link
+        while True:
+            deadline = self.channel.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - link.now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            self._wakeup.clear()
+            if self.channel.state is ChannelState.CLOSED:
+                return
+            try:
+                self.channel.handle_timer(link.now())
+            except FramingError as exc:
+                link.record_error(self, exc)
+            for frame in self.channel.data_to_send(link.now()):
+                await link.peripheral.send(self.connection, frame)
+            if self._closing or self.channel.state is ChannelState.RESET:
+                await link.peripheral.disconnect(self.connection)
+                return
+
+
+@dataclass
+class LinkCounters:
+    sessions: int = 0
+    errors: list[BleprovError] = field(default_factory=list)
+
+
+class DeviceLink:
+    """Runs a peripheral for one profile and hands whole messages to the application."""
+
+    def __init__(
+        self,
+        peripheral: Peripheral,
+        application: DeviceApplication,
+        info: Callable[[], DeviceInfo],
+        *,
+        local_name: str = "bleprov",
+        profile: GattProfile | None = None,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        rx_window: int = DEFAULT_RX_WINDOW,
+        message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+    ) -> None:
+        self.peripheral = peripheral
+        self.application = application
+        self.info = info
+        self.local_name = local_name
+        self.profile = profile or default_profile()
+        self.max_message = max_message
+        self.rx_window = rx_window
+        self.message_timeout = message_timeout
+        self.counters = LinkCounters()
+        self.session: DeviceSession | None = None
+        self.advertising = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def current_info(self) -> DeviceInfo:
+        return self.info()
+
+    async def start(self) -> None:
+        await self.peripheral.start(self.profile, self._on_event)
+        await self.readvertise()
+
+    async def readvertise(self) -> None:
+        """Publish the current info and advertise it (after start, state changes, errors)."""
+        info = self.current_info()
+        self.peripheral.set_info(info.encode())
+        flags = AdvertisedFlags.BUSY if self.session else AdvertisedFlags.NONE
+        if self.session is None:
+            await self.peripheral.start_advertising(
+                encode_service_data(info.service_data(flags), self.profile), self.local_name
+            )
+            self.advertising.set()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.peripheral.close()
+        self.advertising.clear()
+
+    def record_error(self, session: DeviceSession, error: BleprovError) -> None:
+        # Error texts carry no secrets (core.errors); they are safe to log.
+        logger.warning("exchange with %s reset: %s", session.connection, error)
+        self.counters.errors.append(error)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("device link task failed: %r", task.exception())
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, event: PeripheralEvent) -> None:
+        if isinstance(event, CentralConnected):
+            self._connected(event)
+        elif isinstance(event, CentralDisconnected):
+            self._disconnected(event)
+        elif self.session is None or event.connection != self.session.connection:
+            return
+        elif isinstance(event, MtuChanged):
+            self.session.channel.mtu_changed(event.mtu)
+        elif isinstance(event, FrameReceived):
+            self._frame(self.session, event.data)
+        elif isinstance(event, SubscriptionChanged):
+            self.session.wake()
+
+    def _connected(self, event: CentralConnected) -> None:
+        self.advertising.clear()
+        self._spawn(self.peripheral.stop_advertising())
+        if self.session is not None:
+            # One central at a time: a second one is turned away.
+            self._spawn(self.peripheral.disconnect(event.connection))
+            return
+        channel = FrameChannel(
+            Role.DEVICE,
+            max_message=self.max_message,
+            rx_window=self.rx_window,
+            message_timeout=self.message_timeout,
+        )
+        channel.connection_made(event.mtu)
+        session = DeviceSession(self, event.connection, channel)
+        self.session = session
+        self.counters.sessions += 1
+        self._spawn(session.run())
+
+    def _disconnected(self, event: CentralDisconnected) -> None:
+        session = self.session
+        if session is None or session.connection != event.connection:
+            return
+        self.session = None
+        error: BleprovError | None = None
+        try:
+            session.channel.connection_lost()
+        except FramingError as exc:
+            error = exc
+            self.record_error(session, exc)
+        session.wake()
+        if session.opened:
+            self.application.session_closed(session, error)
+        self._spawn(self.readvertise())
+
+    def _frame(self, session: DeviceSession, data: bytes) -> None:
+        if session.channel.state in (ChannelState.RESET, ChannelState.CLOSED):
+            return  # already failed: the link is going down
+        try:
+            events = session.channel.receive_frame(data, self.now())
+        except FramingError as exc:
+            self.record_error(session, exc)
+            if session.opened:
+                self.application.session_closed(session, exc)
+                session.opened = False
+            session.wake()
+            return
+        for ev in events:
+            if isinstance(ev, ChannelOpened):
+                session.opened = True
+                self.application.session_opened(session)
+            elif isinstance(ev, MessageReceived):
+                self.application.message_received(session, ev.payload)
+        session.wake()

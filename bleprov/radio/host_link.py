@@ -1,0 +1,335 @@
+"""Host side of the link, on bleak's public API only.
+
+:func:`scan` and :func:`find_device` use :class:`bleak.BleakScanner`; :class:`HostLink`
+uses :class:`bleak.BleakClient`. Which radio they run on is a :class:`CentralRadio`: the
+operating system's Bluetooth (BlueZ, CoreBluetooth, WinRT) or bumble (the virtual radio,
+or an HCI dongle) through the bleak backend in :mod:`bleprov.radio.bleak_bumble`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from bleprov.core.advertising import DeviceInfo, ServiceData, decode_service_data
+from bleprov.core.errors import BleprovError, ChannelClosed, FramingError, ProtocolError
+from bleprov.core.frames import (
+    DEFAULT_MAX_MESSAGE,
+    DEFAULT_MESSAGE_TIMEOUT,
+    DEFAULT_RX_WINDOW,
+    ChannelState,
+    FrameChannel,
+    MessageReceived,
+    Role,
+)
+from bleprov.core.profile import GattProfile, default_profile
+
+if TYPE_CHECKING:
+    from bumble.device import Device as BumbleDevice
+
+logger = logging.getLogger(__name__)
+
+
+class LinkError(BleprovError):
+    """The radio link failed (device not found, connection lost, GATT error)."""
+
+
+@dataclass(frozen=True)
+class CentralRadio:
+    """Which bleak backend to use, and its extra keyword arguments."""
+
+    name: str
+    backend_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def system(cls) -> CentralRadio:
+        """The operating system's Bluetooth stack, as bleak picks it."""
+        return cls("system")
+
+    @classmethod
+    def bumble(cls, device: BumbleDevice | None = None, *, mtu: int = 517) -> CentralRadio:
+        """bumble through bleak: ``device`` if given, else ``BLEPROV_BUMBLE_TRANSPORT``.
+
+        ``mtu`` is the ATT MTU the bumble central asks for (the system stacks choose
+        their own).
+        """
+        from bleprov.radio.bleak_bumble import BumbleClient, BumbleScanner
+
+        kwargs: dict[str, Any] = {"backend": BumbleScanner}
+        if device is not None:
+            kwargs["bumble_device"] = device
+        client = {**kwargs, "backend": BumbleClient, "mtu": mtu}
+        return cls("bumble", {"scanner": kwargs, "client": client})
+
+    def scanner_kwargs(self) -> dict[str, Any]:
+        return dict(self.backend_kwargs.get("scanner", {}))
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return dict(self.backend_kwargs.get("client", {}))
+
+
+@dataclass(frozen=True)
+class FoundDevice:
+    device: BLEDevice
+    service_data: ServiceData
+    rssi: int
+    local_name: str | None
+
+
+def _parse_advertisement(
+    device: BLEDevice, adv: AdvertisementData, profile: GattProfile
+) -> FoundDevice | None:
+    raw = adv.service_data.get(profile.service_uuid)
+    if raw is None:
+        return None
+    try:
+        data = decode_service_data(bytes(raw), profile)
+    except ProtocolError as exc:
+        logger.debug("ignoring %s: %s", device.address, exc)
+        return None
+    return FoundDevice(device, data, adv.rssi, adv.local_name)
+
+
+async def scan(
+    radio: CentralRadio, *, timeout: float = 5.0, profile: GattProfile | None = None
+) -> list[FoundDevice]:
+    """Every bleprov device heard within ``timeout``, strongest first."""
+    profile = profile or default_profile()
+    seen = await BleakScanner.discover(timeout=timeout, return_adv=True, **radio.scanner_kwargs())
+    found = [
+        f
+        for device, adv in seen.values()
+        if (f := _parse_advertisement(device, adv, profile)) is not None
+    ]
+    return sorted(found, key=lambda f: -f.rssi)
+
+
+async def find_device(
+    radio: CentralRadio,
+    *,
+    discriminator: int | None = None,
+    timeout: float = 10.0,
+    profile: GattProfile | None = None,
+) -> FoundDevice:
+    """The first bleprov device (with ``discriminator``, if given) heard advertising."""
+    profile = profile or default_profile()
+    result: FoundDevice | None = None
+
+    def match(device: BLEDevice, adv: AdvertisementData) -> bool:
+        nonlocal result
+        found = _parse_advertisement(device, adv, profile)
+        if found is None or (
+            discriminator is not None and found.service_data.discriminator != discriminator
+        ):
+            return False
+        result = found
+        return True
+
+    device = await BleakScanner.find_device_by_filter(
+        match, timeout=timeout, **radio.scanner_kwargs()
+    )
+    if device is None or result is None:
+        which = f" with discriminator {discriminator}" if discriminator is not None else ""
+        raise LinkError(f"no bleprov device{which} found within {timeout:g} s")
+    return result
+
+
+class HostLink:
+    """A connection to one device: whole messages both ways over the framing layer."""
+
+    def __init__(
+        self,
+        target: BLEDevice | str,
+        radio: CentralRadio,
+        *,
+        profile: GattProfile | None = None,
+        max_message: int = DEFAULT_MAX_MESSAGE,
+        rx_window: int = DEFAULT_RX_WINDOW,
+        message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+        write_with_response: bool = False,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.profile = profile or default_profile()
+        self.channel = FrameChannel(
+            Role.HOST,
+            max_message=max_message,
+            rx_window=rx_window,
+            message_timeout=message_timeout,
+        )
+        self.write_with_response = write_with_response
+        self._client = BleakClient(
+            target,
+            disconnected_callback=self._on_disconnect,
+            timeout=connect_timeout,
+            services=[self.profile.service_uuid],
+            **radio.client_kwargs(),
+        )
+        self.info: DeviceInfo | None = None
+        self.write_round_trips = 0
+        self._rx_char: BleakGATTCharacteristic | None = None
+        self._messages: asyncio.Queue[bytes | BleprovError] = asyncio.Queue()
+        self._wakeup = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._error: BleprovError | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def client(self) -> BleakClient:
+        return self._client
+
+    @property
+    def mtu(self) -> int:
+        return self.channel.att_mtu
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def __aenter__(self) -> HostLink:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> DeviceInfo:
+        """Connect, read the device info, subscribe to frames and open the channel."""
+        try:
+            await self._client.connect()
+            service = self._client.services.get_service(self.profile.service_uuid)
+            if service is None:
+                raise LinkError("the device does not offer the bleprov service")
+            self._rx_char = service.get_characteristic(self.profile.rx.uuid)
+            tx = service.get_characteristic(self.profile.tx.uuid)
+            info_char = service.get_characteristic(self.profile.info.uuid)
+            if self._rx_char is None or tx is None or info_char is None:
+                raise LinkError("the device's bleprov service lacks a characteristic")
+            info = DeviceInfo.decode(bytes(await self._client.read_gatt_char(info_char)))
+            self.write_round_trips += 1
+            if info.protocol_version != self.profile.protocol_version:
+                raise LinkError(
+                    f"device speaks protocol {info.protocol_version}, "
+                    f"this host {self.profile.protocol_version}"
+                )
+            self.info = info
+            await self._client.start_notify(tx, self._on_notification)
+            self.write_round_trips += 1
+            self.channel.connection_made(self._client.mtu_size)
+            self.channel.open(
+                peer_rx_window=info.rx_window, peer_max_message=info.max_message, now=self.now()
+            )
+        except BleakError as exc:
+            await self._abort()
+            raise LinkError(f"connection failed: {exc}") from exc
+        except BaseException:
+            await self._abort()
+            raise
+        self._pump = self._loop.create_task(self._run())
+        self._wakeup.set()
+        return info
+
+    async def _abort(self) -> None:
+        with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):
+            await self._client.disconnect()
+
+    def send(self, payload: bytes) -> None:
+        """Queue one message to the device."""
+        if self._error is not None:
+            raise self._error
+        self.channel.send_message(payload, self.now())
+        self._wakeup.set()
+
+    async def receive(self, timeout: float | None = None) -> bytes:
+        """The next whole message from the device."""
+        if self._error is not None and self._messages.empty():
+            raise self._error
+        try:
+            item = await asyncio.wait_for(self._messages.get(), timeout)
+        except TimeoutError:
+            raise LinkError(f"no message from the device within {timeout:g} s") from None
+        if isinstance(item, BleprovError):
+            raise item
+        return item
+
+    async def request(self, payload: bytes, timeout: float | None = None) -> bytes:
+        self.send(payload)
+        return await self.receive(timeout)
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
+        self.channel.close()
+        await self._abort()
+
+    # -------------------------------------------------------------- internals
+
+    def _fail(self, error: BleprovError) -> None:
+        if self._error is None:
+            self._error = error
+            self._messages.put_nowait(error)
+        self._wakeup.set()
+
+    def _on_notification(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
+        if self.channel.state is not ChannelState.OPEN:
+            return
+        try:
+            events = self.channel.receive_frame(bytes(data), self.now())
+        except FramingError as exc:
+            self._fail(exc)
+            return
+        for ev in events:
+            if isinstance(ev, MessageReceived):
+                self._messages.put_nowait(ev.payload)
+        self._wakeup.set()
+
+    def _on_disconnect(self, _client: BleakClient) -> None:
+        try:
+            self.channel.connection_lost()
+        except FramingError as exc:
+            self._fail(exc)
+        self._fail(ChannelClosed("the device disconnected"))
+
+    async def _run(self) -> None:
+        assert self._rx_char is not None
+        while True:
+            deadline = self.channel.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            self._wakeup.clear()
+            try:
+                self.channel.handle_timer(self.now())
+            except FramingError as exc:
+                self._fail(exc)
+            frames = self.channel.data_to_send(self.now())
+            try:
+                for frame in frames:
+                    await self._client.write_gatt_char(
+                        self._rx_char, frame, response=self.write_with_response
+                    )
+                    if self.write_with_response:
+                        self.write_round_trips += 1
+            except BleakError as exc:
+                self._fail(LinkError(f"write failed: {exc}"))
+                return
+            if self.channel.state in (ChannelState.RESET, ChannelState.CLOSED):
+                await self._abort()
+                return
