@@ -93,8 +93,11 @@ class BumblePeripheral(Peripheral):
 
     capabilities = PeripheralCapabilities(reports_mtu=True, advertises_service_data=True)
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, *, advertising_interval_ms: float = 100.0) -> None:
         self.device = device
+        #: 100 ms: quick discovery while waiting to be provisioned, as Apple's accessory
+        #: guidelines suggest for the first seconds; the radio duty cycle stays low.
+        self.advertising_interval_ms = advertising_interval_ms
         self._on_event: EventHandler | None = None
         self._info = b""
         self._chars: dict[str, Characteristic[bytes]] = {}
@@ -123,6 +126,8 @@ class BumblePeripheral(Peripheral):
             advertising_data=advertising_data(service_data),
             scan_response_data=scan_response_data(local_name),
             auto_restart=False,
+            advertising_interval_min=self.advertising_interval_ms,
+            advertising_interval_max=self.advertising_interval_ms,
         )
         self._advertising = True
 

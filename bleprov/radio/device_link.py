@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -138,7 +139,10 @@ class DeviceLink:
         return self._loop.time()
 
     def current_info(self) -> DeviceInfo:
-        return self.info()
+        """The application's info with this link's framing parameters filled in."""
+        return dataclasses.replace(
+            self.info(), max_message=self.max_message, rx_window=self.rx_window
+        )
 
     async def start(self) -> None:
         await self.peripheral.start(self.profile, self._on_event)

@@ -1,0 +1,132 @@
+"""The ``bleprov`` command line (typer + rich).
+
+Exit codes: 0 success, 1 a bleprov error (the message says what to do), 2 bad usage,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from bleprov import __version__
+from bleprov.core.errors import BleprovError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="bleprov",
+    help="Bind a virgin IoT device to its owner over Bluetooth LE.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+linktest_app = typer.Typer(help="Check a radio path by echoing messages (no session, no secrets).")
+radio_app = typer.Typer(help="Virtual radio tools for tests and demos without hardware.")
+app.add_typer(linktest_app, name="linktest")
+app.add_typer(radio_app, name="radio")
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; turn bleprov errors into a message and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the bleprov version."""
+    console.print(__version__)
+
+
+@app.command()
+def demo(
+    mtu: Annotated[int, typer.Option(help="ATT MTU the host asks for (23..517).")] = 247,
+    size: Annotated[int, typer.Option(help="Bytes per message, each way.")] = 65536,
+    interval_ms: Annotated[
+        float, typer.Option(help="Model a connection interval (ms); 0 = no latency.")
+    ] = 0.0,
+) -> None:
+    """Run bleprov end to end over the virtual radio, no hardware needed."""
+    from bleprov.cli.demo import run_demo
+
+    run(run_demo(console, mtu=mtu, size=size, interval_ms=interval_ms))
+
+
+@linktest_app.command("serve")
+def linktest_serve(
+    radio: Annotated[str, typer.Option(help="Radio: bluez, or bumble:<transport>.")],
+    discriminator: Annotated[
+        int, typer.Option(help="12-bit discriminator to advertise (random if omitted).")
+    ] = -1,
+    name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
+) -> None:
+    """Device side: advertise and echo every message until interrupted."""
+    from bleprov.cli.linktest import serve
+
+    disc = secrets.randbelow(4096) if discriminator < 0 else discriminator
+    run(serve(console, radio, disc, name))
+
+
+@linktest_app.command("run")
+def linktest_run(
+    radio: Annotated[str, typer.Option(help="Radio: system, or bumble:<transport>.")],
+    discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
+    size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
+    mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 517,
+    timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 10.0,
+) -> None:
+    """Host side: find a link-test device, echo messages, report time and frames."""
+    from bleprov.cli.linktest import run_host
+
+    disc = None if discriminator < 0 else discriminator
+    run(run_host(console, radio, disc, size or [65536], mtu, timeout))
+
+
+@radio_app.command("hub")
+def radio_hub(
+    ports: Annotated[str, typer.Option(help="Comma-separated TCP ports, 0 = any free.")] = "0,0",
+    interval_ms: Annotated[float, typer.Option(help="Model a connection interval (ms).")] = 0.0,
+) -> None:
+    """Serve virtual controllers over loopback TCP (one per port) until interrupted."""
+    from bleprov.radio import virtual
+
+    argv = ["hub", "--ports", ports]
+    if interval_ms > 0:
+        argv += ["--interval-ms", str(interval_ms)]
+    raise typer.Exit(virtual.main(argv))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,88 @@
+"""Radio specifications: one string names the radio a command runs on.
+
+- ``system`` (host) / ``bluez`` (device): the operating system's stack; bleak on the
+  host, bless (with BlueZ over D-Bus) on the device.
+- ``bumble:<transport>``: bumble driving a controller through a bumble transport, e.g.
+  ``bumble:tcp-client:127.0.0.1:9100`` (a virtual controller served by
+  ``python -m bleprov.radio.virtual hub``), ``bumble:usb:0`` or ``bumble:serial:/dev/ttyACM0``
+  (an HCI dongle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+from bleprov.core.errors import BleprovError
+from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.peripheral import Peripheral
+
+DEFAULT_DEVICE_ADDRESS: Final = "F0:B1:E9:00:00:01"
+DEFAULT_HOST_ADDRESS: Final = "C0:B1:E9:00:00:01"
+
+
+class RadioSpecError(BleprovError):
+    """A radio specification string could not be understood."""
+
+
+@dataclass(frozen=True)
+class RadioSpec:
+    kind: str  # "system" or "bumble"
+    transport: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> RadioSpec:
+        text = text.strip()
+        if text in ("system", "bluez"):
+            return cls("system")
+        if text.startswith("bumble:") and len(text) > len("bumble:"):
+            return cls("bumble", text[len("bumble:") :])
+        raise RadioSpecError(
+            f"unknown radio {text!r}: use 'system' (or 'bluez'), or 'bumble:<transport>' "
+            "such as bumble:tcp-client:127.0.0.1:9100"
+        )
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "system" else f"bumble:{self.transport}"
+
+
+@contextlib.asynccontextmanager
+async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[CentralRadio]:
+    """Yield the central radio ``spec`` names; close it afterwards.
+
+    ``mtu`` is what a bumble central asks for; system stacks negotiate their own.
+    """
+    if spec.kind == "system":
+        yield CentralRadio.system()
+        return
+    from bleprov.radio.virtual import open_hci_device
+
+    address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_HOST_ADDRESS)
+    device, transport = await open_hci_device(spec.transport, name="bleprov-host", address=address)
+    try:
+        await device.power_on()
+        yield CentralRadio.bumble(device, mtu=mtu)
+    finally:
+        await transport.close()
+
+
+@contextlib.asynccontextmanager
+async def open_peripheral(spec: RadioSpec, *, name: str = "bleprov") -> AsyncIterator[Peripheral]:
+    """Yield the peripheral ``spec`` names; close its transport afterwards."""
+    if spec.kind == "system":
+        from bleprov.radio.bless_peripheral import BlessPeripheral
+
+        yield BlessPeripheral(name=name)
+        return
+    from bleprov.radio.bumble_peripheral import BumblePeripheral
+    from bleprov.radio.virtual import open_hci_device
+
+    address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_DEVICE_ADDRESS)
+    device, transport = await open_hci_device(spec.transport, name=name, address=address)
+    try:
+        yield BumblePeripheral(device)
+    finally:
+        await transport.close()
