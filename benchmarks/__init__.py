@@ -1,0 +1,1 @@
+"""bleprov benchmarks: `python -m benchmarks` runs them and prints a Markdown report."""
