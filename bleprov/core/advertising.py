@@ -125,6 +125,9 @@ class InfoKey(enum.IntEnum):
     MAX_MESSAGE = 5
     RX_WINDOW = 6
     PROFILE_VERSION = 7
+    #: code mode only: the salt and scrypt cost the device's verifier was derived with.
+    PBKDF_SALT = 8
+    PBKDF_COST = 9
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,13 @@ class DeviceInfo:
     max_message: int
     rx_window: int
     profile_version: int
+    #: Present when the code mode is enabled: per-device random salt (16..32 bytes) and
+    #: scrypt cost (log2 N, r, p) for deriving the SPAKE2+ verifier from the code.
+    pbkdf_salt: bytes | None = None
+    pbkdf_cost: tuple[int, int, int] | None = None
 
     def encode(self) -> bytes:
-        value = {
+        value: dict[InfoKey, object] = {
             InfoKey.PROTOCOL_VERSION: self.protocol_version,
             InfoKey.STATE: int(self.state),
             InfoKey.MODES: int(self.modes),
@@ -149,6 +156,9 @@ class DeviceInfo:
             InfoKey.RX_WINDOW: self.rx_window,
             InfoKey.PROFILE_VERSION: self.profile_version,
         }
+        if self.pbkdf_salt is not None and self.pbkdf_cost is not None:
+            value[InfoKey.PBKDF_SALT] = self.pbkdf_salt
+            value[InfoKey.PBKDF_COST] = list(self.pbkdf_cost)
         encoded: bytes = cbor2.dumps({int(k): v for k, v in value.items()}, canonical=True)
         return encoded
 
@@ -174,6 +184,24 @@ class DeviceInfo:
             state = DeviceState(field(InfoKey.STATE, 0, 255))
         except ValueError:
             raise MalformedData("info field state has an unknown value") from None
+        salt = value.get(int(InfoKey.PBKDF_SALT))
+        cost = value.get(int(InfoKey.PBKDF_COST))
+        if (salt is None) != (cost is None):
+            raise MalformedData("info fields pbkdf_salt and pbkdf_cost go together")
+        pbkdf_cost: tuple[int, int, int] | None = None
+        if salt is not None:
+            if not isinstance(salt, bytes) or not 16 <= len(salt) <= 32:
+                raise MalformedData("info field pbkdf_salt must be 16..32 bytes")
+            if (
+                not isinstance(cost, list)
+                or len(cost) != 3
+                or not all(isinstance(c, int) and not isinstance(c, bool) for c in cost)
+                or not (10 <= cost[0] <= 22 and 1 <= cost[1] <= 32 and 1 <= cost[2] <= 16)
+            ):
+                raise MalformedData(
+                    "info field pbkdf_cost must be [log2 N 10..22, r 1..32, p 1..16]"
+                )
+            pbkdf_cost = (cost[0], cost[1], cost[2])
         return cls(
             protocol_version=field(InfoKey.PROTOCOL_VERSION, 1, 255),
             state=state,
@@ -182,6 +210,8 @@ class DeviceInfo:
             max_message=field(InfoKey.MAX_MESSAGE, 64, 0xFFFFFF),
             rx_window=field(InfoKey.RX_WINDOW, 1, 127),
             profile_version=field(InfoKey.PROFILE_VERSION, 1, 255),
+            pbkdf_salt=salt,
+            pbkdf_cost=pbkdf_cost,
         )
 
     def service_data(self, flags: AdvertisedFlags = AdvertisedFlags.NONE) -> ServiceData:

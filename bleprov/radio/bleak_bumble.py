@@ -401,7 +401,8 @@ class BumbleScanner(BaseBleakScanner):
       type a client needs); ``AdvertisementData.platform_data`` is ``(Advertisement,)``.
     - Several scanners may run on one device; the radio scans actively while any of them
       asked for active scanning and stops when the last one stops.
-    - In active mode, bumble merges a scannable advertisement with its scan response.
+    - bumble merges an advertisement with the scan response that follows it, so one
+      ``AdvertisementData`` carries both (BlueZ accumulates them in a similar way).
     """
 
     def __init__(
@@ -491,8 +492,9 @@ class BumbleClient(BaseBleakClient):
     ``start_notify(..., force_indicate=True)`` (bleak's WinRT keyword) subscribes to
     indications when a characteristic offers both; by default notifications are preferred and
     indications used when they are the only option. ``pair()`` runs bumble's SMP with the
-    device's ``pairing_config_factory``. Like every platform backend, ``disconnected_callback``
-    runs once whenever an established connection ends, including after ``disconnect()``.
+    device's ``pairing_config_factory``. As on BlueZ, WinRT and CoreBluetooth,
+    ``disconnected_callback`` runs once whenever an established connection ends, including
+    after ``disconnect()``; it does not run when ``connect()`` itself fails.
     """
 
     def __init__(

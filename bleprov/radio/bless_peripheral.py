@@ -31,6 +31,7 @@ import importlib
 import logging
 import operator
 import sys
+import threading
 import uuid as uuid_module
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, runtime_checkable
@@ -286,6 +287,8 @@ class BlessPeripheral(Peripheral):
         self._poll_task: asyncio.Task[None] | None = None
         self._bless_started = False
         self._generic_advertising = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
 
     @property
     def server(self) -> Any:
@@ -298,12 +301,20 @@ class BlessPeripheral(Peripheral):
         if self._started:
             raise RuntimeError("BlessPeripheral.start() was already called")
         self._profile, self._on_event = profile, on_event
+        self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
         if self._server is None:
             self._server = self._factory(self._name)
             self._kind = _kind_of(self._server)
             self.capabilities = CAPABILITIES[self._kind]
         server = self._server
         self._started = True
+        try:
+            await self._start_backend(server, profile)
+        except BaseException:
+            await self._abandon(server)
+            raise
+
+    async def _start_backend(self, server: Any, profile: GattProfile) -> None:
         server.read_request_func = self._on_read
         server.write_request_func = self._on_write
         if self._kind == "bluez":
@@ -316,6 +327,24 @@ class BlessPeripheral(Peripheral):
             await self._start_bluez(server, profile)
         else:
             self._poll_task = asyncio.get_running_loop().create_task(self._poll_subscriptions())
+
+    async def _abandon(self, server: Any) -> None:
+        """A failed start leaves nothing open; the peripheral is then closed."""
+        self._closed = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        if self._kind == "hooks":
+            server.set_link_listener(None)
+        if self._monitor is not None:
+            with contextlib.suppress(Exception):
+                await self._monitor.stop()
+        if self._bus is not None:
+            from bleprov.radio import bluez
+
+            await bluez.close_bus(self._bus)
+        bless_bus = getattr(server, "bus", None) if self._kind == "bluez" else None
+        if bless_bus is not None:
+            bless_bus.disconnect()
 
     def set_info(self, value: bytes) -> None:
         self._info = bytes(value)
@@ -333,10 +362,7 @@ class BlessPeripheral(Peripheral):
             await self._advertise_bluez(profile, service_data, local_name)
         else:
             advertising_payloads(profile, service_data, local_name)  # same validation
-            await self._stop_generic_advertising()
-            server.name = short_name(profile, local_name) or self._name
-            await server.start()
-            self._bless_started = self._generic_advertising = True
+            await self._advertise_generic(short_name(profile, local_name) or self._name)
 
     async def stop_advertising(self) -> None:
         server, _ = self._require_started()
@@ -432,7 +458,14 @@ class BlessPeripheral(Peripheral):
             logger.debug("ignoring a write to %s", characteristic.uuid)
             return
         data = bytes(value)
-        self._for_current(lambda connection: FrameReceived(connection, data))
+        self._in_loop(self._for_current, lambda connection: FrameReceived(connection, data))
+
+    def _in_loop(self, func: Callable[..., None], *args: Any) -> None:
+        """macOS and Windows call bless's callbacks on their own threads: hop to the loop."""
+        if self._loop is None or threading.get_ident() == self._loop_thread:
+            func(*args)
+        else:
+            self._loop.call_soon_threadsafe(func, *args)
 
     # -- connection bookkeeping -------------------------------------------------------------
 
@@ -560,10 +593,7 @@ class BlessPeripheral(Peripheral):
         try:
             await bluez.disconnect_device(self._bus, connection)
         except bluez.BluezError as exc:
-            if exc.name not in (
-                "org.bluez.Error.NotConnected",
-                "org.freedesktop.DBus.Error.UnknownObject",
-            ):
+            if exc.name not in _ALREADY_GONE:
                 raise
             self._link_down(connection, "disconnected")
 
@@ -585,6 +615,32 @@ class BlessPeripheral(Peripheral):
             await bluez.close_bus(self._bus)
 
     # -- macOS/Windows --------------------------------------------------------------------
+
+    async def _advertise_generic(self, name: str) -> None:
+        """Only bless's own advertisement (UUID and name) exists here; its content is fixed.
+
+        bless's start() publishes the services as well, so it runs once; later the
+        advertising is resumed without it (CoreBluetooth would add the services twice).
+        """
+        server = self._server
+        if not self._bless_started:
+            server.name = name
+            await server.start()
+            self._bless_started = self._generic_advertising = True
+        elif not self._generic_advertising:
+            if sys.platform == "darwin":
+                core_bluetooth = importlib.import_module("CoreBluetooth")
+                await server.peripheral_manager_delegate.start_advertising(
+                    {
+                        core_bluetooth.CBAdvertisementDataLocalNameKey: server.name,
+                        core_bluetooth.CBAdvertisementDataServiceUUIDsKey: [
+                            service.obj.UUID() for service in server.services.values()
+                        ],
+                    }
+                )
+            else:
+                await server.start()  # WinRT: only restarts the service providers' advertising
+            self._generic_advertising = True
 
     async def _stop_generic_advertising(self) -> None:
         if self._generic_advertising:

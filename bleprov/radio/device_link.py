@@ -82,10 +82,11 @@ class DeviceSession:
         """Send frames as credit allows and enforce the per-message timeout."""
         link = self.link
         while True:
-            deadline = self.channel.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - link.now())
+            # asyncio.timeout_at, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation, and close() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout_at(self.channel.next_deadline()):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             if self.channel.state is ChannelState.CLOSED:
                 return

@@ -182,6 +182,7 @@ class HostLink:
         self._wakeup = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._error: BleprovError | None = None
+        self._closing = False
         self._loop = asyncio.get_running_loop()
 
     @property
@@ -259,7 +260,8 @@ class HostLink:
         if self._error is not None and self._messages.empty():
             raise self._error
         try:
-            item = await asyncio.wait_for(self._messages.get(), timeout)
+            async with asyncio.timeout(timeout):
+                item = await self._messages.get()
         except TimeoutError:
             raise LinkError(f"no message from the device within {timeout:g} s") from None
         if isinstance(item, BleprovError):
@@ -271,6 +273,8 @@ class HostLink:
         return await self.receive(timeout)
 
     async def close(self) -> None:
+        self._closing = True
+        self._wakeup.set()
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -310,11 +314,14 @@ class HostLink:
     async def _run(self) -> None:
         assert self._rx_char is not None
         while True:
-            deadline = self.channel.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.now())
+            # asyncio.timeout_at, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation close() sends, leaving close() waiting forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout_at(self.channel.next_deadline()):
+                    await self._wakeup.wait()
             self._wakeup.clear()
+            if self._closing:
+                return
             try:
                 self.channel.handle_timer(self.now())
             except FramingError as exc:

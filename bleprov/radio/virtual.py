@@ -11,7 +11,9 @@ between them. This module provides:
 * :class:`VirtualRadioHub`: hosts one link and exposes N virtual controllers as HCI over
   loopback TCP, so other processes attach with bumble's ``tcp-client:127.0.0.1:<port>``
   transport. The command line runs one: ``python -m bleprov.radio.virtual hub --ports
-  9100,9101 [--interval-ms 30]``.
+  9100,9101 [--interval-ms 30]`` prints ``controller <index> <transport spec>`` per
+  controller, then ``ready``, and exits with status 0 on SIGTERM or SIGINT received after
+  ``ready`` (earlier, while Python is still importing bumble, SIGTERM kills it the usual way).
 * :func:`open_hci_device`: opens a bumble transport (e.g. a hub's ``tcp-client:`` spec)
   and returns a :class:`~bumble.device.Device` driving that controller.
 
@@ -578,7 +580,9 @@ class _HciEndpoint:
 
 
 def _bind_listening_socket(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only for sockets whose
+    # proto says TCP; with proto 0 every small HCI packet could wait ~40 ms for an ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -772,8 +776,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit code."""
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    # Until the loop installs its handlers, SIGTERM ends the process like Ctrl-C: quietly.
+    # Until the loop installs its handlers, SIGTERM and SIGINT end the process quietly (also
+    # when SIGINT was inherited as ignored, as in background jobs of non-interactive shells).
     signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(_run_hub(args))
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ from bleak.uuids import normalize_uuid_16, normalize_uuid_32
 from bumble import data_types
 from bumble.att import ATT_Error, ErrorCode
 from bumble.controller import Controller
-from bumble.core import UUID, AdvertisingData, DataType
+from bumble.core import UUID, AdvertisingData, DataType, InvalidStateError
 from bumble.device import Connection, Device
 from bumble.gatt import (
     GATT_CHARACTERISTIC_USER_DESCRIPTION_DESCRIPTOR,
@@ -249,7 +249,7 @@ class Peripheral:
 
 
 @dataclass
-class Radio:
+class Rig:
     link: LocalLink
     central: Device
     central_delegate: AutoAcceptDelegate
@@ -267,7 +267,7 @@ async def _shutdown(*devices: Device) -> None:
 
 
 @pytest.fixture
-async def radio() -> AsyncIterator[Radio]:
+async def rig() -> AsyncIterator[Rig]:
     link = LocalLink()
     peripheral = Peripheral(_make_device(link, DEVICE_NAME, PERIPHERAL_ADDRESS))
     central = _make_device(link, "central", CENTRAL_ADDRESS)
@@ -279,7 +279,7 @@ async def radio() -> AsyncIterator[Radio]:
     await central.power_on()
     await peripheral.advertise(SERVICE_DATA_AD)
     with use_bumble_device(central):
-        yield Radio(link, central, central_delegate, peripheral)
+        yield Rig(link, central, central_delegate, peripheral)
     await _shutdown(central, peripheral.device)
 
 
@@ -291,14 +291,14 @@ async def _find() -> BLEDevice:
     return device
 
 
-async def _peripheral_connection(radio: Radio) -> Connection:
-    return await asyncio.wait_for(radio.peripheral.connections.get(), 1)
+async def _peripheral_connection(rig: Rig) -> Connection:
+    return await asyncio.wait_for(rig.peripheral.connections.get(), 1)
 
 
 # --------------------------------------------------------------------------- scanning
 
 
-async def test_find_device_by_service_data(radio: Radio) -> None:
+async def test_find_device_by_service_data(rig: Rig) -> None:
     device = await BleakScanner.find_device_by_filter(
         lambda _d, ad: SVC in ad.service_data, timeout=2, backend=BumbleScanner
     )
@@ -308,7 +308,7 @@ async def test_find_device_by_service_data(radio: Radio) -> None:
     assert isinstance(device.details, Address)
 
 
-async def test_service_uuid_filter_matches_service_data_and_uuid_lists(radio: Radio) -> None:
+async def test_service_uuid_filter_matches_service_data_and_uuid_lists(rig: Rig) -> None:
     # Only service data is advertised: the filter still matches, as on BlueZ.
     found = await BleakScanner.discover(
         timeout=0.15, return_adv=True, service_uuids=[SVC.upper()], backend=BumbleScanner
@@ -319,14 +319,14 @@ async def test_service_uuid_filter_matches_service_data_and_uuid_lists(radio: Ra
     )
     assert none == {}
 
-    await radio.peripheral.advertise(UUID_LIST_AD)
+    await rig.peripheral.advertise(UUID_LIST_AD)
     _, adv = await _adv_of(PERIPHERAL_ADDRESS, lambda ad: bool(ad.service_uuids), [SVC])
     assert adv.service_uuids == [SVC]
     assert adv.service_data == {}
     assert adv.local_name == "blep"
 
 
-async def test_advertisement_data_fields(radio: Radio) -> None:
+async def test_advertisement_data_fields(rig: Rig) -> None:
     device = await _find()
     _, adv = await _adv_of(PERIPHERAL_ADDRESS)
     assert adv.local_name == DEVICE_NAME
@@ -334,7 +334,7 @@ async def test_advertisement_data_fields(radio: Radio) -> None:
     assert adv.rssi == -50  # what bumble's virtual controller reports
     assert device.name == DEVICE_NAME
 
-    await radio.peripheral.advertise(RICH_AD)
+    await rig.peripheral.advertise(RICH_AD)
     _, adv = await _adv_of(PERIPHERAL_ADDRESS, lambda ad: bool(ad.manufacturer_data))
     assert adv.service_uuids == [normalize_uuid_16(0x180D), normalize_uuid_32(0x12345678)]
     assert adv.service_data == {normalize_uuid_16(0xFEAA): b"\x10\x20"}
@@ -357,12 +357,12 @@ async def _adv_of(
     raise AssertionError("unreachable")
 
 
-async def test_passive_scanning(radio: Radio) -> None:
+async def test_passive_scanning(rig: Rig) -> None:
     seen: list[AdvertisementData] = []
     async with BleakScanner(
         lambda _d, ad: seen.append(ad), scanning_mode="passive", backend=BumbleScanner
     ):
-        assert radio.central.scanning_is_passive
+        assert rig.central.scanning_is_passive
         await asyncio.sleep(0.15)
     assert seen
     assert all(ad.local_name == DEVICE_NAME for ad in seen)
@@ -371,8 +371,8 @@ async def test_passive_scanning(radio: Radio) -> None:
     # so the mode is checked on the device rather than on the reports.)
 
 
-async def test_stop_leaks_no_listener_and_scanners_share_the_radio(radio: Radio) -> None:
-    central = radio.central
+async def test_stop_leaks_no_listener_and_scanners_share_the_radio(rig: Rig) -> None:
+    central = rig.central
     assert central.listeners(Device.EVENT_ADVERTISEMENT) == []
     passive_seen: list[str] = []
     active = BleakScanner(backend=BumbleScanner)
@@ -400,13 +400,13 @@ async def test_stop_leaks_no_listener_and_scanners_share_the_radio(radio: Radio)
     assert central.listeners(Device.EVENT_ADVERTISEMENT) == []
 
 
-async def test_explicit_device_beats_context_device(radio: Radio) -> None:
+async def test_explicit_device_beats_context_device(rig: Rig) -> None:
     lonely = _make_device(LocalLink(), "lonely", "F2:F2:F2:F2:F2:F2")  # alone on its own link
     await lonely.power_on()
     with use_bumble_device(lonely) as selected:
         assert selected is lonely
         assert await resolve_bumble_device() is lonely
-        assert await resolve_bumble_device(radio.central) is radio.central
+        assert await resolve_bumble_device(rig.central) is rig.central
         missing = await BleakScanner.find_device_by_filter(
             lambda _d, _ad: True, timeout=0.15, backend=BumbleScanner
         )
@@ -415,12 +415,12 @@ async def test_explicit_device_beats_context_device(radio: Radio) -> None:
             lambda d, _ad: d.address == PERIPHERAL_ADDRESS,
             timeout=2,
             backend=BumbleScanner,
-            bumble_device=radio.central,  # type: ignore[call-arg]
+            bumble_device=rig.central,  # type: ignore[call-arg]
         )
         assert device is not None
-        async with BleakClient(device, backend=BumbleClient, bumble_device=radio.central) as client:
+        async with BleakClient(device, backend=BumbleClient, bumble_device=rig.central) as client:
             assert client.is_connected
-    assert await resolve_bumble_device() is radio.central  # restored on exit
+    assert await resolve_bumble_device() is rig.central  # restored on exit
     await _shutdown(lonely)
 
 
@@ -428,19 +428,26 @@ async def test_explicit_device_beats_context_device(radio: Radio) -> None:
 
 
 @pytest.mark.parametrize("mtu", [23, 247, 517])
-async def test_connect_negotiates_mtu(radio: Radio, mtu: int) -> None:
+async def test_connect_negotiates_mtu(rig: Rig, mtu: int) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient, mtu=mtu) as client:
-        peripheral_side = await _peripheral_connection(radio)
+        peripheral_side = await _peripheral_connection(rig)
         assert client.mtu_size == mtu
         assert peripheral_side.att_mtu == mtu
         rx = client.services.get_characteristic(RX)
         assert rx is not None
         assert rx.max_write_without_response_size == min(mtu - 3, 512)
+        # Hooks that code written for the BlueZ backend reaches through ``_backend``.
+        backend = client._backend
+        assert isinstance(backend, BumbleClient)
+        await backend._acquire_mtu()
+        assert client.mtu_size == mtu
+        assert await backend.get_services() is client.services
     assert not client.is_connected
+    assert client.mtu_size == mtu  # the last negotiated value, as BlueZ reports it
 
 
-async def test_discovered_services_characteristics_descriptors(radio: Radio) -> None:
+async def test_discovered_services_characteristics_descriptors(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient, services=[SVC]) as client:
         assert [s.uuid for s in client.services] == [SVC]  # the services= filter is honoured
@@ -470,11 +477,11 @@ async def test_discovered_services_characteristics_descriptors(radio: Radio) -> 
 
         store_descriptor = chars[STORE].descriptors[0]
         await client.write_gatt_descriptor(store_descriptor, b"\x2a")
-        assert radio.peripheral.store_descriptor.value == b"\x2a"
+        assert rig.peripheral.store_descriptor.value == b"\x2a"
         assert await client.read_gatt_descriptor(store_descriptor) == b"\x2a"
 
 
-async def test_full_discovery_includes_gap_and_reads_the_device_name(radio: Radio) -> None:
+async def test_full_discovery_includes_gap_and_reads_the_device_name(rig: Rig) -> None:
     # By address string, without scanning: the name must come from the GAP service.
     async with BleakClient(PERIPHERAL_ADDRESS, backend=BumbleClient) as client:
         uuids = {s.uuid for s in client.services}
@@ -483,43 +490,60 @@ async def test_full_discovery_includes_gap_and_reads_the_device_name(radio: Radi
         assert client.address == PERIPHERAL_ADDRESS
 
 
-async def test_connect_by_address_string_to_a_public_address(radio: Radio) -> None:
+async def test_address_type_of_a_string_address(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bumble's LocalLink cannot carry a connection to a public address (it sources LE ACL
+    # data from the random address), so record what the backend asks bumble for instead.
+    asked: list[Address] = []
+
+    async def record(peer_address: Address, **_kwargs: object) -> Connection:
+        asked.append(peer_address)
+        raise InvalidStateError("recorded")
+
+    monkeypatch.setattr(rig.central, "connect", record)
     public = "F3:F3:F3:F3:F3:F3"
-    controller = Controller("public", link=radio.link, public_address=public)
+    for address, kwargs in [
+        (public, {}),
+        (f"{public}/P", {}),
+        (public, {"address_type": "public"}),
+        (public, {"winrt": {"address_type": "public"}}),
+    ]:
+        with pytest.raises(BleakError, match="recorded"):
+            await BleakClient(address, backend=BumbleClient, **kwargs).connect()
+    assert [a.is_public for a in asked] == [False, True, True, True]
+
+    # A scanner on the same device learns the type, so a bare string then works.
+    controller = Controller("public", link=rig.link, public_address=public)
     device = Device(name="pub", host=Host(controller, AsyncPipeSink(controller)))
-    Peripheral(device)
     await device.power_on()
     await device.start_advertising(
-        advertising_data=SERVICE_DATA_AD, own_address_type=OwnAddressType.PUBLIC
+        advertising_data=SERVICE_DATA_AD,
+        own_address_type=OwnAddressType.PUBLIC,
+        advertising_interval_min=20,
+        advertising_interval_max=20,
     )
-    # The type given explicitly (bleak's WinRT spelling, or our own keyword) ...
-    async with BleakClient(public, backend=BumbleClient, winrt={"address_type": "public"}) as c:
-        assert c.is_connected
-    async with BleakClient(public, backend=BumbleClient, address_type="public") as c:
-        assert c.is_connected
-    # ... or learnt by a scanner on the same device: a bare string then just works.
     found = await BleakScanner.find_device_by_address(public, timeout=2, backend=BumbleScanner)
     assert found is not None
     assert found.details == Address(public, Address.PUBLIC_DEVICE_ADDRESS)
-    async with BleakClient(public, backend=BumbleClient, timeout=2) as c:
-        assert await c.read_gatt_char(INFO) == b"fw 1.2.3"
+    with pytest.raises(BleakError, match="recorded"):
+        await BleakClient(public, backend=BumbleClient).connect()
+    assert asked[-1] == Address(public, Address.PUBLIC_DEVICE_ADDRESS)
     await _shutdown(device)
 
 
-async def test_read_and_both_write_types(radio: Radio) -> None:
+async def test_read_and_both_write_types(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient) as client:
         assert await client.read_gatt_char(INFO) == b"fw 1.2.3"
-        radio.peripheral.info_value = b"fw 2.0.0"
+        rig.peripheral.info_value = b"fw 2.0.0"
         assert await client.read_gatt_char(INFO, use_cached=True) == b"fw 1.2.3"
         assert await client.read_gatt_char(INFO) == b"fw 2.0.0"
 
         await client.write_gatt_char(RX, b"with response", response=True)
-        assert await radio.peripheral.next_write() == (RX, b"with response")
+        assert await rig.peripheral.next_write() == (RX, b"with response")
         await client.write_gatt_char(RX, bytearray(b"command"), response=False)
-        assert await radio.peripheral.next_write() == (RX, b"command")
+        assert await rig.peripheral.next_write() == (RX, b"command")
         await client.write_gatt_char(RX, memoryview(b"default"))  # bleak picks "write"
-        assert await radio.peripheral.next_write() == (RX, b"default")
+        assert await rig.peripheral.next_write() == (RX, b"default")
 
         rx = client.services.get_characteristic(RX)
         assert rx is not None
@@ -528,17 +552,17 @@ async def test_read_and_both_write_types(radio: Radio) -> None:
 
 
 @pytest.mark.parametrize("mtu", [23, 517])
-async def test_512_byte_value_round_trip(radio: Radio, mtu: int) -> None:
+async def test_512_byte_value_round_trip(rig: Rig, mtu: int) -> None:
     payload = bytes(range(256)) * 2
     device = await _find()
     async with BleakClient(device, backend=BumbleClient, mtu=mtu) as client:
         await client.write_gatt_char(STORE, payload, response=True)  # long write at MTU 23
-        assert radio.peripheral.store.value == payload
+        assert rig.peripheral.store.value == payload
         assert await client.read_gatt_char(STORE) == payload  # read blob at MTU 23
 
 
-async def test_notify_and_indicate(radio: Radio) -> None:
-    peripheral = radio.peripheral
+async def test_notify_and_indicate(rig: Rig) -> None:
+    peripheral = rig.peripheral
     got: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
     device = await _find()
     async with BleakClient(device, backend=BumbleClient) as client:
@@ -564,8 +588,8 @@ async def test_notify_and_indicate(radio: Radio) -> None:
             await client.start_notify(INFO, lambda _c, _d: None)
 
 
-async def test_force_indicate_subscribes_to_indications(radio: Radio) -> None:
-    peripheral = radio.peripheral
+async def test_force_indicate_subscribes_to_indications(rig: Rig) -> None:
+    peripheral = rig.peripheral
     got: asyncio.Queue[bytes] = asyncio.Queue()
     device = await _find()
     async with BleakClient(device, backend=BumbleClient) as client:
@@ -577,8 +601,8 @@ async def test_force_indicate_subscribes_to_indications(radio: Radio) -> None:
             await client.start_notify(NOTIFY, lambda _c, _d: None, force_indicate=True)
 
 
-async def test_stop_notify_stops_delivery(radio: Radio) -> None:
-    peripheral = radio.peripheral
+async def test_stop_notify_stops_delivery(rig: Rig) -> None:
+    peripheral = rig.peripheral
     got: list[bytes] = []
     second: list[bytes] = []
     device = await _find()
@@ -592,7 +616,7 @@ async def test_stop_notify_stops_delivery(radio: Radio) -> None:
 
         await client.stop_notify(NOTIFY)
         assert await peripheral.next_subscription() == (NOTIFY, False, False)  # CCCD cleared
-        peripheral_side = await _peripheral_connection(radio)
+        peripheral_side = await _peripheral_connection(rig)
         # Even a notification the server forces through must not reach the callback.
         await peripheral.device.notify_subscriber(peripheral_side, peripheral.notify, b"x", True)
         await asyncio.sleep(0.02)
@@ -600,7 +624,7 @@ async def test_stop_notify_stops_delivery(radio: Radio) -> None:
         await client.stop_notify(NOTIFY)  # not subscribed any more: a no-op
 
 
-async def test_peripheral_disconnect_fires_callback(radio: Radio) -> None:
+async def test_peripheral_disconnect_fires_callback(rig: Rig) -> None:
     disconnected = asyncio.Event()
     calls: list[BleakClient] = []
 
@@ -613,7 +637,7 @@ async def test_peripheral_disconnect_fires_callback(radio: Radio) -> None:
     await client.connect()
     assert client.is_connected
     await client.start_notify(NOTIFY, lambda _c, _d: None)
-    await (await _peripheral_connection(radio)).disconnect()
+    await (await _peripheral_connection(rig)).disconnect()
     await asyncio.wait_for(disconnected.wait(), 1)
     assert calls == [client]
     assert not client.is_connected
@@ -629,25 +653,25 @@ async def test_peripheral_disconnect_fires_callback(radio: Radio) -> None:
     assert await client.read_gatt_char(INFO) == b"fw 1.2.3"
     got: asyncio.Queue[bytes] = asyncio.Queue()
     await client.start_notify(NOTIFY, lambda _c, d: got.put_nowait(bytes(d)))
-    await radio.peripheral.device.notify_subscribers(radio.peripheral.notify, b"again")
+    await rig.peripheral.device.notify_subscribers(rig.peripheral.notify, b"again")
     assert await asyncio.wait_for(got.get(), 1) == b"again"
     await client.disconnect()
     assert calls == [client, client]  # like BlueZ, a local disconnect reports too
     assert not client.is_connected
 
 
-async def test_link_lost_during_request_raises_bleak_error(radio: Radio) -> None:
+async def test_link_lost_during_request_raises_bleak_error(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient) as client:
         read = asyncio.create_task(client.read_gatt_char(SLOW))
-        await asyncio.wait_for(radio.peripheral.slow_read_started.wait(), 1)
-        await (await _peripheral_connection(radio)).disconnect()
+        await asyncio.wait_for(rig.peripheral.slow_read_started.wait(), 1)
+        await (await _peripheral_connection(rig)).disconnect()
         with pytest.raises(BleakError, match="Not connected"):
             await read
-        radio.peripheral.slow_read_release.set()
+        rig.peripheral.slow_read_release.set()
 
 
-async def test_att_errors_map_to_bleak_protocol_errors(radio: Radio) -> None:
+async def test_att_errors_map_to_bleak_protocol_errors(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient) as client:
         with pytest.raises(BleakGATTProtocolError) as read_only:
@@ -664,7 +688,7 @@ async def test_att_errors_map_to_bleak_protocol_errors(radio: Radio) -> None:
         assert client.is_connected  # errors do not cost the connection
 
 
-async def test_connect_to_missing_address_times_out(radio: Radio) -> None:
+async def test_connect_to_missing_address_times_out(rig: Rig) -> None:
     client = BleakClient(MISSING_ADDRESS, backend=BumbleClient, timeout=0.2)
     started = time.perf_counter()
     with pytest.raises(asyncio.TimeoutError):
@@ -673,21 +697,21 @@ async def test_connect_to_missing_address_times_out(radio: Radio) -> None:
     assert not client.is_connected
 
 
-async def test_pair_unlocks_the_protected_characteristic(radio: Radio) -> None:
+async def test_pair_unlocks_the_protected_characteristic(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient) as client:
         with pytest.raises(BleakGATTProtocolError):
             await client.write_gatt_char(SECURE, b"before", response=True)
         await client.pair()
         # Numeric comparison ran, and both sides saw the same number.
-        assert radio.central_delegate.numbers == radio.peripheral.delegate.numbers
-        assert len(radio.central_delegate.numbers) == 1
+        assert rig.central_delegate.numbers == rig.peripheral.delegate.numbers
+        assert len(rig.central_delegate.numbers) == 1
         await client.write_gatt_char(SECURE, b"after", response=True)
-        assert await radio.peripheral.next_write() == (SECURE, b"after")
+        assert await rig.peripheral.next_write() == (SECURE, b"after")
         await client.pair()  # already paired: returns at once
-        assert len(radio.central_delegate.numbers) == 1
+        assert len(rig.central_delegate.numbers) == 1
 
-        keystore = radio.central.keystore
+        keystore = rig.central.keystore
         assert keystore is not None
         assert await keystore.get(PERIPHERAL_ADDRESS) is not None
         await client.unpair()
@@ -695,14 +719,14 @@ async def test_pair_unlocks_the_protected_characteristic(radio: Radio) -> None:
         assert await keystore.get(PERIPHERAL_ADDRESS) is None
 
 
-async def test_connect_with_pair_true(radio: Radio) -> None:
+async def test_connect_with_pair_true(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient, pair=True) as client:
         await client.write_gatt_char(SECURE, b"paired on connect", response=True)
-        assert await radio.peripheral.next_write() == (SECURE, b"paired on connect")
+        assert await rig.peripheral.next_write() == (SECURE, b"paired on connect")
 
 
-async def test_misuse_is_reported(radio: Radio) -> None:
+async def test_misuse_is_reported(rig: Rig) -> None:
     with pytest.raises(ValueError, match="mtu"):
         BleakClient(PERIPHERAL_ADDRESS, backend=BumbleClient, mtu=10)
     with pytest.raises(BleakError, match="not a Bluetooth device address"):
@@ -729,7 +753,8 @@ async def test_env_transport_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """No explicit or context device: the backend opens BLEPROV_BUMBLE_TRANSPORT itself."""
     link = LocalLink()
     peripheral = Peripheral(_make_device(link, DEVICE_NAME, PERIPHERAL_ADDRESS))
-    listener = socket.socket()
+    # proto=IPPROTO_TCP, or asyncio leaves Nagle on for accepted sockets (40 ms stalls).
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))  # the OS picks a free port, no race
     port = listener.getsockname()[1]
     exposed = await open_tcp_server_transport_with_socket(listener)

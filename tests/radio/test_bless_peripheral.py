@@ -34,6 +34,7 @@ from bleprov.core.advertising import (
 from bleprov.core.profile import GattProfile, default_profile
 from bleprov.radio.bless_bumble import BlessServerBumble
 from bleprov.radio.bless_peripheral import (
+    SYNTHETIC_CONNECTION,
     BlessLinkHooks,
     BlessPeripheral,
     advertising_payloads,
@@ -109,24 +110,40 @@ class Rig:
         return connection, Peer(connection), event.connection
 
 
-@pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    link = LocalLink()
+async def _make_rig(server_class: type[BlessServerBumble]) -> Rig:
+    link = LocalLink()  # type: ignore[no-untyped-call]
     device = make_device(link, "bleprov", PERIPHERAL_ADDRESS)
     device.advertising_interval_min = device.advertising_interval_max = 20  # ms, not 1 s
     central = make_device(link, "central", CENTRAL_ADDRESS)
     await central.power_on()
-    server = BlessServerBumble(name="bleprov", device=device)
-    peripheral = BlessPeripheral(server)
+    server = server_class(name="bleprov", device=device)
+    peripheral = BlessPeripheral(server, poll_interval=0.01)
     profile = default_profile()
     rig = Rig(profile, peripheral, server, central)
     await peripheral.start(profile, rig.events.put_nowait)
     peripheral.set_info(INFO)
     await peripheral.start_advertising(encode_service_data(SERVICE_DATA, profile), "bleprov-1234")
-    yield rig
-    await peripheral.close()
-    await central.stop_advertising()
+    return rig
+
+
+async def _close_rig(rig: Rig) -> None:
+    await rig.peripheral.close()
+    await rig.central.stop_advertising()
     await asyncio.sleep(0.02)  # let bumble's cancelled HCI tasks settle before the loop ends
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    rig = await _make_rig(BlessServerBumble)
+    yield rig
+    await _close_rig(rig)
+
+
+@pytest.fixture
+async def rig_plain() -> AsyncIterator[Rig]:
+    rig = await _make_rig(PlainBlessServer)
+    yield rig
+    await _close_rig(rig)
 
 
 async def discover(
@@ -291,3 +308,50 @@ async def test_stop_advertising_goes_quiet(rig: Rig) -> None:
     await rig.peripheral.start_advertising(encode_service_data(SERVICE_DATA, rig.profile), "b")
     assert await rig.server.is_advertising()
     await rig.scan()
+
+
+class PlainBlessServer(BlessServerBumble):
+    """A bless backend with nothing beyond bless's API, as CoreBluetooth and WinRT are.
+
+    No link hooks; ``is_connected()`` means "a central is subscribed", as on those platforms.
+    """
+
+    set_link_listener = None  # type: ignore[assignment]  # hides the hooks (Protocol check)
+
+    async def is_connected(self) -> bool:
+        return any(
+            cccd not in (b"", b"\x00\x00")
+            for cccds in self.device.gatt_server.subscribers.values()
+            for cccd in cccds.values()
+        )
+
+
+async def test_platform_without_link_events(rig_plain: Rig) -> None:
+    """macOS/Windows path: no service data on air, one synthetic connection, subscription polled."""
+    rig = rig_plain
+    assert not isinstance(rig.server, BlessLinkHooks)
+    assert rig.peripheral.capabilities.reports_mtu is False
+    assert rig.peripheral.capabilities.advertises_service_data is False
+    adv = await rig.scan()
+    assert adv.data.get(AdvertisingData.Type.SERVICE_DATA_128_BIT_UUID) is None
+    uuids = adv.data.get(AdvertisingData.Type.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS)
+    assert uuids == [UUID(rig.profile.service_uuid)]
+
+    connection = await rig.central.connect(Address(PERIPHERAL_ADDRESS))
+    peer = Peer(connection)
+    _, characteristics = await discover(peer, rig.profile)
+    await peer.write_value(by_uuid(characteristics, rig.profile.rx.uuid), b"hi", with_response=True)
+    assert await rig.next_event() == CentralConnected(SYNTHETIC_CONNECTION, 23)
+    assert await rig.next_event() == FrameReceived(SYNTHETIC_CONNECTION, b"hi")
+
+    tx = by_uuid(characteristics, rig.profile.tx.uuid)
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+    await peer.subscribe(tx, received.put_nowait)
+    assert await rig.next_event() == SubscriptionChanged(SYNTHETIC_CONNECTION, True)
+    await rig.peripheral.send(SYNTHETIC_CONNECTION, b"reply")
+    assert await asyncio.wait_for(received.get(), TIMEOUT) == b"reply"
+    await peer.unsubscribe(tx)
+    assert await rig.next_event() == SubscriptionChanged(SYNTHETIC_CONNECTION, False)
+    event = await rig.next_event()
+    assert isinstance(event, CentralDisconnected)
+    assert event.connection == SYNTHETIC_CONNECTION

@@ -27,7 +27,6 @@ from bleprov.core.profile import default_profile
 from bleprov.radio.host_link import HostLink, LinkError, find_device, scan
 from bleprov.radio.linktest import EchoApplication, linktest_info, run_link_test
 from bleprov.radio.virtual import make_virtual_device
-
 from tests.conftest import VirtualDevice, VirtualRadio, next_address
 
 PROFILE = default_profile()
@@ -55,7 +54,7 @@ async def test_no_device_with_that_discriminator(radio: VirtualRadio) -> None:
 
 
 async def test_host_reads_the_info_characteristic(radio: VirtualRadio) -> None:
-    dev = await radio.make_device(discriminator=0x77)
+    await radio.make_device(discriminator=0x77)
     host = await radio.make_host()
     found = await find_device(host, discriminator=0x77, timeout=5)
     async with HostLink(found.device, host) as link:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import logging
 import os
 import signal
@@ -14,19 +13,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from bumble import data_types
+from bumble.core import UUID, AdvertisingData
+from bumble.device import Connection, Device, Peer
+from bumble.gatt import Characteristic, CharacteristicValue, Service
+from bumble.gatt_client import CharacteristicProxy
+from bumble.transport.common import Transport
 
-ROOT = Path(__file__).resolve().parents[2]
-if importlib.util.find_spec("bleprov") is None:  # the project is not installed in the venv
-    sys.path.insert(0, str(ROOT))
-
-from bumble import data_types  # noqa: E402
-from bumble.core import UUID, AdvertisingData  # noqa: E402
-from bumble.device import Connection, Device, Peer  # noqa: E402
-from bumble.gatt import Characteristic, CharacteristicValue, Service  # noqa: E402
-from bumble.gatt_client import CharacteristicProxy  # noqa: E402
-from bumble.transport.common import Transport  # noqa: E402
-
-from bleprov.radio.virtual import (  # noqa: E402
+from bleprov.radio.virtual import (
     DirectionStats,
     LinkStats,
     VirtualLink,
@@ -37,6 +31,8 @@ from bleprov.radio.virtual import (  # noqa: E402
     make_virtual_device,
     open_hci_device,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SERVICE_UUID = UUID("b1e50001-52a4-4c6e-9d0b-7f3a2c1d0e00")
 RX_UUID = UUID("b1e50002-52a4-4c6e-9d0b-7f3a2c1d0e00")

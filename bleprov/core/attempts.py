@@ -1,0 +1,179 @@
+"""Guards a device keeps across sessions: failed-attempt limits and the button window.
+
+:class:`AttemptLimiter` counts failed authentications persistently, pessimistically: an
+attempt counts as failed from the moment it could reveal anything to the peer (the
+device's SPAKE2+ confirmation, a Noise reply), and is forgiven only by a successful
+handshake. The caller persists :meth:`AttemptLimiter.to_bytes` *before* it sends the
+reply, so cutting the power after seeing a result does not save an attacker a try.
+After a few failures each new attempt waits an exponential backoff; after
+``max_failures`` the device is locked out until a physical reset.
+
+:class:`ButtonWindow` is the WPS push-button rule: a press opens a window (default
+120 s) for one host; a second host trying during the window is a session overlap, and
+both are refused until the next press.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import cbor2
+
+from bleprov.core.errors import MalformedData, ProtocolError
+
+DEFAULT_MAX_FAILURES: Final = 20
+DEFAULT_FREE_FAILURES: Final = 3
+DEFAULT_MAX_BACKOFF: Final = 300.0
+DEFAULT_BUTTON_WINDOW: Final = 120.0
+
+
+class SessionRefused(ProtocolError):
+    """The device refuses to start a handshake; ``code`` says why (docs/protocol.md)."""
+
+    code = 0x40
+
+
+class LockedOut(SessionRefused):
+    """Too many failed attempts: only a physical reset on the device lifts this."""
+
+    code = 0x41
+
+
+class TryLater(SessionRefused):
+    """Backoff after failed attempts: retry after ``retry_after`` seconds."""
+
+    code = 0x42
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed attempts; retry in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+class ButtonNotPressed(SessionRefused):
+    """Button mode needs a press on the device first (the window is closed)."""
+
+    code = 0x44
+
+
+class SessionOverlap(SessionRefused):
+    """Two hosts tried button mode in one window; press the button again, one host only."""
+
+    code = 0x45
+
+
+@dataclass
+class AttemptLimiter:
+    """Persistent failure counter with backoff and lockout."""
+
+    failures: int = 0
+    locked_out: bool = False
+    #: Monotonic time of the last failure in this boot; not persisted (a reboot restarts
+    #: the backoff clock, and the counter still grows toward lockout).
+    last_failure: float | None = None
+    max_failures: int = DEFAULT_MAX_FAILURES
+    free_failures: int = DEFAULT_FREE_FAILURES
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+
+    def backoff(self) -> float:
+        """Seconds to wait after the last failure: 0 for the first few, then doubling."""
+        excess = self.failures - self.free_failures
+        return 0.0 if excess < 0 else min(float(2**excess), self.max_backoff)
+
+    def check(self, now: float) -> None:
+        """Raise :class:`LockedOut` or :class:`TryLater` if no attempt may start now."""
+        if self.locked_out:
+            raise LockedOut(
+                "the device is locked after too many failed attempts; "
+                "reset it with its physical button"
+            )
+        if self.last_failure is not None:
+            wait = self.last_failure + self.backoff() - now
+            if wait > 0:
+                raise TryLater(wait)
+
+    def begin_attempt(self, now: float) -> None:
+        """Count an attempt as failed until it succeeds (persist before replying)."""
+        self.check(now)
+        self.failures += 1
+        self.last_failure = now
+        if self.failures >= self.max_failures:
+            self.locked_out = True
+
+    def succeeded(self) -> None:
+        """The attempt authenticated: forgive it and every failure before it."""
+        self.failures = 0
+        self.last_failure = None
+        # A lockout reached by this very attempt's count stands only if it failed.
+        self.locked_out = False
+
+    def physical_reset(self) -> None:
+        """Lift a lockout: called only from a physical action on the device."""
+        self.failures = 0
+        self.locked_out = False
+        self.last_failure = None
+
+    def to_bytes(self) -> bytes:
+        data: bytes = cbor2.dumps([1, self.failures, self.locked_out], canonical=True)
+        return data
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, **limits: int) -> AttemptLimiter:
+        try:
+            value = cbor2.loads(raw) if len(raw) <= 32 else None
+        except (cbor2.CBORDecodeError, ValueError, TypeError):
+            value = None
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or value[0] != 1
+            or not isinstance(value[1], int)
+            or isinstance(value[1], bool)
+            or not 0 <= value[1] < 1 << 32
+            or not isinstance(value[2], bool)
+        ):
+            raise MalformedData("attempt counter record is corrupt")
+        return cls(failures=value[1], locked_out=value[2], **limits)  # type: ignore[arg-type]
+
+
+@dataclass
+class ButtonWindow:
+    """The push-button window: one host, within ``length`` seconds of a press."""
+
+    length: float = DEFAULT_BUTTON_WINDOW
+    opened_at: float | None = None
+    #: The connection that claimed the window, if any.
+    claimed_by: str | None = None
+
+    def press(self, now: float) -> None:
+        """A physical press: a fresh window, unclaimed."""
+        self.opened_at = now
+        self.claimed_by = None
+
+    def is_open(self, now: float) -> bool:
+        return self.opened_at is not None and now < self.opened_at + self.length
+
+    def claim(self, connection: str, now: float) -> None:
+        """Let ``connection`` run button mode, or raise why not.
+
+        A second host in the same window closes it for everyone (session overlap).
+        """
+        if not self.is_open(now):
+            raise ButtonNotPressed(
+                f"press the device's button, then retry within {self.length:.0f} s"
+            )
+        if self.claimed_by is not None and self.claimed_by != connection:
+            self.close()
+            raise SessionOverlap(
+                "another host tried during the button window; "
+                "press the button again and use one host only"
+            )
+        self.claimed_by = connection
+
+    def overlapped(self, connection: str) -> bool:
+        """True if ``connection`` held the window and lost it to an overlap."""
+        return self.claimed_by != connection
+
+    def close(self) -> None:
+        self.opened_at = None
+        self.claimed_by = None

@@ -1,0 +1,651 @@
+"""BlueZ over D-Bus against a real dbus-daemon serving python-dbusmock's bluez5 template.
+
+Each test starts a private ``dbus-daemon`` and points ``DBUS_SYSTEM_BUS_ADDRESS`` at it, so
+dbus-fast (and bless's dbus-next) connect there as they would to the system bus. The mock
+is the bluez5 template plus, per adapter, what bluetoothd does that the template does not:
+``RegisterAdvertisement`` reads the advertisement's properties back from its owner
+(``GetAll``) before answering, registrations are keyed by (owner, path) like BlueZ, and a
+``GattManager1`` reads the application's objects back (``GetManagedObjects``).
+Nothing of dbus-fast, dbus-next or bless is faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from bleprov.core.advertising import (
+    DeviceState,
+    OobMode,
+    ServiceData,
+    decode_service_data,
+    encode_service_data,
+)
+from bleprov.core.profile import USER_DESCRIPTION_UUID, GattProfile, default_profile
+from bleprov.radio import bluez
+from bleprov.radio.bless_peripheral import BlessPeripheral, RadioUnavailable
+from bleprov.radio.peripheral import (
+    CentralConnected,
+    CentralDisconnected,
+    FrameReceived,
+    PeripheralEvent,
+    SubscriptionChanged,
+)
+
+TIMEOUT = 5.0
+MOCK_IFACE = "org.bluez.Mock"
+TEST_IFACE = "org.bleprov.Test"
+PHONE = "AA:BB:CC:DD:EE:FF"
+SERVICE_DATA = ServiceData(
+    protocol_version=1, state=DeviceState.VIRGIN, modes=OobMode.QR, discriminator=0x123
+)
+
+#: The bluez5 template plus sender-aware LE advertising and GATT managers (see module doc).
+MOCK_TEMPLATE = '''
+import dbus
+from dbusmock import mockobject
+from dbusmock.templates import bluez5
+from dbusmock.templates.bluez5 import *  # AddAdapter, AddDevice, ConnectDevice, ...
+
+TEST_IFACE = "org.bleprov.Test"
+GATT_MANAGER_IFACE = "org.bluez.GattManager1"
+OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
+
+
+def load(mock, parameters):
+    bluez5.load(mock, parameters)
+    mock.registrations = {}
+    mock.applications = {}
+    mock.history = []
+
+
+def _error(name, text):
+    return dbus.exceptions.DBusException(text, name="org.bluez.Error." + name)
+
+
+def _check_advertisement(props):
+    """What bluetoothd's parsers would reject."""
+    if props.get("Type") not in ("peripheral", "broadcast"):
+        return "Type"
+    for key in ("ServiceUUIDs", "ScanResponseServiceUUIDs"):
+        if key in props and not all(isinstance(u, dbus.String) for u in props[key]):
+            return key
+    for uuid, data in props.get("ServiceData", {}).items():
+        is_bytes = isinstance(data, (dbus.Array, dbus.ByteArray))
+        if not is_bytes or getattr(data, "signature", "y") != "y":
+            return "ServiceData " + str(uuid)
+    if "LocalName" in props and not isinstance(props["LocalName"], dbus.String):
+        return "LocalName"
+    return ""
+
+
+def _manager_methods():
+    root = mockobject.objects["/"]
+
+    @dbus.service.method(bluez5.LE_ADVERTISING_MANAGER_IFACE, in_signature="oa{sv}",
+                         out_signature="", sender_keyword="sender",
+                         async_callbacks=("ok", "fail"))
+    def RegisterAdvertisement(adapter, path, options, sender, ok, fail):
+        key = (str(sender), str(path))
+        if key in root.registrations:
+            fail(_error("AlreadyExists", "Already Exists"))
+            return
+
+        def got(props):
+            problem = _check_advertisement(props)
+            if problem:
+                fail(_error("Failed", "Failed to parse advertisement: " + problem))
+                return
+            root.registrations[key] = props
+            root.history.append(("register", key[0], key[1]))
+            ok()
+
+        def failed(exc):
+            fail(_error("Failed", "Failed to parse advertisement: " + str(exc)))
+
+        owner = adapter.connection.get_object(sender, path, introspect=False)
+        owner.GetAll(bluez5.LE_ADVERTISEMENT_IFACE, dbus_interface=dbus.PROPERTIES_IFACE,
+                     reply_handler=got, error_handler=failed)
+
+    @dbus.service.method(bluez5.LE_ADVERTISING_MANAGER_IFACE, in_signature="o",
+                         out_signature="", sender_keyword="sender")
+    def UnregisterAdvertisement(adapter, path, sender):
+        key = (str(sender), str(path))
+        if key not in root.registrations:
+            raise _error("DoesNotExist", "Does Not Exist")
+        del root.registrations[key]
+        root.history.append(("unregister", key[0], key[1]))
+
+    @dbus.service.method(GATT_MANAGER_IFACE, in_signature="oa{sv}", out_signature="",
+                         sender_keyword="sender", async_callbacks=("ok", "fail"))
+    def RegisterApplication(adapter, path, options, sender, ok, fail):
+        key = (str(sender), str(path))
+
+        def got(objects):
+            root.applications[key] = objects
+            ok()
+
+        def failed(exc):
+            fail(_error("Failed", "Failed to read the application: " + str(exc)))
+
+        owner = adapter.connection.get_object(sender, path, introspect=False)
+        owner.GetManagedObjects(dbus_interface=OBJECT_MANAGER_IFACE,
+                                reply_handler=got, error_handler=failed)
+
+    @dbus.service.method(GATT_MANAGER_IFACE, in_signature="o", out_signature="",
+                         sender_keyword="sender")
+    def UnregisterApplication(adapter, path, sender):
+        if root.applications.pop((str(sender), str(path)), None) is None:
+            raise _error("DoesNotExist", "Does Not Exist")
+
+    return {
+        bluez5.LE_ADVERTISING_MANAGER_IFACE: [RegisterAdvertisement, UnregisterAdvertisement],
+        GATT_MANAGER_IFACE: [RegisterApplication, UnregisterApplication],
+    }
+
+
+@dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="ss", out_signature="s")
+def AddLEAdapter(self, device_name, system_name):
+    """bluez5's AddAdapter, with bluetoothd's behaviour for advertising and GATT apps."""
+    path = bluez5.AddAdapter(self, device_name, system_name)
+    adapter = mockobject.objects[path]
+    adapter.props.setdefault(GATT_MANAGER_IFACE, {})
+    for interface, methods in _manager_methods().items():
+        table = adapter.methods.setdefault(interface, {})
+        for fn in methods:
+            table[fn.__name__] = (fn._dbus_in_signature, fn._dbus_out_signature, fn, fn)
+    return path
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(ssa{sv})")
+def Advertisements(self):
+    return [(owner, path, props) for (owner, path), props in self.registrations.items()]
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(sss)")
+def History(self):
+    return list(self.history)
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(ssa{oa{sa{sv}}})")
+def Applications(self):
+    return [(owner, path, objs) for (owner, path), objs in self.applications.items()]
+'''
+
+
+def _short_tmpdir() -> str:
+    """A socket path must stay under 108 bytes; pytest's tmp_path may not."""
+    return tempfile.mkdtemp(prefix="bleprov-dbus-", dir="/tmp")
+
+
+@pytest.fixture
+def system_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private dbus-daemon that dbus-fast and dbus-next take for the system bus."""
+    daemon = shutil.which("dbus-daemon")
+    if daemon is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    directory = _short_tmpdir()
+    address = f"unix:path={directory}/system_bus_socket"
+    proc = subprocess.Popen(
+        [
+            daemon,
+            "--session",
+            "--nofork",
+            "--nopidfile",
+            f"--address={address}",
+            "--print-address=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = proc.stdout.readline().strip()
+        if not printed:
+            raise RuntimeError(
+                f"dbus-daemon did not start: {proc.stderr.read() if proc.stderr else ''}"
+            )
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", printed)
+        yield printed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def bus(system_bus: str) -> AsyncIterator[MessageBus]:
+    connection = await bluez.connect_system_bus()
+    yield connection
+    await bluez.close_bus(connection)
+
+
+@pytest.fixture
+async def bluez_mock(system_bus: str, bus: MessageBus, tmp_path: Path) -> AsyncIterator[Path]:
+    """python-dbusmock serving org.bluez on the private bus; yields its log file."""
+    log_path = tmp_path / "dbusmock.log"
+    proc = _start_mock(tmp_path / "bluez_le_mock.py", system_bus, log_path)
+    try:
+        await _wait_for_name(bus, bluez.BLUEZ_SERVICE, proc, log_path)
+        yield log_path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+def _start_mock(template: Path, address: str, log_path: Path) -> subprocess.Popen[bytes]:
+    template.write_text(MOCK_TEMPLATE)
+    with log_path.open("w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dbusmock", "--system", "--template", str(template)],
+            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+async def _wait_for_name(
+    bus: MessageBus, name: str, proc: subprocess.Popen[bytes], log: Path
+) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while asyncio.get_running_loop().time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                "the dbusmock server exited (is python-dbusmock installed?):\n" + _read(log)
+            )
+        reply = await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="NameHasOwner",
+                signature="s",
+                body=[name],
+            )
+        )
+        if reply.body[0]:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{name} did not appear on the bus:\n{_read(log)}")
+
+
+async def mock(
+    bus: MessageBus,
+    member: str,
+    signature: str = "",
+    *args: Any,
+    path: str = "/",
+    interface: str = MOCK_IFACE,
+) -> Any:
+    """Call the mock (its own convenience API, not BlueZ's)."""
+    reply = await bus.call(
+        Message(
+            destination=bluez.BLUEZ_SERVICE,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=list(args),
+        )
+    )
+    if reply.message_type == MessageType.ERROR:
+        raise AssertionError(f"mock {member} failed: {reply.error_name} {reply.body}")
+    return reply.body[0] if reply.body else None
+
+
+async def advertisements(bus: MessageBus) -> list[tuple[str, str, dict[str, Variant]]]:
+    result: list[tuple[str, str, dict[str, Variant]]] = await mock(
+        bus, "Advertisements", interface=TEST_IFACE
+    )
+    return result
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
+def _payload(profile: GattProfile) -> bytes:
+    return encode_service_data(SERVICE_DATA, profile)
+
+
+# -- no bus, no bluetoothd --------------------------------------------------------------
+
+
+async def test_missing_bus_raises_a_typed_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    address = f"unix:path={tmp_path}/no_such_socket"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+    with pytest.raises(bluez.BluezUnavailable) as caught:
+        await bluez.connect_system_bus()
+    message = str(caught.value)
+    assert address in message
+    assert "system bus" in message
+    assert "dbus" in message
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="bless's BlueZ backend is Linux-only")
+async def test_bless_on_a_missing_bus_raises_radio_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real bless BlueZ backend, whose setup task fails with a raw FileNotFoundError."""
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no_such_socket")
+    peripheral = BlessPeripheral(name="bleprov")
+    assert peripheral.capabilities.advertises_service_data is True
+    assert peripheral.capabilities.reports_mtu is False
+    with pytest.raises(RadioUnavailable, match="system bus") as caught:
+        await peripheral.start(default_profile(), lambda event: None)
+    assert "DBUS_SYSTEM_BUS_ADDRESS" in str(caught.value)
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    await peripheral.close()  # a failed start leaves nothing to release
+
+
+async def test_no_bluetoothd_on_the_bus(bus: MessageBus) -> None:
+    with pytest.raises(bluez.BluezUnavailable, match="bluetoothd"):
+        await bluez.find_adapter(bus)
+
+
+# -- advertisement ----------------------------------------------------------------------
+
+
+async def test_find_adapter(bus: MessageBus, bluez_mock: Path) -> None:
+    with pytest.raises(bluez.BluezUnavailable, match="adapter"):
+        await bluez.find_adapter(bus)
+    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    await mock(bus, "AddLEAdapter", "ss", "hci1", "pi")
+    assert await bluez.find_adapter(bus) == "/org/bluez/hci0"
+    assert await bluez.find_adapter(bus, "hci1") == "/org/bluez/hci1"
+    with pytest.raises(bluez.BluezUnavailable, match="hci7"):
+        await bluez.find_adapter(bus, "hci7")
+
+
+async def test_bluez_reads_our_advertisement_back(bus: MessageBus, bluez_mock: Path) -> None:
+    profile = default_profile()
+    adapter = await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    adv = bluez.BluezAdvertisement(
+        "/org/bleprov/test/adv0",
+        service_data={profile.service_uuid: _payload(profile)},
+        local_name="bleprov-",
+        scan_response_service_uuids=[profile.service_uuid],
+    )
+    await bluez.register_advertisement(bus, adapter, adv)
+
+    [(owner, path, props)] = await advertisements(bus)
+    assert owner == bus.unique_name
+    assert path == adv.path
+    assert props["Type"].value == "peripheral"
+    assert props["ServiceUUIDs"].value == []
+    assert props["ScanResponseServiceUUIDs"].value == [profile.service_uuid]
+    assert props["LocalName"].value == "bleprov-"
+    assert props["Discoverable"].value is True
+    service_data = props["ServiceData"].value
+    assert set(service_data) == {profile.service_uuid}
+    assert service_data[profile.service_uuid].signature == "ay"
+    assert decode_service_data(service_data[profile.service_uuid].value, profile) == SERVICE_DATA
+
+    await bluez.unregister_advertisement(bus, adapter, adv)
+    assert await advertisements(bus) == []
+    history = await mock(bus, "History", interface=TEST_IFACE)
+    assert [h[0] for h in history] == ["register", "unregister"]
+    # Unexported: BlueZ (or anyone) can no longer read it.
+    reply = await bus.call(
+        Message(
+            destination=bus.unique_name,
+            path=adv.path,
+            interface=bluez.PROPERTIES_IFACE,
+            member="GetAll",
+            signature="s",
+            body=[bluez.LE_ADVERTISEMENT_IFACE],
+        )
+    )
+    assert reply.message_type == MessageType.ERROR
+
+
+async def test_refused_registration_raises_and_unexports(bus: MessageBus, bluez_mock: Path) -> None:
+    adv = bluez.BluezAdvertisement("/org/bleprov/test/adv1", service_data={}, local_name="x")
+    with pytest.raises(bluez.BluezError) as caught:
+        await bluez.register_advertisement(bus, "/org/bluez/hci9", adv)
+    assert caught.value.name.startswith("org.freedesktop.DBus.Error.")
+    # the object is free again: registering it for real works
+    adapter = await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    await bluez.register_advertisement(bus, adapter, adv)
+    assert len(await advertisements(bus)) == 1
+    # only the owner may unregister, as in BlueZ
+    other = await bluez.connect_system_bus()
+    try:
+        with pytest.raises(bluez.BluezError) as not_owner:
+            await bluez.call(
+                other,
+                adapter,
+                bluez.LE_ADVERTISING_MANAGER_IFACE,
+                "UnregisterAdvertisement",
+                "o",
+                [adv.path],
+            )
+        assert not_owner.value.name == "org.bluez.Error.DoesNotExist"
+    finally:
+        await bluez.close_bus(other)
+
+
+def test_advertisement_needs_a_name() -> None:
+    with pytest.raises(ValueError, match="LocalName"):
+        bluez.BluezAdvertisement("/a", service_data={}, local_name="")
+
+
+# -- connections ------------------------------------------------------------------------
+
+
+async def test_connection_monitor_follows_device_connected(
+    bus: MessageBus, bluez_mock: Path
+) -> None:
+    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    await mock(bus, "AddLEAdapter", "ss", "hci1", "pi")
+    events: list[tuple[str, bool]] = []
+    monitor = bluez.BluezConnectionMonitor(
+        bus, lambda path, up: events.append((path, up)), "/org/bluez/hci0"
+    )
+    await monitor.start()
+    device = await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+    other = await mock(bus, "AddDevice", "sss", "hci1", PHONE, "phone on hci1")
+    assert device == "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
+
+    await mock(bus, "ConnectDevice", "ss", "hci1", PHONE)  # another adapter: ignored
+    await mock(bus, "ConnectDevice", "ss", "hci0", PHONE)
+    await eventually(lambda: len(events) == 1)
+    assert events == [(device, True)]
+    assert monitor.connected == {device}
+
+    await mock(bus, "DisconnectDevice", "ss", "hci0", PHONE)
+    await eventually(lambda: len(events) == 2)
+    assert events[1] == (device, False)
+
+    # Device1.Connect then our disconnect_device (Device1.Disconnect)
+    await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+    await eventually(lambda: len(events) == 3)
+    await bluez.disconnect_device(bus, device)
+    await eventually(lambda: len(events) == 4)
+    assert events[2:] == [(device, True), (device, False)]
+
+    # A device removed while connected is gone
+    await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+    await eventually(lambda: len(events) == 5)
+    await mock(
+        bus, "RemoveDevice", "o", device, path="/org/bluez/hci0", interface=bluez.ADAPTER_IFACE
+    )
+    await eventually(lambda: len(events) == 6)
+    assert events[5] == (device, False)
+    assert other not in {path for path, _ in events}
+
+    await monitor.stop()
+    await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+    await mock(bus, "ConnectDevice", "ss", "hci0", PHONE)
+    await asyncio.sleep(0.1)
+    assert len(events) == 6
+
+
+async def test_monitor_lists_devices_connected_before_it_started(
+    bus: MessageBus, bluez_mock: Path
+) -> None:
+    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    device = await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+    await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+    await mock(
+        bus,
+        "UpdateProperties",
+        "sa{sv}",
+        bluez.DEVICE_IFACE,
+        {"Connected": Variant("b", True)},
+        path=device,
+        interface="org.freedesktop.DBus.Mock",
+    )
+    events: list[tuple[str, bool]] = []
+    monitor = bluez.BluezConnectionMonitor(bus, lambda path, up: events.append((path, up)))
+    await monitor.start()
+    assert monitor.connected == {device}
+    assert events == []
+    await bluez.disconnect_device(bus, device)
+    await eventually(lambda: events == [(device, False)])
+    await monitor.stop()
+
+
+# -- bless's real BlueZ backend on the mock ----------------------------------------------
+
+
+def _objects_by_interface(
+    objects: dict[str, dict[str, dict[str, Variant]]], interface: str
+) -> dict[str, dict[str, Variant]]:
+    return {path: ifaces[interface] for path, ifaces in objects.items() if interface in ifaces}
+
+
+async def test_bless_bluez_backend_with_our_side_channel(bus: MessageBus, bluez_mock: Path) -> None:
+    """bless.BlessServer (BlueZ backend, dbus-next) + our D-Bus side channel, end to end."""
+    profile = default_profile()
+    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    events: asyncio.Queue[PeripheralEvent] = asyncio.Queue()
+    peripheral = BlessPeripheral(name="bleprov")
+    await peripheral.start(profile, events.put_nowait)
+    try:
+        # bless registered its GATT application, built from the profile, with 0x2901s
+        [(owner, app_path, objects)] = await mock(bus, "Applications", interface=TEST_IFACE)
+        services = _objects_by_interface(objects, "org.bluez.GattService1")
+        assert [s["UUID"].value for s in services.values()] == [profile.service_uuid]
+        chars = _objects_by_interface(objects, "org.bluez.GattCharacteristic1")
+        by_uuid = {c["UUID"].value: path for path, c in chars.items()}
+        assert set(by_uuid) == {c.uuid for c in profile.characteristics}
+        for spec in profile.characteristics:
+            assert set(chars[by_uuid[spec.uuid]]["Flags"].value) == set(spec.properties)
+        descriptors = _objects_by_interface(objects, "org.bluez.GattDescriptor1")
+        descriptions = {
+            chars[d["Characteristic"].value]["UUID"].value: bytes(d["Value"].value)
+            for d in descriptors.values()
+            if d["UUID"].value == USER_DESCRIPTION_UUID
+        }
+        assert descriptions == {c.uuid: c.description.encode() for c in profile.characteristics}
+
+        # bless's own advertisement (no service data) came and went
+        history = await mock(bus, "History", interface=TEST_IFACE)
+        assert [(h[0], h[1]) for h in history] == [("register", owner), ("unregister", owner)]
+        assert await advertisements(bus) == []
+
+        await peripheral.start_advertising(_payload(profile), "bleprov-1234")
+        [(adv_owner, _, props)] = await advertisements(bus)
+        assert adv_owner != owner  # ours, over dbus-fast
+        sd = props["ServiceData"].value[profile.advertisement.service_data_uuid]
+        assert decode_service_data(sd.value, profile) == SERVICE_DATA
+        assert props["LocalName"].value == "bleprov-"
+
+        # a central connects: Device1.Connected
+        device = await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+        await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+        assert await asyncio.wait_for(events.get(), TIMEOUT) == CentralConnected(device, 23)
+
+        async def gatt(path: str, member: str, signature: str, *args: Any) -> list[Any]:
+            reply = await bus.call(
+                Message(
+                    destination=owner,
+                    path=path,
+                    interface="org.bluez.GattCharacteristic1",
+                    member=member,
+                    signature=signature,
+                    body=list(args),
+                )
+            )
+            assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+            body: list[Any] = reply.body
+            return body
+
+        # BlueZ relays the central's ATT requests to bless's objects
+        peripheral.set_info(b"info value")
+        [value] = await gatt(by_uuid[profile.info.uuid], "ReadValue", "a{sv}", {})
+        assert value == b"info value"
+        rx = by_uuid[profile.rx.uuid]
+        await gatt(rx, "WriteValue", "aya{sv}", b"\x01frame", {"type": Variant("s", "command")})
+        await gatt(rx, "WriteValue", "aya{sv}", b"\x02frame", {"type": Variant("s", "request")})
+        assert await asyncio.wait_for(events.get(), TIMEOUT) == FrameReceived(device, b"\x01frame")
+        assert await asyncio.wait_for(events.get(), TIMEOUT) == FrameReceived(device, b"\x02frame")
+
+        tx = by_uuid[profile.tx.uuid]
+        notified: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def on_signal(msg: Message) -> None:
+            if msg.member == "PropertiesChanged" and msg.path == tx and "Value" in msg.body[1]:
+                notified.put_nowait(bytes(msg.body[1]["Value"].value))
+
+        bus.add_message_handler(on_signal)
+        await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=[f"type='signal',sender='{owner}',path='{tx}'"],
+            )
+        )
+        await gatt(tx, "StartNotify", "")
+        assert await asyncio.wait_for(events.get(), TIMEOUT) == SubscriptionChanged(device, True)
+        await peripheral.send(device, b"\x03reply" * 40)
+        assert await asyncio.wait_for(notified.get(), TIMEOUT) == b"\x03reply" * 40
+        await gatt(tx, "StopNotify", "")
+        assert await asyncio.wait_for(events.get(), TIMEOUT) == SubscriptionChanged(device, False)
+        bus.remove_message_handler(on_signal)
+
+        # the device drops the central: Device1.Disconnect
+        await peripheral.disconnect(device)
+        event = await asyncio.wait_for(events.get(), TIMEOUT)
+        assert isinstance(event, CentralDisconnected)
+        assert event.connection == device
+
+        await peripheral.stop_advertising()
+        assert await advertisements(bus) == []
+        await peripheral.start_advertising(_payload(profile), "bleprov")
+        assert len(await advertisements(bus)) == 1
+    finally:
+        await peripheral.close()
+    assert await advertisements(bus) == []
+    assert await mock(bus, "Applications", interface=TEST_IFACE) == []
