@@ -253,7 +253,10 @@ class BlessPeripheral(Peripheral):
         poll_interval: float = 0.5,
     ) -> None:
         self._name = name
+        self._adapter = adapter
         self._poll_interval = poll_interval
+        #: bless.BlessServer on Linux: check the bus and BlueZ ourselves before bless does.
+        self._precheck_bluez = server is None and _platform_kind() == "bluez"
         self._server: Any = None
         self._factory: ServerFactory
         if server is None:
@@ -302,16 +305,17 @@ class BlessPeripheral(Peripheral):
             raise RuntimeError("BlessPeripheral.start() was already called")
         self._profile, self._on_event = profile, on_event
         self._loop, self._loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        if self._server is None:
-            self._server = self._factory(self._name)
-            self._kind = _kind_of(self._server)
-            self.capabilities = CAPABILITIES[self._kind]
-        server = self._server
         self._started = True
         try:
-            await self._start_backend(server, profile)
+            if self._server is None:
+                if self._precheck_bluez:
+                    await self._open_bluez()
+                self._server = self._factory(self._name)
+                self._kind = _kind_of(self._server)
+                self.capabilities = CAPABILITIES[self._kind]
+            await self._start_backend(self._server, profile)
         except BaseException:
-            await self._abandon(server)
+            await self._abandon(self._server)
             raise
 
     async def _start_backend(self, server: Any, profile: GattProfile) -> None:
@@ -333,7 +337,7 @@ class BlessPeripheral(Peripheral):
         self._closed = True
         if self._poll_task is not None:
             self._poll_task.cancel()
-        if self._kind == "hooks":
+        if self._kind == "hooks" and server is not None:
             server.set_link_listener(None)
         if self._monitor is not None:
             with contextlib.suppress(Exception):
@@ -512,11 +516,23 @@ class BlessPeripheral(Peripheral):
 
     # -- BlueZ: what bless cannot do, over D-Bus -------------------------------------------
 
-    async def _start_bluez(self, server: Any, profile: GattProfile) -> None:
+    async def _open_bluez(self) -> None:
+        """Typed errors for a missing bus, bluetoothd or adapter (bless's are raw, and its
+        dbus-next leaks a socket when the bus is missing)."""
         from bleprov.radio import bluez
 
         try:
             self._bus = await bluez.connect_system_bus()
+            await bluez.find_adapter(self._bus, self._adapter or "hci0")
+        except bluez.BluezError as exc:
+            raise RadioUnavailable(str(exc)) from exc
+
+    async def _start_bluez(self, server: Any, profile: GattProfile) -> None:
+        from bleprov.radio import bluez
+
+        try:
+            if self._bus is None:
+                self._bus = await bluez.connect_system_bus()
             self._adapter_path = str(server.adapter.path)
             self._monitor = bluez.BluezConnectionMonitor(
                 self._bus, self._on_bluez_connection, self._adapter_path
@@ -611,6 +627,8 @@ class BlessPeripheral(Peripheral):
         except Exception as exc:
             logger.warning("could not unregister bless's GATT application: %s", exc)
         server.bus.disconnect()
+        with contextlib.suppress(Exception):
+            await server.bus.wait_for_disconnect()
         if self._bus is not None:
             await bluez.close_bus(self._bus)
 

@@ -523,13 +523,15 @@ class _HciSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         if self._endpoint.session is not None:
-            logger.warning(
-                "controller %d already has a host attached: refusing %s",
+            # The newest host takes the slot over. A host that reconnects usually does so
+            # before the hub has seen its old socket close (both land in one loop turn);
+            # refusing it would leave it waiting for an HCI reset that never completes.
+            logger.info(
+                "controller %d: host %s takes over from the attached host",
                 self._endpoint.index,
                 transport.get_extra_info("peername"),
             )
-            transport.close()
-            return
+            self._endpoint.session.detach()
         self._transport = transport
         self._endpoint.session = self
         self.controller = Controller(

@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+if sys.platform != "linux":
+    pytest.skip("BlueZ and dbus-fast are Linux-only", allow_module_level=True)
+
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
@@ -349,11 +353,9 @@ async def test_missing_bus_raises_a_typed_error(
     assert isinstance(caught.value.__cause__, FileNotFoundError)
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="bless's BlueZ backend is Linux-only")
 async def test_bless_on_a_missing_bus_raises_radio_unavailable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The real bless BlueZ backend, whose setup task fails with a raw FileNotFoundError."""
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no_such_socket")
     peripheral = BlessPeripheral(name="bleprov")
     assert peripheral.capabilities.advertises_service_data is True
@@ -361,13 +363,36 @@ async def test_bless_on_a_missing_bus_raises_radio_unavailable(
     with pytest.raises(RadioUnavailable, match="system bus") as caught:
         await peripheral.start(default_profile(), lambda event: None)
     assert "DBUS_SYSTEM_BUS_ADDRESS" in str(caught.value)
-    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    assert isinstance(caught.value.__cause__, bluez.BluezUnavailable)
+    assert isinstance(caught.value.__cause__.__cause__, FileNotFoundError)
     await peripheral.close()  # a failed start leaves nothing to release
+
+
+async def test_given_bless_server_on_a_missing_bus(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bless BlueZ server built by the caller: its setup task fails with a raw error."""
+    from bless.backends.bluezdbus.server import BlessServerBlueZDBus
+
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no_such_socket")
+    peripheral = BlessPeripheral(BlessServerBlueZDBus(name="bleprov"))
+    with pytest.raises(RadioUnavailable, match="no D-Bus system bus") as caught:
+        await peripheral.start(default_profile(), lambda event: None)
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
 
 
 async def test_no_bluetoothd_on_the_bus(bus: MessageBus) -> None:
     with pytest.raises(bluez.BluezUnavailable, match="bluetoothd"):
         await bluez.find_adapter(bus)
+    peripheral = BlessPeripheral(name="bleprov")
+    with pytest.raises(RadioUnavailable, match="bluetoothd"):
+        await peripheral.start(default_profile(), lambda event: None)
+
+
+async def test_no_adapter(bus: MessageBus, bluez_mock: Path) -> None:
+    peripheral = BlessPeripheral(name="bleprov")
+    with pytest.raises(RadioUnavailable, match="adapter named 'hci0'"):
+        await peripheral.start(default_profile(), lambda event: None)
 
 
 # -- advertisement ----------------------------------------------------------------------

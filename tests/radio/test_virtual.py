@@ -420,17 +420,17 @@ async def test_hub_local_and_remote_devices_share_the_radio() -> None:
         assert session.server.writes[-1][1] == b"over tcp"
         assert hub.link.stats.central_to_peripheral.pdus > 0
 
-        # A second host on an occupied controller is refused.
-        reader, writer = await asyncio.open_connection("127.0.0.1", hub.ports[1])
-        assert await asyncio.wait_for(reader.read(), 2) == b""
-        writer.close()
-        await writer.wait_closed()
-
-        # The remote host going away looks like a lost connection to its peer.
+        # A second host on an occupied controller takes it over: the first host's
+        # controller leaves the link, which its peer sees as a lost connection.
         disconnected: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         session.peripheral_connection.once("disconnection", disconnected.set_result)
-        await transports.pop().close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", hub.ports[1])
         await asyncio.wait_for(disconnected, 2)
+        # ... and the first host's socket is closed by the hub.
+        await transports.pop().close()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.sleep(0.05)
 
         # The controller slot is free again; the next host gets a fresh controller.
         central, transport = await open_hci_device(
