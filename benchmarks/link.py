@@ -76,8 +76,15 @@ async def measure(
             elapsed = asyncio.get_running_loop().time() - start
             stats = hl.channel.stats
             return Row(
-                scenario, mtu, interval_ms, size, elapsed, stats.frames_sent,
-                stats.frames_received, link.stats.total.pdus, link.stats.total.air_bytes,
+                scenario,
+                mtu,
+                interval_ms,
+                size,
+                elapsed,
+                stats.frames_sent,
+                stats.frames_received,
+                link.stats.total.pdus,
+                link.stats.total.air_bytes,
                 hl.write_round_trips,
             )
     finally:
@@ -127,7 +134,11 @@ async def run_all(quick: bool) -> list[Row]:
         t = time.perf_counter()
         rows.append(
             await measure(
-                scenario=scenario, mtu=mtu, interval_ms=interval, size=size, echo=echo,
+                scenario=scenario,
+                mtu=mtu,
+                interval_ms=interval,
+                size=size,
+                echo=echo,
                 with_response=wwr,
             )
         )

@@ -78,7 +78,7 @@ class AttemptLimiter:
     def backoff(self) -> float:
         """Seconds to wait after the last failure: 0 for the first few, then doubling."""
         excess = self.failures - self.free_failures
-        return 0.0 if excess < 0 else min(float(2**excess), self.max_backoff)
+        return 0.0 if excess <= 0 else min(float(2**excess), self.max_backoff)
 
     def check(self, now: float) -> None:
         """Raise :class:`LockedOut` or :class:`TryLater` if no attempt may start now."""
@@ -133,7 +133,7 @@ class AttemptLimiter:
             or not isinstance(value[2], bool)
         ):
             raise MalformedData("attempt counter record is corrupt")
-        return cls(failures=value[1], locked_out=value[2], **limits)  # type: ignore[arg-type]
+        return cls(failures=value[1], locked_out=value[2], **limits)
 
 
 @dataclass
