@@ -26,8 +26,8 @@ from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from noise.connection import Keypair, NoiseConnection  # type: ignore[import-untyped]
-from noise.exceptions import (  # type: ignore[import-untyped]
+from noise.connection import Keypair, NoiseConnection
+from noise.exceptions import (
     NoiseInvalidMessage,
     NoiseValueError,
 )
