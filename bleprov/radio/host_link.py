@@ -176,6 +176,8 @@ class HostLink:
             **radio.client_kwargs(),
         )
         self.info: DeviceInfo | None = None
+        #: The info value exactly as read: the secure session binds these bytes.
+        self.info_raw = b""
         self.write_round_trips = 0
         self._rx_char: BleakGATTCharacteristic | None = None
         self._messages: asyncio.Queue[bytes | BleprovError] = asyncio.Queue()
@@ -220,7 +222,8 @@ class HostLink:
             info_char = service.get_characteristic(self.profile.info.uuid)
             if self._rx_char is None or tx is None or info_char is None:
                 raise LinkError("the device's bleprov service lacks a characteristic")
-            info = DeviceInfo.decode(bytes(await self._client.read_gatt_char(info_char)))
+            self.info_raw = bytes(await self._client.read_gatt_char(info_char))
+            info = DeviceInfo.decode(self.info_raw)
             self.write_round_trips += 1
             if info.protocol_version != self.profile.protocol_version:
                 raise LinkError(
