@@ -1,0 +1,386 @@
+"""Device side of a session: policy, attempt limits, the mode's handshake, attestation,
+then application data over the secure channel. Sans-IO: messages and ``now`` in, events out.
+
+Order of events matters: a :class:`PersistAttempts` event comes before the
+:class:`SendMessage` that could reveal the attempt's outcome, and the adapter must have
+stored it before it sends anything after it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionRefused
+from bleprov.core.channel import ChannelClosedError, SecureChannel
+from bleprov.core.crypto.spake2plus import VerifierRecord
+from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
+from bleprov.core.identity import DeviceIdentity
+from bleprov.core.session import modes
+from bleprov.core.session.messages import (
+    Handshake,
+    Hello,
+    Inner,
+    InnerKind,
+    Mode,
+    Refused,
+    Secure,
+    decode,
+    decode_inner,
+    encode,
+    encode_inner,
+)
+
+ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
+
+
+class ModeNotAllowed(SessionRefused):
+    """The device's policy disables the mode the host asked for."""
+
+    code = 0x40
+
+
+@dataclass(frozen=True, repr=False)
+class DeviceSecrets:
+    """What the device holds for its modes (kept in its encrypted store)."""
+
+    identity: DeviceIdentity
+    #: qr mode: the 16-byte secret printed in the label.
+    label_secret: bytes | None = None
+    #: code mode: SPAKE2+ verifier records by user name (b"" for a printed code).
+    code_records: dict[bytes, VerifierRecord] = field(default_factory=dict)
+
+    @property
+    def noise_static_key(self) -> X25519PrivateKey:
+        return self.identity.noise_static_key
+
+    def __repr__(self) -> str:
+        return f"DeviceSecrets(device_id={self.identity.device_id!r})"
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PersistAttempts:
+    """Store this attempt-counter state before sending anything that follows."""
+
+    state: bytes
+
+
+@dataclass(frozen=True)
+class ShowNumber:
+    """compare mode: display this six-digit value until the session ends."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """The host proved the out-of-band secret; application data may flow."""
+
+    mode: Mode
+
+
+@dataclass(frozen=True)
+class ApplicationData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    """The session is over; ``error`` is None for a normal close."""
+
+    error: BleprovError | None
+
+
+DeviceEvent = (
+    SendMessage | PersistAttempts | ShowNumber | Authenticated | ApplicationData | SessionEnded
+)
+
+
+class _State(enum.Enum):
+    WAIT_HELLO = "wait-hello"
+    HANDSHAKE = "handshake"
+    WAIT_CONFIRMATION = "wait-confirmation"
+    OPEN = "open"
+    ENDED = "ended"
+
+
+class DeviceSession:
+    """One host's session with this device."""
+
+    def __init__(
+        self,
+        *,
+        secrets: DeviceSecrets,
+        policy: Mode | int,
+        device_info: bytes,
+        limiter: AttemptLimiter,
+        button: ButtonWindow,
+        connection: str,
+        now: float,
+        device_confirms: bool = False,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        idle_timeout: float = 120.0,
+    ) -> None:
+        self._secrets = secrets
+        self._policy = int(policy)
+        self._info = device_info
+        self._limiter = limiter
+        self._button = button
+        self._connection = connection
+        self._device_confirms = device_confirms
+        self._handshake_deadline = now + handshake_timeout
+        self._idle_timeout = idle_timeout
+        self._state = _State.WAIT_HELLO
+        self._mode: Mode | None = None
+        self._engine: modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice | None = None
+        self._channel: SecureChannel | None = None
+        self._keys: modes.SessionKeys | None = None
+        self._host_confirmed = False
+        self._device_confirmed = False
+        self.number: int | None = None
+
+    @property
+    def mode(self) -> Mode | None:
+        return self._mode
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is _State.OPEN
+
+    # ---------------------------------------------------------------- inputs
+
+    def receive(self, raw: bytes, now: float) -> list[DeviceEvent]:
+        if self._state is _State.ENDED:
+            return []
+        try:
+            return self._receive(raw, now)
+        except ProtocolError as error:
+            return self._fail(error, now)
+
+    def confirm_number(self, accepted: bool, now: float) -> list[DeviceEvent]:
+        """compare mode, device with a button: the user's verdict on the device."""
+        if self._state is not _State.WAIT_CONFIRMATION or not self._device_confirms:
+            return []
+        if not accepted:
+            return self._fail(modes.UserRejected("the user rejected the number on the device"), now)
+        self._device_confirmed = True
+        return self._maybe_open(now)
+
+    def send(self, data: bytes, now: float) -> list[DeviceEvent]:
+        """Seal application data for the host."""
+        if self._state is not _State.OPEN or self._channel is None:
+            raise ChannelClosedError("the session is not open")
+        return [self._seal(Inner(InnerKind.APPLICATION, data), now)]
+
+    def close(self, now: float) -> list[DeviceEvent]:
+        if self._state is _State.ENDED:
+            return []
+        events: list[DeviceEvent] = []
+        if self._channel is not None and not self._channel.closed:
+            events.append(self._seal(Inner(InnerKind.CLOSE, 0), now))
+        return events + self._end(None)
+
+    def next_deadline(self) -> float | None:
+        if self._state in (_State.WAIT_HELLO, _State.HANDSHAKE, _State.WAIT_CONFIRMATION):
+            return self._handshake_deadline
+        if self._state is _State.OPEN and self._channel is not None:
+            return self._channel.next_deadline()
+        return None
+
+    def handle_timer(self, now: float) -> list[DeviceEvent]:
+        deadline = self.next_deadline()
+        if deadline is None or now < deadline:
+            return []
+        if self._state is _State.OPEN:
+            try:
+                assert self._channel is not None
+                self._channel.handle_timer(now)
+            except ProtocolError as error:
+                return self._end(error)
+            return []
+        return self._fail(HandshakeTimeout("the handshake did not complete in time"), now)
+
+    # -------------------------------------------------------------- internals
+
+    def _receive(self, raw: bytes, now: float) -> list[DeviceEvent]:
+        message = decode(raw)
+        if isinstance(message, Hello):
+            if self._state is not _State.WAIT_HELLO:
+                raise modes.UnexpectedMessage("HELLO after the session started")
+            return self._hello(message, now)
+        if isinstance(message, Handshake):
+            if self._state is not _State.HANDSHAKE or self._engine is None:
+                raise modes.UnexpectedMessage("handshake message out of place")
+            return self._handshake(message.body, now)
+        if isinstance(message, Secure):
+            return self._secure(message.ciphertext, now)
+        raise modes.UnexpectedMessage("hosts do not send REFUSED")
+
+    def _hello(self, hello: Hello, now: float) -> list[DeviceEvent]:
+        mode = hello.mode
+        self._mode = mode
+        if not self._policy & int(mode):
+            raise ModeNotAllowed(f"the device's policy disables the {mode.label} mode")
+        events: list[DeviceEvent] = []
+        if mode is Mode.BUTTON:
+            self._button.claim(self._connection, now)
+            engine: modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice = (
+                modes.button_device(device_info=self._info)
+            )
+        else:
+            self._limiter.begin_attempt(now)
+            events.append(PersistAttempts(self._limiter.to_bytes()))
+            engine = self._engine_for(mode)
+        self._engine = engine
+        self._state = _State.HANDSHAKE
+        step = engine.hello(hello.body)
+        return events + self._after_step(step, now)
+
+    def _engine_for(
+        self, mode: Mode
+    ) -> modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice:
+        s = self._secrets
+        if mode is Mode.QR:
+            if s.label_secret is None:
+                raise ModeNotAllowed("this device has no label secret")
+            return modes.qr_device(
+                static_key=s.noise_static_key, label_secret=s.label_secret, device_info=self._info
+            )
+        if mode is Mode.CODE:
+            if not s.code_records:
+                raise ModeNotAllowed("this device has no code verifier")
+            return modes.CodeDevice(records=s.code_records, device_info=self._info)
+        return modes.CompareDevice(device_info=self._info)
+
+    def _handshake(self, body: bytes, now: float) -> list[DeviceEvent]:
+        assert self._engine is not None
+        return self._after_step(self._engine.receive(body), now)
+
+    def _after_step(self, step: modes.Step, now: float) -> list[DeviceEvent]:
+        events: list[DeviceEvent] = []
+        if step.reply is not None:
+            events.append(SendMessage(encode(Handshake(step.reply))))
+        if step.keys is not None and self._channel is None:
+            self._keys = step.keys
+            self._channel = SecureChannel.for_role(
+                is_host=False,
+                host_to_device_key=step.keys.host_to_device,
+                device_to_host_key=step.keys.device_to_host,
+                idle_timeout=self._idle_timeout,
+                now=now,
+            )
+        if step.number is not None:
+            self.number = step.number
+            events.append(ShowNumber(step.number))
+        if self._mode in (Mode.QR, Mode.BUTTON) and step.done:
+            # Noise: the host proved the label secret (qr) or holds the button window.
+            events.append(self._attestation(now))
+            return events + self._open(now)
+        if self._mode is Mode.CODE and step.done:
+            events.append(self._attestation(now))
+            return events + self._open(now)
+        if self._mode is Mode.COMPARE and step.done:
+            self._state = _State.WAIT_CONFIRMATION
+        return events
+
+    def _secure(self, ciphertext: bytes, now: float) -> list[DeviceEvent]:
+        if self._channel is None:
+            raise modes.UnexpectedMessage("encrypted message before keys exist")
+        inner = decode_inner(self._channel.open(ciphertext, now))
+        if inner.kind is InnerKind.CLOSE:
+            assert isinstance(inner.body, int)
+            return self._end(None if inner.body == 0 else ClosedByPeer(inner.body))
+        if self._state is _State.WAIT_CONFIRMATION and inner.kind is InnerKind.CONFIRMED:
+            self._host_confirmed = True
+            return self._maybe_open(now)
+        if self._state is not _State.OPEN:
+            raise modes.UnexpectedMessage("application data before the host was authenticated")
+        if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
+            raise modes.UnexpectedMessage("only application data is expected now")
+        if self._mode is Mode.BUTTON and self._button.overlapped(self._connection):
+            from bleprov.core.attempts import SessionOverlap
+
+            raise SessionOverlap("another host tried during the button window")
+        return [ApplicationData(inner.body)]
+
+    def _maybe_open(self, now: float) -> list[DeviceEvent]:
+        if not self._host_confirmed or (self._device_confirms and not self._device_confirmed):
+            return []
+        return [self._attestation(now), *self._open(now)]
+
+    def _open(self, now: float) -> list[DeviceEvent]:
+        assert self._mode is not None
+        self._state = _State.OPEN
+        events: list[DeviceEvent] = []
+        if self._mode is not Mode.BUTTON:
+            self._limiter.succeeded()
+            events.append(PersistAttempts(self._limiter.to_bytes()))
+        return [*events, Authenticated(self._mode)]
+
+    def _attestation(self, now: float) -> SendMessage:
+        assert self._keys is not None
+        attestation = self._secrets.identity.attest(
+            self._keys.handshake_hash, context=ATTESTATION_CONTEXT
+        )
+        return self._seal(Inner(InnerKind.ATTESTATION, attestation), now)
+
+    def _seal(self, inner: Inner, now: float) -> SendMessage:
+        assert self._channel is not None
+        return SendMessage(encode(Secure(self._channel.seal(encode_inner(inner), now))))
+
+    def _fail(self, error: ProtocolError, now: float) -> list[DeviceEvent]:
+        events: list[DeviceEvent] = []
+        if self._channel is not None and not self._channel.closed:
+            events.append(self._seal(Inner(InnerKind.CLOSE, error.code), now))
+        else:
+            retry = int(getattr(error, "retry_after", 0) + 0.999)
+            events.append(SendMessage(encode(Refused(error.code, min(retry, 86400)))))
+        return events + self._end(error)
+
+    def _end(self, error: BleprovError | None) -> list[DeviceEvent]:
+        self._state = _State.ENDED
+        if self._channel is not None:
+            self._channel.close()
+        if self._mode is Mode.BUTTON:
+            self._button.close()  # one-shot: the window is spent, whatever the outcome
+        return [SessionEnded(error)]
+
+
+class ClosedByPeer(ProtocolError):
+    """The host closed the session for a reason (``code``), e.g. the user rejected."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the host closed the session (error 0x{code:02x})")
+        self.code = code
+
+
+class HandshakeTimeout(ProtocolError):
+    """The handshake did not complete within its time."""
+
+    code = 0x48
+
+
+__all__ = [
+    "ApplicationData",
+    "Authenticated",
+    "ClosedByPeer",
+    "DeviceEvent",
+    "DeviceSecrets",
+    "DeviceSession",
+    "HandshakeTimeout",
+    "MalformedData",
+    "ModeNotAllowed",
+    "PersistAttempts",
+    "SendMessage",
+    "SessionEnded",
+    "ShowNumber",
+]

@@ -1,0 +1,367 @@
+"""Host side of a session: pick a mode the device offers, run its handshake, check the
+device's attestation against trusted manufacturer roots, then exchange application data.
+Sans-IO: messages and ``now`` in, events out.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
+from bleprov.core.attempts import (
+    ButtonNotPressed,
+    LockedOut,
+    SessionOverlap,
+    SessionRefused,
+    TryLater,
+)
+from bleprov.core.channel import ChannelClosedError, SecureChannel
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.errors import BleprovError, LocalProtocolError, ProtocolError
+from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
+from bleprov.core.session import modes
+from bleprov.core.session.device import ATTESTATION_CONTEXT, HandshakeTimeout, ModeNotAllowed
+from bleprov.core.session.messages import (
+    Handshake,
+    Hello,
+    Inner,
+    InnerKind,
+    Mode,
+    Refused,
+    Secure,
+    decode,
+    decode_inner,
+    encode,
+    encode_inner,
+)
+
+
+class Downgrade(ProtocolError):
+    """What the device advertised and what it says in its info disagree."""
+
+    code = 0x49
+
+
+class DeviceRefused(ProtocolError):
+    """The device refused the session; ``reason`` is the typed cause when known."""
+
+    def __init__(self, reason: ProtocolError) -> None:
+        super().__init__(f"the device refused: {reason}")
+        self.reason = reason
+        self.code = reason.code
+
+
+_REFUSALS: dict[int, type[ProtocolError]] = {
+    ModeNotAllowed.code: ModeNotAllowed,
+    LockedOut.code: LockedOut,
+    ButtonNotPressed.code: ButtonNotPressed,
+    SessionOverlap.code: SessionOverlap,
+    modes.AuthenticationFailed.code: modes.AuthenticationFailed,
+    modes.UserRejected.code: modes.UserRejected,
+    modes.UnexpectedMessage.code: modes.UnexpectedMessage,
+    HandshakeTimeout.code: HandshakeTimeout,
+}
+
+
+def refusal(code: int, retry_after: int) -> ProtocolError:
+    """The typed error a REFUSED (or CLOSE) code stands for."""
+    if code == TryLater.code:
+        return TryLater(float(retry_after))
+    cls = _REFUSALS.get(code)
+    if cls is LockedOut:
+        return LockedOut(
+            "the device is locked after too many failed attempts; reset it with its physical button"
+        )
+    if cls is not None:
+        return cls(f"device reported error 0x{code:02x}")
+    return SessionRefused(f"device reported error 0x{code:02x}")
+
+
+# ------------------------------------------------------------ what the host knows
+
+
+@dataclass(frozen=True, repr=False)
+class QrSecret:
+    """From the QR code, NFC tag or long printed key."""
+
+    device_static_public: bytes
+    label_secret: bytes
+
+
+@dataclass(frozen=True, repr=False)
+class CodeSecret:
+    """A printed code (user b"") or a scratch card's user and password."""
+
+    password: bytes
+    user: bytes = b""
+
+
+OutOfBand = QrSecret | CodeSecret | None
+
+
+@dataclass(frozen=True)
+class Trust:
+    roots: tuple[bytes, ...]  # manufacturer root certificates, DER
+    policy: TrustPolicy
+
+
+# ------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CompareNumber:
+    """compare mode: show this number; call :meth:`HostSession.confirm_number`."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class Established:
+    """Handshake done and attestation checked; application data may flow."""
+
+    mode: Mode
+    attestation: AttestationResult
+
+
+@dataclass(frozen=True)
+class ApplicationData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    error: BleprovError | None
+
+
+HostEvent = SendMessage | CompareNumber | Established | ApplicationData | SessionEnded
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    HANDSHAKE = "handshake"
+    WAIT_USER = "wait-user"
+    WAIT_ATTESTATION = "wait-attestation"
+    OPEN = "open"
+    ENDED = "ended"
+
+
+def check_advertisement(advertised: ServiceData, info: DeviceInfo) -> None:
+    """Refuse a device whose advertisement and info disagree (one of them was altered)."""
+    if (
+        advertised.protocol_version != info.protocol_version
+        or advertised.state != info.state
+        or advertised.modes != info.modes
+        or advertised.discriminator != info.discriminator
+    ):
+        raise Downgrade("the device's advertisement and its info characteristic disagree")
+
+
+class HostSession:
+    """One session with one device, driven by the host."""
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        secret: OutOfBand,
+        device_info: bytes,
+        trust: Trust,
+        wall_clock: datetime,
+        now: float,
+        handshake_timeout: float = 60.0,
+        idle_timeout: float = 120.0,
+    ) -> None:
+        info = DeviceInfo.decode(device_info)
+        if not info.modes & OobMode(int(mode)):
+            raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
+        self._mode = mode
+        self._info_raw = device_info
+        self._trust = trust
+        self._wall_clock = wall_clock
+        self._handshake_deadline = now + handshake_timeout
+        self._idle_timeout = idle_timeout
+        self._state = _State.IDLE
+        self._channel: SecureChannel | None = None
+        self._keys: modes.SessionKeys | None = None
+        self.attestation: AttestationResult | None = None
+        self.number: int | None = None
+        self._engine = self._engine_for(mode, secret, info)
+
+    def _engine_for(
+        self, mode: Mode, secret: OutOfBand, info: DeviceInfo
+    ) -> modes._NoiseHost | modes.CodeHost | modes.CompareHost:
+        raw = self._info_raw
+        if mode is Mode.QR:
+            if not isinstance(secret, QrSecret):
+                raise LocalProtocolError("qr mode needs the label's key and secret")
+            return modes.qr_host(
+                device_static_public=secret.device_static_public,
+                label_secret=secret.label_secret,
+                device_info=raw,
+            )
+        if mode is Mode.CODE:
+            if not isinstance(secret, CodeSecret):
+                raise LocalProtocolError("code mode needs the code or user and password")
+            if info.pbkdf_salt is None or info.pbkdf_cost is None:
+                raise Downgrade("the device offers code mode without its PBKDF parameters")
+            log_n, r, p = info.pbkdf_cost
+            return modes.CodeHost(
+                password=secret.password,
+                user=secret.user,
+                salt=info.pbkdf_salt,
+                cost=ScryptCost(n=1 << log_n, r=r, p=p),
+                device_info=raw,
+            )
+        if mode is Mode.COMPARE:
+            return modes.CompareHost(device_info=raw)
+        return modes.button_host(device_info=raw)
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    @property
+    def is_open(self) -> bool:
+        return self._state is _State.OPEN
+
+    def start(self, now: float) -> list[HostEvent]:
+        if self._state is not _State.IDLE:
+            raise LocalProtocolError("the session has started already")
+        self._state = _State.HANDSHAKE
+        return [SendMessage(encode(Hello(self._mode, self._engine.hello())))]
+
+    def receive(self, raw: bytes, now: float) -> list[HostEvent]:
+        if self._state is _State.ENDED:
+            return []
+        try:
+            return self._receive(raw, now)
+        except ProtocolError as error:
+            return self._fail(error, now)
+
+    def confirm_number(self, accepted: bool, now: float) -> list[HostEvent]:
+        """compare mode: the user says whether both screens show the same number."""
+        if self._state is not _State.WAIT_USER:
+            raise LocalProtocolError("no number is waiting for confirmation")
+        if not accepted:
+            return self._fail(modes.UserRejected("the numbers differ"), now)
+        self._state = _State.WAIT_ATTESTATION
+        return [self._seal(Inner(InnerKind.CONFIRMED, b""), now)]
+
+    def send(self, data: bytes, now: float) -> list[HostEvent]:
+        if self._state is not _State.OPEN:
+            raise ChannelClosedError("the session is not open")
+        return [self._seal(Inner(InnerKind.APPLICATION, data), now)]
+
+    def close(self, now: float) -> list[HostEvent]:
+        if self._state is _State.ENDED:
+            return []
+        events: list[HostEvent] = []
+        if self._channel is not None and not self._channel.closed:
+            events.append(self._seal(Inner(InnerKind.CLOSE, 0), now))
+        return events + self._end(None)
+
+    def next_deadline(self) -> float | None:
+        if self._state in (_State.HANDSHAKE, _State.WAIT_ATTESTATION):
+            return self._handshake_deadline
+        if self._state is _State.OPEN and self._channel is not None:
+            return self._channel.next_deadline()
+        return None
+
+    def handle_timer(self, now: float) -> list[HostEvent]:
+        deadline = self.next_deadline()
+        if deadline is None or now < deadline:
+            return []
+        if self._state is _State.OPEN and self._channel is not None:
+            try:
+                self._channel.handle_timer(now)
+            except ProtocolError as error:
+                return self._end(error)
+            return []
+        return self._fail(HandshakeTimeout("the device did not complete the handshake"), now)
+
+    # ------------------------------------------------------------- internals
+
+    def _receive(self, raw: bytes, now: float) -> list[HostEvent]:
+        message = decode(raw)
+        if isinstance(message, Refused):
+            return self._end(DeviceRefused(refusal(message.code, message.retry_after)))
+        if isinstance(message, Handshake):
+            if self._state is not _State.HANDSHAKE:
+                raise modes.UnexpectedMessage("handshake message out of place")
+            return self._step(self._engine.receive(message.body), now)
+        if isinstance(message, Secure):
+            return self._secure(message.ciphertext, now)
+        raise modes.UnexpectedMessage("devices do not send HELLO")
+
+    def _step(self, step: modes.Step, now: float) -> list[HostEvent]:
+        events: list[HostEvent] = []
+        if step.reply is not None:
+            events.append(SendMessage(encode(Handshake(step.reply))))
+        if step.keys is not None:
+            self._keys = step.keys
+            self._channel = SecureChannel.for_role(
+                is_host=True,
+                host_to_device_key=step.keys.host_to_device,
+                device_to_host_key=step.keys.device_to_host,
+                idle_timeout=self._idle_timeout,
+                now=now,
+            )
+        if step.number is not None:
+            self.number = step.number
+            self._state = _State.WAIT_USER
+            events.append(CompareNumber(step.number))
+        elif step.done:
+            self._state = _State.WAIT_ATTESTATION
+        return events
+
+    def _secure(self, ciphertext: bytes, now: float) -> list[HostEvent]:
+        if self._channel is None:
+            # code mode: the attestation may arrive in the same flight as the reply the
+            # keys come from; the framing layer keeps order, so keys exist by now.
+            raise modes.UnexpectedMessage("encrypted message before keys exist")
+        inner = decode_inner(self._channel.open(ciphertext, now))
+        if inner.kind is InnerKind.CLOSE:
+            assert isinstance(inner.body, int)
+            return self._end(None if inner.body == 0 else DeviceRefused(refusal(inner.body, 0)))
+        if inner.kind is InnerKind.ATTESTATION:
+            if self._state is not _State.WAIT_ATTESTATION or not isinstance(inner.body, bytes):
+                raise modes.UnexpectedMessage("attestation out of place")
+            assert self._keys is not None
+            self.attestation = verify_attestation(
+                inner.body,
+                self._keys.handshake_hash,
+                context=ATTESTATION_CONTEXT,
+                trusted_roots=self._trust.roots,
+                now=self._wall_clock,
+                policy=self._trust.policy,
+            )
+            self._state = _State.OPEN
+            return [Established(self._mode, self.attestation)]
+        if self._state is not _State.OPEN:
+            raise modes.UnexpectedMessage("application data before attestation")
+        if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
+            raise modes.UnexpectedMessage("unexpected record from the device")
+        return [ApplicationData(inner.body)]
+
+    def _seal(self, inner: Inner, now: float) -> SendMessage:
+        assert self._channel is not None
+        return SendMessage(encode(Secure(self._channel.seal(encode_inner(inner), now))))
+
+    def _fail(self, error: ProtocolError, now: float) -> list[HostEvent]:
+        events: list[HostEvent] = []
+        if self._channel is not None and not self._channel.closed:
+            events.append(self._seal(Inner(InnerKind.CLOSE, error.code), now))
+        return events + self._end(error)
+
+    def _end(self, error: BleprovError | None) -> list[HostEvent]:
+        self._state = _State.ENDED
+        if self._channel is not None:
+            self._channel.close()
+        return [SessionEnded(error)]

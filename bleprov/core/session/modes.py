@@ -1,0 +1,405 @@
+"""The four out-of-band modes as handshake engines, one class per mode and role.
+
+Each engine consumes and produces handshake bodies (the ``body`` of HELLO and HANDSHAKE
+messages) and, once keys exist, hands back :class:`SessionKeys`. Engines know nothing of
+framing, attempts or attestation: :mod:`bleprov.core.session.host` and
+:mod:`bleprov.core.session.device` drive them.
+
+Every mode binds the same prologue (:func:`prologue`): protocol version, the chosen mode
+and the device's info value byte for byte, so a mode the device's policy did not offer,
+or info altered on the way, makes the handshake fail (downgrade protection).
+
+- ``qr``: Noise_NKpsk0_25519_ChaChaPoly_SHA256. The label carries the device's static
+  key (authenticates the device) and a 128-bit secret, the PSK (authenticates the host).
+  One round trip.
+- ``code``: SPAKE2+ (RFC 9383, P-256). The device holds only the verifier (w0, L). One
+  and a half round trips.
+- ``compare``: P-256 ECDH with commitment before reveal, LE Secure Connections style
+  (f4 commitment, g2 six-digit value); the user confirms the number.
+- ``button``: Noise_NN_25519_ChaChaPoly_SHA256, unauthenticated, accepted only in the
+  device's button window (:class:`~bleprov.core.attempts.ButtonWindow`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bleprov.core.crypto import lesc
+from bleprov.core.crypto.noise import NoiseHandshake
+from bleprov.core.crypto.spake2plus import (
+    Prover,
+    ProverSecrets,
+    ScryptCost,
+    Verifier,
+    VerifierRecord,
+    derive_verifier,
+)
+from bleprov.core.errors import MalformedData, ProtocolError
+from bleprov.core.session.messages import Mode, join_fields, split_fields
+
+PROTOCOL_LABEL: Final = b"bleprov/1"
+QR_PSK_INFO: Final = b"bleprov/1 qr psk"
+KEYS_INFO: Final = b"bleprov/1 session keys"
+SPAKE_ID_VERIFIER: Final = b"bleprov device"
+
+
+class AuthenticationFailed(ProtocolError):
+    """The peer did not prove the out-of-band secret (wrong code, wrong label)."""
+
+    code = 0x43
+
+
+class UserRejected(ProtocolError):
+    """The user said the numbers on the host and the device differ."""
+
+    code = 0x46
+
+
+class UnexpectedMessage(ProtocolError):
+    """A handshake message arrived when another was due."""
+
+    code = 0x47
+
+
+def prologue(mode: Mode, device_info: bytes) -> bytes:
+    """What every mode binds: version label, chosen mode, the device info exactly."""
+    return PROTOCOL_LABEL + bytes([int(mode)]) + len(device_info).to_bytes(2, "big") + device_info
+
+
+def qr_psk(label_secret: bytes) -> bytes:
+    """The Noise PSK from the label's 128-bit secret (HKDF-SHA256, fixed info)."""
+    if len(label_secret) != 16:
+        raise MalformedData("label secret must be 16 bytes")
+    derived: bytes = HKDF(hashes.SHA256(), 32, salt=None, info=QR_PSK_INFO).derive(label_secret)
+    return derived
+
+
+@dataclass(frozen=True, repr=False)
+class SessionKeys:
+    host_to_device: bytes
+    device_to_host: bytes
+    #: Public transcript hash the device's attestation signs.
+    handshake_hash: bytes
+
+    def __repr__(self) -> str:
+        return "SessionKeys(<secret>)"
+
+
+def _schedule(secret: bytes, handshake_hash: bytes) -> SessionKeys:
+    okm = HKDF(hashes.SHA256(), 64, salt=handshake_hash, info=KEYS_INFO).derive(secret)
+    return SessionKeys(okm[:32], okm[32:], handshake_hash)
+
+
+@dataclass
+class Step:
+    """What an engine produced for one input."""
+
+    reply: bytes | None = None
+    keys: SessionKeys | None = None
+    #: compare mode: the six-digit value to show and have the user confirm.
+    number: int | None = None
+    #: code mode, device side: keys exist but the host has not proven the code yet.
+    awaiting_proof: bool = False
+    done: bool = False
+
+
+# ------------------------------------------------------------------ qr / button
+
+
+class _NoiseHost:
+    def __init__(self, handshake: NoiseHandshake) -> None:
+        self._hs = handshake
+
+    def hello(self) -> bytes:
+        return self._hs.write_message(b"")
+
+    def receive(self, body: bytes) -> Step:
+        self._hs.read_message(body)
+        k1, k2 = self._hs.split_keys()
+        return Step(keys=SessionKeys(k1, k2, self._hs.handshake_hash), done=True)
+
+
+class _NoiseDevice:
+    def __init__(self, handshake: NoiseHandshake) -> None:
+        self._hs = handshake
+
+    def hello(self, body: bytes) -> Step:
+        try:
+            self._hs.read_message(body)
+        except ProtocolError:
+            raise AuthenticationFailed("the host did not prove the label secret") from None
+        reply = self._hs.write_message(b"")
+        k1, k2 = self._hs.split_keys()
+        return Step(reply=reply, keys=SessionKeys(k1, k2, self._hs.handshake_hash), done=True)
+
+    def receive(self, body: bytes) -> Step:
+        raise UnexpectedMessage("the Noise handshake has no third message")
+
+
+def qr_host(*, device_static_public: bytes, label_secret: bytes, device_info: bytes) -> _NoiseHost:
+    return _NoiseHost(
+        NoiseHandshake(
+            "NKpsk0",
+            initiator=True,
+            local_static=None,
+            remote_static=device_static_public,
+            psk=qr_psk(label_secret),
+            prologue=prologue(Mode.QR, device_info),
+        )
+    )
+
+
+def qr_device(
+    *, static_key: X25519PrivateKey, label_secret: bytes, device_info: bytes
+) -> _NoiseDevice:
+    return _NoiseDevice(
+        NoiseHandshake(
+            "NKpsk0",
+            initiator=False,
+            local_static=static_key,
+            remote_static=None,
+            psk=qr_psk(label_secret),
+            prologue=prologue(Mode.QR, device_info),
+        )
+    )
+
+
+def button_host(*, device_info: bytes) -> _NoiseHost:
+    return _NoiseHost(
+        NoiseHandshake(
+            "NN",
+            initiator=True,
+            local_static=None,
+            remote_static=None,
+            psk=None,
+            prologue=prologue(Mode.BUTTON, device_info),
+        )
+    )
+
+
+def button_device(*, device_info: bytes) -> _NoiseDevice:
+    return _NoiseDevice(
+        NoiseHandshake(
+            "NN",
+            initiator=False,
+            local_static=None,
+            remote_static=None,
+            psk=None,
+            prologue=prologue(Mode.BUTTON, device_info),
+        )
+    )
+
+
+# ------------------------------------------------------------------------ code
+
+
+def _code_hash(pro: bytes, share_p: bytes, share_v: bytes) -> bytes:
+    return hashlib.sha256(b"bleprov/1 code transcript" + pro + share_p + share_v).digest()
+
+
+class CodeHost:
+    """SPAKE2+ prover: knows the code (or password)."""
+
+    def __init__(
+        self,
+        *,
+        password: bytes,
+        user: bytes,
+        salt: bytes,
+        cost: ScryptCost,
+        device_info: bytes,
+    ) -> None:
+        self._user = user
+        self._pro = prologue(Mode.CODE, device_info)
+        prover_secrets = derive_verifier(
+            password, salt=salt, id_prover=user, id_verifier=SPAKE_ID_VERIFIER, cost=cost
+        )
+        self._prover = Prover(
+            prover_secrets, context=self._pro, id_prover=user, id_verifier=SPAKE_ID_VERIFIER
+        )
+        self._share_p = b""
+
+    def hello(self) -> bytes:
+        self._share_p = self._prover.start()
+        return join_fields(self._user, self._share_p)
+
+    def receive(self, body: bytes) -> Step:
+        share_v, confirm_v = split_fields(body, 2, "code reply")
+        try:
+            confirm_p, k_shared = self._prover.finish(share_v, confirm_v)
+        except ProtocolError:
+            raise AuthenticationFailed("the device did not confirm the code") from None
+        keys = _schedule(k_shared, _code_hash(self._pro, self._share_p, share_v))
+        return Step(reply=confirm_p, keys=keys, done=True)
+
+
+class CodeDevice:
+    """SPAKE2+ verifier: holds only (w0, L) for the expected user.
+
+    Keys come only after the host's confirmation checks out, so nothing is sealed for a
+    host that has not proven the code (the attestation follows in the next flight).
+    """
+
+    def __init__(self, *, records: dict[bytes, VerifierRecord], device_info: bytes) -> None:
+        self._records = records
+        self._pro = prologue(Mode.CODE, device_info)
+        self._verifier: Verifier | None = None
+        self._shares = (b"", b"")
+
+    def hello(self, body: bytes) -> Step:
+        user, share_p = split_fields(body, 2, "code hello", limit=128)
+        record = self._records.get(user)
+        if record is None:
+            raise AuthenticationFailed("unknown user for the code mode")
+        self._verifier = Verifier(
+            record, context=self._pro, id_prover=user, id_verifier=SPAKE_ID_VERIFIER
+        )
+        share_v, confirm_v = self._verifier.respond(share_p)
+        self._shares = (share_p, share_v)
+        return Step(reply=join_fields(share_v, confirm_v), awaiting_proof=True)
+
+    def receive(self, body: bytes) -> Step:
+        if self._verifier is None or not self._shares[0]:
+            raise UnexpectedMessage("code proof before hello")
+        try:
+            k_shared = self._verifier.finish(body)
+        except ProtocolError:
+            raise AuthenticationFailed("wrong code") from None
+        self._shares, (share_p, share_v) = (b"", b""), self._shares
+        keys = _schedule(k_shared, _code_hash(self._pro, share_p, share_v))
+        return Step(keys=keys, done=True)
+
+
+# --------------------------------------------------------------------- compare
+
+
+def _compare_hash(
+    pro: bytes, pk_h: bytes, pk_d: bytes, c_d: bytes, n_h: bytes, n_d: bytes
+) -> bytes:
+    return hashlib.sha256(
+        b"bleprov/1 compare transcript" + pro + pk_h + pk_d + c_d + n_h + n_d
+    ).digest()
+
+
+@dataclass
+class _CompareState:
+    key: ec.EllipticCurvePrivateKey
+    pk_self: bytes
+    nonce: bytes = field(default_factory=lambda: secrets.token_bytes(16))
+    pk_peer: bytes = b""
+    commitment: bytes = b""
+    peer_nonce: bytes = b""
+
+
+class CompareHost:
+    """Initiator: sends its key, receives the device's commitment, reveals its nonce."""
+
+    def __init__(
+        self, *, device_info: bytes, rng: Callable[[int], bytes] = secrets.token_bytes
+    ) -> None:
+        self._pro = prologue(Mode.COMPARE, device_info)
+        key = lesc.generate_p256_private_key()
+        self._s = _CompareState(key, lesc.p256_public_key_bytes(key), rng(16))
+        self._stage = 0
+
+    def hello(self) -> bytes:
+        return self._s.pk_self
+
+    def receive(self, body: bytes) -> Step:
+        s = self._s
+        if self._stage == 0:
+            pk_d, c_d = split_fields(body, 2, "compare commitment")
+            if hmac.compare_digest(pk_d, s.pk_self):
+                raise AuthenticationFailed("the device echoed our own public key")
+            lesc.p256_public_key_from_bytes(pk_d)
+            if len(c_d) != 16:
+                raise MalformedData("commitment must be 16 bytes")
+            s.pk_peer, s.commitment = pk_d, c_d
+            self._stage = 1
+            return Step(reply=s.nonce)
+        if self._stage == 1:
+            n_d = body
+            if len(n_d) != 16:
+                raise MalformedData("nonce must be 16 bytes")
+            if hmac.compare_digest(n_d, s.nonce):
+                raise AuthenticationFailed("the device echoed our own nonce")
+            try:
+                lesc.verify_commitment(s.commitment, s.pk_peer[:32], s.pk_self[:32], n_d)
+            except lesc.CommitmentMismatch:
+                raise AuthenticationFailed(
+                    "the device's nonce does not open its commitment"
+                ) from None
+            s.peer_nonce = n_d
+            dh = lesc.dh_key(s.key, lesc.p256_public_key_from_bytes(s.pk_peer))
+            number = lesc.numeric_comparison_value(s.pk_self[:32], s.pk_peer[:32], s.nonce, n_d)
+            hh = _compare_hash(self._pro, s.pk_self, s.pk_peer, s.commitment, s.nonce, n_d)
+            self._stage = 2
+            return Step(keys=_schedule(dh, hh), number=number, done=True)
+        raise UnexpectedMessage("the compare handshake is over")
+
+
+class CompareDevice:
+    """Responder: commits to its nonce before it sees the host's."""
+
+    def __init__(
+        self, *, device_info: bytes, rng: Callable[[int], bytes] = secrets.token_bytes
+    ) -> None:
+        self._pro = prologue(Mode.COMPARE, device_info)
+        key = lesc.generate_p256_private_key()
+        self._s = _CompareState(key, lesc.p256_public_key_bytes(key), rng(16))
+        self._stage = 0
+
+    def hello(self, body: bytes) -> Step:
+        s = self._s
+        if hmac.compare_digest(body[:64], s.pk_self):
+            raise AuthenticationFailed("the host echoed our own public key")
+        lesc.p256_public_key_from_bytes(body)
+        s.pk_peer = body
+        s.commitment = lesc.commitment(s.pk_self[:32], s.pk_peer[:32], s.nonce)
+        self._stage = 1
+        return Step(reply=join_fields(s.pk_self, s.commitment))
+
+    def receive(self, body: bytes) -> Step:
+        s = self._s
+        if self._stage != 1:
+            raise UnexpectedMessage("the compare handshake is over")
+        if len(body) != 16:
+            raise MalformedData("nonce must be 16 bytes")
+        if hmac.compare_digest(body, s.nonce):
+            raise AuthenticationFailed("the host echoed our own nonce")
+        s.peer_nonce = body
+        dh = lesc.dh_key(s.key, lesc.p256_public_key_from_bytes(s.pk_peer))
+        number = lesc.numeric_comparison_value(s.pk_peer[:32], s.pk_self[:32], body, s.nonce)
+        hh = _compare_hash(self._pro, s.pk_peer, s.pk_self, s.commitment, body, s.nonce)
+        self._stage = 2
+        return Step(reply=s.nonce, keys=_schedule(dh, hh), number=number, done=True)
+
+
+__all__ = [
+    "AuthenticationFailed",
+    "CodeDevice",
+    "CodeHost",
+    "CompareDevice",
+    "CompareHost",
+    "ProverSecrets",
+    "SessionKeys",
+    "Step",
+    "UnexpectedMessage",
+    "UserRejected",
+    "button_device",
+    "button_host",
+    "prologue",
+    "qr_device",
+    "qr_host",
+    "qr_psk",
+]

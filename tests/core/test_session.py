@@ -1,0 +1,426 @@
+"""The session state machines end to end, by hand: every mode, every refusal, no radio."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
+from bleprov.core.attempts import AttemptLimiter, ButtonWindow, LockedOut
+from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
+from bleprov.core.identity import Manufacturer, TrustPolicy, UnknownManufacturer
+from bleprov.core.session import device as dev
+from bleprov.core.session import host as hst
+from bleprov.core.session.messages import Mode
+from bleprov.core.session.modes import SPAKE_ID_VERIFIER, AuthenticationFailed, UserRejected
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+CHEAP = ScryptCost(n=1 << 10, r=8, p=1)
+SALT = bytes(range(16))
+CODE = b"48613702"
+MANUFACTURER = Manufacturer.create("Acme Devices", now=NOW)
+IDENTITY = MANUFACTURER.issue_device(now=NOW)
+LABEL_SECRET = os.urandom(16)
+TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
+ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON
+
+
+def info(modes: OobMode = ALL) -> bytes:
+    return DeviceInfo(
+        protocol_version=1,
+        state=DeviceState.VIRGIN,
+        modes=modes,
+        discriminator=0x123,
+        max_message=65536,
+        rx_window=16,
+        profile_version=1,
+        pbkdf_salt=SALT,
+        pbkdf_cost=(CHEAP.log2_n, CHEAP.r, CHEAP.p),
+    ).encode()
+
+
+def secrets_(users: dict[bytes, bytes] | None = None) -> dev.DeviceSecrets:
+    users = users if users is not None else {b"": CODE}
+    records = {
+        user: derive_verifier(
+            pw, salt=SALT, id_prover=user, id_verifier=SPAKE_ID_VERIFIER, cost=CHEAP
+        ).verifier_record()
+        for user, pw in users.items()
+    }
+    return dev.DeviceSecrets(IDENTITY, label_secret=LABEL_SECRET, code_records=records)
+
+
+def qr_secret() -> hst.QrSecret:
+    return hst.QrSecret(IDENTITY.noise_static_public_key, LABEL_SECRET)
+
+
+@dataclass
+class Run:
+    host_events: list[hst.HostEvent] = field(default_factory=list)
+    device_events: list[dev.DeviceEvent] = field(default_factory=list)
+    messages: int = 0
+    round_trips: int = 0
+
+
+def make_device(
+    *,
+    modes: OobMode = ALL,
+    limiter: AttemptLimiter | None = None,
+    button: ButtonWindow | None = None,
+    connection: str = "host-a",
+    device_confirms: bool = False,
+    device_info: bytes | None = None,
+) -> dev.DeviceSession:
+    return dev.DeviceSession(
+        secrets=secrets_(),
+        policy=modes,
+        device_info=device_info or info(modes),
+        limiter=limiter or AttemptLimiter(),
+        button=button or ButtonWindow(),
+        connection=connection,
+        now=0.0,
+        device_confirms=device_confirms,
+    )
+
+
+def make_host(
+    mode: Mode, secret: hst.OutOfBand, *, device_info: bytes | None = None, trust: hst.Trust = TRUST
+) -> hst.HostSession:
+    return hst.HostSession(
+        mode=mode,
+        secret=secret,
+        device_info=device_info or info(),
+        trust=trust,
+        wall_clock=NOW,
+        now=0.0,
+    )
+
+
+def pump(
+    host: hst.HostSession,
+    device: dev.DeviceSession,
+    first: list[hst.HostEvent],
+    *,
+    accept: bool = True,
+    run: Run | None = None,
+) -> Run:
+    """Deliver messages both ways until quiet; answer compare prompts with ``accept``."""
+    run = run or Run()
+    to_device = [e.data for e in first if isinstance(e, hst.SendMessage)]
+    run.host_events += first
+    while to_device:
+        run.round_trips += 1
+        to_host: list[bytes] = []
+        for m in to_device:
+            run.messages += 1
+            events = device.receive(m, 1.0)
+            run.device_events += events
+            to_host += [e.data for e in events if isinstance(e, dev.SendMessage)]
+        to_device = []
+        for m in to_host:
+            run.messages += 1
+            events = host.receive(m, 1.0)
+            for e in list(events):
+                if isinstance(e, hst.CompareNumber):
+                    events += host.confirm_number(accept, 1.0)
+            run.host_events += events
+            to_device += [e.data for e in events if isinstance(e, hst.SendMessage)]
+    return run
+
+
+def established(run: Run) -> hst.Established | None:
+    return next((e for e in run.host_events if isinstance(e, hst.Established)), None)
+
+
+def ended(events: list) -> BaseException | None:  # type: ignore[type-arg]
+    for e in events:
+        if isinstance(e, (hst.SessionEnded, dev.SessionEnded)):
+            return e.error
+    return None
+
+
+def exchange_application_data(host: hst.HostSession, device: dev.DeviceSession) -> None:
+    [up] = host.send(b"hello device", 2.0)
+    assert isinstance(up, hst.SendMessage)
+    assert dev.ApplicationData(b"hello device") in device.receive(up.data, 2.0)
+    [down] = device.send(b"hello host", 2.0)
+    assert isinstance(down, dev.SendMessage)
+    assert hst.ApplicationData(b"hello host") in host.receive(down.data, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "secret"),
+    [
+        (Mode.QR, "qr"),
+        (Mode.CODE, "code"),
+        (Mode.COMPARE, None),
+        (Mode.BUTTON, None),
+    ],
+)
+def test_every_mode_completes(mode: Mode, secret: str | None) -> None:
+    button = ButtonWindow()
+    button.press(0.0)
+    device = make_device(button=button)
+    oob = qr_secret() if secret == "qr" else hst.CodeSecret(CODE) if secret == "code" else None
+    host = make_host(mode, oob)
+    run = pump(host, device, host.start(0.0))
+    est = established(run)
+    assert est is not None, run.host_events
+    assert est.attestation.device_id == IDENTITY.device_id
+    assert est.attestation.trusted
+    assert dev.Authenticated(mode) in run.device_events
+    assert host.is_open and device.is_open
+    exchange_application_data(host, device)
+    expected_round_trips = {Mode.QR: 1, Mode.BUTTON: 1, Mode.CODE: 2, Mode.COMPARE: 3}
+    assert run.round_trips == expected_round_trips[mode]
+
+
+def test_compare_shows_the_same_number_on_both_sides() -> None:
+    device = make_device()
+    host = make_host(Mode.COMPARE, None)
+    run = pump(host, device, host.start(0.0))
+    shown = [e.number for e in run.device_events if isinstance(e, dev.ShowNumber)]
+    asked = [e.number for e in run.host_events if isinstance(e, hst.CompareNumber)]
+    assert shown == asked
+    assert 0 <= shown[0] < 1_000_000
+
+
+def test_compare_rejected_by_the_user_ends_both_sides() -> None:
+    device = make_device()
+    host = make_host(Mode.COMPARE, None)
+    run = pump(host, device, host.start(0.0), accept=False)
+    assert isinstance(ended(run.host_events), UserRejected)
+    device_error = ended(run.device_events)
+    assert isinstance(device_error, dev.ClosedByPeer)
+    assert device_error.code == UserRejected.code
+    assert not device.is_open
+    assert established(run) is None
+
+
+def test_compare_waits_for_the_device_button_when_it_has_one() -> None:
+    device = make_device(device_confirms=True)
+    host = make_host(Mode.COMPARE, None)
+    run = pump(host, device, host.start(0.0))
+    assert established(run) is None  # the device has not confirmed yet
+    events = device.confirm_number(True, 2.0)
+    for e in events:
+        if isinstance(e, dev.SendMessage):
+            run.host_events += host.receive(e.data, 2.0)
+    assert established(run) is not None
+
+
+def test_wrong_code_fails_and_is_counted() -> None:
+    limiter = AttemptLimiter()
+    device = make_device(limiter=limiter)
+    host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
+    run = pump(host, device, host.start(0.0))
+    assert isinstance(ended(run.host_events), AuthenticationFailed)
+    assert limiter.failures == 1
+    persisted = [e for e in run.device_events if isinstance(e, dev.PersistAttempts)]
+    assert AttemptLimiter.from_bytes(persisted[0].state).failures == 1
+    # The count was stored before the device's reply left.
+    kinds = [type(e) for e in run.device_events]
+    assert kinds.index(dev.PersistAttempts) < kinds.index(dev.SendMessage)
+
+
+def test_scratch_card_user_and_password() -> None:
+    device = dev.DeviceSession(
+        secrets=secrets_({b"ABCD2345": b"JKMN-PQRS-TVWX"}),
+        policy=ALL,
+        device_info=info(),
+        limiter=AttemptLimiter(),
+        button=ButtonWindow(),
+        connection="c",
+        now=0.0,
+    )
+    good = make_host(Mode.CODE, hst.CodeSecret(b"JKMN-PQRS-TVWX", user=b"ABCD2345"))
+    assert established(pump(good, device, good.start(0.0))) is not None
+    device2 = dev.DeviceSession(
+        secrets=secrets_({b"ABCD2345": b"JKMN-PQRS-TVWX"}),
+        policy=ALL,
+        device_info=info(),
+        limiter=AttemptLimiter(),
+        button=ButtonWindow(),
+        connection="c",
+        now=0.0,
+    )
+    wrong_user = make_host(Mode.CODE, hst.CodeSecret(b"JKMN-PQRS-TVWX", user=b"ABCD2346"))
+    run = pump(wrong_user, device2, wrong_user.start(0.0))
+    assert isinstance(ended(run.host_events), hst.DeviceRefused)
+
+
+def test_wrong_label_secret_fails() -> None:
+    limiter = AttemptLimiter()
+    device = make_device(limiter=limiter)
+    host = make_host(Mode.QR, hst.QrSecret(IDENTITY.noise_static_public_key, os.urandom(16)))
+    run = pump(host, device, host.start(0.0))
+    error = ended(run.host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert isinstance(error.reason, AuthenticationFailed)
+    assert limiter.failures == 1
+
+
+def test_wrong_device_key_fails_on_the_host() -> None:
+    other = MANUFACTURER.issue_device(now=NOW)
+    device = make_device()
+    host = make_host(Mode.QR, hst.QrSecret(other.noise_static_public_key, LABEL_SECRET))
+    run = pump(host, device, host.start(0.0))
+    assert ended(run.host_events) is not None
+    assert established(run) is None
+
+
+def test_lockout_after_repeated_guesses_and_typed_error() -> None:
+    limiter = AttemptLimiter(max_failures=3, free_failures=10)
+    for _ in range(3):
+        device = make_device(limiter=limiter)
+        host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
+        pump(host, device, host.start(0.0))
+    device = make_device(limiter=limiter)
+    host = make_host(Mode.CODE, hst.CodeSecret(CODE))  # even the right code
+    run = pump(host, device, host.start(0.0))
+    error = ended(run.host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert isinstance(error.reason, LockedOut)
+    assert error.code == 0x41
+    limiter.physical_reset()
+    device = make_device(limiter=limiter)
+    host = make_host(Mode.CODE, hst.CodeSecret(CODE))
+    assert established(pump(host, device, host.start(0.0))) is not None
+
+
+def test_backoff_is_reported_with_retry_after() -> None:
+    limiter = AttemptLimiter(max_failures=20, free_failures=1)
+    for _ in range(2):
+        device = make_device(limiter=limiter)
+        host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
+        pump(host, device, host.start(0.0))
+    device = make_device(limiter=limiter)
+    host = make_host(Mode.CODE, hst.CodeSecret(CODE))
+    run = pump(host, device, host.start(0.0))
+    error = ended(run.host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert error.code == 0x42
+    assert error.reason.retry_after >= 1  # type: ignore[attr-defined]
+
+
+def test_mode_disabled_by_policy_is_refused_by_the_device() -> None:
+    """Even if a host ignores the advertised policy, the device never runs the mode."""
+    device = make_device(modes=OobMode.QR, device_info=info(ALL))
+    host = make_host(Mode.COMPARE, None)
+    run = pump(host, device, host.start(0.0))
+    error = ended(run.host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert isinstance(error.reason, dev.ModeNotAllowed)
+
+
+def test_host_refuses_a_mode_the_device_does_not_offer() -> None:
+    with pytest.raises(dev.ModeNotAllowed):
+        make_host(Mode.BUTTON, None, device_info=info(OobMode.QR))
+
+
+@pytest.mark.parametrize(
+    ("mode", "secret"), [(Mode.QR, "qr"), (Mode.CODE, "code"), (Mode.COMPARE, None)]
+)
+def test_downgrade_altered_info_breaks_the_handshake(mode: Mode, secret: str | None) -> None:
+    """A man in the middle rewrites the info the host reads (say, to hide the qr mode):
+    the device binds its own info, the host the altered one, and the handshake fails."""
+    device = make_device()
+    altered = info(ALL & ~OobMode.BUTTON)
+    oob = qr_secret() if secret == "qr" else hst.CodeSecret(CODE) if secret == "code" else None
+    host = make_host(mode, oob, device_info=altered)
+    run = pump(host, device, host.start(0.0))
+    assert established(run) is None
+    assert ended(run.host_events) is not None or ended(run.device_events) is not None
+
+
+def test_advertisement_and_info_must_agree() -> None:
+    raw = DeviceInfo.decode(info())
+    sd = raw.service_data()
+    hst.check_advertisement(sd, raw)
+    with pytest.raises(hst.Downgrade):
+        hst.check_advertisement(replace(sd, modes=OobMode.BUTTON), raw)
+
+
+def test_button_needs_a_press() -> None:
+    device = make_device()
+    host = make_host(Mode.BUTTON, None)
+    run = pump(host, device, host.start(0.0))
+    error = ended(run.host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert error.code == 0x44
+
+
+def test_button_overlap_refuses_the_second_host_and_aborts_the_first() -> None:
+    button = ButtonWindow()
+    button.press(0.0)
+    first = make_device(button=button, connection="host-a")
+    host_a = make_host(Mode.BUTTON, None)
+    assert established(pump(host_a, first, host_a.start(0.0))) is not None
+    second = make_device(button=button, connection="host-b")
+    host_b = make_host(Mode.BUTTON, None)
+    run = pump(host_b, second, host_b.start(0.0))
+    assert ended(run.host_events).code == 0x45  # type: ignore[union-attr]
+    [up] = host_a.send(b"creds", 2.0)
+    assert isinstance(up, hst.SendMessage)
+    events = first.receive(up.data, 2.0)
+    assert not any(isinstance(e, dev.ApplicationData) for e in events)
+    assert ended(events).code == 0x45  # type: ignore[union-attr]
+
+
+def test_unknown_manufacturer_is_refused_by_policy() -> None:
+    rogue = Manufacturer.create("Rogue", now=NOW)
+    rogue_device = rogue.issue_device(now=NOW)
+    device = dev.DeviceSession(
+        secrets=dev.DeviceSecrets(rogue_device, label_secret=LABEL_SECRET),
+        policy=ALL,
+        device_info=info(),
+        limiter=AttemptLimiter(),
+        button=ButtonWindow(),
+        connection="c",
+        now=0.0,
+    )
+    host = make_host(Mode.QR, hst.QrSecret(rogue_device.noise_static_public_key, LABEL_SECRET))
+    run = pump(host, device, host.start(0.0))
+    assert isinstance(ended(run.host_events), UnknownManufacturer)
+    warn = make_host(
+        Mode.QR,
+        hst.QrSecret(rogue_device.noise_static_public_key, LABEL_SECRET),
+        trust=hst.Trust(TRUST.roots, TrustPolicy.WARN),
+    )
+    device2 = dev.DeviceSession(
+        secrets=dev.DeviceSecrets(rogue_device, label_secret=LABEL_SECRET),
+        policy=ALL,
+        device_info=info(),
+        limiter=AttemptLimiter(),
+        button=ButtonWindow(),
+        connection="c",
+        now=0.0,
+    )
+    est = established(pump(warn, device2, warn.start(0.0)))
+    assert est is not None
+    assert not est.attestation.trusted
+
+
+def test_handshake_timeout() -> None:
+    device = make_device()
+    host = make_host(Mode.COMPARE, None)
+    [hello] = host.start(0.0)
+    assert isinstance(hello, hst.SendMessage)
+    device.receive(hello.data, 1.0)
+    deadline = device.next_deadline()
+    assert deadline is not None
+    events = device.handle_timer(deadline)
+    assert isinstance(ended(events), dev.HandshakeTimeout)
+
+
+def test_malformed_messages_get_typed_errors_and_end_the_session() -> None:
+    for raw in [b"", b"\xff", b"\x80", b"\x83\x01\x63\x40", b"\x82\x04\x41\x00"]:
+        device = make_device()
+        events = device.receive(raw, 0.0)
+        err = ended(events)
+        assert err is not None
+        assert getattr(err, "code", 0) > 0
