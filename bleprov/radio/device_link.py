@@ -130,6 +130,9 @@ class DeviceLink:
         self.max_message = max_message
         self.rx_window = rx_window
         self.message_timeout = message_timeout
+        #: While true, the device keeps advertising (flagged busy) during a session, so
+        #: that a second host trying to connect is seen (push-button overlap detection).
+        self.keep_advertising: Callable[[], bool] = lambda: False
         self.counters = LinkCounters()
         self.session: DeviceSession | None = None
         self.advertising = asyncio.Event()
@@ -154,11 +157,12 @@ class DeviceLink:
         info = self.current_info()
         self.peripheral.set_info(info.encode())
         flags = AdvertisedFlags.BUSY if self.session else AdvertisedFlags.NONE
-        if self.session is None:
+        if self.session is None or self.keep_advertising():
             await self.peripheral.start_advertising(
                 encode_service_data(info.service_data(flags), self.profile), self.local_name
             )
-            self.advertising.set()
+            if self.session is None:
+                self.advertising.set()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -202,10 +206,15 @@ class DeviceLink:
 
     def _connected(self, event: CentralConnected) -> None:
         self.advertising.clear()
-        self._spawn(self.peripheral.stop_advertising())
+        if not self.keep_advertising():
+            self._spawn(self.peripheral.stop_advertising())
         if self.session is not None:
-            # One central at a time: a second one is turned away.
+            # One central at a time: a second one is turned away, and the application
+            # hears of it (a second host during a push-button window is an overlap).
             self._spawn(self.peripheral.disconnect(event.connection))
+            turned_away = getattr(self.application, "central_turned_away", None)
+            if turned_away is not None:
+                turned_away(event.connection)
             return
         channel = FrameChannel(
             Role.DEVICE,
@@ -218,6 +227,8 @@ class DeviceLink:
         self.session = session
         self.counters.sessions += 1
         self._spawn(session.run())
+        if self.keep_advertising():
+            self._spawn(self.readvertise())
 
     def _disconnected(self, event: CentralDisconnected) -> None:
         session = self.session

@@ -181,6 +181,12 @@ class DeviceSession:
             raise ChannelClosedError("the session is not open")
         return [self._seal(Inner(InnerKind.APPLICATION, data), now)]
 
+    def abort(self, error: ProtocolError, now: float) -> list[DeviceEvent]:
+        """End the session for a reason found outside it (e.g. a button overlap)."""
+        if self._state is _State.ENDED:
+            return []
+        return self._fail(error, now)
+
     def close(self, now: float) -> list[DeviceEvent]:
         if self._state is _State.ENDED:
             return []

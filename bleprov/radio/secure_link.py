@@ -1,0 +1,406 @@
+"""Secure sessions over the link: the core session machines driven on both sides.
+
+Device side: :class:`SecureDeviceServer` is a :class:`~bleprov.radio.device_link.DeviceApplication`
+that runs a :class:`~bleprov.core.session.device.DeviceSession` per connection and hands
+only authenticated application data to the product's :class:`SecureApplication`.
+
+Host side: :class:`SecureHostLink` opens a :class:`~bleprov.radio.host_link.HostLink`,
+runs a :class:`~bleprov.core.session.host.HostSession` with the chosen mode, asks the user
+to compare numbers where the mode needs it, and then carries application messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bleak.backends.device import BLEDevice
+
+from bleprov.core.advertising import DeviceInfo, ServiceData
+from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionOverlap
+from bleprov.core.channel import ChannelClosedError
+from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.identity import AttestationResult
+from bleprov.core.session import device as dev
+from bleprov.core.session import host as hst
+from bleprov.core.session.messages import Mode
+from bleprov.radio.device_link import DeviceSession as LinkSession
+from bleprov.radio.host_link import CentralRadio, HostLink
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ device side
+
+
+class AttemptStore(Protocol):
+    """Where the device keeps its failed-attempt counter (survives power cuts)."""
+
+    def load(self) -> bytes | None: ...
+
+    def save(self, state: bytes) -> None: ...
+
+
+class MemoryAttemptStore:
+    """For tests and demos: keeps the counter in memory."""
+
+    def __init__(self) -> None:
+        self.state: bytes | None = None
+        self.saves = 0
+
+    def load(self) -> bytes | None:
+        return self.state
+
+    def save(self, state: bytes) -> None:
+        self.state = state
+        self.saves += 1
+
+
+class DeviceUi(Protocol):
+    """The device's small user interface."""
+
+    def show_number(self, number: int) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class SilentUi:
+    def __init__(self) -> None:
+        self.numbers: list[int] = []
+
+    def show_number(self, number: int) -> None:
+        self.numbers.append(number)
+
+    def clear(self) -> None:
+        pass
+
+
+class SecureApplication(Protocol):
+    """What a product runs once a host is authenticated (enrolment, later)."""
+
+    def opened(self, channel: SecureDeviceChannel) -> None: ...
+
+    def received(self, channel: SecureDeviceChannel, data: bytes) -> None: ...
+
+    def closed(self, channel: SecureDeviceChannel, error: BleprovError | None) -> None: ...
+
+
+class SecureDeviceChannel:
+    """One authenticated session, as the product application sees it."""
+
+    def __init__(self, server: SecureDeviceServer, link: LinkSession, machine: dev.DeviceSession):
+        self._server = server
+        self.link = link
+        self.machine = machine
+
+    @property
+    def mode(self) -> Mode | None:
+        return self.machine.mode
+
+    def send(self, data: bytes) -> None:
+        self._server._dispatch(self, self.machine.send(data, self._server.now()))
+
+    def confirm_number(self, accepted: bool) -> None:
+        """The device's own button, in compare mode."""
+        self._server._dispatch(self, self.machine.confirm_number(accepted, self._server.now()))
+
+
+class SecureDeviceServer:
+    """Runs the session layer for every connection the device link accepts."""
+
+    def __init__(
+        self,
+        *,
+        secrets: dev.DeviceSecrets,
+        policy: int,
+        application: SecureApplication,
+        attempts: AttemptStore,
+        ui: DeviceUi | None = None,
+        button: ButtonWindow | None = None,
+        device_confirms: bool = False,
+        handshake_timeout: float = 60.0,
+        idle_timeout: float = 120.0,
+        limiter_factory: Callable[[], AttemptLimiter] = AttemptLimiter,
+    ) -> None:
+        self.secrets = secrets
+        self.policy = policy
+        self.application = application
+        self.attempts = attempts
+        self.ui = ui or SilentUi()
+        self.button = button or ButtonWindow()
+        self.device_confirms = device_confirms
+        self.handshake_timeout = handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.limiter = self._load_limiter(limiter_factory)
+        self.channels: dict[LinkSession, SecureDeviceChannel] = {}
+        self.ended: list[BleprovError | None] = []
+        self._timers: dict[LinkSession, asyncio.TimerHandle] = {}
+        self._loop = asyncio.get_running_loop()
+
+    def _load_limiter(self, factory: Callable[[], AttemptLimiter]) -> AttemptLimiter:
+        template = factory()
+        raw = self.attempts.load()
+        if raw is None:
+            return template
+        try:
+            return AttemptLimiter.from_bytes(
+                raw,
+                max_failures=template.max_failures,
+                free_failures=template.free_failures,
+            )
+        except MalformedData:
+            # A corrupt counter must not reset to zero: treat it as a lockout.
+            logger.error("attempt counter unreadable: locking until a physical reset")
+            template.locked_out = True
+            return template
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def physical_reset(self) -> None:
+        """Called from the device's reset button: lift a lockout."""
+        self.limiter.physical_reset()
+        self.attempts.save(self.limiter.to_bytes())
+
+    def press_button(self) -> None:
+        self.button.press(self.now())
+
+    def button_window_open(self) -> bool:
+        """Wire to ``DeviceLink.keep_advertising``: stay visible during the window so a
+        second host's attempt is seen (and treated as an overlap)."""
+        return self.button.is_open(self.now())
+
+    # ----------------------------------------------- DeviceApplication (link layer)
+
+    def session_opened(self, session: LinkSession) -> None:
+        machine = dev.DeviceSession(
+            secrets=self.secrets,
+            policy=self.policy,
+            # Exactly the bytes the info characteristic serves: the session binds them.
+            device_info=session.link.current_info().encode(),
+            limiter=self.limiter,
+            button=self.button,
+            connection=session.connection,
+            now=self.now(),
+            device_confirms=self.device_confirms,
+            handshake_timeout=self.handshake_timeout,
+            idle_timeout=self.idle_timeout,
+        )
+        self.channels[session] = SecureDeviceChannel(self, session, machine)
+        self._arm(session)
+
+    def message_received(self, session: LinkSession, payload: bytes) -> None:
+        channel = self.channels.get(session)
+        if channel is not None:
+            self._dispatch(channel, channel.machine.receive(payload, self.now()))
+
+    def session_closed(self, session: LinkSession, error: BleprovError | None) -> None:
+        channel = self.channels.pop(session, None)
+        timer = self._timers.pop(session, None)
+        if timer is not None:
+            timer.cancel()
+        if channel is not None:
+            events = channel.machine.close(self.now())
+            self._dispatch(channel, [e for e in events if isinstance(e, dev.SessionEnded)])
+
+    def central_turned_away(self, connection: str) -> None:
+        """A second host tried to connect. During a push-button window that is a
+        session overlap (WPS PBC): the window closes and a button session in progress
+        is aborted, so neither host gets in without a new press."""
+        if not self.button.is_open(self.now()) and not any(
+            c.mode is Mode.BUTTON for c in self.channels.values()
+        ):
+            return
+        self.button.close()
+        overlap = SessionOverlap("a second host tried during the button window")
+        for channel in list(self.channels.values()):
+            if channel.mode is Mode.BUTTON or channel.mode is None:
+                self._dispatch(channel, channel.machine.abort(overlap, self.now()))
+
+    # ------------------------------------------------------------- internals
+
+    def _arm(self, session: LinkSession) -> None:
+        old = self._timers.pop(session, None)
+        if old is not None:
+            old.cancel()
+        channel = self.channels.get(session)
+        if channel is None:
+            return
+        deadline = channel.machine.next_deadline()
+        if deadline is not None:
+            self._timers[session] = self._loop.call_at(deadline, self._expire, session)
+
+    def _expire(self, session: LinkSession) -> None:
+        channel = self.channels.get(session)
+        if channel is not None:
+            self._dispatch(channel, channel.machine.handle_timer(self.now()))
+
+    def _dispatch(self, channel: SecureDeviceChannel, events: list[dev.DeviceEvent]) -> None:
+        for event in events:
+            if isinstance(event, dev.PersistAttempts):
+                # Synchronous on purpose: stored before any later message leaves.
+                self.attempts.save(event.state)
+            elif isinstance(event, dev.SendMessage):
+                channel.link.send(event.data)
+            elif isinstance(event, dev.ShowNumber):
+                self.ui.show_number(event.number)
+            elif isinstance(event, dev.Authenticated):
+                self.application.opened(channel)
+            elif isinstance(event, dev.ApplicationData):
+                self.application.received(channel, event.data)
+            elif isinstance(event, dev.SessionEnded):
+                self.ui.clear()
+                self.ended.append(event.error)
+                if event.error is not None:
+                    logger.warning(
+                        "session with %s ended: %s", channel.link.connection, event.error
+                    )
+                self.application.closed(channel, event.error)
+                self._loop.create_task(channel.link.disconnect())
+        self._arm(channel.link)
+
+
+# -------------------------------------------------------------------- host side
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    mode: Mode
+    attestation: AttestationResult
+    device_info: DeviceInfo
+
+
+NumberConfirmer = Callable[[int], Awaitable[bool]]
+
+
+async def _always_reject(number: int) -> bool:
+    return False
+
+
+class SecureHostLink:
+    """A secure session with one device over a :class:`HostLink`."""
+
+    def __init__(
+        self,
+        target: BLEDevice | str,
+        radio: CentralRadio,
+        *,
+        mode: Mode,
+        secret: hst.OutOfBand,
+        trust: hst.Trust,
+        advertised: ServiceData | None = None,
+        confirm_number: NumberConfirmer = _always_reject,
+        handshake_timeout: float = 60.0,
+    ) -> None:
+        self.link = HostLink(target, radio)
+        self.mode = mode
+        self._secret = secret
+        self._trust = trust
+        self._advertised = advertised
+        self._confirm = confirm_number
+        self._handshake_timeout = handshake_timeout
+        self.machine: hst.HostSession | None = None
+        self.info: SessionInfo | None = None
+        self._inbox: asyncio.Queue[bytes | BleprovError] = asyncio.Queue()
+        self.handshake_messages = 0
+
+    async def __aenter__(self) -> SecureHostLink:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> SessionInfo:
+        """Connect, run the handshake, verify the attestation."""
+        loop = asyncio.get_running_loop()
+        info = await self.link.connect()
+        try:
+            if self._advertised is not None:
+                hst.check_advertisement(self._advertised, info)
+            raw_info = self.link.info_raw
+            self.machine = hst.HostSession(
+                mode=self.mode,
+                secret=self._secret,
+                device_info=raw_info,
+                trust=self._trust,
+                wall_clock=datetime.now(UTC),
+                now=loop.time(),
+                handshake_timeout=self._handshake_timeout,
+            )
+            events = self.machine.start(loop.time())
+            try:
+                async with asyncio.timeout(self._handshake_timeout):
+                    while True:
+                        established = await self._handle(events)
+                        if established is not None:
+                            self.info = SessionInfo(self.mode, established.attestation, info)
+                            return self.info
+                        events = self.machine.receive(await self.link.receive(), loop.time())
+                        self.handshake_messages += 1
+            except TimeoutError:
+                raise dev.HandshakeTimeout(
+                    f"the handshake did not complete within {self._handshake_timeout:g} s"
+                ) from None
+        except BaseException:
+            await self.link.close()
+            raise
+
+    async def _handle(self, events: list[hst.HostEvent]) -> hst.Established | None:
+        assert self.machine is not None
+        established = None
+        pending = list(events)
+        while pending:
+            event = pending.pop(0)
+            if isinstance(event, hst.SendMessage):
+                self.link.send(event.data)
+            elif isinstance(event, hst.CompareNumber):
+                accepted = await self._confirm(event.number)
+                loop = asyncio.get_running_loop()
+                pending.extend(self.machine.confirm_number(accepted, loop.time()))
+            elif isinstance(event, hst.Established):
+                established = event
+            elif isinstance(event, hst.ApplicationData):
+                self._inbox.put_nowait(event.data)
+            elif isinstance(event, hst.SessionEnded):
+                if event.error is not None:
+                    raise event.error
+                raise ChannelClosedError("the device closed the session")
+        return established
+
+    def send(self, data: bytes) -> None:
+        assert self.machine is not None
+        loop = asyncio.get_running_loop()
+        for event in self.machine.send(data, loop.time()):
+            if isinstance(event, hst.SendMessage):
+                self.link.send(event.data)
+
+    async def receive(self, timeout: float | None = None) -> bytes:
+        assert self.machine is not None
+        loop = asyncio.get_running_loop()
+        while self._inbox.empty():
+            events = self.machine.receive(await self.link.receive(timeout), loop.time())
+            await self._handle(events)
+        item = self._inbox.get_nowait()
+        if isinstance(item, BleprovError):
+            raise item
+        return item
+
+    async def request(self, data: bytes, timeout: float | None = None) -> bytes:
+        self.send(data)
+        return await self.receive(timeout)
+
+    async def close(self) -> None:
+        if self.machine is not None:
+            with contextlib.suppress(BleprovError):
+                for event in self.machine.close(asyncio.get_running_loop().time()):
+                    if isinstance(event, hst.SendMessage):
+                        self.link.send(event.data)
+                # Give the CLOSE record a chance to leave before the link drops.
+                await asyncio.sleep(0)
+        await self.link.close()
