@@ -11,3 +11,13 @@ async def test_link_benchmark_runs() -> None:
     assert all(r.seconds > 0 and r.frames_up > 0 for r in rows)
     report = render(rows)
     assert "write-with-response takes" in report
+
+
+def test_session_benchmark_runs() -> None:
+    from benchmarks.session import render
+    from benchmarks.session import run as run_sessions
+
+    rows = run_sessions(runs=2)
+    assert [r.mode for r in rows] == ["qr", "code", "compare", "button"]
+    assert [r.round_trips for r in rows] == [1, 2, 3, 1]
+    assert "round trips" in render(rows, None)

@@ -319,6 +319,12 @@ class SecureHostLink:
     async def open(self) -> SessionInfo:
         """Connect, run the handshake, verify the attestation."""
         loop = asyncio.get_running_loop()
+        if self.mode is Mode.BUTTON:
+            logger.warning(
+                "button mode does not authenticate this host to the device: anyone in "
+                "radio range during the button window could have enrolled it instead; "
+                "use it only where nobody else can be in range (docs/security.md)"
+            )
         info = await self.link.connect()
         try:
             if self._advertised is not None:
