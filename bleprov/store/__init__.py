@@ -1,0 +1,1 @@
+"""Storage adapters: where a device keeps what must survive a power cut."""
