@@ -11,6 +11,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -29,8 +30,10 @@ app = typer.Typer(
 )
 linktest_app = typer.Typer(help="Check a radio path by echoing messages (no session, no secrets).")
 radio_app = typer.Typer(help="Virtual radio tools for tests and demos without hardware.")
+factory_app = typer.Typer(help="Factory tool: manufacturer CA, device identities, labels.")
 app.add_typer(linktest_app, name="linktest")
 app.add_typer(radio_app, name="radio")
+app.add_typer(factory_app, name="factory")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,8 +72,11 @@ def version() -> None:
 
 @app.command()
 def demo(
+    mode: Annotated[
+        str, typer.Option(help="Out-of-band mode: qr, code, compare or button.")
+    ] = "qr",
     mtu: Annotated[int, typer.Option(help="ATT MTU the host asks for (23..517).")] = 247,
-    size: Annotated[int, typer.Option(help="Bytes per message, each way.")] = 65536,
+    size: Annotated[int, typer.Option(help="Bytes of application data, each way.")] = 16384,
     interval_ms: Annotated[
         float, typer.Option(help="Model a connection interval (ms); 0 = no latency.")
     ] = 0.0,
@@ -78,7 +84,12 @@ def demo(
     """Run bleprov end to end over the virtual radio, no hardware needed."""
     from bleprov.cli.demo import run_demo
 
-    run(run_demo(console, mtu=mtu, size=size, interval_ms=interval_ms))
+    if mode not in ("qr", "code", "compare", "button"):
+        err_console.print(
+            f"[bold red]error:[/] unknown mode {mode!r}: use qr, code, compare or button"
+        )
+        raise typer.Exit(2)
+    run(run_demo(console, mode=mode, mtu=mtu, size=size, interval_ms=interval_ms))
 
 
 @linktest_app.command("serve")
@@ -123,6 +134,85 @@ def radio_hub(
     if interval_ms > 0:
         argv += ["--interval-ms", str(interval_ms)]
     raise typer.Exit(virtual.main(argv))
+
+
+def secret_input(env: str, prompt: str, *, confirm: bool = False) -> bytes:
+    """A passphrase from the environment or typed without echo; never from argv."""
+    import os
+
+    value = os.environ.get(env)
+    if value is None:
+        if not sys.stdin.isatty():
+            err_console.print(f"[bold red]error:[/] set {env} or run interactively")
+            raise typer.Exit(EXIT_ERROR)
+        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    if not value:
+        err_console.print(f"[bold red]error:[/] {env} is empty")
+        raise typer.Exit(EXIT_ERROR)
+    return value.encode()
+
+
+@factory_app.command("init")
+def factory_init(
+    directory: Annotated[Path, typer.Option("--dir", help="Factory directory to create.")],
+    name: Annotated[str, typer.Option(help="Manufacturer name in the certificates.")],
+) -> None:
+    """Create the manufacturer root and intermediate CA (passphrase: BLEPROV_FACTORY_PASSPHRASE)."""
+    from bleprov.store.factory_files import init_manufacturer
+
+    passphrase = secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase", confirm=True)
+    try:
+        manufacturer = init_manufacturer(directory, name, passphrase)
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    console.print(f"manufacturer {name!r} created in {directory}")
+    console.print(
+        f"root certificate: {directory / 'root.pem'} "
+        f"(SHA-256 {manufacturer.root_fingerprint.hex()})"
+    )
+
+
+@factory_app.command("device")
+def factory_device(
+    directory: Annotated[Path, typer.Option("--dir", help="Factory directory.")],
+    out: Annotated[Path, typer.Option(help="Where device directories go.")],
+    modes: Annotated[
+        str, typer.Option(help="Comma-separated: qr,code,compare,button.")
+    ] = "qr,code",
+    scratch_card: Annotated[bool, typer.Option(help="Also issue a user/password card.")] = False,
+) -> None:
+    """Issue a device identity, its secrets and its label.
+
+    Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
+    """
+    from bleprov.core.advertising import OobMode
+    from bleprov.store.factory_files import issue_device, load_manufacturer
+
+    flags = OobMode(0)
+    for word in modes.split(","):
+        try:
+            flags |= OobMode[word.strip().upper()]
+        except KeyError:
+            err_console.print(f"[bold red]error:[/] unknown mode {word!r}")
+            raise typer.Exit(2) from None
+    factory_pass = secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
+    device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
+    try:
+        issued = issue_device(
+            load_manufacturer(directory, factory_pass),
+            out,
+            device_pass,
+            modes=flags,
+            scratch_card=scratch_card,
+        )
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    console.print(f"device {issued.device_id}: {issued.directory}")
+    console.print(
+        f"label: {issued.directory / 'label.txt'} (keep it with the device; it is secret)"
+    )
 
 
 def main() -> None:

@@ -1,74 +1,170 @@
 """``bleprov demo``: bleprov end to end on the virtual radio, in one process.
 
-Today it shows the foundation: a device advertises its service data on a virtual
-controller, the host finds it with bleak's scanner, connects, reads the plaintext info
-characteristic, opens the framing channel and moves a large message each way. Later
-layers (secure session, Wi-Fi, zone enrolment) plug into the same path.
+A manufacturer and a device identity are made, with the device's label; the device starts
+on a virtual controller; the host finds it by the label's discriminator, authenticates
+with the chosen out-of-band mode, checks the device's attestation against the
+manufacturer root, and exchanges application data over the secure channel. Wi-Fi and
+zone enrolment plug into the same session as their layers land.
 """
 
 from __future__ import annotations
 
-import secrets
+import os
 import time
+from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
 from rich.table import Table
 
-from bleprov.core.advertising import as_mapping
+from bleprov.core.advertising import OobMode, as_mapping
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.factory import provision_device
+from bleprov.core.identity import Manufacturer, TrustPolicy
+from bleprov.core.onboarding import parse_manual_code, parse_qr, passcode_password
+from bleprov.core.session import host as hst
+from bleprov.core.session.messages import Mode
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, HostLink, find_device
-from bleprov.radio.linktest import EchoApplication, linktest_info, run_link_test
+from bleprov.radio.host_link import CentralRadio, find_device
+from bleprov.radio.secure_link import (
+    MemoryAttemptStore,
+    SecureDeviceChannel,
+    SecureDeviceServer,
+    SecureHostLink,
+)
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 
+#: The demo derives code-mode verifiers at a lower scrypt cost to start quickly; real
+#: labels use the default (N=2^15).
+DEMO_COST = ScryptCost(n=1 << 12, r=8, p=1)
 
-async def run_demo(console: Console, *, mtu: int, size: int, interval_ms: float) -> None:
+
+class _EchoApp:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def opened(self, channel: SecureDeviceChannel) -> None:
+        self.console.print(
+            f"device: host authenticated ({channel.mode.label if channel.mode else '?'})"
+        )
+
+    def received(self, channel: SecureDeviceChannel, data: bytes) -> None:
+        channel.send(data)
+
+    def closed(self, channel: SecureDeviceChannel, error: object) -> None:
+        pass
+
+
+class _ConsoleUi:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.numbers: list[int] = []
+
+    def show_number(self, number: int) -> None:
+        self.numbers.append(number)
+        self.console.print(f"device display: [bold]{number:06d}[/]")
+
+    def clear(self) -> None:
+        pass
+
+
+async def run_demo(console: Console, *, mode: str, mtu: int, size: int, interval_ms: float) -> None:
     started = time.perf_counter()
-    link = VirtualLink(connection_interval=interval_ms / 1000 if interval_ms > 0 else None)
-    discriminator = secrets.randbelow(4096)
+    chosen = Mode[mode.upper()]
+    console.rule(f"[bold]bleprov demo[/]: {chosen.label} mode on the virtual radio")
 
-    console.rule("[bold]bleprov demo[/]: virtual radio, no hardware")
-    device = make_virtual_device(link, name="bleprov-device", address="F0:B1:E9:00:00:01")
-    app = EchoApplication()
-    device_link = DeviceLink(
-        BumblePeripheral(device), app, lambda: linktest_info(discriminator), local_name="bleprov"
+    now = datetime.now(UTC)
+    manufacturer = Manufacturer.create("Demo Devices", now=now)
+    identity = manufacturer.issue_device(now=now)
+    modes = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON
+    device_data, label = provision_device(identity, modes=modes, cost=DEMO_COST)
+    console.print(f"factory: manufacturer root {manufacturer.root_fingerprint.hex()[:16]}...")
+    console.print(f"factory: device {identity.device_id}, label QR [dim]{label.qr_text[:24]}...[/]")
+    if label.manual_code:
+        console.print(f"factory: manual code {label.manual_code}")
+
+    link = VirtualLink(connection_interval=interval_ms / 1000 if interval_ms > 0 else None)
+    ui = _ConsoleUi(console)
+    server = SecureDeviceServer(
+        secrets=device_data.secrets(),
+        policy=int(modes),
+        application=_EchoApp(console),
+        attempts=MemoryAttemptStore(),
+        ui=ui,
     )
+    device = make_virtual_device(link, name="bleprov-device", address="F0:B1:E9:00:00:01")
+    device_link = DeviceLink(BumblePeripheral(device), server, device_data.info)
+    device_link.keep_advertising = server.button_window_open
     await device_link.start()
-    console.print(f"device: advertising, discriminator [bold]{discriminator}[/]")
+    if chosen is Mode.BUTTON:
+        server.press_button()
+        console.print("device: button pressed, window open for 120 s")
+    console.print(f"device: advertising, discriminator {device_data.discriminator}")
 
     host = make_virtual_device(link, name="bleprov-host", address="C0:B1:E9:00:00:01")
     await host.power_on()
     radio = CentralRadio.bumble(host, mtu=mtu)
-    try:
-        with console.status("host: scanning for bleprov devices..."):
-            found = await find_device(radio, discriminator=discriminator, timeout=10)
-        console.print(f"host: found {found.device.address}: {dict(as_mapping(found.service_data))}")
+    trust = hst.Trust(
+        (manufacturer.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE
+    )
+    payload = parse_qr(label.qr_text)
+    secret: hst.OutOfBand = None
+    if chosen is Mode.QR:
+        secret = hst.QrSecret(payload.device_public_key, payload.label_secret)
+    elif chosen is Mode.CODE:
+        assert label.manual_code is not None
+        secret = hst.CodeSecret(passcode_password(parse_manual_code(label.manual_code).passcode))
 
+    async def user_compares(number: int) -> bool:
+        same = bool(ui.numbers) and ui.numbers[-1] == number
+        console.print(
+            f"host display: [bold]{number:06d}[/]: user says "
+            f"{'they match' if same else 'they differ'}"
+        )
+        return same
+
+    try:
+        with console.status("host: scanning..."):
+            found = await find_device(radio, discriminator=payload.discriminator, timeout=10)
+        console.print(f"host: found {found.device.address}: {dict(as_mapping(found.service_data))}")
         link.stats.reset()
-        t_connect = time.perf_counter()
-        async with HostLink(found.device, radio) as host_link:
-            connect_s = time.perf_counter() - t_connect
-            info = host_link.info
-            assert info is not None
-            console.print(
-                f"host: connected in {connect_s * 1000:.0f} ms, ATT MTU {host_link.mtu}, "
-                f"device info: state={info.state.name.lower()}, max message {info.max_message} B"
-            )
-            with console.status(f"exchanging {size} bytes each way..."):
-                results = await run_link_test(host_link, [size])
-        result = results[0]
+        t0 = time.perf_counter()
+        session = SecureHostLink(
+            found.device,
+            radio,
+            mode=chosen,
+            secret=secret,
+            trust=trust,
+            advertised=found.service_data,
+            confirm_number=user_compares,
+        )
+        info = await session.open()
+        handshake_s = time.perf_counter() - t0
+        console.print(
+            f"host: session open in {handshake_s * 1000:.0f} ms; attestation: device "
+            f"{info.attestation.device_id} by {info.attestation.manufacturer!r}, trusted"
+        )
+        data = os.urandom(size)
+        t1 = time.perf_counter()
+        echo = await session.request(data, timeout=120)
+        exchange_s = time.perf_counter() - t1
+        assert echo == data
+        await session.close()
         table = Table(title="summary")
         table.add_column("measure")
         table.add_column("value", justify="right")
-        table.add_row("message, each way", f"{size} B")
-        table.add_row("ATT MTU / frame size", f"{result.mtu} / {min(result.mtu - 3, 512)} B")
-        table.add_row("echo time (both ways)", f"{result.seconds * 1000:.0f} ms")
-        table.add_row("frames host->device", str(result.frames_sent))
-        table.add_row("frames device->host", str(result.frames_received))
+        table.add_row("mode", chosen.label)
+        table.add_row("ATT MTU", str(session.link.mtu))
+        table.add_row(
+            "handshake messages host->device / device->host",
+            f"{session.handshake_sent} / {session.handshake_received}",
+        )
+        table.add_row("connect + handshake + attestation", f"{handshake_s * 1000:.0f} ms")
+        table.add_row(f"{size} B each way, encrypted", f"{exchange_s * 1000:.0f} ms")
         up, down = link.stats.central_to_peripheral, link.stats.peripheral_to_central
         table.add_row("L2CAP PDUs up / down", f"{up.pdus} / {down.pdus}")
         table.add_row("bytes on air up / down", f"{up.air_bytes} / {down.air_bytes}")
-        table.add_row("GATT round trips (read info, subscribe)", str(host_link.write_round_trips))
         if interval_ms > 0:
             table.add_row("modelled connection interval", f"{interval_ms:g} ms")
         table.add_row("total demo time", f"{(time.perf_counter() - started) * 1000:.0f} ms")

@@ -307,7 +307,9 @@ class SecureHostLink:
         self.machine: hst.HostSession | None = None
         self.info: SessionInfo | None = None
         self._inbox: asyncio.Queue[bytes | BleprovError] = asyncio.Queue()
-        self.handshake_messages = 0
+        #: Session messages of the handshake (attestation included), each way.
+        self.handshake_sent = 0
+        self.handshake_received = 0
 
     async def __aenter__(self) -> SecureHostLink:
         await self.open()
@@ -348,7 +350,7 @@ class SecureHostLink:
                             self.info = SessionInfo(self.mode, established.attestation, info)
                             return self.info
                         events = self.machine.receive(await self.link.receive(), loop.time())
-                        self.handshake_messages += 1
+                        self.handshake_received += 1
             except TimeoutError:
                 raise dev.HandshakeTimeout(
                     f"the handshake did not complete within {self._handshake_timeout:g} s"
@@ -365,6 +367,8 @@ class SecureHostLink:
             event = pending.pop(0)
             if isinstance(event, hst.SendMessage):
                 self.link.send(event.data)
+                if self.info is None:
+                    self.handshake_sent += 1
             elif isinstance(event, hst.CompareNumber):
                 accepted = await self._confirm(event.number)
                 loop = asyncio.get_running_loop()
