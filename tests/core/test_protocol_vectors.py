@@ -32,3 +32,23 @@ def test_framing_vectors_decode() -> None:
     device.connection_made(23)
     events = [e for f in vector_frames() for e in device.receive_frame(f, 0.0)]
     assert events[-1] == MessageReceived(bytes(range(40)))
+
+
+def _documented(name: str) -> str:
+    text = DOC.read_text()
+    block = text[text.index("## Session test vectors") :]
+    return re.search(name + r" = ([0-9a-f]+)", block).group(1)  # type: ignore[union-attr]
+
+
+def test_session_vectors_match_the_document() -> None:
+    from bleprov.core.identity import signed_message
+    from bleprov.core.session.messages import Mode
+    from bleprov.core.session.modes import _schedule, prologue, qr_psk
+
+    assert qr_psk(bytes(range(16))).hex() == _documented("psk")
+    keys = _schedule(bytes(range(32)), bytes(range(32, 64)))
+    assert keys.host_to_device.hex() == _documented("k_h2d")
+    assert keys.device_to_host.hex() == _documented("k_d2h")
+    assert prologue(Mode.CODE, b"\xa1").hex() == _documented("prologue")
+    message = signed_message(bytes(32), b"bleprov/1 session")
+    assert message == bytes.fromhex(_documented("message")) + bytes(32)
