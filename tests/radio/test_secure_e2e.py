@@ -470,7 +470,7 @@ async def test_reflected_message_is_rejected(
         await session.receive(timeout=5)
 
 
-@pytest.mark.parametrize("mode", [Mode.QR, Mode.CODE, Mode.BUTTON])
+@pytest.mark.parametrize("mode", list(Mode))
 async def test_replayed_handshake_is_rejected(
     world: World, two_links: tuple[VirtualLink, VirtualLink], mode: Mode
 ) -> None:
