@@ -53,6 +53,12 @@ class ScanResult:
             raise MalformedData("channel out of range")
 
 
+def _valid_passphrase(passphrase: str) -> bool:
+    return PASSPHRASE_MIN <= len(passphrase) <= PASSPHRASE_MAX and all(
+        32 <= ord(c) <= 126 for c in passphrase
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class WifiCredentials:
     """What the host sends; exactly one of ``passphrase`` or ``psk`` unless open."""
@@ -72,11 +78,8 @@ class WifiCredentials:
             return
         if (self.passphrase is None) == (self.psk is None):
             raise MalformedData("give a passphrase or a PSK, not both or neither")
-        if self.passphrase is not None:
-            if not PASSPHRASE_MIN <= len(self.passphrase) <= PASSPHRASE_MAX or not all(
-                32 <= ord(c) <= 126 for c in self.passphrase
-            ):
-                raise MalformedData("a WPA passphrase is 8..63 printable ASCII characters")
+        if self.passphrase is not None and not _valid_passphrase(self.passphrase):
+            raise MalformedData("a WPA passphrase is 8..63 printable ASCII characters")
         if self.psk is not None:
             if len(self.psk) != PSK_BYTES:
                 raise MalformedData("a WPA PSK is 32 bytes")
@@ -84,7 +87,9 @@ class WifiCredentials:
                 raise MalformedData("WPA3-SAE needs the passphrase, not a PSK")
 
     def __repr__(self) -> str:
-        return f"WifiCredentials(ssid={self.ssid!r}, security={self.security.name}, secret=<redacted>)"
+        return (
+            f"WifiCredentials(ssid={self.ssid!r}, security={self.security.name}, secret=<redacted>)"
+        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,322 @@
+"""Device role of enrolment, sans-IO: requests in, responses, notifications and effects out.
+
+The machine never touches the network or the disk. It asks its adapter to act through
+effects (:class:`StartScan`, :class:`StartJoin`, :class:`Commit`, :class:`Rollback`) and
+is told the results (:meth:`scan_done`, :meth:`join_done`, :meth:`commit_done`).
+
+Fail-safe, as Matter's: everything the host sends is staged. The first staging request
+arms a timer (default 120 s, extendable by the host up to 900 s). Only COMMIT makes
+the staged state durable, in one atomic store write, and only after the credentials were
+proven by joining (where the backend can). A lost connection, a fatal error or the timer
+expiring rolls the device back to its prior state; a join that fails can be retried with
+new credentials in the same session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import cbor2
+
+from bleprov.core.enrolment.messages import (
+    SCAN_CHUNK,
+    Endpoint,
+    EnrolmentError,
+    Notification,
+    Request,
+    Response,
+    Status,
+    Topic,
+    WifiState,
+    credentials_body,
+    decode,
+    encode,
+    parse_credentials,
+    scan_entry,
+    status_body,
+)
+from bleprov.core.errors import MalformedData
+from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
+
+DEFAULT_FAILSAFE: Final = 120.0
+MAX_FAILSAFE: Final = 900.0
+DEFAULT_JOIN_ATTEMPTS: Final = 5
+DEFAULT_JOIN_TIMEOUT: Final = 30.0
+
+VendorHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EndpointRegistry:
+    """Product-specific endpoints (vendor data) without touching the core."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, VendorHandler] = {}
+
+    def register(self, name: str, handler: VendorHandler) -> None:
+        """``name`` must be ``vendor/<something>``: core names stay reserved."""
+        if not name.startswith("vendor/") or len(name) > 64 or name in self._handlers:
+            raise ValueError("vendor endpoints are named vendor/<name>, once each")
+        self._handlers[name] = handler
+
+    def get(self, name: str) -> VendorHandler | None:
+        return self._handlers.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+
+# --------------------------------------------------------------------- effects
+
+
+@dataclass(frozen=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StartScan:
+    refresh: bool
+
+
+@dataclass(frozen=True, repr=False)
+class StartJoin:
+    credentials: WifiCredentials
+    timeout: float
+
+    def __repr__(self) -> str:
+        return f"StartJoin(ssid={self.credentials.ssid!r})"
+
+
+@dataclass(frozen=True, repr=False)
+class Commit:
+    """Write these records in one atomic store update, then make the network durable."""
+
+    records: dict[str, bytes | None]
+
+    def __repr__(self) -> str:
+        return f"Commit(records={sorted(self.records)})"
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """Undo every staged network change: back to the state before this session."""
+
+
+Effect = Send | StartScan | StartJoin | Commit | Rollback
+
+
+@dataclass
+class DeviceEnrolmentConfig:
+    device_id: str
+    capabilities: list[str] = field(default_factory=lambda: ["wifi", "wifi-scan", "failsafe"])
+    #: The backend can prove credentials by joining before commit.
+    can_prove_join: bool = True
+    join_attempts: int = DEFAULT_JOIN_ATTEMPTS
+    join_timeout: float = DEFAULT_JOIN_TIMEOUT
+    default_failsafe: float = DEFAULT_FAILSAFE
+    #: Remote factory reset: allowed only to the bound owner (zone/peer layers decide).
+    owner_authenticated: bool = False
+
+
+class DeviceEnrolment:
+    """One authenticated session's enrolment, device side."""
+
+    def __init__(
+        self,
+        config: DeviceEnrolmentConfig,
+        *,
+        registry: EndpointRegistry | None = None,
+        now: float,
+    ) -> None:
+        self.config = config
+        self.registry = registry or EndpointRegistry()
+        self._staged_wifi: WifiCredentials | None = None
+        self._proven = False
+        self._joining = False
+        self._scan_requests: list[int] = []
+        self._commit_request: int | None = None
+        self._network_touched = False
+        self._failsafe_deadline: float | None = None
+        self._attempts_left = config.join_attempts
+        self.committed = False
+        self.rolled_back = 0
+
+    # ----------------------------------------------------------------- inputs
+
+    def receive(self, raw: bytes, now: float) -> list[Effect]:
+        """One APPLICATION record from the host. Malformed input gets a typed error
+        response where an id can be recovered; the session survives either way."""
+        try:
+            message = decode(raw)
+        except MalformedData as exc:
+            return [self._notify_error(Status.BAD_REQUEST, str(exc))]
+        if not isinstance(message, Request):
+            return [self._notify_error(Status.BAD_REQUEST, "hosts send requests only")]
+        try:
+            return self._dispatch(message, now)
+        except EnrolmentError as exc:
+            return [self._respond(message.id, exc.status, {"error": str(exc)})]
+        except MalformedData as exc:
+            return [self._respond(message.id, Status.BAD_REQUEST, {"error": str(exc)})]
+
+    def scan_done(self, results: list[ScanResult], now: float) -> list[Effect]:
+        """Stream every result, in chunks, then answer each waiting scan request."""
+        ordered = sorted(results, key=lambda r: -r.rssi)
+        effects: list[Effect] = []
+        chunks = [ordered[i : i + SCAN_CHUNK] for i in range(0, len(ordered), SCAN_CHUNK)]
+        for index, chunk in enumerate(chunks or [[]]):
+            body = {
+                "seq": index,
+                "last": index == max(len(chunks) - 1, 0),
+                "entries": [scan_entry(r) for r in chunk],
+            }
+            effects.append(Send(encode(Notification(Topic.WIFI_SCAN, body))))
+        for request_id in self._scan_requests:
+            effects.append(self._respond(request_id, Status.OK, {"count": len(ordered)}))
+        self._scan_requests.clear()
+        return effects
+
+    def join_done(self, outcome: JoinOutcome, now: float) -> list[Effect]:
+        if not self._joining:
+            return []  # a join overtaken by a rollback: its result no longer matters
+        self._joining = False
+        if isinstance(outcome, Connected):
+            self._proven = True
+            body = status_body(
+                WifiState.CONNECTED, outcome=outcome, attempts_left=self._attempts_left
+            )
+        else:
+            self._proven = False
+            body = status_body(WifiState.FAILED, outcome=outcome, attempts_left=self._attempts_left)
+        return [Send(encode(Notification(Topic.WIFI_STATUS, body)))]
+
+    def commit_done(self, error: str | None, now: float) -> list[Effect]:
+        request_id, self._commit_request = self._commit_request, None
+        if request_id is None:
+            return []
+        if error is not None:
+            # The store write did not happen (it is atomic): roll the network back too.
+            return [*self._rollback(), self._respond(request_id, Status.INTERNAL, {"error": error})]
+        self.committed = True
+        self._staged_wifi = None
+        self._network_touched = False
+        self._failsafe_deadline = None
+        return [self._respond(request_id, Status.OK, {})]
+
+    def connection_lost(self, now: float) -> list[Effect]:
+        """The session ended before COMMIT: nothing staged survives."""
+        return self._rollback()
+
+    def next_deadline(self) -> float | None:
+        return self._failsafe_deadline
+
+    def handle_timer(self, now: float) -> list[Effect]:
+        if self._failsafe_deadline is None or now < self._failsafe_deadline:
+            return []
+        effects = self._rollback()
+        effects.append(Send(encode(Notification(Topic.FAILSAFE, {"expired": True}))))
+        return effects
+
+    # -------------------------------------------------------------- requests
+
+    def _dispatch(self, request: Request, now: float) -> list[Effect]:
+        endpoint = request.endpoint
+        if endpoint == Endpoint.INFO:
+            return [self._respond(request.id, Status.OK, self._info())]
+        if endpoint == Endpoint.WIFI_SCAN:
+            refresh = request.body.get("refresh", False)
+            if not isinstance(refresh, bool):
+                raise MalformedData("field 'refresh' must be a boolean")
+            self._scan_requests.append(request.id)
+            return [StartScan(refresh)]
+        if endpoint == Endpoint.WIFI_SET:
+            return self._wifi_set(request, now)
+        if endpoint == Endpoint.FAILSAFE:
+            seconds = request.body.get("seconds")
+            if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+                raise MalformedData("field 'seconds' must be a positive number")
+            seconds = min(float(seconds), MAX_FAILSAFE)
+            self._failsafe_deadline = now + seconds
+            return [self._respond(request.id, Status.OK, {"expires_in": seconds})]
+        if endpoint == Endpoint.COMMIT:
+            return self._commit(request, now)
+        if endpoint == Endpoint.ABORT:
+            return [*self._rollback(), self._respond(request.id, Status.OK, {})]
+        if endpoint == Endpoint.FACTORY_RESET:
+            raise EnrolmentError(
+                Status.NOT_ALLOWED,
+                "remote factory reset is for the bound owner only; reset the device by hand",
+            )
+        handler = self.registry.get(endpoint)
+        if handler is None:
+            raise EnrolmentError(Status.UNKNOWN_ENDPOINT, f"no endpoint {endpoint!r}")
+        return [self._respond(request.id, Status.OK, handler(request.body))]
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "device_id": self.config.device_id,
+            "capabilities": [*self.config.capabilities, *self.registry.names],
+            "can_prove_join": self.config.can_prove_join,
+            "failsafe_default": self.config.default_failsafe,
+        }
+
+    def _wifi_set(self, request: Request, now: float) -> list[Effect]:
+        if self._joining:
+            raise EnrolmentError(Status.BUSY, "a join is in progress; wait for its status")
+        if self._attempts_left <= 0:
+            raise EnrolmentError(Status.NOT_ALLOWED, "no join attempts left in this session")
+        credentials = parse_credentials(request.body)
+        self._staged_wifi = credentials
+        self._proven = False
+        self._attempts_left -= 1
+        if self._failsafe_deadline is None:
+            self._failsafe_deadline = now + self.config.default_failsafe
+        effects: list[Effect] = [self._respond(request.id, Status.OK, {})]
+        body = status_body(WifiState.CONNECTING, attempts_left=self._attempts_left)
+        effects.append(Send(encode(Notification(Topic.WIFI_STATUS, body))))
+        if self.config.can_prove_join:
+            self._joining = True
+            self._network_touched = True
+            effects.append(StartJoin(credentials, self.config.join_timeout))
+        return effects
+
+    def _commit(self, request: Request, now: float) -> list[Effect]:
+        if self._commit_request is not None or self._joining:
+            raise EnrolmentError(Status.BUSY, "wait for the join or commit in progress")
+        if self._staged_wifi is None:
+            if self.rolled_back:
+                raise EnrolmentError(Status.FAILSAFE_EXPIRED, "staged changes were rolled back")
+            raise EnrolmentError(Status.NOTHING_TO_COMMIT, "nothing is staged")
+        if self.config.can_prove_join and not self._proven:
+            raise EnrolmentError(Status.NOT_PROVEN, "the credentials have not joined yet")
+        self._commit_request = request.id
+        return [Commit({"wifi": encode_credentials(self._staged_wifi)})]
+
+    # ------------------------------------------------------------- internals
+
+    def _rollback(self) -> list[Effect]:
+        had_state = self._staged_wifi is not None or self._network_touched
+        self._staged_wifi = None
+        self._proven = False
+        self._joining = False
+        self._failsafe_deadline = None
+        if not had_state:
+            return []
+        self._network_touched = False
+        self.rolled_back += 1
+        return [Rollback()]
+
+    def _respond(self, request_id: int, status: Status, body: dict[str, Any]) -> Send:
+        return Send(encode(Response(request_id, int(status), body)))
+
+    def _notify_error(self, status: Status, message: str) -> Send:
+        return Send(encode(Notification("error", {"status": int(status), "error": message})))
+
+
+def encode_credentials(credentials: WifiCredentials) -> bytes:
+    """The committed Wi-Fi record as the store keeps it (encrypted at rest by the store)."""
+    out: bytes = cbor2.dumps(credentials_body(credentials), canonical=True)
+    return out

@@ -1,0 +1,259 @@
+"""Enrolment messages: requests, responses and pushed notifications over the secure channel.
+
+Each APPLICATION record of a session carries one deterministic-CBOR array
+(docs/protocol.md, "Enrolment messages"):
+
+- ``[0, id, endpoint, body]`` request, host to device;
+- ``[1, id, status, body]`` response, device to host (status 0 = ok, else an error code);
+- ``[2, topic, body]`` notification, device to host, unsolicited (Wi-Fi status, scan
+  results streamed in full).
+
+Bodies are CBOR maps with text keys. Endpoints are names; the core ones are in
+:class:`Endpoint`, and products register their own (``vendor/...``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Final
+
+import cbor2
+
+from bleprov.core.errors import MalformedData, ProtocolError
+from bleprov.core.wifi import (
+    Connected,
+    Failed,
+    JoinFailure,
+    ScanResult,
+    WifiCredentials,
+    WifiSecurity,
+)
+
+MAX_ENROLMENT_MESSAGE: Final = 60 * 1024
+MAX_ENDPOINT_NAME: Final = 64
+#: Scan results go out in notifications of this many entries (each well under a frame).
+SCAN_CHUNK: Final = 16
+
+
+class Endpoint(enum.StrEnum):
+    INFO = "info"
+    WIFI_SCAN = "wifi/scan"
+    WIFI_SET = "wifi/set"
+    FAILSAFE = "failsafe"
+    COMMIT = "commit"
+    ABORT = "abort"
+    FACTORY_RESET = "factory-reset"
+
+
+class Topic(enum.StrEnum):
+    WIFI_SCAN = "wifi/scan"
+    WIFI_STATUS = "wifi/status"
+    FAILSAFE = "failsafe"
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    UNKNOWN_ENDPOINT = 0x60
+    BAD_REQUEST = 0x61
+    BUSY = 0x62
+    NOT_ALLOWED = 0x63
+    NOTHING_TO_COMMIT = 0x64
+    NOT_PROVEN = 0x65
+    INTERNAL = 0x66
+    FAILSAFE_EXPIRED = 0x67
+
+
+class EnrolmentError(ProtocolError):
+    """A request was refused; ``status`` is its wire code."""
+
+    code = 0x60
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = int(status)
+
+
+class WifiState(enum.StrEnum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    endpoint: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Response:
+    id: int
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Notification:
+    topic: str
+    body: dict[str, Any]
+
+
+Message = Request | Response | Notification
+
+
+def _dumps(value: object) -> bytes:
+    out: bytes = cbor2.dumps(value, canonical=True)
+    return out
+
+
+def encode(message: Message) -> bytes:
+    if isinstance(message, Request):
+        return _dumps([0, message.id, message.endpoint, message.body])
+    if isinstance(message, Response):
+        return _dumps([1, message.id, message.status, message.body])
+    return _dumps([2, message.topic, message.body])
+
+
+def _uint(value: object, what: str, hi: int = (1 << 32) - 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= hi:
+        raise MalformedData(f"{what} must be an unsigned integer up to {hi}")
+    return value
+
+
+def _name(value: object, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ENDPOINT_NAME:
+        raise MalformedData(f"{what} must be a name of 1..{MAX_ENDPOINT_NAME} characters")
+    return value
+
+
+def _body(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise MalformedData("a body is a map with text keys")
+    return value
+
+
+def decode(raw: bytes) -> Message:
+    """Parse one enrolment message; anything malformed raises :class:`MalformedData`."""
+    if len(raw) > MAX_ENROLMENT_MESSAGE:
+        raise MalformedData(f"enrolment message of {len(raw)} bytes is too large")
+    try:
+        value = cbor2.loads(raw)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
+        raise MalformedData("enrolment message is not CBOR") from None
+    if not isinstance(value, list) or not value:
+        raise MalformedData("enrolment message must be a non-empty array")
+    if _dumps(value) != raw:
+        raise MalformedData("enrolment message is not in deterministic encoding")
+    kind = value[0]
+    if kind == 0 and len(value) == 4:
+        return Request(_uint(value[1], "id"), _name(value[2], "endpoint"), _body(value[3]))
+    if kind == 1 and len(value) == 4:
+        return Response(_uint(value[1], "id"), _uint(value[2], "status", 255), _body(value[3]))
+    if kind == 2 and len(value) == 3:
+        return Notification(_name(value[1], "topic"), _body(value[2]))
+    raise MalformedData("unknown enrolment message kind or wrong field count")
+
+
+# ------------------------------------------------------------------ body codecs
+
+
+def _field(body: dict[str, Any], key: str, kind: type, *, required: bool = True) -> Any:
+    if key not in body:
+        if required:
+            raise MalformedData(f"field {key!r} is missing")
+        return None
+    value = body[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise MalformedData(f"field {key!r} has the wrong type")
+    return value
+
+
+def scan_entry(result: ScanResult) -> dict[str, Any]:
+    return {
+        "ssid": result.ssid,
+        "bssid": result.bssid,
+        "rssi": result.rssi,
+        "channel": result.channel,
+        "security": int(result.security),
+    }
+
+
+def parse_scan_entry(body: dict[str, Any]) -> ScanResult:
+    try:
+        security = WifiSecurity(_field(body, "security", int))
+    except ValueError:
+        raise MalformedData("unknown security type") from None
+    return ScanResult(
+        ssid=_field(body, "ssid", bytes),
+        bssid=_field(body, "bssid", str),
+        rssi=_field(body, "rssi", int),
+        channel=_field(body, "channel", int),
+        security=security,
+    )
+
+
+def credentials_body(credentials: WifiCredentials) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ssid": credentials.ssid,
+        "security": int(credentials.security),
+        "hidden": credentials.hidden,
+    }
+    if credentials.passphrase is not None:
+        body["passphrase"] = credentials.passphrase
+    if credentials.psk is not None:
+        body["psk"] = credentials.psk
+    return body
+
+
+def parse_credentials(body: dict[str, Any]) -> WifiCredentials:
+    try:
+        security = WifiSecurity(_field(body, "security", int))
+    except ValueError:
+        raise MalformedData("unknown security type") from None
+    hidden = body.get("hidden", False)
+    if not isinstance(hidden, bool):
+        raise MalformedData("field 'hidden' must be a boolean")
+    return WifiCredentials(
+        ssid=_field(body, "ssid", bytes),
+        security=security,
+        passphrase=_field(body, "passphrase", str, required=False),
+        psk=_field(body, "psk", bytes, required=False),
+        hidden=hidden,
+    )
+
+
+def status_body(
+    state: WifiState, *, outcome: Connected | Failed | None = None, attempts_left: int
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"state": state.value, "attempts_left": attempts_left}
+    if isinstance(outcome, Connected):
+        body["ip"] = outcome.ip_address
+    elif isinstance(outcome, Failed):
+        body["reason"] = int(outcome.reason)
+    return body
+
+
+@dataclass(frozen=True)
+class WifiStatus:
+    state: WifiState
+    attempts_left: int
+    ip: str | None = None
+    reason: JoinFailure | None = None
+
+
+def parse_status(body: dict[str, Any]) -> WifiStatus:
+    try:
+        state = WifiState(_field(body, "state", str))
+        reason = body.get("reason")
+        return WifiStatus(
+            state=state,
+            attempts_left=_field(body, "attempts_left", int),
+            ip=_field(body, "ip", str, required=False),
+            reason=None if reason is None else JoinFailure(reason),
+        )
+    except ValueError:
+        raise MalformedData("bad Wi-Fi status") from None

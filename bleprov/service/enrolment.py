@@ -1,0 +1,322 @@
+"""Runs the enrolment state machines against real effects.
+
+Device: :class:`EnrolmentService` is the :class:`~bleprov.radio.secure_link.SecureApplication`
+of a device. It feeds each authenticated message to a
+:class:`~bleprov.core.enrolment.device.DeviceEnrolment` and carries out the effects it
+asks for with a :class:`~bleprov.network.base.NetworkBackend` and a store.
+
+Host: :class:`EnrolmentClient` speaks the same protocol over a secure host link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bleprov.core.enrolment import device as enr
+from bleprov.core.enrolment.messages import (
+    Endpoint,
+    EnrolmentError,
+    Notification,
+    Request,
+    Response,
+    Status,
+    Topic,
+    WifiState,
+    WifiStatus,
+    credentials_body,
+    decode,
+    encode,
+    parse_scan_entry,
+    parse_status,
+)
+from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.wifi import ScanResult, WifiCredentials
+from bleprov.network.base import NetworkBackend
+
+logger = logging.getLogger(__name__)
+
+
+class CommitStore(Protocol):
+    """Where committed records go: one atomic write for all of them."""
+
+    def update(self, changes: dict[str, bytes | None]) -> None: ...
+
+
+class MemoryCommitStore:
+    def __init__(self) -> None:
+        self.records: dict[str, bytes] = {}
+        self.writes = 0
+
+    def update(self, changes: dict[str, bytes | None]) -> None:
+        new = dict(self.records)
+        for key, value in changes.items():
+            if value is None:
+                new.pop(key, None)
+            else:
+                new[key] = value
+        self.records = new
+        self.writes += 1
+
+
+class Channel(Protocol):
+    """What the service needs of a secure device channel."""
+
+    def send(self, data: bytes) -> None: ...
+
+
+class EnrolmentService:
+    """The device's enrolment application, one machine per authenticated session."""
+
+    def __init__(
+        self,
+        *,
+        network: NetworkBackend,
+        store: CommitStore,
+        config: Callable[[], enr.DeviceEnrolmentConfig],
+        registry: enr.EndpointRegistry | None = None,
+    ) -> None:
+        self.network = network
+        self.store = store
+        self.config = config
+        self.registry = registry or enr.EndpointRegistry()
+        self.machines: dict[int, enr.DeviceEnrolment] = {}
+        self._channels: dict[int, Channel] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._joins: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop = asyncio.get_running_loop()
+        self.committed: list[dict[str, bytes | None]] = []
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # --------------------------------------------------- SecureApplication API
+
+    def opened(self, channel: Channel) -> None:
+        key = id(channel)
+        self.machines[key] = enr.DeviceEnrolment(
+            self.config(), registry=self.registry, now=self.now()
+        )
+        self._channels[key] = channel
+
+    def received(self, channel: Channel, data: bytes) -> None:
+        machine = self.machines.get(id(channel))
+        if machine is not None:
+            self._run(id(channel), machine.receive(data, self.now()))
+
+    def closed(self, channel: Channel, error: BleprovError | None) -> None:
+        key = id(channel)
+        machine = self.machines.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if machine is not None:
+            self._run(key, machine.connection_lost(self.now()), machine=machine)
+        self._channels.pop(key, None)
+
+    async def drain(self) -> None:
+        """Wait for the effects in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -------------------------------------------------------------- effects
+
+    def _run(
+        self, key: int, effects: list[enr.Effect], machine: enr.DeviceEnrolment | None = None
+    ) -> None:
+        machine = machine or self.machines.get(key)
+        for effect in effects:
+            if isinstance(effect, enr.Send):
+                channel = self._channels.get(key)
+                if channel is not None:
+                    try:
+                        channel.send(effect.data)
+                    except BleprovError as exc:
+                        logger.info("could not send (session ending): %s", exc)
+            elif isinstance(effect, enr.StartScan):
+                self._spawn(key, self._scan(effect.refresh))
+            elif isinstance(effect, enr.StartJoin):
+                self._joins[key] = self._spawn(key, self._join(effect.credentials, effect.timeout))
+            elif isinstance(effect, enr.Commit):
+                self._spawn(key, self._commit(effect.records))
+            elif isinstance(effect, enr.Rollback):
+                join = self._joins.pop(key, None)
+                self._spawn(key, self._rollback(join))
+        if machine is not None and key in self.machines:
+            self._arm(key, machine)
+
+    def _arm(self, key: int, machine: enr.DeviceEnrolment) -> None:
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        deadline = machine.next_deadline()
+        if deadline is not None:
+            self._timers[key] = self._loop.call_at(
+                deadline, lambda: self._run(key, machine.handle_timer(self.now()))
+            )
+
+    def _spawn(self, key: int, coro: Any) -> asyncio.Task[None]:
+        async def run_and_feed() -> None:
+            feed = await coro
+            machine = self.machines.get(key)
+            if feed is not None and machine is not None:
+                self._run(key, feed(machine))
+
+        task = self._loop.create_task(run_and_feed())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _scan(self, refresh: bool) -> Callable[[enr.DeviceEnrolment], list[enr.Effect]]:
+        results = await self.network.rescan() if refresh else self.network.cached_scan()
+        return lambda m: m.scan_done(results, self.now())
+
+    async def _join(
+        self, credentials: WifiCredentials, timeout: float
+    ) -> Callable[[enr.DeviceEnrolment], list[enr.Effect]]:
+        outcome = await self.network.try_join(credentials, timeout=timeout)
+        return lambda m: m.join_done(outcome, self.now())
+
+    async def _commit(
+        self, records: dict[str, bytes | None]
+    ) -> Callable[[enr.DeviceEnrolment], list[enr.Effect]]:
+        error: str | None = None
+        try:
+            # The store is the source of truth: one atomic write; the network's own
+            # persistence follows (a crash between the two is repaired at start-up by
+            # re-applying the stored credentials).
+            self.store.update(records)
+            self.committed.append(records)
+            await self.network.commit()
+        except BleprovError as exc:
+            error = str(exc)
+        return lambda m: m.commit_done(error, self.now())
+
+    async def _rollback(self, join: asyncio.Task[None] | None) -> None:
+        if join is not None and not join.done():
+            join.cancel()  # stop a join in flight before undoing it
+            await asyncio.gather(join, return_exceptions=True)
+        await self.network.rollback()
+
+
+# --------------------------------------------------------------------- host side
+
+
+class HostChannel(Protocol):
+    """What the client needs of a secure host link."""
+
+    def send(self, data: bytes) -> None: ...
+
+    async def receive(self, timeout: float | None = None) -> bytes: ...
+
+
+class EnrolmentClient:
+    """Requests over a secure session; notifications routed by topic."""
+
+    def __init__(self, link: HostChannel, *, timeout: float = 60.0) -> None:
+        self.link = link
+        self.timeout = timeout
+        self._next_id = 1
+        self._responses: dict[int, Response] = {}
+        self._notifications: dict[str, list[dict[str, Any]]] = {}
+        self.requests = 0
+        self.messages_received = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    async def _pump_until(self, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise EnrolmentError(Status.INTERNAL, "the device did not answer in time")
+            raw = await self.link.receive(remaining)
+            self.messages_received += 1
+            self.bytes_received += len(raw)
+            message = decode(raw)
+            if isinstance(message, Response):
+                self._responses[message.id] = message
+            elif isinstance(message, Notification):
+                if message.topic == "error":
+                    raise EnrolmentError(
+                        Status(message.body.get("status", Status.INTERNAL)),
+                        str(message.body.get("error", "device error")),
+                    )
+                self._notifications.setdefault(message.topic, []).append(message.body)
+            else:
+                raise MalformedData("devices do not send requests")
+
+    def _send(self, endpoint: str, body: dict[str, Any]) -> int:
+        request_id = self._next_id
+        self._next_id += 1
+        data = encode(Request(request_id, endpoint, body))
+        self.requests += 1
+        self.bytes_sent += len(data)
+        self.link.send(data)
+        return request_id
+
+    async def request(self, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request_id = self._send(endpoint, body or {})
+        await self._pump_until(lambda: request_id in self._responses)
+        response = self._responses.pop(request_id)
+        if response.status != Status.OK:
+            try:
+                status = Status(response.status)
+            except ValueError:
+                status = Status.INTERNAL
+            raise EnrolmentError(status, str(response.body.get("error", "refused")))
+        return response.body
+
+    def _take(self, topic: str) -> dict[str, Any] | None:
+        queue = self._notifications.get(topic)
+        return queue.pop(0) if queue else None
+
+    async def info(self) -> dict[str, Any]:
+        return await self.request(Endpoint.INFO)
+
+    async def scan(self, *, refresh: bool = False) -> list[ScanResult]:
+        """Every access point the device sees, streamed in full."""
+        self._notifications.pop(Topic.WIFI_SCAN, None)
+        body = await self.request(Endpoint.WIFI_SCAN, {"refresh": refresh})
+        chunks = self._notifications.pop(Topic.WIFI_SCAN, [])
+        if not chunks or not chunks[-1].get("last"):
+            raise MalformedData("scan results ended early")
+        results = [parse_scan_entry(e) for c in chunks for e in c.get("entries", [])]
+        if len(results) != body.get("count"):
+            raise MalformedData("scan result count does not match")
+        return results
+
+    async def set_wifi(self, credentials: WifiCredentials) -> WifiStatus:
+        """Stage credentials; wait for the pushed outcome (connected or failed)."""
+        self._notifications.pop(Topic.WIFI_STATUS, None)
+        await self.request(Endpoint.WIFI_SET, credentials_body(credentials))
+        while True:
+            status = self._take(Topic.WIFI_STATUS)
+            if status is None:
+                await self._pump_until(lambda: bool(self._notifications.get(Topic.WIFI_STATUS)))
+                continue
+            parsed = parse_status(status)
+            if parsed.state in (WifiState.CONNECTED, WifiState.FAILED):
+                return parsed
+
+    async def extend_failsafe(self, seconds: float) -> float:
+        body = await self.request(Endpoint.FAILSAFE, {"seconds": seconds})
+        return float(body["expires_in"])
+
+    async def commit(self) -> None:
+        await self.request(Endpoint.COMMIT)
+
+    async def abort(self) -> None:
+        await self.request(Endpoint.ABORT)
+
+
+__all__ = [
+    "CommitStore",
+    "EnrolmentClient",
+    "EnrolmentService",
+    "MemoryCommitStore",
+]

@@ -1,0 +1,252 @@
+"""The device's enrolment machine by hand: staging, proof, commit, fail-safe, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bleprov.core.enrolment import device as enr
+from bleprov.core.enrolment.messages import (
+    Endpoint,
+    Notification,
+    Request,
+    Response,
+    Status,
+    Topic,
+    credentials_body,
+    decode,
+    encode,
+    parse_scan_entry,
+    parse_status,
+)
+from bleprov.core.wifi import (
+    Connected,
+    Failed,
+    JoinFailure,
+    ScanResult,
+    WifiCredentials,
+    WifiSecurity,
+)
+
+GOOD = WifiCredentials(b"home", WifiSecurity.WPA2_PERSONAL, passphrase="correct horse")
+BAD = WifiCredentials(b"home", WifiSecurity.WPA2_PERSONAL, passphrase="wrong horse!")
+
+
+class Host:
+    """Drives a machine and decodes what it sends."""
+
+    def __init__(self, **config: Any) -> None:
+        self.m = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("DEV1", **config), now=0.0)
+        self.next_id = 1
+        self.effects: list[enr.Effect] = []
+
+    def ask(self, endpoint: str, body: dict[str, Any] | None = None, now: float = 1.0) -> int:
+        rid = self.next_id
+        self.next_id += 1
+        self.effects = self.m.receive(encode(Request(rid, endpoint, body or {})), now)
+        return rid
+
+    def sent(self) -> list[Response | Notification]:
+        out = []
+        for e in self.effects:
+            if isinstance(e, enr.Send):
+                msg = decode(e.data)
+                assert isinstance(msg, Response | Notification)
+                out.append(msg)
+        return out
+
+    def response(self, rid: int) -> Response:
+        return next(m for m in self.sent() if isinstance(m, Response) and m.id == rid)
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.effects if isinstance(e, kind)]
+
+
+def test_info_lists_capabilities_and_vendor_endpoints() -> None:
+    registry = enr.EndpointRegistry()
+    registry.register("vendor/led", lambda body: {"on": body.get("on", False)})
+    host = Host()
+    host.m.registry = registry
+    rid = host.ask(Endpoint.INFO)
+    body = host.response(rid).body
+    assert body["device_id"] == "DEV1"
+    assert "vendor/led" in body["capabilities"]
+    rid = host.ask("vendor/led", {"on": True})
+    assert host.response(rid).body == {"on": True}
+
+
+def test_vendor_names_are_namespaced() -> None:
+    with pytest.raises(ValueError, match="vendor/"):
+        enr.EndpointRegistry().register("commit", lambda b: {})
+
+
+def test_scan_streams_every_result_in_chunks() -> None:
+    host = Host()
+    rid = host.ask(Endpoint.WIFI_SCAN)
+    assert host.of(enr.StartScan) == [enr.StartScan(False)]
+    results = [
+        ScanResult(
+            f"ap{i}".encode(),
+            f"00:00:00:00:00:{i:02x}",
+            -30 - i % 60,
+            1 + i % 11,
+            WifiSecurity.WPA2_PERSONAL,
+        )
+        for i in range(100)
+    ]
+    host.effects = host.m.scan_done(results, 2.0)
+    chunks = [m for m in host.sent() if isinstance(m, Notification)]
+    assert len(chunks) == 7
+    assert [c.body["last"] for c in chunks] == [False] * 6 + [True]
+    got = [parse_scan_entry(e) for c in chunks for e in c.body["entries"]]
+    assert sorted(got, key=lambda r: r.ssid) == sorted(results, key=lambda r: r.ssid)
+    assert host.response(rid).body == {"count": 100}
+    assert all(len(encode(c)) < 2000 for c in chunks)
+
+
+def test_wrong_password_then_right_one_in_one_session_then_commit() -> None:
+    host = Host()
+    rid = host.ask(Endpoint.WIFI_SET, credentials_body(BAD))
+    assert host.response(rid).status == Status.OK
+    [join] = host.of(enr.StartJoin)
+    assert join.credentials == BAD
+    host.effects = host.m.join_done(Failed(JoinFailure.WRONG_PASSWORD), 2.0)
+    [status] = host.sent()
+    assert isinstance(status, Notification)
+    parsed = parse_status(status.body)
+    assert parsed.reason is JoinFailure.WRONG_PASSWORD
+    assert parsed.attempts_left == 4
+    rid = host.ask(Endpoint.COMMIT)
+    assert host.response(rid).status == Status.NOT_PROVEN
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    host.effects = host.m.join_done(Connected("192.168.1.23"), 3.0)
+    assert parse_status(host.sent()[0].body).ip == "192.168.1.23"
+    rid = host.ask(Endpoint.COMMIT)
+    [commit] = host.of(enr.Commit)
+    assert set(commit.records) == {"wifi"}
+    assert b"correct horse" in (commit.records["wifi"] or b"")  # the store encrypts it
+    host.effects = host.m.commit_done(None, 4.0)
+    assert host.response(rid).status == Status.OK
+    assert host.m.committed
+    assert host.m.next_deadline() is None
+    assert host.m.connection_lost(5.0) == []  # committed: nothing to roll back
+
+
+def test_busy_while_joining() -> None:
+    host = Host()
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    rid = host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    assert host.response(rid).status == Status.BUSY
+
+
+def test_attempts_run_out() -> None:
+    host = Host(join_attempts=1)
+    host.ask(Endpoint.WIFI_SET, credentials_body(BAD))
+    host.m.join_done(Failed(JoinFailure.WRONG_PASSWORD), 2.0)
+    rid = host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    assert host.response(rid).status == Status.NOT_ALLOWED
+
+
+def test_disconnect_before_commit_rolls_back() -> None:
+    host = Host()
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    host.m.join_done(Connected("10.0.0.2"), 2.0)
+    assert host.m.connection_lost(3.0) == [enr.Rollback()]
+
+
+def test_failsafe_timer_rolls_back_and_tells_the_host() -> None:
+    host = Host(default_failsafe=120.0)
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD), now=10.0)
+    assert host.m.next_deadline() == 130.0
+    assert host.m.handle_timer(129.0) == []
+    host.effects = host.m.handle_timer(130.0)
+    assert enr.Rollback() in host.effects
+    [note] = [m for m in host.sent() if isinstance(m, Notification)]
+    assert note.topic == Topic.FAILSAFE
+    rid = host.ask(Endpoint.COMMIT, now=131.0)
+    assert host.response(rid).status == Status.FAILSAFE_EXPIRED
+    # The join that was running when the timer fired reports late: ignored.
+    assert host.m.join_done(Connected("10.0.0.9"), 132.0) == []
+
+
+def test_host_extends_the_failsafe_up_to_a_cap() -> None:
+    host = Host()
+    rid = host.ask(Endpoint.FAILSAFE, {"seconds": 5000}, now=0.0)
+    assert host.response(rid).body == {"expires_in": enr.MAX_FAILSAFE}
+    assert host.m.next_deadline() == enr.MAX_FAILSAFE
+
+
+def test_commit_failure_rolls_back() -> None:
+    host = Host()
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    host.m.join_done(Connected("10.0.0.2"), 2.0)
+    rid = host.ask(Endpoint.COMMIT)
+    host.effects = host.m.commit_done("disk full", 3.0)
+    assert enr.Rollback() in host.effects
+    assert host.response(rid).status == Status.INTERNAL
+    assert not host.m.committed
+
+
+def test_abort_rolls_back() -> None:
+    host = Host()
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    rid = host.ask(Endpoint.ABORT)
+    assert enr.Rollback() in host.effects
+    assert host.response(rid).status == Status.OK
+
+
+def test_remote_factory_reset_is_refused_without_an_owner() -> None:
+    host = Host()
+    rid = host.ask(Endpoint.FACTORY_RESET)
+    assert host.response(rid).status == Status.NOT_ALLOWED
+
+
+def test_unknown_endpoint_and_bad_bodies_get_typed_errors_and_the_session_goes_on() -> None:
+    host = Host()
+    rid = host.ask("no/such")
+    assert host.response(rid).status == Status.UNKNOWN_ENDPOINT
+    rid = host.ask(Endpoint.WIFI_SET, {"ssid": "not bytes", "security": 1})
+    assert host.response(rid).status == Status.BAD_REQUEST
+    rid = host.ask(Endpoint.WIFI_SET, {"ssid": b"x", "security": 1, "passphrase": "short"})
+    assert host.response(rid).status == Status.BAD_REQUEST
+    rid = host.ask(Endpoint.FAILSAFE, {"seconds": -1})
+    assert host.response(rid).status == Status.BAD_REQUEST
+    rid = host.ask(Endpoint.INFO)
+    assert host.response(rid).status == Status.OK
+
+
+def test_malformed_message_gets_an_error_notification() -> None:
+    host = Host()
+    host.effects = host.m.receive(b"\xff\x00", 1.0)
+    [note] = host.sent()
+    assert isinstance(note, Notification)
+    assert note.body["status"] == Status.BAD_REQUEST
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.builds(
+            lambda i, e, b: cbor2.dumps([0, i, e, b], canonical=True),
+            st.integers(0, 2**32),
+            st.text(max_size=20),
+            st.dictionaries(
+                st.text(max_size=8),
+                st.one_of(st.integers(), st.binary(max_size=40), st.text(max_size=70)),
+                max_size=5,
+            ),
+        ),
+    )
+)
+def test_fuzzed_messages_only_ever_produce_replies(raw: bytes) -> None:
+    host = Host()
+    effects = host.m.receive(raw, 1.0)
+    assert all(isinstance(e, enr.Send | enr.StartScan | enr.StartJoin) for e in effects)
+    for e in effects:
+        if isinstance(e, enr.Send):
+            decode(e.data)
