@@ -15,11 +15,17 @@ from typing import Final
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionRefused
-from bleprov.core.channel import ChannelClosedError, SecureChannel
+from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.identity import DeviceIdentity
 from bleprov.core.session import modes
+from bleprov.core.session.common import (
+    ApplicationData,
+    ChannelHolder,
+    SendMessage,
+    SessionEnded,
+)
 from bleprov.core.session.messages import (
     Handshake,
     Hello,
@@ -31,7 +37,6 @@ from bleprov.core.session.messages import (
     decode,
     decode_inner,
     encode,
-    encode_inner,
 )
 
 ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
@@ -63,11 +68,6 @@ class DeviceSecrets:
 
 
 @dataclass(frozen=True)
-class SendMessage:
-    data: bytes
-
-
-@dataclass(frozen=True)
 class PersistAttempts:
     """Store this attempt-counter state before sending anything that follows."""
 
@@ -88,18 +88,6 @@ class Authenticated:
     mode: Mode
 
 
-@dataclass(frozen=True)
-class ApplicationData:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SessionEnded:
-    """The session is over; ``error`` is None for a normal close."""
-
-    error: BleprovError | None
-
-
 DeviceEvent = (
     SendMessage | PersistAttempts | ShowNumber | Authenticated | ApplicationData | SessionEnded
 )
@@ -113,7 +101,7 @@ class _State(enum.Enum):
     ENDED = "ended"
 
 
-class DeviceSession:
+class DeviceSession(ChannelHolder):
     """One host's session with this device."""
 
     def __init__(
@@ -130,6 +118,7 @@ class DeviceSession:
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float = 120.0,
     ) -> None:
+        super().__init__(is_host=False, idle_timeout=idle_timeout)
         self._secrets = secrets
         self._policy = int(policy)
         self._info = device_info
@@ -138,12 +127,9 @@ class DeviceSession:
         self._connection = connection
         self._device_confirms = device_confirms
         self._handshake_deadline = now + handshake_timeout
-        self._idle_timeout = idle_timeout
         self._state = _State.WAIT_HELLO
         self._mode: Mode | None = None
         self._engine: modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice | None = None
-        self._channel: SecureChannel | None = None
-        self._keys: modes.SessionKeys | None = None
         self._host_confirmed = False
         self._device_confirmed = False
         self.number: int | None = None
@@ -190,10 +176,7 @@ class DeviceSession:
     def close(self, now: float) -> list[DeviceEvent]:
         if self._state is _State.ENDED:
             return []
-        events: list[DeviceEvent] = []
-        if self._channel is not None and not self._channel.closed:
-            events.append(self._seal(Inner(InnerKind.CLOSE, 0), now))
-        return events + self._end(None)
+        return [*self._close_records(0, now), *self._end(None)]
 
     def next_deadline(self) -> float | None:
         if self._state in (_State.WAIT_HELLO, _State.HANDSHAKE, _State.WAIT_CONFIRMATION):
@@ -275,15 +258,8 @@ class DeviceSession:
         events: list[DeviceEvent] = []
         if step.reply is not None:
             events.append(SendMessage(encode(Handshake(step.reply))))
-        if step.keys is not None and self._channel is None:
-            self._keys = step.keys
-            self._channel = SecureChannel.for_role(
-                is_host=False,
-                host_to_device_key=step.keys.host_to_device,
-                device_to_host_key=step.keys.device_to_host,
-                idle_timeout=self._idle_timeout,
-                now=now,
-            )
+        if step.keys is not None:
+            self._install(step.keys, now)
         if step.number is not None:
             self.number = step.number
             events.append(ShowNumber(step.number))
@@ -339,23 +315,16 @@ class DeviceSession:
         )
         return self._seal(Inner(InnerKind.ATTESTATION, attestation), now)
 
-    def _seal(self, inner: Inner, now: float) -> SendMessage:
-        assert self._channel is not None
-        return SendMessage(encode(Secure(self._channel.seal(encode_inner(inner), now))))
-
     def _fail(self, error: ProtocolError, now: float) -> list[DeviceEvent]:
-        events: list[DeviceEvent] = []
-        if self._channel is not None and not self._channel.closed:
-            events.append(self._seal(Inner(InnerKind.CLOSE, error.code), now))
-        else:
+        events: list[DeviceEvent] = [*self._close_records(error.code, now)]
+        if not events:
             retry = int(getattr(error, "retry_after", 0) + 0.999)
             events.append(SendMessage(encode(Refused(error.code, min(retry, 86400)))))
         return events + self._end(error)
 
     def _end(self, error: BleprovError | None) -> list[DeviceEvent]:
         self._state = _State.ENDED
-        if self._channel is not None:
-            self._channel.close()
+        self._erase()
         if self._mode is Mode.BUTTON:
             self._button.close()  # one-shot: the window is spent, whatever the outcome
         return [SessionEnded(error)]

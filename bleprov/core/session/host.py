@@ -17,11 +17,17 @@ from bleprov.core.attempts import (
     SessionRefused,
     TryLater,
 )
-from bleprov.core.channel import ChannelClosedError, SecureChannel
+from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError, LocalProtocolError, ProtocolError
 from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
 from bleprov.core.session import modes
+from bleprov.core.session.common import (
+    ApplicationData,
+    ChannelHolder,
+    SendMessage,
+    SessionEnded,
+)
 from bleprov.core.session.device import ATTESTATION_CONTEXT, HandshakeTimeout, ModeNotAllowed
 from bleprov.core.session.messages import (
     Handshake,
@@ -34,7 +40,6 @@ from bleprov.core.session.messages import (
     decode,
     decode_inner,
     encode,
-    encode_inner,
 )
 
 
@@ -111,11 +116,6 @@ class Trust:
 
 
 @dataclass(frozen=True)
-class SendMessage:
-    data: bytes
-
-
-@dataclass(frozen=True)
 class CompareNumber:
     """compare mode: show this number; call :meth:`HostSession.confirm_number`."""
 
@@ -128,16 +128,6 @@ class Established:
 
     mode: Mode
     attestation: AttestationResult
-
-
-@dataclass(frozen=True)
-class ApplicationData:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class SessionEnded:
-    error: BleprovError | None
 
 
 HostEvent = SendMessage | CompareNumber | Established | ApplicationData | SessionEnded
@@ -163,7 +153,7 @@ def check_advertisement(advertised: ServiceData, info: DeviceInfo) -> None:
         raise Downgrade("the device's advertisement and its info characteristic disagree")
 
 
-class HostSession:
+class HostSession(ChannelHolder):
     """One session with one device, driven by the host."""
 
     def __init__(
@@ -178,6 +168,7 @@ class HostSession:
         handshake_timeout: float = 60.0,
         idle_timeout: float = 120.0,
     ) -> None:
+        super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
         if not info.modes & OobMode(int(mode)):
             raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
@@ -186,10 +177,7 @@ class HostSession:
         self._trust = trust
         self._wall_clock = wall_clock
         self._handshake_deadline = now + handshake_timeout
-        self._idle_timeout = idle_timeout
         self._state = _State.IDLE
-        self._channel: SecureChannel | None = None
-        self._keys: modes.SessionKeys | None = None
         self.attestation: AttestationResult | None = None
         self.number: int | None = None
         self._engine = self._engine_for(mode, secret, info)
@@ -262,10 +250,7 @@ class HostSession:
     def close(self, now: float) -> list[HostEvent]:
         if self._state is _State.ENDED:
             return []
-        events: list[HostEvent] = []
-        if self._channel is not None and not self._channel.closed:
-            events.append(self._seal(Inner(InnerKind.CLOSE, 0), now))
-        return events + self._end(None)
+        return [*self._close_records(0, now), *self._end(None)]
 
     def next_deadline(self) -> float | None:
         if self._state in (_State.HANDSHAKE, _State.WAIT_ATTESTATION):
@@ -305,14 +290,7 @@ class HostSession:
         if step.reply is not None:
             events.append(SendMessage(encode(Handshake(step.reply))))
         if step.keys is not None:
-            self._keys = step.keys
-            self._channel = SecureChannel.for_role(
-                is_host=True,
-                host_to_device_key=step.keys.host_to_device,
-                device_to_host_key=step.keys.device_to_host,
-                idle_timeout=self._idle_timeout,
-                now=now,
-            )
+            self._install(step.keys, now)
         if step.number is not None:
             self.number = step.number
             self._state = _State.WAIT_USER
@@ -350,18 +328,10 @@ class HostSession:
             raise modes.UnexpectedMessage("unexpected record from the device")
         return [ApplicationData(inner.body)]
 
-    def _seal(self, inner: Inner, now: float) -> SendMessage:
-        assert self._channel is not None
-        return SendMessage(encode(Secure(self._channel.seal(encode_inner(inner), now))))
-
     def _fail(self, error: ProtocolError, now: float) -> list[HostEvent]:
-        events: list[HostEvent] = []
-        if self._channel is not None and not self._channel.closed:
-            events.append(self._seal(Inner(InnerKind.CLOSE, error.code), now))
-        return events + self._end(error)
+        return [*self._close_records(error.code, now), *self._end(error)]
 
     def _end(self, error: BleprovError | None) -> list[HostEvent]:
         self._state = _State.ENDED
-        if self._channel is not None:
-            self._channel.close()
+        self._erase()
         return [SessionEnded(error)]
