@@ -14,7 +14,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionRefused
+from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionOverlap, SessionRefused
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
@@ -289,8 +289,6 @@ class DeviceSession(ChannelHolder):
         if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
             raise modes.UnexpectedMessage("only application data is expected now")
         if self._mode is Mode.BUTTON and self._button.overlapped(self._connection):
-            from bleprov.core.attempts import SessionOverlap
-
             raise SessionOverlap("another host tried during the button window")
         return [ApplicationData(inner.body)]
 
