@@ -335,3 +335,22 @@ class HostSession(ChannelHolder):
         self._state = _State.ENDED
         self._erase()
         return [SessionEnded(error)]
+
+
+__all__ = [
+    "ApplicationData",
+    "CodeSecret",
+    "CompareNumber",
+    "DeviceRefused",
+    "Downgrade",
+    "Established",
+    "HostEvent",
+    "HostSession",
+    "OutOfBand",
+    "QrSecret",
+    "SendMessage",
+    "SessionEnded",
+    "Trust",
+    "check_advertisement",
+    "refusal",
+]
