@@ -241,11 +241,8 @@ class EnrolmentClient:
             if isinstance(message, Response):
                 self._responses[message.id] = message
             elif isinstance(message, Notification):
-                if message.topic == "error":
-                    raise EnrolmentError(
-                        Status(message.body.get("status", Status.INTERNAL)),
-                        str(message.body.get("error", "device error")),
-                    )
+                # "error" reports a message the device could not even read (so no id):
+                # kept for the caller, it does not fail the request being waited for.
                 self._notifications.setdefault(message.topic, []).append(message.body)
             else:
                 raise MalformedData("devices do not send requests")
@@ -302,6 +299,11 @@ class EnrolmentClient:
             parsed = parse_status(status)
             if parsed.state in (WifiState.CONNECTED, WifiState.FAILED):
                 return parsed
+
+    @property
+    def device_errors(self) -> list[dict[str, Any]]:
+        """Errors the device reported for unreadable messages (status, text)."""
+        return self._notifications.get("error", [])
 
     async def extend_failsafe(self, seconds: float) -> float:
         body = await self.request(Endpoint.FAILSAFE, {"seconds": seconds})

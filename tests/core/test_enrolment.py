@@ -250,3 +250,12 @@ def test_fuzzed_messages_only_ever_produce_replies(raw: bytes) -> None:
     for e in effects:
         if isinstance(e, enr.Send):
             decode(e.data)
+
+
+def test_a_commit_under_way_is_not_undone_by_a_disconnect() -> None:
+    host = Host()
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    host.m.join_done(Connected("10.0.0.2"), 2.0)
+    host.ask(Endpoint.COMMIT)
+    assert host.of(enr.Commit)
+    assert host.m.connection_lost(3.0) == []

@@ -207,7 +207,10 @@ class DeviceEnrolment:
         return [self._respond(request_id, Status.OK, {})]
 
     def connection_lost(self, now: float) -> list[Effect]:
-        """The session ended before COMMIT: nothing staged survives."""
+        """The session ended before COMMIT: nothing staged survives. A commit already
+        under way is the point of no return: it completes, and nothing is undone."""
+        if self._commit_request is not None:
+            return []
         return self._rollback()
 
     def next_deadline(self) -> float | None:
