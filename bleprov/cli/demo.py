@@ -9,9 +9,10 @@ zone enrolment plug into the same session as their layers land.
 
 from __future__ import annotations
 
-import os
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
@@ -19,41 +20,33 @@ from rich.table import Table
 
 from bleprov.core.advertising import OobMode, as_mapping
 from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.enrolment.device import DeviceEnrolmentConfig
 from bleprov.core.factory import provision_device
 from bleprov.core.identity import Manufacturer, TrustPolicy
 from bleprov.core.onboarding import parse_manual_code, parse_qr, passcode_password
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
+from bleprov.core.wifi import WifiCredentials, WifiSecurity
+from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import (
-    MemoryAttemptStore,
-    SecureDeviceChannel,
-    SecureDeviceServer,
-    SecureHostLink,
-)
+from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
+from bleprov.store.device_store import DeviceStore
+from bleprov.store.keys import KeyFileProvider
 
 #: The demo derives code-mode verifiers at a lower scrypt cost to start quickly; real
 #: labels use the default (N=2^15).
 DEMO_COST = ScryptCost(n=1 << 12, r=8, p=1)
 
 
-class _EchoApp:
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
-    def opened(self, channel: SecureDeviceChannel) -> None:
-        self.console.print(
-            f"device: host authenticated ({channel.mode.label if channel.mode else '?'})"
-        )
-
-    def received(self, channel: SecureDeviceChannel, data: bytes) -> None:
-        channel.send(data)
-
-    def closed(self, channel: SecureDeviceChannel, error: object) -> None:
-        pass
+EXAMPLE_NETWORK = Path(__file__).resolve().parents[1] / "network" / "simulated_example.toml"
+HOME_SSID = b"Home"
+#: The simulated network's password (bleprov/network/simulated_example.toml); not a secret.
+HOME_PASSPHRASE = "correct horse battery staple"  # noqa: S105
+TYPO = "correct horse battery stapel"
 
 
 class _ConsoleUi:
@@ -86,11 +79,21 @@ async def run_demo(console: Console, *, mode: str, mtu: int, size: int, interval
 
     link = VirtualLink(connection_interval=interval_ms / 1000 if interval_ms > 0 else None)
     ui = _ConsoleUi(console)
+    network = SimulatedWifi.from_file(EXAMPLE_NETWORK)
+    await network.start()
+    workdir = tempfile.TemporaryDirectory(prefix="bleprov-demo-")
+    store = DeviceStore(Path(workdir.name) / "store", KeyFileProvider(Path(workdir.name) / "key"))
+    store.put_provisioning(device_data)
+    service = EnrolmentService(
+        network=network,
+        store=store,
+        config=lambda: DeviceEnrolmentConfig(identity.device_id, join_timeout=10),
+    )
     server = SecureDeviceServer(
         secrets=device_data.secrets(),
         policy=int(modes),
-        application=_EchoApp(console),
-        attempts=MemoryAttemptStore(),
+        application=service,
+        attempts=store.attempt_store(),
         ui=ui,
     )
     device = make_virtual_device(link, name="bleprov-device", address="F0:B1:E9:00:00:01")
@@ -145,12 +148,25 @@ async def run_demo(console: Console, *, mode: str, mtu: int, size: int, interval
             f"host: session open in {handshake_s * 1000:.0f} ms; attestation: device "
             f"{info.attestation.device_id} by {info.attestation.manufacturer!r}, trusted"
         )
-        data = os.urandom(size)
+        client = EnrolmentClient(session, timeout=60)
         t1 = time.perf_counter()
-        echo = await session.request(data, timeout=120)
-        exchange_s = time.perf_counter() - t1
-        assert echo == data
+        results = await client.scan()
+        shown = ", ".join(f"{r.ssid.decode(errors='replace')} ({r.rssi} dBm)" for r in results[:4])
+        console.print(f"device's Wi-Fi scan: {len(results)} access points: {shown}, ...")
+        typo = WifiCredentials(HOME_SSID, WifiSecurity.WPA2_WPA3_PERSONAL, passphrase=TYPO)
+        status = await client.set_wifi(typo)
+        reason = status.reason.name.lower().replace("_", " ") if status.reason else "?"
+        console.print(f"wifi: {reason} ({status.attempts_left} attempts left): retrying")
+        right = WifiCredentials(
+            HOME_SSID, WifiSecurity.WPA2_WPA3_PERSONAL, passphrase=HOME_PASSPHRASE
+        )
+        status = await client.set_wifi(right)
+        console.print(f"wifi: connected to Home, IP {status.ip}")
+        await client.commit()
+        enrol_s = time.perf_counter() - t1
+        console.print("device: committed (one atomic write to its encrypted store)")
         await session.close()
+        await service.drain()
         table = Table(title="summary")
         table.add_column("measure")
         table.add_column("value", justify="right")
@@ -161,7 +177,15 @@ async def run_demo(console: Console, *, mode: str, mtu: int, size: int, interval
             f"{session.handshake_sent} / {session.handshake_received}",
         )
         table.add_row("connect + handshake + attestation", f"{handshake_s * 1000:.0f} ms")
-        table.add_row(f"{size} B each way, encrypted", f"{exchange_s * 1000:.0f} ms")
+        table.add_row(
+            "enrolment requests / messages from device",
+            f"{client.requests} / {client.messages_received}",
+        )
+        table.add_row(
+            "enrolment bytes host->device / device->host",
+            f"{client.bytes_sent} / {client.bytes_received}",
+        )
+        table.add_row("scan + 2 joins + commit (incl. simulated Wi-Fi)", f"{enrol_s * 1000:.0f} ms")
         up, down = link.stats.central_to_peripheral, link.stats.peripheral_to_central
         table.add_row("L2CAP PDUs up / down", f"{up.pdus} / {down.pdus}")
         table.add_row("bytes on air up / down", f"{up.air_bytes} / {down.air_bytes}")
@@ -172,4 +196,6 @@ async def run_demo(console: Console, *, mode: str, mtu: int, size: int, interval
         console.print("[bold green]demo complete[/]")
     finally:
         await device_link.close()
+        await network.close()
         link.close()
+        workdir.cleanup()

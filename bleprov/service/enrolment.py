@@ -172,7 +172,11 @@ class EnrolmentService:
         return task
 
     async def _scan(self, refresh: bool) -> Callable[[enr.DeviceEnrolment], list[enr.Effect]]:
-        results = await self.network.rescan() if refresh else self.network.cached_scan()
+        # A cached scan serves at once; a fresh one only when asked for, or when nothing
+        # has been scanned yet (the background scan is still running at start-up).
+        results = [] if refresh else self.network.cached_scan()
+        if not results:
+            results = await self.network.rescan()
         return lambda m: m.scan_done(results, self.now())
 
     async def _join(
