@@ -21,3 +21,13 @@ def test_session_benchmark_runs() -> None:
     assert [r.mode for r in rows] == ["qr", "code", "compare", "button"]
     assert [r.round_trips for r in rows] == [1, 2, 3, 1]
     assert "round trips" in render(rows, None)
+
+
+async def test_enrolment_benchmark_runs() -> None:
+    from benchmarks.enrolment import render as render_enrolment
+    from benchmarks.enrolment import run_all as run_enrolment
+
+    rows = await run_enrolment(quick=True)
+    assert rows[0].requests == 3
+    assert rows[0].air_bytes > 0
+    assert "round trips" in render_enrolment(rows)
