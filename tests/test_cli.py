@@ -76,3 +76,15 @@ def test_missing_passphrase_is_not_read_from_argv(tmp_path: Path) -> None:
         input="",
     )
     assert result.exit_code != 0
+
+
+def test_device_factory_reset_keeps_the_identity_and_drops_the_rest(tmp_path: Path) -> None:
+    from bleprov.store.device_store import DeviceStore
+
+    store = DeviceStore.open(tmp_path / "store")
+    store.update({"provisioning": b"identity", "wifi": b"creds", "attempts": b"\x83\x01\x05\xf4"})
+    result = runner.invoke(
+        app, ["device", "factory-reset", "--store", str(tmp_path / "store"), "--yes"]
+    )
+    assert result.exit_code == 0, result.output
+    assert DeviceStore.open(tmp_path / "store").load() == {"provisioning": b"identity"}

@@ -31,9 +31,11 @@ app = typer.Typer(
 linktest_app = typer.Typer(help="Check a radio path by echoing messages (no session, no secrets).")
 radio_app = typer.Typer(help="Virtual radio tools for tests and demos without hardware.")
 factory_app = typer.Typer(help="Factory tool: manufacturer CA, device identities, labels.")
+device_app = typer.Typer(help="Commands run on the device itself.")
 app.add_typer(linktest_app, name="linktest")
 app.add_typer(radio_app, name="radio")
 app.add_typer(factory_app, name="factory")
+app.add_typer(device_app, name="device")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -213,6 +215,28 @@ def factory_device(
     console.print(
         f"label: {issued.directory / 'label.txt'} (keep it with the device; it is secret)"
     )
+
+
+@device_app.command("factory-reset")
+def device_factory_reset(
+    store: Annotated[Path, typer.Option(help="The device's store directory.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Forget Wi-Fi, zone, owner and attempt counters; keep the factory identity.
+
+    A physical action: it runs on the device (its shell or its reset button), never
+    over the air. Remotely only the bound owner can ask for it, over a secure session.
+    """
+    from bleprov.store.device_store import DeviceStore
+
+    if not yes and not typer.confirm(f"Factory-reset the device store in {store}?"):
+        raise typer.Exit(EXIT_ERROR)
+    try:
+        DeviceStore.open(store).factory_reset()
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    console.print("factory reset done: the device is back to its factory state")
 
 
 def main() -> None:
