@@ -7,9 +7,12 @@ never answers, one that fails N times and then works), scan timing, the address 
 out, and where the device stands at power-on (the network it is on, its saved profile).
 
 Every delay is an asyncio sleep and nothing reads the wall clock, so a run is deterministic
-for a given event loop. With ``state_path`` the committed profile is written atomically to a
-JSON file, so a restarted simulated device comes back on the network it committed, as a real
-one would.
+for a given event loop. With a ``state`` store the committed profile is kept as a small JSON
+document, so a restarted simulated device comes back on the network it committed, as a real
+one would. The store is injected (anything with ``load()``/``save()``, see
+:class:`ProfileStore`): ``bleprov.store.files.FileAttemptStore(path)`` writes the file
+atomically, the encrypted device store keeps the passphrase sealed, and this module stays
+independent of :mod:`bleprov.store`.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
-from bleprov.core.errors import MalformedData
+from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.wifi import (
     PSK_BYTES,
     SSID_MAX,
@@ -45,7 +48,6 @@ from bleprov.core.wifi import (
     WifiSecurity,
 )
 from bleprov.network.base import NetworkBackend, NetworkError
-from bleprov.store.files import read_optional, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,14 @@ WPA_PSK_ITERATIONS: Final = 4096
 _BSSID = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
 _USES_PSK: Final = frozenset({WifiSecurity.WPA2_PERSONAL, WifiSecurity.WPA2_WPA3_PERSONAL})
 _USES_SAE: Final = frozenset({WifiSecurity.WPA3_PERSONAL, WifiSecurity.WPA2_WPA3_PERSONAL})
+
+
+class ProfileStore(Protocol):
+    """Where the simulated device keeps its committed profile: all or nothing per save."""
+
+    def load(self) -> bytes | None: ...
+
+    def save(self, state: bytes) -> None: ...
 
 
 class SimulatedConfigError(NetworkError):
@@ -368,18 +378,18 @@ class SimulatedWifi(NetworkBackend):
     """A device's Wi-Fi in a :class:`SimulatedEnvironment`; staged joins, atomic commits."""
 
     def __init__(
-        self, environment: SimulatedEnvironment, *, state_path: Path | str | None = None
+        self, environment: SimulatedEnvironment, *, state: ProfileStore | None = None
     ) -> None:
         self.environment = environment
-        self.state_path = Path(state_path) if state_path is not None else None
+        self.state = state
         self._present = {ap.bssid: True for ap in environment.access_points}
         self._attempts = dict.fromkeys(self._present, 0)
         self._saved = environment.saved
         self._connected = self._strongest(environment.connected, hidden_ok=True)
-        state = self._read_state()
-        if state is not None:
+        persisted = self._read_state()
+        if persisted is not None:
             # A restarted device: its durable profile decides where it comes up.
-            self._saved = _decode_state(state, str(self.state_path))
+            self._saved = _decode_state(persisted, self._state_name())
             self._connected = self._auto_join(self._saved)
         self._ip = self._address_of(self._connected)
         self._prior: tuple[SimulatedAccessPoint | None, WifiCredentials | None] | None = None
@@ -396,13 +406,13 @@ class SimulatedWifi(NetworkBackend):
         cls,
         config: Mapping[str, Any],
         *,
-        state_path: Path | str | None = None,
+        state: ProfileStore | None = None,
         source: str = "config",
     ) -> SimulatedWifi:
-        return cls(parse_environment(config, source=source), state_path=state_path)
+        return cls(parse_environment(config, source=source), state=state)
 
     @classmethod
-    def from_file(cls, path: Path | str, *, state_path: Path | str | None = None) -> SimulatedWifi:
+    def from_file(cls, path: Path | str, *, state: ProfileStore | None = None) -> SimulatedWifi:
         path = Path(path)
         try:
             config = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -410,7 +420,7 @@ class SimulatedWifi(NetworkBackend):
             raise SimulatedConfigError(f"{path}: cannot read ({exc.strerror})") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SimulatedConfigError(f"{path}: not valid TOML ({exc})") from exc
-        return cls.from_config(config, state_path=state_path, source=str(path))
+        return cls.from_config(config, state=state, source=str(path))
 
     # -- what tests and demos look at --------------------------------------------------
 
@@ -500,12 +510,13 @@ class SimulatedWifi(NetworkBackend):
             staged = self._staged
             if staged is None or not self._staged_joined:
                 raise NetworkError("nothing to commit: the last try_join did not connect")
-            if self.state_path is not None:
+            if self.state is not None:
                 try:
-                    write_atomic(self.state_path, _encode_state(staged))
-                except OSError as exc:
+                    self.state.save(_encode_state(staged))
+                except (OSError, BleprovError) as exc:
                     raise NetworkError(
-                        f"cannot write the simulated device state {self.state_path}: {exc.strerror}"
+                        f"cannot save the simulated device state to {self._state_name()}: "
+                        f"{type(exc).__name__}"
                     ) from exc
             self._saved = staged
             self._end_session()
@@ -572,12 +583,18 @@ class SimulatedWifi(NetworkBackend):
         self._staged_joined = False
 
     def _read_state(self) -> bytes | None:
-        if self.state_path is None:
+        if self.state is None:
             return None
         try:
-            return read_optional(self.state_path)
-        except OSError as exc:
-            raise SimulatedConfigError(f"{self.state_path}: cannot read ({exc.strerror})") from exc
+            return self.state.load()
+        except (OSError, BleprovError) as exc:
+            raise SimulatedConfigError(
+                f"{self._state_name()}: cannot read ({type(exc).__name__})"
+            ) from exc
+
+    def _state_name(self) -> str:
+        """The state store as error messages name it: its file, if it has one."""
+        return str(getattr(self.state, "path", None) or type(self.state).__name__)
 
     def _require_started(self) -> None:
         if self._scan_loop is None:

@@ -1,0 +1,717 @@
+"""NetworkManager over D-Bus (dbus-fast): the Wi-Fi backend of a device that runs NM.
+
+Staging uses what NetworkManager offers for it: ``AddAndActivateConnection2`` with
+``{"persist": "memory"}`` creates the profile in memory only and activates it; nothing
+reaches ``/etc/NetworkManager/system-connections`` until :meth:`NetworkManagerWifi.commit`
+calls the profile's ``Save()``. A NetworkManager older than 1.16 (no
+``AddAndActivateConnection2``) gets ``Settings.AddConnectionUnsaved`` + ``ActivateConnection``,
+which stages the same way. Rollback deletes the in-memory profile and re-activates the
+connection that was active before the first join of the session.
+
+Scans are requested in the background (``Device.Wireless.RequestScan``, completion seen as
+a change of ``LastScan``) and served from a cache, so a slow scan (13 s on a Raspberry Pi)
+never holds up the BLE link. Join outcomes come from the active connection's ``State`` and
+the device's ``StateChanged`` reason (see :data:`FAILURE_FOR_REASON`).
+
+Passphrases travel only inside the settings dict sent to NetworkManager; they are never
+logged and never part of an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusFastError
+
+from bleprov.core.wifi import (
+    SSID_MAX,
+    Connected,
+    Failed,
+    JoinFailure,
+    JoinOutcome,
+    ScanResult,
+    WifiCredentials,
+    WifiSecurity,
+)
+from bleprov.network.base import NetworkBackend, NetworkError
+
+# The one channel table, kept in the backend without third-party imports.
+from bleprov.network.wpa_supplicant import channel_of_frequency
+
+logger = logging.getLogger(__name__)
+
+NM_SERVICE: Final = "org.freedesktop.NetworkManager"
+NM_PATH: Final = "/org/freedesktop/NetworkManager"
+NM_IFACE: Final = NM_SERVICE
+SETTINGS_PATH: Final = NM_PATH + "/Settings"
+SETTINGS_IFACE: Final = NM_IFACE + ".Settings"
+CONNECTION_IFACE: Final = SETTINGS_IFACE + ".Connection"
+DEVICE_IFACE: Final = NM_IFACE + ".Device"
+WIRELESS_IFACE: Final = DEVICE_IFACE + ".Wireless"
+ACCESS_POINT_IFACE: Final = NM_IFACE + ".AccessPoint"
+ACTIVE_IFACE: Final = NM_IFACE + ".Connection.Active"
+IP4_IFACE: Final = NM_IFACE + ".IP4Config"
+IP6_IFACE: Final = NM_IFACE + ".IP6Config"
+PROPERTIES_IFACE: Final = "org.freedesktop.DBus.Properties"
+DBUS_DEFAULT_SYSTEM_BUS: Final = "unix:path=/var/run/dbus/system_bus_socket"
+
+DEVICE_TYPE_WIFI: Final = 2
+DEVICE_STATE_NEED_AUTH: Final = 60
+DEVICE_STATE_FAILED: Final = 120
+#: How often a wait re-reads state in case a signal was missed.
+POLL_INTERVAL: Final = 0.25
+
+_NO_SERVICE_ERRORS: Final = frozenset(
+    {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"}
+)
+_UNKNOWN_METHOD: Final = "org.freedesktop.DBus.Error.UnknownMethod"
+#: NetworkManager turned the profile itself down (a bad setting), not the network.
+_PROFILE_REJECTED: Final = frozenset(
+    {
+        "org.freedesktop.NetworkManager.Settings.Connection.InvalidProperty",
+        "org.freedesktop.NetworkManager.Settings.Connection.InvalidSetting",
+        "org.freedesktop.NetworkManager.Settings.Connection.MissingProperty",
+        "org.freedesktop.NetworkManager.Settings.Connection.MissingSetting",
+        "org.freedesktop.NetworkManager.Device.IncompatibleConnection",
+    }
+)
+
+
+class ActiveState(enum.IntEnum):
+    """NMActiveConnectionState."""
+
+    UNKNOWN = 0
+    ACTIVATING = 1
+    ACTIVATED = 2
+    DEACTIVATING = 3
+    DEACTIVATED = 4
+
+
+class DeviceStateReason(enum.IntEnum):
+    """The NMDeviceStateReason values a Wi-Fi join can end with (nm-dbus-interface.h)."""
+
+    NONE = 0
+    UNKNOWN = 1
+    CONFIG_FAILED = 4
+    IP_CONFIG_UNAVAILABLE = 5
+    IP_CONFIG_EXPIRED = 6
+    NO_SECRETS = 7
+    SUPPLICANT_DISCONNECT = 8
+    SUPPLICANT_CONFIG_FAILED = 9
+    SUPPLICANT_FAILED = 10
+    SUPPLICANT_TIMEOUT = 11
+    DHCP_START_FAILED = 15
+    DHCP_ERROR = 16
+    DHCP_FAILED = 17
+    REMOVED = 36
+    CONNECTION_REMOVED = 38
+    USER_REQUESTED = 39
+    SSID_NOT_FOUND = 53
+
+
+#: Device failure reasons as join outcomes; any other reason is JoinFailure.OTHER.
+FAILURE_FOR_REASON: Final[Mapping[int, JoinFailure]] = {
+    # The supplicant gave up on the key: NM then asks for new secrets, and without a secret
+    # agent (a headless device) fails with NO_SECRETS.
+    DeviceStateReason.NO_SECRETS: JoinFailure.WRONG_PASSWORD,
+    DeviceStateReason.SUPPLICANT_DISCONNECT: JoinFailure.WRONG_PASSWORD,
+    DeviceStateReason.SUPPLICANT_CONFIG_FAILED: JoinFailure.WRONG_PASSWORD,
+    DeviceStateReason.SUPPLICANT_FAILED: JoinFailure.WRONG_PASSWORD,
+    DeviceStateReason.SUPPLICANT_TIMEOUT: JoinFailure.TIMEOUT,
+    DeviceStateReason.SSID_NOT_FOUND: JoinFailure.NETWORK_NOT_FOUND,
+    # DHCP that never answers ends in IP_CONFIG_UNAVAILABLE on current NetworkManager.
+    DeviceStateReason.IP_CONFIG_UNAVAILABLE: JoinFailure.DHCP_FAILED,
+    DeviceStateReason.IP_CONFIG_EXPIRED: JoinFailure.DHCP_FAILED,
+    DeviceStateReason.DHCP_START_FAILED: JoinFailure.DHCP_FAILED,
+    DeviceStateReason.DHCP_ERROR: JoinFailure.DHCP_FAILED,
+    DeviceStateReason.DHCP_FAILED: JoinFailure.DHCP_FAILED,
+}
+
+# NM80211ApFlags / NM80211ApSecurityFlags
+_AP_FLAG_PRIVACY: Final = 0x1
+_KEY_MGMT_PSK: Final = 0x100
+_KEY_MGMT_SAE: Final = 0x400
+
+
+class NetworkManagerError(NetworkError):
+    """NetworkManager refused a request; ``name`` is the D-Bus error name."""
+
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class NetworkManagerUnavailable(NetworkManagerError):
+    """No system bus, no NetworkManager on it, or no Wi-Fi device it manages."""
+
+
+def failure_for_reason(reason: int) -> Failed:
+    """The join outcome of a device that failed with NMDeviceStateReason ``reason``."""
+    try:
+        name = DeviceStateReason(reason).name.lower().replace("_", "-")
+    except ValueError:
+        name = "unlisted"
+    failure = FAILURE_FOR_REASON.get(reason, JoinFailure.OTHER)
+    return Failed(failure, f"NetworkManager device state reason {reason} ({name})")
+
+
+def security_of_access_point(flags: int, wpa_flags: int, rsn_flags: int) -> WifiSecurity | None:
+    """What an access point offers, from its ``Flags``/``WpaFlags``/``RsnFlags``.
+
+    None for networks enrolment cannot join: WEP, enterprise (802.1X) and OWE-only.
+    """
+    psk = bool((wpa_flags | rsn_flags) & _KEY_MGMT_PSK)
+    sae = bool(rsn_flags & _KEY_MGMT_SAE)
+    if psk and sae:
+        return WifiSecurity.WPA2_WPA3_PERSONAL
+    if sae:
+        return WifiSecurity.WPA3_PERSONAL
+    if psk:
+        return WifiSecurity.WPA2_PERSONAL
+    if wpa_flags == 0 and rsn_flags == 0 and not flags & _AP_FLAG_PRIVACY:
+        return WifiSecurity.OPEN
+    return None
+
+
+def dbm_of_strength(percent: int) -> int:
+    """Approximate dBm of NM's ``Strength``, inverting its -100..-40 dBm to 0..100 % scale."""
+    return round(-100 + 0.6 * max(0, min(100, percent)))
+
+
+def access_point_scan_result(props: Mapping[str, Any]) -> ScanResult | None:
+    """An AccessPoint object's properties (unwrapped) as a scan result, or None."""
+    try:
+        ssid = bytes(props["Ssid"])
+        bssid = str(props["HwAddress"]).upper()
+        channel = channel_of_frequency(int(props["Frequency"]))
+        security = security_of_access_point(
+            int(props.get("Flags", 0)), int(props["WpaFlags"]), int(props["RsnFlags"])
+        )
+        rssi = dbm_of_strength(int(props["Strength"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not 0 < len(ssid) <= SSID_MAX or ssid == bytes(len(ssid)):
+        return None  # hidden: no name to show
+    if channel is None or security is None:
+        return None
+    return ScanResult(ssid, bssid, rssi, channel, security)
+
+
+def connection_settings(
+    credentials: WifiCredentials, *, connection_id: str, connection_uuid: str
+) -> dict[str, dict[str, Variant]]:
+    """The NetworkManager profile for ``credentials``. It holds the secret: never log it."""
+    wireless = {"ssid": Variant("ay", credentials.ssid), "mode": Variant("s", "infrastructure")}
+    if credentials.hidden:
+        wireless["hidden"] = Variant("b", True)
+    settings = {
+        "connection": {
+            "id": Variant("s", connection_id),
+            "uuid": Variant("s", connection_uuid),
+            "type": Variant("s", "802-11-wireless"),
+        },
+        "802-11-wireless": wireless,
+        "ipv4": {"method": Variant("s", "auto")},
+        "ipv6": {"method": Variant("s", "auto")},
+    }
+    if credentials.security is WifiSecurity.OPEN:
+        return settings
+    # Transition mode joins through WPA2-PSK, which every WPA2/WPA3 access point offers.
+    key_mgmt = "sae" if credentials.security is WifiSecurity.WPA3_PERSONAL else "wpa-psk"
+    if credentials.passphrase is not None:
+        secret = credentials.passphrase
+    else:
+        assert credentials.psk is not None
+        secret = credentials.psk.hex()  # NM takes 64 hex digits as the raw PSK
+    settings["802-11-wireless-security"] = {
+        "key-mgmt": Variant("s", key_mgmt),
+        "psk": Variant("s", secret),
+        "psk-flags": Variant("u", 0),  # NetworkManager keeps it; no secret agent involved
+    }
+    return settings
+
+
+def address_of_ip_config(props: Mapping[str, Any]) -> str | None:
+    """The first address of an IP4Config/IP6Config object's properties (unwrapped)."""
+    for entry in props.get("AddressData", []):
+        value = entry.get("address")
+        address = value.value if isinstance(value, Variant) else value
+        with contextlib.suppress(ValueError, TypeError):
+            return str(ipaddress.ip_address(address))
+    for entry in props.get("Addresses", []):  # the deprecated IPv4 form: [addr, prefix, gw]
+        if entry and isinstance(entry[0], int):
+            # A u32 holding the address in network byte order, read in host order.
+            return socket.inet_ntoa(struct.pack("=I", entry[0]))
+    return None
+
+
+@dataclass
+class _Staged:
+    connection: str  # the Settings.Connection path
+    active: str  # the Connection.Active path
+    joined: bool = False
+
+
+@dataclass(frozen=True)
+class _Prior:
+    connection: str | None  # the profile that was active before the session, if any
+
+
+class NetworkManagerWifi(NetworkBackend):
+    """The device's Wi-Fi through NetworkManager (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        interface: str | None = None,
+        bus_address: str | None = None,
+        scan_interval: float = 30.0,
+        rescan_timeout: float = 15.0,
+        connection_id_prefix: str = "bleprov",
+    ) -> None:
+        self.interface = interface
+        self.bus_address = bus_address
+        self.scan_interval = scan_interval
+        self.rescan_timeout = rescan_timeout
+        self.connection_id_prefix = connection_id_prefix
+        self._bus: MessageBus | None = None
+        self._device = ""
+        self._wakers: set[asyncio.Event] = set()
+        self._failure_reason: int | None = None
+        self._secrets_refused = False
+        self._has_add_and_activate2: bool | None = None
+        self._lock = asyncio.Lock()
+        self._prior: _Prior | None = None
+        self._staged: _Staged | None = None
+        self._joining = False
+        self._cache: list[ScanResult] = []
+        self._access_points: dict[bytes, str] = {}  # SSID -> path of its strongest AP
+        self._scan_loop: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[list[ScanResult]] | None = None
+
+    @property
+    def device_path(self) -> str:
+        return self._device
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._bus is not None:
+            return
+        self._bus = await self._connect()
+        try:
+            self._device = await self._find_wifi_device()
+            self._bus.add_message_handler(self._on_message)
+            for rule in self._match_rules():
+                await self._call(
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "AddMatch",
+                    "s",
+                    [rule],
+                    destination="org.freedesktop.DBus",
+                )
+            self._cache = await self._read_access_points()  # NM's current list, at once
+        except BaseException:
+            await self.close()
+            raise
+        self._scan_loop = asyncio.create_task(self._scan_forever(), name="nm-wifi-scan")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._scan_loop, self._inflight) if t is not None]
+        self._scan_loop = self._inflight = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, NetworkError):
+                await task
+        bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.remove_message_handler(self._on_message)
+            bus.disconnect()
+            with contextlib.suppress(Exception):
+                await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+
+    async def _connect(self) -> MessageBus:
+        try:
+            if self.bus_address is not None:
+                return await MessageBus(bus_address=self.bus_address).connect()
+            return await MessageBus(bus_type=BusType.SYSTEM).connect()
+        except (OSError, DBusFastError) as exc:
+            address = self.bus_address or (
+                os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or DBUS_DEFAULT_SYSTEM_BUS
+            )
+            raise NetworkManagerUnavailable(
+                f"cannot connect to the D-Bus system bus at {address} "
+                f"({type(exc).__name__}: {exc}); NetworkManager is reached over the system bus"
+            ) from exc
+
+    async def _find_wifi_device(self) -> str:
+        (devices,) = await self._call(NM_PATH, NM_IFACE, "GetDevices")
+        seen = []
+        for path in devices:
+            if await self._get(path, DEVICE_IFACE, "DeviceType") != DEVICE_TYPE_WIFI:
+                continue
+            name = await self._get(path, DEVICE_IFACE, "Interface")
+            if self.interface is None or name == self.interface:
+                logger.info("NetworkManager Wi-Fi device %s (%s)", name, path)
+                return str(path)
+            seen.append(str(name))
+        wanted = f" named {self.interface!r}" if self.interface else ""
+        others = f" (it has {', '.join(seen)})" if seen else ""
+        raise NetworkManagerUnavailable(f"NetworkManager manages no Wi-Fi device{wanted}{others}")
+
+    def _match_rules(self) -> list[str]:
+        sender = f"type='signal',sender='{NM_SERVICE}'"
+        return [
+            f"{sender},path='{self._device}',interface='{DEVICE_IFACE}',member='StateChanged'",
+            f"{sender},path='{self._device}',interface='{PROPERTIES_IFACE}'",
+            f"{sender},interface='{ACTIVE_IFACE}',member='StateChanged'",
+            f"{sender},interface='{PROPERTIES_IFACE}',member='PropertiesChanged',"
+            f"path_namespace='{NM_PATH}/ActiveConnection'",
+        ]
+
+    def _on_message(self, message: Message) -> None:
+        if message.message_type is not MessageType.SIGNAL:
+            return
+        if (
+            message.path == self._device
+            and message.interface == DEVICE_IFACE
+            and message.member == "StateChanged"
+            and len(message.body) == 3
+        ):
+            new_state, _old_state, reason = message.body
+            if new_state == DEVICE_STATE_FAILED:
+                self._failure_reason = reason
+            elif (
+                new_state == DEVICE_STATE_NEED_AUTH
+                and reason == DeviceStateReason.SUPPLICANT_DISCONNECT
+            ):
+                # NM asks a secret agent for a new key because this one failed.
+                self._secrets_refused = True
+        for event in self._wakers:
+            event.set()
+
+    @contextlib.contextmanager
+    def _waker(self) -> Iterator[asyncio.Event]:
+        """An event set whenever a NetworkManager signal we listen to arrives."""
+        event = asyncio.Event()
+        self._wakers.add(event)
+        try:
+            yield event
+        finally:
+            self._wakers.discard(event)
+
+    # -- scanning ----------------------------------------------------------------------
+
+    def cached_scan(self) -> list[ScanResult]:
+        return list(self._cache)
+
+    async def rescan(self) -> list[ScanResult]:
+        self._require_started()
+        try:
+            async with asyncio.timeout(self.rescan_timeout):
+                return list(await asyncio.shield(self._current_scan()))
+        except TimeoutError:
+            raise NetworkManagerError(
+                f"NetworkManager's scan gave no results within {self.rescan_timeout:g} s"
+            ) from None
+
+    def _current_scan(self) -> asyncio.Task[list[ScanResult]]:
+        """The scan in flight, or a new one: concurrent requests share one scan."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.create_task(self._scan_once(), name="nm-wifi-scan-once")
+        return self._inflight
+
+    async def _scan_once(self) -> list[ScanResult]:
+        try:
+            before = await self._get(self._device, WIRELESS_IFACE, "LastScan")
+        except NetworkManagerError:
+            before = None  # NetworkManager before 1.12: take the list as it is
+        with self._waker() as woken:
+            try:
+                await self._call(self._device, WIRELESS_IFACE, "RequestScan", "a{sv}", [{}])
+            except NetworkManagerError as exc:
+                # Refused while activating or scanning already; its list still serves.
+                logger.info("NetworkManager did not start a scan (%s)", exc.name)
+                before = None
+            while before is not None:
+                woken.clear()
+                if await self._get(self._device, WIRELESS_IFACE, "LastScan") != before:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
+        self._cache = await self._read_access_points()
+        return self._cache
+
+    async def _read_access_points(self) -> list[ScanResult]:
+        paths = await self._get(self._device, WIRELESS_IFACE, "AccessPoints")
+        found: list[tuple[ScanResult, str]] = []
+        for path in paths:
+            try:
+                props = await self._get_all(path, ACCESS_POINT_IFACE)
+            except NetworkManagerError:
+                continue  # it went away while we read the list
+            result = access_point_scan_result(props)
+            if result is not None:
+                found.append((result, str(path)))
+        found.sort(key=lambda pair: pair[0].rssi, reverse=True)
+        self._access_points = {}
+        for result, path in found:
+            self._access_points.setdefault(result.ssid, path)
+        return [result for result, _ in found]
+
+    async def _scan_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.scan_interval)  # start() has just read the list
+            if not self._joining:  # NM refuses scans while activating anyway
+                try:
+                    await self._current_scan()
+                except NetworkError as exc:
+                    logger.warning("background Wi-Fi scan failed: %s", exc)
+
+    # -- joining -----------------------------------------------------------------------
+
+    async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        self._require_started()
+        if not timeout > 0:
+            raise ValueError("the join timeout must be positive")
+        async with self._lock:
+            if self._prior is None:
+                self._prior = _Prior(await self._active_profile())
+            await self._discard_staged()
+            self._joining = True
+            try:
+                outcome = await self._join(credentials, timeout)
+            finally:
+                self._joining = False
+            logger.info("joining %r through NetworkManager: %s", credentials.ssid, outcome)
+            return outcome
+
+    async def _join(self, credentials: WifiCredentials, timeout: float) -> JoinOutcome:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        name = credentials.ssid.decode("utf-8", "replace")
+        settings = connection_settings(
+            credentials,
+            connection_id=f"{self.connection_id_prefix} {name}",
+            connection_uuid=str(uuid.uuid4()),
+        )
+        specific = self._access_points.get(credentials.ssid, "/")
+        self._failure_reason = None
+        self._secrets_refused = False
+        with self._waker() as woken:
+            try:
+                connection, active = await self._add_and_activate(settings, specific)
+            except NetworkManagerError as exc:
+                if exc.name in _PROFILE_REJECTED:
+                    return Failed(
+                        JoinFailure.OTHER, f"NetworkManager rejected the profile ({exc.name})"
+                    )
+                raise
+            self._staged = _Staged(connection, active)
+            outcome = await self._await_activation(active, woken, deadline, timeout)
+        if isinstance(outcome, Connected):
+            self._staged.joined = True
+        else:
+            await self._discard_staged()
+        return outcome
+
+    async def _add_and_activate(
+        self, settings: dict[str, dict[str, Variant]], specific: str
+    ) -> tuple[str, str]:
+        if self._has_add_and_activate2 is not False:
+            options = {"persist": Variant("s", "memory")}
+            try:
+                connection, active, _result = await self._call(
+                    NM_PATH,
+                    NM_IFACE,
+                    "AddAndActivateConnection2",
+                    "a{sa{sv}}ooa{sv}",
+                    [settings, self._device, specific, options],
+                )
+                self._has_add_and_activate2 = True
+                return str(connection), str(active)
+            except NetworkManagerError as exc:
+                if exc.name != _UNKNOWN_METHOD:
+                    raise
+                logger.info("NetworkManager before 1.16: staging with AddConnectionUnsaved")
+                self._has_add_and_activate2 = False
+        (connection,) = await self._call(
+            SETTINGS_PATH, SETTINGS_IFACE, "AddConnectionUnsaved", "a{sa{sv}}", [settings]
+        )
+        try:
+            (active,) = await self._call(
+                NM_PATH, NM_IFACE, "ActivateConnection", "ooo", [connection, self._device, specific]
+            )
+        except NetworkManagerError:
+            with contextlib.suppress(NetworkManagerError):
+                await self._call(connection, CONNECTION_IFACE, "Delete")
+            raise
+        return str(connection), str(active)
+
+    async def _await_activation(
+        self, active: str, woken: asyncio.Event, deadline: float, timeout: float
+    ) -> JoinOutcome:
+        loop = asyncio.get_running_loop()
+        while True:
+            woken.clear()
+            state = await self._active_state(active)
+            if state is ActiveState.ACTIVATED:
+                address = await self._address_of(active)
+                if address is None:
+                    return Failed(JoinFailure.DHCP_FAILED, "activated without an IP address")
+                return Connected(address)
+            if state is None or state >= ActiveState.DEACTIVATING:
+                return failure_for_reason(await self._failure())
+            if self._secrets_refused:
+                return Failed(
+                    JoinFailure.WRONG_PASSWORD,
+                    "NetworkManager asked for new secrets after the supplicant disconnected",
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return Failed(JoinFailure.TIMEOUT, f"not connected within {timeout:g} s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(remaining, POLL_INTERVAL))
+
+    async def _active_state(self, active: str) -> ActiveState | None:
+        """The active connection's state; None once NetworkManager has removed it."""
+        try:
+            return ActiveState(await self._get(active, ACTIVE_IFACE, "State"))
+        except NetworkManagerError:
+            return None
+        except ValueError:
+            return ActiveState.UNKNOWN
+
+    async def _failure(self) -> int:
+        """Why the device failed: the FAILED signal's reason, else its StateReason now."""
+        if self._failure_reason is not None:
+            return self._failure_reason
+        try:
+            _state, reason = await self._get(self._device, DEVICE_IFACE, "StateReason")
+        except (NetworkManagerError, ValueError, TypeError):
+            return DeviceStateReason.UNKNOWN
+        return int(reason)
+
+    async def _address_of(self, active: str) -> str | None:
+        for prop, interface in (("Ip4Config", IP4_IFACE), ("Ip6Config", IP6_IFACE)):
+            try:
+                path = await self._get(active, ACTIVE_IFACE, prop)
+                if path in ("", "/"):
+                    continue
+                address = address_of_ip_config(await self._get_all(path, interface))
+            except NetworkManagerError:
+                continue
+            if address is not None:
+                return address
+        return None
+
+    async def _active_profile(self) -> str | None:
+        """The Settings.Connection path active on the device, if any."""
+        active = await self._get(self._device, DEVICE_IFACE, "ActiveConnection")
+        if active in ("", "/"):
+            return None
+        try:
+            return str(await self._get(active, ACTIVE_IFACE, "Connection"))
+        except NetworkManagerError:
+            return None  # it went away meanwhile
+
+    async def commit(self) -> None:
+        async with self._lock:
+            staged = self._staged
+            if staged is None or not staged.joined:
+                raise NetworkError("nothing to commit: the last try_join did not connect")
+            await self._call(staged.connection, CONNECTION_IFACE, "Save")  # memory -> disk
+            self._staged = None
+            self._prior = None
+
+    async def rollback(self) -> None:
+        async with self._lock:
+            prior, self._prior = self._prior, None
+            await self._discard_staged()
+            if prior is None or prior.connection is None:
+                return
+            if await self._active_profile() == prior.connection:
+                return  # NetworkManager went back to it on its own
+            await self._call(
+                NM_PATH,
+                NM_IFACE,
+                "ActivateConnection",
+                "ooo",
+                [prior.connection, self._device, "/"],
+            )
+
+    async def _discard_staged(self) -> None:
+        """Delete the in-memory profile of the last join (which also deactivates it)."""
+        staged, self._staged = self._staged, None
+        if staged is None:
+            return
+        try:
+            await self._call(staged.connection, CONNECTION_IFACE, "Delete")
+        except NetworkManagerError as exc:
+            logger.info("staged profile %s was already gone (%s)", staged.connection, exc.name)
+
+    # -- D-Bus -------------------------------------------------------------------------
+
+    def _require_started(self) -> None:
+        if self._bus is None:
+            raise NetworkManagerError("the NetworkManager backend is not started (call start())")
+
+    async def _call(
+        self,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str = "",
+        body: Sequence[Any] = (),
+        *,
+        destination: str = NM_SERVICE,
+    ) -> list[Any]:
+        """Call a method; an error reply raises :class:`NetworkManagerError` (no arguments
+        in the message: they may hold a passphrase)."""
+        if self._bus is None:
+            raise NetworkManagerUnavailable("not connected to the system bus")
+        reply = await self._bus.call(
+            Message(
+                destination=destination,
+                path=path,
+                interface=interface,
+                member=member,
+                signature=signature,
+                body=list(body),
+            )
+        )
+        if reply.message_type is MessageType.ERROR:
+            name = reply.error_name or "unknown"
+            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
+            if name in _NO_SERVICE_ERRORS:
+                raise NetworkManagerUnavailable(
+                    f"NetworkManager is not on the system bus ({name}); is it running?", name
+                )
+            raise NetworkManagerError(
+                f"{interface}.{member} on {path} failed: {name}: {text}", name
+            )
+        result: list[Any] = reply.body
+        return result
+
+    async def _get(self, path: str, interface: str, name: str) -> Any:
+        (value,) = await self._call(path, PROPERTIES_IFACE, "Get", "ss", [interface, name])
+        return value.value if isinstance(value, Variant) else value
+
+    async def _get_all(self, path: str, interface: str) -> dict[str, Any]:
+        (values,) = await self._call(path, PROPERTIES_IFACE, "GetAll", "s", [interface])
+        return {k: v.value if isinstance(v, Variant) else v for k, v in values.items()}

@@ -1,0 +1,1017 @@
+"""NetworkManager over D-Bus against a real dbus-daemon serving python-dbusmock's template.
+
+Each test starts a private ``dbus-daemon`` and points ``DBUS_SYSTEM_BUS_ADDRESS`` at it, so
+dbus-fast connects there as it would to the system bus. The mock is dbusmock's
+``networkmanager`` template plus what NetworkManager does that the template does not (see
+``MOCK_TEMPLATE``): ``AddAndActivateConnection2`` with its ``persist`` option, in-memory
+profiles (``AddConnectionUnsaved``, ``Unsaved``) and ``Save()``, ``RequestScan`` that takes
+time and moves ``LastScan``, and activations that take time and end like NetworkManager's:
+``ACTIVATED`` with an ``IP4Config``, or the device ``FAILED`` with a state reason (wrong key,
+SSID not found, DHCP) and the active connection removed. The outcome of an activation is
+decided by a model of the air the test sets up (``SetNetwork``). dbus-fast is not faked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if sys.platform != "linux":
+    pytest.skip("NetworkManager and dbus-fast are Linux-only", allow_module_level=True)
+
+from dbus_fast import Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from bleprov.core.wifi import Connected, Failed, JoinFailure, ScanResult, WifiCredentials
+from bleprov.core.wifi import WifiSecurity as Sec
+from bleprov.network import networkmanager as nm
+from bleprov.network.base import NetworkError
+from bleprov.network.networkmanager import (
+    NetworkManagerError,
+    NetworkManagerUnavailable,
+    NetworkManagerWifi,
+)
+from bleprov.network.simulated import wpa_psk
+
+TIMEOUT = 5.0
+MOCK_IFACE = "org.freedesktop.DBus.Mock"
+TEST_IFACE = "org.bleprov.Test"
+MAIN_OBJ = "/org/freedesktop"
+HOME_PASS = "correct horse battery staple"
+OLD_PASS = "previous owner"
+NEVER = 0xFFFFFFFF  # SetNetwork outcome: the activation never finishes
+NEED_AUTH = 0xFFFFFFFE  # SetNetwork outcome: NM asks a secret agent for a new key
+SEC_PSK = 0x188  # KEY_MGMT_PSK | PAIR_CCMP | GROUP_CCMP
+SEC_SAE = 0x488
+SEC_PSK_SAE = 0x588
+
+#: dbusmock's networkmanager template plus NetworkManager's staging and activation behaviour.
+MOCK_TEMPLATE = r'''
+import ctypes
+import socket
+import struct
+import time
+import uuid
+
+import dbus
+import dbusmock
+from dbusmock import mockobject
+from dbusmock.templates import networkmanager as nm
+from dbusmock.templates.networkmanager import *  # AddWiFiDevice, AddAccessPoint, ...
+
+from bleprov.network.simulated import wpa_psk
+
+TEST_IFACE = "org.bleprov.Test"
+IP4_IFACE = "org.freedesktop.NetworkManager.IP4Config"
+NEVER = 0xFFFFFFFF
+NEED_AUTH = 0xFFFFFFFE
+
+_glib = ctypes.CDLL("libglib-2.0.so.0")
+_SOURCE_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+_glib.g_timeout_add.argtypes = [ctypes.c_uint, _SOURCE_FUNC, ctypes.c_void_p]
+_glib.g_timeout_add.restype = ctypes.c_uint
+_callbacks = []  # ctypes callbacks must outlive their timers
+
+
+def later(ms, action):
+    """Run action from the mock's GLib main loop after ms milliseconds."""
+    def fire(_data):
+        action()
+        return 0  # G_SOURCE_REMOVE
+
+    callback = _SOURCE_FUNC(fire)
+    _callbacks.append(callback)
+    _glib.g_timeout_add(int(ms), callback, None)
+
+
+def manager():
+    return dbusmock.get_object(nm.MANAGER_OBJ)
+
+
+def main():
+    return dbusmock.get_object(nm.MAIN_OBJ)
+
+
+def new_path(prefix):
+    m = manager()
+    m.counter += 1
+    return prefix + str(m.counter)
+
+
+def load(mock, parameters):
+    nm.load(mock, parameters)
+    m = manager()
+    m.air = {}  # SSID -> (passphrase, outcome, delay ms, IP address)
+    m.disk = set()  # profiles saved to disk
+    m.counter = 100
+    m.scans = 0
+    m.scan_delay_ms = 0
+    m.activate_connection = activate_connection  # the template's activates at once
+    if not parameters.get("without_add_and_activate2"):
+        m.AddMethod(nm.MANAGER_IFACE, "AddAndActivateConnection2", "a{sa{sv}}ooa{sv}",
+                    "ooa{sv}", add_and_activate2)
+    settings = dbusmock.get_object(nm.SETTINGS_OBJ)
+    settings.AddMethod(nm.SETTINGS_IFACE, "AddConnectionUnsaved", "a{sa{sv}}", "o",
+                       add_connection_unsaved)
+
+
+def add_connection(settings, unsaved):
+    """A Settings.Connection, kept in memory or saved to disk, with Save() and Delete()."""
+    path = new_path(nm.SETTINGS_OBJ + "/")
+    main().AddObject(path, nm.CSETTINGS_IFACE, {
+        "Unsaved": dbus.Boolean(unsaved),
+        "Flags": dbus.UInt32(1 if unsaved else 0),  # NM_SETTINGS_CONNECTION_FLAG_UNSAVED
+        "Filename": dbus.String(""),
+    }, [])
+    main().object_manager_emit_added(path)
+    conn = dbusmock.get_object(path)
+    conn.settings = settings
+    conn.connection_path = path
+    conn.persist = "memory" if unsaved else "disk"
+    conn.AddMethods(nm.CSETTINGS_IFACE, [
+        ("Delete", "", "", delete_connection),
+        ("Save", "", "", save_connection),
+    ])
+    settings_obj = dbusmock.get_object(nm.SETTINGS_OBJ)
+    connections = settings_obj.Get(nm.SETTINGS_IFACE, "Connections")
+    connections.append(dbus.ObjectPath(path))
+    settings_obj.Set(nm.SETTINGS_IFACE, "Connections", connections)
+    settings_obj.EmitSignal(nm.SETTINGS_IFACE, "NewConnection", "o", [path])
+    if not unsaved:
+        manager().disk.add(path)
+    return path
+
+
+def add_connection_unsaved(_settings_obj, settings):
+    return dbus.ObjectPath(add_connection(settings, unsaved=True))
+
+
+def add_and_activate2(m, settings, device, specific, options):
+    if bytes(settings["802-11-wireless"]["ssid"]) == b"Refused":  # as NM's verify() would
+        raise dbus.exceptions.DBusException(
+            "802-11-wireless.ssid: connection does not match access point",
+            name="org.freedesktop.NetworkManager.Settings.Connection.InvalidProperty")
+    persist = str(options.get("persist", "disk"))
+    path = add_connection(settings, unsaved=persist != "disk")
+    dbusmock.get_object(path).persist = persist
+    active = activate_connection(m, path, device, specific)
+    return (dbus.ObjectPath(path), active, dbus.Dictionary({}, signature="sv"))
+
+
+def save_connection(conn):
+    unsaved = {"Unsaved": dbus.Boolean(False), "Flags": dbus.UInt32(0)}
+    conn.UpdateProperties(nm.CSETTINGS_IFACE, unsaved)
+    conn.persist = "disk"
+    manager().disk.add(conn.connection_path)
+
+
+def delete_connection(conn):
+    manager().disk.discard(conn.connection_path)
+    nm.ConnectionDelete(conn)
+
+
+def set_device_state(dev, state, reason):
+    old = dev.Get(nm.DEVICE_IFACE, "State")
+    dev.Set(nm.DEVICE_IFACE, "State", dbus.UInt32(state))
+    dev.Set(nm.DEVICE_IFACE, "StateReason",
+            dbus.Struct((dbus.UInt32(state), dbus.UInt32(reason)), signature="uu"))
+    dev.EmitSignal(nm.DEVICE_IFACE, "StateChanged", "uuu",
+                   [dbus.UInt32(state), dbus.UInt32(old), dbus.UInt32(reason)])
+
+
+def set_active_state(ac, state):
+    ac.Set(nm.ACTIVE_CONNECTION_IFACE, "State", dbus.UInt32(state))
+    ac.EmitSignal(nm.ACTIVE_CONNECTION_IFACE, "StateChanged", "uu",
+                  [dbus.UInt32(state), dbus.UInt32(0)])
+
+
+def activate_connection(m, conn_path, dev_path, specific):
+    """Like NetworkManager: replace the device's active connection, activate over time."""
+    dev = dbusmock.get_object(dev_path)
+    old = dev.Get(nm.DEVICE_IFACE, "ActiveConnection")
+    if old != "/" and old in mockobject.objects:
+        main().RemoveActiveConnection(dev_path, old)
+    settings = dbusmock.get_object(conn_path).settings
+    ac_path = new_path("/org/freedesktop/NetworkManager/ActiveConnection/")
+    main().AddObject(ac_path, nm.ACTIVE_CONNECTION_IFACE, {
+        "Connection": dbus.ObjectPath(conn_path),
+        "Devices": dbus.Array([dbus.ObjectPath(dev_path)], signature="o"),
+        "SpecificObject": dbus.ObjectPath(specific),
+        "State": dbus.UInt32(1),  # ACTIVATING
+        "Ip4Config": dbus.ObjectPath("/"),
+        "Ip6Config": dbus.ObjectPath("/"),
+        "Id": dbus.String(settings["connection"]["id"]),
+        "Uuid": dbus.String(settings["connection"]["uuid"]),
+        "Type": dbus.String("802-11-wireless"),
+    }, [])
+    main().object_manager_emit_added(ac_path)
+    actives = m.Get(nm.MANAGER_IFACE, "ActiveConnections")
+    actives.append(dbus.ObjectPath(ac_path))
+    m.Set(nm.MANAGER_IFACE, "ActiveConnections", actives)
+    dev.Set(nm.DEVICE_IFACE, "ActiveConnection", dbus.ObjectPath(ac_path))
+    set_device_state(dev, nm.DeviceState.CONFIG, 0)
+    ssid = bytes(settings["802-11-wireless"]["ssid"])
+    secret = str(settings.get("802-11-wireless-security", {}).get("psk", ""))
+    network = m.air.get(ssid)
+    later(network[2] if network else 20, lambda: finish(ac_path, dev_path, ssid, secret))
+    return dbus.ObjectPath(ac_path)
+
+
+def key_matches(secret, passphrase, ssid):
+    if secret == passphrase:
+        return True
+    try:
+        return len(secret) == 64 and bytes.fromhex(secret) == wpa_psk(passphrase, ssid)
+    except ValueError:
+        return False
+
+
+def finish(ac_path, dev_path, ssid, secret):
+    if ac_path not in mockobject.objects:
+        return  # deactivated meanwhile
+    network = manager().air.get(ssid)
+    if network is None:
+        return fail(ac_path, dev_path, 53)  # SSID_NOT_FOUND
+    passphrase, outcome, _delay, ip = network
+    if passphrase and not key_matches(secret, passphrase, ssid):
+        return fail(ac_path, dev_path, 7)  # NO_SECRETS: no agent to ask for a better key
+    if outcome == NEVER:
+        return None
+    if outcome == NEED_AUTH:
+        return set_device_state(dbusmock.get_object(dev_path), 60, 8)
+    if outcome:
+        return fail(ac_path, dev_path, outcome)
+    ip4 = new_path("/org/freedesktop/NetworkManager/IP4Config/")
+    packed = struct.unpack("=I", socket.inet_aton(ip))[0]
+    main().AddObject(ip4, IP4_IFACE, {
+        "AddressData": dbus.Array([dbus.Dictionary(
+            {"address": dbus.String(ip), "prefix": dbus.UInt32(24)}, signature="sv")],
+            signature="a{sv}"),
+        "Addresses": dbus.Array([dbus.Array(
+            [dbus.UInt32(packed), dbus.UInt32(24), dbus.UInt32(0)], signature="u")],
+            signature="au"),
+    }, [])
+    ac = dbusmock.get_object(ac_path)
+    ac.Set(nm.ACTIVE_CONNECTION_IFACE, "Ip4Config", dbus.ObjectPath(ip4))
+    set_device_state(dbusmock.get_object(dev_path), nm.DeviceState.ACTIVATED, 0)
+    set_active_state(ac, 2)  # ACTIVATED
+    return None
+
+
+def fail(ac_path, dev_path, reason):
+    set_device_state(dbusmock.get_object(dev_path), nm.DeviceState.FAILED, reason)
+    set_active_state(dbusmock.get_object(ac_path), 4)  # DEACTIVATED
+    main().RemoveActiveConnection(dev_path, ac_path)  # -> DISCONNECTED, object removed
+
+
+def request_scan(dev, _options):
+    manager().scans += 1
+
+    def done():
+        previous = int(dev.Get(nm.WIRELESS_DEVICE_IFACE, "LastScan"))
+        now = max(previous + 1, int(time.monotonic() * 1000))
+        dev.Set(nm.WIRELESS_DEVICE_IFACE, "LastScan", dbus.Int64(now))
+
+    later(manager().scan_delay_ms, done)
+
+
+@dbus.service.method(TEST_IFACE, in_signature="ss", out_signature="s")
+def AddScanningWiFiDevice(self, name, iface):
+    """AddWiFiDevice, with LastScan and a RequestScan that takes scan_delay_ms."""
+    path = self.AddWiFiDevice(name, iface, nm.DeviceState.DISCONNECTED)
+    dev = dbusmock.get_object(path)
+    dev.AddProperty(nm.WIRELESS_DEVICE_IFACE, "LastScan", dbus.Int64(-1))
+    dev.AddMethod(nm.WIRELESS_DEVICE_IFACE, "RequestScan", "a{sv}", "", request_scan)
+    return path
+
+
+@dbus.service.method(TEST_IFACE, in_signature="ssuus", out_signature="")
+def SetNetwork(self, ssid, passphrase, outcome, delay_ms, ip):
+    manager().air[str(ssid).encode()] = (str(passphrase), int(outcome), int(delay_ms), str(ip))
+
+
+@dbus.service.method(TEST_IFACE, in_signature="u", out_signature="")
+def SetScanDelay(self, ms):
+    manager().scan_delay_ms = int(ms)
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="u")
+def ScanCount(self):
+    return manager().scans
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
+def DiskConnections(self):
+    return sorted(manager().disk)
+
+
+@dbus.service.method(TEST_IFACE, in_signature="ss", out_signature="s")
+def AddSavedConnection(self, ssid, passphrase):
+    settings = {
+        "connection": {"id": str(ssid), "uuid": str(uuid.uuid4()), "type": "802-11-wireless"},
+        "802-11-wireless": {"ssid": dbus.ByteArray(str(ssid).encode())},
+        "802-11-wireless-security": {"key-mgmt": "wpa-psk", "psk": str(passphrase)},
+    }
+    return add_connection(settings, unsaved=False)
+
+
+@dbus.service.method(TEST_IFACE, in_signature="s", out_signature="a{sv}")
+def ConnectionInfo(self, path):
+    """A profile as the test needs to see it (never its secret)."""
+    conn = dbusmock.get_object(path)
+    wireless = conn.settings["802-11-wireless"]
+    security = conn.settings.get("802-11-wireless-security", {})
+    return {
+        "id": dbus.String(conn.settings["connection"]["id"]),
+        "ssid": dbus.ByteArray(bytes(wireless["ssid"])),
+        "hidden": dbus.Boolean(bool(wireless.get("hidden", False))),
+        "key-mgmt": dbus.String(security.get("key-mgmt", "")),
+        "psk-is-hex": dbus.Boolean(len(str(security.get("psk", ""))) == 64),
+        "persist": dbus.String(conn.persist),
+        "unsaved": dbus.Boolean(conn.Get(nm.CSETTINGS_IFACE, "Unsaved")),
+    }
+'''
+
+
+def _short_tmpdir() -> str:
+    """A socket path must stay under 108 bytes; pytest's tmp_path may not."""
+    return tempfile.mkdtemp(prefix="bleprov-nm-", dir="/tmp")
+
+
+@pytest.fixture
+def system_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private dbus-daemon that dbus-fast takes for the system bus."""
+    daemon = shutil.which("dbus-daemon")
+    if daemon is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    directory = _short_tmpdir()
+    address = f"unix:path={directory}/system_bus_socket"
+    proc = subprocess.Popen(
+        [
+            daemon,
+            "--session",
+            "--nofork",
+            "--nopidfile",
+            f"--address={address}",
+            "--print-address=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = proc.stdout.readline().strip()
+        if not printed:
+            stderr = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"dbus-daemon did not start: {stderr}")
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", printed)
+        yield printed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def bus(system_bus: str) -> AsyncIterator[MessageBus]:
+    connection = await MessageBus(bus_address=system_bus).connect()
+    yield connection
+    connection.disconnect()
+    with contextlib.suppress(Exception):
+        await connection.wait_for_disconnect()  # type: ignore[no-untyped-call]
+
+
+def spawn_mock(
+    system_bus: str, tmp_path: Path, parameters: dict[str, Any] | None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    template = tmp_path / "nm_staging_mock.py"
+    template.write_text(MOCK_TEMPLATE)
+    log_path = tmp_path / "dbusmock.log"
+    command = [sys.executable, "-m", "dbusmock", "--system", "--template", str(template)]
+    if parameters:
+        command += ["--parameters", json.dumps(parameters)]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            command,
+            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": system_bus},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log_path
+
+
+async def start_mock(
+    bus: MessageBus, system_bus: str, tmp_path: Path, parameters: dict[str, Any] | None = None
+) -> subprocess.Popen[bytes]:
+    """dbusmock serving ``MOCK_TEMPLATE`` as org.freedesktop.NetworkManager, once it is up."""
+    proc, log_path = spawn_mock(system_bus, tmp_path, parameters)
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while asyncio.get_running_loop().time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the dbusmock server exited:\n" + log_path.read_text())
+        (has_owner,) = await call(
+            bus,
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            "s",
+            [nm.NM_SERVICE],
+            destination="org.freedesktop.DBus",
+        )
+        if has_owner:
+            return proc
+        await asyncio.sleep(0.02)
+    proc.terminate()
+    raise TimeoutError("NetworkManager's mock did not appear on the bus:\n" + log_path.read_text())
+
+
+async def call(
+    bus: MessageBus,
+    path: str,
+    interface: str,
+    member: str,
+    signature: str = "",
+    body: list[Any] | None = None,
+    *,
+    destination: str = nm.NM_SERVICE,
+) -> list[Any]:
+    reply = await bus.call(
+        Message(
+            destination=destination,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+    )
+    if reply.message_type == MessageType.ERROR:
+        raise AssertionError(f"{member} failed: {reply.error_name} {reply.body}")
+    result: list[Any] = reply.body
+    return result
+
+
+async def mock_test_api(bus: MessageBus, member: str, signature: str = "", *args: Any) -> Any:
+    """Call the mock's test API (``org.bleprov.Test`` on ``/org/freedesktop``)."""
+    body = await call(bus, MAIN_OBJ, TEST_IFACE, member, signature, list(args))
+    return body[0] if body else None
+
+
+async def mock_call(bus: MessageBus, member: str, signature: str, *args: Any) -> Any:
+    """Call dbusmock's networkmanager template API."""
+    body = await call(bus, MAIN_OBJ, MOCK_IFACE, member, signature, list(args))
+    return body[0] if body else None
+
+
+async def prop(bus: MessageBus, path: str, interface: str, name: str) -> Any:
+    (value,) = await call(bus, path, nm.PROPERTIES_IFACE, "Get", "ss", [interface, name])
+    return value.value
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
+class World:
+    """The mock NetworkManager with one Ethernet and one Wi-Fi device, access points, air."""
+
+    def __init__(self, bus: MessageBus, device: str) -> None:
+        self.bus = bus
+        self.device = device
+
+    async def active_profile(self) -> str | None:
+        active = await prop(self.bus, self.device, nm.DEVICE_IFACE, "ActiveConnection")
+        if active == "/":
+            return None
+        return str(await prop(self.bus, active, nm.ACTIVE_IFACE, "Connection"))
+
+    async def active_state(self) -> int | None:
+        active = await prop(self.bus, self.device, nm.DEVICE_IFACE, "ActiveConnection")
+        if active == "/":
+            return None
+        return int(await prop(self.bus, active, nm.ACTIVE_IFACE, "State"))
+
+    async def profiles(self) -> list[str]:
+        return list(await prop(self.bus, nm.SETTINGS_PATH, nm.SETTINGS_IFACE, "Connections"))
+
+    async def info(self, path: str) -> dict[str, Any]:
+        info = await mock_test_api(self.bus, "ConnectionInfo", "s", path)
+        return {k: v.value for k, v in info.items()}
+
+    async def disk(self) -> list[str]:
+        return list(await mock_test_api(self.bus, "DiskConnections"))
+
+    async def add_access_point(
+        self, name: str, ssid: str, bssid: str, mhz: int, strength: int, security: int
+    ) -> str:
+        return str(
+            await mock_call(
+                self.bus,
+                "AddAccessPoint",
+                "ssssuuuyu",
+                self.device,
+                name,
+                ssid,
+                bssid,
+                2,
+                mhz,
+                54000,
+                strength,
+                security,
+            )
+        )
+
+    async def set_network(
+        self, ssid: str, passphrase: str, outcome: int = 0, delay_ms: int = 20, ip: str = ""
+    ) -> None:
+        await mock_test_api(
+            self.bus, "SetNetwork", "ssuus", ssid, passphrase, outcome, delay_ms, ip
+        )
+
+
+async def make_world(bus: MessageBus, *, connected: bool = True) -> tuple[World, str | None]:
+    await mock_call(bus, "AddEthernetDevice", "ssi", "eth0", "eth0", 100)
+    device = await mock_test_api(bus, "AddScanningWiFiDevice", "ss", "wlan0", "wlan0")
+    world = World(bus, device)
+    await world.add_access_point("ap1", "Home", "02:00:00:00:01:01", 2437, 83, SEC_PSK_SAE)
+    await world.add_access_point("ap2", "Home", "02:00:00:00:01:02", 5180, 40, SEC_PSK_SAE)
+    await world.add_access_point("ap3", "Old", "02:00:00:00:02:01", 2462, 60, SEC_PSK)
+    await world.add_access_point("ap4", "Attic", "02:00:00:00:03:01", 5955, 50, SEC_SAE)
+    await world.add_access_point("ap5", "Cafe", "02:00:00:00:04:01", 2412, 30, 0)
+    await world.add_access_point("ap6", "", "02:00:00:00:05:01", 2412, 90, SEC_PSK)  # hidden
+    await world.set_network("Home", HOME_PASS, ip="192.168.5.20")
+    await world.set_network("Old", OLD_PASS, ip="10.0.0.23")
+    await world.set_network("Cellar", "down the stairs", ip="192.168.5.21")
+    await world.set_network("Cafe", "", outcome=17)  # DHCP_FAILED
+    await world.set_network("Wired", "wired together", outcome=5)  # IP_CONFIG_UNAVAILABLE
+    await world.set_network("Slow", "slow and steady", outcome=NEVER)
+    await world.set_network("Agent", "ask the agent", outcome=NEED_AUTH)
+    old = None
+    if connected:
+        old = await mock_test_api(bus, "AddSavedConnection", "ss", "Old", OLD_PASS)
+        await call(bus, nm.NM_PATH, nm.NM_IFACE, "ActivateConnection", "ooo", [old, device, "/"])
+
+        async def activated() -> bool:
+            return await world.active_state() == nm.ActiveState.ACTIVATED
+
+        await eventually(activated)
+    return world, old
+
+
+@pytest.fixture
+async def nm_mock(
+    bus: MessageBus, system_bus: str, tmp_path: Path
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    proc = await start_mock(bus, system_bus, tmp_path)
+    yield proc
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+@pytest.fixture
+async def world(bus: MessageBus, nm_mock: subprocess.Popen[bytes]) -> tuple[World, str | None]:
+    return await make_world(bus)
+
+
+@pytest.fixture
+async def wifi(world: tuple[World, str | None]) -> AsyncIterator[NetworkManagerWifi]:
+    backend = NetworkManagerWifi(scan_interval=60.0, rescan_timeout=2.0)
+    await backend.start()
+    yield backend
+    await backend.close()
+
+
+def home(passphrase: str = HOME_PASS, **kw: Any) -> WifiCredentials:
+    return WifiCredentials(b"Home", Sec.WPA2_WPA3_PERSONAL, passphrase=passphrase, **kw)
+
+
+# -- translation, no bus ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "failure"),
+    [
+        (7, JoinFailure.WRONG_PASSWORD),
+        (8, JoinFailure.WRONG_PASSWORD),
+        (9, JoinFailure.WRONG_PASSWORD),
+        (10, JoinFailure.WRONG_PASSWORD),
+        (11, JoinFailure.TIMEOUT),
+        (53, JoinFailure.NETWORK_NOT_FOUND),
+        (5, JoinFailure.DHCP_FAILED),
+        (6, JoinFailure.DHCP_FAILED),
+        (15, JoinFailure.DHCP_FAILED),
+        (16, JoinFailure.DHCP_FAILED),
+        (17, JoinFailure.DHCP_FAILED),
+        (4, JoinFailure.OTHER),
+        (39, JoinFailure.OTHER),
+        (999, JoinFailure.OTHER),
+    ],
+)
+def test_device_state_reasons(reason: int, failure: JoinFailure) -> None:
+    outcome = nm.failure_for_reason(reason)
+    assert outcome.reason is failure
+    assert f"reason {reason} (" in outcome.detail
+
+
+def test_the_reason_names_are_spelled_out() -> None:
+    assert nm.failure_for_reason(53).detail.endswith("(ssid-not-found)")
+    assert nm.failure_for_reason(999).detail.endswith("(unlisted)")
+
+
+@pytest.mark.parametrize(
+    ("flags", "wpa", "rsn", "security"),
+    [
+        (0, 0, 0, Sec.OPEN),
+        (1, 0, 0, None),  # WEP: privacy without WPA
+        (1, 0, 0x188, Sec.WPA2_PERSONAL),
+        (1, 0x144, 0, Sec.WPA2_PERSONAL),  # WPA1-only PSK
+        (1, 0, 0x588, Sec.WPA2_WPA3_PERSONAL),
+        (1, 0, 0x488, Sec.WPA3_PERSONAL),
+        (1, 0, 0x288, None),  # 802.1X
+        (0, 0, 0x808, None),  # OWE
+    ],
+)
+def test_security_of_access_point(flags: int, wpa: int, rsn: int, security: Sec | None) -> None:
+    assert nm.security_of_access_point(flags, wpa, rsn) is security
+
+
+def test_strength_to_dbm_inverts_networkmanagers_scale() -> None:
+    assert [nm.dbm_of_strength(p) for p in (0, 50, 83, 100, 150, -5)] == [
+        -100,
+        -70,
+        -50,
+        -40,
+        -40,
+        -100,
+    ]
+
+
+def test_profiles_for_each_security() -> None:
+    def security(credentials: WifiCredentials) -> dict[str, Any] | None:
+        settings = nm.connection_settings(credentials, connection_id="x", connection_uuid="u")
+        section = settings.get("802-11-wireless-security")
+        return None if section is None else {k: v.value for k, v in section.items()}
+
+    assert security(WifiCredentials(b"A", Sec.OPEN)) is None
+    assert security(WifiCredentials(b"A", Sec.WPA3_PERSONAL, passphrase="12345678")) == {
+        "key-mgmt": "sae",
+        "psk": "12345678",
+        "psk-flags": 0,
+    }
+    assert security(WifiCredentials(b"A", Sec.WPA2_WPA3_PERSONAL, passphrase="12345678")) == {
+        "key-mgmt": "wpa-psk",
+        "psk": "12345678",
+        "psk-flags": 0,
+    }
+    psk = bytes(range(32))
+    assert security(WifiCredentials(b"A", Sec.WPA2_PERSONAL, psk=psk)) == {
+        "key-mgmt": "wpa-psk",
+        "psk": psk.hex(),
+        "psk-flags": 0,
+    }
+    hidden = nm.connection_settings(
+        WifiCredentials(b"\xff", Sec.OPEN, hidden=True), connection_id="x", connection_uuid="u"
+    )
+    assert hidden["802-11-wireless"]["ssid"] == Variant("ay", b"\xff")
+    assert hidden["802-11-wireless"]["hidden"] == Variant("b", True)
+    assert hidden["connection"]["type"] == Variant("s", "802-11-wireless")
+
+
+def test_addresses_of_ip_configs() -> None:
+    assert (
+        nm.address_of_ip_config(
+            {"AddressData": [{"address": Variant("s", "192.168.1.9"), "prefix": Variant("u", 24)}]}
+        )
+        == "192.168.1.9"
+    )
+    assert nm.address_of_ip_config({"AddressData": [{"address": "fd00::5"}]}) == "fd00::5"
+    packed = int.from_bytes(bytes([10, 1, 2, 3]), sys.byteorder)
+    assert nm.address_of_ip_config({"Addresses": [[packed, 8, 0]]}) == "10.1.2.3"
+    assert nm.address_of_ip_config({"AddressData": [{"address": "nonsense"}]}) is None
+    assert nm.address_of_ip_config({}) is None
+
+
+def test_access_points_become_scan_results() -> None:
+    props = {
+        "Ssid": b"Home",
+        "HwAddress": "02:00:00:00:01:0a",
+        "Frequency": 5180,
+        "Strength": 83,
+        "Flags": 1,
+        "WpaFlags": 0,
+        "RsnFlags": 0x188,
+    }
+    assert nm.access_point_scan_result(props) == ScanResult(
+        b"Home", "02:00:00:00:01:0A", -50, 36, Sec.WPA2_PERSONAL
+    )
+    for broken in (
+        {"Ssid": b""},
+        {"Ssid": b"\0\0"},
+        {"Frequency": 60480},
+        {"RsnFlags": 0x288},
+        {"Strength": "x"},
+    ):
+        assert nm.access_point_scan_result({**props, **broken}) is None, broken
+    assert nm.access_point_scan_result({"Ssid": b"x"}) is None
+
+
+# -- reaching NetworkManager -------------------------------------------------------------------
+
+
+async def test_a_missing_bus_is_a_typed_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    address = f"unix:path={tmp_path}/no_such_socket"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+    with pytest.raises(NetworkManagerUnavailable, match="system bus") as caught:
+        await NetworkManagerWifi().start()
+    assert address in str(caught.value)
+
+
+async def test_no_networkmanager_on_the_bus(bus: MessageBus) -> None:
+    backend = NetworkManagerWifi()
+    with pytest.raises(NetworkManagerUnavailable, match="is it running"):
+        await backend.start()
+    with pytest.raises(NetworkManagerError, match="not started"):
+        await backend.try_join(home(), timeout=1.0)
+
+
+async def test_no_wifi_device(bus: MessageBus, nm_mock: subprocess.Popen[bytes]) -> None:
+    await mock_call(bus, "AddEthernetDevice", "ssi", "eth0", "eth0", 100)
+    with pytest.raises(NetworkManagerUnavailable, match=r"no Wi-Fi device$"):
+        await NetworkManagerWifi().start()
+
+
+async def test_the_wifi_device_is_found_by_type_and_name(
+    world: tuple[World, str | None],
+) -> None:
+    backend = NetworkManagerWifi(interface="wlan0")
+    await backend.start()
+    assert backend.device_path == world[0].device
+    await backend.close()
+    with pytest.raises(NetworkManagerUnavailable, match="named 'wlan9' \\(it has wlan0\\)"):
+        await NetworkManagerWifi(interface="wlan9").start()
+
+
+# -- scanning ---------------------------------------------------------------------------------
+
+
+async def test_start_serves_networkmanagers_list_at_once(wifi: NetworkManagerWifi) -> None:
+    assert wifi.cached_scan() == [
+        ScanResult(b"Home", "02:00:00:00:01:01", -50, 6, Sec.WPA2_WPA3_PERSONAL),
+        ScanResult(b"Old", "02:00:00:00:02:01", -64, 11, Sec.WPA2_PERSONAL),
+        ScanResult(b"Attic", "02:00:00:00:03:01", -70, 1, Sec.WPA3_PERSONAL),
+        ScanResult(b"Home", "02:00:00:00:01:02", -76, 36, Sec.WPA2_WPA3_PERSONAL),
+        ScanResult(b"Cafe", "02:00:00:00:04:01", -82, 1, Sec.OPEN),
+    ]  # strongest first; the hidden one has no name to show
+
+
+async def test_rescan_waits_for_last_scan_while_the_cache_answers_at_once(
+    bus: MessageBus, world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    before = wifi.cached_scan()
+    await mock_test_api(bus, "SetScanDelay", "u", 300)
+    pending = asyncio.create_task(wifi.rescan())
+    await asyncio.sleep(0.05)
+    assert await mock_test_api(bus, "ScanCount") == 1
+    await world[0].add_access_point("ap7", "New", "02:00:00:00:06:01", 2412, 100, 0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert wifi.cached_scan() == before  # the old list, at once
+    assert loop.time() - began < 0.01
+    assert not pending.done()  # LastScan has not moved yet
+    fresh = await pending
+    assert fresh[0] == ScanResult(b"New", "02:00:00:00:06:01", -40, 1, Sec.OPEN)
+    assert wifi.cached_scan() == fresh
+    shared = await asyncio.gather(wifi.rescan(), wifi.rescan(), wifi.rescan())
+    assert all(r == shared[0] for r in shared)
+    assert await mock_test_api(bus, "ScanCount") == 2  # the three shared one scan
+
+
+async def test_a_scan_that_never_completes_is_a_network_error(
+    bus: MessageBus, world: tuple[World, str | None]
+) -> None:
+    await mock_test_api(bus, "SetScanDelay", "u", 60_000)
+    backend = NetworkManagerWifi(scan_interval=60.0, rescan_timeout=0.1)
+    await backend.start()
+    try:
+        with pytest.raises(NetworkError, match=r"no results within 0\.1 s"):
+            await backend.rescan()
+        assert len(backend.cached_scan()) == 5  # the cache is untouched
+    finally:
+        await backend.close()
+
+
+# -- joining ----------------------------------------------------------------------------------
+
+
+async def test_a_join_is_in_memory_until_commit(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi, caplog: pytest.LogCaptureFixture
+) -> None:
+    w, old = world
+    caplog.set_level(logging.DEBUG)
+    outcome = await wifi.try_join(home(), timeout=TIMEOUT)
+    assert outcome == Connected("192.168.5.20")
+    profile = await w.active_profile()
+    assert profile is not None and profile != old
+    info = await w.info(profile)
+    assert info == {
+        "id": "bleprov Home",
+        "ssid": b"Home",
+        "hidden": False,
+        "key-mgmt": "wpa-psk",
+        "psk-is-hex": False,
+        "persist": "memory",
+        "unsaved": True,
+    }
+    assert profile not in await w.disk()
+
+    await wifi.commit()
+    assert profile in await w.disk()
+    assert (await w.info(profile))["unsaved"] is False
+    assert await w.disk() == sorted([old, profile])  # the old profile stays
+    await wifi.rollback()  # the commit ended the session
+    assert await w.active_profile() == profile
+    assert HOME_PASS not in caplog.text
+
+
+async def test_a_wrong_passphrase_deletes_the_profile_and_rollback_restores(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    w, old = world
+    before = await w.profiles()
+    outcome = await wifi.try_join(home("not the passphrase"), timeout=TIMEOUT)
+    assert outcome == Failed(
+        JoinFailure.WRONG_PASSWORD, "NetworkManager device state reason 7 (no-secrets)"
+    )
+    assert await w.profiles() == before  # the failed profile is gone
+    with pytest.raises(NetworkError, match="nothing to commit"):
+        await wifi.commit()
+    await wifi.rollback()
+
+    async def back_on_old() -> bool:
+        return await w.active_profile() == old and await w.active_state() == 2
+
+    await eventually(back_on_old)
+    assert await w.disk() == [old]
+
+
+async def test_rollback_after_successful_joins(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    w, old = world
+    before = await w.profiles()
+    assert isinstance(await wifi.try_join(home(), timeout=TIMEOUT), Connected)
+    attic = WifiCredentials(b"Attic", Sec.WPA3_PERSONAL, passphrase="up the ladder")
+    await w.set_network("Attic", "up the ladder", ip="192.168.5.30")
+    assert await wifi.try_join(attic, timeout=TIMEOUT) == Connected("192.168.5.30")
+    assert len(await w.profiles()) == len(before) + 1  # the first staged profile was replaced
+    await wifi.rollback()
+    assert await w.profiles() == before
+    assert await w.active_profile() == old
+    assert await w.disk() == [old]
+
+
+async def test_rollback_with_no_prior_connection_leaves_the_device_off(
+    bus: MessageBus, nm_mock: subprocess.Popen[bytes]
+) -> None:
+    w, _ = await make_world(bus, connected=False)
+    backend = NetworkManagerWifi(scan_interval=60.0)
+    await backend.start()
+    try:
+        assert isinstance(await backend.try_join(home(), timeout=TIMEOUT), Connected)
+        await backend.rollback()
+        assert await w.active_profile() is None
+        assert await w.profiles() == []
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("ssid", "passphrase", "expected"),
+    [
+        (
+            "Nowhere",
+            "whatever1",
+            Failed(
+                JoinFailure.NETWORK_NOT_FOUND,
+                "NetworkManager device state reason 53 (ssid-not-found)",
+            ),
+        ),
+        (
+            "Wired",
+            "wired together",
+            Failed(
+                JoinFailure.DHCP_FAILED,
+                "NetworkManager device state reason 5 (ip-config-unavailable)",
+            ),
+        ),
+        (
+            "Agent",
+            "ask the agent",
+            Failed(
+                JoinFailure.WRONG_PASSWORD,
+                "NetworkManager asked for new secrets after the supplicant disconnected",
+            ),
+        ),
+        ("Slow", "slow and steady", Failed(JoinFailure.TIMEOUT, "not connected within 0.3 s")),
+    ],
+)
+async def test_failures_are_mapped_and_leave_nothing_behind(
+    world: tuple[World, str | None],
+    wifi: NetworkManagerWifi,
+    ssid: str,
+    passphrase: str,
+    expected: Failed,
+) -> None:
+    w, _ = world
+    before = await w.profiles()
+    credentials = WifiCredentials(ssid.encode(), Sec.WPA2_PERSONAL, passphrase=passphrase)
+    assert await wifi.try_join(credentials, timeout=0.3) == expected
+    assert await w.profiles() == before
+
+
+async def test_an_open_network_whose_dhcp_fails(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    outcome = await wifi.try_join(WifiCredentials(b"Cafe", Sec.OPEN), timeout=TIMEOUT)
+    assert outcome == Failed(
+        JoinFailure.DHCP_FAILED, "NetworkManager device state reason 17 (dhcp-failed)"
+    )
+
+
+async def test_a_hidden_network_and_a_raw_psk(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    w, _ = world
+    cellar = WifiCredentials(
+        b"Cellar", Sec.WPA2_PERSONAL, psk=wpa_psk("down the stairs", b"Cellar"), hidden=True
+    )
+    assert await wifi.try_join(cellar, timeout=TIMEOUT) == Connected("192.168.5.21")
+    profile = await w.active_profile()
+    assert profile is not None
+    info = await w.info(profile)
+    assert (info["hidden"], info["psk-is-hex"]) == (True, True)
+
+
+async def test_without_add_and_activate2_profiles_are_still_unsaved(
+    bus: MessageBus, system_bus: str, tmp_path: Path
+) -> None:
+    proc = await start_mock(bus, system_bus, tmp_path, {"without_add_and_activate2": True})
+    try:
+        w, old = await make_world(bus)
+        backend = NetworkManagerWifi(scan_interval=60.0)
+        await backend.start()
+        try:
+            assert await backend.try_join(home(), timeout=TIMEOUT) == Connected("192.168.5.20")
+            profile = await w.active_profile()
+            assert profile is not None
+            assert (await w.info(profile))["unsaved"] is True
+            assert profile not in await w.disk()
+            await backend.commit()
+            assert await w.disk() == sorted([old, profile])
+        finally:
+            await backend.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+
+async def test_a_bad_timeout_is_refused(wifi: NetworkManagerWifi) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        await wifi.try_join(home(), timeout=-1)
+
+
+async def test_a_profile_networkmanager_rejects(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    w, old = world
+    refused = WifiCredentials(b"Refused", Sec.WPA2_PERSONAL, passphrase="whatever1")
+    outcome = await wifi.try_join(refused, timeout=TIMEOUT)
+    assert outcome == Failed(
+        JoinFailure.OTHER,
+        "NetworkManager rejected the profile "
+        "(org.freedesktop.NetworkManager.Settings.Connection.InvalidProperty)",
+    )
+    await wifi.rollback()
+    assert await w.active_profile() == old
