@@ -10,6 +10,8 @@ so a slow rescan never stalls the BLE link.
 from __future__ import annotations
 
 import abc
+import asyncio
+from collections.abc import Awaitable, Callable
 
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import JoinOutcome, ScanResult, WifiCredentials
@@ -46,3 +48,52 @@ class NetworkBackend(abc.ABC):
     @abc.abstractmethod
     async def rollback(self) -> None:
         """Undo every ``try_join`` since the last commit: the prior network state."""
+
+
+class ScanCache:
+    """Scans served from a cache, one at a time: concurrent requests share the scan in
+    flight, and a rescan gives up after ``timeout`` seconds with ``timeout_error``.
+
+    Each backend owns one and gives it its ``scan_once`` coroutine function; the
+    background loop (which skips scans while a join runs) stays in the backend, since
+    when to scan is the backend's business.
+    """
+
+    def __init__(
+        self,
+        scan_once: Callable[[], Awaitable[list[ScanResult]]],
+        *,
+        timeout: float,
+        timeout_error: Callable[[float], NetworkError],
+        name: str,
+    ) -> None:
+        self._scan_once = scan_once
+        self.timeout = timeout
+        self._timeout_error = timeout_error
+        self._name = name
+        self.results: list[ScanResult] = []
+        self._inflight: asyncio.Task[list[ScanResult]] | None = None
+
+    def cached(self) -> list[ScanResult]:
+        return list(self.results)
+
+    def current(self) -> asyncio.Task[list[ScanResult]]:
+        """The scan in flight, or a new one."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.create_task(self._run(), name=f"{self._name}-scan-once")
+        return self._inflight
+
+    async def _run(self) -> list[ScanResult]:
+        self.results = await self._scan_once()
+        return self.results
+
+    async def rescan(self) -> list[ScanResult]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return list(await asyncio.shield(self.current()))
+        except TimeoutError:
+            raise self._timeout_error(self.timeout) from None
+
+    def inflight(self) -> asyncio.Task[list[ScanResult]] | None:
+        task, self._inflight = self._inflight, None
+        return task

@@ -46,7 +46,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
-from bleprov.network.base import NetworkBackend, NetworkError
+from bleprov.network.base import NetworkBackend, NetworkError, ScanCache
 
 # The one channel table, kept in the backend without third-party imports.
 from bleprov.network.wpa_supplicant import channel_of_frequency
@@ -297,10 +297,16 @@ class NetworkManagerWifi(NetworkBackend):
         self._prior: _Prior | None = None
         self._staged: _Staged | None = None
         self._joining = False
-        self._cache: list[ScanResult] = []
         self._access_points: dict[bytes, str] = {}  # SSID -> path of its strongest AP
         self._scan_loop: asyncio.Task[None] | None = None
-        self._inflight: asyncio.Task[list[ScanResult]] | None = None
+        self._scans = ScanCache(
+            self._scan_once,
+            timeout=self.rescan_timeout,
+            timeout_error=lambda t: NetworkManagerError(
+                f"NetworkManager's scan gave no results within {t:g} s"
+            ),
+            name="nm-wifi",
+        )
 
     @property
     def device_path(self) -> str:
@@ -324,15 +330,15 @@ class NetworkManagerWifi(NetworkBackend):
                     [rule],
                     destination="org.freedesktop.DBus",
                 )
-            self._cache = await self._read_access_points()  # NM's current list, at once
+            self._scans.results = await self._read_access_points()  # NM's current list, at once
         except BaseException:
             await self.close()
             raise
         self._scan_loop = asyncio.create_task(self._scan_forever(), name="nm-wifi-scan")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._scan_loop, self._inflight) if t is not None]
-        self._scan_loop = self._inflight = None
+        tasks = [t for t in (self._scan_loop, self._scans.inflight()) if t is not None]
+        self._scan_loop = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -418,23 +424,11 @@ class NetworkManagerWifi(NetworkBackend):
     # -- scanning ----------------------------------------------------------------------
 
     def cached_scan(self) -> list[ScanResult]:
-        return list(self._cache)
+        return self._scans.cached()
 
     async def rescan(self) -> list[ScanResult]:
         self._require_started()
-        try:
-            async with asyncio.timeout(self.rescan_timeout):
-                return list(await asyncio.shield(self._current_scan()))
-        except TimeoutError:
-            raise NetworkManagerError(
-                f"NetworkManager's scan gave no results within {self.rescan_timeout:g} s"
-            ) from None
-
-    def _current_scan(self) -> asyncio.Task[list[ScanResult]]:
-        """The scan in flight, or a new one: concurrent requests share one scan."""
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._scan_once(), name="nm-wifi-scan-once")
-        return self._inflight
+        return await self._scans.rescan()
 
     async def _scan_once(self) -> list[ScanResult]:
         try:
@@ -454,8 +448,7 @@ class NetworkManagerWifi(NetworkBackend):
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), POLL_INTERVAL)
-        self._cache = await self._read_access_points()
-        return self._cache
+        return await self._read_access_points()
 
     async def _read_access_points(self) -> list[ScanResult]:
         paths = await self._get(self._device, WIRELESS_IFACE, "AccessPoints")
@@ -479,7 +472,7 @@ class NetworkManagerWifi(NetworkBackend):
             await asyncio.sleep(self.scan_interval)  # start() has just read the list
             if not self._joining:  # NM refuses scans while activating anyway
                 try:
-                    await self._current_scan()
+                    await self._scans.current()
                 except NetworkError as exc:
                     logger.warning("background Wi-Fi scan failed: %s", exc)
 

@@ -47,7 +47,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
-from bleprov.network.base import NetworkBackend, NetworkError
+from bleprov.network.base import NetworkBackend, NetworkError, ScanCache
 
 logger = logging.getLogger(__name__)
 
@@ -397,9 +397,13 @@ class SimulatedWifi(NetworkBackend):
         self._staged_joined = False
         self._joining = False
         self._lock = asyncio.Lock()
-        self._cache: list[ScanResult] = []
         self._scan_loop: asyncio.Task[None] | None = None
-        self._inflight: asyncio.Task[list[ScanResult]] | None = None
+        self._scans = ScanCache(
+            self._scan_once,
+            timeout=self.environment.rescan_timeout,
+            timeout_error=lambda t: NetworkError(f"no scan results within {t:g} s"),
+            name="simulated-wifi",
+        )
 
     @classmethod
     def from_config(
@@ -457,8 +461,8 @@ class SimulatedWifi(NetworkBackend):
             self._scan_loop = asyncio.create_task(self._scan_forever(), name="simulated-wifi-scan")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._scan_loop, self._inflight) if t is not None]
-        self._scan_loop = self._inflight = None
+        tasks = [t for t in (self._scan_loop, self._scans.inflight()) if t is not None]
+        self._scan_loop = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -466,17 +470,11 @@ class SimulatedWifi(NetworkBackend):
                 await task
 
     def cached_scan(self) -> list[ScanResult]:
-        return list(self._cache)
+        return self._scans.cached()
 
     async def rescan(self) -> list[ScanResult]:
         self._require_started()
-        try:
-            async with asyncio.timeout(self.environment.rescan_timeout):
-                return list(await asyncio.shield(self._current_scan()))
-        except TimeoutError:
-            raise NetworkError(
-                f"no scan results within {self.environment.rescan_timeout:g} s"
-            ) from None
+        return await self._scans.rescan()
 
     async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
         self._require_started()
@@ -602,24 +600,17 @@ class SimulatedWifi(NetworkBackend):
 
     # -- scanning ----------------------------------------------------------------------
 
-    def _current_scan(self) -> asyncio.Task[list[ScanResult]]:
-        """The scan in flight, or a new one: concurrent requests share one scan."""
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._scan_once(), name="simulated-wifi-scan-once")
-        return self._inflight
-
     async def _scan_once(self) -> list[ScanResult]:
         await asyncio.sleep(self.environment.scan_duration)
         results = scan_results_of(
             ap for ap in self.environment.access_points if self._present[ap.bssid]
         )
-        self._cache = results
         return results
 
     async def _scan_forever(self) -> None:
         while True:
             if not self._joining:  # a scan would stall an association on a real radio
-                await self._current_scan()
+                await self._scans.current()
             await asyncio.sleep(self.environment.scan_interval)
 
 

@@ -48,7 +48,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
-from bleprov.network.base import NetworkBackend, NetworkError
+from bleprov.network.base import NetworkBackend, NetworkError, ScanCache
 
 logger = logging.getLogger(__name__)
 
@@ -387,9 +387,15 @@ class WpaSupplicantWifi(NetworkBackend):
         self._prior: list[KnownNetwork] | None = None
         self._staged: _Staged | None = None
         self._joining = False
-        self._cache: list[ScanResult] = []
         self._scan_loop: asyncio.Task[None] | None = None
-        self._inflight: asyncio.Task[list[ScanResult]] | None = None
+        self._scans = ScanCache(
+            self._scan_once,
+            timeout=self.rescan_timeout,
+            timeout_error=lambda t: WpaSupplicantError(
+                f"wpa_supplicant's scan gave no results within {t:g} s"
+            ),
+            name="wpa",
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -410,15 +416,15 @@ class WpaSupplicantWifi(NetworkBackend):
             if attached.strip() != "OK":
                 raise WpaSupplicantError(f"wpa_supplicant answered {attached.strip()!r} to ATTACH")
             self._events_task = asyncio.create_task(self._read_events(), name="wpa-events")
-            self._cache = await self._read_bss_table()  # what it already knows, at once
+            self._scans.results = await self._read_bss_table()  # what it knows, at once
         except BaseException:
             await self.close()
             raise
         self._scan_loop = asyncio.create_task(self._scan_forever(), name="wpa-scan")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._scan_loop, self._inflight, self._events_task) if t]
-        self._scan_loop = self._inflight = self._events_task = None
+        tasks = [t for t in (self._scan_loop, self._scans.inflight(), self._events_task) if t]
+        self._scan_loop = self._events_task = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -440,23 +446,11 @@ class WpaSupplicantWifi(NetworkBackend):
     # -- scanning ----------------------------------------------------------------------
 
     def cached_scan(self) -> list[ScanResult]:
-        return list(self._cache)
+        return self._scans.cached()
 
     async def rescan(self) -> list[ScanResult]:
         self._require_started()
-        try:
-            async with asyncio.timeout(self.rescan_timeout):
-                return list(await asyncio.shield(self._current_scan()))
-        except TimeoutError:
-            raise WpaSupplicantError(
-                f"wpa_supplicant's scan gave no results within {self.rescan_timeout:g} s"
-            ) from None
-
-    def _current_scan(self) -> asyncio.Task[list[ScanResult]]:
-        """The scan in flight, or a new one: concurrent requests share one scan."""
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._scan_once(), name="wpa-scan-once")
-        return self._inflight
+        return await self._scans.rescan()
 
     async def _scan_once(self) -> list[ScanResult]:
         with self._events() as events:
@@ -473,8 +467,7 @@ class WpaSupplicantWifi(NetworkBackend):
                     break
                 if event.startswith("CTRL-EVENT-SCAN-FAILED"):
                     raise WpaSupplicantError(f"wpa_supplicant's scan failed: {event}")
-        self._cache = await self._read_bss_table()
-        return self._cache
+        return await self._read_bss_table()
 
     async def _read_bss_table(self) -> list[ScanResult]:
         results = []
@@ -493,7 +486,7 @@ class WpaSupplicantWifi(NetworkBackend):
         while True:
             if not self._joining:  # a scan would stall the association
                 try:
-                    await self._current_scan()
+                    await self._scans.current()
                 except NetworkError as exc:
                     logger.warning("background Wi-Fi scan failed: %s", exc)
             await asyncio.sleep(self.scan_interval)
