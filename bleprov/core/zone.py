@@ -1,0 +1,863 @@
+"""A hub's zone CA: members enrol with a CSR, connect with mutual TLS, get revoked by CRL.
+
+A zone (webinos' personal zone, a Matter fabric) is a two-level CA kept by the hub: a
+*zone root* (pathLen 1) that members trust, and an *issuing CA* (pathLen 0) that signs
+member certificates and CRLs. The zone ID is 16 random hex digits, in the root's subject
+(OU) and in its URI SAN ``urn:bleprov:zone:<zone-id>``.
+
+Enrolment: the device makes its own P-256 key (:func:`make_member_key`; it never leaves
+the device) and a CSR (:func:`make_csr`) that carries the *session binding*: 32 bytes the
+caller derives from the secure session that carries the CSR (e.g. from its handshake
+hash). The binding travels as the PKCS#9 challengePassword attribute, lowercase hex, so
+the CSR signature covers it: a CSR made for another session, or replayed into this one,
+does not match, and :meth:`Zone.issue_member` compares it in constant time.
+
+Member certificate profile: subject ``CN=<device-id>``; SAN URIs
+``urn:bleprov:zone:<zone-id>:device:<device-id>`` and
+``urn:bleprov:zone:<zone-id>:owner:<owner>``; keyUsage digitalSignature (critical; TLS 1.3
+only signs with the certificate key, key agreement is ephemeral ECDHE, so no
+keyAgreement); extendedKeyUsage serverAuth + clientAuth; basicConstraints cA false
+(critical); SKI/AKI; a random 159-bit serial; 30 days by default, at most 90.
+
+Revocation: :meth:`Zone.revoke` records a serial; :meth:`Zone.crl` signs a CRL with the
+issuing CA, with a CRL number that increases with every CRL. :func:`verify_member`
+refuses a CRL that is past its nextUpdate (a stale CRL may omit recent revocations, as
+OpenSSL also refuses it). Renewal (:meth:`Zone.renew`) needs a valid, unrevoked current
+certificate and a CSR for a *new* key: every renewal rotates the member's key.
+
+Pure code: bytes in, bytes out, ``now`` passed in. Path validation uses
+``cryptography.x509.verification`` (webpki rules, member profile on the leaf); the CRL,
+the zone-ID match and the SAN shape are checked here, since that API has no revocation.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import AttributeOID, ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from bleprov.core.errors import BleprovError, ProtocolError
+from bleprov.core.identity import (
+    _LAZY_PARSE_ERRORS,
+    CLOCK_SKEW_ALLOWANCE,
+    MAX_CERTIFICATE_SIZE,
+    InvalidDeviceId,
+    _dumps,
+    _loads_strict,
+    _parse_certificate,
+    _printable,
+    _reason,
+    _stretch,
+    _utc,
+    validate_device_id,
+)
+
+# ------------------------------------------------------------------------ constants
+
+ZONE_URN_PREFIX: Final = "urn:bleprov:zone:"
+#: Zone IDs: 16 lowercase hex digits (64 random bits).
+ZONE_ID_PATTERN: Final = re.compile(r"[0-9a-f]{16}", re.ASCII)
+#: Owners: 1-64 characters that are safe in a URN and a terminal.
+OWNER_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", re.ASCII)
+_MEMBER_URI: Final = re.compile(r"urn:bleprov:zone:([0-9a-f]{16}):(device|owner):(.*)", re.DOTALL)
+MAX_ZONE_NAME: Final = 32
+SESSION_BINDING_SIZE: Final = 32
+#: A P-256 CSR with a CN and the binding is ~300 bytes.
+MAX_CSR_SIZE: Final = 2048
+#: Largest CRL accepted: ~40 bytes an entry, room for ~1500 revoked members.
+MAX_CRL_SIZE: Final = 65536
+
+DEFAULT_ROOT_VALIDITY: Final = timedelta(days=20 * 365)
+DEFAULT_ISSUER_VALIDITY: Final = timedelta(days=10 * 365)
+#: Short-lived member certificates: a member renews well before expiry, so a revoked or
+#: forgotten device drops out within a month even where CRLs do not reach.
+DEFAULT_MEMBER_VALIDITY: Final = timedelta(days=30)
+MAX_MEMBER_VALIDITY: Final = timedelta(days=90)
+DEFAULT_CRL_LIFETIME: Final = timedelta(days=1)
+
+_STORE_LABEL: Final = "bleprov zone"
+_STORE_VERSION: Final = 1
+_SALT_SIZE: Final = 16
+_MAX_KEY_SIZE: Final = 1024
+_MAX_STORE_SIZE: Final = 16384 + 64 * 1024
+
+# --------------------------------------------------------------------------- errors
+
+
+class ZoneSetupError(BleprovError):
+    """Local zone material is unusable: wrong passphrase, corrupt store, bad argument."""
+
+
+class ZoneError(ProtocolError):
+    """A peer's zone material was refused."""
+
+    code = 0x70
+
+
+class NotAZoneMember(ZoneError):
+    """The certificate does not chain to the zone root, or is not a member certificate."""
+
+    code = 0x71
+
+
+class Revoked(ZoneError):
+    """The certificate's serial is on the zone's CRL (or the hub's revocation list)."""
+
+    code = 0x72
+
+
+class CertificateExpired(ZoneError):
+    """The certificate is sound but outside its validity period."""
+
+    code = 0x73
+
+
+class WrongZone(ZoneError):
+    """The certificate names a zone other than the root's."""
+
+    code = 0x74
+
+
+class BadCsr(ZoneError):
+    """The CSR is malformed, badly signed, not P-256, or not bound to this session."""
+
+    code = 0x75
+
+
+class BadCrl(ZoneError):
+    """The CRL is malformed, not signed by the zone's issuing CA, or stale."""
+
+    code = 0x76
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class MemberCertificate:
+    """What a device receives: its certificate, the chain above it (issuing CA), the root."""
+
+    cert_der: bytes
+    chain_der: tuple[bytes, ...]
+    root_der: bytes
+
+
+@dataclass(frozen=True)
+class MemberIdentity:
+    """A verified member; every field is read from the verified certificate."""
+
+    zone_id: str
+    device_id: str
+    owner: str
+    serial: int
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def _is_p256(key: object) -> bool:
+    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+
+
+def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _zone_name(name: str, zone_id: str, role: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, zone_id),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Zone {role}"),
+        ]
+    )
+
+
+def _validate_owner(owner: str) -> str:
+    if not isinstance(owner, str) or OWNER_PATTERN.fullmatch(owner) is None:
+        raise ZoneSetupError("owner must be 1-64 characters of A-Z a-z 0-9 . _ @ - (URN-safe)")
+    return owner
+
+
+def _binding_text(binding: bytes) -> bytes:
+    if not isinstance(binding, bytes) or len(binding) != SESSION_BINDING_SIZE:
+        raise ValueError(f"session binding must be {SESSION_BINDING_SIZE} bytes")
+    return binding.hex().encode("ascii")
+
+
+def zone_id_of_root(root: x509.Certificate) -> str:
+    """The zone ID a zone root names consistently in its subject OU and its URI SAN."""
+    try:
+        units = root.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+        san = root.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+        raise NotAZoneMember("zone root does not name a zone") from None
+    if len(units) != 1 or not isinstance(units[0].value, str):
+        raise NotAZoneMember("zone root needs exactly one OU naming the zone")
+    zone_id = units[0].value
+    if ZONE_ID_PATTERN.fullmatch(zone_id) is None or uris != [ZONE_URN_PREFIX + zone_id]:
+        raise NotAZoneMember("zone root OU and SAN do not name the same zone ID")
+    return zone_id
+
+
+def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
+    """``(zone_id, device_id, owner)`` from a member certificate's CN and SAN URIs.
+
+    Exactly one device URI and one owner URI, both naming the same zone, and a single CN
+    equal to the device ID; anything else raises :class:`NotAZoneMember`.
+    """
+    try:
+        common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = list(san)
+    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+        raise NotAZoneMember("certificate does not name a zone member") from None
+    if len(names) != 2 or not all(isinstance(n, x509.UniformResourceIdentifier) for n in names):
+        raise NotAZoneMember("member SAN must be exactly two URIs (device, owner)")
+    parsed: dict[str, tuple[str, str]] = {}
+    for name in names:
+        match = _MEMBER_URI.fullmatch(str(name.value))
+        if match is None:
+            raise NotAZoneMember("member SAN URI is not a bleprov zone URN")
+        zone_id, kind, value = match.groups()
+        parsed[kind] = (zone_id, value)
+    if set(parsed) != {"device", "owner"}:
+        raise NotAZoneMember("member SAN must name one device and one owner")
+    (zone_id, device_id), (owner_zone, owner) = parsed["device"], parsed["owner"]
+    if zone_id != owner_zone:
+        raise NotAZoneMember("member SAN URIs name different zones")
+    try:
+        validate_device_id(device_id)
+        _validate_owner(owner)
+    except (InvalidDeviceId, ZoneSetupError):
+        raise NotAZoneMember("member SAN names an invalid device ID or owner") from None
+    if len(common_names) != 1 or common_names[0].value != device_id:
+        raise NotAZoneMember("member CN must equal the device ID of its SAN")
+    return zone_id, device_id, owner
+
+
+# ------------------------------------------------------------------------ device side
+
+
+def make_member_key() -> ec.EllipticCurvePrivateKey:
+    """A device's zone key: P-256, generated on the device and never sent anywhere."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, *, device_id: str, session_binding: bytes) -> bytes:
+    """DER CSR for ``key`` naming ``CN=device_id``, with the binding as challengePassword."""
+    if not _is_p256(key.public_key()):
+        raise ValueError("zone member keys are P-256")
+    validate_device_id(device_id)
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .add_attribute(AttributeOID.CHALLENGE_PASSWORD, _binding_text(session_binding))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+
+
+@dataclass(frozen=True)
+class _CheckedCsr:
+    public_key: ec.EllipticCurvePublicKey
+    device_id: str
+    binding: bytes = field(repr=False)
+
+
+def _check_csr(csr_der: bytes) -> _CheckedCsr:
+    """Parse a CSR: signature, P-256 key, one CN, a well-formed binding; else BadCsr."""
+    if not isinstance(csr_der, bytes) or not 0 < len(csr_der) <= MAX_CSR_SIZE:
+        raise BadCsr(f"CSR must be 1 to {MAX_CSR_SIZE} bytes of DER")
+    try:
+        csr = x509.load_der_x509_csr(csr_der)
+        signature_ok = csr.is_signature_valid
+        public_key = csr.public_key()
+        common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        binding_text = csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD).value
+    except x509.AttributeNotFound:
+        raise BadCsr("CSR carries no session binding") from None
+    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning, x509.InvalidVersion):
+        raise BadCsr("CSR could not be parsed") from None
+    if not signature_ok:
+        raise BadCsr("CSR signature does not verify")
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not _is_p256(public_key):
+        raise BadCsr("CSR key must be P-256 ECDSA")
+    if len(common_names) != 1 or not isinstance(common_names[0].value, str):
+        raise BadCsr("CSR subject needs exactly one CN")
+    try:
+        binding = bytes.fromhex(binding_text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise BadCsr("CSR session binding is not hex") from None
+    if len(binding) != SESSION_BINDING_SIZE or binding.hex().encode("ascii") != binding_text:
+        raise BadCsr(f"CSR session binding must be {SESSION_BINDING_SIZE} bytes, lowercase hex")
+    return _CheckedCsr(public_key, common_names[0].value, binding)
+
+
+# ------------------------------------------------------------------------ verification
+
+
+def _check_member_key_usage(_policy: Policy, _cert: x509.Certificate, usage: x509.KeyUsage) -> None:
+    if not usage.digital_signature or usage.key_cert_sign or usage.crl_sign:
+        raise ValueError("member keyUsage must be digitalSignature, not a CA usage")
+
+
+def _check_member_basic_constraints(
+    _policy: Policy, _cert: x509.Certificate, constraints: x509.BasicConstraints
+) -> None:
+    if constraints.ca:
+        raise ValueError("member certificate must not be a CA")
+
+
+def _check_member_eku(
+    _policy: Policy, _cert: x509.Certificate, usage: x509.ExtendedKeyUsage
+) -> None:
+    wanted = {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    if not wanted <= set(usage):
+        raise ValueError("member extendedKeyUsage must include serverAuth and clientAuth")
+
+
+def _verify_path(
+    leaf: x509.Certificate,
+    presented: list[x509.Certificate],
+    root: x509.Certificate,
+    when: datetime,
+) -> None:
+    """Webpki path validation, member profile on the leaf, path exactly leaf <- CA <- root."""
+    member_policy = (
+        ExtensionPolicy.webpki_defaults_ee()
+        .require_present(x509.KeyUsage, Criticality.CRITICAL, _check_member_key_usage)
+        .require_present(
+            x509.BasicConstraints, Criticality.AGNOSTIC, _check_member_basic_constraints
+        )
+        .require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _check_member_eku)
+        .require_present(x509.SubjectAlternativeName, Criticality.NON_CRITICAL, None)
+    )
+    verifier = (
+        PolicyBuilder()
+        .store(Store([root]))
+        .time(when)
+        .max_chain_depth(1)
+        .extension_policies(ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=member_policy)
+        .build_client_verifier()
+    )
+    chain = verifier.verify(leaf, presented).chain
+    if len(chain) != 3:
+        raise VerificationError("member certificate must be issued by the zone's issuing CA")
+
+
+def _load_peer_certificate(data: object, error: type[ZoneError], what: str) -> x509.Certificate:
+    if not isinstance(data, bytes) or not 0 < len(data) <= MAX_CERTIFICATE_SIZE:
+        raise error(f"{what} must be 1 to {MAX_CERTIFICATE_SIZE} bytes of DER")
+    certificate = _parse_certificate(data)
+    if certificate is None:
+        raise error(f"{what} is not a DER certificate")
+    return certificate
+
+
+def _check_crl(crl_der: bytes, issuer: x509.Certificate, serial: int, when: datetime) -> None:
+    """CRL signed by ``issuer``, fresh at ``when``, with a CRL number; ``serial`` not on it."""
+    if not isinstance(crl_der, bytes) or not 0 < len(crl_der) <= MAX_CRL_SIZE:
+        raise BadCrl(f"CRL must be 1 to {MAX_CRL_SIZE} bytes of DER")
+    try:
+        crl = x509.load_der_x509_crl(crl_der)
+        issuer_key = issuer.public_key()
+        signature_ok = (
+            crl.issuer == issuer.subject
+            and isinstance(issuer_key, ec.EllipticCurvePublicKey)
+            and crl.is_signature_valid(issuer_key)
+        )
+        crl.extensions.get_extension_for_class(x509.CRLNumber)
+        last_update = crl.last_update_utc
+        next_update = crl.next_update_utc
+        entry = crl.get_revoked_certificate_by_serial_number(serial)
+    except x509.ExtensionNotFound:
+        raise BadCrl("CRL has no CRL number") from None
+    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning, InvalidSignature):
+        raise BadCrl("CRL could not be parsed") from None
+    if not signature_ok:
+        raise BadCrl("CRL is not signed by the zone's issuing CA")
+    if last_update > when + CLOCK_SKEW_ALLOWANCE:
+        raise BadCrl("CRL was issued in the future")
+    if next_update is None or when >= next_update:
+        raise BadCrl("CRL is stale (past its nextUpdate): fetch a fresh one")
+    if entry is not None:
+        raise Revoked(f"certificate serial {serial:x} is revoked")
+
+
+def _verify_member(
+    leaf: x509.Certificate,
+    presented: list[x509.Certificate],
+    root: x509.Certificate,
+    when: datetime,
+) -> MemberIdentity:
+    """Zone match, path and validity of a parsed member certificate (no revocation)."""
+    zone_id = zone_id_of_root(root)
+    cert_zone, device_id, owner = member_names(leaf)
+    if not hmac.compare_digest(cert_zone, zone_id):
+        raise WrongZone(f"certificate is for zone {cert_zone}, not {zone_id}")
+    try:
+        _verify_path(leaf, presented, root, when)
+    except VerificationError as exc:
+        expiry = leaf.not_valid_after_utc
+        if when > expiry:
+            try:
+                _verify_path(leaf, presented, root, expiry)
+            except VerificationError:
+                pass
+            else:
+                raise CertificateExpired(f"certificate expired at {expiry.isoformat()}") from None
+        raise NotAZoneMember(f"certificate does not validate: {_reason(exc)}") from None
+    except _LAZY_PARSE_ERRORS:
+        raise NotAZoneMember("certificate chain could not be parsed") from None
+    return MemberIdentity(zone_id, device_id, owner, leaf.serial_number)
+
+
+def verify_member(
+    cert_der: bytes,
+    chain_der: Sequence[bytes],
+    *,
+    zone_root_der: bytes,
+    crl_der: bytes | None,
+    now: datetime,
+) -> MemberIdentity:
+    """Check a member certificate for the zone of ``zone_root_der``.
+
+    Path (webpki rules with the member profile), the zone ID of the certificate against
+    the root's, and, when ``crl_der`` is given, the CRL (signature by the issuing CA,
+    freshness, serial). Pass ``crl_der=None`` only where revocation is checked another way.
+    Raises a :class:`ZoneError` subclass; a bad ``zone_root_der`` is the caller's
+    configuration and raises :class:`ZoneSetupError`.
+    """
+    when = _utc(now)
+    root = _parse_certificate(zone_root_der) if isinstance(zone_root_der, bytes) else None
+    if root is None:
+        raise ZoneSetupError("zone root is not a DER certificate")
+    if isinstance(chain_der, bytes | str) or not 1 <= len(chain_der) <= 2:
+        raise NotAZoneMember("chain must hold the issuing CA (and optionally the root)")
+    leaf = _load_peer_certificate(cert_der, NotAZoneMember, "member certificate")
+    presented = [_load_peer_certificate(c, NotAZoneMember, "chain certificate") for c in chain_der]
+    identity = _verify_member(leaf, presented, root, when)
+    if crl_der is not None:
+        try:
+            issuer = next(c for c in presented if c.subject == leaf.issuer)
+        except (StopIteration, *_LAZY_PARSE_ERRORS):
+            raise NotAZoneMember("chain does not hold the member's issuer") from None
+        _check_crl(crl_der, issuer, identity.serial, when)
+    return identity
+
+
+# ------------------------------------------------------------------------------ zone
+
+
+class Zone:
+    """A hub's zone CA: root, issuing CA, revoked serials and the CRL counter."""
+
+    __slots__ = (
+        "_crl_number",
+        "_issuer_key",
+        "_revoked",
+        "_root_key",
+        "issuer_certificate",
+        "root_certificate",
+        "zone_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        root_key: ec.EllipticCurvePrivateKey,
+        root_certificate: x509.Certificate,
+        issuer_key: ec.EllipticCurvePrivateKey,
+        issuer_certificate: x509.Certificate,
+        revoked: dict[int, datetime] | None = None,
+        crl_number: int = 0,
+    ) -> None:
+        if (
+            root_key.public_key() != root_certificate.public_key()
+            or issuer_key.public_key() != issuer_certificate.public_key()
+        ):
+            raise ZoneSetupError("zone keys do not match their certificates")
+        try:
+            issuer_certificate.verify_directly_issued_by(root_certificate)
+            self.zone_id: str = zone_id_of_root(root_certificate)
+        except (ValueError, TypeError, InvalidSignature, NotAZoneMember):
+            raise ZoneSetupError("issuing CA is not issued by a zone root") from None
+        self.root_certificate: x509.Certificate = root_certificate
+        self.issuer_certificate: x509.Certificate = issuer_certificate
+        self._root_key = root_key
+        self._issuer_key = issuer_key
+        self._revoked: dict[int, datetime] = dict(revoked or {})
+        self._crl_number = crl_number
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        now: datetime,
+        root_validity: timedelta = DEFAULT_ROOT_VALIDITY,
+        issuer_validity: timedelta = DEFAULT_ISSUER_VALIDITY,
+    ) -> Zone:
+        """A new zone with a random ID: root (pathLen 1) and issuing CA (pathLen 0)."""
+        if (
+            not 1 <= len(name) <= MAX_ZONE_NAME
+            or _printable(name, MAX_ZONE_NAME) != name
+            or name != name.strip()
+        ):
+            raise ZoneSetupError(f"zone name must be 1-{MAX_ZONE_NAME} printable ASCII characters")
+        zone_id = secrets.token_hex(8)
+        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        root_key = ec.generate_private_key(ec.SECP256R1())
+        root_subject = _zone_name(name, zone_id, "Root")
+        root = (
+            x509.CertificateBuilder()
+            .subject_name(root_subject)
+            .issuer_name(root_subject)
+            .public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(start + root_validity)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(ZONE_URN_PREFIX + zone_id)]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False
+            )
+            .sign(root_key, hashes.SHA256())
+        )
+        issuer_key = ec.generate_private_key(ec.SECP256R1())
+        issuer = (
+            x509.CertificateBuilder()
+            .subject_name(_zone_name(name, zone_id, "Issuing CA"))
+            .issuer_name(root_subject)
+            .public_key(issuer_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(min(start + issuer_validity, root.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key()), critical=False
+            )
+            .add_extension(_authority_key_id(root), critical=False)
+            .sign(root_key, hashes.SHA256())
+        )
+        return cls(
+            root_key=root_key,
+            root_certificate=root,
+            issuer_key=issuer_key,
+            issuer_certificate=issuer,
+        )
+
+    @property
+    def root_der(self) -> bytes:
+        return _der(self.root_certificate)
+
+    @property
+    def issuer_der(self) -> bytes:
+        return _der(self.issuer_certificate)
+
+    @property
+    def revoked_serials(self) -> frozenset[int]:
+        return frozenset(self._revoked)
+
+    # -------------------------------------------------------------------- issuing
+
+    def _issue(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        device_id: str,
+        owner: str,
+        now: datetime,
+        validity: timedelta,
+    ) -> MemberCertificate:
+        if not timedelta(0) < validity <= MAX_MEMBER_VALIDITY:
+            raise ZoneSetupError(
+                f"member validity must be positive and at most {MAX_MEMBER_VALIDITY}"
+            )
+        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
+        if end <= start:
+            raise ZoneSetupError("member validity is empty (issuing CA expired?)")
+        prefix = f"{ZONE_URN_PREFIX}{self.zone_id}:"
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+            .issuer_name(self.issuer_certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.UniformResourceIdentifier(f"{prefix}device:{device_id}"),
+                        x509.UniformResourceIdentifier(f"{prefix}owner:{owner}"),
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
+            .sign(self._issuer_key, hashes.SHA256())
+        )
+        return MemberCertificate(_der(certificate), (self.issuer_der,), self.root_der)
+
+    def issue_member(
+        self,
+        csr_der: bytes,
+        *,
+        device_id: str,
+        owner: str,
+        expected_binding: bytes,
+        now: datetime,
+        validity: timedelta = DEFAULT_MEMBER_VALIDITY,
+    ) -> MemberCertificate:
+        """Certify the key of a CSR made in this session by ``device_id``.
+
+        ``device_id`` is what the hub learnt from the device's verified attestation; the
+        CSR's CN must name it, and its binding must equal ``expected_binding``.
+        """
+        validate_device_id(device_id)
+        _validate_owner(owner)
+        expected = _binding_text(expected_binding)
+        csr = _check_csr(csr_der)
+        if not hmac.compare_digest(csr.binding.hex().encode("ascii"), expected):
+            raise BadCsr("CSR is not bound to this session")
+        if csr.device_id != device_id:
+            raise BadCsr("CSR names another device")
+        return self._issue(
+            csr.public_key, device_id=device_id, owner=owner, now=now, validity=validity
+        )
+
+    def renew(
+        self,
+        current_cert_der: bytes,
+        csr_der: bytes,
+        *,
+        now: datetime,
+        expected_binding: bytes | None = None,
+        validity: timedelta = DEFAULT_MEMBER_VALIDITY,
+    ) -> MemberCertificate:
+        """A new certificate for the same device and owner, for a *new* key.
+
+        The caller has proven possession of the current certificate's key (the member
+        authenticated with it over mutual TLS). The current certificate must be this
+        zone's, unexpired and unrevoked; the CSR must name the same device and a key other
+        than the current one (renewal rotates keys). Its binding is checked against
+        ``expected_binding`` when the caller has one (e.g. a TLS exporter value).
+        """
+        leaf = _load_peer_certificate(current_cert_der, NotAZoneMember, "current certificate")
+        member = _verify_member(leaf, [self.issuer_certificate], self.root_certificate, _utc(now))
+        if member.serial in self._revoked:
+            raise Revoked(f"certificate serial {member.serial:x} is revoked")
+        csr = _check_csr(csr_der)
+        if expected_binding is not None and not hmac.compare_digest(
+            csr.binding.hex().encode("ascii"), _binding_text(expected_binding)
+        ):
+            raise BadCsr("CSR is not bound to this session")
+        if csr.device_id != member.device_id:
+            raise BadCsr("renewal CSR names another device")
+        if csr.public_key == leaf.public_key():
+            raise BadCsr("renewal CSR must carry a new key")
+        return self._issue(
+            csr.public_key,
+            device_id=member.device_id,
+            owner=member.owner,
+            now=now,
+            validity=validity,
+        )
+
+    # ------------------------------------------------------------------ revocation
+
+    def revoke(self, serial: int, *, now: datetime) -> None:
+        """Add ``serial`` to the revocation list; the next :meth:`crl` carries it."""
+        if type(serial) is not int or serial <= 0:
+            raise ZoneSetupError("serial must be a positive integer")
+        self._revoked.setdefault(serial, _utc(now))
+
+    def crl(self, *, now: datetime, next_update: timedelta = DEFAULT_CRL_LIFETIME) -> bytes:
+        """A DER CRL of every revoked serial, signed by the issuing CA, numbered anew."""
+        if next_update <= timedelta(0):
+            raise ZoneSetupError("next_update must be positive")
+        when = _utc(now)
+        self._crl_number += 1
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.issuer_certificate.subject)
+            .last_update(when - CLOCK_SKEW_ALLOWANCE)
+            .next_update(when + next_update)
+            .add_extension(x509.CRLNumber(self._crl_number), critical=False)
+            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
+        )
+        for serial, revoked_at in sorted(self._revoked.items()):
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(revoked_at)
+                .build()
+            )
+        return builder.sign(self._issuer_key, hashes.SHA256()).public_bytes(
+            serialization.Encoding.DER
+        )
+
+    # ----------------------------------------------------------------- persistence
+
+    def to_bytes(self, passphrase: bytes) -> bytes:
+        """CBOR ``["bleprov zone", 1, salt, root key, root, issuer key, issuer, crl number,
+        [[serial, revoked at (POSIX seconds)]...]]``.
+
+        Keys are PKCS#8 with BestAvailableEncryption under scrypt(passphrase, salt), as in
+        :mod:`bleprov.core.identity`: CA keys are never stored in the clear.
+        """
+        if not isinstance(passphrase, bytes) or not passphrase:
+            raise ZoneSetupError("a zone store needs a non-empty passphrase")
+        salt = secrets.token_bytes(_SALT_SIZE)
+        encryption = serialization.BestAvailableEncryption(_stretch(passphrase, salt))
+
+        def pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
+            return key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, encryption
+            )
+
+        return _dumps(
+            [
+                _STORE_LABEL,
+                _STORE_VERSION,
+                salt,
+                pkcs8(self._root_key),
+                self.root_der,
+                pkcs8(self._issuer_key),
+                self.issuer_der,
+                self._crl_number,
+                [[s, int(t.timestamp())] for s, t in sorted(self._revoked.items())],
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, passphrase: bytes) -> Zone:
+        """Inverse of :meth:`to_bytes`; any problem raises :class:`ZoneSetupError`."""
+        if not isinstance(passphrase, bytes) or not passphrase:
+            raise ZoneSetupError("a zone store needs a non-empty passphrase")
+        value = _loads_strict(data, _MAX_STORE_SIZE, ZoneSetupError, "zone store")
+        if (
+            len(value) != 9
+            or value[0] != _STORE_LABEL
+            or type(value[1]) is not int
+            or value[1] != _STORE_VERSION
+        ):
+            raise ZoneSetupError("not a version-1 bleprov zone store")
+        _, _, salt, root_key, root, issuer_key, issuer, crl_number, revoked = value
+        if not isinstance(salt, bytes) or len(salt) != _SALT_SIZE:
+            raise ZoneSetupError(f"salt must be {_SALT_SIZE} bytes")
+        if type(crl_number) is not int or crl_number < 0:
+            raise ZoneSetupError("CRL number must be a non-negative integer")
+        key = _stretch(passphrase, salt)
+        return cls(
+            root_key=_load_store_key(root_key, key, "root key"),
+            root_certificate=_load_store_certificate(root, "root certificate"),
+            issuer_key=_load_store_key(issuer_key, key, "issuer key"),
+            issuer_certificate=_load_store_certificate(issuer, "issuer certificate"),
+            revoked=_load_revoked(revoked),
+            crl_number=crl_number,
+        )
+
+    def __repr__(self) -> str:
+        return f"Zone(zone_id={self.zone_id!r}, revoked={len(self._revoked)})"
+
+
+def _load_store_key(data: object, key: bytes, what: str) -> ec.EllipticCurvePrivateKey:
+    if not isinstance(data, bytes) or not 0 < len(data) <= _MAX_KEY_SIZE:
+        raise ZoneSetupError(f"{what} must be at most {_MAX_KEY_SIZE} bytes")
+    try:
+        private_key = serialization.load_der_private_key(data, key)
+    except (TypeError, ValueError):
+        raise ZoneSetupError(f"{what}: wrong passphrase or corrupt key") from None
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not _is_p256(
+        private_key.public_key()
+    ):
+        raise ZoneSetupError(f"{what} is not a P-256 key")
+    return private_key
+
+
+def _load_store_certificate(data: object, what: str) -> x509.Certificate:
+    certificate = (
+        _parse_certificate(data)
+        if isinstance(data, bytes) and 0 < len(data) <= MAX_CERTIFICATE_SIZE
+        else None
+    )
+    if certificate is None:
+        raise ZoneSetupError(f"{what} is not a DER certificate")
+    return certificate
+
+
+def _load_revoked(value: object) -> dict[int, datetime]:
+    if not isinstance(value, list):
+        raise ZoneSetupError("revoked serials must be an array")
+    revoked: dict[int, datetime] = {}
+    for entry in value:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or not all(type(v) is int and v > 0 for v in entry)
+        ):
+            raise ZoneSetupError("a revoked entry must be [serial, POSIX seconds]")
+        try:
+            revoked[entry[0]] = datetime.fromtimestamp(entry[1], UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ZoneSetupError("revocation time out of range") from None
+    return revoked
