@@ -139,6 +139,7 @@ class MalformedAttestation(AttestationError, MalformedData):
 _LAZY_PARSE_ERRORS: Final = (
     ValueError,
     TypeError,
+    x509.InvalidVersion,  # not a ValueError: a damaged version field raises it
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
     UnsupportedAlgorithm,

@@ -1,0 +1,823 @@
+"""The hub's registry of users and enrolled devices, with an audit log (docs/registry.md).
+
+The hub is a zone CA: it enrols devices, issues and revokes their certificates, and must be
+able to say afterwards who enrolled what, for whom, and when. The registry keeps that in a
+SQL database through SQLAlchemy: an embedded SQLite file by default, PostgreSQL when a
+deployment outgrows one machine (only the URL changes). :meth:`Registry.open` brings any
+database to the current schema with the Alembic migrations in
+:mod:`bleprov.store.migrations`.
+
+Every change and its audit entry are written in one transaction, so the log can not miss a
+change that happened nor record one that did not. Only admins enrol, revoke and manage
+users; the registry checks the acting user's stored role and status on every change rather
+than trusting the :class:`User` value the caller holds.
+
+The API is synchronous (SQLite and psycopg calls block); an asyncio hub calls it through
+``asyncio.to_thread``. One :class:`Registry` may be shared by threads; several registries
+or processes may open the same database.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    sessionmaker,
+)
+from sqlalchemy.types import TypeDecorator
+
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.errors import BleprovError
+
+#: Alembic's bookkeeping table; named for bleprov so a shared PostgreSQL database can host
+#: other applications' Alembic histories too.
+VERSION_TABLE: Final = "bleprov_registry_version"
+
+#: The newest schema revision (the last file in ``migrations/versions``).
+HEAD_REVISION: Final = "0002"
+
+#: OWASP's scrypt recommendation for password storage: N=2**17, r=8, p=1 (128 MiB).
+PASSPHRASE_COST: Final = ScryptCost(n=2**17, r=8, p=1)
+
+MAX_NAME_LENGTH: Final = 64
+MAX_DEVICE_ID_LENGTH: Final = 128
+MAX_PASSPHRASE_BYTES: Final = 1024
+_SALT_BYTES: Final = 16
+_HASH_BYTES: Final = 32
+_MAX_SERIAL: Final = 1 << 160  # RFC 5280 section 4.1.2.2: at most 20 octets
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_SQLITE_BUSY_SECONDS: Final = 30
+_MIGRATIONS: Final = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK_KEY: Final = int.from_bytes(b"bleprov\x01", "big")  # a PostgreSQL bigint
+
+
+class RegistryError(BleprovError):
+    """The registry refused a request or could not serve it."""
+
+
+class NotAuthorized(RegistryError):
+    """The acting user may not do this (not an admin, or disabled)."""
+
+
+class UnknownUser(RegistryError):
+    """No user has this name (raised to admins only, never by authentication)."""
+
+
+class DuplicateUser(RegistryError):
+    """A user with this name or certificate fingerprint already exists."""
+
+
+class AuthenticationFailed(RegistryError):
+    """The credential was not accepted; deliberately silent about which part was wrong."""
+
+    def __init__(self) -> None:
+        super().__init__("authentication failed")
+
+
+class DuplicateDevice(RegistryError):
+    """The device is already enrolled; revoke it before enrolling it again."""
+
+
+class UnknownDevice(RegistryError):
+    """No device has this id."""
+
+
+class DeviceRevoked(RegistryError):
+    """The device was revoked; it gets no new certificate until it is enrolled again."""
+
+
+class DuplicateCertificate(RegistryError):
+    """A certificate with this serial is already recorded (serials must be unique per CA)."""
+
+
+class Role(StrEnum):
+    """What a user may do: admins enrol, revoke and manage users; members own devices."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class CredentialKind(StrEnum):
+    """How a user proves who they are to the hub."""
+
+    PASSPHRASE = "passphrase"  # noqa: S105 (the kind's name, not a password)
+    CERTIFICATE = "certificate"
+
+
+class DeviceStatus(StrEnum):
+    """A device's standing in the zone."""
+
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class User:
+    """A person known to the hub, as authentication returns it (no credential material)."""
+
+    id: int
+    name: str
+    role: Role
+    credential_kind: CredentialKind
+    created_at: datetime
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class Device:
+    """An enrolled (or revoked) device, with its owner's and enroller's names."""
+
+    device_id: str
+    owner: str
+    enrolled_by: str
+    enrolled_at: datetime
+    status: DeviceStatus
+    certificate_serial: int
+    certificate_not_after: datetime
+
+
+@dataclass(frozen=True)
+class RevokedCertificate:
+    """One CRL entry: the serial and when it was revoked."""
+
+    serial: int
+    revoked_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One change, who made it (``None``: the hub itself or a device) and when."""
+
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    subject: str
+    detail: str
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite has no timezone type and hands back naive values; they are stored as UTC and
+    read back as UTC. Naive values are refused on the way in, since their zone is a guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        _check_aware(value)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The registry's ORM models; the migrations, not ``create_all``, create their tables."""
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'member')", name="ck_users_role"),
+        CheckConstraint(
+            "(credential_kind = 'passphrase' AND passphrase_hash IS NOT NULL"
+            " AND certificate_fingerprint IS NULL)"
+            " OR (credential_kind = 'certificate' AND certificate_fingerprint IS NOT NULL"
+            " AND passphrase_hash IS NULL)",
+            name="ck_users_credential",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    credential_kind: Mapped[str] = mapped_column(String(16))
+    passphrase_hash: Mapped[str | None] = mapped_column(String(255))
+    certificate_fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean)
+
+    def to_user(self) -> User:
+        return User(
+            id=self.id,
+            name=self.name,
+            role=Role(self.role),
+            credential_kind=CredentialKind(self.credential_kind),
+            created_at=self.created_at,
+            disabled=self.disabled,
+        )
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint("status IN ('enrolled', 'revoked')", name="ck_devices_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    enrolled_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    enrolled_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    certificate_serial: Mapped[str] = mapped_column(String(40))
+    certificate_not_after: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class CertificateRow(Base):
+    __tablename__ = "certificates"
+    __table_args__ = (Index("ix_certificates_device_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(40), unique=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_subject_at", "subject", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+def hash_passphrase(passphrase: str, cost: ScryptCost, salt: bytes | None = None) -> str:
+    """Hash a passphrase for storage as ``scrypt$n$r$p$salt$hash`` (base64 without padding).
+
+    scrypt (RFC 7914) through ``cryptography``: memory-hard, no new dependency, and its
+    parameters travel with each hash so the cost can be raised without a migration.
+    """
+    _check_passphrase(passphrase)
+    salt = os.urandom(_SALT_BYTES) if salt is None else salt
+    digest = _scrypt(passphrase.encode(), salt, cost)
+    return "$".join(["scrypt", str(cost.n), str(cost.r), str(cost.p), _b64(salt), _b64(digest)])
+
+
+def verify_passphrase(passphrase: str, stored: str) -> bool:
+    """Whether ``passphrase`` matches ``stored``, compared in constant time."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        cost = ScryptCost(n=int(n), r=int(r), p=int(p))
+        expected = _unb64(salt), _unb64(digest)
+    except (ValueError, BleprovError) as exc:
+        raise RegistryError("a stored passphrase hash is malformed") from exc
+    if scheme != "scrypt":
+        raise RegistryError("a stored passphrase hash uses an unknown scheme")
+    candidate = _scrypt(passphrase.encode(), expected[0], cost, len(expected[1]))
+    return hmac.compare_digest(candidate, expected[1])
+
+
+def normalize_fingerprint(fingerprint: str) -> str:
+    """A certificate's SHA-256 fingerprint as 64 lowercase hex digits (colons dropped)."""
+    normalized = fingerprint.replace(":", "").strip().lower()
+    if not _FINGERPRINT.fullmatch(normalized):
+        raise RegistryError("a certificate fingerprint is 64 hex digits (SHA-256 of the DER)")
+    return normalized
+
+
+def migrate(url: str, revision: str = "head") -> None:
+    """Bring the database at ``url`` to ``revision`` (the newest by default)."""
+    engine = _create_engine(url)
+    try:
+        _migrate(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def current_revision(url: str) -> str | None:
+    """The schema revision of the database at ``url`` (``None``: never migrated)."""
+    engine = _create_engine(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            return context.get_current_revision()
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Registry:
+    """Users, devices, certificates and the audit log of one zone; see the module doc."""
+
+    engine: Engine
+    passphrase_cost: ScryptCost = PASSPHRASE_COST
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _sessions: sessionmaker[Session] = field(init=False, repr=False)
+    _decoy_hash: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Unknown users cost one scrypt run like known ones, so timing does not tell them.
+        self._decoy_hash = hash_passphrase("decoy", self.passphrase_cost)
+
+    @classmethod
+    def open(
+        cls,
+        url: str = "sqlite:///registry.sqlite3",
+        *,
+        passphrase_cost: ScryptCost = PASSPHRASE_COST,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Registry:
+        """Connect to ``url``, migrate its schema to the newest revision, return the registry."""
+        engine = _create_engine(url)
+        try:
+            _migrate(engine, "head")
+        except BaseException:
+            engine.dispose()
+            raise
+        if clock is None:
+            return cls(engine, passphrase_cost)
+        return cls(engine, passphrase_cost, clock)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Users ------------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        role: Role,
+        *,
+        passphrase: str | None = None,
+        certificate_fingerprint: str | None = None,
+        actor: User | None,
+    ) -> User:
+        """Add a user with exactly one credential; ``actor`` must be an admin.
+
+        ``actor=None`` is allowed once, to bootstrap the first admin of an empty registry.
+        """
+        _check_name(name, "user name", MAX_NAME_LENGTH)
+        role = Role(role)
+        if (passphrase is None) == (certificate_fingerprint is None):
+            raise RegistryError("a user has exactly one credential: passphrase or certificate")
+        # Hash before the transaction: scrypt is slow and must not hold the write lock.
+        passphrase_hash = None
+        fingerprint = None
+        if passphrase is not None:
+            passphrase_hash = hash_passphrase(passphrase, self.passphrase_cost)
+        if certificate_fingerprint is not None:
+            fingerprint = normalize_fingerprint(certificate_fingerprint)
+        with self._transaction() as session:
+            if actor is None:
+                if session.scalars(select(UserRow.id).limit(1)).first() is not None:
+                    raise NotAuthorized("only an admin may add users")
+                if role is not Role.ADMIN:
+                    raise RegistryError("the first user must be an admin")
+                actor_id = None
+            else:
+                actor_id = self._admin(session, actor).id
+            if session.scalars(select(UserRow.id).where(UserRow.name == name)).first():
+                raise DuplicateUser(f"user {name!r} already exists")
+            if (
+                fingerprint is not None
+                and session.scalars(
+                    select(UserRow.id).where(UserRow.certificate_fingerprint == fingerprint)
+                ).first()
+            ):
+                raise DuplicateUser("another user already has this certificate")
+            row = UserRow(
+                name=name,
+                role=role.value,
+                credential_kind=(
+                    CredentialKind.PASSPHRASE if passphrase_hash else CredentialKind.CERTIFICATE
+                ).value,
+                passphrase_hash=passphrase_hash,
+                certificate_fingerprint=fingerprint,
+                created_at=self._now(),
+                disabled=False,
+            )
+            session.add(row)
+            session.flush()
+            self._audit(
+                session, actor_id, "add_user", name, f"role={role} credential={row.credential_kind}"
+            )
+            return row.to_user()
+
+    def disable_user(self, name: str, *, actor: User) -> None:
+        """Disable a user: they can no longer authenticate; their devices stay theirs."""
+        with self._transaction() as session:
+            actor_id = self._admin(session, actor).id
+            row = self._user_by_name(session, name, lock=True)
+            row.disabled = True
+            self._audit(session, actor_id, "disable_user", name, "")
+
+    def users(self) -> list[User]:
+        """Every user, by name."""
+        with self._sessions() as session:
+            rows = session.scalars(select(UserRow).order_by(UserRow.name))
+            return [row.to_user() for row in rows]
+
+    def authenticate(self, name: str, passphrase: str) -> User:
+        """The user ``name`` if enabled and ``passphrase`` matches; else AuthenticationFailed.
+
+        Unknown, disabled and certificate-only users cost the same scrypt run and raise the
+        same error as a wrong passphrase, so neither timing nor text tells which it was.
+        """
+        if len(passphrase.encode()) > MAX_PASSPHRASE_BYTES:
+            raise AuthenticationFailed()
+        with self._sessions() as session:
+            row = session.scalars(select(UserRow).where(UserRow.name == name)).first()
+        stored = self._decoy_hash
+        if row is not None and row.passphrase_hash is not None:
+            stored = row.passphrase_hash
+        matched = verify_passphrase(passphrase, stored)
+        if row is None or row.passphrase_hash is None or row.disabled or not matched:
+            raise AuthenticationFailed()
+        return row.to_user()
+
+    def authenticate_certificate(self, fingerprint: str) -> User:
+        """The enabled user whose zone certificate has this SHA-256 fingerprint.
+
+        The caller has already verified the certificate chain and the peer's possession of
+        the key (mutual TLS); the fingerprint is public, so looking it up is no secret.
+        """
+        try:
+            normalized = normalize_fingerprint(fingerprint)
+        except RegistryError:
+            raise AuthenticationFailed() from None
+        with self._sessions() as session:
+            row = session.scalars(
+                select(UserRow).where(UserRow.certificate_fingerprint == normalized)
+            ).first()
+        if row is None or row.disabled:
+            raise AuthenticationFailed()
+        return row.to_user()
+
+    def require_admin(self, user: User) -> None:
+        """Raise :class:`NotAuthorized` unless ``user`` is, per the database, an enabled admin."""
+        with self._sessions() as session:
+            self._admin(session, user)
+
+    # Devices ----------------------------------------------------------------------------
+
+    def record_enrolment(
+        self,
+        device_id: str,
+        *,
+        owner: str,
+        enrolled_by: User,
+        serial: int,
+        not_after: datetime,
+    ) -> Device:
+        """Record that admin ``enrolled_by`` enrolled ``device_id`` for user ``owner``.
+
+        A revoked device may be enrolled again (after a factory reset); its record then
+        names the new owner, and its old certificates stay revoked.
+        """
+        _check_name(device_id, "device id", MAX_DEVICE_ID_LENGTH)
+        serial_text = _serial_text(serial)
+        _check_aware(not_after)
+        with self._transaction() as session:
+            admin = self._admin(session, enrolled_by)
+            owner_row = self._user_by_name(session, owner)
+            now = self._now()
+            row = self._find_device_row(session, device_id, lock=True)
+            if row is not None and row.status == DeviceStatus.ENROLLED:
+                raise DuplicateDevice(f"device {device_id!r} is already enrolled")
+            if row is None:
+                row = DeviceRow(device_id=device_id)
+                session.add(row)
+            row.owner_id = owner_row.id
+            row.enrolled_by_id = admin.id
+            row.enrolled_at = now
+            row.status = DeviceStatus.ENROLLED.value
+            row.certificate_serial = serial_text
+            row.certificate_not_after = not_after
+            session.flush()
+            self._add_certificate(session, device_id, serial_text, now, not_after)
+            self._audit(
+                session, admin.id, "enrol", device_id, f"owner={owner} serial={serial_text}"
+            )
+            return _device(row, owner_row.name, admin.name)
+
+    def record_renewal(self, device_id: str, serial: int, not_after: datetime) -> Device:
+        """Record a renewed certificate; the previous one is superseded, not revoked."""
+        serial_text = _serial_text(serial)
+        _check_aware(not_after)
+        with self._transaction() as session:
+            row = self._device_row(session, device_id, lock=True)
+            if row.status != DeviceStatus.ENROLLED:
+                raise DeviceRevoked(f"device {device_id!r} is revoked")
+            now = self._now()
+            self._add_certificate(session, device_id, serial_text, now, not_after)
+            previous = row.certificate_serial
+            row.certificate_serial = serial_text
+            row.certificate_not_after = not_after
+            self._audit(session, None, "renew", device_id, f"serial={serial_text} was={previous}")
+            return self._load_device(session, row)
+
+    def revoke(self, device_id: str, *, actor: User) -> list[int]:
+        """Revoke a device and every certificate of it still valid; return their serials."""
+        with self._transaction() as session:
+            admin = self._admin(session, actor)
+            row = self._device_row(session, device_id, lock=True)
+            now = self._now()
+            certificates = session.scalars(
+                select(CertificateRow)
+                .where(CertificateRow.device_id == device_id, CertificateRow.revoked_at.is_(None))
+                .order_by(CertificateRow.id)
+                .with_for_update()
+            ).all()
+            for certificate in certificates:
+                certificate.revoked_at = now
+            row.status = DeviceStatus.REVOKED.value
+            serials = [certificate.serial for certificate in certificates]
+            self._audit(session, admin.id, "revoke", device_id, f"serials={','.join(serials)}")
+            return [int(serial, 16) for serial in serials]
+
+    def device(self, device_id: str) -> Device:
+        """The device's record; :class:`UnknownDevice` if it was never enrolled."""
+        with self._sessions() as session:
+            return self._load_device(session, self._device_row(session, device_id))
+
+    def devices(self, *, owner: str | None = None) -> list[Device]:
+        """Every device (or every device of ``owner``), by device id."""
+        with self._sessions() as session:
+            query = select(DeviceRow).order_by(DeviceRow.device_id)
+            if owner is not None:
+                query = query.where(DeviceRow.owner_id == self._user_by_name(session, owner).id)
+            names = dict(session.execute(select(UserRow.id, UserRow.name)).all())
+            return [
+                _device(row, names[row.owner_id], names[row.enrolled_by_id])
+                for row in session.scalars(query)
+            ]
+
+    def revoked_serials(self) -> list[RevokedCertificate]:
+        """Every revoked certificate, oldest revocation first: the CRL's entries."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(CertificateRow.serial, CertificateRow.revoked_at)
+                .where(CertificateRow.revoked_at.is_not(None))
+                .order_by(CertificateRow.revoked_at, CertificateRow.id)
+            )
+            return [
+                RevokedCertificate(int(serial, 16), revoked_at)
+                for serial, revoked_at in rows
+                if revoked_at is not None
+            ]
+
+    def audit(self, *, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log (or one subject's part of it), oldest first; ``limit``: the newest N."""
+        with self._sessions() as session:
+            query = select(AuditRow, UserRow.name).outerjoin(
+                UserRow, AuditRow.actor_id == UserRow.id
+            )
+            if subject is not None:
+                query = query.where(AuditRow.subject == subject)
+            query = query.order_by(AuditRow.id.desc())
+            if limit is not None:
+                query = query.limit(limit)
+            entries = [
+                AuditEntry(row.id, row.at, actor, row.action, row.subject, row.detail)
+                for row, actor in session.execute(query)
+            ]
+            return entries[::-1]
+
+    # Internals --------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        now = self.clock()
+        _check_aware(now)
+        return now.astimezone(UTC)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One write transaction; integrity conflicts from concurrent writers become typed."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise _integrity_error(exc) from None
+
+    def _admin(self, session: Session, user: User) -> UserRow:
+        row = session.get(UserRow, user.id)
+        if row is None or row.name != user.name or row.disabled or row.role != Role.ADMIN:
+            raise NotAuthorized("only an enabled admin may do this")
+        return row
+
+    def _user_by_name(self, session: Session, name: str, *, lock: bool = False) -> UserRow:
+        query = select(UserRow).where(UserRow.name == name)
+        row = session.scalars(query.with_for_update() if lock else query).first()
+        if row is None:
+            raise UnknownUser(f"no user is named {name!r}")
+        return row
+
+    def _device_row(self, session: Session, device_id: str, *, lock: bool = False) -> DeviceRow:
+        row = self._find_device_row(session, device_id, lock=lock)
+        if row is None:
+            raise UnknownDevice(f"no device has id {device_id!r}")
+        return row
+
+    def _find_device_row(
+        self, session: Session, device_id: str, *, lock: bool = False
+    ) -> DeviceRow | None:
+        query = select(DeviceRow).where(DeviceRow.device_id == device_id)
+        return session.scalars(query.with_for_update() if lock else query).first()
+
+    def _load_device(self, session: Session, row: DeviceRow) -> Device:
+        owner = session.get(UserRow, row.owner_id)
+        enroller = session.get(UserRow, row.enrolled_by_id)
+        assert owner is not None  # foreign keys
+        assert enroller is not None
+        return _device(row, owner.name, enroller.name)
+
+    def _add_certificate(
+        self, session: Session, device_id: str, serial: str, now: datetime, not_after: datetime
+    ) -> None:
+        if session.scalars(
+            select(CertificateRow.id).where(CertificateRow.serial == serial)
+        ).first():
+            raise DuplicateCertificate(f"certificate serial {serial} is already recorded")
+        session.add(
+            CertificateRow(serial=serial, device_id=device_id, issued_at=now, not_after=not_after)
+        )
+
+    def _audit(
+        self, session: Session, actor_id: int | None, action: str, subject: str, detail: str
+    ) -> None:
+        session.add(
+            AuditRow(
+                at=self._now(), actor_id=actor_id, action=action, subject=subject, detail=detail
+            )
+        )
+
+
+def _device(row: DeviceRow, owner: str, enrolled_by: str) -> Device:
+    return Device(
+        device_id=row.device_id,
+        owner=owner,
+        enrolled_by=enrolled_by,
+        enrolled_at=row.enrolled_at,
+        status=DeviceStatus(row.status),
+        certificate_serial=int(row.certificate_serial, 16),
+        certificate_not_after=row.certificate_not_after,
+    )
+
+
+def _integrity_error(exc: IntegrityError) -> RegistryError:
+    """Name the unique constraint a concurrent writer beat us to, without driver text."""
+    text = str(exc.orig).lower()
+    if "device_id" in text:
+        return DuplicateDevice("the device was enrolled concurrently")
+    if "serial" in text:
+        return DuplicateCertificate("the certificate serial was recorded concurrently")
+    if "name" in text or "fingerprint" in text:
+        return DuplicateUser("the user was added concurrently")
+    return RegistryError("the change conflicts with the registry's constraints")
+
+
+def _create_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": _SQLITE_BUSY_SECONDS})
+        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: object) -> None:
+    """Foreign keys on, WAL for readers beside the writer, and our own transaction control."""
+    dbapi_connection.isolation_level = None  # pysqlite's implicit BEGIN would be DEFERRED
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_SECONDS * 1000}")
+        _enable_wal(cursor)
+    finally:
+        cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a new database file to WAL mode (persistent: later connections find it set).
+
+    SQLite answers "database is locked" to a journal-mode switch that races another
+    connection, without waiting in its busy handler, so hubs opening a fresh file together
+    retry here.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """Take SQLite's write lock when the transaction starts, not when it first writes.
+
+    Two writers that both read first and then write would otherwise deadlock, one of them
+    failing with "database is locked" instead of waiting its turn.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Hubs starting together migrate one after the other (SQLite: BEGIN IMMEDIATE).
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _scrypt(secret: bytes, salt: bytes, cost: ScryptCost, length: int = _HASH_BYTES) -> bytes:
+    return Scrypt(salt=salt, length=length, n=cost.n, r=cost.r, p=cost.p).derive(secret)
+
+
+def _check_passphrase(passphrase: str) -> None:
+    if not passphrase or len(passphrase.encode()) > MAX_PASSPHRASE_BYTES:
+        raise RegistryError(f"a passphrase is 1 to {MAX_PASSPHRASE_BYTES} bytes")
+
+
+def _check_name(value: str, what: str, limit: int) -> None:
+    if not value or len(value) > limit or not value.isprintable():
+        raise RegistryError(f"a {what} is 1 to {limit} printable characters")
+
+
+def _check_aware(moment: datetime) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise RegistryError("the registry stores timezone-aware timestamps only")
+
+
+def _serial_text(serial: int) -> str:
+    if not 0 < serial < _MAX_SERIAL:
+        raise RegistryError("a certificate serial is a positive integer of at most 20 octets")
+    return format(serial, "x")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
