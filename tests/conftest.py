@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+import pytest
 import pytest_asyncio
 from bumble.device import Device
 
@@ -77,3 +81,43 @@ async def radio() -> AsyncIterator[VirtualRadio]:
         await device_link.close()
     link.close()
     await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def system_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private dbus-daemon that dbus-fast and dbus-next take for the system bus (the
+    BlueZ and NetworkManager tests put python-dbusmock's services on it)."""
+    daemon = shutil.which("dbus-daemon")
+    if daemon is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    # A socket path must stay under 108 bytes; pytest's tmp_path may not.
+    directory = tempfile.mkdtemp(prefix="bleprov-dbus-", dir="/tmp")
+    address = f"unix:path={directory}/system_bus_socket"
+    proc = subprocess.Popen(
+        [
+            daemon,
+            "--session",
+            "--nofork",
+            "--nopidfile",
+            f"--address={address}",
+            "--print-address=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = proc.stdout.readline().strip()
+        if not printed:
+            stderr = proc.stderr.read() if proc.stderr else ""
+            raise RuntimeError(f"dbus-daemon did not start: {stderr}")
+        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", printed)
+        yield printed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -18,11 +18,9 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -343,49 +341,6 @@ def ConnectionInfo(self, path):
         "unsaved": dbus.Boolean(conn.Get(nm.CSETTINGS_IFACE, "Unsaved")),
     }
 '''
-
-
-def _short_tmpdir() -> str:
-    """A socket path must stay under 108 bytes; pytest's tmp_path may not."""
-    return tempfile.mkdtemp(prefix="bleprov-nm-", dir="/tmp")
-
-
-@pytest.fixture
-def system_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private dbus-daemon that dbus-fast takes for the system bus."""
-    daemon = shutil.which("dbus-daemon")
-    if daemon is None:
-        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
-    directory = _short_tmpdir()
-    address = f"unix:path={directory}/system_bus_socket"
-    proc = subprocess.Popen(
-        [
-            daemon,
-            "--session",
-            "--nofork",
-            "--nopidfile",
-            f"--address={address}",
-            "--print-address=1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        printed = proc.stdout.readline().strip()
-        if not printed:
-            stderr = proc.stderr.read() if proc.stderr else ""
-            raise RuntimeError(f"dbus-daemon did not start: {stderr}")
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", printed)
-        yield printed
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

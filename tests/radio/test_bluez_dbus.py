@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -186,51 +184,6 @@ def History(self):
 def Applications(self):
     return [(owner, path, objs) for (owner, path), objs in self.applications.items()]
 '''
-
-
-def _short_tmpdir() -> str:
-    """A socket path must stay under 108 bytes; pytest's tmp_path may not."""
-    return tempfile.mkdtemp(prefix="bleprov-dbus-", dir="/tmp")
-
-
-@pytest.fixture
-def system_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private dbus-daemon that dbus-fast and dbus-next take for the system bus."""
-    daemon = shutil.which("dbus-daemon")
-    if daemon is None:
-        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
-    directory = _short_tmpdir()
-    address = f"unix:path={directory}/system_bus_socket"
-    proc = subprocess.Popen(
-        [
-            daemon,
-            "--session",
-            "--nofork",
-            "--nopidfile",
-            f"--address={address}",
-            "--print-address=1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        printed = proc.stdout.readline().strip()
-        if not printed:
-            raise RuntimeError(
-                f"dbus-daemon did not start: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", printed)
-        yield printed
-    finally:
-        proc.terminate()
-        proc.wait(timeout=5)
-        if proc.stdout:
-            proc.stdout.close()
-        if proc.stderr:
-            proc.stderr.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
