@@ -14,7 +14,7 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("mode", ["qr", "code", "compare", "button"])
 def test_demo_completes_in_every_mode(mode: str) -> None:
-    result = runner.invoke(app, ["demo", "--mode", mode, "--size", "2048"])
+    result = runner.invoke(app, ["demo", "--mode", mode])
     assert result.exit_code == 0, result.output
     assert "demo complete" in result.output
     assert "trusted" in result.output

@@ -78,7 +78,6 @@ def demo(
         str, typer.Option(help="Out-of-band mode: qr, code, compare or button.")
     ] = "qr",
     mtu: Annotated[int, typer.Option(help="ATT MTU the host asks for (23..517).")] = 247,
-    size: Annotated[int, typer.Option(help="Bytes of application data, each way.")] = 16384,
     interval_ms: Annotated[
         float, typer.Option(help="Model a connection interval (ms); 0 = no latency.")
     ] = 0.0,
@@ -91,7 +90,7 @@ def demo(
             f"[bold red]error:[/] unknown mode {mode!r}: use qr, code, compare or button"
         )
         raise typer.Exit(2)
-    run(run_demo(console, mode=mode, mtu=mtu, size=size, interval_ms=interval_ms))
+    run(run_demo(console, mode=mode, mtu=mtu, interval_ms=interval_ms))
 
 
 @linktest_app.command("serve")

@@ -62,7 +62,7 @@ class _ConsoleUi:
         pass
 
 
-async def run_demo(console: Console, *, mode: str, mtu: int, size: int, interval_ms: float) -> None:
+async def run_demo(console: Console, *, mode: str, mtu: int, interval_ms: float) -> None:
     started = time.perf_counter()
     chosen = Mode[mode.upper()]
     console.rule(f"[bold]bleprov demo[/]: {chosen.label} mode on the virtual radio")
