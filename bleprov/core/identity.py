@@ -228,7 +228,9 @@ def _ca_certificate(
     path_length: int,
     not_before: datetime,
     not_after: datetime,
+    alt_name: x509.SubjectAlternativeName | None = None,
 ) -> x509.Certificate:
+    """A CA certificate (self-signed when ``issuer`` is None); zone roots add a SAN."""
     public_key = key.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -244,6 +246,8 @@ def _ca_certificate(
     )
     if issuer is not None:
         builder = builder.add_extension(_authority_key_id(issuer), critical=False)
+    if alt_name is not None:
+        builder = builder.add_extension(alt_name, critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 

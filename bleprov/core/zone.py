@@ -61,7 +61,11 @@ from bleprov.core.identity import (
     CLOCK_SKEW_ALLOWANCE,
     MAX_CERTIFICATE_SIZE,
     InvalidDeviceId,
+    _authority_key_id,
+    _ca_certificate,
+    _der,
     _dumps,
+    _key_usage,
     _loads_strict,
     _parse_certificate,
     _printable,
@@ -174,31 +178,8 @@ class MemberIdentity:
 # --------------------------------------------------------------------------- helpers
 
 
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
 def _is_p256(key: object) -> bool:
     return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
-
-
-def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
 def _zone_name(name: str, zone_id: str, role: str) -> x509.Name:
@@ -549,43 +530,27 @@ class Zone:
         start = _utc(now) - CLOCK_SKEW_ALLOWANCE
         root_key = ec.generate_private_key(ec.SECP256R1())
         root_subject = _zone_name(name, zone_id, "Root")
-        root = (
-            x509.CertificateBuilder()
-            .subject_name(root_subject)
-            .issuer_name(root_subject)
-            .public_key(root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + root_validity)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.UniformResourceIdentifier(ZONE_URN_PREFIX + zone_id)]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False
-            )
-            .sign(root_key, hashes.SHA256())
+        root = _ca_certificate(
+            subject=root_subject,
+            key=root_key,
+            issuer=None,
+            issuer_key=root_key,
+            path_length=1,
+            not_before=start,
+            not_after=start + root_validity,
+            alt_name=x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(ZONE_URN_PREFIX + zone_id)]
+            ),
         )
         issuer_key = ec.generate_private_key(ec.SECP256R1())
-        issuer = (
-            x509.CertificateBuilder()
-            .subject_name(_zone_name(name, zone_id, "Issuing CA"))
-            .issuer_name(root_subject)
-            .public_key(issuer_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(min(start + issuer_validity, root.not_valid_after_utc))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(cert_sign=True), critical=True)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key()), critical=False
-            )
-            .add_extension(_authority_key_id(root), critical=False)
-            .sign(root_key, hashes.SHA256())
+        issuer = _ca_certificate(
+            subject=_zone_name(name, zone_id, "Issuing CA"),
+            key=issuer_key,
+            issuer=root,
+            issuer_key=root_key,
+            path_length=0,
+            not_before=start,
+            not_after=min(start + issuer_validity, root.not_valid_after_utc),
         )
         return cls(
             root_key=root_key,
