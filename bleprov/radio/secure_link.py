@@ -105,6 +105,10 @@ class SecureDeviceChannel:
     def send(self, data: bytes) -> None:
         self._server._dispatch(self, self.machine.send(data, self._server.now()))
 
+    def channel_binding(self, label: bytes) -> bytes:
+        """This session's channel binding for ``label`` (CSRs are bound to it)."""
+        return self.machine.channel_binding(label)
+
     def confirm_number(self, accepted: bool) -> None:
         """The device's own button, in compare mode."""
         self._server._dispatch(self, self.machine.confirm_number(accepted, self._server.now()))
@@ -382,6 +386,12 @@ class SecureHostLink:
                     raise event.error
                 raise ChannelClosedError("the device closed the session")
         return established
+
+    def channel_binding(self, label: bytes) -> bytes:
+        """This session's channel binding for ``label``, the same the device computes."""
+        if self.machine is None:
+            raise ChannelClosedError("the session is not open")
+        return self.machine.channel_binding(label)
 
     def send(self, data: bytes) -> None:
         assert self.machine is not None

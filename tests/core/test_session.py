@@ -15,6 +15,7 @@ from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
 from bleprov.core.identity import Manufacturer, TrustPolicy, UnknownManufacturer
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
+from bleprov.core.session.common import SessionNotOpen
 from bleprov.core.session.messages import Mode
 from bleprov.core.session.modes import SPAKE_ID_VERIFIER, AuthenticationFailed, UserRejected
 
@@ -424,3 +425,26 @@ def test_malformed_messages_get_typed_errors_and_end_the_session() -> None:
         err = ended(events)
         assert err is not None
         assert getattr(err, "code", 0) > 0
+
+
+@pytest.mark.parametrize(("mode", "secret"), [(Mode.QR, "qr"), (Mode.CODE, "code")])
+def test_channel_binding_is_shared_by_both_ends_and_unique_to_the_session(
+    mode: Mode, secret: str
+) -> None:
+    """The CSR binding: both roles derive it alike; another session or label differs."""
+    bindings = []
+    for _ in range(2):
+        device = make_device()
+        oob = qr_secret() if secret == "qr" else hst.CodeSecret(CODE)
+        host = make_host(mode, oob)
+        with pytest.raises(SessionNotOpen):
+            host.channel_binding(b"zone csr")
+        assert established(pump(host, device, host.start(0.0))) is not None
+        binding = host.channel_binding(b"zone csr")
+        assert len(binding) == 32
+        assert binding == device.channel_binding(b"zone csr")
+        assert binding != host.channel_binding(b"another use")
+        bindings.append(binding)
+    assert bindings[0] != bindings[1]
+    with pytest.raises(ValueError, match="label"):
+        host.channel_binding(b"")

@@ -4,6 +4,10 @@ The machine never touches the network or the disk. It asks its adapter to act th
 effects (:class:`StartScan`, :class:`StartJoin`, :class:`Commit`, :class:`Rollback`) and
 is told the results (:meth:`scan_done`, :meth:`join_done`, :meth:`commit_done`).
 
+Extensions (zone membership, peer binding: :mod:`bleprov.core.membership`) add endpoints
+whose changes are store records; they are staged like the Wi-Fi credentials and written in
+the same atomic COMMIT, so a device ends a session with all of them or none.
+
 Fail-safe, as Matter's: everything the host sends is staged. The first staging request
 arms a timer (default 120 s, extendable by the host up to 900 s). Only COMMIT makes
 the staged state durable, in one atomic store write, and only after the credentials were
@@ -14,9 +18,10 @@ new credentials in the same session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from datetime import datetime
+from typing import Any, Final, Protocol
 
 import cbor2
 
@@ -66,6 +71,50 @@ class EndpointRegistry:
     @property
     def names(self) -> list[str]:
         return sorted(self._handlers)
+
+
+@dataclass(frozen=True, repr=False)
+class SessionContext:
+    """What an extension may know of the session it serves."""
+
+    device_id: str
+    #: This session's channel binding for a label (:meth:`ChannelHolder.channel_binding`);
+    #: None where the transport offers none.
+    channel_binding: Callable[[bytes], bytes] | None
+    #: The device's wall clock at session start (None: not trustworthy, e.g. no RTC yet).
+    wall_clock: datetime | None
+    #: The committed store records an extension reads (never the Wi-Fi secrets).
+    committed: Mapping[str, bytes]
+    #: What this session has staged so far (extensions build on their own earlier steps).
+    staged: Mapping[str, bytes | None]
+
+    def __repr__(self) -> str:
+        return f"SessionContext(device_id={self.device_id!r}, staged={sorted(self.staged)})"
+
+
+@dataclass(frozen=True, repr=False)
+class Staged:
+    """An extension's answer: the response body, and the records it stages (None = delete)."""
+
+    body: dict[str, Any]
+    records: dict[str, bytes | None] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Staged(records={sorted(self.records)})"
+
+
+class Extension(Protocol):
+    """A core feature with its own endpoints, staged and committed with the session."""
+
+    @property
+    def endpoints(self) -> tuple[str, ...]: ...
+
+    @property
+    def capabilities(self) -> tuple[str, ...]: ...
+
+    def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
+        """Answer one request; raise EnrolmentError or MalformedData to refuse it."""
+        ...
 
 
 # --------------------------------------------------------------------- effects
@@ -119,6 +168,12 @@ class DeviceEnrolmentConfig:
     default_failsafe: float = DEFAULT_FAILSAFE
     #: Remote factory reset: allowed only to the bound owner (zone/peer layers decide).
     owner_authenticated: bool = False
+    #: The session's channel binding by label (filled in by the session adapter).
+    channel_binding: Callable[[bytes], bytes] | None = None
+    wall_clock: datetime | None = None
+    #: Committed records extensions read (zone membership, peer pins); no Wi-Fi secrets.
+    committed: Mapping[str, bytes] = field(default_factory=dict)
+    extensions: tuple[Extension, ...] = ()
 
 
 class DeviceEnrolment:
@@ -134,6 +189,13 @@ class DeviceEnrolment:
         self.config = config
         self.registry = registry or EndpointRegistry()
         self._staged_wifi: WifiCredentials | None = None
+        self._staged_records: dict[str, bytes | None] = {}
+        self._extensions: dict[str, Extension] = {}
+        for extension in config.extensions:
+            for name in extension.endpoints:
+                if name in self._extensions or name in Endpoint.__members__.values():
+                    raise ValueError(f"endpoint {name!r} is claimed twice")
+                self._extensions[name] = extension
         self._proven = False
         self._joining = False
         self._scan_requests: list[int] = []
@@ -202,6 +264,7 @@ class DeviceEnrolment:
             return [*self._rollback(), self._respond(request_id, Status.INTERNAL, {"error": error})]
         self.committed = True
         self._staged_wifi = None
+        self._staged_records = {}
         self._network_touched = False
         self._failsafe_deadline = None
         return [self._respond(request_id, Status.OK, {})]
@@ -253,6 +316,9 @@ class DeviceEnrolment:
                 Status.NOT_ALLOWED,
                 "remote factory reset is for the bound owner only; reset the device by hand",
             )
+        extension = self._extensions.get(endpoint)
+        if extension is not None:
+            return self._extension(extension, request, now)
         handler = self.registry.get(endpoint)
         if handler is None:
             raise EnrolmentError(Status.UNKNOWN_ENDPOINT, f"no endpoint {endpoint!r}")
@@ -261,7 +327,11 @@ class DeviceEnrolment:
     def _info(self) -> dict[str, Any]:
         return {
             "device_id": self.config.device_id,
-            "capabilities": [*self.config.capabilities, *self.registry.names],
+            "capabilities": [
+                *self.config.capabilities,
+                *(c for e in self.config.extensions for c in e.capabilities),
+                *self.registry.names,
+            ],
             "can_prove_join": self.config.can_prove_join,
             "failsafe_default": self.config.default_failsafe,
         }
@@ -286,30 +356,54 @@ class DeviceEnrolment:
             effects.append(StartJoin(credentials, self.config.join_timeout))
         return effects
 
+    def _extension(self, extension: Extension, request: Request, now: float) -> list[Effect]:
+        if self._commit_request is not None:
+            raise EnrolmentError(Status.BUSY, "a commit is in progress")
+        context = SessionContext(
+            device_id=self.config.device_id,
+            channel_binding=self.config.channel_binding,
+            wall_clock=self.config.wall_clock,
+            committed=self.config.committed,
+            staged=dict(self._staged_records),
+        )
+        staged = extension.handle(request.endpoint, request.body, context)
+        if staged.records:
+            self._staged_records.update(staged.records)
+            if self._failsafe_deadline is None:
+                self._failsafe_deadline = now + self.config.default_failsafe
+        return [self._respond(request.id, Status.OK, staged.body)]
+
     def _commit(self, request: Request, now: float) -> list[Effect]:
         if self._commit_request is not None or self._joining:
             raise EnrolmentError(Status.BUSY, "wait for the join or commit in progress")
-        if self._staged_wifi is None:
+        if self._staged_wifi is None and not self._staged_records:
             if self.rolled_back:
                 raise EnrolmentError(Status.FAILSAFE_EXPIRED, "staged changes were rolled back")
             raise EnrolmentError(Status.NOTHING_TO_COMMIT, "nothing is staged")
-        if self.config.can_prove_join and not self._proven:
+        if self._staged_wifi is not None and self.config.can_prove_join and not self._proven:
             raise EnrolmentError(Status.NOT_PROVEN, "the credentials have not joined yet")
         self._commit_request = request.id
-        return [Commit({"wifi": encode_credentials(self._staged_wifi)})]
+        records = dict(self._staged_records)
+        if self._staged_wifi is not None:
+            records["wifi"] = encode_credentials(self._staged_wifi)
+        return [Commit(records)]
 
     # ------------------------------------------------------------- internals
 
     def _rollback(self) -> list[Effect]:
-        had_state = self._staged_wifi is not None or self._network_touched
+        # Staged records live only in this machine: dropping them is their rollback.
+        had_records = bool(self._staged_records)
+        self._staged_records = {}
+        had_network = self._staged_wifi is not None or self._network_touched
         self._staged_wifi = None
         self._proven = False
         self._joining = False
         self._failsafe_deadline = None
-        if not had_state:
+        if had_records or had_network:
+            self.rolled_back += 1
+        if not had_network:
             return []
         self._network_touched = False
-        self.rolled_back += 1
         return [Rollback()]
 
     def _respond(self, request_id: int, status: Status, body: dict[str, Any]) -> Send:

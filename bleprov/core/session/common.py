@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bleprov.core.channel import SecureChannel
-from bleprov.core.errors import BleprovError
+from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.session.messages import Inner, InnerKind, Secure, encode, encode_inner
-from bleprov.core.session.modes import SessionKeys
+from bleprov.core.session.modes import SessionKeys, channel_binding
+
+
+class SessionNotOpen(ProtocolError):
+    """Asked for something only an established session has."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,15 @@ class ChannelHolder:
             idle_timeout=self._idle_timeout,
             now=now,
         )
+
+    def channel_binding(self, label: bytes) -> bytes:
+        """This session's binding for ``label`` (see :func:`modes.channel_binding`).
+
+        Available once the handshake has produced keys; raises SessionNotOpen before.
+        """
+        if self._keys is None:
+            raise SessionNotOpen("the session has no keys yet: no channel binding")
+        return channel_binding(self._keys.handshake_hash, label)
 
     def _seal(self, inner: Inner, now: float) -> SendMessage:
         assert self._channel is not None

@@ -50,6 +50,9 @@ from bleprov.core.session.messages import Mode, join_fields, split_fields
 PROTOCOL_LABEL: Final = b"bleprov/1"
 QR_PSK_INFO: Final = b"bleprov/1 qr psk"
 KEYS_INFO: Final = b"bleprov/1 session keys"
+#: Channel bindings: HKDF info prefix; the label follows (docs/protocol.md, "Channel binding").
+BINDING_INFO: Final = b"bleprov/1 channel binding "
+MAX_BINDING_LABEL: Final = 64
 SPAKE_ID_VERIFIER: Final = b"bleprov device"
 
 
@@ -93,6 +96,22 @@ class SessionKeys:
 
     def __repr__(self) -> str:
         return "SessionKeys(<secret>)"
+
+
+def channel_binding(handshake_hash: bytes, label: bytes) -> bytes:
+    """32 bytes unique to one session, for binding other protocols to it.
+
+    Derived from the handshake hash, which Noise (section 11.2) names as the channel-binding
+    value: both ends of *this* session compute it, a session with anyone else yields another.
+    It is not a secret (the transcript is public); what uses it needs uniqueness, not secrecy
+    (a CSR bound to the session that carries it). Each use has its own ``label``.
+    """
+    if not isinstance(label, bytes) or not 0 < len(label) <= MAX_BINDING_LABEL:
+        raise ValueError(f"binding label must be 1..{MAX_BINDING_LABEL} bytes")
+    out: bytes = HKDF(hashes.SHA256(), 32, salt=None, info=BINDING_INFO + label).derive(
+        handshake_hash
+    )
+    return out
 
 
 def _schedule(secret: bytes, handshake_hash: bytes) -> SessionKeys:
