@@ -245,12 +245,15 @@ def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
         names = list(san)
     except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
         raise NotAZoneMember("certificate does not name a zone member") from None
+    if any(
+        isinstance(n, x509.UniformResourceIdentifier) and _USER_URI.fullmatch(n.value)
+        for n in names
+    ):
+        raise NotAZoneMember("a user certificate is not a device member certificate")
     if len(names) != 2 or not all(isinstance(n, x509.UniformResourceIdentifier) for n in names):
         raise NotAZoneMember("member SAN must be exactly two URIs (device, owner)")
     parsed: dict[str, tuple[str, str]] = {}
     for name in names:
-        if _USER_URI.fullmatch(str(name.value)) is not None:
-            raise NotAZoneMember("a user certificate is not a device member certificate")
         match = _MEMBER_URI.fullmatch(str(name.value))
         if match is None:
             raise NotAZoneMember("member SAN URI is not a bleprov zone URN")
