@@ -35,7 +35,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -83,12 +83,14 @@ ZONE_ID_PATTERN: Final = re.compile(r"[0-9a-f]{16}", re.ASCII)
 #: Owners: 1-64 characters that are safe in a URN and a terminal.
 OWNER_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", re.ASCII)
 _MEMBER_URI: Final = re.compile(r"urn:bleprov:zone:([0-9a-f]{16}):(device|owner):(.*)", re.DOTALL)
+_USER_URI: Final = re.compile(r"urn:bleprov:zone:([0-9a-f]{16}):user:(.*)", re.DOTALL)
 MAX_ZONE_NAME: Final = 32
 SESSION_BINDING_SIZE: Final = 32
 #: A P-256 CSR with a CN and the binding is ~300 bytes.
 MAX_CSR_SIZE: Final = 2048
 #: Largest CRL accepted: ~40 bytes an entry, room for ~1500 revoked members.
 MAX_CRL_SIZE: Final = 65536
+_MAX_CRL_NUMBER: Final = 1 << 159  # RFC 5280 section 5.2.3: at most 20 octets
 
 DEFAULT_ROOT_VALIDITY: Final = timedelta(days=20 * 365)
 DEFAULT_ISSUER_VALIDITY: Final = timedelta(days=10 * 365)
@@ -97,6 +99,8 @@ DEFAULT_ISSUER_VALIDITY: Final = timedelta(days=10 * 365)
 DEFAULT_MEMBER_VALIDITY: Final = timedelta(days=30)
 MAX_MEMBER_VALIDITY: Final = timedelta(days=90)
 DEFAULT_CRL_LIFETIME: Final = timedelta(days=1)
+#: User certificates (people who enrol and revoke) live a year at most.
+MAX_USER_VALIDITY: Final = timedelta(days=365)
 
 _STORE_LABEL: Final = "bleprov zone"
 _STORE_VERSION: Final = 1
@@ -166,6 +170,15 @@ class MemberCertificate:
 
 
 @dataclass(frozen=True)
+class UserIdentity:
+    """A verified zone user (a person, not a device); fields read from the certificate."""
+
+    zone_id: str
+    name: str
+    serial: int
+
+
+@dataclass(frozen=True)
 class MemberIdentity:
     """A verified member; every field is read from the verified certificate."""
 
@@ -232,6 +245,11 @@ def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
         names = list(san)
     except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
         raise NotAZoneMember("certificate does not name a zone member") from None
+    if any(
+        isinstance(n, x509.UniformResourceIdentifier) and _USER_URI.fullmatch(n.value)
+        for n in names
+    ):
+        raise NotAZoneMember("a user certificate is not a device member certificate")
     if len(names) != 2 or not all(isinstance(n, x509.UniformResourceIdentifier) for n in names):
         raise NotAZoneMember("member SAN must be exactly two URIs (device, owner)")
     parsed: dict[str, tuple[str, str]] = {}
@@ -254,6 +272,31 @@ def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
     if len(common_names) != 1 or common_names[0].value != device_id:
         raise NotAZoneMember("member CN must equal the device ID of its SAN")
     return zone_id, device_id, owner
+
+
+def user_names(certificate: x509.Certificate) -> tuple[str, str]:
+    """``(zone_id, name)`` from a user certificate: one user URI in the SAN, CN the name.
+
+    A device member certificate (device and owner URIs) raises :class:`NotAZoneMember`,
+    as :func:`member_names` refuses a user certificate: neither stands in for the other.
+    """
+    try:
+        common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = list(san)
+    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+        raise NotAZoneMember("certificate does not name a zone user") from None
+    if len(names) != 1 or not isinstance(names[0], x509.UniformResourceIdentifier):
+        raise NotAZoneMember("user SAN must be exactly one URI")
+    match = _USER_URI.fullmatch(str(names[0].value))
+    if match is None:
+        raise NotAZoneMember("user SAN URI is not a bleprov zone user URN")
+    zone_id, name = match.groups()
+    if OWNER_PATTERN.fullmatch(name) is None:
+        raise NotAZoneMember("user SAN names an invalid user name")
+    if len(common_names) != 1 or common_names[0].value != name:
+        raise NotAZoneMember("user CN must equal the user name of its SAN")
+    return zone_id, name
 
 
 # ------------------------------------------------------------------------ device side
@@ -337,20 +380,28 @@ def _check_member_eku(
         raise ValueError("member extendedKeyUsage must include serverAuth and clientAuth")
 
 
+def _check_user_eku(_policy: Policy, _cert: x509.Certificate, usage: x509.ExtendedKeyUsage) -> None:
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in set(usage):
+        raise ValueError("user extendedKeyUsage must include clientAuth")
+
+
 def _verify_path(
     leaf: x509.Certificate,
     presented: list[x509.Certificate],
     root: x509.Certificate,
     when: datetime,
+    eku_check: Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage], None] = (
+        _check_member_eku
+    ),
 ) -> None:
-    """Webpki path validation, member profile on the leaf, path exactly leaf <- CA <- root."""
+    """Webpki path validation, member (or user) profile on the leaf, leaf <- CA <- root."""
     member_policy = (
         ExtensionPolicy.webpki_defaults_ee()
         .require_present(x509.KeyUsage, Criticality.CRITICAL, _check_member_key_usage)
         .require_present(
             x509.BasicConstraints, Criticality.AGNOSTIC, _check_member_basic_constraints
         )
-        .require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _check_member_eku)
+        .require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku_check)
         .require_present(x509.SubjectAlternativeName, Criticality.NON_CRITICAL, None)
     )
     verifier = (
@@ -416,13 +467,25 @@ def _verify_member(
     cert_zone, device_id, owner = member_names(leaf)
     if not hmac.compare_digest(cert_zone, zone_id):
         raise WrongZone(f"certificate is for zone {cert_zone}, not {zone_id}")
+    _verify_chain(leaf, presented, root, when, _check_member_eku)
+    return MemberIdentity(zone_id, device_id, owner, leaf.serial_number)
+
+
+def _verify_chain(
+    leaf: x509.Certificate,
+    presented: list[x509.Certificate],
+    root: x509.Certificate,
+    when: datetime,
+    eku_check: Callable[[Policy, x509.Certificate, x509.ExtendedKeyUsage], None],
+) -> None:
+    """:func:`_verify_path`, telling an expired certificate from one that never chained."""
     try:
-        _verify_path(leaf, presented, root, when)
+        _verify_path(leaf, presented, root, when, eku_check)
     except VerificationError as exc:
         expiry = leaf.not_valid_after_utc
         if when > expiry:
             try:
-                _verify_path(leaf, presented, root, expiry)
+                _verify_path(leaf, presented, root, expiry, eku_check)
             except VerificationError:
                 pass
             else:
@@ -430,7 +493,34 @@ def _verify_member(
         raise NotAZoneMember(f"certificate does not validate: {_reason(exc)}") from None
     except _LAZY_PARSE_ERRORS:
         raise NotAZoneMember("certificate chain could not be parsed") from None
-    return MemberIdentity(zone_id, device_id, owner, leaf.serial_number)
+
+
+def verify_user(
+    cert_der: bytes,
+    chain_der: Sequence[bytes],
+    *,
+    zone_root_der: bytes,
+    now: datetime,
+) -> UserIdentity:
+    """Check a zone *user* certificate (see :meth:`Zone.issue_user`) for this zone's root.
+
+    Path (webpki rules, user profile: clientAuth), zone match, validity. Revocation and
+    whether the user is still enabled are the hub's to check (registry, revoked serials).
+    """
+    when = _utc(now)
+    root = _parse_certificate(zone_root_der) if isinstance(zone_root_der, bytes) else None
+    if root is None:
+        raise ZoneSetupError("zone root is not a DER certificate")
+    if isinstance(chain_der, bytes | str) or not 1 <= len(chain_der) <= 2:
+        raise NotAZoneMember("chain must hold the issuing CA (and optionally the root)")
+    leaf = _load_peer_certificate(cert_der, NotAZoneMember, "user certificate")
+    presented = [_load_peer_certificate(c, NotAZoneMember, "chain certificate") for c in chain_der]
+    zone_id = zone_id_of_root(root)
+    cert_zone, name = user_names(leaf)
+    if not hmac.compare_digest(cert_zone, zone_id):
+        raise WrongZone(f"certificate is for zone {cert_zone}, not {zone_id}")
+    _verify_chain(leaf, presented, root, when, _check_user_eku)
+    return UserIdentity(zone_id, name, leaf.serial_number)
 
 
 def verify_member(
@@ -571,6 +661,21 @@ class Zone:
     def revoked_serials(self) -> frozenset[int]:
         return frozenset(self._revoked)
 
+    @property
+    def crl_number(self) -> int:
+        """The number of the last CRL signed (0: none yet)."""
+        return self._crl_number
+
+    def advance_crl_number(self, published: int) -> None:
+        """Make the next CRL's number exceed ``published``.
+
+        For a hub whose CRL was signed by another copy of this zone (another process): a
+        CRL number must never repeat nor go back (RFC 5280 section 5.2.3).
+        """
+        if type(published) is not int or not 0 <= published < _MAX_CRL_NUMBER:
+            raise ZoneSetupError("a CRL number is a non-negative integer of at most 20 octets")
+        self._crl_number = max(self._crl_number, published)
+
     # -------------------------------------------------------------------- issuing
 
     def _issue(
@@ -686,6 +791,53 @@ class Zone:
             now=now,
             validity=validity,
         )
+
+    def issue_user(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        name: str,
+        now: datetime,
+        *,
+        validity: timedelta = MAX_USER_VALIDITY,
+    ) -> bytes:
+        """A DER *user* certificate: a person who authenticates to the hub, not a device.
+
+        Subject ``CN=<name>``, SAN ``urn:bleprov:zone:<zone-id>:user:<name>``, keyUsage
+        digitalSignature, extendedKeyUsage clientAuth only (a user never serves TLS), at
+        most :data:`MAX_USER_VALIDITY`. :func:`member_names` refuses it as a device.
+        """
+        if not _is_p256(public_key):
+            raise ZoneSetupError("zone user keys are P-256")
+        if not isinstance(name, str) or OWNER_PATTERN.fullmatch(name) is None:
+            raise ZoneSetupError("user name must be 1-64 characters of A-Z a-z 0-9 . _ @ -")
+        if not timedelta(0) < validity <= MAX_USER_VALIDITY:
+            raise ZoneSetupError(f"user validity must be positive and at most {MAX_USER_VALIDITY}")
+        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
+        if end <= start:
+            raise ZoneSetupError("user validity is empty (issuing CA expired?)")
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.issuer_certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(f"{ZONE_URN_PREFIX}{self.zone_id}:user:{name}")]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
+            .sign(self._issuer_key, hashes.SHA256())
+        )
+        return _der(certificate)
 
     # ------------------------------------------------------------------ revocation
 
