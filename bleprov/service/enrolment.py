@@ -11,11 +11,14 @@ Host: :class:`EnrolmentClient` speaks the same protocol over a secure host link.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bleprov.core import membership
 from bleprov.core.enrolment import device as enr
 from bleprov.core.enrolment.messages import (
     Endpoint,
@@ -34,7 +37,9 @@ from bleprov.core.enrolment.messages import (
     parse_status,
 )
 from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.peer import PeerIdentity, PeerPin
 from bleprov.core.wifi import ScanResult, WifiCredentials
+from bleprov.core.zone import MemberCertificate
 from bleprov.network.base import NetworkBackend
 
 logger = logging.getLogger(__name__)
@@ -43,13 +48,27 @@ logger = logging.getLogger(__name__)
 class CommitStore(Protocol):
     """Where committed records go: one atomic write for all of them."""
 
+    def load(self) -> dict[str, bytes]: ...
+
     def update(self, changes: dict[str, bytes | None]) -> None: ...
+
+
+#: Committed records the enrolment extensions may read (never Wi-Fi or factory secrets).
+TRUST_RECORDS = (
+    membership.RECORD_ZONE,
+    membership.RECORD_OWNER,
+    membership.RECORD_PEER_IDENTITY,
+    membership.RECORD_PEER_PINS,
+)
 
 
 class MemoryCommitStore:
     def __init__(self) -> None:
         self.records: dict[str, bytes] = {}
         self.writes = 0
+
+    def load(self) -> dict[str, bytes]:
+        return dict(self.records)
 
     def update(self, changes: dict[str, bytes | None]) -> None:
         new = dict(self.records)
@@ -67,6 +86,8 @@ class Channel(Protocol):
 
     def send(self, data: bytes) -> None: ...
 
+    def channel_binding(self, label: bytes) -> bytes: ...
+
 
 class EnrolmentService:
     """The device's enrolment application, one machine per authenticated session."""
@@ -78,8 +99,12 @@ class EnrolmentService:
         store: CommitStore,
         config: Callable[[], enr.DeviceEnrolmentConfig],
         registry: enr.EndpointRegistry | None = None,
+        extensions: Callable[[], tuple[enr.Extension, ...]] = membership.device_extensions,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.network = network
+        self.extensions = extensions
+        self.clock = clock
         self.store = store
         self.config = config
         self.registry = registry or enr.EndpointRegistry()
@@ -98,9 +123,15 @@ class EnrolmentService:
 
     def opened(self, channel: Channel) -> None:
         key = id(channel)
-        self.machines[key] = enr.DeviceEnrolment(
-            self.config(), registry=self.registry, now=self.now()
+        stored = self.store.load()
+        config = dataclasses.replace(
+            self.config(),
+            channel_binding=channel.channel_binding,
+            wall_clock=self.clock(),
+            committed={name: stored[name] for name in TRUST_RECORDS if name in stored},
+            extensions=self.extensions(),
         )
+        self.machines[key] = enr.DeviceEnrolment(config, registry=self.registry, now=self.now())
         self._channels[key] = channel
 
     def received(self, channel: Channel, data: bytes) -> None:
@@ -195,7 +226,8 @@ class EnrolmentService:
             # re-applying the stored credentials).
             self.store.update(records)
             self.committed.append(records)
-            await self.network.commit()
+            if "wifi" in records:
+                await self.network.commit()
         except BleprovError as exc:
             error = str(exc)
         return lambda m: m.commit_done(error, self.now())
@@ -315,6 +347,21 @@ class EnrolmentClient:
 
     async def commit(self) -> None:
         await self.request(Endpoint.COMMIT)
+
+    async def zone_csr(self) -> bytes:
+        """Ask the device for a CSR for a key it makes now, bound to this session."""
+        return membership.parse_csr_response(await self.request(membership.ZONE_CSR))
+
+    async def zone_install(self, certificate: MemberCertificate, owner: str) -> dict[str, Any]:
+        """Stage the issued certificate, its chain and the zone root on the device."""
+        return await self.request(
+            membership.ZONE_INSTALL, membership.install_body(certificate, owner)
+        )
+
+    async def peer_bind(self, identity: PeerIdentity) -> PeerPin:
+        """Stage our pin on the device; returns the device's identity to pin here."""
+        body = await self.request(membership.PEER_BIND, membership.bind_body(identity))
+        return membership.parse_bind_response(body)
 
     async def abort(self) -> None:
         await self.request(Endpoint.ABORT)

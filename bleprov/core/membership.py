@@ -1,0 +1,394 @@
+"""Zone membership and peer binding as enrolment extensions, both roles (sans-IO).
+
+Above :mod:`bleprov.core.enrolment` in the core's layering: these plug endpoints into the
+device's enrolment machine (:class:`~bleprov.core.enrolment.device.Extension`), so their
+changes are staged under the session's fail-safe and written by the same atomic COMMIT
+as the Wi-Fi credentials. A device ends a session fully enrolled or as it was.
+
+Zone (webinos personal zone, Matter fabric): the host asks ``zone/csr``; the device makes a
+P-256 key that never leaves it and answers a CSR bound to this session
+(:data:`ZONE_CSR_BINDING`); the hub's zone CA checks the binding and issues a member
+certificate; ``zone/install`` hands the device its certificate, the chain and the zone
+root, and the device checks they fit its pending key before staging them.
+
+Peer (no hub): ``peer/bind`` carries the host's long-term peer certificate; the device
+pins it, answers with its own (made on first binding), and both sides can then open a
+mutually authenticated connection with no CA (:mod:`bleprov.core.peer`).
+
+Store records (inside the encrypted device store): ``zone`` (:class:`ZoneMembership`),
+``owner`` (:class:`Owner`), ``peer.identity`` and ``peer.pins``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import cbor2
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bleprov.core.enrolment.device import SessionContext, Staged
+from bleprov.core.enrolment.messages import EnrolmentError, Status
+from bleprov.core.errors import MalformedData
+from bleprov.core.identity import CLOCK_SKEW_ALLOWANCE
+from bleprov.core.peer import PeerError, PeerIdentity, PeerPin, PeerSetupError, PinSet
+from bleprov.core.zone import (
+    MemberCertificate,
+    MemberIdentity,
+    ZoneError,
+    ZoneSetupError,
+    make_csr,
+    make_member_key,
+    verify_member,
+)
+
+ZONE_CSR: Final = "zone/csr"
+ZONE_INSTALL: Final = "zone/install"
+PEER_BIND: Final = "peer/bind"
+
+#: Channel-binding label of the CSR (docs/protocol.md, "Zone enrolment").
+ZONE_CSR_BINDING: Final = b"zone csr"
+
+RECORD_ZONE: Final = "zone"
+RECORD_OWNER: Final = "owner"
+RECORD_PEER_IDENTITY: Final = "peer.identity"
+RECORD_PEER_PINS: Final = "peer.pins"
+
+MAX_CERT: Final = 4096
+MAX_CHAIN: Final = 2
+MAX_RECORD: Final = 32 * 1024
+
+
+class MembershipError(MalformedData):
+    """A membership record or message is malformed."""
+
+
+def _dumps(value: object) -> bytes:
+    out: bytes = cbor2.dumps(value, canonical=True)
+    return out
+
+
+def _loads_map(raw: bytes, what: str) -> dict[str, Any]:
+    if not isinstance(raw, bytes) or not 0 < len(raw) <= MAX_RECORD:
+        raise MembershipError(f"{what} must be 1..{MAX_RECORD} bytes")
+    try:
+        value = cbor2.loads(raw)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
+        raise MembershipError(f"{what} is not CBOR") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise MembershipError(f"{what} must be a map with text keys")
+    return value
+
+
+def _bytes(body: dict[str, Any], key: str, limit: int = MAX_CERT) -> bytes:
+    value = body.get(key)
+    if not isinstance(value, bytes) or not 0 < len(value) <= limit:
+        raise MembershipError(f"field {key!r} must be 1..{limit} bytes")
+    return value
+
+
+def _text(body: dict[str, Any], key: str, limit: int = 64) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise MembershipError(f"field {key!r} must be text of 1..{limit} characters")
+    return value
+
+
+def _chain(body: dict[str, Any]) -> tuple[bytes, ...]:
+    value = body.get("chain")
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CHAIN:
+        raise MembershipError(f"field 'chain' must hold 1..{MAX_CHAIN} certificates")
+    if not all(isinstance(c, bytes) and 0 < len(c) <= MAX_CERT for c in value):
+        raise MembershipError("chain entries must be DER certificates")
+    return tuple(value)
+
+
+# ------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, repr=False)
+class ZoneMembership:
+    """What a member device keeps: its key, certificate, chain, the zone root, its owner."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert_der: bytes
+    chain_der: tuple[bytes, ...]
+    root_der: bytes
+    zone_id: str
+    owner: str
+
+    def __repr__(self) -> str:
+        return f"ZoneMembership(zone_id={self.zone_id!r}, owner={self.owner!r})"
+
+    @property
+    def certificate(self) -> MemberCertificate:
+        return MemberCertificate(self.cert_der, self.chain_der, self.root_der)
+
+    @property
+    def serial(self) -> int:
+        return x509.load_der_x509_certificate(self.cert_der).serial_number
+
+    def encode(self) -> bytes:
+        """The ``zone`` record; the key is PKCS#8 DER (the device store encrypts records)."""
+        key = self.key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return _dumps(
+            {
+                "v": 1,
+                "key": key,
+                "cert": self.cert_der,
+                "chain": list(self.chain_der),
+                "root": self.root_der,
+                "zone": self.zone_id,
+                "owner": self.owner,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ZoneMembership:
+        body = _loads_map(raw, "zone record")
+        if body.get("v") != 1:
+            raise MembershipError("zone record: unknown version")
+        try:
+            key = serialization.load_der_private_key(_bytes(body, "key"), None)
+        except (ValueError, TypeError):
+            raise MembershipError("zone record: the key does not load") from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise MembershipError("zone record: the key is not an EC key")
+        return cls(
+            key=key,
+            cert_der=_bytes(body, "cert"),
+            chain_der=_chain(body),
+            root_der=_bytes(body, "root"),
+            zone_id=_text(body, "zone", 16),
+            owner=_text(body, "owner"),
+        )
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who the device is bound to: a zone user (``kind="zone"``) or a peer."""
+
+    kind: str
+    name: str
+    zone_id: str | None = None
+
+    def encode(self) -> bytes:
+        body: dict[str, Any] = {"kind": self.kind, "name": self.name}
+        if self.zone_id is not None:
+            body["zone"] = self.zone_id
+        return _dumps(body)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Owner:
+        body = _loads_map(raw, "owner record")
+        kind = _text(body, "kind", 8)
+        if kind not in ("zone", "peer"):
+            raise MembershipError("owner record: kind is zone or peer")
+        zone_id = _text(body, "zone", 16) if "zone" in body else None
+        return cls(kind, _text(body, "name"), zone_id)
+
+
+def membership_of(records: dict[str, bytes] | Any) -> ZoneMembership | None:
+    raw = records.get(RECORD_ZONE)
+    return None if raw is None else ZoneMembership.decode(raw)
+
+
+def owner_of(records: dict[str, bytes] | Any) -> Owner | None:
+    raw = records.get(RECORD_OWNER)
+    return None if raw is None else Owner.decode(raw)
+
+
+def peer_identity_of(records: dict[str, bytes] | Any) -> PeerIdentity | None:
+    raw = records.get(RECORD_PEER_IDENTITY)
+    return None if raw is None else PeerIdentity.from_bytes(raw)
+
+
+def pins_of(records: dict[str, bytes] | Any) -> PinSet:
+    raw = records.get(RECORD_PEER_PINS)
+    return PinSet() if raw is None else PinSet.from_bytes(raw)
+
+
+# ------------------------------------------------------------------- device role
+
+
+def _refuse(message: str) -> EnrolmentError:
+    return EnrolmentError(Status.NOT_ALLOWED, message)
+
+
+class ZoneMembershipExtension:
+    """Device side of zone enrolment: ``zone/csr`` then ``zone/install``.
+
+    One instance serves one session (it holds the pending key, which dies with it).
+    """
+
+    endpoints: tuple[str, ...] = (ZONE_CSR, ZONE_INSTALL)
+    capabilities: tuple[str, ...] = ("zone",)
+
+    def __init__(self) -> None:
+        self._pending: ec.EllipticCurvePrivateKey | None = None
+
+    def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
+        existing = membership_of(context.committed)
+        if existing is not None:
+            raise _refuse(
+                f"already a member of zone {existing.zone_id}: renew over a validated "
+                "connection, or factory-reset the device to enrol it elsewhere"
+            )
+        if endpoint == ZONE_CSR:
+            return self._csr(context)
+        return self._install(body, context)
+
+    def _csr(self, context: SessionContext) -> Staged:
+        if context.channel_binding is None:
+            raise _refuse("this session offers no channel binding for a CSR")
+        binding = context.channel_binding(ZONE_CSR_BINDING)
+        self._pending = make_member_key()
+        csr = make_csr(self._pending, device_id=context.device_id, session_binding=binding)
+        return Staged({"csr": csr})
+
+    def _install(self, body: dict[str, Any], context: SessionContext) -> Staged:
+        key = self._pending
+        if key is None:
+            raise _refuse("ask zone/csr first: there is no pending key to install for")
+        cert_der = _bytes(body, "cert")
+        chain = _chain(body)
+        root = _bytes(body, "root")
+        owner = _text(body, "owner")
+        try:
+            leaf = x509.load_der_x509_certificate(cert_der)
+            matches = leaf.public_key() == key.public_key()
+        except ValueError:
+            raise MembershipError("field 'cert' is not a DER certificate") from None
+        if not matches:
+            raise _refuse("the certificate is not for the key this device made")
+        member = self._verify(cert_der, chain, root, leaf, context.wall_clock)
+        if not hmac.compare_digest(member.device_id, context.device_id):
+            raise _refuse("the certificate names another device")
+        if member.owner != owner:
+            raise _refuse("the certificate names another owner")
+        membership = ZoneMembership(key, cert_der, chain, root, member.zone_id, owner)
+        records: dict[str, bytes | None] = {RECORD_ZONE: membership.encode()}
+        if owner_of(context.committed) is None:
+            records[RECORD_OWNER] = Owner("zone", owner, member.zone_id).encode()
+        return Staged(
+            {"zone": member.zone_id, "device_id": member.device_id, "serial": member.serial},
+            records,
+        )
+
+    @staticmethod
+    def _verify(
+        cert_der: bytes,
+        chain: tuple[bytes, ...],
+        root: bytes,
+        leaf: x509.Certificate,
+        wall_clock: datetime | None,
+    ) -> MemberIdentity:
+        # A virgin device may have no trustworthy clock (no RTC, no NTP before Wi-Fi): the
+        # path is checked at the device's time when that falls inside the certificate's
+        # validity, else at its start. Expiry is enforced later, by every TLS peer.
+        start = leaf.not_valid_before_utc + CLOCK_SKEW_ALLOWANCE
+        when = start
+        if wall_clock is not None and start <= wall_clock <= leaf.not_valid_after_utc:
+            when = wall_clock
+        try:
+            return verify_member(cert_der, chain, zone_root_der=root, crl_der=None, now=when)
+        except (ZoneError, ZoneSetupError) as exc:
+            raise _refuse(f"the certificate does not validate: {exc}") from None
+
+
+class PeerBindingExtension:
+    """Device side of peer binding: ``peer/bind`` pins the host and returns our identity."""
+
+    endpoints: tuple[str, ...] = (PEER_BIND,)
+    capabilities: tuple[str, ...] = ("peer",)
+
+    def __init__(self, *, identity_validity: timedelta | None = None) -> None:
+        self._validity = identity_validity
+
+    def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
+        try:
+            pin = PeerPin.from_certificate(_bytes(body, "cert"))
+        except PeerError as exc:
+            raise _refuse(f"the peer certificate is not acceptable: {exc}") from None
+        records: dict[str, bytes | None] = {}
+        raw_identity = context.staged.get(RECORD_PEER_IDENTITY) or context.committed.get(
+            RECORD_PEER_IDENTITY
+        )
+        if raw_identity is not None:
+            identity = PeerIdentity.from_bytes(raw_identity)
+        else:
+            if context.wall_clock is None:
+                raise _refuse("the device has no clock to make its peer identity with")
+            identity = PeerIdentity.create(context.device_id, now=context.wall_clock)
+            records[RECORD_PEER_IDENTITY] = identity.to_bytes()
+        raw_pins = context.staged.get(RECORD_PEER_PINS) or context.committed.get(RECORD_PEER_PINS)
+        pins = PinSet() if raw_pins is None else PinSet.from_bytes(raw_pins)
+        try:
+            records[RECORD_PEER_PINS] = pins.add(pin).to_bytes()
+        except (PeerError, PeerSetupError) as exc:
+            raise _refuse(str(exc)) from None
+        if owner_of(context.committed) is None and RECORD_OWNER not in context.staged:
+            records[RECORD_OWNER] = Owner("peer", pin.name).encode()
+        return Staged({"cert": identity.cert_der}, records)
+
+
+def device_extensions() -> tuple[ZoneMembershipExtension, PeerBindingExtension]:
+    """The extensions a device serves, fresh for one session."""
+    return ZoneMembershipExtension(), PeerBindingExtension()
+
+
+# --------------------------------------------------------------------- host role
+
+
+def install_body(certificate: MemberCertificate, owner: str) -> dict[str, Any]:
+    return {
+        "cert": certificate.cert_der,
+        "chain": list(certificate.chain_der),
+        "root": certificate.root_der,
+        "owner": owner,
+    }
+
+
+def parse_csr_response(body: dict[str, Any]) -> bytes:
+    return _bytes(body, "csr", 2048)
+
+
+def bind_body(identity: PeerIdentity) -> dict[str, Any]:
+    return {"cert": identity.cert_der}
+
+
+def parse_bind_response(body: dict[str, Any]) -> PeerPin:
+    try:
+        return PeerPin.from_certificate(_bytes(body, "cert"))
+    except PeerError as exc:
+        raise MembershipError(f"the device's peer certificate is not acceptable: {exc}") from None
+
+
+__all__ = [
+    "PEER_BIND",
+    "ZONE_CSR",
+    "ZONE_CSR_BINDING",
+    "ZONE_INSTALL",
+    "MembershipError",
+    "Owner",
+    "PeerBindingExtension",
+    "ZoneMembership",
+    "ZoneMembershipExtension",
+    "bind_body",
+    "device_extensions",
+    "install_body",
+    "membership_of",
+    "owner_of",
+    "parse_bind_response",
+    "parse_csr_response",
+    "peer_identity_of",
+    "pins_of",
+]

@@ -1,0 +1,228 @@
+"""The hub's side of zone enrolment and renewal, over any secure session.
+
+:class:`ZoneEnroller` runs the certificate step inside an enrolment session: it checks
+that the acting user is an admin, asks the device for a CSR bound to this session, has the
+zone CA certify it for the device named by the verified attestation, records who enrolled
+what for whom, and stages the certificate on the device. The caller commits (with the
+Wi-Fi credentials, in the device's one atomic write) and then calls
+:meth:`ZoneEnroller.confirm`, or :meth:`ZoneEnroller.abandon` when the commit failed or
+its outcome is unknown: the certificate is then revoked, so an interrupted enrolment fails
+closed on the hub as the fail-safe makes it fail closed on the device.
+
+:class:`HubAuthority` is the zone CA behind the hub's validated-connection server
+(:mod:`bleprov.tls`): members renew and fetch CRLs there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from cryptography import x509
+
+from bleprov.core.errors import BleprovError
+from bleprov.core.membership import ZONE_CSR_BINDING
+from bleprov.core.zone import (
+    DEFAULT_MEMBER_VALIDITY,
+    SESSION_BINDING_SIZE,
+    MemberCertificate,
+    make_csr,
+    make_member_key,
+    member_names,
+)
+from bleprov.service.enrolment import EnrolmentClient
+from bleprov.store.hub_files import Hub
+from bleprov.store.registry import DeviceStatus, UnknownDevice, User
+from bleprov.tls.connection import MemberCredentials
+from bleprov.tls.hub import start_hub_server
+
+logger = logging.getLogger(__name__)
+
+
+class EnrolmentRefused(BleprovError):
+    """The hub will not enrol this device (not an admin, already enrolled, ...)."""
+
+
+class BindingSource(Protocol):
+    """What the enroller needs of the session: its channel binding."""
+
+    def channel_binding(self, label: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class PendingEnrolment:
+    """A certificate issued, recorded and staged on the device, not yet committed."""
+
+    device_id: str
+    owner: str
+    certificate: MemberCertificate
+    serial: int
+    not_after: datetime
+    csr_bytes: int
+
+
+class ZoneEnroller:
+    """Certificate step of one enrolment, on behalf of an authenticated admin."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        user: User,
+        *,
+        validity: timedelta = DEFAULT_MEMBER_VALIDITY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.hub = hub
+        self.user = user
+        self.validity = validity
+        self.clock = clock
+
+    async def stage(
+        self,
+        client: EnrolmentClient,
+        session: BindingSource,
+        *,
+        device_id: str,
+        owner: str,
+    ) -> PendingEnrolment:
+        """CSR -> certificate -> registry -> staged on the device (not yet committed).
+
+        ``device_id`` must come from the device's verified attestation, never from the
+        device's own words in this session.
+        """
+        registry = self.hub.registry
+        await asyncio.to_thread(registry.require_admin, self.user)
+        try:
+            existing = await asyncio.to_thread(registry.device, device_id)
+        except UnknownDevice:
+            existing = None
+        if existing is not None and existing.status is DeviceStatus.ENROLLED:
+            raise EnrolmentRefused(
+                f"device {device_id} is already enrolled (owner {existing.owner}); "
+                "revoke it first (bleprov zone revoke) to enrol it again"
+            )
+        binding = session.channel_binding(ZONE_CSR_BINDING)
+        csr = await client.zone_csr()
+        now = self.clock()
+        certificate = self.hub.zone.issue_member(
+            csr,
+            device_id=device_id,
+            owner=owner,
+            expected_binding=binding,
+            now=now,
+            validity=self.validity,
+        )
+        leaf = x509.load_der_x509_certificate(certificate.cert_der)
+        pending = PendingEnrolment(
+            device_id,
+            owner,
+            certificate,
+            leaf.serial_number,
+            leaf.not_valid_after_utc,
+            len(csr),
+        )
+        # Recorded before the device sees it: a certificate in the wild is always on record.
+        await asyncio.to_thread(
+            registry.record_enrolment,
+            device_id,
+            owner=owner,
+            enrolled_by=self.user,
+            serial=pending.serial,
+            not_after=pending.not_after,
+        )
+        try:
+            await client.zone_install(certificate, owner)
+        except BaseException:
+            await self.abandon(pending)
+            raise
+        return pending
+
+    async def abandon(self, pending: PendingEnrolment) -> None:
+        """The device did not (or may not have) committed: revoke what was issued."""
+        logger.warning(
+            "enrolment of %s not confirmed: revoking certificate %x",
+            pending.device_id,
+            pending.serial,
+        )
+        await asyncio.to_thread(
+            self.hub.revoke, pending.device_id, actor=self.user, now=self.clock()
+        )
+
+
+class HubAuthority:
+    """The zone CA as the hub's validated-connection server uses it (renewal, CRLs)."""
+
+    def __init__(self, hub: Hub, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.hub = hub
+        self.clock = clock
+
+    @property
+    def root_der(self) -> bytes:
+        return self.hub.zone.root_der
+
+    @property
+    def issuer_der(self) -> bytes:
+        return self.hub.zone.issuer_der
+
+    def crl(self, *, now: datetime) -> bytes:
+        return self.hub.crl(now=now)
+
+    def renew(
+        self, current_cert_der: bytes, csr_der: bytes, *, binding: bytes, now: datetime
+    ) -> MemberCertificate:
+        """Renew a member that authenticated with ``current_cert_der`` (mutual TLS).
+
+        The registry must still list the device as enrolled; the zone checks the current
+        certificate (path, not revoked) and that the CSR is for a new key bound to
+        ``binding`` (the hub's nonce on this connection).
+        """
+        current = x509.load_der_x509_certificate(current_cert_der)
+        _, device_id, _ = member_names(current)
+        record = self.hub.registry.device(device_id)
+        if record.status is not DeviceStatus.ENROLLED:
+            raise EnrolmentRefused(f"device {device_id} is revoked; it cannot renew")
+        renewed = self.hub.zone.renew(current_cert_der, csr_der, now=now, expected_binding=binding)
+        leaf = x509.load_der_x509_certificate(renewed.cert_der)
+        self.hub.registry.record_renewal(device_id, leaf.serial_number, leaf.not_valid_after_utc)
+        return renewed
+
+
+#: The hub's own TLS identity is a zone member certificate for this device ID.
+def hub_device_id(hub: Hub) -> str:
+    return f"HUB-{hub.zone.zone_id.upper()}"
+
+
+def hub_server_credentials(
+    hub: Hub, *, now: datetime, validity: timedelta = timedelta(days=1)
+) -> MemberCredentials:
+    """A fresh key and a short-lived member certificate for the hub's own server.
+
+    Made anew at every start and never written anywhere: members check it like any
+    member's (zone, path, CRL) and expect the device ID :func:`hub_device_id`.
+    """
+    key = make_member_key()
+    binding = secrets.token_bytes(SESSION_BINDING_SIZE)
+    device_id = hub_device_id(hub)
+    issued = hub.zone.issue_member(
+        make_csr(key, device_id=device_id, session_binding=binding),
+        device_id=device_id,
+        owner="hub",
+        expected_binding=binding,
+        now=now,
+        validity=validity,
+    )
+    return MemberCredentials.from_certificate(key, issued)
+
+
+async def serve_hub(
+    hub: Hub, host: str, port: int, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> asyncio.Server:
+    """The hub's validated-connection server: CRLs and renewals for its members."""
+    return await start_hub_server(
+        host, port, hub_server_credentials(hub, now=clock()), HubAuthority(hub, clock=clock)
+    )

@@ -1,0 +1,366 @@
+"""Zone enrolment and peer binding end to end over the virtual radio, then validated
+connections over loopback TLS: what enrolment is for.
+
+Virgin devices (factory identity and label only) are found by their label, authenticated,
+given Wi-Fi and a zone certificate in one session and one commit, and then open mutual
+TLS 1.3 to each other with the zone chain and the CRL. Revocation, renewal through the hub,
+a non-admin refused, an interrupted enrolment rolled back on both sides; and peer binding
+with no hub: bind, connect, unbind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+from bleprov.core import membership as mb
+from bleprov.core.advertising import OobMode
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.enrolment import device as enr
+from bleprov.core.enrolment.messages import EnrolmentError, Status
+from bleprov.core.factory import DeviceProvisioning, provision_device
+from bleprov.core.identity import Manufacturer, TrustPolicy
+from bleprov.core.onboarding import parse_qr
+from bleprov.core.session import host as hst
+from bleprov.core.session.messages import Mode
+from bleprov.core.wifi import WifiCredentials, WifiSecurity
+from bleprov.network.simulated import SimulatedWifi
+from bleprov.radio.bumble_peripheral import BumblePeripheral
+from bleprov.radio.device_link import DeviceLink
+from bleprov.radio.host_link import CentralRadio, find_device
+from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
+from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
+from bleprov.service.trust import DeviceTrust, HostTrust, member_hello
+from bleprov.service.zone_hub import EnrolmentRefused, ZoneEnroller, serve_hub
+from bleprov.store.device_store import DeviceStore
+from bleprov.store.hub_files import Hub
+from bleprov.store.keys import KeyFileProvider
+from bleprov.store.registry import DeviceStatus, NotAuthorized, Role
+from bleprov.tls.connection import ValidatedConnectionError
+
+NOW = datetime.now(UTC)
+MANUFACTURER = Manufacturer.create("Acme", now=NOW)
+TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
+CHEAP = ScryptCost(n=16, r=1, p=1)
+PASSWORD = "correct horse battery"
+HOME = WifiCredentials(b"home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSWORD)
+ENVIRONMENT: dict[str, Any] = {
+    "access_points": [
+        {
+            "ssid": "home",
+            "bssid": "02:00:00:00:00:01",
+            "channel": 6,
+            "rssi": -40,
+            "security": "wpa2-personal",
+            "passphrase": PASSWORD,
+        }
+    ]
+}
+LOOPBACK = "127.0.0.1"
+_addresses = itertools.count(1)
+
+
+@dataclass
+class VirginDevice:
+    device: DeviceProvisioning
+    label_qr: str
+    store: DeviceStore
+    network: SimulatedWifi
+    service: EnrolmentService
+    link: DeviceLink
+
+    @property
+    def device_id(self) -> str:
+        return self.device.identity.device_id
+
+
+@dataclass
+class World:
+    tmp: Path
+    radio: VirtualLink
+    hub: Hub
+    admin: Any
+    devices: list[VirginDevice] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def new_device(self) -> VirginDevice:
+        index = next(_addresses)
+        device, label = provision_device(
+            MANUFACTURER.issue_device(now=NOW), modes=OobMode.QR, cost=CHEAP
+        )
+        directory = self.tmp / f"device-{index}"
+        store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
+        store.put_provisioning(device)
+        network = SimulatedWifi.from_config(ENVIRONMENT)
+        await network.start()
+        service = EnrolmentService(
+            network=network,
+            store=store,
+            config=lambda: enr.DeviceEnrolmentConfig(device.identity.device_id, join_timeout=5),
+        )
+        server = SecureDeviceServer(
+            secrets=device.secrets(),
+            policy=int(device.modes),
+            application=service,
+            attempts=store.attempt_store(),
+        )
+        bumble = make_virtual_device(self.radio, name="dev", address=f"F0:B1:00:00:01:{index:02X}")
+        link = DeviceLink(BumblePeripheral(bumble), server, device.info)
+        await link.start()
+        self.closers += [link.close, network.close]
+        virgin = VirginDevice(device, label.qr_text, store, network, service, link)
+        self.devices.append(virgin)
+        return virgin
+
+    async def session(self, target: VirginDevice) -> tuple[SecureHostLink, EnrolmentClient]:
+        index = next(_addresses)
+        host = make_virtual_device(self.radio, name="host", address=f"C0:B1:00:00:01:{index:02X}")
+        await host.power_on()
+        radio = CentralRadio.bumble(host, mtu=247)
+        payload = parse_qr(target.label_qr)
+        found = await find_device(radio, discriminator=payload.discriminator, timeout=5)
+        session = SecureHostLink(
+            found.device,
+            radio,
+            mode=Mode.QR,
+            secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
+            trust=TRUST,
+            advertised=found.service_data,
+        )
+        await session.open()
+        return session, EnrolmentClient(session, timeout=10)
+
+    async def enrol(self, target: VirginDevice, *, owner: str = "alice") -> mb.ZoneMembership:
+        """Wi-Fi and zone certificate in one session, one commit."""
+        session, client = await self.session(target)
+        assert session.info is not None
+        enroller = ZoneEnroller(self.hub, self.admin)
+        status = await client.set_wifi(HOME)
+        assert status.ip is not None
+        pending = await enroller.stage(
+            client, session, device_id=session.info.attestation.device_id, owner=owner
+        )
+        try:
+            await client.commit()
+        except BaseException:
+            await enroller.abandon(pending)
+            raise
+        await session.close()
+        await target.service.drain()
+        membership = mb.membership_of(target.store.load())
+        assert membership is not None
+        return membership
+
+    def crl(self) -> bytes:
+        return self.hub.crl(now=datetime.now(UTC))
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    hub = Hub.init(
+        tmp_path / "hub",
+        name="Home",
+        zone_passphrase=b"zone passphrase",
+        admin="admin",
+        admin_passphrase="admin passphrase",
+        now=NOW,
+        passphrase_cost=CHEAP,
+    )
+    admin = hub.authenticate("admin", "admin passphrase")
+    hub.registry.add_user("alice", Role.MEMBER, passphrase="alice passphrase", actor=admin)
+    radio = VirtualLink()
+    world = World(tmp_path, radio, hub, admin)
+    yield world
+    for close in reversed(world.closers):
+        await close()
+    radio.close()
+    hub.close()
+    await asyncio.sleep(0.02)
+
+
+async def test_two_virgin_devices_join_a_zone_and_open_a_validated_connection(
+    world: World,
+) -> None:
+    first = await world.new_device()
+    second = await world.new_device()
+    first_membership = await world.enrol(first)
+    second_membership = await world.enrol(second)
+
+    for device, membership in ((first, first_membership), (second, second_membership)):
+        records = device.store.load()
+        assert {"wifi", mb.RECORD_ZONE, mb.RECORD_OWNER} <= set(records)
+        assert mb.owner_of(records) == mb.Owner("zone", "alice", world.hub.zone.zone_id)
+        assert device.network.saved_credentials is not None
+        registered = world.hub.registry.device(device.device_id)
+        assert registered.owner == "alice" and registered.enrolled_by == "admin"
+        assert registered.certificate_serial == membership.serial
+        # The key never crossed the air, and nothing rests on disk in plaintext.
+        key_der = membership.key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+        on_disk = (device.store.directory / "device.store").read_bytes()  # type: ignore[attr-defined]
+        assert key_der not in on_disk and PASSWORD.encode() not in on_disk
+
+    serving = DeviceTrust(first.store, device_id=first.device_id)
+    server = await serving.serve_members(LOOPBACK, 0, crl_provider=world.crl)
+    world.closers.append(serving.close)
+    port = server.sockets[0].getsockname()[1]
+    dialer = DeviceTrust(second.store, device_id=second.device_id)
+    hello = await member_hello(
+        LOOPBACK, port, dialer.credentials(), crl_der=world.crl(), device=first.device_id
+    )
+    assert hello == {"name": first.device_id, "owner": "alice"}
+
+    # Revoked: the second device can no longer connect to the first.
+    world.hub.revoke(second.device_id, actor=world.admin, now=datetime.now(UTC))
+    assert world.hub.registry.device(second.device_id).status is DeviceStatus.REVOKED
+    with pytest.raises(ValidatedConnectionError):
+        await member_hello(
+            LOOPBACK, port, dialer.credentials(), crl_der=world.crl(), device=first.device_id
+        )
+
+
+async def test_members_renew_through_the_hub_and_a_revoked_one_cannot(world: World) -> None:
+    first = await world.new_device()
+    second = await world.new_device()
+    await world.enrol(first)
+    await world.enrol(second)
+    hub_server = await serve_hub(world.hub, LOOPBACK, 0)
+    world.closers.append(_closer(hub_server))
+    hub_port = hub_server.sockets[0].getsockname()[1]
+
+    trust = DeviceTrust(first.store, device_id=first.device_id)
+    before = mb.membership_of(first.store.load())
+    assert before is not None
+    crl = await trust.fetch_crl(LOOPBACK, hub_port)
+    assert x509.load_der_x509_crl(crl).issuer == world.hub.zone.issuer_certificate.subject
+    await trust.renew(LOOPBACK, hub_port)
+    after = mb.membership_of(first.store.load())
+    assert after is not None
+    assert after.serial != before.serial and after.key.public_key() != before.key.public_key()
+    assert world.hub.registry.device(first.device_id).certificate_serial == after.serial
+
+    # The renewed certificate is what the member now connects with.
+    serving = DeviceTrust(second.store, device_id=second.device_id)
+    server = await serving.serve_members(LOOPBACK, 0, crl_provider=world.crl)
+    world.closers.append(serving.close)
+    hello = await member_hello(
+        LOOPBACK,
+        server.sockets[0].getsockname()[1],
+        trust.credentials(),
+        crl_der=world.crl(),
+        device=second.device_id,
+    )
+    assert hello["name"] == second.device_id
+
+    world.hub.revoke(second.device_id, actor=world.admin, now=datetime.now(UTC))
+    revoked = DeviceTrust(second.store, device_id=second.device_id)
+    with pytest.raises(ValidatedConnectionError):
+        await revoked.renew(LOOPBACK, hub_port)
+
+
+async def test_only_an_admin_enrols(world: World) -> None:
+    device = await world.new_device()
+    alice = world.hub.authenticate("alice", "alice passphrase")
+    session, client = await world.session(device)
+    assert session.info is not None
+    with pytest.raises(NotAuthorized):
+        await ZoneEnroller(world.hub, alice).stage(
+            client, session, device_id=session.info.attestation.device_id, owner="alice"
+        )
+    assert client.requests == 0  # refused before the device was asked for anything
+    await session.close()
+
+
+async def test_an_enrolled_device_is_not_enrolled_twice(world: World) -> None:
+    device = await world.new_device()
+    await world.enrol(device)
+    session, client = await world.session(device)
+    assert session.info is not None
+    with pytest.raises(EnrolmentRefused):
+        await ZoneEnroller(world.hub, world.admin).stage(
+            client, session, device_id=device.device_id, owner="alice"
+        )
+    # And the device itself refuses a second zone even if asked directly.
+    with pytest.raises(EnrolmentError) as refused:
+        await client.zone_csr()
+    assert refused.value.status is Status.NOT_ALLOWED
+    await session.close()
+
+
+async def test_an_interrupted_enrolment_leaves_neither_side_half_way(world: World) -> None:
+    device = await world.new_device()
+    session, client = await world.session(device)
+    assert session.info is not None
+    enroller = ZoneEnroller(world.hub, world.admin)
+    pending = await enroller.stage(client, session, device_id=device.device_id, owner="alice")
+    await session.link.close()  # gone before COMMIT
+    await asyncio.wait_for(device.link.advertising.wait(), 5)
+    await device.service.drain()
+    await enroller.abandon(pending)
+    assert mb.RECORD_ZONE not in device.store.load()  # device: back where it was
+    assert mb.RECORD_OWNER not in device.store.load()
+    record = world.hub.registry.device(device.device_id)
+    assert record.status is DeviceStatus.REVOKED  # hub: the issued certificate is dead
+    assert pending.serial in world.hub.zone.revoked_serials
+    # And the device can be enrolled afresh.
+    membership = await world.enrol(device)
+    assert membership.serial != pending.serial
+
+
+async def test_peer_binding_then_a_mutually_authenticated_connection_then_unbinding(
+    world: World,
+) -> None:
+    device = await world.new_device()
+    host_store = DeviceStore(world.tmp / "host" / "store", KeyFileProvider(world.tmp / "host.key"))
+    host = HostTrust(host_store, name="laptop-alice")
+    session, client = await world.session(device)
+    device_pin = await client.peer_bind(host.identity())
+    await client.commit()
+    host.pin(device_pin)  # after the device committed: both or neither
+    await session.close()
+    await device.service.drain()
+    assert device_pin.name == device.device_id
+    assert mb.owner_of(device.store.load()) == mb.Owner("peer", "laptop-alice")
+
+    trust = DeviceTrust(device.store, device_id=device.device_id)
+    server = await trust.serve_peers(LOOPBACK, 0)
+    world.closers.append(trust.close)
+    port = server.sockets[0].getsockname()[1]
+    async with await host.connect(LOOPBACK, port, device.device_id) as connection:
+        assert connection.peer_pin == device_pin
+        assert (await connection.request("hello", {}))["name"] == device.device_id
+
+    stranger = HostTrust(
+        DeviceStore(world.tmp / "stranger" / "store", KeyFileProvider(world.tmp / "s.key")),
+        name="stranger",
+    )
+    stranger.pin(device_pin)  # knowing the device's certificate is not being pinned by it
+    with pytest.raises(ValidatedConnectionError):
+        await stranger.connect(LOOPBACK, port, device.device_id)
+
+    await host.unbind(LOOPBACK, port, device.device_id)
+    assert device.device_id not in host.pins()
+    assert "laptop-alice" not in trust.pins()
+    assert mb.owner_of(device.store.load()) is None
+    host.pin(device_pin)  # even re-pinned here, the device no longer trusts us
+    with pytest.raises(ValidatedConnectionError):
+        async with await host.connect(LOOPBACK, port, device.device_id) as connection:
+            await connection.request("hello", {})
+
+
+def _closer(server: asyncio.Server) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    return close
