@@ -20,6 +20,22 @@ def test_demo_completes_in_every_mode(mode: str) -> None:
     assert "trusted" in result.output
 
 
+@pytest.mark.parametrize("mode", ["qr", "compare"])
+def test_demo_zone_enrolment_ends_in_a_validated_connection(mode: str) -> None:
+    result = runner.invoke(app, ["demo", "--mode", mode])
+    assert result.exit_code == 0, result.output
+    assert "zone certificate step" in result.output
+    assert "validated connection: hub -> device" in result.output
+
+
+@pytest.mark.parametrize("mode", ["qr", "code"])
+def test_demo_peer_binding(mode: str) -> None:
+    result = runner.invoke(app, ["demo", "--mode", mode, "--peer"])
+    assert result.exit_code == 0, result.output
+    assert "pinned keys, no CA" in result.output
+    assert "demo complete" in result.output
+
+
 def test_demo_refuses_an_unknown_mode() -> None:
     result = runner.invoke(app, ["demo", "--mode", "telepathy"])
     assert result.exit_code == 2

@@ -81,6 +81,9 @@ def demo(
     interval_ms: Annotated[
         float, typer.Option(help="Model a connection interval (ms); 0 = no latency.")
     ] = 0.0,
+    peer: Annotated[
+        bool, typer.Option("--peer", help="Bind the device as a peer instead of a zone member.")
+    ] = False,
 ) -> None:
     """Run bleprov end to end over the virtual radio, no hardware needed."""
     from bleprov.cli.demo import run_demo
@@ -90,7 +93,7 @@ def demo(
             f"[bold red]error:[/] unknown mode {mode!r}: use qr, code, compare or button"
         )
         raise typer.Exit(2)
-    run(run_demo(console, mode=mode, mtu=mtu, interval_ms=interval_ms))
+    run(run_demo(console, mode=mode, mtu=mtu, interval_ms=interval_ms, peer=peer))
 
 
 @linktest_app.command("serve")
