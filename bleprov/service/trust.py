@@ -10,7 +10,9 @@ The host keeps its own peer identity and its pins in an encrypted store too
 
 Operations on these connections (docs/protocol.md, "Validated connections"):
 ``hello`` (who are you, who owns you), ``peer/unbind`` (peer connections only: forget the
-caller's pin, on both sides).
+caller's pin, on both sides), ``factory-reset`` (only the owner: the pinned peer that owns
+the device, or the hub of the device's zone; the enrolment session over BLE cannot, since
+it authenticates whoever holds the label, not the owner).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 OP_HELLO: Final = "hello"
 OP_UNBIND: Final = "peer/unbind"
+OP_FACTORY_RESET: Final = "factory-reset"
 #: Error codes on validated connections (beside the TLS adapter's own).
 ERROR_UNKNOWN_OP: Final = 0x70
 ERROR_NOT_ALLOWED: Final = 0x71
@@ -68,9 +71,17 @@ def member_credentials(records: dict[str, bytes]) -> MemberCredentials:
 class DeviceTrust:
     """The validated-connection side of an enrolled or bound device."""
 
-    def __init__(self, store: RecordStore, *, device_id: str) -> None:
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        device_id: str,
+        factory_reset: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.device_id = device_id
+        #: Forgets Wi-Fi, zone, owner and pins, keeps the factory identity (DeviceStore's).
+        self.factory_reset = factory_reset
         self.servers: list[asyncio.Server] = []
 
     # ---------------------------------------------------------------- state
@@ -129,8 +140,32 @@ class DeviceTrust:
                 await connection.reply_error(
                     request, ERROR_NOT_ALLOWED, "unbind is for pinned peers"
                 )
+            elif request.op == OP_FACTORY_RESET:
+                if self.factory_reset is None or not self._is_owner(connection):
+                    await connection.reply_error(
+                        request, ERROR_NOT_ALLOWED, "only the device's owner may reset it"
+                    )
+                    continue
+                logger.warning("factory reset asked by its owner %s", connection.peer_name)
+                self.factory_reset()
+                await connection.reply(request, {})
+                return
             else:
                 await connection.reply_error(request, ERROR_UNKNOWN_OP, "unknown operation")
+
+    def _is_owner(self, connection: ValidatedConnection) -> bool:
+        owner = self.owner()
+        if owner is None:
+            return False
+        if owner.kind == "peer" and connection.peer_pin is not None:
+            return connection.peer_pin.name == owner.name
+        member = connection.peer_member
+        if owner.kind == "zone" and member is not None and owner.zone_id is not None:
+            # The zone CA issues HUB-<zone id> only to its hub (service.zone_hub).
+            return member.zone_id == owner.zone_id and member.device_id == (
+                f"HUB-{owner.zone_id.upper()}"
+            )
+        return False
 
     def _hello(self) -> dict[str, Any]:
         owner = self.owner()

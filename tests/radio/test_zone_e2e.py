@@ -42,12 +42,17 @@ from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.trust import DeviceTrust, HostTrust, member_hello
-from bleprov.service.zone_hub import EnrolmentRefused, ZoneEnroller, serve_hub
+from bleprov.service.zone_hub import (
+    EnrolmentRefused,
+    ZoneEnroller,
+    hub_server_credentials,
+    serve_hub,
+)
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
 from bleprov.store.registry import DeviceStatus, NotAuthorized, Role
-from bleprov.tls.connection import ValidatedConnectionError
+from bleprov.tls.connection import RequestFailed, ValidatedConnectionError, open_member_connection
 
 NOW = datetime.now(UTC)
 MANUFACTURER = Manufacturer.create("Acme", now=NOW)
@@ -364,3 +369,63 @@ def _closer(server: asyncio.Server) -> Callable[[], Awaitable[None]]:
         await server.wait_closed()
 
     return close
+
+
+async def test_only_the_owner_resets_a_device_remotely(world: World) -> None:
+    device = await world.new_device()
+    owner = HostTrust(
+        DeviceStore(world.tmp / "owner" / "store", KeyFileProvider(world.tmp / "o.key")),
+        name="owner",
+    )
+    guest = HostTrust(
+        DeviceStore(world.tmp / "guest" / "store", KeyFileProvider(world.tmp / "g.key")),
+        name="guest",
+    )
+    for host in (owner, guest):  # the first binding owns the device; the guest is a peer
+        session, client = await world.session(device)
+        host.pin(await client.peer_bind(host.identity()))
+        await client.commit()
+        await session.close()
+        await device.service.drain()
+    assert mb.owner_of(device.store.load()) == mb.Owner("peer", "owner")
+    trust = DeviceTrust(
+        device.store, device_id=device.device_id, factory_reset=device.store.factory_reset
+    )
+    server = await trust.serve_peers(LOOPBACK, 0)
+    world.closers.append(trust.close)
+    port = server.sockets[0].getsockname()[1]
+    async with await guest.connect(LOOPBACK, port, device.device_id) as connection:
+        with pytest.raises(RequestFailed):
+            await connection.request("factory-reset", {})
+    assert mb.RECORD_PEER_PINS in device.store.load()
+    async with await owner.connect(LOOPBACK, port, device.device_id) as connection:
+        await connection.request("factory-reset", {})
+    records = device.store.load()
+    assert not {mb.RECORD_PEER_PINS, mb.RECORD_OWNER, mb.RECORD_PEER_IDENTITY} & set(records)
+    assert device.store.provisioning() is not None  # the factory identity stays
+
+
+async def test_the_zone_hub_resets_a_member_and_another_member_cannot(world: World) -> None:
+    first = await world.new_device()
+    second = await world.new_device()
+    await world.enrol(first)
+    await world.enrol(second)
+    trust = DeviceTrust(
+        first.store, device_id=first.device_id, factory_reset=first.store.factory_reset
+    )
+    server = await trust.serve_members(LOOPBACK, 0, crl_provider=world.crl)
+    world.closers.append(trust.close)
+    port = server.sockets[0].getsockname()[1]
+    other = DeviceTrust(second.store, device_id=second.device_id).credentials()
+    async with await open_member_connection(
+        LOOPBACK, port, other, crl_der=world.crl(), expect_device=first.device_id
+    ) as connection:
+        with pytest.raises(RequestFailed):
+            await connection.request("factory-reset", {})
+    assert mb.RECORD_ZONE in first.store.load()
+    hub = hub_server_credentials(world.hub, now=datetime.now(UTC))
+    async with await open_member_connection(
+        LOOPBACK, port, hub, crl_der=world.crl(), expect_device=first.device_id
+    ) as connection:
+        await connection.request("factory-reset", {})
+    assert mb.RECORD_ZONE not in first.store.load() and "wifi" not in first.store.load()
