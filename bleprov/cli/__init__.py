@@ -12,13 +12,17 @@ import secrets
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from bleprov import __version__
 from bleprov.core.errors import BleprovError
+
+if TYPE_CHECKING:
+    from bleprov.core.advertising import OobMode
+    from bleprov.store.factory_files import IssuedDevice
 
 T = TypeVar("T")
 
@@ -177,6 +181,45 @@ def factory_init(
     )
 
 
+def parse_modes(modes: str) -> OobMode:
+    """``qr,code,...`` as OobMode flags; an unknown word is bad usage (exit 2)."""
+    from bleprov.core.advertising import OobMode
+
+    flags = OobMode(0)
+    for word in modes.split(","):
+        try:
+            flags |= OobMode[word.strip().upper()]
+        except KeyError:
+            err_console.print(f"[bold red]error:[/] unknown mode {word!r}")
+            raise typer.Exit(2) from None
+    return flags
+
+
+def issue_from_factory(
+    directory: Path, out: Path, modes: str, *, scratch_card: bool
+) -> IssuedDevice:
+    """Issue one device from a factory directory, as ``factory device`` and ``label make`` do.
+
+    Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
+    """
+    from bleprov.store.factory_files import issue_device, load_manufacturer
+
+    flags = parse_modes(modes)
+    factory_pass = secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
+    device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
+    try:
+        return issue_device(
+            load_manufacturer(directory, factory_pass),
+            out,
+            device_pass,
+            modes=flags,
+            scratch_card=scratch_card,
+        )
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+
+
 @factory_app.command("device")
 def factory_device(
     directory: Annotated[Path, typer.Option("--dir", help="Factory directory.")],
@@ -190,29 +233,7 @@ def factory_device(
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
     """
-    from bleprov.core.advertising import OobMode
-    from bleprov.store.factory_files import issue_device, load_manufacturer
-
-    flags = OobMode(0)
-    for word in modes.split(","):
-        try:
-            flags |= OobMode[word.strip().upper()]
-        except KeyError:
-            err_console.print(f"[bold red]error:[/] unknown mode {word!r}")
-            raise typer.Exit(2) from None
-    factory_pass = secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
-    device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
-    try:
-        issued = issue_device(
-            load_manufacturer(directory, factory_pass),
-            out,
-            device_pass,
-            modes=flags,
-            scratch_card=scratch_card,
-        )
-    except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_ERROR) from None
+    issued = issue_from_factory(directory, out, modes, scratch_card=scratch_card)
     console.print(f"device {issued.device_id}: {issued.directory}")
     console.print(
         f"label: {issued.directory / 'label.txt'} (keep it with the device; it is secret)"
@@ -239,6 +260,11 @@ def device_factory_reset(
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_ERROR) from None
     console.print("factory reset done: the device is back to its factory state")
+
+
+from bleprov.cli.label import label_app  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(label_app, name="label")
 
 
 def main() -> None:

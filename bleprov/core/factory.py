@@ -151,6 +151,24 @@ class Label:
     def __repr__(self) -> str:
         return f"Label(discriminator=0x{self.payload.discriminator:03X})"
 
+    @classmethod
+    def from_payload(
+        cls, payload: OnboardingPayload, scratch_card: UserPasswordCredential | None = None
+    ) -> Label:
+        """Every printed form of ``payload``; the scratch card is not in the payload."""
+        return cls(
+            payload=payload,
+            qr_text=encode_qr(payload),
+            ndef=encode_ndef(payload),
+            printed_key=encode_printed_key(payload),
+            manual_code=(
+                encode_manual_code(payload.discriminator, payload.passcode)
+                if payload.passcode is not None
+                else None
+            ),
+            scratch_card=scratch_card,
+        )
+
     def text(self) -> str:
         """A plain-text rendering of everything on the label."""
         lines = [
@@ -203,12 +221,4 @@ def provision_device(
         passcode=passcode,
     )
     device = DeviceProvisioning(identity, disc, modes, label_secret, salt, cost, records)
-    label = Label(
-        payload=payload,
-        qr_text=encode_qr(payload),
-        ndef=encode_ndef(payload),
-        printed_key=encode_printed_key(payload),
-        manual_code=encode_manual_code(disc, passcode) if passcode is not None else None,
-        scratch_card=card,
-    )
-    return device, label
+    return device, Label.from_payload(payload, card)

@@ -5,6 +5,7 @@
     devices/<ID>/device.bin    the device's provisioning record, sealed
     devices/<ID>/label.txt     QR text, printed key, manual code, scratch card
     devices/<ID>/label.ndef    the NFC tag's NDEF message
+    devices/<ID>/label.png, label.svg, label-sheet.svg   rendered by ``bleprov label make``
 
 Passphrases come from the caller (the CLI reads environment variables or prompts),
 never from the command line.
@@ -21,6 +22,7 @@ from bleprov.core.crypto.spake2plus import DEFAULT_COST, ScryptCost
 from bleprov.core.errors import BleprovError
 from bleprov.core.factory import DeviceProvisioning, Label, provision_device
 from bleprov.core.identity import Manufacturer
+from bleprov.core.onboarding import PayloadError, parse_ndef, parse_user_password
 from bleprov.store.files import write_atomic
 from bleprov.store.sealed import read_sealed, write_sealed
 
@@ -75,3 +77,50 @@ def load_device(directory: Path, device_passphrase: bytes) -> DeviceProvisioning
     return DeviceProvisioning.from_bytes(
         read_sealed(Path(directory) / "device.bin", device_passphrase), None
     )
+
+
+#: label.txt is under 400 bytes and label.ndef 77; anything far larger is not ours.
+_LABEL_FILE_MAX = 4096
+_SCRATCH_CARD_LINE = "Scratch card:"
+
+
+def _read_small(path: Path) -> bytes:
+    try:
+        with path.open("rb") as file:
+            data = file.read(_LABEL_FILE_MAX + 1)
+    except FileNotFoundError:
+        raise FactoryError(
+            f"{path} is missing: give a device directory made by `bleprov factory device`"
+            " or `bleprov label make`"
+        ) from None
+    except OSError as exc:
+        raise FactoryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > _LABEL_FILE_MAX:
+        raise FactoryError(f"{path} is larger than a label file ({_LABEL_FILE_MAX} bytes)")
+    return data
+
+
+def read_label(directory: Path) -> Label:
+    """The label of a device directory, from ``label.ndef`` (and ``label.txt``'s card).
+
+    The NDEF file's strict parser is the source of truth; ``label.txt`` must agree with
+    it and adds the scratch card, which no payload carries.
+    """
+    directory = Path(directory)
+    try:
+        payload = parse_ndef(_read_small(directory / "label.ndef"))
+        text = _read_small(directory / "label.txt").decode("ascii")
+        card = None
+        for line in text.splitlines():
+            if line.startswith(_SCRATCH_CARD_LINE):
+                card = parse_user_password(line.removeprefix(_SCRATCH_CARD_LINE))
+    except (PayloadError, UnicodeDecodeError):
+        raise FactoryError(
+            f"the label files in {directory} are corrupt: issue the device's label again"
+        ) from None
+    label = Label.from_payload(payload, card)
+    if label.text() != text:
+        raise FactoryError(
+            f"label.txt and label.ndef in {directory} disagree: issue the device's label again"
+        )
+    return label
