@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from bleprov import __version__
+from bleprov.cli.zone import zone_app
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ app.add_typer(linktest_app, name="linktest")
 app.add_typer(radio_app, name="radio")
 app.add_typer(factory_app, name="factory")
 app.add_typer(device_app, name="device")
+app.add_typer(zone_app, name="zone")
 
 console = Console()
 err_console = Console(stderr=True)

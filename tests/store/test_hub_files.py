@@ -7,11 +7,13 @@ import shutil
 import stat
 import subprocess
 import tomllib
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,6 +43,7 @@ from bleprov.store.registry import (
     Role,
     User,
 )
+from tests.store.test_registry import postgres_server  # noqa: F401 (a fixture)
 
 # Tests only: the smallest scrypt cost for user passphrases.
 TINY_COST = ScryptCost(n=16, r=1, p=1)
@@ -463,3 +466,50 @@ def test_authenticate_key_with_a_revoked_certificate(
     hub.zone.revoke(x509.load_pem_x509_certificate(cert_pem).serial_number, now=NOW)
     with pytest.raises(BadCredential, match="revoked"):
         hub.authenticate_key("bob", key_pem, KEY_PASS, cert_pem, now=NOW)
+
+
+def test_hub_on_postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The same hub with its registry on PostgreSQL: the URL is kept in hub.toml."""
+    socket_dir: Path = request.getfixturevalue("postgres_server")  # skips if none
+    name = f"hub_{uuid.uuid4().hex}"
+    admin_engine = sa.create_engine(
+        f"postgresql+psycopg://bleprov@/postgres?host={socket_dir}",
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with admin_engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    finally:
+        admin_engine.dispose()
+    url = f"postgresql+psycopg://bleprov@/{name}?host={socket_dir}"
+    directory = tmp_path / "hub"
+    with Hub.init(
+        directory,
+        name="Home",
+        zone_passphrase=ZONE_PASS,
+        admin="alice",
+        admin_passphrase=ADMIN_PASS,
+        now=NOW,
+        registry_url=url,
+        passphrase_cost=TINY_COST,
+    ) as hub:
+        admin = hub.authenticate("alice", ADMIN_PASS)
+        member = enrol(hub, admin)
+    assert not (directory / "registry.sqlite").exists()
+    with Hub.open(directory, ZONE_PASS) as hub:
+        hub.revoke(DEVICE, actor=hub.authenticate("alice", ADMIN_PASS), now=NOW)
+    with Hub.open(directory, ZONE_PASS, registry_url=url) as hub:
+        assert hub.registry.device(DEVICE).status is DeviceStatus.REVOKED
+        assert serial_of(member) in hub.zone.revoked_serials
+    with pytest.raises(HubError, match="another hub"):
+        Hub.init(
+            tmp_path / "second",
+            name="Home",
+            zone_passphrase=ZONE_PASS,
+            admin="mallory",
+            admin_passphrase=ADMIN_PASS,
+            now=NOW,
+            registry_url=url,
+            passphrase_cost=TINY_COST,
+        )
+    assert list((tmp_path / "second").iterdir()) == []
