@@ -589,11 +589,11 @@ async def _serve(
             cert_der = _peer_certificate(writer)
         except (OSError, ssl.SSLError, TimeoutError, HandshakeFailed) as exc:
             logger.info("%s: TLS handshake with %s failed: %s", what, address, _ssl_reason(exc))
-            await _close_writer(writer)
+            writer.close()  # a failed start_tls has closed the transport: nothing to wait for
             return
         except Exception:
             logger.exception("%s: could not set up TLS for %s", what, address)
-            await _close_writer(writer)
+            writer.close()
             return
         try:
             member, pin = verify(cert_der)
