@@ -48,9 +48,11 @@ async def test_fetch_crl_then_use_it(zone: Zone, now: datetime) -> None:
         crl = await fetch_crl(HOST, hub.port, lamp, expect_device=hub_id(zone))
     assert x509.load_der_x509_crl(crl).get_revoked_certificate_by_serial_number(serial_of(gone))
     # The fetched CRL is what a member then checks its peers with.
-    async with member_server(fan, lambda: crl) as served:
-        async with await open_member_connection(HOST, served.port, lamp, crl_der=crl) as c:
-            assert (await c.request("echo", {}))["peer"] == "LAMP-0001"
+    async with (
+        member_server(fan, lambda: crl) as served,
+        await open_member_connection(HOST, served.port, lamp, crl_der=crl) as c,
+    ):
+        assert (await c.request("echo", {}))["peer"] == "LAMP-0001"
     async with member_server(gone, lambda: crl) as served:
         with pytest.raises(PeerNotTrusted, match="revoked"):
             await open_member_connection(HOST, served.port, lamp, crl_der=crl)
@@ -75,10 +77,12 @@ async def test_renewal_rotates_the_key_and_the_new_certificate_works(
     )
     assert (member.device_id, member.owner) == ("LAMP-0001", "alice")
     crl = zone.crl(now=now)
-    async with member_server(fan, lambda: crl) as served:
-        # Only the renewed credentials: the old key is not needed any more.
-        async with await open_member_connection(HOST, served.port, renewed, crl_der=crl) as c:
-            assert c.peer_member is not None and c.peer_member.device_id == "FAN-0001"
+    # Only the renewed credentials: the old key is not needed any more.
+    async with (
+        member_server(fan, lambda: crl) as served,
+        await open_member_connection(HOST, served.port, renewed, crl_der=crl) as c,
+    ):
+        assert c.peer_member is not None and c.peer_member.device_id == "FAN-0001"
     assert served.peers[0].peer_member is not None
     assert served.peers[0].peer_member.serial == serial_of(renewed)
 
@@ -97,39 +101,41 @@ async def test_revoked_member_can_neither_renew_nor_fetch(zone: Zone, now: datet
 async def test_hub_refuses_bad_renewal_requests(zone: Zone, now: datetime) -> None:
     lamp = enrol(zone, "LAMP-0001", now=now)
     crl = zone.crl(now=now)
-    async with hub_server(zone, now) as hub:
-        async with await open_member_connection(HOST, hub.port, lamp, crl_der=crl) as c:
-            with pytest.raises(RequestFailed) as no_nonce:
-                await c.request("csr", {"csr": b"x"})
-            assert no_nonce.value.code == 0x47
-            with pytest.raises(RequestFailed) as unknown:
-                await c.request("mint", {})
-            assert unknown.value.code == 0x60
-            # A CSR for the *current* key is refused: renewal rotates keys.
-            nonce = (await c.request("renew", {}))["nonce"]
-            same_key = make_csr(lamp.key, device_id="LAMP-0001", session_binding=nonce)
-            with pytest.raises(RequestFailed) as reused:
-                await c.request("csr", {"csr": same_key})
-            assert reused.value.code == BadCsr.code
-            # The nonce was single use, even though that renewal failed.
-            with pytest.raises(RequestFailed) as replay:
-                await c.request("csr", {"csr": same_key})
-            assert replay.value.code == 0x47
-            # A CSR bound to another nonce is refused.
-            await c.request("renew", {})
-            other = make_csr(
-                enrol(zone, "LAMP-0009", now=now).key,
-                device_id="LAMP-0001",
-                session_binding=bytes(32),
-            )
-            with pytest.raises(RequestFailed) as unbound:
-                await c.request("csr", {"csr": other})
-            assert unbound.value.code == BadCsr.code
-            assert "bound" in unbound.value.detail
-            await c.request("renew", {})
-            with pytest.raises(RequestFailed) as bad_request:
-                await c.request("csr", {"csr": "text"})
-            assert bad_request.value.code == 0x61
+    async with (
+        hub_server(zone, now) as hub,
+        await open_member_connection(HOST, hub.port, lamp, crl_der=crl) as c,
+    ):
+        with pytest.raises(RequestFailed) as no_nonce:
+            await c.request("csr", {"csr": b"x"})
+        assert no_nonce.value.code == 0x47
+        with pytest.raises(RequestFailed) as unknown:
+            await c.request("mint", {})
+        assert unknown.value.code == 0x60
+        # A CSR for the *current* key is refused: renewal rotates keys.
+        nonce = (await c.request("renew", {}))["nonce"]
+        same_key = make_csr(lamp.key, device_id="LAMP-0001", session_binding=nonce)
+        with pytest.raises(RequestFailed) as reused:
+            await c.request("csr", {"csr": same_key})
+        assert reused.value.code == BadCsr.code
+        # The nonce was single use, even though that renewal failed.
+        with pytest.raises(RequestFailed) as replay:
+            await c.request("csr", {"csr": same_key})
+        assert replay.value.code == 0x47
+        # A CSR bound to another nonce is refused.
+        await c.request("renew", {})
+        other = make_csr(
+            enrol(zone, "LAMP-0009", now=now).key,
+            device_id="LAMP-0001",
+            session_binding=bytes(32),
+        )
+        with pytest.raises(RequestFailed) as unbound:
+            await c.request("csr", {"csr": other})
+        assert unbound.value.code == BadCsr.code
+        assert "bound" in unbound.value.detail
+        await c.request("renew", {})
+        with pytest.raises(RequestFailed) as bad_request:
+            await c.request("csr", {"csr": "text"})
+        assert bad_request.value.code == 0x61
 
 
 async def test_hub_credentials_must_be_of_its_zone(zone: Zone, now: datetime) -> None:

@@ -51,13 +51,15 @@ async def test_bound_peers_connect(alice: PeerIdentity, bob: PeerIdentity) -> No
     # Binding: each side keeps the other's pin (exchanged over the secure session).
     bob_pins = PinSet([alice.pin])
     alice_pins = PinSet([bob.pin])
-    async with peer_server(bob, lambda: bob_pins) as served:
-        async with await open_peer_connection(
+    async with (
+        peer_server(bob, lambda: bob_pins) as served,
+        await open_peer_connection(
             HOST, served.port, alice, alice_pins, expect_name="LAMP-0001"
-        ) as connection:
-            assert connection.peer_member is None
-            assert connection.peer_pin == bob.pin
-            reply = await connection.request("hello", {"from": "alice"})
+        ) as connection,
+    ):
+        assert connection.peer_member is None
+        assert connection.peer_pin == bob.pin
+        reply = await connection.request("hello", {"from": "alice"})
     assert reply == {"echo": {"from": "alice"}, "peer": "alice-laptop"}
     [seen] = served.peers
     assert seen.peer_pin == alice.pin
