@@ -461,8 +461,9 @@ async def _open(
     timeout: float,
 ) -> ValidatedConnection:
     """Connect, handshake, check the server, then wait for its verdict on us."""
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             reader, writer = await asyncio.open_connection(
                 host, port, ssl=context, ssl_handshake_timeout=timeout
             )
@@ -489,11 +490,11 @@ async def _open(
         reader, writer, peer_cert_der=cert_der, peer_member=member, peer_pin=pin
     )
     try:
-        hello = _envelope(await connection.receive(timeout))
-    except ConnectionClosed:
-        raise PeerRefused(
-            "the server closed the connection after the handshake: it refused our certificate"
-        ) from None
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        hello = _envelope(await connection.receive(remaining))
+    except ConnectionClosed as exc:
+        # In TLS 1.3 a server's verdict on our certificate arrives after our handshake.
+        raise PeerRefused(f"the server closed the connection before accepting us ({exc})") from None
     except ReceiveTimeout:
         await connection.close()
         raise HandshakeFailed(f"no hello from {host}:{port} within {timeout} s") from None
@@ -581,7 +582,7 @@ async def _serve(
 ) -> asyncio.Server:
     """Accept TCP, then TLS with a per-connection context and check, then ``handler``."""
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = _printable(str(writer.get_extra_info("peername")))
         try:
             context, verify = prepare()
@@ -589,11 +590,11 @@ async def _serve(
             cert_der = _peer_certificate(writer)
         except (OSError, ssl.SSLError, TimeoutError, HandshakeFailed) as exc:
             logger.info("%s: TLS handshake with %s failed: %s", what, address, _ssl_reason(exc))
-            await _close_writer(writer)
+            writer.close()  # a failed start_tls has closed the transport: nothing to wait for
             return
         except Exception:
             logger.exception("%s: could not set up TLS for %s", what, address)
-            await _close_writer(writer)
+            writer.close()
             return
         try:
             member, pin = verify(cert_der)
@@ -617,6 +618,14 @@ async def _serve(
             logger.exception("%s: handler failed for %s", what, connection.peer_name)
         finally:
             await connection.close()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await accept(reader, writer)
+        except asyncio.CancelledError:
+            # The loop is shutting down. Python 3.11's start_server calls exception() on
+            # a cancelled connection task, which raises and gets logged as an error.
+            writer.close()
 
     return await asyncio.start_server(on_connect, host, port)
 

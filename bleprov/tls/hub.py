@@ -140,7 +140,13 @@ async def start_hub_server(
                 return
             if request.op == OP_CRL:
                 nonce = None
-                await connection.reply(request, {"crl": authority.crl(now=_now())})
+                try:
+                    crl = authority.crl(now=_now())
+                except BleprovError as exc:
+                    logger.error("hub: could not sign a CRL: %s", exc)
+                    await connection.reply_error(request, INTERNAL, "the hub could not sign a CRL")
+                    continue
+                await connection.reply(request, {"crl": crl})
             elif request.op == OP_RENEW:
                 nonce = secrets.token_bytes(SESSION_BINDING_SIZE)
                 await connection.reply(request, {"nonce": nonce}, op=OP_NONCE)
