@@ -678,6 +678,46 @@ class Zone:
 
     # -------------------------------------------------------------------- issuing
 
+    def _leaf(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        common_name: str,
+        uris: list[str],
+        usages: list[x509.ObjectIdentifier],
+        now: datetime,
+        validity: timedelta,
+        limit: timedelta,
+        what: str,
+    ) -> x509.Certificate:
+        """An end-entity certificate from the issuing CA: the one builder for members and
+        users (CN, URI SANs, digitalSignature, the given EKUs, SKI/AKI, random serial)."""
+        if not timedelta(0) < validity <= limit:
+            raise ZoneSetupError(f"{what} validity must be positive and at most {limit}")
+        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
+        if end <= start:
+            raise ZoneSetupError(f"{what} validity is empty (issuing CA expired?)")
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.issuer_certificate.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+                critical=False,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
+            .sign(self._issuer_key, hashes.SHA256())
+        )
+
     def _issue(
         self,
         public_key: ec.EllipticCurvePublicKey,
@@ -687,43 +727,16 @@ class Zone:
         now: datetime,
         validity: timedelta,
     ) -> MemberCertificate:
-        if not timedelta(0) < validity <= MAX_MEMBER_VALIDITY:
-            raise ZoneSetupError(
-                f"member validity must be positive and at most {MAX_MEMBER_VALIDITY}"
-            )
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
-        if end <= start:
-            raise ZoneSetupError("member validity is empty (issuing CA expired?)")
         prefix = f"{ZONE_URN_PREFIX}{self.zone_id}:"
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
-            .issuer_name(self.issuer_certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.UniformResourceIdentifier(f"{prefix}device:{device_id}"),
-                        x509.UniformResourceIdentifier(f"{prefix}owner:{owner}"),
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
-            .sign(self._issuer_key, hashes.SHA256())
+        certificate = self._leaf(
+            public_key,
+            common_name=device_id,
+            uris=[f"{prefix}device:{device_id}", f"{prefix}owner:{owner}"],
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            now=now,
+            validity=validity,
+            limit=MAX_MEMBER_VALIDITY,
+            what="member",
         )
         return MemberCertificate(_der(certificate), (self.issuer_der,), self.root_der)
 
@@ -810,32 +823,15 @@ class Zone:
             raise ZoneSetupError("zone user keys are P-256")
         if not isinstance(name, str) or OWNER_PATTERN.fullmatch(name) is None:
             raise ZoneSetupError("user name must be 1-64 characters of A-Z a-z 0-9 . _ @ -")
-        if not timedelta(0) < validity <= MAX_USER_VALIDITY:
-            raise ZoneSetupError(f"user validity must be positive and at most {MAX_USER_VALIDITY}")
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
-        if end <= start:
-            raise ZoneSetupError("user validity is empty (issuing CA expired?)")
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(self.issuer_certificate.subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.UniformResourceIdentifier(f"{ZONE_URN_PREFIX}{self.zone_id}:user:{name}")]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
-            .sign(self._issuer_key, hashes.SHA256())
+        certificate = self._leaf(
+            public_key,
+            common_name=name,
+            uris=[f"{ZONE_URN_PREFIX}{self.zone_id}:user:{name}"],
+            usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            now=now,
+            validity=validity,
+            limit=MAX_USER_VALIDITY,
+            what="user",
         )
         return _der(certificate)
 
