@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -121,8 +121,10 @@ async def find_device(
     discriminator: int | None = None,
     timeout: float = 10.0,
     profile: GattProfile | None = None,
+    matches: Callable[[ServiceData], bool] | None = None,
 ) -> FoundDevice:
-    """The first bleprov device (with ``discriminator``, if given) heard advertising."""
+    """The first bleprov device heard advertising with ``discriminator`` (if given) and
+    for which ``matches`` (if given) holds, e.g. a manual code's short discriminator."""
     profile = profile or default_profile()
     result: FoundDevice | None = None
 
@@ -132,6 +134,8 @@ async def find_device(
         if found is None or (
             discriminator is not None and found.service_data.discriminator != discriminator
         ):
+            return False
+        if matches is not None and not matches(found.service_data):
             return False
         result = found
         return True

@@ -1,0 +1,126 @@
+"""One device's provisioning stack, assembled from its encrypted store and a radio.
+
+The same assembly runs in the device daemon (``bleprov device serve``), the demo, the
+end-to-end tests and the benchmarks: the session server with the device's factory
+secrets and attempt counters, the enrolment service over a network backend, the link on a
+peripheral (bumble or bless), and the trust services for validated connections. The
+advertised state follows the store: virgin, enrolled (zone member), peer-bound, or
+locked out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from bleprov.core import membership as mb
+from bleprov.core.advertising import DeviceInfo, DeviceState
+from bleprov.core.enrolment.device import DeviceEnrolmentConfig
+from bleprov.core.errors import BleprovError
+from bleprov.core.factory import DeviceProvisioning
+from bleprov.network.base import NetworkBackend
+from bleprov.radio.device_link import DeviceLink
+from bleprov.radio.peripheral import Peripheral
+from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
+from bleprov.service.enrolment import EnrolmentService
+from bleprov.service.trust import DeviceTrust
+from bleprov.store.device_store import DeviceStore
+
+
+class DeviceNotProvisioned(BleprovError):
+    """The store holds no factory identity: the device cannot be provisioned yet."""
+
+
+class DeviceRuntime:
+    """Session server + enrolment service + link + trust services of one device."""
+
+    def __init__(
+        self,
+        store: DeviceStore,
+        peripheral: Peripheral,
+        network: NetworkBackend,
+        *,
+        ui: DeviceUi | None = None,
+        device_confirms: bool = False,
+        local_name: str = "bleprov",
+        join_timeout: float = 30.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        provisioning = store.provisioning()
+        if provisioning is None:
+            raise DeviceNotProvisioned(
+                f"the store in {store.directory} holds no factory identity: import the "
+                "device's record first (bleprov device init)"
+            )
+        self.provisioning: DeviceProvisioning = provisioning
+        self.store = store
+        self.network = network
+        device_id = provisioning.identity.device_id
+        self.service = EnrolmentService(
+            network=network,
+            store=store,
+            config=lambda: DeviceEnrolmentConfig(device_id, join_timeout=join_timeout),
+            clock=clock,
+        )
+        self.server = SecureDeviceServer(
+            secrets=provisioning.secrets(),
+            policy=int(provisioning.modes),
+            application=self.service,
+            attempts=store.attempt_store(),
+            ui=ui,
+            device_confirms=device_confirms,
+        )
+        self.link = DeviceLink(peripheral, self.server, self.current_info, local_name=local_name)
+        self.link.keep_advertising = self.server.button_window_open
+        self.trust = DeviceTrust(store, device_id=device_id, factory_reset=self.factory_reset)
+        self._started = False
+
+    @property
+    def device_id(self) -> str:
+        return self.provisioning.identity.device_id
+
+    @property
+    def discriminator(self) -> int:
+        return self.provisioning.discriminator
+
+    def state(self) -> DeviceState:
+        """What the advertisement says: from the store and the attempt limiter."""
+        if self.server.limiter.locked_out:
+            return DeviceState.LOCKED_OUT
+        records = self.store.load()
+        if mb.RECORD_ZONE in records:
+            return DeviceState.ENROLLED
+        if mb.RECORD_PEER_PINS in records:
+            return DeviceState.PEER_BOUND
+        return DeviceState.VIRGIN
+
+    def current_info(self) -> DeviceInfo:
+        return self.provisioning.info(self.state())
+
+    async def start(self) -> None:
+        """Start the network backend and advertise."""
+        await self.network.start()
+        await self.link.start()
+        self._started = True
+
+    def press_button(self) -> None:
+        """The device's button: opens the button-mode window (and lifts nothing else)."""
+        self.server.press_button()
+
+    def physical_reset(self) -> None:
+        """The reset button held: lifts a lockout of the attempt limiter."""
+        self.server.physical_reset()
+
+    def factory_reset(self) -> None:
+        """Forget Wi-Fi, zone, owner and pins; keep the factory identity; re-advertise."""
+        self.store.factory_reset()
+        if self._started:
+            task = asyncio.get_running_loop().create_task(self.link.readvertise())
+            self._readvertise = task  # keep a reference until it runs
+
+    async def close(self) -> None:
+        await self.trust.close()
+        await self.link.close()
+        await self.service.drain()
+        await self.network.close()

@@ -1,0 +1,134 @@
+"""The host's first step: from what the user holds to an authenticated session.
+
+A user holds a QR code (or its NFC tag or printed long key), a manual code, a scratch card,
+a display to compare a number on, or a button to press. :class:`DeviceAuthentication`
+turns each into a handshake mode, its secret, and what picks the device out of a scan;
+:func:`open_session` finds the device and runs the handshake and the attestation check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bleprov.core.advertising import ServiceData
+from bleprov.core.onboarding import (
+    OnboardingPayload,
+    UserPasswordCredential,
+    parse_manual_code,
+    parse_ndef,
+    parse_printed_key,
+    parse_qr,
+    passcode_password,
+)
+from bleprov.core.session import host as hst
+from bleprov.core.session.messages import Mode
+from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
+from bleprov.radio.secure_link import NumberConfirmer, SecureHostLink
+
+
+async def _refuse_numbers(number: int) -> bool:
+    return False
+
+
+@dataclass(frozen=True, repr=False)
+class DeviceAuthentication:
+    """A mode, its out-of-band secret, and the scan filter that finds the device."""
+
+    mode: Mode
+    secret: hst.OutOfBand = field(repr=False)
+    discriminator: int | None = None
+    matches: Callable[[ServiceData], bool] | None = None
+
+    def __repr__(self) -> str:
+        return f"DeviceAuthentication(mode={self.mode.label}, discriminator={self.discriminator})"
+
+    @classmethod
+    def from_payload(cls, payload: OnboardingPayload) -> DeviceAuthentication:
+        """qr mode from a label's payload (QR code, NFC tag or long printed key)."""
+        return cls(
+            Mode.QR,
+            hst.QrSecret(payload.device_public_key, payload.label_secret),
+            payload.discriminator,
+        )
+
+    @classmethod
+    def from_qr_text(cls, text: str) -> DeviceAuthentication:
+        return cls.from_payload(parse_qr(text))
+
+    @classmethod
+    def from_ndef(cls, message: bytes) -> DeviceAuthentication:
+        return cls.from_payload(parse_ndef(message))
+
+    @classmethod
+    def from_printed_key(cls, text: str) -> DeviceAuthentication:
+        return cls.from_payload(parse_printed_key(text))
+
+    @classmethod
+    def from_manual_code(cls, text: str) -> DeviceAuthentication:
+        """code mode from the 11-digit manual code; it carries the discriminator's top bits."""
+        code = parse_manual_code(text)
+        return cls(
+            Mode.CODE,
+            hst.CodeSecret(passcode_password(code.passcode)),
+            None,
+            lambda data: code.matches(data.discriminator),
+        )
+
+    @classmethod
+    def from_scratch_card(
+        cls, user: str, password: str, *, discriminator: int | None = None
+    ) -> DeviceAuthentication:
+        """code mode from a scratch card's user and password (as typed)."""
+        card = UserPasswordCredential.from_typed(user, password)
+        return cls(
+            Mode.CODE,
+            hst.CodeSecret(card.spake2_password, user=card.spake2_user),
+            discriminator,
+        )
+
+    @classmethod
+    def compare(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
+        """compare mode: both sides show a six-digit number; the user confirms."""
+        return cls(Mode.COMPARE, None, discriminator)
+
+    @classmethod
+    def button(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
+        """button mode: safe only where nobody else can be in radio range (security.md)."""
+        return cls(Mode.BUTTON, None, discriminator)
+
+
+async def find(
+    radio: CentralRadio, auth: DeviceAuthentication, *, timeout: float = 10.0
+) -> FoundDevice:
+    """The device this authentication is for, heard advertising."""
+    return await find_device(
+        radio, discriminator=auth.discriminator, matches=auth.matches, timeout=timeout
+    )
+
+
+async def open_session(
+    radio: CentralRadio,
+    auth: DeviceAuthentication,
+    trust: hst.Trust,
+    *,
+    found: FoundDevice | None = None,
+    confirm_number: NumberConfirmer = _refuse_numbers,
+    timeout: float = 10.0,
+    handshake_timeout: float = 60.0,
+) -> SecureHostLink:
+    """Find the device (unless ``found``), connect, authenticate, verify attestation."""
+    if found is None:
+        found = await find(radio, auth, timeout=timeout)
+    session = SecureHostLink(
+        found.device,
+        radio,
+        mode=auth.mode,
+        secret=auth.secret,
+        trust=trust,
+        advertised=found.service_data,
+        confirm_number=confirm_number,
+        handshake_timeout=handshake_timeout,
+    )
+    await session.open()
+    return session
