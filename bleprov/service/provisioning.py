@@ -1,0 +1,166 @@
+"""The host's enrolment of one device, over an open secure session.
+
+What the laptop owner, the demo and the tests all run once a session is open: show the
+device's Wi-Fi scan, send credentials (and new ones after a failed join, in the same
+session), enrol the device into a zone or bind it as a peer, commit everything in the
+device's one atomic write, then record the result on the host (the peer pin) or undo it
+on the hub (a zone certificate whose commit was not confirmed is revoked).
+
+The user interface is a :class:`WifiChooser` (pick a network, answer a failure) and a
+:class:`Progress` sink; the CLI implements them with prompts, the demo with a script.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bleprov.core.enrolment.messages import WifiState, WifiStatus
+from bleprov.core.errors import BleprovError
+from bleprov.core.peer import PeerPin
+from bleprov.core.wifi import ScanResult, WifiCredentials
+from bleprov.radio.secure_link import SecureHostLink
+from bleprov.service.enrolment import EnrolmentClient
+from bleprov.service.trust import HostTrust
+from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller
+
+
+class WifiNotJoined(BleprovError):
+    """The device could not join any of the networks given; nothing was committed."""
+
+
+class WifiChooser(Protocol):
+    """The user's side of the Wi-Fi step."""
+
+    async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
+        """Credentials for one of the networks the device sees (None: no Wi-Fi)."""
+        ...
+
+    async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
+        """The join failed (``status.reason``): new credentials, or None to give up."""
+        ...
+
+
+class Progress(Protocol):
+    def step(self, text: str) -> None: ...
+
+
+class _Silent:
+    def step(self, text: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ZonePlan:
+    """Enrol into a zone: the hub's enroller (an authenticated admin) and the owner."""
+
+    enroller: ZoneEnroller
+    owner: str
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """Bind the device to this host as a peer."""
+
+    host: HostTrust
+
+
+@dataclass
+class StepCost:
+    """What one step sent and received at the enrolment layer."""
+
+    requests: int = 0
+    bytes_up: int = 0
+    bytes_down: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ProvisionReport:
+    device_id: str
+    scan: list[ScanResult] = field(default_factory=list)
+    wifi: WifiStatus | None = None
+    wifi_attempts: int = 0
+    zone: PendingEnrolment | None = None
+    peer: PeerPin | None = None
+    wifi_cost: StepCost = field(default_factory=StepCost)
+    trust_cost: StepCost = field(default_factory=StepCost)
+    total_cost: StepCost = field(default_factory=StepCost)
+
+
+class _Meter:
+    def __init__(self, client: EnrolmentClient) -> None:
+        self.client = client
+
+    def mark(self) -> tuple[int, int, int, float]:
+        c = self.client
+        return c.requests, c.bytes_sent, c.bytes_received, time.perf_counter()
+
+    def since(self, mark: tuple[int, int, int, float]) -> StepCost:
+        now = self.mark()
+        return StepCost(now[0] - mark[0], now[1] - mark[1], now[2] - mark[2], now[3] - mark[3])
+
+
+async def provision(
+    session: SecureHostLink,
+    *,
+    wifi: WifiChooser | None = None,
+    zone: ZonePlan | None = None,
+    peer: PeerPlan | None = None,
+    progress: Progress | None = None,
+    client_factory: Callable[[SecureHostLink], EnrolmentClient] = EnrolmentClient,
+) -> ProvisionReport:
+    """Wi-Fi, then zone or peer trust, then one commit. Raises on any failure, after which
+    the device has rolled back (or will, when the session ends) and the hub has revoked
+    what it issued."""
+    progress = progress or _Silent()
+    if session.info is None:
+        raise BleprovError("the session is not open: call open() first")
+    device_id = session.info.attestation.device_id
+    client = client_factory(session)
+    meter = _Meter(client)
+    report = ProvisionReport(device_id)
+    start = meter.mark()
+    if wifi is not None:
+        mark = meter.mark()
+        progress.step("asking the device which Wi-Fi networks it sees")
+        report.scan = await client.scan()
+        credentials = await wifi.choose(report.scan)
+        while credentials is not None:
+            report.wifi_attempts += 1
+            progress.step(f"sending credentials for {credentials.ssid.decode(errors='replace')}")
+            status = await client.set_wifi(credentials)
+            report.wifi = status
+            if status.state is WifiState.CONNECTED:
+                break
+            credentials = await wifi.retry(status, credentials) if status.attempts_left else None
+        report.wifi_cost = meter.since(mark)
+        if report.wifi is not None and report.wifi.state is not WifiState.CONNECTED:
+            await client.abort()
+            raise WifiNotJoined(
+                "the device could not join the network; nothing was changed on it: check "
+                "the password and that the network is in range, then provision again"
+            )
+    mark = meter.mark()
+    pending: PendingEnrolment | None = None
+    if zone is not None:
+        progress.step("enrolling into the zone: the device makes its key and a CSR")
+        pending = await zone.enroller.stage(client, session, device_id=device_id, owner=zone.owner)
+        report.zone = pending
+    if peer is not None:
+        progress.step("binding as peers: exchanging long-term keys")
+        report.peer = await client.peer_bind(peer.host.identity())
+    report.trust_cost = meter.since(mark)
+    progress.step("committing on the device (one atomic write)")
+    try:
+        await client.commit()
+    except BaseException:
+        if pending is not None and zone is not None:
+            await zone.enroller.abandon(pending)
+        raise
+    if peer is not None and report.peer is not None:
+        peer.host.pin(report.peer)  # only once the device holds our pin too
+    report.total_cost = meter.since(start)
+    return report
