@@ -268,6 +268,10 @@ from bleprov.cli.label import label_app  # noqa: E402  (it uses the helpers abov
 
 app.add_typer(label_app, name="label")
 
+from bleprov.cli.host import register as _register_host_commands  # noqa: E402
+
+_register_host_commands(app)
+
 
 def main() -> None:
     try:

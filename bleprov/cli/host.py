@@ -1,0 +1,738 @@
+"""The laptop's commands: ``bleprov scan``, ``bleprov provision``, ``bleprov peer``.
+
+Secrets never come from argv: a label is read from a file (its text, an NFC dump, or a
+photo of its QR code), a code or a password from the environment or a no-echo prompt.
+
+Exit codes beside 0/1/2/130: 3 no such device found, 4 authentication failed (wrong
+label, code or number; the device counts the attempt), 5 the device could not join the
+Wi-Fi network (nothing was changed on it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bleprov.core.advertising import AdvertisedFlags, as_mapping
+from bleprov.core.enrolment.messages import WifiStatus
+from bleprov.core.errors import BleprovError
+from bleprov.core.identity import TrustPolicy
+from bleprov.core.onboarding import PayloadError
+from bleprov.core.session import host as hst
+from bleprov.core.session.modes import AuthenticationFailed, UserRejected
+from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+from bleprov.radio.host_link import LinkError, scan
+from bleprov.radio.spec import RadioSpec, open_central
+from bleprov.service.host_session import DeviceAuthentication, find, open_session
+from bleprov.service.provisioning import (
+    PeerPlan,
+    ProvisionReport,
+    WifiNotJoined,
+    ZonePlan,
+    provision,
+)
+from bleprov.service.trust import HostTrust
+from bleprov.store.device_store import DeviceStore
+from bleprov.store.keys import KeyFileProvider
+
+EXIT_NOT_FOUND = 3
+EXIT_AUTHENTICATION = 4
+EXIT_WIFI = 5
+
+WIFI_PASSWORD_ENV = "BLEPROV_WIFI_PASSWORD"  # noqa: S105 (a variable's name)
+MANUAL_CODE_ENV = "BLEPROV_MANUAL_CODE"
+PRINTED_KEY_ENV = "BLEPROV_PRINTED_KEY"
+CARD_USER_ENV = "BLEPROV_CARD_USER"
+CARD_PASSWORD_ENV = "BLEPROV_CARD_PASSWORD"  # noqa: S105 (a variable's name)
+HOST_DIR_ENV = "BLEPROV_HOST_DIR"
+
+_QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
+_SECURITY = {
+    "open": WifiSecurity.OPEN,
+    "wpa2": WifiSecurity.WPA2_PERSONAL,
+    "wpa3": WifiSecurity.WPA3_PERSONAL,
+    "wpa2-wpa3": WifiSecurity.WPA2_WPA3_PERSONAL,
+}
+
+
+class HostError(BleprovError):
+    """Something the user gave the host command cannot be used (says what to do)."""
+
+
+def default_host_dir() -> Path:
+    """Where the laptop keeps its peer identity and pins (encrypted): XDG data home."""
+    if value := os.environ.get(HOST_DIR_ENV):
+        return Path(value)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "bleprov" / "host"
+
+
+def host_trust(directory: Path, name: str | None = None) -> HostTrust:
+    """The host's encrypted store (0600 key file beside it) and its peer identity."""
+    store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
+    return HostTrust(store, name=name or _host_name())
+
+
+def _host_name() -> str:
+    raw = os.uname().nodename.split(".")[0] or "host"
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "-", raw)[:64]
+    return cleaned if cleaned[:1].isalnum() else f"h{cleaned}"[:64]
+
+
+# ------------------------------------------------------------------------------- scan
+
+
+async def scan_devices(console: Console, radio: str, timeout: float, as_json: bool) -> None:
+    spec = RadioSpec.parse(radio)
+    async with open_central(spec) as central:
+        if as_json:
+            found = await scan(central, timeout=timeout)
+        else:
+            with console.status(f"scanning on {spec} for {timeout:g} s..."):
+                found = await scan(central, timeout=timeout)
+    rows = [
+        {
+            "address": f.device.address,
+            "name": f.local_name,
+            "rssi": f.rssi,
+            **{k: v for k, v in as_mapping(f.service_data).items()},
+        }
+        for f in found
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print(f"no bleprov device heard on {spec} within {timeout:g} s")
+        return
+    table = Table(title=f"bleprov devices on {spec}")
+    for column in ("address", "name", "state", "modes", "discriminator", "RSSI", "busy"):
+        table.add_column(column)
+    for f in found:
+        data = f.service_data
+        table.add_row(
+            f.device.address,
+            escape(f.local_name or ""),
+            data.state.name.lower(),
+            ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
+            str(data.discriminator),
+            f"{f.rssi} dBm",
+            "yes" if AdvertisedFlags.BUSY in data.flags else "",
+        )
+    console.print(table)
+
+
+# -------------------------------------------------------------------------- provision
+
+
+@dataclass
+class LabelSource:
+    """Exactly one way the user proves they hold the device's label (or is next to it)."""
+
+    qr_file: Path | None = None
+    qr_image: Path | None = None
+    ndef: Path | None = None
+    printed_key: bool = False
+    manual_code: bool = False
+    scratch_card: bool = False
+    compare: bool = False
+    button: bool = False
+    discriminator: int | None = None
+
+    def authentication(self) -> DeviceAuthentication:
+        try:
+            return self._authentication()
+        except PayloadError as exc:
+            raise HostError(
+                f"that is not a valid bleprov label ({exc}): check it was copied or "
+                "photographed whole, from this device's label"
+            ) from None
+
+    def _authentication(self) -> DeviceAuthentication:
+        chosen = [
+            name
+            for name in (
+                "qr_file",
+                "qr_image",
+                "ndef",
+                "printed_key",
+                "manual_code",
+                "scratch_card",
+                "compare",
+                "button",
+            )
+            if getattr(self, name)
+        ]
+        if len(chosen) != 1:
+            raise HostError(
+                "say how to authenticate, exactly once: --qr-file, --qr-image, --ndef, "
+                "--printed-key, --manual-code, --scratch-card, --compare or --button"
+            )
+        if self.qr_file is not None:
+            match = _QR_TOKEN.search(_read(self.qr_file, "QR text"))
+            if match is None:
+                raise HostError(f"{self.qr_file} holds no bleprov QR text (BP:...)")
+            return DeviceAuthentication.from_qr_text(match.group(0))
+        if self.qr_image is not None:
+            from bleprov.labels import decode_qr_image
+
+            return DeviceAuthentication.from_qr_text(decode_qr_image(self.qr_image))
+        if self.ndef is not None:
+            try:
+                return DeviceAuthentication.from_ndef(self.ndef.read_bytes())
+            except OSError as exc:
+                raise HostError(f"cannot read {self.ndef}: {exc.strerror}") from None
+        if self.printed_key:
+            return DeviceAuthentication.from_printed_key(
+                _secret_text(PRINTED_KEY_ENV, "Printed key")
+            )
+        if self.manual_code:
+            return DeviceAuthentication.from_manual_code(
+                _secret_text(MANUAL_CODE_ENV, "Manual code")
+            )
+        if self.scratch_card:
+            user = os.environ.get(CARD_USER_ENV) or typer.prompt("Scratch card user")
+            return DeviceAuthentication.from_scratch_card(
+                user,
+                _secret_text(CARD_PASSWORD_ENV, "Scratch card password"),
+                discriminator=self.discriminator,
+            )
+        if self.compare:
+            return DeviceAuthentication.compare(discriminator=self.discriminator)
+        return DeviceAuthentication.button(discriminator=self.discriminator)
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise HostError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+
+
+def _secret_text(env: str, prompt: str) -> str:
+    from bleprov.cli import secret_input
+
+    return secret_input(env, prompt).decode()
+
+
+def load_roots(paths: list[Path]) -> tuple[bytes, ...]:
+    """Manufacturer roots (PEM or DER files) the host trusts for attestation."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    roots: list[bytes] = []
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise HostError(f"cannot read the trust root {path}: {exc.strerror}") from None
+        try:
+            certificates = (
+                x509.load_pem_x509_certificates(data)
+                if b"-----BEGIN" in data
+                else [x509.load_der_x509_certificate(data)]
+            )
+        except ValueError:
+            raise HostError(f"{path} is not a PEM or DER certificate") from None
+        roots += [c.public_bytes(Encoding.DER) for c in certificates]
+    return tuple(roots)
+
+
+@dataclass
+class WifiChoice:
+    ssid: str | None
+    security: str
+    password_file: Path | None
+    skip: bool
+
+
+class PromptingChooser:
+    """Picks the network from the device's scan (or --wifi-ssid) and asks for passwords."""
+
+    def __init__(self, console: Console, choice: WifiChoice) -> None:
+        self.console = console
+        self.choice = choice
+        self.interactive = sys.stdin.isatty()
+
+    async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
+        self._show(results)
+        if self.choice.ssid is not None:
+            ssid = self.choice.ssid.encode()
+            seen = next((r for r in results if r.ssid == ssid), None)
+        else:
+            if not self.interactive or not results:
+                raise HostError("name the network with --wifi-ssid (or run interactively)")
+            index = typer.prompt("Network number", type=int)
+            if not 1 <= index <= len(results):
+                raise HostError(f"choose a network number from 1 to {len(results)}")
+            seen = results[index - 1]
+            ssid = seen.ssid
+        security = self._security(seen)
+        passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
+        return WifiCredentials(
+            ssid, security, passphrase=passphrase, hidden=seen is None and bool(ssid)
+        )
+
+    async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
+        reason = status.reason.name.lower().replace("_", " ") if status.reason else "failed"
+        self.console.print(
+            f"[yellow]wifi:[/] {reason} ({status.attempts_left} attempts left in this session)"
+        )
+        if not self.interactive or tried.security is WifiSecurity.OPEN:
+            return None
+        if not typer.confirm("Try another password?", default=True):
+            return None
+        return WifiCredentials(
+            tried.ssid,
+            tried.security,
+            passphrase=self._password(tried.ssid, first=False),
+            hidden=tried.hidden,
+        )
+
+    def _show(self, results: list[ScanResult]) -> None:
+        table = Table(title=f"Wi-Fi networks the device sees ({len(results)})")
+        for column in ("#", "SSID", "signal", "channel", "security"):
+            table.add_column(column)
+        for number, r in enumerate(results[:30], 1):
+            table.add_row(
+                str(number),
+                escape(r.ssid.decode(errors="replace") or "(hidden)"),
+                f"{r.rssi} dBm",
+                str(r.channel),
+                r.security.name.lower(),
+            )
+        self.console.print(table)
+
+    def _security(self, seen: ScanResult | None) -> WifiSecurity:
+        if self.choice.security != "auto":
+            return _SECURITY[self.choice.security]
+        if seen is None:
+            raise HostError("the device does not see that network: give --wifi-security")
+        return seen.security
+
+    def _password(self, ssid: bytes, *, first: bool) -> str:
+        if first and self.choice.password_file is not None:
+            value = _read(self.choice.password_file, "Wi-Fi password").rstrip("\r\n")
+        elif first and (env := os.environ.get(WIFI_PASSWORD_ENV)) is not None:
+            value = env
+        elif self.interactive:
+            value = typer.prompt(
+                f"Password for {ssid.decode(errors='replace')}", hide_input=True, default=""
+            )
+        else:
+            raise HostError(
+                f"give the Wi-Fi password in {WIFI_PASSWORD_ENV} or --wifi-password-file"
+            )
+        if not 8 <= len(value) <= 63:
+            raise HostError("a WPA passphrase is 8 to 63 characters")
+        return value
+
+
+class _Progress:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def step(self, text: str) -> None:
+        self.console.print(f"[dim]...[/] {text}")
+
+
+@dataclass
+class TrustTarget:
+    zone: Path | None
+    user: str | None
+    user_key: Path | None
+    owner: str | None
+    registry_url: str | None
+    peer: bool
+    host_dir: Path
+
+
+async def provision_device(
+    console: Console,
+    *,
+    radio: str,
+    mtu: int,
+    label: LabelSource,
+    roots: list[Path],
+    allow_unknown_manufacturer: bool,
+    wifi: WifiChoice,
+    target: TrustTarget,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """``bleprov provision``: the whole enrolment of one device, as a person runs it."""
+    from bleprov.cli.zone import _authenticate, _open_hub
+
+    auth = label.authentication()
+    trust = hst.Trust(
+        load_roots(roots),
+        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
+    )
+    if not trust.roots and not allow_unknown_manufacturer:
+        raise HostError(
+            "no manufacturer root to check the device against: give --trust ROOT.pem "
+            "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
+        )
+    if target.zone is not None and target.peer:
+        raise HostError("choose --zone or --peer, not both")
+    zone_plan = None
+    hub = None
+    try:
+        if target.zone is not None:
+            if target.user is None:
+                raise HostError("--zone needs --user (an admin of the zone)")
+            hub = _open_hub(target.zone, target.registry_url)
+            user = _authenticate(hub, hub.registry, target.user, target.user_key)
+            from bleprov.service.zone_hub import ZoneEnroller
+
+            hub.registry.require_admin(user)
+            zone_plan = ZonePlan(ZoneEnroller(hub, user), target.owner or target.user)
+        peer_plan = PeerPlan(host_trust(target.host_dir)) if target.peer else None
+        if auth.mode.label == "button":
+            console.print(
+                "[yellow]button mode:[/] anyone in radio range during the device's button "
+                "window could enrol it instead of you; use it only where nobody else can be"
+            )
+        spec = RadioSpec.parse(radio)
+        async with open_central(spec, mtu=mtu) as central:
+            with console.status(f"looking for the device on {spec}..."):
+                found = await find(central, auth, timeout=timeout)
+            console.print(
+                f"found {found.device.address}, discriminator "
+                f"{found.service_data.discriminator}, {found.service_data.state.name.lower()}"
+            )
+
+            async def confirm(number: int) -> bool:
+                return typer.confirm(
+                    f"Does the device show {number:06d}? (compare digit by digit)", default=False
+                )
+
+            with console.status(f"authenticating ({auth.mode.label} mode)..."):
+                session = await open_session(
+                    central, auth, trust, found=found, confirm_number=confirm
+                )
+            try:
+                assert session.info is not None
+                attestation = session.info.attestation
+                console.print(
+                    f"authenticated device {attestation.device_id} made by "
+                    f"{escape(attestation.manufacturer)}"
+                    + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
+                )
+                report = await provision(
+                    session,
+                    wifi=None if wifi.skip else PromptingChooser(console, wifi),
+                    zone=zone_plan,
+                    peer=peer_plan,
+                    progress=_Progress(console),
+                )
+            finally:
+                await session.close()
+    finally:
+        if hub is not None:
+            hub.close()
+    _summary(console, report, as_json)
+
+
+def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
+    summary: dict[str, Any] = {
+        "device_id": report.device_id,
+        "wifi": None
+        if report.wifi is None
+        else {"state": report.wifi.state.value, "ip": report.wifi.ip},
+        "zone": None
+        if report.zone is None
+        else {
+            "serial": f"{report.zone.serial:x}",
+            "owner": report.zone.owner,
+            "not_after": report.zone.not_after.isoformat(),
+        },
+        "peer": None
+        if report.peer is None
+        else {"name": report.peer.name, "fingerprint": report.peer.fingerprint.hex()},
+        "round_trips": report.total_cost.requests,
+        "bytes_up": report.total_cost.bytes_up,
+        "bytes_down": report.total_cost.bytes_down,
+        "seconds": round(report.total_cost.seconds, 3),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    if report.wifi is not None:
+        console.print(f"wifi: connected, IP {report.wifi.ip}")
+    if report.zone is not None:
+        console.print(
+            f"zone: enrolled for {report.zone.owner}, certificate valid to "
+            f"{report.zone.not_after:%Y-%m-%d}"
+        )
+    if report.peer is not None:
+        console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
+    console.print(
+        f"[bold green]device {report.device_id} provisioned[/] "
+        f"({report.total_cost.requests} round trips, {report.total_cost.bytes_up} bytes up, "
+        f"{report.total_cost.bytes_down} down, {report.total_cost.seconds:.1f} s)"
+    )
+
+
+def exit_code_for(exc: BleprovError) -> int:
+    """The documented exit code of a failure (module docstring)."""
+    if isinstance(exc, LinkError) and "found" in str(exc):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, AuthenticationFailed | UserRejected | hst.DeviceRefused):
+        return EXIT_AUTHENTICATION
+    if isinstance(exc, WifiNotJoined):
+        return EXIT_WIFI
+    return 1
+
+
+# ------------------------------------------------------------------------------- peer
+
+
+def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
+    trust = host_trust(host_dir)
+    pins = trust.pins()
+    rows = [{"name": p.name, "fingerprint": p.fingerprint.hex()} for p in pins]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print("no device is bound to this host")
+        return
+    table = Table(title=f"devices bound to {trust.name}")
+    table.add_column("device")
+    table.add_column("key fingerprint (SHA-256)")
+    for row in rows:
+        table.add_row(row["name"], row["fingerprint"])
+    console.print(table)
+
+
+async def unbind_peer(
+    console: Console, host_dir: Path, device: str, address: str | None, local_only: bool
+) -> None:
+    trust = host_trust(host_dir)
+    if device not in trust.pins():
+        raise HostError(f"no device {device} is bound to this host (bleprov peer list)")
+    if local_only:
+        trust.unpin(device)
+        console.print(f"forgot {device} here only; the device still trusts this host")
+        return
+    if address is None:
+        raise HostError("give the device's address (--address HOST:PORT), or --local-only")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise HostError("--address is HOST:PORT")
+    await trust.unbind(host, int(port), device)
+    console.print(f"unbound {device}: neither side trusts the other any more")
+
+
+# --------------------------------------------------------------------- the commands
+
+
+def _run_host(coro: Any) -> None:
+    """Run a host command: errors become one line and the documented exit code."""
+    import asyncio
+
+    from bleprov.cli import EXIT_INTERRUPTED, err_console
+
+    try:
+        asyncio.run(coro)
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(exit_code_for(exc)) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the device rolls back whatever was not committed")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+peer_app = typer.Typer(help="Devices bound to this host as peers (no hub, pinned keys).")
+
+HostDirOption = typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
+RadioOption = typer.Option(
+    "--radio", help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add scan, provision and peer to the ``bleprov`` command."""
+    from bleprov.cli import console
+
+    @app.command("scan")
+    def scan_command(
+        radio: Annotated[str, RadioOption] = "system",
+        timeout: Annotated[float, typer.Option(help="Seconds to listen.")] = 5.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """List nearby bleprov devices: state, modes, discriminator, signal."""
+        _run_host(scan_devices(console, radio, timeout, as_json))
+
+    @app.command("provision")
+    def provision_command(
+        radio: Annotated[str, RadioOption] = "system",
+        qr_file: Annotated[
+            Path | None, typer.Option(help="A file holding the label's QR text (label.txt).")
+        ] = None,
+        qr_image: Annotated[
+            Path | None, typer.Option(help="A photo or screenshot of the label's QR code.")
+        ] = None,
+        ndef: Annotated[Path | None, typer.Option(help="The label's NFC NDEF message.")] = None,
+        printed_key: Annotated[
+            bool,
+            typer.Option("--printed-key", help=f"Type the long printed key ({PRINTED_KEY_ENV})."),
+        ] = False,
+        manual_code: Annotated[
+            bool,
+            typer.Option(
+                "--manual-code", help=f"Type the 11-digit manual code ({MANUAL_CODE_ENV})."
+            ),
+        ] = False,
+        scratch_card: Annotated[
+            bool,
+            typer.Option(
+                "--scratch-card",
+                help=f"Type the scratch card ({CARD_USER_ENV}, {CARD_PASSWORD_ENV}).",
+            ),
+        ] = False,
+        compare: Annotated[
+            bool,
+            typer.Option("--compare", help="Compare a 6-digit number with the device's display."),
+        ] = False,
+        button: Annotated[
+            bool,
+            typer.Option("--button", help="The device's button was pressed (unsafe in company)."),
+        ] = False,
+        discriminator: Annotated[
+            int | None, typer.Option(help="Which device, for --compare/--button/--scratch-card.")
+        ] = None,
+        trust: Annotated[
+            list[Path] | None,
+            typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
+        ] = None,
+        allow_unknown_manufacturer: Annotated[
+            bool,
+            typer.Option(
+                "--allow-unknown-manufacturer",
+                help="Only warn when the manufacturer root is not trusted.",
+            ),
+        ] = False,
+        wifi_ssid: Annotated[
+            str | None, typer.Option(help="The network to join (else chosen from the scan).")
+        ] = None,
+        wifi_security: Annotated[
+            str, typer.Option(help="auto (from the scan), open, wpa2, wpa3 or wpa2-wpa3.")
+        ] = "auto",
+        wifi_password_file: Annotated[
+            Path | None,
+            typer.Option(help=f"A file holding the Wi-Fi password (or {WIFI_PASSWORD_ENV})."),
+        ] = None,
+        no_wifi: Annotated[bool, typer.Option("--no-wifi", help="Skip the Wi-Fi step.")] = False,
+        zone: Annotated[
+            Path | None, typer.Option(help="Enrol into this hub's zone (hub directory).")
+        ] = None,
+        user: Annotated[
+            str | None, typer.Option(help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE).")
+        ] = None,
+        user_key: Annotated[
+            Path | None, typer.Option(help="Directory of a zone-issued user credential.")
+        ] = None,
+        owner: Annotated[
+            str | None, typer.Option(help="The zone user the device is for (default: --user).")
+        ] = None,
+        registry_url: Annotated[
+            str | None, typer.Option(help="Override the hub's registry URL.")
+        ] = None,
+        peer: Annotated[bool, typer.Option("--peer", help="Bind to this host as a peer.")] = False,
+        host_dir: Annotated[
+            Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
+        ] = None,
+        mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 247,
+        timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 15.0,
+        as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    ) -> None:
+        """Authenticate a device with its label, give it Wi-Fi, enrol it or bind it.
+
+        Exit codes: 0 done, 1 error, 2 usage, 3 device not found, 4 authentication failed,
+        5 Wi-Fi not joined (nothing changed on the device), 130 interrupted.
+        """
+        if wifi_security not in ("auto", *_SECURITY):
+            raise typer.BadParameter(
+                "use auto, open, wpa2, wpa3 or wpa2-wpa3", param_hint="--wifi-security"
+            )
+        _run_host(
+            provision_device(
+                console,
+                radio=radio,
+                mtu=mtu,
+                label=LabelSource(
+                    qr_file,
+                    qr_image,
+                    ndef,
+                    printed_key,
+                    manual_code,
+                    scratch_card,
+                    compare,
+                    button,
+                    discriminator,
+                ),
+                roots=trust or [],
+                allow_unknown_manufacturer=allow_unknown_manufacturer,
+                wifi=WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi),
+                target=TrustTarget(
+                    zone,
+                    user,
+                    user_key,
+                    owner,
+                    registry_url,
+                    peer,
+                    host_dir or default_host_dir(),
+                ),
+                timeout=timeout,
+                as_json=as_json,
+            )
+        )
+
+    @peer_app.command("list")
+    def peer_list(
+        host_dir: Annotated[
+            Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ) -> None:
+        """Devices this host is bound to, with their key fingerprints."""
+        try:
+            list_peers(console, host_dir or default_host_dir(), as_json)
+        except BleprovError as exc:
+            from bleprov.cli import err_console
+
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+
+    @peer_app.command("unbind")
+    def peer_unbind(
+        device: Annotated[str, typer.Argument(help="The device ID.")],
+        address: Annotated[
+            str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
+        ] = None,
+        local_only: Annotated[
+            bool,
+            typer.Option(
+                "--local-only", help="Forget the device here only (it is gone or unreachable)."
+            ),
+        ] = False,
+        host_dir: Annotated[
+            Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
+        ] = None,
+    ) -> None:
+        """Remove the pins on both sides: afterwards neither trusts the other."""
+        _run_host(unbind_peer(console, host_dir or default_host_dir(), device, address, local_only))
+
+    app.add_typer(peer_app, name="peer")
