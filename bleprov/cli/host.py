@@ -700,6 +700,63 @@ def register(app: typer.Typer) -> None:
             )
         )
 
+    @peer_app.command("bind")
+    def peer_bind(
+        radio: Annotated[str, RadioOption] = "system",
+        qr_file: Annotated[
+            Path | None, typer.Option(help="A file holding the label's QR text (label.txt).")
+        ] = None,
+        qr_image: Annotated[
+            Path | None, typer.Option(help="A photo or screenshot of the label's QR code.")
+        ] = None,
+        manual_code: Annotated[
+            bool,
+            typer.Option("--manual-code", help=f"Type the manual code ({MANUAL_CODE_ENV})."),
+        ] = False,
+        compare: Annotated[
+            bool, typer.Option("--compare", help="Compare a number with the device's display.")
+        ] = False,
+        discriminator: Annotated[
+            int | None, typer.Option(help="Which device, for --compare.")
+        ] = None,
+        trust: Annotated[
+            list[Path] | None,
+            typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
+        ] = None,
+        allow_unknown_manufacturer: Annotated[
+            bool,
+            typer.Option("--allow-unknown-manufacturer", help="Only warn on an unknown maker."),
+        ] = False,
+        host_dir: Annotated[Path | None, HostDirOption] = None,
+        timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 15.0,
+    ) -> None:
+        """Bind a device to this host (no hub): each pins the other's key, no Wi-Fi step.
+
+        The same as ``bleprov provision --peer --no-wifi``; exit codes as provision's.
+        """
+        _run_host(
+            provision_device(
+                console,
+                radio=radio,
+                mtu=247,
+                label=LabelSource(
+                    qr_file=qr_file,
+                    qr_image=qr_image,
+                    manual_code=manual_code,
+                    compare=compare,
+                    discriminator=discriminator,
+                ),
+                roots=trust or [],
+                allow_unknown_manufacturer=allow_unknown_manufacturer,
+                wifi=WifiChoice(None, "auto", None, skip=True),
+                target=TrustTarget(
+                    None, None, None, None, None, True, host_dir or default_host_dir()
+                ),
+                timeout=timeout,
+                as_json=False,
+            )
+        )
+
     @peer_app.command("list")
     def peer_list(
         host_dir: Annotated[

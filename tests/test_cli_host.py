@@ -1,0 +1,181 @@
+"""The host commands' parts that need no radio: where secrets come from, trust roots, the
+Wi-Fi chooser, exit codes, and usage errors as a person meets them."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from rich.console import Console
+from typer.testing import CliRunner
+
+from bleprov.cli import app
+from bleprov.cli.host import (
+    EXIT_AUTHENTICATION,
+    EXIT_NOT_FOUND,
+    EXIT_WIFI,
+    HostError,
+    LabelSource,
+    PromptingChooser,
+    WifiChoice,
+    exit_code_for,
+    load_roots,
+)
+from bleprov.core.advertising import OobMode
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.enrolment.messages import WifiState, WifiStatus
+from bleprov.core.factory import provision_device
+from bleprov.core.identity import Manufacturer
+from bleprov.core.onboarding import encode_user_password
+from bleprov.core.session.messages import Mode
+from bleprov.core.session.modes import AuthenticationFailed
+from bleprov.core.wifi import JoinFailure, ScanResult, WifiSecurity
+from bleprov.radio.host_link import LinkError
+from bleprov.service.provisioning import WifiNotJoined
+
+runner = CliRunner()
+QUIET = Console(file=io.StringIO())
+NOW = datetime.now(UTC)
+MANUFACTURER = Manufacturer.create("Acme", now=NOW)
+DEVICE, LABEL = provision_device(
+    MANUFACTURER.issue_device(now=NOW),
+    modes=OobMode.QR | OobMode.CODE,
+    cost=ScryptCost(n=16, r=1, p=1),
+    scratch_card=True,
+)
+HOME = ScanResult(b"Home", "02:00:00:00:00:01", -40, 6, WifiSecurity.WPA2_PERSONAL)
+CAFE = ScanResult(b"Cafe", "02:00:00:00:00:02", -60, 1, WifiSecurity.OPEN)
+
+
+def test_exactly_one_way_to_authenticate() -> None:
+    with pytest.raises(HostError, match="exactly once"):
+        LabelSource().authentication()
+    with pytest.raises(HostError, match="exactly once"):
+        LabelSource(compare=True, button=True).authentication()
+
+
+def test_a_label_file_gives_qr_mode_and_the_discriminator(tmp_path: Path) -> None:
+    label_txt = tmp_path / "label.txt"
+    label_txt.write_text(f"Device ABC\nQR code text:  {LABEL.qr_text}\nManual code: x\n")
+    auth = LabelSource(qr_file=label_txt).authentication()
+    assert auth.mode is Mode.QR
+    assert auth.discriminator == DEVICE.discriminator
+    assert LABEL.qr_text not in repr(auth)  # the secret stays out of logs
+
+
+def test_a_damaged_label_says_what_to_do(tmp_path: Path) -> None:
+    bad = tmp_path / "label.txt"
+    bad.write_text("BP:AAAA")
+    with pytest.raises(HostError, match="not a valid bleprov label"):
+        LabelSource(qr_file=bad).authentication()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("nothing here")
+    with pytest.raises(HostError, match="no bleprov QR text"):
+        LabelSource(qr_file=empty).authentication()
+    with pytest.raises(HostError, match="cannot read"):
+        LabelSource(qr_file=tmp_path / "missing.txt").authentication()
+
+
+def test_codes_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert LABEL.manual_code is not None and LABEL.scratch_card is not None
+    monkeypatch.setenv("BLEPROV_MANUAL_CODE", LABEL.manual_code)
+    auth = LabelSource(manual_code=True).authentication()
+    assert auth.mode is Mode.CODE and auth.matches is not None
+    user, password = encode_user_password(LABEL.scratch_card).split(" ", 1)
+    monkeypatch.setenv("BLEPROV_CARD_USER", LABEL.scratch_card.user)
+    monkeypatch.setenv("BLEPROV_CARD_PASSWORD", LABEL.scratch_card.password)
+    card = LabelSource(scratch_card=True, discriminator=7).authentication()
+    assert card.mode is Mode.CODE and card.discriminator == 7
+    assert user and password
+
+
+def test_trust_roots_in_pem_or_der(tmp_path: Path) -> None:
+    root = MANUFACTURER.root_certificate
+    pem, der = tmp_path / "root.pem", tmp_path / "root.der"
+    pem.write_bytes(root.public_bytes(Encoding.PEM))
+    der.write_bytes(root.public_bytes(Encoding.DER))
+    assert load_roots([pem, der]) == (root.public_bytes(Encoding.DER),) * 2
+    junk = tmp_path / "junk.pem"
+    junk.write_text("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+    with pytest.raises(HostError, match="not a PEM or DER"):
+        load_roots([junk])
+
+
+async def test_chooser_takes_the_named_network_and_the_password_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.console import Console
+
+    monkeypatch.setenv("BLEPROV_WIFI_PASSWORD", "correct horse")
+    chooser = PromptingChooser(
+        Console(file=open("/dev/null", "w")), WifiChoice("Home", "auto", None, False)
+    )
+    chooser.interactive = False
+    credentials = await chooser.choose([HOME, CAFE])
+    assert credentials is not None
+    assert credentials.security is WifiSecurity.WPA2_PERSONAL
+    assert credentials.passphrase == "correct horse" and not credentials.hidden
+    failed = WifiStatus(WifiState.FAILED, 3, reason=JoinFailure.WRONG_PASSWORD)
+    assert await chooser.retry(failed, credentials) is None  # nobody to ask: give up
+
+
+async def test_chooser_open_network_hidden_network_and_missing_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    quiet = QUIET
+    monkeypatch.delenv("BLEPROV_WIFI_PASSWORD", raising=False)
+    cafe = PromptingChooser(quiet, WifiChoice("Cafe", "auto", None, False))
+    cafe.interactive = False
+    open_credentials = await cafe.choose([HOME, CAFE])
+    assert open_credentials is not None and open_credentials.passphrase is None
+    hidden = PromptingChooser(quiet, WifiChoice("Attic", "auto", None, False))
+    hidden.interactive = False
+    with pytest.raises(HostError, match="--wifi-security"):
+        await hidden.choose([HOME])
+    secret_file = tmp_path / "wifi.txt"
+    secret_file.write_text("attic password\n")
+    hidden = PromptingChooser(quiet, WifiChoice("Attic", "wpa3", secret_file, False))
+    hidden.interactive = False
+    attic = await hidden.choose([HOME])
+    assert attic is not None and attic.hidden and attic.passphrase == "attic password"
+    nameless = PromptingChooser(quiet, WifiChoice(None, "auto", None, False))
+    nameless.interactive = False
+    with pytest.raises(HostError, match="--wifi-ssid"):
+        await nameless.choose([HOME])
+    home = PromptingChooser(quiet, WifiChoice("Home", "auto", None, False))
+    home.interactive = False
+    with pytest.raises(HostError, match="BLEPROV_WIFI_PASSWORD"):
+        await home.choose([HOME])
+
+
+def test_exit_codes() -> None:
+    assert exit_code_for(LinkError("no bleprov device found within 2 s")) == EXIT_NOT_FOUND
+    assert exit_code_for(AuthenticationFailed("wrong code")) == EXIT_AUTHENTICATION
+    assert exit_code_for(WifiNotJoined("no")) == EXIT_WIFI
+    assert exit_code_for(HostError("x")) == 1
+
+
+def test_provision_without_a_trust_root_says_what_to_do(tmp_path: Path) -> None:
+    label_txt = tmp_path / "label.txt"
+    label_txt.write_text(LABEL.qr_text)
+    result = runner.invoke(app, ["provision", "--qr-file", str(label_txt), "--no-wifi"])
+    assert result.exit_code == 1
+    assert "--trust" in result.output
+    assert LABEL.qr_text not in result.output
+
+
+def test_provision_usage_errors() -> None:
+    result = runner.invoke(app, ["provision", "--compare", "--wifi-security", "wep"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["provision", "--label-secret", "x"])
+    assert result.exit_code == 2  # there is no way to pass a secret on the command line
+
+
+def test_peer_list_and_unbind_without_bindings(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["peer", "list", "--host-dir", str(tmp_path / "h")])
+    assert result.exit_code == 0 and "no device is bound" in result.output
+    result = runner.invoke(app, ["peer", "unbind", "ABCD", "--host-dir", str(tmp_path / "h")])
+    assert result.exit_code == 1 and "peer list" in result.output
