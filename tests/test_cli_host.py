@@ -107,12 +107,8 @@ def test_trust_roots_in_pem_or_der(tmp_path: Path) -> None:
 async def test_chooser_takes_the_named_network_and_the_password_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from rich.console import Console
-
     monkeypatch.setenv("BLEPROV_WIFI_PASSWORD", "correct horse")
-    chooser = PromptingChooser(
-        Console(file=open("/dev/null", "w")), WifiChoice("Home", "auto", None, False)
-    )
+    chooser = PromptingChooser(QUIET, WifiChoice("Home", "auto", None, False))
     chooser.interactive = False
     credentials = await chooser.choose([HOME, CAFE])
     assert credentials is not None
