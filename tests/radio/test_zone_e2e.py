@@ -26,21 +26,20 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.crypto.spake2plus import ScryptCost
-from bleprov.core.enrolment import device as enr
 from bleprov.core.enrolment.messages import EnrolmentError, Status
-from bleprov.core.factory import DeviceProvisioning, provision_device
+from bleprov.core.factory import provision_device
 from bleprov.core.identity import Manufacturer, TrustPolicy
-from bleprov.core.onboarding import parse_qr
 from bleprov.core.session import host as hst
-from bleprov.core.session.messages import Mode
 from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
+from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
+from bleprov.service.host_session import DeviceAuthentication, open_session
 from bleprov.service.trust import DeviceTrust, HostTrust, member_hello
 from bleprov.service.zone_hub import (
     EnrolmentRefused,
@@ -78,16 +77,25 @@ _addresses = itertools.count(1)
 
 @dataclass
 class VirginDevice:
-    device: DeviceProvisioning
-    label_qr: str
-    store: DeviceStore
+    runtime: DeviceRuntime
     network: SimulatedWifi
-    service: EnrolmentService
-    link: DeviceLink
+    label_qr: str
 
     @property
     def device_id(self) -> str:
-        return self.device.identity.device_id
+        return self.runtime.device_id
+
+    @property
+    def store(self) -> DeviceStore:
+        return self.runtime.store
+
+    @property
+    def service(self) -> EnrolmentService:
+        return self.runtime.service
+
+    @property
+    def link(self) -> DeviceLink:
+        return self.runtime.link
 
 
 @dataclass
@@ -100,6 +108,7 @@ class World:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def new_device(self) -> VirginDevice:
+        """A virgin device as the daemon runs it: factory record in its store, on a radio."""
         index = next(_addresses)
         device, label = provision_device(
             MANUFACTURER.issue_device(now=NOW), modes=OobMode.QR, cost=CHEAP
@@ -108,23 +117,11 @@ class World:
         store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
         store.put_provisioning(device)
         network = SimulatedWifi.from_config(ENVIRONMENT)
-        await network.start()
-        service = EnrolmentService(
-            network=network,
-            store=store,
-            config=lambda: enr.DeviceEnrolmentConfig(device.identity.device_id, join_timeout=5),
-        )
-        server = SecureDeviceServer(
-            secrets=device.secrets(),
-            policy=int(device.modes),
-            application=service,
-            attempts=store.attempt_store(),
-        )
         bumble = make_virtual_device(self.radio, name="dev", address=f"F0:B1:00:00:01:{index:02X}")
-        link = DeviceLink(BumblePeripheral(bumble), server, device.info)
-        await link.start()
-        self.closers += [link.close, network.close]
-        virgin = VirginDevice(device, label.qr_text, store, network, service, link)
+        runtime = DeviceRuntime(store, BumblePeripheral(bumble), network, join_timeout=5)
+        await runtime.start()
+        self.closers.append(runtime.close)
+        virgin = VirginDevice(runtime, network, label.qr_text)
         self.devices.append(virgin)
         return virgin
 
@@ -133,17 +130,8 @@ class World:
         host = make_virtual_device(self.radio, name="host", address=f"C0:B1:00:00:01:{index:02X}")
         await host.power_on()
         radio = CentralRadio.bumble(host, mtu=247)
-        payload = parse_qr(target.label_qr)
-        found = await find_device(radio, discriminator=payload.discriminator, timeout=5)
-        session = SecureHostLink(
-            found.device,
-            radio,
-            mode=Mode.QR,
-            secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
-            trust=TRUST,
-            advertised=found.service_data,
-        )
-        await session.open()
+        auth = DeviceAuthentication.from_qr_text(target.label_qr)
+        session = await open_session(radio, auth, TRUST, timeout=5)
         return session, EnrolmentClient(session, timeout=10)
 
     async def enrol(self, target: VirginDevice, *, owner: str = "alice") -> mb.ZoneMembership:
