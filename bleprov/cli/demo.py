@@ -34,7 +34,7 @@ from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
+from bleprov.radio.host_link import CentralRadio, HostLink, find_device
 from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
@@ -274,6 +274,7 @@ async def run_demo(
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_row("mode", chosen.label)
+        assert isinstance(session.link, HostLink)  # the demo runs over the radio
         table.add_row("ATT MTU", str(session.link.mtu))
         table.add_row(
             "handshake messages host->device / device->host",
