@@ -29,17 +29,21 @@ def _free_port() -> int:
 class Mosquitto:
     """One broker process; ``restart`` keeps its port (a broker restart, as in production)."""
 
-    def __init__(self, directory: Path, extra_config: str = "") -> None:
+    def __init__(self, directory: Path, config: str | None = None) -> None:
+        """``config`` replaces the default (one anonymous listener on ``port``); it may use
+        ``{port}`` and ``{port2}``."""
         self.directory = directory
         self.port = _free_port()
+        self.port2 = _free_port()
         self.config = directory / "mosquitto.conf"
-        self.config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "log_dest stderr\n"
-            "max_packet_size 70000\n" + extra_config
-        )
+        if config is None:
+            config = (
+                "listener {port} 127.0.0.1\n"
+                "allow_anonymous true\n"
+                "persistence false\n"
+                "max_packet_size 70000\n"
+            )
+        self.config.write_text(config.format(port=self.port, port2=self.port2))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,10 +80,14 @@ class Mosquitto:
         self.start()
 
 
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+def require_mosquitto() -> None:
     if MOSQUITTO is None:
         pytest.skip("mosquitto is not installed (Debian package mosquitto; .ci/run installs it)")
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    require_mosquitto()
     broker = Mosquitto(tmp_path)
     broker.start()
     yield broker
