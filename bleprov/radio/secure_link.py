@@ -168,6 +168,9 @@ class SecureDeviceServer:
         self.ended: list[BleprovError | None] = []
         #: Sessions refused because another one (on any link) was under way.
         self.refused_busy = 0
+        #: Called after a session on any link closed (the device's state may have
+        #: changed: the other links re-publish it).
+        self.after_session: Callable[[LinkSession], None] = lambda session: None
         self._timers: dict[LinkSession, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
 
@@ -249,6 +252,7 @@ class SecureDeviceServer:
         if channel is not None:
             events = channel.machine.close(self.now())
             self._dispatch(channel, [e for e in events if isinstance(e, dev.SessionEnded)])
+            self.after_session(session)
 
     def central_turned_away(self, connection: str) -> None:
         """A second host tried to connect. During a push-button window that is a

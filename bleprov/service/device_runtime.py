@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bleprov.broker.client import BrokerConfig
-from bleprov.broker.device import DEFAULT_BROKER_MODES, BrokerDeviceTransport
+from bleprov.broker.device import DEFAULT_BROKER_MODES, BrokerDeviceTransport, BrokerSession
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.enrolment.device import DeviceEnrolmentConfig
@@ -84,6 +84,7 @@ class DeviceRuntime:
             self.broker = BrokerDeviceTransport(
                 broker, self.server, self.current_info, device_id, allowed_modes=broker_modes
             )
+            self.server.after_session = self._republish
         self.trust = DeviceTrust(store, device_id=device_id, factory_reset=self.factory_reset)
         self._started = False
 
@@ -108,6 +109,17 @@ class DeviceRuntime:
 
     def current_info(self) -> DeviceInfo:
         return self.provisioning.info(self.state())
+
+    def _republish(self, session: object) -> None:
+        """A session on one link may have changed the state: the other link says so too
+        (each link re-publishes after its own sessions)."""
+        if self.broker is None or not self._started:
+            return
+        if isinstance(session, BrokerSession):
+            task = asyncio.get_running_loop().create_task(self.link.readvertise())
+            self._readvertise = task
+        else:
+            self.broker.reannounce()
 
     async def start(self) -> None:
         """Start the network backend and advertise."""

@@ -538,3 +538,49 @@ def test_broker_urls() -> None:
         with pytest.raises(BrokerUrlError) as error:
             BrokerConfig.from_url(bad)
         assert "secret" not in str(error.value)
+
+
+async def test_device_runtime_serves_ble_and_the_broker_and_both_show_the_new_state(
+    cloud: Cloud,
+) -> None:
+    from bleprov.broker.host import find_broker_device
+    from bleprov.core.advertising import DeviceState
+    from bleprov.service.device_runtime import DeviceRuntime
+
+    index = next(_index)
+    device, label = provision_device(
+        MANUFACTURER.issue_device(now=NOW), modes=OobMode.QR, cost=CHEAP
+    )
+    store = DeviceStore(cloud.tmp / "rt" / "s", KeyFileProvider(cloud.tmp / "rt" / "k"))
+    store.put_provisioning(device)
+    bumble = make_virtual_device(cloud.radio, name="dev", address=f"F0:C2:00:00:01:{index:02X}")
+    runtime = DeviceRuntime(
+        store,
+        BumblePeripheral(bumble),
+        SimulatedWifi.from_config(ENVIRONMENT),
+        join_timeout=5,
+        broker=cloud.config,
+    )
+    await runtime.start()
+    cloud.closers.append(runtime.close)
+    assert runtime.broker is not None
+    await asyncio.wait_for(runtime.broker.connected.wait(), 10)
+    target = CloudDevice(
+        device, label.qr_text, store, runtime.service, runtime.server, runtime.broker
+    )
+    await cloud.enrol(target)
+    assert runtime.state() is DeviceState.ENROLLED
+    # The broker announcement and the BLE advertisement both say so now (the device
+    # re-publishes when it has processed the host's CLOSE).
+    async with asyncio.timeout(10):
+        while True:
+            found = await find_broker_device(cloud.config, device_id=device.identity.device_id)
+            if found.info.state is DeviceState.ENROLLED:
+                break
+            await asyncio.sleep(0.05)
+    host = make_virtual_device(cloud.radio, name="host", address=f"C0:C2:00:00:01:{index:02X}")
+    await host.power_on()
+    heard = await find_device(
+        CentralRadio.bumble(host), discriminator=device.discriminator, timeout=5
+    )
+    assert heard.service_data.state is DeviceState.ENROLLED

@@ -9,6 +9,7 @@ through it; a second device can neither announce as the first nor read its sessi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import getpass
 import ipaddress
 import ssl
@@ -230,7 +231,9 @@ async def test_a_device_logs_in_with_its_factory_certificate_and_acls_fence_it(
         assert mb.RECORD_OWNER not in store.load()  # Wi-Fi only here
         assert store.load() != {}
         # A client without a certificate is turned away on the device listener.
-        anonymous = BrokerConfig.from_url(device_url, tls=_host_tls(ca_pem))
+        anonymous = dataclasses.replace(
+            BrokerConfig.from_url(device_url, tls=_host_tls(ca_pem)), timeout=2
+        )
         with pytest.raises(aiomqtt.MqttError):
             async with anonymous.client():
                 pass
