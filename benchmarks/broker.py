@@ -72,6 +72,19 @@ def _free_port() -> int:
         return port
 
 
+async def _wait_listening(port: int) -> None:
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
 async def enrol_once(via: str, work: Path, broker_url: str | None) -> Row:
     now = datetime.now(UTC)
     manufacturer = Manufacturer.create("Bench", now=now)
@@ -178,7 +191,7 @@ async def run_all(runs: int) -> list[Row]:
             [mosquitto, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
-            await asyncio.sleep(0.5)
+            await _wait_listening(port)
             rows = []
             for i in range(runs):
                 for via in ("radio", "broker"):

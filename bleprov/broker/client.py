@@ -43,6 +43,9 @@ class BrokerConfig:
     keepalive: int = 30
     #: Seconds to wait for the broker's answer to CONNECT, SUBSCRIBE or PUBLISH.
     timeout: float = 10.0
+    #: Incoming messages buffered before the client drops more: a flood on our topics
+    #: costs bounded memory (a dropped session message fails the session, as it must).
+    max_queued_incoming: int = 1024
 
     def __repr__(self) -> str:
         scheme = "mqtts" if self.tls is not None else "mqtt"
@@ -103,4 +106,5 @@ class BrokerConfig:
             keepalive=self.keepalive,
             timeout=self.timeout,
             tls_context=self.tls,
+            max_queued_incoming_messages=self.max_queued_incoming,
         )

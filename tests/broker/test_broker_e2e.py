@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.serialization import (
     NoEncryption,
     PrivateFormat,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bleprov.broker.client import BrokerConfig
 from bleprov.broker.device import BrokerDeviceTransport
@@ -584,3 +586,16 @@ async def test_device_runtime_serves_ble_and_the_broker_and_both_show_the_new_st
         CentralRadio.bumble(host), discriminator=device.discriminator, timeout=5
     )
     assert heard.service_data.state is DeviceState.ENROLLED
+
+
+@given(st.binary(max_size=64))
+def test_envelope_decoding_never_raises_anything_but_its_typed_error(raw: bytes) -> None:
+    from bleprov.broker.wire import DOWN_KINDS, UP_KINDS, MalformedEnvelope
+
+    for allowed in (UP_KINDS, DOWN_KINDS):
+        try:
+            envelope = Envelope.decode(raw, allowed=allowed, max_body=32)
+        except MalformedEnvelope:
+            continue
+        assert envelope.kind in allowed and len(envelope.body) <= 32
+        assert envelope.encode() == raw
