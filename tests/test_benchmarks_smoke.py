@@ -68,3 +68,21 @@ async def test_zone_benchmark_runs() -> None:
     assert "the certificate step adds 2 round trips" in report
     assert "peer binding adds 1 round trip," in report
     assert "CRL of 1000 revoked" in report
+
+
+async def test_broker_benchmark_runs() -> None:
+    from tests.broker.conftest import require_mosquitto
+
+    require_mosquitto()  # skips with the reason when Debian's mosquitto is missing
+    from benchmarks.broker import render as render_broker
+    from benchmarks.broker import run_all as run_broker
+
+    rows = await run_broker(runs=1)
+    assert [r.via for r in rows] == ["radio", "broker"]
+    # Only the link changes: the same round trips and messages either way.
+    assert rows[0].round_trips == rows[1].round_trips > 0
+    assert (rows[0].messages_up, rows[0].messages_down) == (
+        rows[1].messages_up,
+        rows[1].messages_down,
+    )
+    assert "broker" in render_broker(rows)

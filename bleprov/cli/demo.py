@@ -33,7 +33,7 @@ from bleprov.core.session.messages import Mode
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
-from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.host_link import CentralRadio, HostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
@@ -263,6 +263,8 @@ async def run_demo(
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_row("mode", chosen.label)
+        assert isinstance(session.link, HostLink)  # the demo runs over the radio
+        assert isinstance(session.link, HostLink)  # the demo runs over the radio
         table.add_row("ATT MTU", str(session.link.mtu))
         table.add_row(
             "handshake messages host->device / device->host",

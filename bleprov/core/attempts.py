@@ -56,6 +56,12 @@ class ButtonNotPressed(SessionRefused):
     code = 0x44
 
 
+class DeviceBusy(SessionRefused):
+    """The device is in a session on another link (BLE or the broker): one at a time."""
+
+    code = 0x4A
+
+
 class SessionOverlap(SessionRefused):
     """Two hosts tried button mode in one window; press the button again, one host only."""
 

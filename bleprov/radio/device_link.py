@@ -56,6 +56,9 @@ class DeviceApplication(Protocol):
 class DeviceSession:
     """One central's connection, from OPEN to disconnection."""
 
+    #: Every mode the device's policy enables is fine within radio range.
+    allowed_modes = 0xFF
+
     def __init__(self, link: DeviceLink, connection: ConnectionId, channel: FrameChannel) -> None:
         self.link = link
         self.connection = connection

@@ -22,20 +22,43 @@ from typing import Protocol
 from bleak.backends.device import BLEDevice
 
 from bleprov.core.advertising import DeviceInfo, ServiceData
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionOverlap
+from bleprov.core.attempts import AttemptLimiter, ButtonWindow, DeviceBusy, SessionOverlap
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.identity import AttestationResult
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
-from bleprov.core.session.messages import Mode
-from bleprov.radio.device_link import DeviceSession as LinkSession
+from bleprov.core.session.messages import Mode, Refused, encode
 from bleprov.radio.host_link import CentralRadio, HostLink
 
 logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------ device side
+
+
+class InfoSource(Protocol):
+    def current_info(self) -> DeviceInfo: ...
+
+
+class LinkSession(Protocol):
+    """One host's connection on any link (BLE's ``DeviceSession``, the broker's
+    ``BrokerSession``): what the session server needs of it."""
+
+    @property
+    def link(self) -> InfoSource: ...
+
+    @property
+    def connection(self) -> str: ...
+
+    @property
+    def allowed_modes(self) -> int:
+        """Modes this link permits (ANDed with the device's policy)."""
+        ...
+
+    def send(self, payload: bytes) -> None: ...
+
+    async def disconnect(self) -> None: ...
 
 
 class AttemptStore(Protocol):
@@ -143,6 +166,11 @@ class SecureDeviceServer:
         self.limiter = self._load_limiter(limiter_factory)
         self.channels: dict[LinkSession, SecureDeviceChannel] = {}
         self.ended: list[BleprovError | None] = []
+        #: Sessions refused because another one (on any link) was under way.
+        self.refused_busy = 0
+        #: Called after a session on any link closed (the device's state may have
+        #: changed: the other links re-publish it).
+        self.after_session: Callable[[LinkSession], None] = lambda session: None
         self._timers: dict[LinkSession, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
 
@@ -179,12 +207,25 @@ class SecureDeviceServer:
         second host's attempt is seen (and treated as an overlap)."""
         return self.button.is_open(self.now())
 
+    @property
+    def busy(self) -> bool:
+        """A session is under way on some link: the device serves one at a time."""
+        return bool(self.channels)
+
     # ----------------------------------------------- DeviceApplication (link layer)
 
     def session_opened(self, session: LinkSession) -> None:
+        if self.channels:
+            # Where the BLE link and the broker meet: a device being enrolled on one
+            # refuses the other, so two hosts never drive one enrolment.
+            self.refused_busy += 1
+            logger.info("session on %s refused: the device is busy", session.connection)
+            session.send(encode(Refused(DeviceBusy.code, 0)))
+            self._loop.create_task(session.disconnect())
+            return
         machine = dev.DeviceSession(
             secrets=self.secrets,
-            policy=self.policy,
+            policy=self.policy & session.allowed_modes,
             # Exactly the bytes the info characteristic serves: the session binds them.
             device_info=session.link.current_info().encode(),
             limiter=self.limiter,
@@ -211,6 +252,7 @@ class SecureDeviceServer:
         if channel is not None:
             events = channel.machine.close(self.now())
             self._dispatch(channel, [e for e in events if isinstance(e, dev.SessionEnded)])
+            self.after_session(session)
 
     def central_turned_away(self, connection: str) -> None:
         """A second host tried to connect. During a push-button window that is a
@@ -286,14 +328,33 @@ async def _always_reject(number: int) -> bool:
     return False
 
 
+class MessageLink(Protocol):
+    """Whole messages to and from one device: :class:`HostLink` over BLE, or the broker's
+    ``BrokerHostLink``. ``info_raw`` is the device's info value as received (bound by the
+    handshake)."""
+
+    @property
+    def info_raw(self) -> bytes: ...
+
+    async def connect(self) -> DeviceInfo: ...
+
+    def send(self, payload: bytes) -> None: ...
+
+    async def receive(self, timeout: float | None = None) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
 class SecureHostLink:
-    """A secure session with one device over a :class:`HostLink`."""
+    """A secure session with one device over a :class:`HostLink` (BLE: ``target`` on
+    ``radio``) or over any other :class:`MessageLink` given as ``link``."""
 
     def __init__(
         self,
-        target: BLEDevice | str,
-        radio: CentralRadio,
+        target: BLEDevice | str | None,
+        radio: CentralRadio | None,
         *,
+        link: MessageLink | None = None,
         mode: Mode,
         secret: hst.OutOfBand,
         trust: hst.Trust,
@@ -301,7 +362,11 @@ class SecureHostLink:
         confirm_number: NumberConfirmer = _always_reject,
         handshake_timeout: float = 60.0,
     ) -> None:
-        self.link = HostLink(target, radio)
+        if link is None:
+            if target is None or radio is None:
+                raise TypeError("SecureHostLink needs a target and a radio, or a link")
+            link = HostLink(target, radio)
+        self.link: MessageLink = link
         self.mode = mode
         self._secret = secret
         self._trust = trust

@@ -14,8 +14,10 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from bleprov.broker.client import BrokerConfig
+from bleprov.broker.device import DEFAULT_BROKER_MODES, BrokerDeviceTransport, BrokerSession
 from bleprov.core import membership as mb
-from bleprov.core.advertising import DeviceInfo, DeviceState
+from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.enrolment.device import DeviceEnrolmentConfig
 from bleprov.core.errors import BleprovError
 from bleprov.core.factory import DeviceProvisioning
@@ -46,6 +48,8 @@ class DeviceRuntime:
         local_name: str = "bleprov",
         join_timeout: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        broker: BrokerConfig | None = None,
+        broker_modes: OobMode = DEFAULT_BROKER_MODES,
     ) -> None:
         provisioning = store.provisioning()
         if provisioning is None:
@@ -73,6 +77,14 @@ class DeviceRuntime:
         )
         self.link = DeviceLink(peripheral, self.server, self.current_info, local_name=local_name)
         self.link.keep_advertising = self.server.button_window_open
+        #: Cloud binding: the same session server, reached through the broker too. The
+        #: server refuses a second session while one runs on either link.
+        self.broker: BrokerDeviceTransport | None = None
+        if broker is not None:
+            self.broker = BrokerDeviceTransport(
+                broker, self.server, self.current_info, device_id, allowed_modes=broker_modes
+            )
+            self.server.after_session = self._republish
         self.trust = DeviceTrust(store, device_id=device_id, factory_reset=self.factory_reset)
         self._started = False
 
@@ -98,10 +110,23 @@ class DeviceRuntime:
     def current_info(self) -> DeviceInfo:
         return self.provisioning.info(self.state())
 
+    def _republish(self, session: object) -> None:
+        """A session on one link may have changed the state: the other link says so too
+        (each link re-publishes after its own sessions)."""
+        if self.broker is None or not self._started:
+            return
+        if isinstance(session, BrokerSession):
+            task = asyncio.get_running_loop().create_task(self.link.readvertise())
+            self._readvertise = task
+        else:
+            self.broker.reannounce()
+
     async def start(self) -> None:
         """Start the network backend and advertise."""
         await self.network.start()
         await self.link.start()
+        if self.broker is not None:
+            await self.broker.start()
         self._started = True
 
     def press_button(self) -> None:
@@ -118,9 +143,13 @@ class DeviceRuntime:
         if self._started:
             task = asyncio.get_running_loop().create_task(self.link.readvertise())
             self._readvertise = task  # keep a reference until it runs
+            if self.broker is not None:
+                self.broker.reannounce()
 
     async def close(self) -> None:
         await self.trust.close()
+        if self.broker is not None:
+            await self.broker.close()
         await self.link.close()
         await self.service.drain()
         await self.network.close()

@@ -8,10 +8,14 @@ turns each into a handshake mode, its secret, and what picks the device out of a
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bleprov.core.advertising import ServiceData
+from bleprov.broker.client import BrokerConfig
+from bleprov.broker.host import BrokerHostLink, find_broker_device
+from bleprov.core.advertising import AdvertisedFlags, DeviceInfo, ServiceData
+from bleprov.core.errors import BleprovError
 from bleprov.core.onboarding import (
     OnboardingPayload,
     UserPasswordCredential,
@@ -29,6 +33,10 @@ from bleprov.radio.secure_link import NumberConfirmer, SecureHostLink
 
 async def _refuse_numbers(number: int) -> bool:
     return False
+
+
+class WrongDevice(BleprovError):
+    """The device that answered on a broker topic attested a different device ID."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -131,4 +139,61 @@ async def open_session(
         handshake_timeout=handshake_timeout,
     )
     await session.open()
+    return session
+
+
+async def open_broker_session(
+    broker: str | BrokerConfig,
+    auth: DeviceAuthentication,
+    trust: hst.Trust,
+    *,
+    device_id: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    tls: ssl.SSLContext | None = None,
+    confirm_number: NumberConfirmer = _refuse_numbers,
+    timeout: float = 10.0,
+    handshake_timeout: float = 60.0,
+) -> SecureHostLink:
+    """As :func:`open_session`, through an MQTT broker (``mqtt://`` or ``mqtts://`` URL).
+
+    The device is its announcement with ``device_id`` (printed on the label sheet) if
+    given, else the first announced with the label's discriminator (and manual-code
+    match). The handshake proves it holds the label's key; its attestation must name the
+    device whose topic answered, or :class:`WrongDevice` is raised.
+    """
+    config = (
+        broker
+        if isinstance(broker, BrokerConfig)
+        else BrokerConfig.from_url(broker, tls=tls, username=username, password=password)
+    )
+    matches = auth.matches
+
+    def info_matches(info: DeviceInfo) -> bool:
+        return matches is None or matches(info.service_data(AdvertisedFlags.NONE))
+
+    found = await find_broker_device(
+        config,
+        device_id=device_id,
+        discriminator=auth.discriminator,
+        matches=info_matches,
+        timeout=timeout,
+    )
+    session = SecureHostLink(
+        None,
+        None,
+        link=BrokerHostLink(config, found.device_id, accept_timeout=timeout),
+        mode=auth.mode,
+        secret=auth.secret,
+        trust=trust,
+        confirm_number=confirm_number,
+        handshake_timeout=handshake_timeout,
+    )
+    info = await session.open()
+    if info.attestation.device_id != found.device_id:
+        await session.close()
+        raise WrongDevice(
+            f"the device on topic {found.device_id} attested as {info.attestation.device_id}: "
+            "the broker's topic ACLs are not enforced; do not enrol through it"
+        )
     return session

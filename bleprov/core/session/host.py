@@ -12,6 +12,7 @@ from datetime import datetime
 from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
 from bleprov.core.attempts import (
     ButtonNotPressed,
+    DeviceBusy,
     LockedOut,
     SessionOverlap,
     SessionRefused,
@@ -63,6 +64,7 @@ _REFUSALS: dict[int, type[ProtocolError]] = {
     LockedOut.code: LockedOut,
     ButtonNotPressed.code: ButtonNotPressed,
     SessionOverlap.code: SessionOverlap,
+    DeviceBusy.code: DeviceBusy,
     modes.AuthenticationFailed.code: modes.AuthenticationFailed,
     modes.UserRejected.code: modes.UserRejected,
     modes.UnexpectedMessage.code: modes.UnexpectedMessage,

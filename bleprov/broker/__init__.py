@@ -1,0 +1,7 @@
+"""Cloud binding: the secure session carried through an MQTT broker instead of BLE.
+
+:mod:`.wire` names the topics and codes the one-byte envelope around each session message,
+:mod:`.device` connects a device out to the broker and offers sessions to the same
+``SecureDeviceServer`` the BLE link feeds, and :mod:`.host` gives ``SecureHostLink`` a
+link with ``HostLink``'s interface. The broker relays ciphertext only (docs/cloud-binding.md).
+"""
