@@ -10,9 +10,11 @@ Wi-Fi network (nothing was changed on it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,8 @@ PRINTED_KEY_ENV = "BLEPROV_PRINTED_KEY"
 CARD_USER_ENV = "BLEPROV_CARD_USER"
 CARD_PASSWORD_ENV = "BLEPROV_CARD_PASSWORD"  # noqa: S105 (a variable's name)
 HOST_DIR_ENV = "BLEPROV_HOST_DIR"
+BROKER_USER_ENV = "BLEPROV_BROKER_USER"
+BROKER_PASSWORD_ENV = "BLEPROV_BROKER_PASSWORD"  # noqa: S105 (a variable's name)
 
 _QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
 _SECURITY = {
@@ -225,6 +229,13 @@ def _secret_text(env: str, prompt: str) -> str:
     return secret_input(env, prompt).decode()
 
 
+def _broker_tls(ca_file: Path | None) -> ssl.SSLContext:
+    """TLS to the broker: the system's CAs, or the broker's own CA file."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def load_roots(paths: list[Path]) -> tuple[bytes, ...]:
     """Manufacturer roots (PEM or DER files) the host trusts for attestation."""
     from cryptography import x509
@@ -369,6 +380,9 @@ async def provision_device(
     target: TrustTarget,
     timeout: float,
     as_json: bool,
+    via: str | None = None,
+    device_id: str | None = None,
+    broker_ca: Path | None = None,
 ) -> None:
     """``bleprov provision``: the whole enrolment of one device, as a person runs it."""
     from bleprov.cli.zone import _authenticate, _open_hub
@@ -403,24 +417,41 @@ async def provision_device(
                 "[yellow]button mode:[/] anyone in radio range during the device's button "
                 "window could enrol it instead of you; use it only where nobody else can be"
             )
-        spec = RadioSpec.parse(radio)
-        async with open_central(spec, mtu=mtu) as central:
-            with console.status(f"looking for the device on {spec}..."):
-                found = await find(central, auth, timeout=timeout)
-            console.print(
-                f"found {found.device.address}, discriminator "
-                f"{found.service_data.discriminator}, {found.service_data.state.name.lower()}"
+
+        async def confirm(number: int) -> bool:
+            return typer.confirm(
+                f"Does the device show {number:06d}? (compare digit by digit)", default=False
             )
 
-            async def confirm(number: int) -> bool:
-                return typer.confirm(
-                    f"Does the device show {number:06d}? (compare digit by digit)", default=False
-                )
+        async with contextlib.AsyncExitStack() as stack:
+            if via is not None:
+                from bleprov.service.host_session import open_broker_session
 
-            with console.status(f"authenticating ({auth.mode.label} mode)..."):
-                session = await open_session(
-                    central, auth, trust, found=found, confirm_number=confirm
+                with console.status(f"reaching the device through {via} ..."):
+                    session = await open_broker_session(
+                        via,
+                        auth,
+                        trust,
+                        device_id=device_id,
+                        username=os.environ.get(BROKER_USER_ENV),
+                        password=os.environ.get(BROKER_PASSWORD_ENV),
+                        tls=_broker_tls(broker_ca) if via.startswith("mqtts:") else None,
+                        confirm_number=confirm,
+                        timeout=timeout,
+                    )
+            else:
+                spec = RadioSpec.parse(radio)
+                central = await stack.enter_async_context(open_central(spec, mtu=mtu))
+                with console.status(f"looking for the device on {spec}..."):
+                    found = await find(central, auth, timeout=timeout)
+                console.print(
+                    f"found {found.device.address}, discriminator "
+                    f"{found.service_data.discriminator}, {found.service_data.state.name.lower()}"
                 )
+                with console.status(f"authenticating ({auth.mode.label} mode)..."):
+                    session = await open_session(
+                        central, auth, trust, found=found, confirm_number=confirm
+                    )
             try:
                 assert session.info is not None
                 attestation = session.info.attestation
@@ -654,6 +685,19 @@ def register(app: typer.Typer) -> None:
         host_dir: Annotated[
             Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
         ] = None,
+        via: Annotated[
+            str | None,
+            typer.Option(
+                help="Reach the device through an MQTT broker instead of Bluetooth: "
+                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV})."
+            ),
+        ] = None,
+        device_id: Annotated[
+            str | None, typer.Option(help="The device's ID (label sheet), with --via.")
+        ] = None,
+        broker_ca: Annotated[
+            Path | None, typer.Option(help="CA certificate of an mqtts:// broker.")
+        ] = None,
         mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 247,
         timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 15.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
@@ -697,6 +741,9 @@ def register(app: typer.Typer) -> None:
                 ),
                 timeout=timeout,
                 as_json=as_json,
+                via=via,
+                device_id=device_id,
+                broker_ca=broker_ca,
             )
         )
 
