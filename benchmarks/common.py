@@ -293,8 +293,9 @@ async def enrol(
             pin = await client.peer_bind(host_trust.identity())
         await client.commit()
         row.seconds = time.perf_counter() - start
-        row.handshake_sent, row.handshake_received = session.handshake_sent, (
-            session.handshake_received
+        row.handshake_sent, row.handshake_received = (
+            session.handshake_sent,
+            (session.handshake_received),
         )
         row.requests, row.device_messages = client.requests, client.messages_received
         row.bytes_up, row.bytes_down = client.bytes_sent, client.bytes_received
