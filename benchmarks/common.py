@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from benchmarks.wifi import PASSPHRASE, environment
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.crypto.spake2plus import ScryptCost
@@ -43,7 +44,6 @@ from bleprov.store.keys import KeyFileProvider
 #: session benchmark reports scrypt at the default cost on its own).
 CHEAP: Final = ScryptCost(1 << 10, 8, 1)
 OWNER: Final = "alice"
-PASSPHRASE: Final = "correct horse battery"
 ALL_MODES: Final = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON
 MODES: Final = (Mode.QR, Mode.CODE, Mode.COMPARE, Mode.BUTTON)
 
@@ -51,33 +51,6 @@ MODES: Final = (Mode.QR, Mode.CODE, Mode.COMPARE, Mode.BUTTON)
 ZONE: Final = "zone"
 PEER: Final = "peer"
 WIFI: Final = "wifi"
-
-
-def environment(access_points: int, *, join_delay: float = 0.0) -> dict[str, Any]:
-    """A simulated Wi-Fi: ``home`` plus neighbours, scans answered at once."""
-    aps: list[dict[str, Any]] = [
-        {
-            "ssid": "home",
-            "bssid": "02:00:00:00:00:01",
-            "channel": 6,
-            "rssi": -40,
-            "security": "wpa2-personal",
-            "passphrase": PASSPHRASE,
-            "join_delay": join_delay,
-        },
-    ]
-    aps += [
-        {
-            "ssid": f"neighbour-{i:03d}",
-            "bssid": f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
-            "channel": 1 + i % 11,
-            "rssi": -60 - i % 30,
-            "security": "wpa3-personal",
-            "passphrase": "not ours 123",
-        }
-        for i in range(2, access_points + 1)
-    ]
-    return {"access_points": aps, "scan": {"duration": 0.0}}
 
 
 HOME: Final = WifiCredentials(b"home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSPHRASE)
@@ -104,10 +77,12 @@ class Factory:
         root = manufacturer.root_certificate.public_bytes(Encoding.DER)
         return cls(manufacturer, hst.Trust((root,), TrustPolicy.REFUSE))
 
-    def device(self, modes: OobMode = ALL_MODES) -> tuple[DeviceProvisioning, Label]:
+    def device(
+        self, modes: OobMode = ALL_MODES, *, discriminator: int | None = None
+    ) -> tuple[DeviceProvisioning, Label]:
         """A fresh device identity and its label."""
         identity = self.manufacturer.issue_device(now=datetime.now(UTC))
-        return provision_device(identity, modes=modes, cost=CHEAP)
+        return provision_device(identity, modes=modes, cost=CHEAP, discriminator=discriminator)
 
 
 @dataclass
@@ -183,9 +158,10 @@ async def start_device(
     modes: OobMode = ALL_MODES,
     access_points: int = 5,
     join_delay: float = 0.0,
+    discriminator: int | None = None,
 ) -> BenchDevice:
     """A fresh device, advertising on ``link``, with its store in ``directory``."""
-    provisioning, label = factory.device(modes)
+    provisioning, label = factory.device(modes, discriminator=discriminator)
     store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
     store.put_provisioning(provisioning)
     network = SimulatedWifi.from_config(environment(access_points, join_delay=join_delay))
@@ -248,31 +224,65 @@ async def enrol(
     scan: bool = True,
     mtu: int = 0,
 ) -> Enrolled:
+    """One enrolment of a device in this process, checked against what it committed."""
+    if mode is Mode.BUTTON:
+        device.runtime.press_button()
+    row = await enrol_with(
+        radio,
+        device.authentication(mode),
+        factory.trust,
+        variant=variant,
+        hub=hub,
+        host_trust=host_trust,
+        link=link,
+        scan=scan,
+        mtu=mtu,
+        shown=device.ui.numbers,
+    )
+    await device.runtime.service.drain()
+    # The enrolment really happened: what the device committed matches the variant.
+    records = device.runtime.store.load()
+    if (mb.membership_of(records) is not None) != (variant == ZONE):
+        raise RuntimeError(f"{variant}: zone membership committed or missing unexpectedly")
+    if (len(mb.pins_of(records)) > 0) != (variant == PEER):
+        raise RuntimeError(f"{variant}: peer pin committed or missing unexpectedly")
+    return row
+
+
+async def enrol_with(
+    radio: CentralRadio,
+    auth: DeviceAuthentication,
+    trust: hst.Trust,
+    *,
+    variant: str,
+    hub: BenchHub | None = None,
+    host_trust: HostTrust | None = None,
+    link: VirtualLink | None = None,
+    scan: bool = True,
+    mtu: int = 0,
+    shown: list[int] | None = None,
+) -> Enrolled:
     """Find the device, then connect -> session -> (scan) -> Wi-Fi -> zone/peer -> commit.
 
     The clock and the counters start once the device is found (scanning for it is not
-    the protocol's); the link's counters are reset then if ``link`` is given.
+    the protocol's); the link's counters are reset then if ``link`` is given. ``shown``
+    is the device's display (compare mode).
     """
     if variant == ZONE and hub is None:
         raise ValueError("a zone enrolment needs a hub")
     if variant == PEER and host_trust is None:
         raise ValueError("peer binding needs the host's identity")
-    auth = device.authentication(mode)
-    if mode is Mode.BUTTON:
-        device.runtime.press_button()
     found = await find(radio, auth, timeout=10)
 
     async def user_compares(number: int) -> bool:
-        return bool(device.ui.numbers) and device.ui.numbers[-1] == number
+        return bool(shown) and shown[-1] == number
 
     interval = link.connection_interval if link is not None else None
-    row = Enrolled(mode.label, variant, mtu, (interval or 0.0) * 1000)
+    row = Enrolled(auth.mode.label, variant, mtu, (interval or 0.0) * 1000)
     if link is not None:
         link.stats.reset()
     start = time.perf_counter()
-    session = await open_session(
-        radio, auth, factory.trust, found=found, confirm_number=user_compares
-    )
+    session = await open_session(radio, auth, trust, found=found, confirm_number=user_compares)
     row.handshake_seconds = time.perf_counter() - start
     try:
         assert session.info is not None
@@ -287,16 +297,15 @@ async def enrol(
             await hub.enroller.stage(
                 client, session, device_id=session.info.attestation.device_id, owner=OWNER
             )
-        pin = None
         if variant == PEER:
             assert host_trust is not None
             pin = await client.peer_bind(host_trust.identity())
+            if pin.name != session.info.attestation.device_id:
+                raise RuntimeError("the device pinned this host under another name")
         await client.commit()
         row.seconds = time.perf_counter() - start
-        row.handshake_sent, row.handshake_received = (
-            session.handshake_sent,
-            (session.handshake_received),
-        )
+        row.handshake_sent = session.handshake_sent
+        row.handshake_received = session.handshake_received
         row.requests, row.device_messages = client.requests, client.messages_received
         row.bytes_up, row.bytes_down = client.bytes_sent, client.bytes_received
         channel = session.link.channel.stats
@@ -306,13 +315,4 @@ async def enrol(
             row.pdus, row.air_bytes = link.stats.total.pdus, link.stats.total.air_bytes
     finally:
         await session.close()
-    await device.runtime.service.drain()
-    # The enrolment really happened: what the device committed matches the variant.
-    records = device.runtime.store.load()
-    if (mb.membership_of(records) is not None) != (variant == ZONE):
-        raise RuntimeError(f"{variant}: zone membership committed or missing unexpectedly")
-    if (len(mb.pins_of(records)) > 0) != (variant == PEER) or (
-        pin is not None and pin.name != device.runtime.device_id
-    ):
-        raise RuntimeError(f"{variant}: peer pin committed or missing unexpectedly")
     return row
