@@ -112,18 +112,26 @@ def _label(variant: str) -> str:
     return "zone enrolment" if variant == ZONE else "peer binding"
 
 
-def render_cost(rows: Sequence[tuple[Case, Enrolled]], handshake_trips: dict[str, int]) -> str:
-    """Counts per mode and variant, at the largest interval measured (counts do not
-    depend on the interval; bytes on air depend on the MTU)."""
+def render_cost(
+    rows: Sequence[tuple[Case, Enrolled]],
+    handshake_trips: dict[str, int],
+    interval_ms: float = 30.0,
+) -> str:
+    """Counts per mode and variant at ``interval_ms`` (else the largest interval measured):
+    counts do not depend on the interval, bytes on air depend on the MTU."""
     lines = [
         "| mode | trust step | MTU | protocol round trips (handshake + requests) "
         "| GATT round trips | messages up/down | frames up/down | bytes on air |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def rank(case: Case) -> tuple[bool, float]:
+        return (case.interval_ms == interval_ms, case.interval_ms)
+
     best: dict[tuple[Mode, str, int], tuple[Case, Enrolled]] = {}
     for case, r in rows:
         key = (case.mode, case.variant, case.mtu)
-        if not case.join_delay and (key not in best or case.interval_ms > best[key][0].interval_ms):
+        if not case.join_delay and (key not in best or rank(case) > rank(best[key][0])):
             best[key] = (case, r)
     for _case, r in best.values():
         trips = handshake_trips.get(r.mode, 0)
