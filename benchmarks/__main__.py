@@ -25,7 +25,16 @@ import cryptography
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 
 from benchmarks import anchors, cpu, enrolment, growth, link, protocol, scale, session, zone
-from benchmarks.common import ZONE
+from benchmarks.anchors import AnchorRow
+from benchmarks.common import MODES, ZONE, Enrolled
+from benchmarks.cpu import CpuRow
+from benchmarks.enrolment import Row as ScanRow
+from benchmarks.growth import ChainRow
+from benchmarks.link import Row as LinkRow
+from benchmarks.protocol import Case
+from benchmarks.scale import MemoryRow, ScaleRow
+from benchmarks.session import Row as SessionRow
+from benchmarks.zone import RateRow, StepRow
 
 REPORT: Final = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -35,19 +44,19 @@ class Results:
     quick: bool
     started: datetime
     seconds: float
-    protocol: list[tuple[protocol.Case, protocol.Enrolled]]
-    sessions: list[session.Row]
+    protocol: list[tuple[Case, Enrolled]]
+    sessions: list[SessionRow]
     scrypt_ms: float | None
-    handshakes: list[cpu.CpuRow]
-    enrolments: list[cpu.CpuRow]
-    anchors: list[anchors.AnchorRow]
-    scale: list[scale.ScaleRow]
-    memory: scale.MemoryRow
-    steps: list[zone.StepRow]
-    rates: list[zone.RateRow]
-    scan: list[enrolment.Row]
-    chains: list[growth.ChainRow]
-    link: list[link.Row]
+    handshakes: list[CpuRow]
+    enrolments: list[CpuRow]
+    anchors: list[AnchorRow]
+    scale: list[ScaleRow]
+    memory: MemoryRow
+    steps: list[StepRow]
+    rates: list[RateRow]
+    scan: list[ScanRow]
+    chains: list[ChainRow]
+    link: list[LinkRow]
 
 
 def _step(name: str) -> None:
@@ -138,7 +147,7 @@ def summary(r: Results) -> str:
     ]
     keys = sorted(
         {(c.mode, c.variant) for c, _ in r.protocol if not c.join_delay},
-        key=lambda k: (k[1] != ZONE, list(protocol.MODES).index(k[0])),
+        key=lambda k: (k[1] != ZONE, list(MODES).index(k[0])),
     )
     for mode, variant in keys:
         step = "zone enrolment" if variant == ZONE else "peer binding"

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-import srp
+import srp  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -51,12 +51,12 @@ def _pi_fixed(bits: int) -> int:
 
 def modp_prime(bits: int, offset: int) -> int:
     """RFC 3526's MODP prime: 2^b - 2^(b-64) - 1 + 2^64 * (floor(2^(b-130) pi) + offset)."""
-    return 2**bits - 2 ** (bits - 64) - 1 + 2**64 * (_pi_fixed(bits - 130) + offset)
+    return int(2**bits - 2 ** (bits - 64) - 1 + 2**64 * (_pi_fixed(bits - 130) + offset))
 
 
 def _srp_group_3072() -> str:
     n_4096 = modp_prime(4096, 240904)
-    known_4096, _ = srp._mod._ng_const[srp.NG_4096]  # type: ignore[attr-defined]
+    known_4096, _ = srp._mod._ng_const[srp.NG_4096]
     if n_4096 != int(known_4096, 16):
         raise RuntimeError("the MODP formula does not give srp's 4096-bit group")
     n = modp_prime(3072, 1690314)

@@ -275,7 +275,7 @@ async def enrol_with(
     found = await find(radio, auth, timeout=10)
 
     async def user_compares(number: int) -> bool:
-        return bool(shown) and shown[-1] == number
+        return shown is not None and len(shown) > 0 and shown[-1] == number
 
     interval = link.connection_interval if link is not None else None
     row = Enrolled(auth.mode.label, variant, mtu, (interval or 0.0) * 1000)

@@ -38,9 +38,9 @@ from benchmarks.common import (
     BenchHub,
     Factory,
     RecordingUi,
-    environment,
     host_identity_store,
 )
+from benchmarks.wifi import environment
 from bleprov.core.advertising import DeviceInfo
 from bleprov.core.errors import BleprovError
 from bleprov.core.profile import GattProfile
