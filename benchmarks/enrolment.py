@@ -14,57 +14,17 @@ import asyncio
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from bleprov.core.advertising import OobMode
-from bleprov.core.crypto.spake2plus import ScryptCost
-from bleprov.core.enrolment.device import DeviceEnrolmentConfig
-from bleprov.core.factory import provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
-from bleprov.core.onboarding import parse_qr
-from bleprov.core.session import host as hst
+from benchmarks.common import Factory, start_device, start_host
+from benchmarks.wifi import PASSPHRASE, environment
 from bleprov.core.session.messages import Mode
 from bleprov.core.wifi import WifiCredentials, WifiSecurity
-from bleprov.network.simulated import SimulatedWifi
-from bleprov.radio.bumble_peripheral import BumblePeripheral
-from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
-from bleprov.radio.virtual import VirtualLink, make_virtual_device
-from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
-from bleprov.store.device_store import DeviceStore
-from bleprov.store.keys import KeyFileProvider
+from bleprov.radio.virtual import VirtualLink
+from bleprov.service.enrolment import EnrolmentClient
+from bleprov.service.host_session import open_session
 
-PASSPHRASE = "correct horse battery"
-
-
-def environment(access_points: int) -> dict[str, Any]:
-    aps = [
-        {
-            "ssid": "home",
-            "bssid": "02:00:00:00:00:01",
-            "channel": 6,
-            "rssi": -40,
-            "security": "wpa2-personal",
-            "passphrase": PASSPHRASE,
-        },
-    ]
-    aps += [
-        {
-            "ssid": f"neighbour-{i:03d}",
-            "bssid": f"02:00:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
-            "channel": 1 + i % 11,
-            "rssi": -60 - i % 30,
-            "security": "wpa3-personal",
-            "passphrase": "not ours 123",
-        }
-        for i in range(2, access_points + 1)
-    ]
-    return {"access_points": aps, "scan": {"duration": 0.0}}
+__all__ = ["PASSPHRASE", "Row", "environment", "measure", "render", "run_all"]
 
 
 @dataclass
@@ -82,50 +42,15 @@ class Row:
 
 
 async def measure(*, access_points: int, mtu: int, interval_ms: float) -> Row:
-    now = datetime.now(UTC)
-    manufacturer = Manufacturer.create("Bench", now=now)
-    device, label = provision_device(
-        manufacturer.issue_device(now=now), modes=OobMode.QR, cost=ScryptCost(1 << 10, 8, 1)
-    )
+    factory = Factory.create()
     link = VirtualLink(connection_interval=interval_ms / 1000 if interval_ms else None)
-    network = SimulatedWifi.from_config(environment(access_points))
-    await network.start()
-    workdir = tempfile.TemporaryDirectory()
-    store = DeviceStore(Path(workdir.name) / "s", KeyFileProvider(Path(workdir.name) / "k"))
-    service = EnrolmentService(
-        network=network,
-        store=store,
-        config=lambda: DeviceEnrolmentConfig(device.identity.device_id),
-    )
-    server = SecureDeviceServer(
-        secrets=device.secrets(),
-        policy=int(device.modes),
-        application=service,
-        attempts=store.attempt_store(),
-    )
-    dlink = DeviceLink(
-        BumblePeripheral(make_virtual_device(link, name="d", address="F0:B1:00:00:00:01")),
-        server,
-        device.info,
-    )
-    await dlink.start()
-    host = make_virtual_device(link, name="h", address="C0:B1:00:00:00:01")
-    await host.power_on()
-    radio = CentralRadio.bumble(host, mtu=mtu)
-    payload = parse_qr(label.qr_text)
-    trust = hst.Trust(
-        (manufacturer.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE
+    workdir = tempfile.TemporaryDirectory(prefix="bleprov-bench-")
+    device = await start_device(
+        link, factory, Path(workdir.name), access_points=access_points, index=1
     )
     try:
-        found = await find_device(radio, discriminator=payload.discriminator, timeout=10)
-        session = SecureHostLink(
-            found.device,
-            radio,
-            mode=Mode.QR,
-            secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
-            trust=trust,
-        )
-        await session.open()
+        radio = await start_host(link, index=1, mtu=mtu)
+        session = await open_session(radio, device.authentication(Mode.QR), factory.trust)
         client = EnrolmentClient(session, timeout=120)
         await client.scan()  # warm the device's cache: a real device scans in background
         client.requests = client.messages_received = client.bytes_sent = 0
@@ -155,8 +80,7 @@ async def measure(*, access_points: int, mtu: int, interval_ms: float) -> Row:
         await session.close()
         return row
     finally:
-        await dlink.close()
-        await network.close()
+        await device.close()
         link.close()
         workdir.cleanup()
 

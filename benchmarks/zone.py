@@ -31,17 +31,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from benchmarks.enrolment import PASSPHRASE, environment
+from benchmarks.common import (
+    OWNER,
+    BenchHub,
+    Factory,
+    host_identity_store,
+    start_device,
+    start_host,
+)
+from benchmarks.wifi import PASSPHRASE
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
-from bleprov.core.crypto.spake2plus import ScryptCost
-from bleprov.core.enrolment.device import DeviceEnrolmentConfig
-from bleprov.core.factory import provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
-from bleprov.core.onboarding import parse_qr
-from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.core.zone import (
@@ -52,23 +52,14 @@ from bleprov.core.zone import (
     make_member_key,
     verify_member,
 )
-from bleprov.network.simulated import SimulatedWifi
-from bleprov.radio.bumble_peripheral import BumblePeripheral
-from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
-from bleprov.radio.virtual import VirtualLink, make_virtual_device
-from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
-from bleprov.service.trust import DeviceTrust, HostTrust, member_hello
-from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.radio.virtual import VirtualLink
+from bleprov.service.enrolment import EnrolmentClient
+from bleprov.service.host_session import open_session
+from bleprov.service.trust import DeviceTrust, member_hello
 from bleprov.store.device_store import DeviceStore
-from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
 from bleprov.tls.connection import MemberCredentials
 
-#: Cheap KDF costs: the benchmark measures the protocol, not passphrase hashing.
-CHEAP: Final = ScryptCost(1 << 10, 8, 1)
-OWNER: Final = "alice"
 LOOPBACK: Final = "127.0.0.1"
 
 WIFI: Final = "wifi"
@@ -98,68 +89,19 @@ async def measure_step(*, variant: str, mtu: int, interval_ms: float) -> StepRow
     """One fresh device, a QR session opened, then the step timed and counted."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}")
-    now = datetime.now(UTC)
-    manufacturer = Manufacturer.create("Bench", now=now)
-    device, label = provision_device(
-        manufacturer.issue_device(now=now), modes=OobMode.QR, cost=CHEAP
-    )
+    factory = Factory.create()
     link = VirtualLink(connection_interval=interval_ms / 1000 if interval_ms else None)
-    network = SimulatedWifi.from_config(environment(5))
-    await network.start()
     workdir = tempfile.TemporaryDirectory(prefix="bleprov-bench-")
     work = Path(workdir.name)
-    store = DeviceStore(work / "s", KeyFileProvider(work / "k"))
-    service = EnrolmentService(
-        network=network,
-        store=store,
-        config=lambda: DeviceEnrolmentConfig(device.identity.device_id),
-    )
-    server = SecureDeviceServer(
-        secrets=device.secrets(),
-        policy=int(device.modes),
-        application=service,
-        attempts=store.attempt_store(),
-    )
-    dlink = DeviceLink(
-        BumblePeripheral(make_virtual_device(link, name="d", address="F0:B1:00:00:00:02")),
-        server,
-        device.info,
-    )
-    hub: Hub | None = None
-    enroller: ZoneEnroller | None = None
-    if variant == ZONE:
-        # Throwaway passphrases: this hub lives for one row.
-        admin_passphrase = secrets.token_urlsafe(16)
-        hub = Hub.init(
-            work / "hub",
-            name="Bench",
-            zone_passphrase=secrets.token_bytes(16),
-            admin=OWNER,
-            admin_passphrase=admin_passphrase,
-            now=now,
-            passphrase_cost=CHEAP,
-        )
-        enroller = ZoneEnroller(hub, hub.authenticate(OWNER, admin_passphrase))
-    host_trust = HostTrust(DeviceStore(work / "h", KeyFileProvider(work / "hk")), name="bench-host")
-    host_identity = host_trust.identity() if variant == PEER else None
-    await dlink.start()
-    host = make_virtual_device(link, name="h", address="C0:B1:00:00:00:02")
-    await host.power_on()
-    radio = CentralRadio.bumble(host, mtu=mtu)
-    payload = parse_qr(label.qr_text)
-    trust = hst.Trust(
-        (manufacturer.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE
-    )
+    device = await start_device(link, factory, work, index=2, modes=OobMode.QR)
+    store = device.runtime.store
+    bench_hub = BenchHub.create(work / "hub") if variant == ZONE else None
+    host_identity = host_identity_store(work).identity() if variant == PEER else None
     try:
-        found = await find_device(radio, discriminator=payload.discriminator, timeout=10)
-        session = SecureHostLink(
-            found.device,
-            radio,
-            mode=Mode.QR,
-            secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
-            trust=trust,
-        )
-        info = await session.open()
+        radio = await start_host(link, index=2, mtu=mtu)
+        session = await open_session(radio, device.authentication(Mode.QR), factory.trust)
+        info = session.info
+        assert info is not None
         client = EnrolmentClient(session, timeout=120)
         link.stats.reset()
         loop = asyncio.get_running_loop()
@@ -169,8 +111,10 @@ async def measure_step(*, variant: str, mtu: int, interval_ms: float) -> StepRow
         )
         if status.ip is None:
             raise RuntimeError(f"the simulated Wi-Fi did not connect: {status}")
-        if enroller is not None:
-            await enroller.stage(client, session, device_id=info.attestation.device_id, owner=OWNER)
+        if bench_hub is not None:
+            await bench_hub.enroller.stage(
+                client, session, device_id=info.attestation.device_id, owner=OWNER
+            )
         pin = await client.peer_bind(host_identity) if host_identity is not None else None
         await client.commit()
         elapsed = loop.time() - start
@@ -187,21 +131,20 @@ async def measure_step(*, variant: str, mtu: int, interval_ms: float) -> StepRow
             elapsed,
         )
         await session.close()
-        await service.drain()
+        await device.runtime.service.drain()
         # The step really happened: what the device committed matches the variant.
         records = store.load()
         if (mb.membership_of(records) is not None) != (variant == ZONE):
             raise RuntimeError(f"{variant}: zone membership committed or missing unexpectedly")
         if (len(mb.pins_of(records)) > 0) != (variant == PEER) or (
-            pin is not None and pin.name != device.identity.device_id
+            pin is not None and pin.name != device.runtime.device_id
         ):
             raise RuntimeError(f"{variant}: peer pin committed or missing unexpectedly")
         return row
     finally:
-        await dlink.close()
-        await network.close()
-        if hub is not None:
-            hub.close()
+        await device.close()
+        if bench_hub is not None:
+            bench_hub.close()
         link.close()
         workdir.cleanup()
 

@@ -1,42 +1,55 @@
-"""Benchmarks are not timed tests: the suite only checks that they run (tiny counts)."""
+"""Benchmarks are not timed tests: the suite only checks that they run (tiny counts).
+
+One quick run of everything (``python -m benchmarks --quick``) is shared by the tests,
+each checking the counts and the section it is about.
+"""
 
 from __future__ import annotations
 
-from benchmarks.link import render, run_all
+import asyncio
+
+import pytest
+
+from benchmarks.__main__ import Results, collect, main, render
 
 
-async def test_link_benchmark_runs() -> None:
-    rows = await run_all(quick=True)
+@pytest.fixture(scope="module")
+def quick() -> Results:
+    return asyncio.run(collect(quick=True))
+
+
+def test_link_benchmark_runs(quick: Results) -> None:
+    from benchmarks.link import render as render_link
+
+    rows = quick.link
     assert len(rows) == 6
     assert all(r.seconds > 0 and r.frames_up > 0 for r in rows)
-    report = render(rows)
-    assert "write-with-response takes" in report
+    assert "write-with-response takes" in render_link(rows)
 
 
-def test_session_benchmark_runs() -> None:
-    from benchmarks.session import render
-    from benchmarks.session import run as run_sessions
+def test_session_benchmark_runs(quick: Results) -> None:
+    from benchmarks.session import render as render_sessions
 
-    rows = run_sessions(runs=2)
+    rows = quick.sessions
     assert [r.mode for r in rows] == ["qr", "code", "compare", "button"]
     assert [r.round_trips for r in rows] == [1, 2, 3, 1]
-    assert "round trips" in render(rows, None)
+    assert "round trips" in render_sessions(rows, None)
 
 
-async def test_enrolment_benchmark_runs() -> None:
+def test_enrolment_benchmark_runs(quick: Results) -> None:
     from benchmarks.enrolment import render as render_enrolment
-    from benchmarks.enrolment import run_all as run_enrolment
 
-    rows = await run_enrolment(quick=True)
+    rows = quick.scan
     assert rows[0].requests == 3
     assert rows[0].air_bytes > 0
     assert "round trips" in render_enrolment(rows)
 
 
-async def test_zone_benchmark_runs() -> None:
-    from benchmarks.zone import PEER, WIFI, ZONE, render, run_steps, run_throughput
+def test_zone_benchmark_runs(quick: Results) -> None:
+    from benchmarks.zone import PEER, WIFI, ZONE
+    from benchmarks.zone import render as render_zone
 
-    steps = await run_steps(quick=True)
+    steps = quick.steps
     assert [(r.variant, r.mtu) for r in steps] == [
         (v, mtu) for mtu in (23, 247) for v in (WIFI, ZONE, PEER)
     ]
@@ -53,7 +66,7 @@ async def test_zone_benchmark_runs() -> None:
     # A smaller MTU needs more PDUs for the same certificate step.
     assert by[ZONE, 23].pdus > by[ZONE, 247].pdus
 
-    rates = await run_throughput(n=2, connections=2, batches=1)
+    rates = quick.rates
     assert [r.key for r in rates] == [
         "csr",
         "issue",
@@ -64,7 +77,7 @@ async def test_zone_benchmark_runs() -> None:
         "connection",
     ]
     assert all(r.cpu_rate > 0 and r.wall_rate > 0 for r in rates)
-    report = render(steps, rates)
+    report = render_zone(steps, rates)
     assert "the certificate step adds 2 round trips" in report
     assert "peer binding adds 1 round trip," in report
     assert "CRL of 1000 revoked" in report
@@ -86,3 +99,116 @@ async def test_broker_benchmark_runs() -> None:
         rows[1].messages_down,
     )
     assert "broker" in render_broker(rows)
+
+
+def test_protocol_benchmark_counts_every_mode(quick: Results) -> None:
+    from benchmarks.common import PEER, ZONE
+    from benchmarks.protocol import render_cost, render_time
+
+    rows = quick.protocol
+    zone_rows = {c.mode.label: r for c, r in rows if c.variant == ZONE and not c.join_delay}
+    assert set(zone_rows) == {"qr", "code", "compare", "button"}
+    for r in zone_rows.values():
+        # scan, set, zone/csr, zone/install, commit; the Wi-Fi status is pushed.
+        assert r.requests == 5
+        assert r.att_round_trips == 2  # info read + CCCD write: the rest is unacknowledged
+        assert r.air_bytes > r.bytes_up + r.bytes_down > 0
+        assert r.frames_up > 0
+        assert r.frames_down > 0
+    peer = next(r for c, r in rows if c.variant == PEER)
+    assert peer.requests == 4  # scan, set, peer/bind, commit
+    assert zone_rows["compare"].handshake_sent > zone_rows["qr"].handshake_sent
+    joined = next(r for c, r in rows if c.join_delay)
+    assert joined.seconds > 0
+    assert "(1 + 5)" in render_cost(rows, {"qr": 1, "code": 2, "compare": 3, "button": 1})
+    assert "modelled join" in render_time(rows)
+
+
+def test_anchor_group_is_rfc5054_3072() -> None:
+    from benchmarks.anchors import N_3072_HEX, modp_prime, run
+
+    n = int(N_3072_HEX, 16)
+    assert n.bit_length() == 3072
+    assert N_3072_HEX.startswith(b"FFFFFFFFFFFFFFFFC90FDAA22168C234")
+    assert N_3072_HEX.endswith(b"A93AD2CAFFFFFFFFFFFFFFFF")
+    assert modp_prime(2048, 124476) == int(
+        # RFC 3526 group 14 (2048-bit): the same formula, a second check.
+        "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A0879"
+        "8E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B"
+        "0BFF5CB6F406B7EDEE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA4836"
+        "1C55D39A69163FA8FD24CF5F83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804"
+        "F1746C08CA18217C32905E462E36CE3BE39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6"
+        "955817183995497CEA956AE515D2261898FA051015728E5A8AACAA68FFFFFFFFFFFFFFFF",
+        16,
+    )
+    rows = run(2)
+    assert len(rows) == 2
+    assert all(r.host_ms > 0 and r.device_ms > 0 for r in rows)
+
+
+def test_cpu_benchmark_splits_host_and_device(quick: Results) -> None:
+    from benchmarks.cpu import render as render_cpu
+
+    handshakes, enrolments = quick.handshakes, quick.enrolments
+    assert [h.what for h in handshakes] == [
+        f"bleprov {m}" for m in ("qr", "code", "compare", "button")
+    ]
+    assert len(enrolments) == 5
+    assert all(r.host_ms > 0 and r.device_ms > 0 for r in [*handshakes, *enrolments])
+    from benchmarks.anchors import AnchorRow
+
+    anchors = [AnchorRow("srp", 1.0, 1.0, 4, 900), AnchorRow("sec1", 0.1, 0.1, 4, 144)]
+    assert "vs SRP-6a 3072" in render_cpu(handshakes, enrolments, anchors)
+
+
+def test_scale_and_memory_benchmark_runs(quick: Results) -> None:
+    from benchmarks.scale import render as render_scale
+
+    assert [(r.devices, r.enrolled, r.failures) for r in quick.scale] == [(1, 1, 0), (3, 3, 0)]
+    memory = quick.memory
+    assert memory.idle_kib > 0
+    assert memory.peak_kib >= memory.idle_kib
+    assert "devices per second" in render_scale(quick.scale, memory)
+
+
+def test_growth_counts_a_second_intermediate() -> None:
+    from benchmarks.growth import added_by, render, run
+
+    rows = run()
+    assert {r.mtu for r in rows} == {23, 247}
+    assert all(r.certificate_bytes > 300 for r in rows)
+    small = {r.chain: r for r in rows if r.mtu == 23}
+    big = {r.chain: r for r in rows if r.mtu == 247}
+    assert all(small[c].frames > big[c].frames for c in small)
+    assert added_by(18, 23)[0] == 1  # 18 bytes fill one frame at MTU 23
+    assert added_by(19, 23)[0] == 2
+    assert "second intermediate" in render(rows)
+
+
+def test_report_renders_every_section(quick: Results) -> None:
+    text = render(quick)
+    for heading in ("## Summary", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
+        assert heading in text
+    assert "SRP-6a 3072/SHA-512" in text
+    assert "OpenSSL" in text
+    assert "Quick run" in text
+    # One row per mode with zone enrolment, and peer binding, in the summary.
+    summary = text.split("## Summary", 1)[1].split("## 1.", 1)[0]
+    assert summary.count("| zone enrolment |") == 4
+    assert summary.count("| peer binding |") == 1
+
+
+def test_quick_run_without_out_does_not_overwrite_the_report(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], quick: Results
+) -> None:
+    import benchmarks.__main__ as entry
+
+    async def canned(quick_: bool) -> Results:
+        return quick
+
+    monkeypatch.setattr(entry, "collect", canned)
+    before = entry.REPORT.read_text() if entry.REPORT.exists() else None
+    main(["--quick"])
+    assert "# Performance" in capsys.readouterr().out
+    after = entry.REPORT.read_text() if entry.REPORT.exists() else None
+    assert before == after
