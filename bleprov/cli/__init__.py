@@ -268,6 +268,8 @@ from bleprov.cli.label import label_app  # noqa: E402  (it uses the helpers abov
 
 app.add_typer(label_app, name="label")
 
+from bleprov.cli import device as _device_commands  # noqa: E402, F401  (registers device init/serve)
+
 
 def main() -> None:
     try:

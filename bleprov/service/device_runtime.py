@@ -11,21 +11,28 @@ locked out.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+import cbor2
 
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceInfo, DeviceState
 from bleprov.core.enrolment.device import DeviceEnrolmentConfig
-from bleprov.core.errors import BleprovError
+from bleprov.core.enrolment.messages import parse_credentials
+from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.factory import DeviceProvisioning
+from bleprov.core.wifi import Connected, JoinOutcome
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.peripheral import Peripheral
 from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
 from bleprov.service.enrolment import EnrolmentService
 from bleprov.service.trust import DeviceTrust
-from bleprov.store.device_store import DeviceStore
+from bleprov.store.device_store import WIFI, DeviceStore
+
+logger = logging.getLogger(__name__)
 
 
 class DeviceNotProvisioned(BleprovError):
@@ -56,6 +63,7 @@ class DeviceRuntime:
         self.provisioning: DeviceProvisioning = provisioning
         self.store = store
         self.network = network
+        self.join_timeout = join_timeout
         device_id = provisioning.identity.device_id
         self.service = EnrolmentService(
             network=network,
@@ -99,10 +107,42 @@ class DeviceRuntime:
         return self.provisioning.info(self.state())
 
     async def start(self) -> None:
-        """Start the network backend and advertise."""
+        """Start the network backend, re-apply the stored Wi-Fi, and advertise."""
         await self.network.start()
+        await self.restore_wifi()
         await self.link.start()
         self._started = True
+
+    async def restore_wifi(self) -> JoinOutcome | None:
+        """Join and commit the Wi-Fi the store holds, if any (None: nothing stored).
+
+        The store is the source of truth: a crash between the store's commit and the
+        network's own save leaves the network behind, and this repairs it. A failed join
+        is rolled back and logged; the device keeps serving (the owner can enrol again)."""
+        raw = self.store.get(WIFI)
+        if raw is None:
+            return None
+        try:
+            body = cbor2.loads(raw)
+            if not isinstance(body, dict):
+                raise MalformedData("the stored Wi-Fi record is not a map")
+            credentials = parse_credentials(body)
+        except (ValueError, cbor2.CBORDecodeError, MalformedData) as exc:
+            logger.error("stored Wi-Fi unreadable (%s): enrol the device again", exc)
+            return None
+        ssid = credentials.ssid.decode(errors="replace")
+        outcome = await self.network.try_join(credentials, timeout=self.join_timeout)
+        if isinstance(outcome, Connected):
+            await self.network.commit()
+            logger.info(
+                "stored Wi-Fi %r re-applied: connected, address %s", ssid, outcome.ip_address
+            )
+        else:
+            await self.network.rollback()
+            logger.warning(
+                "stored Wi-Fi %r could not be joined: %s", ssid, outcome.reason.name.lower()
+            )
+        return outcome
 
     def press_button(self) -> None:
         """The device's button: opens the button-mode window (and lifts nothing else)."""
