@@ -128,17 +128,24 @@ class DeviceRuntime:
                 raise MalformedData("the stored Wi-Fi record is not a map")
             credentials = parse_credentials(body)
         except (ValueError, cbor2.CBORDecodeError, MalformedData) as exc:
-            logger.error("stored Wi-Fi unreadable (%s): enrol the device again", exc)
+            # Only the error's kind: a decoder's message could quote the record.
+            logger.error("stored Wi-Fi unreadable (%s): enrol the device again", type(exc).__name__)
             return None
         ssid = credentials.ssid.decode(errors="replace")
-        outcome = await self.network.try_join(credentials, timeout=self.join_timeout)
+        try:
+            outcome = await self.network.try_join(credentials, timeout=self.join_timeout)
+            if isinstance(outcome, Connected):
+                await self.network.commit()
+            else:
+                await self.network.rollback()
+        except BleprovError as exc:  # the device still serves: its owner can enrol again
+            logger.error("stored Wi-Fi %r could not be re-applied: %s", ssid, exc)
+            return None
         if isinstance(outcome, Connected):
-            await self.network.commit()
             logger.info(
                 "stored Wi-Fi %r re-applied: connected, address %s", ssid, outcome.ip_address
             )
         else:
-            await self.network.rollback()
             logger.warning(
                 "stored Wi-Fi %r could not be joined: %s", ssid, outcome.reason.name.lower()
             )

@@ -1,0 +1,294 @@
+"""The daemon's pieces in one process: option parsing, the CRL cache, state following,
+and the runtime re-applying the stored Wi-Fi."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import cbor2
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from bleprov.core.advertising import DeviceState, OobMode
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.enrolment.device import encode_credentials
+from bleprov.core.factory import provision_device
+from bleprov.core.identity import Manufacturer
+from bleprov.core.wifi import Failed, WifiCredentials, WifiSecurity
+from bleprov.network.simulated import SimulatedWifi
+from bleprov.network.wpa_supplicant import WpaSupplicantWifi
+from bleprov.radio.bumble_peripheral import BumblePeripheral
+from bleprov.radio.spec import RadioSpec
+from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.service.device_daemon import (
+    CrlCache,
+    DaemonConfigError,
+    DeviceDaemon,
+    LoggedNetwork,
+    NoFreshCrl,
+    open_network,
+    parse_endpoint,
+    parse_radio,
+)
+from bleprov.service.device_runtime import DeviceRuntime
+from bleprov.service.device_ui import ConsoleUi
+from bleprov.store.device_store import WIFI, DeviceStore
+from bleprov.store.keys import KeyFileProvider
+
+NOW = datetime.now(UTC)
+PASSWORD = "correct horse battery staple"
+ENVIRONMENT: dict[str, Any] = {
+    "scan": {"duration": 0.01},
+    "access_points": [
+        {
+            "ssid": "Home",
+            "bssid": "02:00:00:00:01:01",
+            "channel": 6,
+            "rssi": -48,
+            "security": "wpa2-personal",
+            "passphrase": PASSWORD,
+            "join_delay": 0.01,
+        }
+    ],
+}
+
+
+# ------------------------------------------------------------------- options
+
+
+def test_radio_names() -> None:
+    assert parse_radio("virtual") == RadioSpec("bumble", "tcp-client:127.0.0.1:9100")
+    assert parse_radio("virtual:9201") == RadioSpec("bumble", "tcp-client:127.0.0.1:9201")
+    assert parse_radio("bluez") == RadioSpec("system")
+    assert parse_radio("bumble:usb:0") == RadioSpec("bumble", "usb:0")
+    for bad in ("virtual:x", "virtual:70000", "bluetooth"):
+        with pytest.raises(Exception, match="port|unknown radio") as caught:
+            parse_radio(bad)
+        assert "bleprov" in type(caught.value).__module__
+
+
+def test_endpoints() -> None:
+    assert parse_endpoint("127.0.0.1:8443") == ("127.0.0.1", 8443)
+    assert parse_endpoint("[::1]:0") == ("::1", 0)
+    for bad in ("8443", ":8443", "host:", "host:port"):
+        with pytest.raises(DaemonConfigError):
+            parse_endpoint(bad)
+
+
+def test_network_names(tmp_path: Path) -> None:
+    wpa = open_network("wpa-supplicant:wlan1")
+    assert isinstance(wpa, WpaSupplicantWifi)
+    assert wpa.ctrl_path == Path("/var/run/wpa_supplicant/wlan1")
+    config = tmp_path / "env.toml"
+    config.write_text(
+        '[[access_points]]\nssid = "A"\nbssid = "02:00:00:00:00:01"\n'
+        'channel = 1\nrssi = -50\nsecurity = "open"\n'
+    )
+    assert isinstance(open_network(f"simulated:{config}"), SimulatedWifi)
+    with pytest.raises(DaemonConfigError, match="simulated:FILE"):
+        open_network("simulated")
+    with pytest.raises(DaemonConfigError, match="unknown network"):
+        open_network("ethernet")
+
+
+# ----------------------------------------------------------------- CRL cache
+
+
+def _crl(next_update: datetime) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zone")]))
+        .last_update(next_update - timedelta(days=2))
+        .next_update(next_update)
+    )
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
+
+
+async def test_crl_cache_refuses_without_a_fresh_crl() -> None:
+    now = [NOW]
+    fetched: list[bytes] = []
+
+    async def fetch() -> bytes:
+        return fetched[-1]
+
+    cache = CrlCache(fetch, clock=lambda: now[0])
+    with pytest.raises(NoFreshCrl, match="no CRL"):
+        cache.current()
+    fetched.append(_crl(NOW + timedelta(hours=2)))
+    await cache.refresh()
+    assert cache.current() == fetched[-1]
+    assert cache.next_refresh_in() == 1800.0  # at most half an hour between fetches
+    fetched.append(_crl(NOW + timedelta(minutes=20)))
+    await cache.refresh()
+    assert cache.next_refresh_in() == pytest.approx(600, abs=5)  # half its remaining life
+    now[0] = NOW + timedelta(hours=3)
+    with pytest.raises(NoFreshCrl, match="out of date"):
+        cache.current()
+    assert CrlCache(None).next_refresh_in() == 30.0
+
+
+# ---------------------------------------------------------- daemon, state
+
+
+class FakeButton:
+    length = 120.0
+
+
+class FakeServer:
+    button = FakeButton()
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.readvertised = 0
+
+    async def readvertise(self) -> None:
+        self.readvertised += 1
+
+
+class FakeRuntime:
+    device_id = "0123456789ABCDEF"
+    discriminator = 0x123
+
+    def __init__(self) -> None:
+        self.current = DeviceState.VIRGIN
+        self.link = FakeLink()
+        self.server = FakeServer()
+        self.pressed = self.resets = 0
+        self.closed = False
+
+    def state(self) -> DeviceState:
+        return self.current
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def press_button(self) -> None:
+        self.pressed += 1
+
+    def physical_reset(self) -> None:
+        self.resets += 1
+
+
+class RecordingService:
+    def __init__(self, fail: bool = False) -> None:
+        self.states: list[DeviceState] = []
+        self.fail = fail
+        self.closed = False
+
+    async def state_changed(self, state: DeviceState) -> None:
+        self.states.append(state)
+        if self.fail:
+            raise OSError("address in use")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_daemon_follows_the_state_and_tells_its_services() -> None:
+    runtime = FakeRuntime()
+    lines: list[str] = []
+    good, bad = RecordingService(), RecordingService(fail=True)
+    daemon = DeviceDaemon(
+        cast(DeviceRuntime, runtime),
+        ConsoleUi(io.StringIO(), None, signals=False),
+        radio_name="virtual:9100",
+        emit=lines.append,
+        services=[bad, good],
+        poll_interval=3600,
+    )
+    await daemon.start()
+    assert lines[-1] == (
+        "ready: device 0123456789ABCDEF advertising on virtual:9100, discriminator 291, "
+        "state virgin"
+    )
+    runtime.current = DeviceState.ENROLLED
+    await daemon.check_state()
+    await daemon.check_state()  # no change, nothing told
+    assert good.states == bad.states == [DeviceState.VIRGIN, DeviceState.ENROLLED]
+    assert "state: virgin -> enrolled" in lines
+    assert runtime.link.readvertised == 1
+    assert any(line.startswith("error: RecordingService could not follow") for line in lines)
+    daemon.press_button()
+    assert (
+        runtime.pressed == 1 and lines[-1] == "button: pressed, button-mode window open for 120 s"
+    )
+    await daemon.close()
+    assert good.closed and bad.closed and runtime.closed
+
+
+# -------------------------------------------------------- stored Wi-Fi at start
+
+
+@pytest_asyncio.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[tuple[DeviceRuntime, list[str]]]:
+    manufacturer = Manufacturer.create("Acme", now=NOW)
+    device, _ = provision_device(
+        manufacturer.issue_device(now=NOW), modes=OobMode.QR, cost=ScryptCost(n=16, r=1, p=1)
+    )
+    store = DeviceStore(tmp_path / "store", KeyFileProvider(tmp_path / "store.key"))
+    store.put_provisioning(device)
+    link = VirtualLink()
+    lines: list[str] = []
+    network = LoggedNetwork(SimulatedWifi.from_config(ENVIRONMENT), lines.append)
+    peripheral = BumblePeripheral(make_virtual_device(link, name="d", address="F0:B1:E9:00:09:01"))
+    built = DeviceRuntime(store, peripheral, network, join_timeout=5)
+    yield built, lines
+    await built.close()
+    link.close()
+
+
+async def test_stored_wifi_is_joined_and_committed_at_start(
+    runtime: tuple[DeviceRuntime, list[str]],
+) -> None:
+    built, lines = runtime
+    assert await built.restore_wifi() is None  # nothing stored: nothing done
+    home = WifiCredentials(b"Home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSWORD)
+    built.store.update({WIFI: encode_credentials(home)})
+    await built.start()
+    assert lines == [
+        "network: joined 'Home', address 192.168.1.50 (not committed)",
+        "network: committed",
+    ]
+    inner = cast(SimulatedWifi, cast(LoggedNetwork, built.network).inner)
+    assert inner.saved_credentials == home
+
+
+async def test_stored_wifi_that_fails_is_rolled_back(
+    runtime: tuple[DeviceRuntime, list[str]],
+) -> None:
+    built, lines = runtime
+    wrong = WifiCredentials(b"Home", WifiSecurity.WPA2_PERSONAL, passphrase="not the password")
+    built.store.update({WIFI: encode_credentials(wrong)})
+    assert await built.restore_wifi() is None  # the network is not started: logged
+    await built.network.start()
+    outcome = await built.restore_wifi()
+    assert isinstance(outcome, Failed)
+    assert lines == [
+        "network: joining 'Home' failed: wrong_password",
+        "network: rolled back to the previous network",
+    ]
+
+
+async def test_unreadable_stored_wifi_is_logged_not_fatal(
+    runtime: tuple[DeviceRuntime, list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    built, lines = runtime
+    for junk in (b"\xff", cbor2.dumps([1, 2]), cbor2.dumps({"ssid": b"x"})):
+        built.store.update({WIFI: junk})
+        assert await built.restore_wifi() is None
+    assert lines == []
+    assert "stored Wi-Fi unreadable" in caplog.text
