@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -45,10 +46,8 @@ def pipe() -> Iterator[tuple[Any, int]]:
     reader = os.fdopen(read_fd, "r")
     yield reader, write_fd
     reader.close()
-    try:
+    with contextlib.suppress(OSError):
         os.close(write_fd)
-    except OSError:
-        pass
 
 
 def test_state_names_are_what_the_ready_line_says() -> None:
