@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +38,8 @@ from bleprov.store.device_store import DeviceStore
 from bleprov.store.factory_files import IssuedDevice, issue_device
 from bleprov.store.hub_files import Hub
 from bleprov.tls.connection import ValidatedConnectionError
+
+from .daemon_process import Process, daemon_env
 
 pytestmark = pytest.mark.multiprocess
 
@@ -69,73 +67,6 @@ PORTS = 8
 _addresses = itertools.count(1)
 
 
-class Process:
-    """A child process whose stdout lines are read on a thread, to wait for markers."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], *, stdin: bool = False) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, prefix: str, timeout: float = 20.0, *, anywhere: bool = False) -> str:
-        """The next line starting with ``prefix`` (or holding it, ``anywhere``); earlier
-        lines are kept in ``lines``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {prefix!r} within {timeout} s: {self.lines}") from None
-            if line is None:
-                raise AssertionError(f"process exited before {prefix!r}: {self.lines}")
-            self.lines.append(line)
-            if line.startswith(prefix) or (anywhere and prefix in line):
-                return line
-
-    async def expect(self, prefix: str, timeout: float = 20.0, *, anywhere: bool = False) -> str:
-        """:meth:`wait_for` without blocking the event loop (the hub serves on it)."""
-        return await asyncio.to_thread(self.wait_for, prefix, timeout, anywhere=anywhere)
-
-    def send(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text)
-        self.proc.stdin.flush()
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signum)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"did not stop on signal {signum}: {self.lines}") from None
-
-    def rest(self) -> list[str]:
-        """Every line after the process ended."""
-        while (line := self._queue.get(timeout=10)) is not None:
-            self.lines.append(line)
-        return self.lines
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
-
-
 @pytest.fixture(scope="module")
 def controllers() -> Iterator[Iterator[str]]:
     """Transports of fresh virtual controllers, one per process that needs a radio."""
@@ -148,7 +79,7 @@ def controllers() -> Iterator[Iterator[str]]:
             "--ports",
             ",".join(["0"] * PORTS),
         ],
-        _env(),
+        daemon_env(),
     )
     try:
         hub.wait_for("ready")
@@ -188,7 +119,7 @@ class Rig:
                 f"simulated:{self.network}",
                 *extra,
             ],
-            _env(BLEPROV_BUMBLE_ADDRESS=f"F0:B1:E9:00:01:{index:02X}"),
+            daemon_env(BLEPROV_BUMBLE_ADDRESS=f"F0:B1:E9:00:01:{index:02X}"),
             stdin=stdin,
         )
         self.processes.append(process)
@@ -216,7 +147,7 @@ def _init(
             "--from",
             str(source),
         ],
-        env=_env(BLEPROV_DEVICE_PASSPHRASE=passphrase),
+        env=daemon_env(BLEPROV_DEVICE_PASSPHRASE=passphrase),
         capture_output=True,
         text=True,
         timeout=60,
