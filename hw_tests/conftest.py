@@ -31,9 +31,9 @@ from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.linktest import EchoApplication, linktest_info
 from bleprov.radio.spec import RadioSpec, open_central, open_peripheral
 
-HOST_RADIO = os.environ.get("BLEPROV_HW_HOST_RADIO")
-PEER_DISCRIMINATOR = os.environ.get("BLEPROV_HW_PEER_DISCRIMINATOR")
-DEVICE_RADIO = os.environ.get("BLEPROV_HW_DEVICE_RADIO")
+HOST_RADIO = os.environ.get("BLEPROV_HW_HOST_RADIO") or None
+PEER_DISCRIMINATOR = os.environ.get("BLEPROV_HW_PEER_DISCRIMINATOR") or None
+DEVICE_RADIO = os.environ.get("BLEPROV_HW_DEVICE_RADIO") or None
 
 HOW_TO = (
     "hardware not declared: set BLEPROV_HW_HOST_RADIO (system | bumble:<transport>) and "

@@ -44,10 +44,10 @@ from tests.daemon_process import Process, daemon_env
 
 pytestmark = pytest.mark.device_hw
 
-DAEMON_RADIO = os.environ.get("BLEPROV_HW_DAEMON_RADIO")
-HOST_RADIO = os.environ.get("BLEPROV_HW_HOST_RADIO")
-NETWORK = os.environ.get("BLEPROV_HW_NETWORK")
-GPIO_LOOPBACK = os.environ.get("BLEPROV_HW_GPIO_LOOPBACK")
+DAEMON_RADIO = os.environ.get("BLEPROV_HW_DAEMON_RADIO") or None
+HOST_RADIO = os.environ.get("BLEPROV_HW_HOST_RADIO") or None
+NETWORK = os.environ.get("BLEPROV_HW_NETWORK") or None
+GPIO_LOOPBACK = os.environ.get("BLEPROV_HW_GPIO_LOOPBACK") or None
 EXAMPLE_NETWORK = (
     Path(__file__).resolve().parents[1] / "bleprov" / "network" / "simulated_example.toml"
 )
