@@ -292,3 +292,55 @@ async def test_unreadable_stored_wifi_is_logged_not_fatal(
         assert await built.restore_wifi() is None
     assert lines == []
     assert "stored Wi-Fi unreadable" in caplog.text
+
+
+# ------------------------------------------------------------------ device init
+
+
+def test_init_reads_the_systemd_credential_and_exist_ok_leaves_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bleprov.cli import app
+    from bleprov.store.factory_files import issue_device
+
+    manufacturer = Manufacturer.create("Acme", now=NOW)
+    issued = issue_device(
+        manufacturer,
+        tmp_path / "devices",
+        b"from a credential",
+        modes=OobMode.QR,
+        cost=ScryptCost(n=16, r=1, p=1),
+    )
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "device-passphrase").write_bytes(b"from a credential\n")
+    monkeypatch.delenv("BLEPROV_DEVICE_PASSPHRASE", raising=False)
+    runner = CliRunner()
+    store = tmp_path / "store"
+    argv = ["device", "init", "--store", str(store), "--from", str(issued.directory)]
+
+    no_passphrase = runner.invoke(app, argv)
+    assert no_passphrase.exit_code == 1
+    assert not (store / "device.store").exists()
+
+    env = {"CREDENTIALS_DIRECTORY": str(credentials)}
+    done = runner.invoke(app, argv, env=env)
+    assert done.exit_code == 0, done.output
+    assert f"device {issued.device_id} imported" in done.output
+    provisioning = DeviceStore.open(store).provisioning()
+    assert provisioning is not None
+    assert provisioning.identity.device_id == issued.device_id
+
+    refused = runner.invoke(app, argv, env=env)
+    assert refused.exit_code == 1
+    assert "already holds a device store" in refused.output
+    kept = runner.invoke(app, [*argv, "--exist-ok"], env={})
+    assert kept.exit_code == 0
+    assert "left as it is" in kept.output
+
+    (credentials / "device-passphrase").write_bytes(b"\n")
+    empty = runner.invoke(app, [*argv[:3], str(tmp_path / "other"), *argv[4:]], env=env)
+    assert empty.exit_code == 1
+    assert "credential is empty" in empty.output

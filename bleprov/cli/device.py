@@ -22,8 +22,38 @@ if TYPE_CHECKING:
     from bleprov.radio.spec import RadioSpec
 
 
-class StoreExists(BleprovError):
+#: The systemd credential (LoadCredential=) that holds the sealed record's passphrase.
+PASSPHRASE_CREDENTIAL = "device-passphrase"  # noqa: S105  (a file name, not a secret)
+MAX_PASSPHRASE_FILE = 4096
+
+
+class DeviceInitError(BleprovError):
+    """``device init`` cannot import the record (store present, no key provider)."""
+
+
+class StoreExists(DeviceInitError):
     """``device init`` found a store already: it never overwrites one."""
+
+
+def device_passphrase() -> bytes:
+    """BLEPROV_DEVICE_PASSPHRASE, else systemd's credential ``device-passphrase``
+    (``$CREDENTIALS_DIRECTORY``, a private in-memory file), else a no-echo prompt."""
+    import os
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if "BLEPROV_DEVICE_PASSPHRASE" not in os.environ and directory:
+        path = Path(directory) / PASSPHRASE_CREDENTIAL
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = handle.read(MAX_PASSPHRASE_FILE + 1)
+            value = data.rstrip(b"\r\n")
+            if not value or len(data) > MAX_PASSPHRASE_FILE:
+                raise DeviceInitError(
+                    f"the {PASSPHRASE_CREDENTIAL} credential is empty or over "
+                    f"{MAX_PASSPHRASE_FILE} bytes: check the file LoadCredential= names"
+                )
+            return value
+    return secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase")
 
 
 def _emit(line: str) -> None:
@@ -41,10 +71,17 @@ def device_init(
     key_provider: Annotated[
         str, typer.Option(help="Where the store's key lives: file, keyring or tpm.")
     ] = "file",
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok", help="A store already there is left alone (exit 0): for ExecStartPre."
+        ),
+    ] = False,
 ) -> None:
     """Import the factory's sealed device record into a new encrypted device store.
 
-    Passphrase of the sealed record: BLEPROV_DEVICE_PASSPHRASE, or typed without echo.
+    Passphrase of the sealed record: BLEPROV_DEVICE_PASSPHRASE, systemd's credential
+    device-passphrase, or typed without echo; never an argument.
     """
     from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
     from bleprov.store.factory_files import load_device
@@ -55,17 +92,20 @@ def device_init(
             f"[bold red]error:[/] unknown key provider {key_provider!r}: use file, keyring or tpm"
         )
         raise typer.Exit(2)
-    passphrase = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase")
+    if exist_ok and (store / STORE_FILE_NAME).exists():
+        _emit(f"{store} already holds a device store: left as it is")
+        return
     try:
         if (store / STORE_FILE_NAME).exists():
             raise StoreExists(
-                f"{store} already holds a device store: refusing to overwrite it (to start "
-                "over, run `bleprov device factory-reset`, or remove the directory)"
+                f"{store} already holds a device store: refusing to overwrite it (to import "
+                "another record, move the directory away first)"
             )
+        passphrase = device_passphrase()
         device = load_device(source, passphrase)
         provider = make_key_provider(key_provider, directory=store)
         if not provider.available():
-            raise StoreExists(
+            raise DeviceInitError(
                 f"the {key_provider} key provider is not available here: choose another "
                 "with --key-provider"
             )
@@ -174,7 +214,9 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
 
     if not (options.store / STORE_FILE_NAME).exists():
-        raise StoreExists(f"no device store in {options.store}: run `bleprov device init` first")
+        raise DeviceInitError(
+            f"no device store in {options.store}: run `bleprov device init` first"
+        )
     preference = [options.key_provider] if options.key_provider else ["file", "tpm", "keyring"]
     store = DeviceStore.open(options.store, preference)
     interface: DeviceUiHooks
