@@ -61,6 +61,14 @@ ENVIRONMENT: dict[str, Any] = {
         }
     ],
 }
+ONE_OPEN_NETWORK = """
+[[access_points]]
+ssid = "A"
+bssid = "02:00:00:00:00:01"
+channel = 1
+rssi = -50
+security = "open"
+"""
 
 
 # ------------------------------------------------------------------- options
@@ -89,10 +97,7 @@ def test_network_names(tmp_path: Path) -> None:
     assert isinstance(wpa, WpaSupplicantWifi)
     assert wpa.ctrl_path == Path("/var/run/wpa_supplicant/wlan1")
     config = tmp_path / "env.toml"
-    config.write_text(
-        '[[access_points]]\nssid = "A"\nbssid = "02:00:00:00:00:01"\n'
-        'channel = 1\nrssi = -50\nsecurity = "open"\n'
-    )
+    config.write_text(ONE_OPEN_NETWORK)
     assert isinstance(open_network(f"simulated:{config}"), SimulatedWifi)
     with pytest.raises(DaemonConfigError, match="simulated:FILE"):
         open_network("simulated")
@@ -297,6 +302,11 @@ async def test_unreadable_stored_wifi_is_logged_not_fatal(
 # ------------------------------------------------------------------ device init
 
 
+def _flat(output: str) -> str:
+    """The CLI's output with rich's line wrapping undone."""
+    return " ".join(output.split())
+
+
 def test_init_reads_the_systemd_credential_and_exist_ok_leaves_a_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -335,7 +345,7 @@ def test_init_reads_the_systemd_credential_and_exist_ok_leaves_a_store(
 
     refused = runner.invoke(app, argv, env=env)
     assert refused.exit_code == 1
-    assert "already holds a device store" in refused.output
+    assert "already holds a device store" in _flat(refused.output)
     kept = runner.invoke(app, [*argv, "--exist-ok"], env={})
     assert kept.exit_code == 0
     assert "left as it is" in kept.output
@@ -343,4 +353,31 @@ def test_init_reads_the_systemd_credential_and_exist_ok_leaves_a_store(
     (credentials / "device-passphrase").write_bytes(b"\n")
     empty = runner.invoke(app, [*argv[:3], str(tmp_path / "other"), *argv[4:]], env=env)
     assert empty.exit_code == 1
-    assert "credential is empty" in empty.output
+    assert "credential is empty" in _flat(empty.output)
+
+
+def test_serve_says_what_to_do_without_a_store_or_a_radio(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bleprov.cli import app
+
+    runner = CliRunner()
+    argv = ["device", "serve", "--store", str(tmp_path / "store"), "--network", "simulated:x"]
+    missing = runner.invoke(app, [*argv, "--radio", "virtual:1"])
+    assert missing.exit_code == 1
+    assert "run `bleprov device init` first" in _flat(missing.output)
+    bad_radio = runner.invoke(app, [*argv, "--radio", "virtual:port"])
+    assert bad_radio.exit_code == 2
+
+    manufacturer = Manufacturer.create("Acme", now=NOW)
+    device, _ = provision_device(
+        manufacturer.issue_device(now=NOW), modes=OobMode.QR, cost=ScryptCost(n=16, r=1, p=1)
+    )
+    DeviceStore.open(tmp_path / "store").put_provisioning(device)
+    environment = tmp_path / "env.toml"
+    environment.write_text(ONE_OPEN_NETWORK)
+    argv[-1] = f"simulated:{environment}"
+    # Port 1 on loopback: nothing listens, as when the radio hub is not running.
+    no_radio = runner.invoke(app, [*argv, "--radio", "virtual:1"])
+    assert no_radio.exit_code == 1
+    assert "start `bleprov radio hub` first" in _flat(no_radio.output)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ MAX_PASSPHRASE_FILE = 4096
 
 class DeviceInitError(BleprovError):
     """``device init`` cannot import the record (store present, no key provider)."""
+
+
+class RadioUnavailable(BleprovError):
+    """``device serve`` could not open its radio."""
 
 
 class StoreExists(DeviceInitError):
@@ -231,7 +236,15 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_peripheral(spec, name=options.name) as peripheral:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            peripheral = await stack.enter_async_context(open_peripheral(spec, name=options.name))
+        except OSError as exc:
+            raise RadioUnavailable(
+                f"cannot open the radio {options.radio} ({exc.strerror or exc}): for virtual "
+                "radios start `bleprov radio hub` first; for bluez check `bluetoothctl show`; "
+                "for a dongle check that it is plugged in and not claimed by BlueZ"
+            ) from None
         runtime = DeviceRuntime(
             store,
             peripheral,
