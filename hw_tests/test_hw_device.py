@@ -138,9 +138,7 @@ async def test_daemon_on_a_real_radio_binds_a_peer_and_serves_it(tmp_path: Path)
         assert await asyncio.to_thread(daemon.stop, signal.SIGTERM) == 0
         assert daemon.rest()[-1] == "stopped"
     finally:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait(10)
+        daemon.kill()
 
 
 @pytest.mark.skipif(

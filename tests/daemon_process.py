@@ -37,8 +37,9 @@ class Process:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
     def wait_for(self, prefix: str, timeout: float = 20.0, *, anywhere: bool = False) -> str:
@@ -74,13 +75,20 @@ class Process:
             self.proc.kill()
             self.proc.wait(5)
             raise AssertionError(f"did not stop on signal {signum}: {self.lines}") from None
+        finally:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+
+    def kill(self) -> None:
+        """Teardown: end it if it still runs, and close our end of its pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
 
     def rest(self) -> list[str]:
         """Every line after the process ended."""
         while (line := self._queue.get(timeout=10)) is not None:
             self.lines.append(line)
         return self.lines
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", **extra}

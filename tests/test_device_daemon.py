@@ -186,9 +186,7 @@ async def rig(tmp_path: Path, controllers: Iterator[str]) -> AsyncIterator[Rig]:
         yield rig
     finally:
         for process in rig.processes:
-            if process.proc.poll() is None:
-                process.proc.kill()
-                process.proc.wait(5)
+            process.kill()
         server.close()
         await server.wait_closed()
         hub.close()
