@@ -271,6 +271,7 @@ app.add_typer(label_app, name="label")
 from bleprov.cli.host import register as _register_host_commands  # noqa: E402
 
 _register_host_commands(app)
+from bleprov.cli import device as _device_commands  # noqa: E402, F401  (registers device init/serve)
 
 
 def main() -> None:

@@ -11,23 +11,30 @@ locked out.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+import cbor2
 
 from bleprov.broker.client import BrokerConfig
 from bleprov.broker.device import DEFAULT_BROKER_MODES, BrokerDeviceTransport, BrokerSession
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.enrolment.device import DeviceEnrolmentConfig
-from bleprov.core.errors import BleprovError
+from bleprov.core.enrolment.messages import parse_credentials
+from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.factory import DeviceProvisioning
+from bleprov.core.wifi import Connected, JoinOutcome
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.peripheral import Peripheral
 from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
 from bleprov.service.enrolment import EnrolmentService
 from bleprov.service.trust import DeviceTrust
-from bleprov.store.device_store import DeviceStore
+from bleprov.store.device_store import WIFI, DeviceStore
+
+logger = logging.getLogger(__name__)
 
 
 class DeviceNotProvisioned(BleprovError):
@@ -60,6 +67,7 @@ class DeviceRuntime:
         self.provisioning: DeviceProvisioning = provisioning
         self.store = store
         self.network = network
+        self.join_timeout = join_timeout
         device_id = provisioning.identity.device_id
         self.service = EnrolmentService(
             network=network,
@@ -122,12 +130,51 @@ class DeviceRuntime:
             self.broker.reannounce()
 
     async def start(self) -> None:
-        """Start the network backend and advertise."""
+        """Start the network backend, re-apply the stored Wi-Fi, and advertise."""
         await self.network.start()
+        await self.restore_wifi()
         await self.link.start()
         if self.broker is not None:
             await self.broker.start()
         self._started = True
+
+    async def restore_wifi(self) -> JoinOutcome | None:
+        """Join and commit the Wi-Fi the store holds, if any (None: nothing stored).
+
+        The store is the source of truth: a crash between the store's commit and the
+        network's own save leaves the network behind, and this repairs it. A failed join
+        is rolled back and logged; the device keeps serving (the owner can enrol again)."""
+        raw = self.store.get(WIFI)
+        if raw is None:
+            return None
+        try:
+            body = cbor2.loads(raw)
+            if not isinstance(body, dict):
+                raise MalformedData("the stored Wi-Fi record is not a map")
+            credentials = parse_credentials(body)
+        except (ValueError, cbor2.CBORDecodeError, MalformedData) as exc:
+            # Only the error's kind: a decoder's message could quote the record.
+            logger.error("stored Wi-Fi unreadable (%s): enrol the device again", type(exc).__name__)
+            return None
+        ssid = credentials.ssid.decode(errors="replace")
+        try:
+            outcome = await self.network.try_join(credentials, timeout=self.join_timeout)
+            if isinstance(outcome, Connected):
+                await self.network.commit()
+            else:
+                await self.network.rollback()
+        except BleprovError as exc:  # the device still serves: its owner can enrol again
+            logger.error("stored Wi-Fi %r could not be re-applied: %s", ssid, exc)
+            return None
+        if isinstance(outcome, Connected):
+            logger.info(
+                "stored Wi-Fi %r re-applied: connected, address %s", ssid, outcome.ip_address
+            )
+        else:
+            logger.warning(
+                "stored Wi-Fi %r could not be joined: %s", ssid, outcome.reason.name.lower()
+            )
+        return outcome
 
     def press_button(self) -> None:
         """The device's button: opens the button-mode window (and lifts nothing else)."""

@@ -1,0 +1,262 @@
+"""``bleprov device init`` and ``bleprov device serve``: the commands run on the device.
+
+``init`` moves the factory's sealed record into the device's encrypted store (once);
+``serve`` is the daemon (bleprov.service.device_daemon) with its options parsed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bleprov.cli import EXIT_ERROR, device_app, err_console, run, secret_input
+from bleprov.core.errors import BleprovError
+
+if TYPE_CHECKING:
+    from bleprov.radio.spec import RadioSpec
+
+
+#: The systemd credential (LoadCredential=) that holds the sealed record's passphrase.
+PASSPHRASE_CREDENTIAL = "device-passphrase"  # noqa: S105  (a file name, not a secret)
+MAX_PASSPHRASE_FILE = 4096
+
+
+class DeviceInitError(BleprovError):
+    """``device init`` cannot import the record (store present, no key provider)."""
+
+
+class RadioUnavailable(BleprovError):
+    """``device serve`` could not open its radio."""
+
+
+class StoreExists(DeviceInitError):
+    """``device init`` found a store already: it never overwrites one."""
+
+
+def device_passphrase() -> bytes:
+    """BLEPROV_DEVICE_PASSPHRASE, else systemd's credential ``device-passphrase``
+    (``$CREDENTIALS_DIRECTORY``, a private in-memory file), else a no-echo prompt."""
+    import os
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if "BLEPROV_DEVICE_PASSPHRASE" not in os.environ and directory:
+        path = Path(directory) / PASSPHRASE_CREDENTIAL
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = handle.read(MAX_PASSPHRASE_FILE + 1)
+            value = data.rstrip(b"\r\n")
+            if not value or len(data) > MAX_PASSPHRASE_FILE:
+                raise DeviceInitError(
+                    f"the {PASSPHRASE_CREDENTIAL} credential is empty or over "
+                    f"{MAX_PASSPHRASE_FILE} bytes: check the file LoadCredential= names"
+                )
+            return value
+    return secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase")
+
+
+def _emit(line: str) -> None:
+    """Event lines on stdout, whole and at once (tests and the journal read them)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@device_app.command("init")
+def device_init(
+    store: Annotated[Path, typer.Option(help="The device's store directory (created).")],
+    source: Annotated[
+        Path, typer.Option("--from", help="The factory's device directory, devices/<ID>.")
+    ],
+    key_provider: Annotated[
+        str, typer.Option(help="Where the store's key lives: file, keyring or tpm.")
+    ] = "file",
+    exist_ok: Annotated[
+        bool,
+        typer.Option(
+            "--exist-ok", help="A store already there is left alone (exit 0): for ExecStartPre."
+        ),
+    ] = False,
+) -> None:
+    """Import the factory's sealed device record into a new encrypted device store.
+
+    Passphrase of the sealed record: BLEPROV_DEVICE_PASSPHRASE, systemd's credential
+    device-passphrase, or typed without echo; never an argument.
+    """
+    from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
+    from bleprov.store.factory_files import load_device
+    from bleprov.store.keys import PROVIDER_NAMES, make_key_provider
+
+    if key_provider not in PROVIDER_NAMES:
+        err_console.print(
+            f"[bold red]error:[/] unknown key provider {key_provider!r}: use file, keyring or tpm"
+        )
+        raise typer.Exit(2)
+    if exist_ok and (store / STORE_FILE_NAME).exists():
+        _emit(f"{store} already holds a device store: left as it is")
+        return
+    try:
+        if (store / STORE_FILE_NAME).exists():
+            raise StoreExists(
+                f"{store} already holds a device store: refusing to overwrite it (to import "
+                "another record, move the directory away first)"
+            )
+        passphrase = device_passphrase()
+        device = load_device(source, passphrase)
+        provider = make_key_provider(key_provider, directory=store)
+        if not provider.available():
+            raise DeviceInitError(
+                f"the {key_provider} key provider is not available here: choose another "
+                "with --key-provider"
+            )
+        DeviceStore(store, provider).put_provisioning(device)
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
+    _emit(
+        f"device {device.identity.device_id} imported into {store} "
+        f"(key provider {key_provider}, discriminator {device.discriminator})"
+    )
+
+
+@device_app.command("serve")
+def device_serve(
+    store: Annotated[Path, typer.Option(help="The device's store directory.")],
+    radio: Annotated[
+        str, typer.Option(help="bluez, bumble:<transport>, or virtual[:PORT] (a radio hub).")
+    ],
+    network: Annotated[
+        str,
+        typer.Option(help="simulated:FILE, networkmanager[:IFACE] or wpa-supplicant[:IFACE]."),
+    ],
+    ui: Annotated[str, typer.Option(help="console or gpio.")] = "console",
+    gpio_button: Annotated[
+        int | None, typer.Option(help="GPIO (BCM) of the button; held long = reset.")
+    ] = None,
+    gpio_reset: Annotated[
+        int | None, typer.Option(help="GPIO (BCM) of a separate reset button.")
+    ] = None,
+    gpio_led: Annotated[int | None, typer.Option(help="GPIO (BCM) of the status LED.")] = None,
+    device_confirms: Annotated[
+        bool,
+        typer.Option("--device-confirms", help="Compare mode: the device's user confirms too."),
+    ] = False,
+    tls: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT for validated connections once enrolled or bound."),
+    ] = None,
+    hub: Annotated[str | None, typer.Option(help="The zone hub's HOST:PORT, for the CRL.")] = None,
+    name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
+    key_provider: Annotated[
+        str | None,
+        typer.Option(help="The store key's provider (default: whichever holds the key)."),
+    ] = None,
+) -> None:
+    """Run the device: advertise, serve enrolment, then validated connections.
+
+    Prints one `ready: ...` line once advertising; SIGTERM or SIGINT stop it cleanly
+    (an enrolment in progress is rolled back).
+    """
+    from bleprov.service.device_daemon import parse_endpoint, parse_radio
+
+    if ui not in ("console", "gpio"):
+        err_console.print(f"[bold red]error:[/] unknown UI {ui!r}: use console or gpio")
+        raise typer.Exit(2)
+    try:
+        spec = parse_radio(radio)
+        tls_endpoint = parse_endpoint(tls) if tls else None
+        hub_endpoint = parse_endpoint(hub) if hub else None
+    except BleprovError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    options = ServeOptions(
+        store=store,
+        radio=radio,
+        network=network,
+        ui=ui,
+        gpio=(gpio_button, gpio_reset, gpio_led),
+        device_confirms=device_confirms,
+        tls=tls_endpoint,
+        hub=hub_endpoint,
+        name=name,
+        key_provider=key_provider,
+    )
+    run(serve(options, spec))
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """``device serve``'s options, parsed (one object, so a new option stays local)."""
+
+    store: Path
+    radio: str
+    network: str
+    ui: str
+    gpio: tuple[int | None, int | None, int | None]
+    device_confirms: bool
+    tls: tuple[str, int] | None
+    hub: tuple[str, int] | None
+    name: str
+    key_provider: str | None
+
+
+async def serve(options: ServeOptions, spec: RadioSpec) -> None:
+    from bleprov.radio.spec import open_peripheral
+    from bleprov.service.device_daemon import (
+        DaemonService,
+        DeviceDaemon,
+        LoggedNetwork,
+        ValidatedConnections,
+        open_network,
+    )
+    from bleprov.service.device_runtime import DeviceRuntime
+    from bleprov.service.device_ui import ConsoleUi, DeviceUiHooks, GpioUi
+    from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
+
+    if not (options.store / STORE_FILE_NAME).exists():
+        raise DeviceInitError(
+            f"no device store in {options.store}: run `bleprov device init` first"
+        )
+    preference = [options.key_provider] if options.key_provider else ["file", "tpm", "keyring"]
+    store = DeviceStore.open(options.store, preference)
+    interface: DeviceUiHooks
+    if options.ui == "gpio":
+        button, reset, led = options.gpio
+        interface = GpioUi(button_pin=button, reset_pin=reset, led_pin=led)
+    else:
+        interface = ConsoleUi(stdin=sys.stdin)
+    backend = LoggedNetwork(open_network(options.network), _emit)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            peripheral = await stack.enter_async_context(open_peripheral(spec, name=options.name))
+        except OSError as exc:
+            raise RadioUnavailable(
+                f"cannot open the radio {options.radio} ({exc.strerror or exc}): for virtual "
+                "radios start `bleprov radio hub` first; for bluez check `bluetoothctl show`; "
+                "for a dongle check that it is plugged in and not claimed by BlueZ"
+            ) from None
+        runtime = DeviceRuntime(
+            store,
+            peripheral,
+            backend,
+            ui=interface,
+            device_confirms=options.device_confirms,
+            local_name=options.name,
+        )
+        services: list[DaemonService] = []
+        if options.tls is not None:
+            services.append(ValidatedConnections(runtime, options.tls, hub=options.hub, emit=_emit))
+        daemon = DeviceDaemon(
+            runtime, interface, radio_name=options.radio, emit=_emit, services=services
+        )
+        await daemon.run(stop)

@@ -1,0 +1,393 @@
+"""The device daemon: a :class:`DeviceRuntime` kept running, its UI, and what follows
+enrolment.
+
+``bleprov device serve`` builds one :class:`DeviceDaemon` from the command line. The
+daemon starts the runtime (network, stored Wi-Fi re-applied, advertising), wires the UI's
+button and reset to the session server, watches the device's state (it lives in the
+store, which enrolment, unbinding and a factory reset from another process all change)
+and tells every :class:`DaemonService` when it changes. Validated connections
+(:class:`ValidatedConnections`) are one such service; another (an MQTT broker link) is
+added by appending to ``services``, nothing else changes.
+
+Event lines (``ready: ...``, ``state: ...``) go to ``emit``: stdout for the CLI, which tests
+and systemd's journal read. Nothing secret is ever emitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final, Protocol
+
+from cryptography import x509
+
+from bleprov.core.advertising import DeviceState
+from bleprov.core.errors import BleprovError
+from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
+from bleprov.core.zone import ZoneError
+from bleprov.network.base import NetworkBackend
+from bleprov.radio.spec import RadioSpec
+from bleprov.service.device_runtime import DeviceRuntime
+from bleprov.service.device_ui import DeviceUiHooks, UiActions, state_name
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VIRTUAL_PORT: Final = 9100
+#: How often the store is read for state changes (seconds).
+DEFAULT_POLL_INTERVAL: Final = 0.5
+#: CRL refresh: at most this long between fetches, and retry this soon after a failure.
+CRL_REFRESH: Final = timedelta(minutes=30)
+CRL_RETRY: Final = 30.0
+
+Emit = Callable[[str], None]
+
+
+class DaemonConfigError(BleprovError):
+    """A daemon option could not be understood (radio, network, endpoint)."""
+
+
+class NoFreshCrl(ZoneError):
+    """No fresh CRL from the hub is known: zone members are refused until there is one."""
+
+    code = 0x76  # the same code as a bad CRL: the member learns only that the CRL failed
+
+
+# ------------------------------------------------------------------ option parsing
+
+
+def parse_radio(text: str) -> RadioSpec:
+    """``bluez``, ``bumble:<transport>``, or ``virtual[:PORT]`` (a ``bleprov radio hub``
+    controller on loopback, port 9100 unless given)."""
+    if text == "virtual" or text.startswith("virtual:"):
+        port_text = text.partition(":")[2] or str(DEFAULT_VIRTUAL_PORT)
+        port = _port(port_text, text)
+        return RadioSpec("bumble", f"tcp-client:127.0.0.1:{port}")
+    return RadioSpec.parse(text)
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: any free port, for servers)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise DaemonConfigError(f"{text!r} is not HOST:PORT, e.g. 0.0.0.0:8443")
+    return host.strip("[]"), _port(port_text, text)
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise DaemonConfigError(f"bad port in {whole!r}: give a number from 0 to 65535")
+    return int(text)
+
+
+def open_network(text: str) -> NetworkBackend:
+    """``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
+    kind, _, argument = text.partition(":")
+    if kind == "simulated":
+        from bleprov.network.simulated import SimulatedWifi
+
+        if not argument:
+            raise DaemonConfigError(
+                "simulated needs its environment file: simulated:FILE "
+                "(see bleprov/network/simulated_example.toml)"
+            )
+        return SimulatedWifi.from_file(Path(argument))
+    if kind == "networkmanager":
+        from bleprov.network.networkmanager import NetworkManagerWifi
+
+        return NetworkManagerWifi(interface=argument or None)
+    if kind == "wpa-supplicant":
+        from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
+
+        path = Path(DEFAULT_CTRL_PATH)
+        return WpaSupplicantWifi(path.parent / argument if argument else path)
+    raise DaemonConfigError(
+        f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
+        "wpa-supplicant[:IFACE]"
+    )
+
+
+# ------------------------------------------------------------- network, logged
+
+
+class LoggedNetwork(NetworkBackend):
+    """A backend whose joins, commits and rollbacks are reported (never credentials)."""
+
+    def __init__(self, inner: NetworkBackend, emit: Emit) -> None:
+        self.inner = inner
+        self.emit = emit
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def cached_scan(self) -> list[ScanResult]:
+        return self.inner.cached_scan()
+
+    async def rescan(self) -> list[ScanResult]:
+        return await self.inner.rescan()
+
+    async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        ssid = credentials.ssid.decode(errors="replace")
+        outcome = await self.inner.try_join(credentials, timeout=timeout)
+        if isinstance(outcome, Connected):
+            self.emit(f"network: joined {ssid!r}, address {outcome.ip_address} (not committed)")
+        else:
+            self.emit(f"network: joining {ssid!r} failed: {outcome.reason.name.lower()}")
+        return outcome
+
+    async def commit(self) -> None:
+        await self.inner.commit()
+        self.emit("network: committed")
+
+    async def rollback(self) -> None:
+        await self.inner.rollback()
+        self.emit("network: rolled back to the previous network")
+
+
+# --------------------------------------------------------------------- services
+
+
+class DaemonService(Protocol):
+    """Something the daemon runs beside the radio, following the device's state."""
+
+    async def state_changed(self, state: DeviceState) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class CrlCache:
+    """The zone's CRL as last fetched from the hub, and whether it is still fresh."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[bytes]] | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.fetch = fetch
+        self.clock = clock
+        self.der: bytes | None = None
+        self.next_update: datetime | None = None
+
+    def current(self) -> bytes:
+        """The fresh CRL, or :class:`NoFreshCrl` (the member server then refuses)."""
+        if self.der is None or self.next_update is None:
+            raise NoFreshCrl("no CRL from the hub yet: start the daemon with --hub HOST:PORT")
+        if self.clock() >= self.next_update:
+            raise NoFreshCrl("the hub's CRL is out of date and no fresh one could be fetched")
+        return self.der
+
+    async def refresh(self) -> None:
+        if self.fetch is None:
+            return
+        der = await self.fetch()
+        next_update = x509.load_der_x509_crl(der).next_update_utc
+        if next_update is None:
+            raise NoFreshCrl("the hub's CRL has no next-update time")
+        self.der, self.next_update = der, next_update
+
+    def next_refresh_in(self) -> float:
+        """Seconds until the next fetch: half the CRL's remaining life, at most CRL_REFRESH."""
+        if self.next_update is None:
+            return CRL_RETRY
+        remaining = (self.next_update - self.clock()) / 2
+        return max(CRL_RETRY, min(remaining, CRL_REFRESH).total_seconds())
+
+
+class ValidatedConnections:
+    """Serve validated connections once the device is enrolled (zone members, with the
+    hub's CRL) or bound (pinned peers); stop when it is neither. Follows state changes
+    without a restart."""
+
+    def __init__(
+        self,
+        runtime: DeviceRuntime,
+        endpoint: tuple[str, int],
+        *,
+        hub: tuple[str, int] | None,
+        emit: Emit,
+    ) -> None:
+        self.runtime = runtime
+        self.endpoint = endpoint
+        self.hub = hub
+        self.emit = emit
+        fetch = None
+        if hub is not None:
+
+            async def fetch() -> bytes:
+                return await runtime.trust.fetch_crl(*hub)
+
+        self.crl = CrlCache(fetch)
+        self._serving: DeviceState | None = None
+        self._crl_task: asyncio.Task[None] | None = None
+
+    async def state_changed(self, state: DeviceState) -> None:
+        wanted = state if state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND) else None
+        if wanted == self._serving:
+            return
+        await self._stop()
+        if wanted is DeviceState.ENROLLED:
+            await self._serve_members()
+        elif wanted is DeviceState.PEER_BOUND:
+            server = await self.runtime.trust.serve_peers(*self.endpoint)
+            self._serving = wanted
+            self.emit(f"tls: serving pinned peers on {_address(server)}")
+
+    async def _serve_members(self) -> None:
+        if self.hub is None:
+            self.emit("tls: no --hub given: members are refused until a CRL is known")
+        else:
+            await self._refresh_once()
+            self._crl_task = asyncio.create_task(self._refresh_forever(), name="crl-refresh")
+        server = await self.runtime.trust.serve_members(
+            *self.endpoint, crl_provider=self.crl.current
+        )
+        self._serving = DeviceState.ENROLLED
+        self.emit(f"tls: serving zone members on {_address(server)}")
+
+    async def _refresh_once(self) -> bool:
+        try:
+            await self.crl.refresh()
+        except (BleprovError, OSError) as exc:
+            self.emit(f"tls: CRL fetch from the hub failed ({exc}); retrying")
+            return False
+        self.emit(
+            f"tls: CRL fetched from the hub, next update {self.crl.next_update:%Y-%m-%d %H:%M}"
+        )
+        return True
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.crl.next_refresh_in())
+            await self._refresh_once()
+
+    async def _stop(self) -> None:
+        if self._crl_task is not None:
+            self._crl_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._crl_task
+            self._crl_task = None
+        if self._serving is not None:
+            await self.runtime.trust.close()
+            self.emit(f"tls: stopped serving {state_name(self._serving)} connections")
+            self._serving = None
+
+    async def close(self) -> None:
+        await self._stop()
+
+
+def _address(server: asyncio.Server) -> str:
+    host, port = server.sockets[0].getsockname()[:2]
+    return f"{host}:{port}"
+
+
+# ----------------------------------------------------------------------- daemon
+
+
+class DeviceDaemon:
+    """The runtime, its UI and its services, until :meth:`close`."""
+
+    def __init__(
+        self,
+        runtime: DeviceRuntime,
+        ui: DeviceUiHooks,
+        *,
+        radio_name: str,
+        emit: Emit,
+        services: list[DaemonService] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
+        self.runtime = runtime
+        self.ui = ui
+        self.radio_name = radio_name
+        self.emit = emit
+        self.services: list[DaemonService] = list(services or [])
+        self.poll_interval = poll_interval
+        self.state: DeviceState | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start everything and emit the one ``ready:`` line."""
+        await self.runtime.start()
+        await self.ui.start(UiActions(button=self.press_button, reset=self.physical_reset))
+        state = self.runtime.state()
+        await self._changed(state, announce=False)
+        self.emit(
+            f"ready: device {self.runtime.device_id} advertising on {self.radio_name}, "
+            f"discriminator {self.runtime.discriminator}, state {state_name(state)}"
+        )
+        self._watch = asyncio.create_task(self._watch_state(), name="state-watch")
+
+    def press_button(self) -> None:
+        self.runtime.press_button()
+        window = self.runtime.server.button.length
+        self.emit(f"button: pressed, button-mode window open for {window:g} s")
+
+    def physical_reset(self) -> None:
+        self.runtime.physical_reset()
+        self.emit("reset: attempt lockout lifted")
+        self._poke()
+
+    def _poke(self) -> None:
+        """Check the state now rather than at the next poll."""
+        asyncio.get_running_loop().create_task(self.check_state())
+
+    async def check_state(self) -> None:
+        try:
+            state = self.runtime.state()
+        except BleprovError as exc:  # an unreadable store: say so, keep the last state
+            logger.error("cannot read the device store: %s", exc)
+            return
+        if state != self.state:
+            await self._changed(state)
+
+    async def _changed(self, state: DeviceState, *, announce: bool = True) -> None:
+        if announce and self.state is not None:
+            self.emit(f"state: {state_name(self.state)} -> {state_name(state)}")
+            # The advertisement carries the state: publish it (a no-op while connected).
+            try:
+                await self.runtime.link.readvertise()
+            except BleprovError as exc:
+                logger.warning("could not re-advertise: %s", exc)
+        self.state = state
+        self.ui.show_state(state)
+        for service in self.services:
+            try:
+                await service.state_changed(state)
+            except (BleprovError, OSError) as exc:
+                self.emit(f"error: {type(service).__name__} could not follow the state: {exc}")
+
+    async def _watch_state(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            await self.check_state()
+
+    async def close(self) -> None:
+        """Stop watching, stop the services, close the runtime (a staged enrolment rolls
+        back), close the UI."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for service in reversed(self.services):
+            try:
+                await service.close()
+            except (BleprovError, OSError) as exc:
+                logger.warning("%s did not close cleanly: %s", type(service).__name__, exc)
+        await self.runtime.close()
+        await self.ui.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start, wait for ``stop``, close (whatever happens in between)."""
+        try:
+            await self.start()
+            await stop.wait()
+        finally:
+            self.emit("stopping")
+            await self.close()
+            self.emit("stopped")
