@@ -20,7 +20,9 @@ from bleprov.cli import EXIT_ERROR, device_app, err_console, run, secret_input
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    from bleprov.broker.client import BrokerConfig
     from bleprov.radio.spec import RadioSpec
+    from bleprov.store.device_store import DeviceStore
 
 
 #: The systemd credential (LoadCredential=) that holds the sealed record's passphrase.
@@ -156,6 +158,17 @@ def device_serve(
         str | None,
         typer.Option(help="The store key's provider (default: whichever holds the key)."),
     ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="Also serve enrolment through this MQTT broker (cloud binding): "
+            "mqtts://host:port logs in with the factory certificate; mqtt:// only on a "
+            "trusted local network."
+        ),
+    ] = None,
+    broker_ca: Annotated[
+        Path | None, typer.Option(help="The broker's CA certificate (PEM), for mqtts://.")
+    ] = None,
 ) -> None:
     """Run the device: advertise, serve enrolment, then validated connections.
 
@@ -185,6 +198,8 @@ def device_serve(
         hub=hub_endpoint,
         name=name,
         key_provider=key_provider,
+        broker=broker,
+        broker_ca=broker_ca,
     )
     run(serve(options, spec))
 
@@ -203,6 +218,32 @@ class ServeOptions:
     hub: tuple[str, int] | None
     name: str
     key_provider: str | None
+    broker: str | None = None
+    broker_ca: Path | None = None
+
+
+def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | None:
+    """The broker to serve through, if any; mqtts logs in with the factory certificate."""
+    from bleprov.broker.client import BrokerConfig
+    from bleprov.service.cloud import device_broker_tls
+
+    if options.broker is None:
+        return None
+    if not options.broker.startswith("mqtts:"):
+        return BrokerConfig.from_url(options.broker)
+    provisioning = store.provisioning()
+    if provisioning is None:
+        raise DeviceInitError("the store holds no factory identity: run `bleprov device init`")
+    ca_pem = None
+    if options.broker_ca is not None:
+        try:
+            ca_pem = options.broker_ca.read_bytes()
+        except OSError as exc:
+            raise DeviceInitError(
+                f"cannot read the broker CA {options.broker_ca}: {exc.strerror}"
+            ) from None
+    tls = device_broker_tls(provisioning.identity, broker_ca_pem=ca_pem)
+    return BrokerConfig.from_url(options.broker, tls=tls)
 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
@@ -252,6 +293,7 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
             ui=interface,
             device_confirms=options.device_confirms,
             local_name=options.name,
+            broker=_broker_config(options, store),
         )
         services: list[DaemonService] = []
         if options.tls is not None:
