@@ -587,10 +587,41 @@ def _run_host(coro: Any) -> None:
 
 peer_app = typer.Typer(help="Devices bound to this host as peers (no hub, pinned keys).")
 
-HostDirOption = typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
-RadioOption = typer.Option(
-    "--radio", help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>."
-)
+
+QrFileArg = Annotated[
+    Path | None, typer.Option(help="A file holding the label's QR text (label.txt).")
+]
+QrImageArg = Annotated[
+    Path | None, typer.Option(help="A photo or screenshot of the label's QR code.")
+]
+ManualCodeArg = Annotated[
+    bool,
+    typer.Option("--manual-code", help=f"Type the 11-digit manual code ({MANUAL_CODE_ENV})."),
+]
+CompareArg = Annotated[
+    bool, typer.Option("--compare", help="Compare a 6-digit number with the device's display.")
+]
+DiscriminatorArg = Annotated[
+    int | None, typer.Option(help="Which device, for --compare/--button/--scratch-card.")
+]
+TrustArg = Annotated[
+    list[Path] | None,
+    typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
+]
+AllowUnknownArg = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unknown-manufacturer", help="Only warn when the manufacturer root is not trusted."
+    ),
+]
+HostDirArg = Annotated[Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")]
+TimeoutArg = Annotated[float, typer.Option(help="Seconds to find the device.")]
+RadioArg = Annotated[
+    str,
+    typer.Option(
+        "--radio", help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>."
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -599,7 +630,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("scan")
     def scan_command(
-        radio: Annotated[str, RadioOption] = "system",
+        radio: RadioArg = "system",
         timeout: Annotated[float, typer.Option(help="Seconds to listen.")] = 5.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
@@ -608,24 +639,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("provision")
     def provision_command(
-        radio: Annotated[str, RadioOption] = "system",
-        qr_file: Annotated[
-            Path | None, typer.Option(help="A file holding the label's QR text (label.txt).")
-        ] = None,
-        qr_image: Annotated[
-            Path | None, typer.Option(help="A photo or screenshot of the label's QR code.")
-        ] = None,
+        radio: RadioArg = "system",
+        qr_file: QrFileArg = None,
+        qr_image: QrImageArg = None,
         ndef: Annotated[Path | None, typer.Option(help="The label's NFC NDEF message.")] = None,
         printed_key: Annotated[
             bool,
             typer.Option("--printed-key", help=f"Type the long printed key ({PRINTED_KEY_ENV})."),
         ] = False,
-        manual_code: Annotated[
-            bool,
-            typer.Option(
-                "--manual-code", help=f"Type the 11-digit manual code ({MANUAL_CODE_ENV})."
-            ),
-        ] = False,
+        manual_code: ManualCodeArg = False,
         scratch_card: Annotated[
             bool,
             typer.Option(
@@ -633,28 +655,14 @@ def register(app: typer.Typer) -> None:
                 help=f"Type the scratch card ({CARD_USER_ENV}, {CARD_PASSWORD_ENV}).",
             ),
         ] = False,
-        compare: Annotated[
-            bool,
-            typer.Option("--compare", help="Compare a 6-digit number with the device's display."),
-        ] = False,
+        compare: CompareArg = False,
         button: Annotated[
             bool,
             typer.Option("--button", help="The device's button was pressed (unsafe in company)."),
         ] = False,
-        discriminator: Annotated[
-            int | None, typer.Option(help="Which device, for --compare/--button/--scratch-card.")
-        ] = None,
-        trust: Annotated[
-            list[Path] | None,
-            typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
-        ] = None,
-        allow_unknown_manufacturer: Annotated[
-            bool,
-            typer.Option(
-                "--allow-unknown-manufacturer",
-                help="Only warn when the manufacturer root is not trusted.",
-            ),
-        ] = False,
+        discriminator: DiscriminatorArg = None,
+        trust: TrustArg = None,
+        allow_unknown_manufacturer: AllowUnknownArg = False,
         wifi_ssid: Annotated[
             str | None, typer.Option(help="The network to join (else chosen from the scan).")
         ] = None,
@@ -682,9 +690,7 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Override the hub's registry URL.")
         ] = None,
         peer: Annotated[bool, typer.Option("--peer", help="Bind to this host as a peer.")] = False,
-        host_dir: Annotated[
-            Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
-        ] = None,
+        host_dir: HostDirArg = None,
         via: Annotated[
             str | None,
             typer.Option(
@@ -699,7 +705,7 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option(help="CA certificate of an mqtts:// broker.")
         ] = None,
         mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 247,
-        timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 15.0,
+        timeout: TimeoutArg = 15.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     ) -> None:
         """Authenticate a device with its label, give it Wi-Fi, enrol it or bind it.
@@ -749,33 +755,16 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("bind")
     def peer_bind(
-        radio: Annotated[str, RadioOption] = "system",
-        qr_file: Annotated[
-            Path | None, typer.Option(help="A file holding the label's QR text (label.txt).")
-        ] = None,
-        qr_image: Annotated[
-            Path | None, typer.Option(help="A photo or screenshot of the label's QR code.")
-        ] = None,
-        manual_code: Annotated[
-            bool,
-            typer.Option("--manual-code", help=f"Type the manual code ({MANUAL_CODE_ENV})."),
-        ] = False,
-        compare: Annotated[
-            bool, typer.Option("--compare", help="Compare a number with the device's display.")
-        ] = False,
-        discriminator: Annotated[
-            int | None, typer.Option(help="Which device, for --compare.")
-        ] = None,
-        trust: Annotated[
-            list[Path] | None,
-            typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
-        ] = None,
-        allow_unknown_manufacturer: Annotated[
-            bool,
-            typer.Option("--allow-unknown-manufacturer", help="Only warn on an unknown maker."),
-        ] = False,
-        host_dir: Annotated[Path | None, HostDirOption] = None,
-        timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 15.0,
+        radio: RadioArg = "system",
+        qr_file: QrFileArg = None,
+        qr_image: QrImageArg = None,
+        manual_code: ManualCodeArg = False,
+        compare: CompareArg = False,
+        discriminator: DiscriminatorArg = None,
+        trust: TrustArg = None,
+        allow_unknown_manufacturer: AllowUnknownArg = False,
+        host_dir: HostDirArg = None,
+        timeout: TimeoutArg = 15.0,
     ) -> None:
         """Bind a device to this host (no hub): each pins the other's key, no Wi-Fi step.
 
@@ -806,9 +795,7 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("list")
     def peer_list(
-        host_dir: Annotated[
-            Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
-        ] = None,
+        host_dir: HostDirArg = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Devices this host is bound to, with their key fingerprints."""
@@ -832,9 +819,7 @@ def register(app: typer.Typer) -> None:
                 "--local-only", help="Forget the device here only (it is gone or unreachable)."
             ),
         ] = False,
-        host_dir: Annotated[
-            Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")
-        ] = None,
+        host_dir: HostDirArg = None,
     ) -> None:
         """Remove the pins on both sides: afterwards neither trusts the other."""
         _run_host(unbind_peer(console, host_dir or default_host_dir(), device, address, local_only))
