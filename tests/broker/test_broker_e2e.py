@@ -13,7 +13,6 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +34,13 @@ from bleprov.broker.wire import CloseReason, Envelope, Kind, Topics, close
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.attempts import DeviceBusy
-from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment import device as enr
 from bleprov.core.errors import BleprovError
 from bleprov.core.factory import DeviceProvisioning, provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
 from bleprov.core.onboarding import parse_qr
 from bleprov.core.session import host as hst
 from bleprov.core.session.host import DeviceRefused
 from bleprov.core.session.messages import Mode
-from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
@@ -59,25 +55,8 @@ from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
 from bleprov.store.registry import DeviceStatus, Role
 from tests.broker.conftest import Mosquitto
+from tests.rig import CHEAP, ENVIRONMENT, HOME, MANUFACTURER, NOW, PASSWORD, TRUST
 
-NOW = datetime.now(UTC)
-MANUFACTURER = Manufacturer.create("Acme", now=NOW)
-TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
-CHEAP = ScryptCost(n=16, r=1, p=1)
-PASSWORD = "correct horse battery"
-HOME = WifiCredentials(b"home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSWORD)
-ENVIRONMENT: dict[str, Any] = {
-    "access_points": [
-        {
-            "ssid": "home",
-            "bssid": "02:00:00:00:00:01",
-            "channel": 6,
-            "rssi": -40,
-            "security": "wpa2-personal",
-            "passphrase": PASSWORD,
-        }
-    ]
-}
 ADMIN_PASSPHRASE = "admin passphrase"
 ZONE_PASSPHRASE = b"zone passphrase"
 _index = itertools.count(1)

@@ -14,7 +14,7 @@ import getpass
 import ipaddress
 import ssl
 import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import aiomqtt
@@ -34,11 +34,8 @@ from bleprov.broker.device import BrokerDeviceTransport
 from bleprov.broker.wire import Topics
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
-from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment import device as enr
 from bleprov.core.factory import provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
-from bleprov.core.session import host as hst
 from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.secure_link import SecureDeviceServer
@@ -48,24 +45,8 @@ from bleprov.service.host_session import DeviceAuthentication, open_broker_sessi
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 from tests.broker.conftest import Mosquitto, require_mosquitto
+from tests.rig import CHEAP, ENVIRONMENT, MANUFACTURER, NOW, PASSWORD, TRUST
 
-NOW = datetime.now(UTC)
-MANUFACTURER = Manufacturer.create("Acme", now=NOW)
-TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
-CHEAP = ScryptCost(n=16, r=1, p=1)
-PASSWORD = "correct horse battery"
-ENVIRONMENT = {
-    "access_points": [
-        {
-            "ssid": "home",
-            "bssid": "02:00:00:00:00:01",
-            "channel": 6,
-            "rssi": -40,
-            "security": "wpa2-personal",
-            "passphrase": PASSWORD,
-        }
-    ]
-}
 ACL = Path(__file__).parents[2] / "contrib" / "mosquitto" / "acl.conf"
 HOST_USER = "owner-app"
 HOST_PASSWORD = "host password for the test broker"

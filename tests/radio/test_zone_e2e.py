@@ -25,12 +25,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
-from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.factory import provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
-from bleprov.core.session import host as hst
-from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
@@ -52,25 +48,8 @@ from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
 from bleprov.store.registry import DeviceStatus, NotAuthorized, Role
 from bleprov.tls.connection import RequestFailed, ValidatedConnectionError, open_member_connection
+from tests.rig import CHEAP, ENVIRONMENT, HOME, MANUFACTURER, NOW, PASSWORD, TRUST
 
-NOW = datetime.now(UTC)
-MANUFACTURER = Manufacturer.create("Acme", now=NOW)
-TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
-CHEAP = ScryptCost(n=16, r=1, p=1)
-PASSWORD = "correct horse battery"
-HOME = WifiCredentials(b"home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSWORD)
-ENVIRONMENT: dict[str, Any] = {
-    "access_points": [
-        {
-            "ssid": "home",
-            "bssid": "02:00:00:00:00:01",
-            "channel": 6,
-            "rssi": -40,
-            "security": "wpa2-personal",
-            "passphrase": PASSWORD,
-        }
-    ]
-}
 LOOPBACK = "127.0.0.1"
 _addresses = itertools.count(1)
 
