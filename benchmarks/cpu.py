@@ -123,6 +123,9 @@ class DeviceThread:
 class MemoryDeviceSession:
     """The device link's view of one connection, carrying whole messages to the host."""
 
+    #: Like a BLE link (radio/device_link.py), it offers every mode the device allows.
+    allowed_modes = 0xFF
+
     def __init__(self, runtime: DeviceRuntime, deliver: Callable[[bytes], None]) -> None:
         self.link = runtime.link
         self.connection = "memory"

@@ -104,6 +104,7 @@ class BumblePeripheral(Peripheral):
         self._connections: dict[ConnectionId, Connection] = {}
         self._indicate_only: set[ConnectionId] = set()
         self._advertising = False
+        self._advertising_lock = asyncio.Lock()
 
     async def start(self, profile: GattProfile, on_event: EventHandler) -> None:
         self._on_event = on_event
@@ -120,21 +121,26 @@ class BumblePeripheral(Peripheral):
         self._info = bytes(value)
 
     async def start_advertising(self, service_data: bytes, local_name: str) -> None:
-        if self._advertising:
-            await self.device.stop_advertising()
-        await self.device.start_advertising(
-            advertising_data=advertising_data(service_data),
-            scan_response_data=scan_response_data(local_name),
-            auto_restart=False,
-            advertising_interval_min=self.advertising_interval_ms,
-            advertising_interval_max=self.advertising_interval_ms,
-        )
-        self._advertising = True
+        # One advertising operation at a time: bumble's stop_advertising is not safe to
+        # run twice at once (both remove the same set; the second raises KeyError), and a
+        # re-advertise can overlap close() on a loaded machine.
+        async with self._advertising_lock:
+            if self._advertising:
+                await self.device.stop_advertising()
+            await self.device.start_advertising(
+                advertising_data=advertising_data(service_data),
+                scan_response_data=scan_response_data(local_name),
+                auto_restart=False,
+                advertising_interval_min=self.advertising_interval_ms,
+                advertising_interval_max=self.advertising_interval_ms,
+            )
+            self._advertising = True
 
     async def stop_advertising(self) -> None:
-        if self._advertising:
-            self._advertising = False
-            await self.device.stop_advertising()
+        async with self._advertising_lock:
+            if self._advertising:
+                self._advertising = False
+                await self.device.stop_advertising()
 
     async def send(self, connection: ConnectionId, frame: bytes) -> None:
         conn = self._connections.get(connection)
