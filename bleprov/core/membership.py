@@ -132,6 +132,13 @@ class ZoneMembership:
     def serial(self) -> int:
         return x509.load_der_x509_certificate(self.cert_der).serial_number
 
+    def renew_after(self) -> datetime:
+        """When to renew: two thirds into the certificate's validity, so a member keeps
+        a third of it (10 days of the default 30) to reach its hub."""
+        leaf = x509.load_der_x509_certificate(self.cert_der)
+        start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        return start + (end - start) * 2 / 3
+
     def encode(self) -> bytes:
         """The ``zone`` record; the key is PKCS#8 DER (the device store encrypts records)."""
         key = self.key.private_bytes(

@@ -25,6 +25,7 @@ from typing import Final, Protocol
 
 from cryptography import x509
 
+from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceState
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
@@ -42,6 +43,10 @@ DEFAULT_POLL_INTERVAL: Final = 0.5
 #: CRL refresh: at most this long between fetches, and retry this soon after a failure.
 CRL_REFRESH: Final = timedelta(minutes=30)
 CRL_RETRY: Final = 30.0
+#: Renewal: first retry after a minute, doubling; and never sleep longer than an hour
+#: between looks at the certificate (the clock may jump when NTP sets it).
+RENEWAL_RETRY_INITIAL: Final = 60.0
+RENEWAL_RECHECK: Final = 3600.0
 
 Emit = Callable[[str], None]
 
@@ -211,6 +216,7 @@ class ValidatedConnections:
         *,
         hub: tuple[str, int] | None,
         emit: Emit,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.runtime = runtime
         self.endpoint = endpoint
@@ -223,8 +229,10 @@ class ValidatedConnections:
                 return await runtime.trust.fetch_crl(*hub)
 
         self.crl = CrlCache(fetch)
+        self.clock = clock
         self._serving: DeviceState | None = None
         self._crl_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
 
     async def state_changed(self, state: DeviceState) -> None:
         wanted = state if state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND) else None
@@ -244,11 +252,44 @@ class ValidatedConnections:
         else:
             await self._refresh_once()
             self._crl_task = asyncio.create_task(self._refresh_forever(), name="crl-refresh")
+            self._renew_task = asyncio.create_task(self._renew_forever(), name="renewal")
+        await self._member_server()
+
+    async def _member_server(self) -> None:
         server = await self.runtime.trust.serve_members(
             *self.endpoint, crl_provider=self.crl.current
         )
         self._serving = DeviceState.ENROLLED
         self.emit(f"tls: serving zone members on {_address(server)}")
+
+    async def _renew_forever(self) -> None:
+        """Renew the member certificate through the hub two thirds into its validity,
+        then serve with the new one. The hub unreachable: retry, backing off to an hour."""
+        assert self.hub is not None
+        backoff = RENEWAL_RETRY_INITIAL
+        while True:
+            membership = mb.membership_of(self.runtime.store.load())
+            if membership is None:
+                return
+            wait = (membership.renew_after() - self.clock()).total_seconds()
+            if wait > 0:
+                # Re-check at least hourly: the clock may jump once NTP sets it.
+                await asyncio.sleep(min(wait, RENEWAL_RECHECK))
+                continue
+            try:
+                await self.runtime.trust.renew(*self.hub)
+            except (BleprovError, OSError) as exc:
+                self.emit(f"tls: renewal through the hub failed ({exc}); retry in {backoff:g} s")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RENEWAL_RECHECK)
+                continue
+            backoff = RENEWAL_RETRY_INITIAL
+            renewed = mb.membership_of(self.runtime.store.load())
+            if renewed is not None:
+                self.emit(f"tls: certificate renewed, serial {renewed.serial:x}"[:72])
+            # Serve with the new certificate: the server loads it when it starts.
+            await self.runtime.trust.close()
+            await self._member_server()
 
     async def _refresh_once(self) -> bool:
         try:
@@ -267,11 +308,12 @@ class ValidatedConnections:
             await self._refresh_once()
 
     async def _stop(self) -> None:
-        if self._crl_task is not None:
-            self._crl_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._crl_task
-            self._crl_task = None
+        for task in (self._crl_task, self._renew_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._crl_task = self._renew_task = None
         if self._serving is not None:
             await self.runtime.trust.close()
             self.emit(f"tls: stopped serving {state_name(self._serving)} connections")

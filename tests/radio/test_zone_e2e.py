@@ -14,7 +14,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from bleprov.core import membership as mb
-from bleprov.core.advertising import OobMode
+from bleprov.core.advertising import DeviceState, OobMode
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.factory import provision_device
 from bleprov.network.simulated import SimulatedWifi
@@ -33,6 +33,7 @@ from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.service.device_daemon import ValidatedConnections
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_session
@@ -396,3 +397,45 @@ async def test_the_zone_hub_resets_a_member_and_another_member_cannot(world: Wor
     ) as connection:
         await connection.request("factory-reset", {})
     assert mb.RECORD_ZONE not in first.store.load() and "wifi" not in first.store.load()
+
+
+async def test_the_daemon_renews_through_the_hub_and_serves_the_new_certificate(
+    world: World,
+) -> None:
+    device = await world.new_device()
+    session, client = await world.session(device)
+    # A short-lived certificate: two thirds of its validity (clock skew included) are past.
+    enroller = ZoneEnroller(world.hub, world.admin, validity=timedelta(minutes=1))
+    await enroller.stage(client, session, device_id=device.device_id, owner="alice")
+    await client.commit()
+    await session.close()
+    await device.service.drain()
+    before = mb.membership_of(device.store.load())
+    assert before is not None and before.renew_after() <= datetime.now(UTC)
+
+    hub_server = await serve_hub(world.hub, LOOPBACK, 0)
+    world.closers.append(_closer(hub_server))
+    lines: list[str] = []
+    service = ValidatedConnections(
+        device.runtime,
+        (LOOPBACK, 0),
+        hub=(LOOPBACK, hub_server.sockets[0].getsockname()[1]),
+        emit=lines.append,
+    )
+    world.closers.append(service.close)
+    await service.state_changed(DeviceState.ENROLLED)
+    for _ in range(200):
+        if sum("serving zone members" in line for line in lines) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    after = mb.membership_of(device.store.load())
+    assert after is not None and after.serial != before.serial, lines
+    assert after.key.public_key() != before.key.public_key()  # a new key, too
+    assert after.renew_after() > datetime.now(UTC)  # a full-length certificate now
+    assert world.hub.registry.device(device.device_id).certificate_serial == after.serial
+    port = device.runtime.trust.servers[-1].sockets[0].getsockname()[1]
+    hub = hub_server_credentials(world.hub, now=datetime.now(UTC))
+    async with await open_member_connection(
+        LOOPBACK, port, hub, crl_der=world.crl(), expect_device=device.device_id
+    ) as connection:
+        assert connection.peer_cert_der == after.cert_der  # served with the new certificate
