@@ -160,7 +160,12 @@ class DeviceLink:
         info = self.current_info()
         self.peripheral.set_info(info.encode())
         flags = AdvertisedFlags.BUSY if self.session else AdvertisedFlags.NONE
-        if self.session is None or self.keep_advertising():
+        window_open = self.keep_advertising()
+        if window_open:
+            # Scanners see the button window: a host in button mode picks this device, and
+            # anyone can tell that a device near them is open to whoever connects first.
+            flags |= AdvertisedFlags.BUTTON_WINDOW_OPEN
+        if self.session is None or window_open:
             await self.peripheral.start_advertising(
                 encode_service_data(info.service_data(flags), self.profile), self.local_name
             )

@@ -177,8 +177,18 @@ class DeviceRuntime:
         return outcome
 
     def press_button(self) -> None:
-        """The device's button: opens the button-mode window (and lifts nothing else)."""
+        """The device's button: opens the button-mode window (and lifts nothing else).
+
+        The advertisement says so while the window is open, and stops saying so when it
+        closes."""
         self.server.press_button()
+        if self._started:
+            loop = asyncio.get_running_loop()
+            self._readvertise = loop.create_task(self.link.readvertise())
+            loop.call_later(
+                self.server.button.length + 0.05,
+                lambda: setattr(self, "_readvertise", loop.create_task(self.link.readvertise())),
+            )
 
     def physical_reset(self) -> None:
         """The reset button held: lifts a lockout of the attempt limiter."""

@@ -24,13 +24,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from bleprov.core import membership as mb
-from bleprov.core.advertising import DeviceState, OobMode
+from bleprov.core.advertising import AdvertisedFlags, DeviceState, OobMode
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.factory import provision_device
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.host_link import CentralRadio, scan
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_daemon import ValidatedConnections
@@ -439,3 +439,24 @@ async def test_the_daemon_renews_through_the_hub_and_serves_the_new_certificate(
         LOOPBACK, port, hub, crl_der=world.crl(), expect_device=device.device_id
     ) as connection:
         assert connection.peer_cert_der == after.cert_der  # served with the new certificate
+
+
+async def test_the_advertisement_shows_an_open_button_window_until_it_closes(
+    world: World,
+) -> None:
+    device = await world.new_device()
+    device.runtime.server.button.length = 1.0
+    host = make_virtual_device(world.radio, name="scanner", address="C0:B1:00:00:02:01")
+    await host.power_on()
+    radio = CentralRadio.bumble(host, mtu=247)
+
+    async def flags() -> AdvertisedFlags:
+        [found] = [f for f in await scan(radio, timeout=0.3) if f.device.address.startswith("F0")]
+        return found.service_data.flags
+
+    assert AdvertisedFlags.BUTTON_WINDOW_OPEN not in await flags()
+    device.runtime.press_button()
+    await asyncio.sleep(0.1)
+    assert AdvertisedFlags.BUTTON_WINDOW_OPEN in await flags()
+    await asyncio.sleep(1.2)
+    assert AdvertisedFlags.BUTTON_WINDOW_OPEN not in await flags()
