@@ -33,7 +33,7 @@ from bleprov.core.onboarding import encode_user_password
 from bleprov.core.session.messages import Mode
 from bleprov.core.session.modes import AuthenticationFailed
 from bleprov.core.wifi import JoinFailure, ScanResult, WifiSecurity
-from bleprov.radio.host_link import LinkError
+from bleprov.radio.host_link import DeviceNotFound, LinkError
 from bleprov.service.provisioning import WifiNotJoined
 
 runner = CliRunner()
@@ -148,7 +148,8 @@ async def test_chooser_open_network_hidden_network_and_missing_password(
 
 
 def test_exit_codes() -> None:
-    assert exit_code_for(LinkError("no bleprov device found within 2 s")) == EXIT_NOT_FOUND
+    assert exit_code_for(DeviceNotFound("no bleprov device found within 2 s")) == EXIT_NOT_FOUND
+    assert exit_code_for(LinkError("the device was not found in the cache")) == 1
     assert exit_code_for(AuthenticationFailed("wrong code")) == EXIT_AUTHENTICATION
     assert exit_code_for(WifiNotJoined("no")) == EXIT_WIFI
     assert exit_code_for(HostError("x")) == 1

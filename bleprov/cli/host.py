@@ -33,7 +33,7 @@ from bleprov.core.onboarding import PayloadError
 from bleprov.core.session import host as hst
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
-from bleprov.radio.host_link import LinkError, scan
+from bleprov.radio.host_link import DeviceNotFound, scan
 from bleprov.radio.spec import RadioSpec, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
 from bleprov.service.provisioning import (
@@ -517,7 +517,9 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
 
 def exit_code_for(exc: BleprovError) -> int:
     """The documented exit code of a failure (module docstring)."""
-    if isinstance(exc, LinkError) and "found" in str(exc):
+    from bleprov.broker.host import DeviceNotAnnounced
+
+    if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
         return EXIT_NOT_FOUND
     if isinstance(exc, AuthenticationFailed | UserRejected | hst.DeviceRefused):
         return EXIT_AUTHENTICATION

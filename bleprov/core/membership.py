@@ -22,6 +22,7 @@ Store records (inside the encrypted device store): ``zone`` (:class:`ZoneMembers
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -203,22 +204,22 @@ class Owner:
         return cls(kind, _text(body, "name"), zone_id)
 
 
-def membership_of(records: dict[str, bytes] | Any) -> ZoneMembership | None:
+def membership_of(records: Mapping[str, bytes]) -> ZoneMembership | None:
     raw = records.get(RECORD_ZONE)
     return None if raw is None else ZoneMembership.decode(raw)
 
 
-def owner_of(records: dict[str, bytes] | Any) -> Owner | None:
+def owner_of(records: Mapping[str, bytes]) -> Owner | None:
     raw = records.get(RECORD_OWNER)
     return None if raw is None else Owner.decode(raw)
 
 
-def peer_identity_of(records: dict[str, bytes] | Any) -> PeerIdentity | None:
+def peer_identity_of(records: Mapping[str, bytes]) -> PeerIdentity | None:
     raw = records.get(RECORD_PEER_IDENTITY)
     return None if raw is None else PeerIdentity.from_bytes(raw)
 
 
-def pins_of(records: dict[str, bytes] | Any) -> PinSet:
+def pins_of(records: Mapping[str, bytes]) -> PinSet:
     raw = records.get(RECORD_PEER_PINS)
     return PinSet() if raw is None else PinSet.from_bytes(raw)
 

@@ -45,6 +45,10 @@ class LinkError(BleprovError):
     """The radio link failed (device not found, connection lost, GATT error)."""
 
 
+class DeviceNotFound(LinkError):
+    """No bleprov device matching the filter was heard advertising in time."""
+
+
 @dataclass(frozen=True)
 class CentralRadio:
     """Which bleak backend to use, and its extra keyword arguments."""
@@ -145,7 +149,7 @@ async def find_device(
     )
     if device is None or result is None:
         which = f" with discriminator {discriminator}" if discriminator is not None else ""
-        raise LinkError(f"no bleprov device{which} found within {timeout:g} s")
+        raise DeviceNotFound(f"no bleprov device{which} found within {timeout:g} s")
     return result
 
 

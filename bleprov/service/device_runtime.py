@@ -95,6 +95,7 @@ class DeviceRuntime:
             self.server.after_session = self._republish
         self.trust = DeviceTrust(store, device_id=device_id, factory_reset=self.factory_reset)
         self._started = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def device_id(self) -> str:
@@ -124,8 +125,7 @@ class DeviceRuntime:
         if self.broker is None or not self._started:
             return
         if isinstance(session, BrokerSession):
-            task = asyncio.get_running_loop().create_task(self.link.readvertise())
-            self._readvertise = task
+            self._readvertise_soon()
         else:
             self.broker.reannounce()
 
@@ -183,11 +183,9 @@ class DeviceRuntime:
         closes."""
         self.server.press_button()
         if self._started:
-            loop = asyncio.get_running_loop()
-            self._readvertise = loop.create_task(self.link.readvertise())
-            loop.call_later(
-                self.server.button.length + 0.05,
-                lambda: setattr(self, "_readvertise", loop.create_task(self.link.readvertise())),
+            self._readvertise_soon()
+            asyncio.get_running_loop().call_later(
+                self.server.button.length + 0.05, self._readvertise_soon
             )
 
     def physical_reset(self) -> None:
@@ -198,10 +196,15 @@ class DeviceRuntime:
         """Forget Wi-Fi, zone, owner and pins; keep the factory identity; re-advertise."""
         self.store.factory_reset()
         if self._started:
-            task = asyncio.get_running_loop().create_task(self.link.readvertise())
-            self._readvertise = task  # keep a reference until it runs
+            self._readvertise_soon()
             if self.broker is not None:
                 self.broker.reannounce()
+
+    def _readvertise_soon(self) -> None:
+        """Publish the current state in the advertisement (from sync callbacks)."""
+        task = asyncio.get_running_loop().create_task(self.link.readvertise())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
         await self.trust.close()

@@ -13,7 +13,6 @@ The user interface is a :class:`WifiChooser` (pick a network, answer a failure) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -110,7 +109,6 @@ async def provision(
     zone: ZonePlan | None = None,
     peer: PeerPlan | None = None,
     progress: Progress | None = None,
-    client_factory: Callable[[SecureHostLink], EnrolmentClient] = EnrolmentClient,
 ) -> ProvisionReport:
     """Wi-Fi, then zone or peer trust, then one commit. Raises on any failure, after which
     the device has rolled back (or will, when the session ends) and the hub has revoked
@@ -119,7 +117,7 @@ async def provision(
     if session.info is None:
         raise BleprovError("the session is not open: call open() first")
     device_id = session.info.attestation.device_id
-    client = client_factory(session)
+    client = EnrolmentClient(session)
     meter = _Meter(client)
     report = ProvisionReport(device_id)
     start = meter.mark()
