@@ -21,9 +21,10 @@ Store records (inside the encrypted device store): ``zone`` (:class:`ZoneMembers
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -32,11 +33,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bleprov.core.enrolment.device import SessionContext, Staged
+from bleprov.core.enrolment.device import Authority, SessionContext, Staged
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.errors import MalformedData
 from bleprov.core.identity import CLOCK_SKEW_ALLOWANCE
-from bleprov.core.peer import PeerError, PeerIdentity, PeerPin, PeerSetupError, PinSet
+from bleprov.core.peer import (
+    FINGERPRINT_SIZE,
+    PeerError,
+    PeerIdentity,
+    PeerPin,
+    PeerSetupError,
+    PinSet,
+)
 from bleprov.core.zone import (
     MemberCertificate,
     MemberIdentity,
@@ -62,6 +70,10 @@ RECORD_PEER_PINS: Final = "peer.pins"
 MAX_CERT: Final = 4096
 MAX_CHAIN: Final = 2
 MAX_RECORD: Final = 32 * 1024
+#: Admins an owner may add (each is also a pinned peer; pins are capped at 32).
+MAX_ADMINS: Final = 16
+#: Records a handover replaces: the new owner's, or none of the old owner's.
+TRUST_RECORD_NAMES: Final = (RECORD_ZONE, RECORD_OWNER, RECORD_PEER_IDENTITY, RECORD_PEER_PINS)
 
 
 class MembershipError(MalformedData):
@@ -180,16 +192,74 @@ class ZoneMembership:
         )
 
 
+def spki_fingerprint(cert_der: bytes) -> bytes:
+    """SHA-256 of a certificate's SubjectPublicKeyInfo: how owners are compared (never by
+    name). MembershipError if the certificate does not parse."""
+    try:
+        key = x509.load_der_x509_certificate(cert_der).public_key()
+        spki = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (ValueError, TypeError):
+        raise MembershipError("not a DER certificate with a usable key") from None
+    return hashlib.sha256(spki).digest()
+
+
+OWNER_KINDS: Final = ("zone", "peer")
+
+
 @dataclass(frozen=True)
 class Owner:
-    """Who the device is bound to: a zone user (``kind="zone"``) or a peer."""
+    """Who the device is bound to, by key: a zone (its root's key; the zone's hub acts for
+    it) or a peer (its pinned key). ``name`` is a label for people and logs, never what is
+    compared. ``admins`` are the fingerprints of pinned peers the owner let in through an
+    admin window: they may connect, not reset the device, open windows or see the owner."""
 
     kind: str
+    fingerprint: bytes
     name: str
     zone_id: str | None = None
+    admins: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in OWNER_KINDS:
+            raise MembershipError("owner kind is zone or peer")
+        if len(self.fingerprint) != FINGERPRINT_SIZE:
+            raise MembershipError(f"owner fingerprint must be {FINGERPRINT_SIZE} bytes")
+        if (self.kind == "zone") != (self.zone_id is not None):
+            raise MembershipError("a zone owner names its zone; a peer owner does not")
+        if len(self.admins) > MAX_ADMINS or any(len(a) != FINGERPRINT_SIZE for a in self.admins):
+            raise MembershipError(f"at most {MAX_ADMINS} admins, by 32-byte fingerprint")
+
+    def is_owner(self, fingerprint: bytes) -> bool:
+        """Constant-time: is ``fingerprint`` the owner's key?"""
+        return hmac.compare_digest(self.fingerprint, fingerprint)
+
+    def is_admin(self, fingerprint: bytes) -> bool:
+        """Constant-time over every admin: is ``fingerprint`` one of them?"""
+        found = False
+        for admin in self.admins:
+            found |= hmac.compare_digest(admin, fingerprint)
+        return found
+
+    def with_admin(self, fingerprint: bytes) -> Owner:
+        if self.is_admin(fingerprint) or self.is_owner(fingerprint):
+            return self
+        return replace(self, admins=(*self.admins, fingerprint))
+
+    def without_admin(self, fingerprint: bytes) -> Owner:
+        return replace(
+            self, admins=tuple(a for a in self.admins if not hmac.compare_digest(a, fingerprint))
+        )
 
     def encode(self) -> bytes:
-        body: dict[str, Any] = {"kind": self.kind, "name": self.name}
+        body: dict[str, Any] = {
+            "v": 2,
+            "kind": self.kind,
+            "fp": self.fingerprint,
+            "name": self.name,
+            "admins": list(self.admins),
+        }
         if self.zone_id is not None:
             body["zone"] = self.zone_id
         return _dumps(body)
@@ -197,11 +267,20 @@ class Owner:
     @classmethod
     def decode(cls, raw: bytes) -> Owner:
         body = _loads_map(raw, "owner record")
+        if body.get("v") != 2:
+            raise MembershipError("owner record: unknown version")
         kind = _text(body, "kind", 8)
-        if kind not in ("zone", "peer"):
-            raise MembershipError("owner record: kind is zone or peer")
         zone_id = _text(body, "zone", 16) if "zone" in body else None
-        return cls(kind, _text(body, "name"), zone_id)
+        admins = body.get("admins")
+        if not isinstance(admins, list) or not all(isinstance(a, bytes) for a in admins):
+            raise MembershipError("owner record: admins must be a list of fingerprints")
+        return cls(
+            kind,
+            _bytes(body, "fp", FINGERPRINT_SIZE),
+            _text(body, "name"),
+            zone_id,
+            tuple(admins),
+        )
 
 
 def membership_of(records: Mapping[str, bytes]) -> ZoneMembership | None:
@@ -210,8 +289,27 @@ def membership_of(records: Mapping[str, bytes]) -> ZoneMembership | None:
 
 
 def owner_of(records: Mapping[str, bytes]) -> Owner | None:
+    """The device's owner, by key. A version-1 record (owner by name, before keys were
+    compared) is read once more and resolved to the key it meant: the pin of that name,
+    or the zone's root."""
     raw = records.get(RECORD_OWNER)
-    return None if raw is None else Owner.decode(raw)
+    if raw is None:
+        return None
+    body = _loads_map(raw, "owner record")
+    if "v" in body:
+        return Owner.decode(raw)
+    kind, name = _text(body, "kind", 8), _text(body, "name")
+    if kind == "zone":
+        membership = membership_of(records)
+        if membership is None:
+            raise MembershipError("owner record names a zone the device is not a member of")
+        fingerprint = spki_fingerprint(membership.root_der)
+        return Owner("zone", fingerprint, name, membership.zone_id)
+    pins = pins_of(records)
+    for pin in pins:
+        if pin.name == name:
+            return Owner("peer", pin.fingerprint, name)
+    raise MembershipError("owner record names a peer that is not pinned")
 
 
 def peer_identity_of(records: Mapping[str, bytes]) -> PeerIdentity | None:
@@ -242,6 +340,13 @@ class ZoneMembershipExtension:
 
     def __init__(self) -> None:
         self._pending: ec.EllipticCurvePrivateKey | None = None
+
+    def allowed(self, endpoint: str, authority: Authority) -> bool:
+        """Joining a zone makes it the owner: the installer or a handover only."""
+        return authority in (Authority.INSTALLER, Authority.HANDOVER)
+
+    def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
+        return {}
 
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         existing = membership_of(context.committed)
@@ -284,8 +389,10 @@ class ZoneMembershipExtension:
             raise _refuse("the certificate names another owner")
         membership = ZoneMembership(key, cert_der, chain, root, member.zone_id, owner)
         records: dict[str, bytes | None] = {RECORD_ZONE: membership.encode()}
-        if owner_of(context.committed) is None:
-            records[RECORD_OWNER] = Owner("zone", owner, member.zone_id).encode()
+        if owner_of(context.committed) is None and RECORD_OWNER not in context.staged:
+            records[RECORD_OWNER] = Owner(
+                "zone", spki_fingerprint(root), owner, member.zone_id
+            ).encode()
         return Staged(
             {"zone": member.zone_id, "device_id": member.device_id, "serial": member.serial},
             records,
@@ -321,6 +428,13 @@ class PeerBindingExtension:
     def __init__(self, *, identity_validity: timedelta | None = None) -> None:
         self._validity = identity_validity
 
+    def allowed(self, endpoint: str, authority: Authority) -> bool:
+        """The installer, a new owner (handover) or a new admin (admin window)."""
+        return authority is not Authority.OBSERVER
+
+    def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
+        return {}
+
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         try:
             pin = PeerPin.from_certificate(_bytes(body, "cert"))
@@ -339,18 +453,59 @@ class PeerBindingExtension:
             records[RECORD_PEER_IDENTITY] = identity.to_bytes()
         raw_pins = context.staged.get(RECORD_PEER_PINS) or context.committed.get(RECORD_PEER_PINS)
         pins = PinSet() if raw_pins is None else PinSet.from_bytes(raw_pins)
+        fingerprint = pin.fingerprint
         try:
             records[RECORD_PEER_PINS] = pins.add(pin).to_bytes()
         except (PeerError, PeerSetupError) as exc:
             raise _refuse(str(exc)) from None
-        if owner_of(context.committed) is None and RECORD_OWNER not in context.staged:
-            records[RECORD_OWNER] = Owner("peer", pin.name).encode()
+        raw_owner = context.staged.get(RECORD_OWNER)
+        owner = Owner.decode(raw_owner) if raw_owner else owner_of(context.committed)
+        if context.authority is Authority.ADMIN:
+            if owner is None:
+                raise _refuse("an admin window needs an owner; this device has none")
+            if owner.is_owner(fingerprint) or owner.is_admin(fingerprint):
+                raise _refuse("this host is already the owner or an admin of the device")
+            if len(owner.admins) >= MAX_ADMINS:
+                raise _refuse(f"the device has {MAX_ADMINS} admins already: remove one first")
+            records[RECORD_OWNER] = owner.with_admin(fingerprint).encode()
+        elif owner is None:
+            records[RECORD_OWNER] = Owner("peer", fingerprint, pin.name).encode()
         return Staged({"cert": identity.cert_der}, records)
 
 
-def device_extensions() -> tuple[ZoneMembershipExtension, PeerBindingExtension]:
+class OwnershipRules:
+    """No endpoints of its own: at COMMIT, a window session must have done what its
+    window was opened for, and a handover replaces the old owner's records.
+
+    A handover's session saw a device with no trust (:class:`SessionContext` gives it
+    empty committed records), so what it staged is the new owner's whole state; every
+    trust record it did not stage is deleted in the same atomic write."""
+
+    endpoints: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ("owner-window",)
+
+    def allowed(self, endpoint: str, authority: Authority) -> bool:
+        return False
+
+    def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
+        raise _refuse(f"{endpoint}: no such endpoint")
+
+    def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
+        if context.authority is Authority.HANDOVER:
+            if RECORD_OWNER not in context.staged:
+                raise _refuse(
+                    "a handover must bind the new owner: enrol the device in your zone or "
+                    "bind it as a peer in this session"
+                )
+            return dict.fromkeys(TRUST_RECORD_NAMES)
+        if context.authority is Authority.ADMIN and RECORD_OWNER not in context.staged:
+            raise _refuse("an admin window is for binding this host as a peer: bind it")
+        return {}
+
+
+def device_extensions() -> tuple[ZoneMembershipExtension, PeerBindingExtension, OwnershipRules]:
     """The extensions a device serves, fresh for one session."""
-    return ZoneMembershipExtension(), PeerBindingExtension()
+    return ZoneMembershipExtension(), PeerBindingExtension(), OwnershipRules()
 
 
 # --------------------------------------------------------------------- host role
@@ -387,6 +542,7 @@ __all__ = [
     "ZONE_INSTALL",
     "MembershipError",
     "Owner",
+    "OwnershipRules",
     "PeerBindingExtension",
     "ZoneMembership",
     "ZoneMembershipExtension",
@@ -399,4 +555,5 @@ __all__ = [
     "parse_csr_response",
     "peer_identity_of",
     "pins_of",
+    "spki_fingerprint",
 ]

@@ -209,6 +209,13 @@ class PinSet:
         if not isinstance(pin, PeerPin):
             raise PeerSetupError("a PinSet holds PeerPin values")
         fingerprint = pin.fingerprint
+        # A pin is never replaced by another key: a name is a label, the key is the peer.
+        held = self._fingerprints.get(pin.name)
+        if held is not None and not hmac.compare_digest(held, fingerprint):
+            raise PeerSetupError(
+                f"a peer named {pin.name!r} is pinned with another key; unbind or forget "
+                "it first (a name never moves to a new key)"
+            )
         # One name per key: a peer that renamed itself replaces its old pin.
         for name, existing in list(self._fingerprints.items()):
             if existing == fingerprint and name != pin.name:
@@ -219,7 +226,8 @@ class PinSet:
         self._fingerprints[pin.name] = fingerprint
 
     def add(self, pin: PeerPin) -> PinSet:
-        """A new set with ``pin`` (replacing a pin of the same name or the same key)."""
+        """A new set with ``pin``; the same key under a new name replaces its old pin, and
+        a name already pinned with another key raises PeerSetupError."""
         new = PinSet(self._pins.values())
         new._put(pin)
         return new

@@ -8,11 +8,17 @@ renewal, a binding or an unbinding takes effect on the next one.
 The host keeps its own peer identity and its pins in an encrypted store too
 (:class:`HostTrust`): nothing of it rests on disk in plaintext.
 
-Operations on these connections (docs/protocol.md, "Validated connections"):
-``hello`` (who are you, who owns you), ``peer/unbind`` (peer connections only: forget the
-caller's pin, on both sides), ``factory-reset`` (only the owner: the pinned peer that owns
-the device, or the hub of the device's zone; the enrolment session over BLE cannot, since
-it authenticates whoever holds the label, not the owner).
+Operations on these connections (docs/protocol.md, "Validated connections"), and who may
+call them (docs/security.md, "Ownership"). The owner is a key, never a name: the pinned
+peer whose key fingerprint the owner record holds, or the hub of the owning zone.
+
+- ``hello``: the device's name and the caller's role; the owner's identity only to the owner.
+- ``peer/unbind``: a pinned peer forgets itself on both sides (an admin stops being one;
+  the owner releasing the device leaves it with no owner, its label alive again).
+- ``window/open``, ``window/close``: the owner only; opens or closes a commissioning window
+  (:mod:`bleprov.core.window`) for a new admin or a new owner.
+- ``factory-reset``: the owner only (the BLE session cannot: it authenticates whoever
+  holds the label, not the owner).
 """
 
 from __future__ import annotations
@@ -24,8 +30,16 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from bleprov.core import membership as mb
+from bleprov.core.crypto.spake2plus import DEFAULT_COST, ScryptCost
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerIdentity, PeerPin, PinSet
+from bleprov.core.window import (
+    DEFAULT_WINDOW_SECONDS,
+    WindowCode,
+    WindowError,
+    WindowOffer,
+    WindowPurpose,
+)
 from bleprov.tls.connection import (
     MemberCredentials,
     ValidatedConnection,
@@ -42,13 +56,34 @@ logger = logging.getLogger(__name__)
 OP_HELLO: Final = "hello"
 OP_UNBIND: Final = "peer/unbind"
 OP_FACTORY_RESET: Final = "factory-reset"
+OP_WINDOW_OPEN: Final = "window/open"
+OP_WINDOW_CLOSE: Final = "window/close"
 #: Error codes on validated connections (beside the TLS adapter's own).
 ERROR_UNKNOWN_OP: Final = 0x70
 ERROR_NOT_ALLOWED: Final = 0x71
+ERROR_BAD_WINDOW: Final = 0x72
+
+
+class _Refused(Exception):
+    """An operation refused with a code (answered, the connection goes on)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TrustStoreError(BleprovError):
     """The store holds no credentials for what was asked (not enrolled, not bound)."""
+
+
+class WindowControl(Protocol):
+    """The device runtime's commissioning window (one at a time, RAM only)."""
+
+    def open_window(self, offer: WindowOffer, *, opened_by: bytes) -> None: ...
+
+    def close_window(self) -> bool:
+        """Close the open window; False if none was open."""
+        ...
 
 
 class RecordStore(Protocol):
@@ -77,11 +112,13 @@ class DeviceTrust:
         *,
         device_id: str,
         factory_reset: Callable[[], None] | None = None,
+        windows: WindowControl | None = None,
     ) -> None:
         self.store = store
         self.device_id = device_id
         #: Forgets Wi-Fi, zone, owner and pins, keeps the factory identity (DeviceStore's).
         self.factory_reset = factory_reset
+        self.windows = windows
         self.servers: list[asyncio.Server] = []
 
     # ---------------------------------------------------------------- state
@@ -130,62 +167,107 @@ class DeviceTrust:
                 request = await connection.next_request()
             except ValidatedConnectionError:
                 return
-            if request.op == OP_HELLO:
-                await connection.reply(request, self._hello())
-            elif request.op == OP_UNBIND and connection.peer_pin is not None:
-                self._unbind(connection.peer_pin.name)
-                await connection.reply(request, {})
+            try:
+                reply, last = self._answer(connection, request.op, request.body)
+            except _Refused as refused:
+                await connection.reply_error(request, refused.code, str(refused))
+                continue
+            await connection.reply(request, reply)
+            if last:
                 return
-            elif request.op == OP_UNBIND:
-                await connection.reply_error(
-                    request, ERROR_NOT_ALLOWED, "unbind is for pinned peers"
-                )
-            elif request.op == OP_FACTORY_RESET:
-                if self.factory_reset is None or not self._is_owner(connection):
-                    await connection.reply_error(
-                        request, ERROR_NOT_ALLOWED, "only the device's owner may reset it"
-                    )
-                    continue
-                logger.warning("factory reset asked by its owner %s", connection.peer_name)
-                self.factory_reset()
-                await connection.reply(request, {})
-                return
-            else:
-                await connection.reply_error(request, ERROR_UNKNOWN_OP, "unknown operation")
 
-    def _is_owner(self, connection: ValidatedConnection) -> bool:
+    def _answer(
+        self, connection: ValidatedConnection, op: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        """One operation's reply and whether the connection ends after it."""
+        if op == OP_HELLO:
+            return self._hello(connection), False
+        if op == OP_UNBIND:
+            if connection.peer_pin is None:
+                raise _Refused(ERROR_NOT_ALLOWED, "unbind is for pinned peers")
+            self._unbind(connection.peer_pin)
+            return {}, True
+        if op in (OP_WINDOW_OPEN, OP_WINDOW_CLOSE, OP_FACTORY_RESET):
+            caller = self._owner_fingerprint(connection)
+            if caller is None:
+                raise _Refused(ERROR_NOT_ALLOWED, f"only the device's owner may {op}")
+            if op == OP_FACTORY_RESET:
+                if self.factory_reset is None:
+                    raise _Refused(ERROR_NOT_ALLOWED, "this device cannot be reset remotely")
+                logger.warning("factory reset asked by its owner (key %s)", caller.hex()[:16])
+                self.factory_reset()
+                return {}, True
+            if self.windows is None:
+                raise _Refused(ERROR_NOT_ALLOWED, "this device opens no commissioning windows")
+            if op == OP_WINDOW_CLOSE:
+                return {"closed": self.windows.close_window()}, False
+            try:
+                offer = WindowOffer.from_body(body)
+            except WindowError as exc:
+                raise _Refused(ERROR_BAD_WINDOW, str(exc)) from None
+            self.windows.open_window(offer, opened_by=caller)
+            logger.info(
+                "commissioning window (%s, %d s) opened by the owner (key %s)",
+                offer.purpose.label,
+                offer.seconds,
+                caller.hex()[:16],
+            )
+            return {"purpose": offer.purpose.label, "expires_in": offer.seconds}, False
+        raise _Refused(ERROR_UNKNOWN_OP, "unknown operation")
+
+    def _owner_fingerprint(self, connection: ValidatedConnection) -> bytes | None:
+        """The caller's key fingerprint if the caller is the owner, else None."""
         owner = self.owner()
         if owner is None:
-            return False
+            return None
         if owner.kind == "peer" and connection.peer_pin is not None:
-            return connection.peer_pin.name == owner.name
+            fingerprint = connection.peer_pin.fingerprint
+            return fingerprint if owner.is_owner(fingerprint) else None
         member = connection.peer_member
         if owner.kind == "zone" and member is not None and owner.zone_id is not None:
             # The zone CA issues HUB-<zone id> only to its hub (service.zone_hub).
-            return member.zone_id == owner.zone_id and member.device_id == (
+            is_hub = member.zone_id == owner.zone_id and member.device_id == (
                 f"HUB-{owner.zone_id.upper()}"
             )
-        return False
+            return owner.fingerprint if is_hub else None
+        return None
 
-    def _hello(self) -> dict[str, Any]:
+    def _is_owner(self, connection: ValidatedConnection) -> bool:
+        return self._owner_fingerprint(connection) is not None
+
+    def _hello(self, connection: ValidatedConnection) -> dict[str, Any]:
+        """Who we are and what the caller is to us; who owns us only to the owner."""
         owner = self.owner()
         body: dict[str, Any] = {"name": self.device_id}
-        if owner is not None:
-            body["owner"] = owner.name
+        if owner is not None and self._is_owner(connection):
+            body["role"] = "owner"
+            body["owner"] = {"kind": owner.kind, "name": owner.name, "admins": len(owner.admins)}
+        elif (
+            owner is not None
+            and connection.peer_pin is not None
+            and owner.is_admin(connection.peer_pin.fingerprint)
+        ):
+            body["role"] = "admin"
+        else:
+            body["role"] = "peer" if connection.peer_pin is not None else "member"
         return body
 
-    def _unbind(self, name: str) -> None:
-        """Forget ``name``'s pin, and the ownership it held, in one store write."""
+    def _unbind(self, pin: PeerPin) -> None:
+        """Forget ``pin``, and the ownership or admin role its key held, in one write."""
         records = self.store.load()
-        pins = mb.pins_of(records).remove(name)
+        pins = mb.pins_of(records).remove(pin.name)
         changes: dict[str, bytes | None] = {
             mb.RECORD_PEER_PINS: pins.to_bytes() if len(pins) else None
         }
         owner = mb.owner_of(records)
-        if owner is not None and owner.kind == "peer" and owner.name == name:
+        fingerprint = pin.fingerprint
+        if owner is not None and owner.is_owner(fingerprint):
+            # The owner releases the device: no owner, no admins; its label works again.
             changes[mb.RECORD_OWNER] = None
+        elif owner is not None and owner.is_admin(fingerprint):
+            changes[mb.RECORD_OWNER] = owner.without_admin(fingerprint).encode()
         self.store.update(changes)
-        logger.info("unbound peer %s", name)
+        logger.info("unbound peer (key %s)", fingerprint.hex()[:16])
 
     # -------------------------------------------------------------- renewal
 
@@ -261,12 +343,42 @@ class HostTrust:
             host, port, self.identity(), self.pins(), expect_name=device
         )
 
+    async def open_window(
+        self,
+        host: str,
+        port: int,
+        device: str,
+        *,
+        purpose: WindowPurpose,
+        seconds: int = DEFAULT_WINDOW_SECONDS,
+        cost: ScryptCost = DEFAULT_COST,
+    ) -> WindowCode:
+        """As the device's owner: open a commissioning window; returns its one-time code,
+        which is for the person who will set up the new host (it never leaves this host
+        otherwise)."""
+        async with await self.connect(host, port, device) as connection:
+            return await open_window(connection, purpose=purpose, seconds=seconds, cost=cost)
+
     async def unbind(self, host: str, port: int, device: str) -> None:
         """Remove our pin on the device, then its pin here: afterwards neither trusts the
         other. The device goes first, so a lost reply leaves only a stale pin here."""
         async with await self.connect(host, port, device) as connection:
             await connection.request(OP_UNBIND, {})
         self.unpin(device)
+
+
+async def open_window(
+    connection: ValidatedConnection,
+    *,
+    purpose: WindowPurpose,
+    seconds: int = DEFAULT_WINDOW_SECONDS,
+    cost: ScryptCost = DEFAULT_COST,
+) -> WindowCode:
+    """Open a window over an owner's validated connection (a peer's or the zone hub's)."""
+    code = WindowCode.generate()
+    offer = WindowOffer.create(code, purpose=purpose, seconds=seconds, cost=cost)
+    await connection.request(OP_WINDOW_OPEN, offer.to_body())
+    return code
 
 
 async def member_hello(

@@ -8,6 +8,14 @@ Extensions (zone membership, peer binding: :mod:`bleprov.core.membership`) add e
 whose changes are store records; they are staged like the Wi-Fi credentials and written in
 the same atomic COMMIT, so a device ends a session with all of them or none.
 
+Who may do what (docs/security.md, "Ownership"): every session carries an
+:class:`Authority`, decided from the credential that authenticated it and whether the
+device has an owner. A factory credential (label, code, ...) on a device with no owner is
+the installer and may do everything; on an owned device it may only read ``info``. A
+session authenticated by the owner's commissioning window may bind itself as an admin, or
+take the device over (handover), as the owner chose. The machine enforces the rights of
+its own endpoints and asks each extension about its own.
+
 Fail-safe, as Matter's: everything the host sends is staged. The first staging request
 arms a timer (default 120 s, extendable by the host up to 900 s). Only COMMIT makes
 the staged state durable, in one atomic store write, and only after the credentials were
@@ -18,6 +26,7 @@ new credentials in the same session.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +53,7 @@ from bleprov.core.enrolment.messages import (
 )
 from bleprov.core.errors import MalformedData
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
+from bleprov.core.window import WindowPurpose
 
 DEFAULT_FAILSAFE: Final = 120.0
 MAX_FAILSAFE: Final = 900.0
@@ -51,6 +61,54 @@ DEFAULT_JOIN_ATTEMPTS: Final = 5
 DEFAULT_JOIN_TIMEOUT: Final = 30.0
 
 VendorHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class Authority(enum.Enum):
+    """What a session may change on this device (docs/security.md, "Ownership")."""
+
+    #: A factory credential on a device with no owner: everything (first enrolment).
+    INSTALLER = "installer"
+    #: The owner's window, purpose handover: everything; the commit replaces the owner,
+    #: admins, pins and zone membership with what this session staged.
+    HANDOVER = "handover"
+    #: The owner's window, purpose admin: bind this host as an additional admin only.
+    ADMIN = "admin"
+    #: A factory credential on an owned device: the label is dead; ``info`` only.
+    OBSERVER = "observer"
+
+    @classmethod
+    def of(cls, *, owned: bool, window: WindowPurpose | None) -> Authority:
+        """The authority of a session: by its window's purpose, else by ownership."""
+        if window is WindowPurpose.HANDOVER:
+            return cls.HANDOVER
+        if window is WindowPurpose.ADMIN:
+            return cls.ADMIN
+        return cls.OBSERVER if owned else cls.INSTALLER
+
+
+#: Built-in endpoints and who may call them (extensions answer for their own).
+_RIGHTS: Final[dict[str, frozenset[Authority]]] = {
+    Endpoint.INFO: frozenset(Authority),
+    Endpoint.WIFI_SCAN: frozenset({Authority.INSTALLER, Authority.HANDOVER}),
+    Endpoint.WIFI_SET: frozenset({Authority.INSTALLER, Authority.HANDOVER}),
+    Endpoint.FAILSAFE: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
+    Endpoint.COMMIT: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
+    Endpoint.ABORT: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
+}
+#: Vendor endpoints change product configuration: installer or new owner only.
+_VENDOR_RIGHTS: Final = frozenset({Authority.INSTALLER, Authority.HANDOVER})
+
+
+def _not_allowed(endpoint: str, authority: Authority) -> EnrolmentError:
+    if authority is Authority.OBSERVER:
+        return EnrolmentError(
+            Status.NOT_ALLOWED,
+            f"{endpoint}: this device has an owner, and its factory label no longer "
+            "changes anything; ask the owner to open a window, or reset the device by hand",
+        )
+    return EnrolmentError(
+        Status.NOT_ALLOWED, f"{endpoint}: not allowed in a window opened for {authority.value}"
+    )
 
 
 class EndpointRegistry:
@@ -87,6 +145,8 @@ class SessionContext:
     committed: Mapping[str, bytes]
     #: What this session has staged so far (extensions build on their own earlier steps).
     staged: Mapping[str, bytes | None]
+    #: What this session may change (its credential and the device's ownership).
+    authority: Authority = Authority.INSTALLER
 
     def __repr__(self) -> str:
         return f"SessionContext(device_id={self.device_id!r}, staged={sorted(self.staged)})"
@@ -112,8 +172,17 @@ class Extension(Protocol):
     @property
     def capabilities(self) -> tuple[str, ...]: ...
 
+    def allowed(self, endpoint: str, authority: Authority) -> bool:
+        """Whether a session with ``authority`` may call ``endpoint`` at all."""
+        ...
+
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         """Answer one request; raise EnrolmentError or MalformedData to refuse it."""
+        ...
+
+    def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
+        """At COMMIT: more changes to write with the staged ones (a handover deletes the
+        old owner's records), or EnrolmentError to refuse the commit."""
         ...
 
 
@@ -174,6 +243,8 @@ class DeviceEnrolmentConfig:
     #: Committed records extensions read (zone membership, peer pins); no Wi-Fi secrets.
     committed: Mapping[str, bytes] = field(default_factory=dict)
     extensions: tuple[Extension, ...] = ()
+    #: What this session may change (:meth:`Authority.of`); the session adapter sets it.
+    authority: Authority = Authority.INSTALLER
 
 
 class DeviceEnrolment:
@@ -290,6 +361,17 @@ class DeviceEnrolment:
 
     def _dispatch(self, request: Request, now: float) -> list[Effect]:
         endpoint = request.endpoint
+        authority = self.config.authority
+        rights = _RIGHTS.get(endpoint)
+        extension = self._extensions.get(endpoint)
+        if rights is not None:
+            allowed = authority in rights
+        elif extension is not None:
+            allowed = authority is not Authority.OBSERVER and extension.allowed(endpoint, authority)
+        else:
+            allowed = endpoint == Endpoint.FACTORY_RESET or authority in _VENDOR_RIGHTS
+        if not allowed:
+            raise _not_allowed(endpoint, authority)
         if endpoint == Endpoint.INFO:
             return [self._respond(request.id, Status.OK, self._info())]
         if endpoint == Endpoint.WIFI_SCAN:
@@ -316,7 +398,6 @@ class DeviceEnrolment:
                 Status.NOT_ALLOWED,
                 "remote factory reset is for the bound owner only; reset the device by hand",
             )
-        extension = self._extensions.get(endpoint)
         if extension is not None:
             return self._extension(extension, request, now)
         handler = self.registry.get(endpoint)
@@ -356,17 +437,23 @@ class DeviceEnrolment:
             effects.append(StartJoin(credentials, self.config.join_timeout))
         return effects
 
-    def _extension(self, extension: Extension, request: Request, now: float) -> list[Effect]:
-        if self._commit_request is not None:
-            raise EnrolmentError(Status.BUSY, "a commit is in progress")
-        context = SessionContext(
+    def _context(self) -> SessionContext:
+        # A handover starts from a device with no trust at all: the new owner's records
+        # are built afresh, and the commit deletes the old ones (Extension.finalise).
+        handover = self.config.authority is Authority.HANDOVER
+        return SessionContext(
             device_id=self.config.device_id,
             channel_binding=self.config.channel_binding,
             wall_clock=self.config.wall_clock,
-            committed=self.config.committed,
+            committed={} if handover else self.config.committed,
             staged=dict(self._staged_records),
+            authority=self.config.authority,
         )
-        staged = extension.handle(request.endpoint, request.body, context)
+
+    def _extension(self, extension: Extension, request: Request, now: float) -> list[Effect]:
+        if self._commit_request is not None:
+            raise EnrolmentError(Status.BUSY, "a commit is in progress")
+        staged = extension.handle(request.endpoint, request.body, self._context())
         if staged.records:
             self._staged_records.update(staged.records)
             if self._failsafe_deadline is None:
@@ -382,8 +469,12 @@ class DeviceEnrolment:
             raise EnrolmentError(Status.NOTHING_TO_COMMIT, "nothing is staged")
         if self._staged_wifi is not None and self.config.can_prove_join and not self._proven:
             raise EnrolmentError(Status.NOT_PROVEN, "the credentials have not joined yet")
-        self._commit_request = request.id
         records = dict(self._staged_records)
+        context = self._context()
+        for extension in dict.fromkeys(self._extensions.values()):
+            for name, value in extension.finalise(context).items():
+                records.setdefault(name, value)
+        self._commit_request = request.id
         if self._staged_wifi is not None:
             records["wifi"] = encode_credentials(self._staged_wifi)
         return [Commit(records)]
