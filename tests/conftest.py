@@ -19,6 +19,7 @@ from bleprov.radio.device_link import DeviceApplication, DeviceLink
 from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.linktest import EchoApplication, linktest_info
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from tests.worlds import world  # noqa: F401  (the hub-and-devices fixture, for every test)
 
 _addresses = itertools.count(1)
 

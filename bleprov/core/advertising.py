@@ -17,6 +17,7 @@ import construct as cs
 
 from bleprov.core.errors import MalformedData
 from bleprov.core.profile import GattProfile, default_profile
+from bleprov.core.window import WindowInfo, WindowPurpose
 
 DISCRIMINATOR_BITS: Final = 12
 DISCRIMINATOR_MAX: Final = (1 << DISCRIMINATOR_BITS) - 1
@@ -47,6 +48,14 @@ class AdvertisedFlags(enum.IntFlag):
     NONE = 0
     BUTTON_WINDOW_OPEN = 0x01
     BUSY = 0x02
+    #: The owner opened a commissioning window (bleprov.core.window): a host with its
+    #: one-time code may authenticate now.
+    WINDOW_OPEN = 0x04
+
+
+_ALL_FLAGS: Final = int(
+    AdvertisedFlags.BUTTON_WINDOW_OPEN | AdvertisedFlags.BUSY | AdvertisedFlags.WINDOW_OPEN
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +109,7 @@ def decode_service_data(raw: bytes, profile: GattProfile | None = None) -> Servi
         raise MalformedData(f"unknown device state {parsed.state}") from None
     if parsed.modes & ~int(OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON):
         raise MalformedData(f"unknown mode bits 0x{parsed.modes:02x}")
-    if parsed.flags & ~int(AdvertisedFlags.BUTTON_WINDOW_OPEN | AdvertisedFlags.BUSY):
+    if parsed.flags & ~_ALL_FLAGS:
         raise MalformedData(f"unknown flag bits 0x{parsed.flags:02x}")
     if parsed.discriminator > DISCRIMINATOR_MAX:
         raise MalformedData("discriminator uses reserved bits")
@@ -128,6 +137,8 @@ class InfoKey(enum.IntEnum):
     #: code mode only: the salt and scrypt cost the device's verifier was derived with.
     PBKDF_SALT = 8
     PBKDF_COST = 9
+    #: While the owner's commissioning window is open: [salt, [log2 N, r, p], purpose].
+    WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -145,6 +156,9 @@ class DeviceInfo:
     #: scrypt cost (log2 N, r, p) for deriving the SPAKE2+ verifier from the code.
     pbkdf_salt: bytes | None = None
     pbkdf_cost: tuple[int, int, int] | None = None
+    #: Present while the owner's commissioning window is open: the window code's KDF
+    #: inputs and what the window is for.
+    window: WindowInfo | None = None
 
     def encode(self) -> bytes:
         value: dict[InfoKey, object] = {
@@ -159,6 +173,9 @@ class DeviceInfo:
         if self.pbkdf_salt is not None and self.pbkdf_cost is not None:
             value[InfoKey.PBKDF_SALT] = self.pbkdf_salt
             value[InfoKey.PBKDF_COST] = list(self.pbkdf_cost)
+        if self.window is not None:
+            w = self.window
+            value[InfoKey.WINDOW] = [w.salt, list(w.cost), int(w.purpose)]
         encoded: bytes = cbor2.dumps({int(k): v for k, v in value.items()}, canonical=True)
         return encoded
 
@@ -212,9 +229,12 @@ class DeviceInfo:
             profile_version=field(InfoKey.PROFILE_VERSION, 1, 255),
             pbkdf_salt=salt,
             pbkdf_cost=pbkdf_cost,
+            window=_window_info(value.get(int(InfoKey.WINDOW))),
         )
 
     def service_data(self, flags: AdvertisedFlags = AdvertisedFlags.NONE) -> ServiceData:
+        if self.window is not None:
+            flags |= AdvertisedFlags.WINDOW_OPEN
         return ServiceData(
             protocol_version=self.protocol_version,
             state=self.state,
@@ -222,6 +242,26 @@ class DeviceInfo:
             discriminator=self.discriminator,
             flags=flags,
         )
+
+
+def _window_info(value: object) -> WindowInfo | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not isinstance(value[0], bytes)
+        or not 16 <= len(value[0]) <= 32
+        or not isinstance(value[1], list)
+        or len(value[1]) != 3
+        or not all(type(c) is int for c in value[1])
+        or not (10 <= value[1][0] <= 22 and 1 <= value[1][1] <= 32 and 1 <= value[1][2] <= 16)
+        or type(value[2]) is not int
+        or value[2] not in {int(p) for p in WindowPurpose}
+    ):
+        raise MalformedData("info field window must be [salt 16..32, [log2 N, r, p], purpose]")
+    cost = (value[1][0], value[1][1], value[1][2])
+    return WindowInfo(value[0], cost, WindowPurpose(value[2]))
 
 
 def as_mapping(data: ServiceData) -> Mapping[str, object]:

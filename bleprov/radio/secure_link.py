@@ -24,11 +24,13 @@ from bleak.backends.device import BLEDevice
 from bleprov.core.advertising import DeviceInfo, ServiceData
 from bleprov.core.attempts import AttemptLimiter, ButtonWindow, DeviceBusy, SessionOverlap
 from bleprov.core.channel import ChannelClosedError
+from bleprov.core.enrolment.device import Authority
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.identity import AttestationResult
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode, Refused, encode
+from bleprov.core.window import CommissioningWindow
 from bleprov.radio.host_link import CentralRadio, HostLink
 
 logger = logging.getLogger(__name__)
@@ -125,6 +127,11 @@ class SecureDeviceChannel:
     def mode(self) -> Mode | None:
         return self.machine.mode
 
+    @property
+    def authority(self) -> Authority:
+        """What this session may change: from its credential and the device's ownership."""
+        return Authority.of(owned=self.machine.owned, window=self.machine.window_purpose)
+
     def send(self, data: bytes) -> None:
         self._server._dispatch(self, self.machine.send(data, self._server.now()))
 
@@ -166,6 +173,10 @@ class SecureDeviceServer:
         self.limiter = self._load_limiter(limiter_factory)
         self.channels: dict[LinkSession, SecureDeviceChannel] = {}
         self.ended: list[BleprovError | None] = []
+        #: Whether the device has an owner (its factory credentials then open nothing).
+        self.owned: Callable[[], bool] = lambda: False
+        #: The owner's commissioning window, while one is open (RAM only).
+        self.window: CommissioningWindow | None = None
         #: Sessions refused because another one (on any link) was under way.
         self.refused_busy = 0
         #: Called after a session on any link closed (the device's state may have
@@ -235,6 +246,8 @@ class SecureDeviceServer:
             device_confirms=self.device_confirms,
             handshake_timeout=self.handshake_timeout,
             idle_timeout=self.idle_timeout,
+            owned=self.owned(),
+            window=self.window,
         )
         self.channels[session] = SecureDeviceChannel(self, session, machine)
         self._arm(session)

@@ -11,6 +11,7 @@ locked out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,11 +22,12 @@ from bleprov.broker.client import BrokerConfig
 from bleprov.broker.device import DEFAULT_BROKER_MODES, BrokerDeviceTransport, BrokerSession
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
-from bleprov.core.enrolment.device import DeviceEnrolmentConfig
+from bleprov.core.enrolment.device import Authority, DeviceEnrolmentConfig
 from bleprov.core.enrolment.messages import parse_credentials
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.factory import DeviceProvisioning
 from bleprov.core.wifi import Connected, JoinOutcome
+from bleprov.core.window import CommissioningWindow, WindowOffer
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.peripheral import Peripheral
@@ -83,6 +85,8 @@ class DeviceRuntime:
             ui=ui,
             device_confirms=device_confirms,
         )
+        self.server.owned = self.owned
+        self.service.after_commit = self._committed
         self.link = DeviceLink(peripheral, self.server, self.current_info, local_name=local_name)
         self.link.keep_advertising = self.server.button_window_open
         #: Cloud binding: the same session server, reached through the broker too. The
@@ -93,7 +97,9 @@ class DeviceRuntime:
                 broker, self.server, self.current_info, device_id, allowed_modes=broker_modes
             )
             self.server.after_session = self._republish
-        self.trust = DeviceTrust(store, device_id=device_id, factory_reset=self.factory_reset)
+        self.trust = DeviceTrust(
+            store, device_id=device_id, factory_reset=self.factory_reset, windows=self
+        )
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -116,8 +122,57 @@ class DeviceRuntime:
             return DeviceState.PEER_BOUND
         return DeviceState.VIRGIN
 
+    def owned(self) -> bool:
+        """An owner is recorded: the factory credentials open nothing any more."""
+        return mb.RECORD_OWNER in self.store.load()
+
     def current_info(self) -> DeviceInfo:
-        return self.provisioning.info(self.state())
+        """The info value: an owned device offers only the code mode, and that only while
+        its owner's window is open (with the window's KDF inputs instead of the label's)."""
+        info = self.provisioning.info(self.state())
+        if not self.owned():
+            return info
+        window = self._open_window()
+        return dataclasses.replace(
+            info,
+            modes=OobMode.CODE if window is not None else OobMode(0),
+            pbkdf_salt=None,
+            pbkdf_cost=None,
+            window=None if window is None else window.info(),
+        )
+
+    # ------------------------------------------------------ commissioning window
+
+    def _open_window(self) -> CommissioningWindow | None:
+        window = self.server.window
+        if window is None or not window.is_open(self.server.now()):
+            return None
+        return window
+
+    def open_window(self, offer: WindowOffer, *, opened_by: bytes) -> None:
+        """The owner opened a window (over its validated connection): replaces any open
+        one, is advertised at once, and closes by itself when it expires."""
+        now = self.server.now()
+        self.server.window = CommissioningWindow(offer, opened_by=opened_by, now=now)
+        if self._started:
+            self._readvertise_soon()
+            asyncio.get_running_loop().call_later(offer.seconds + 0.05, self._readvertise_soon)
+
+    def close_window(self) -> bool:
+        window, self.server.window = self.server.window, None
+        was_open = window is not None and window.is_open(self.server.now())
+        if window is not None:
+            window.close()
+        if self._started:
+            self._readvertise_soon()
+        return was_open
+
+    def _committed(self, channel: object) -> None:
+        """A window session committed: its window is spent (one-time)."""
+        authority = getattr(channel, "authority", None)
+        if authority in (Authority.ADMIN, Authority.HANDOVER):
+            self.close_window()
+            logger.info("commissioning window used (%s) and closed", authority.value)
 
     def _republish(self, session: object) -> None:
         """A session on one link may have changed the state: the other link says so too
@@ -195,6 +250,7 @@ class DeviceRuntime:
     def factory_reset(self) -> None:
         """Forget Wi-Fi, zone, owner and pins; keep the factory identity; re-advertise."""
         self.store.factory_reset()
+        self.server.window = None
         if self._started:
             self._readvertise_soon()
             if self.broker is not None:

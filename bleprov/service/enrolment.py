@@ -84,6 +84,9 @@ class MemoryCommitStore:
 class Channel(Protocol):
     """What the service needs of a secure device channel."""
 
+    @property
+    def authority(self) -> enr.Authority: ...
+
     def send(self, data: bytes) -> None: ...
 
     def channel_binding(self, label: bytes) -> bytes: ...
@@ -115,6 +118,9 @@ class EnrolmentService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self.committed: list[dict[str, bytes | None]] = []
+        #: Called after a session's records were committed (the runtime closes the
+        #: commissioning window a window session used).
+        self.after_commit: Callable[[Channel], None] = lambda channel: None
 
     def now(self) -> float:
         return self._loop.time()
@@ -130,6 +136,7 @@ class EnrolmentService:
             wall_clock=self.clock(),
             committed={name: stored[name] for name in TRUST_RECORDS if name in stored},
             extensions=self.extensions(),
+            authority=channel.authority,
         )
         self.machines[key] = enr.DeviceEnrolment(config, registry=self.registry, now=self.now())
         self._channels[key] = channel
@@ -173,7 +180,7 @@ class EnrolmentService:
             elif isinstance(effect, enr.StartJoin):
                 self._joins[key] = self._spawn(key, self._join(effect.credentials, effect.timeout))
             elif isinstance(effect, enr.Commit):
-                self._spawn(key, self._commit(effect.records))
+                self._spawn(key, self._commit(effect.records, self._channels.get(key)))
             elif isinstance(effect, enr.Rollback):
                 join = self._joins.pop(key, None)
                 self._spawn(key, self._rollback(join))
@@ -217,7 +224,7 @@ class EnrolmentService:
         return lambda m: m.join_done(outcome, self.now())
 
     async def _commit(
-        self, records: dict[str, bytes | None]
+        self, records: dict[str, bytes | None], channel: Channel | None
     ) -> Callable[[enr.DeviceEnrolment], list[enr.Effect]]:
         error: str | None = None
         try:
@@ -226,6 +233,8 @@ class EnrolmentService:
             # re-applying the stored credentials).
             self.store.update(records)
             self.committed.append(records)
+            if channel is not None:
+                self.after_commit(channel)
             if "wifi" in records:
                 await self.network.commit()
         except BleprovError as exc:

@@ -30,6 +30,11 @@ class WifiNotJoined(BleprovError):
     """The device could not join any of the networks given; nothing was committed."""
 
 
+class PeerPinConflict(BleprovError):
+    """The device's peer identity cannot be pinned: it names another device, or this host
+    already pins a device of that name (with a key that a binding must never replace)."""
+
+
 class WifiChooser(Protocol):
     """The user's side of the Wi-Fi step."""
 
@@ -117,6 +122,11 @@ async def provision(
     if session.info is None:
         raise BleprovError("the session is not open: call open() first")
     device_id = session.info.attestation.device_id
+    if peer is not None and device_id in peer.host.pins():
+        raise PeerPinConflict(
+            f"this host already pins a device named {device_id} from an earlier binding; "
+            f"if the device was reset, forget that pin first (bleprov peer forget {device_id})"
+        )
     client = EnrolmentClient(session)
     meter = _Meter(client)
     report = ProvisionReport(device_id)
@@ -149,7 +159,16 @@ async def provision(
         report.zone = pending
     if peer is not None:
         progress.step("binding as peers: exchanging long-term keys")
-        report.peer = await client.peer_bind(peer.host.identity())
+        pin = await client.peer_bind(peer.host.identity())
+        if pin.name != device_id:
+            # The attested ID is the only name a device's pin may carry: anything else
+            # could overwrite our trust in another device. Nothing is committed.
+            await client.abort()
+            raise PeerPinConflict(
+                f"the device (attested as {device_id}) presented a peer identity for "
+                "another name; nothing was committed"
+            )
+        report.peer = pin
     report.trust_cost = meter.since(mark)
     progress.step("committing on the device (one atomic write)")
     try:

@@ -37,7 +37,9 @@ from bleprov.core.session.messages import (
     decode,
     decode_inner,
     encode,
+    split_fields,
 )
+from bleprov.core.window import WINDOW_USER, CommissioningWindow, WindowClosed, WindowPurpose
 
 ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
@@ -47,6 +49,13 @@ class ModeNotAllowed(SessionRefused):
     """The device's policy disables the mode the host asked for."""
 
     code = 0x40
+
+
+class DeviceOwned(SessionRefused):
+    """The device has an owner: its factory label, code and button no longer open a
+    session; only a commissioning window the owner opened does."""
+
+    code = 0x4C
 
 
 @dataclass(frozen=True, repr=False)
@@ -117,6 +126,8 @@ class DeviceSession(ChannelHolder):
         device_confirms: bool = False,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float = 120.0,
+        owned: bool = False,
+        window: CommissioningWindow | None = None,
     ) -> None:
         super().__init__(is_host=False, idle_timeout=idle_timeout)
         self._secrets = secrets
@@ -133,6 +144,12 @@ class DeviceSession(ChannelHolder):
         self._host_confirmed = False
         self._device_confirmed = False
         self.number: int | None = None
+        #: An owned device accepts only its owner's commissioning window.
+        self._owned = owned
+        self._window = window
+        self._window_session: WindowPurpose | None = None
+        #: Set once a session authenticated by the window: what it was opened for.
+        self.window_purpose: WindowPurpose | None = None
 
     @property
     def mode(self) -> Mode | None:
@@ -141,6 +158,11 @@ class DeviceSession(ChannelHolder):
     @property
     def is_open(self) -> bool:
         return self._state is _State.OPEN
+
+    @property
+    def owned(self) -> bool:
+        """Whether the device had an owner when this session began."""
+        return self._owned
 
     # ---------------------------------------------------------------- inputs
 
@@ -217,6 +239,9 @@ class DeviceSession(ChannelHolder):
     def _hello(self, hello: Hello, now: float) -> list[DeviceEvent]:
         mode = hello.mode
         self._mode = mode
+        if self._owned or self._is_window_hello(mode, hello.body):
+            # The owner's window is its own policy: the factory's modes no longer count.
+            return self._window_hello(mode, hello.body, now)
         if not self._policy & int(mode):
             raise ModeNotAllowed(f"the device's policy disables the {mode.label} mode")
         events: list[DeviceEvent] = []
@@ -233,6 +258,33 @@ class DeviceSession(ChannelHolder):
         self._state = _State.HANDSHAKE
         step = engine.hello(hello.body)
         return events + self._after_step(step, now)
+
+    @staticmethod
+    def _is_window_hello(mode: Mode, body: bytes) -> bool:
+        if mode is not Mode.CODE:
+            return False
+        user, _ = split_fields(body, 2, "code hello", limit=128)
+        return user == WINDOW_USER
+
+    def _window_hello(self, mode: Mode, body: bytes, now: float) -> list[DeviceEvent]:
+        """Owned device, or the window's prover identity: only an open window will do.
+
+        Its wrong codes are counted by the window (which closes at its limit), never by
+        the factory limiter, and a window success forgives no factory failure."""
+        if not self._is_window_hello(mode, body):
+            raise DeviceOwned(
+                "this device has an owner; its label no longer opens a session: ask the "
+                "owner to open a window, or reset the device by hand"
+            )
+        window = self._window
+        if window is None or not window.is_open(now):
+            raise WindowClosed("no commissioning window is open on this device")
+        window.failed()  # pessimistic, as the factory limiter: forgiven by nothing
+        engine = modes.CodeDevice(records=window.records(now), device_info=self._info)
+        self._engine = engine
+        self._state = _State.HANDSHAKE
+        self._window_session = window.purpose
+        return self._after_step(engine.hello(body), now)
 
     def _engine_for(
         self, mode: Mode
@@ -301,7 +353,9 @@ class DeviceSession(ChannelHolder):
         assert self._mode is not None
         self._state = _State.OPEN
         events: list[DeviceEvent] = []
-        if self._mode is not Mode.BUTTON:
+        if self._window_session is not None:
+            self.window_purpose = self._window_session
+        elif self._mode is not Mode.BUTTON:
             self._limiter.succeeded()
             events.append(PersistAttempts(self._limiter.to_bytes()))
         return [*events, Authenticated(self._mode)]
@@ -347,6 +401,7 @@ __all__ = [
     "Authenticated",
     "ClosedByPeer",
     "DeviceEvent",
+    "DeviceOwned",
     "DeviceSecrets",
     "DeviceSession",
     "HandshakeTimeout",

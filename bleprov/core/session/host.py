@@ -29,7 +29,12 @@ from bleprov.core.session.common import (
     SendMessage,
     SessionEnded,
 )
-from bleprov.core.session.device import ATTESTATION_CONTEXT, HandshakeTimeout, ModeNotAllowed
+from bleprov.core.session.device import (
+    ATTESTATION_CONTEXT,
+    DeviceOwned,
+    HandshakeTimeout,
+    ModeNotAllowed,
+)
 from bleprov.core.session.messages import (
     Handshake,
     Hello,
@@ -42,6 +47,7 @@ from bleprov.core.session.messages import (
     decode_inner,
     encode,
 )
+from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
 
 
 class Downgrade(ProtocolError):
@@ -69,6 +75,8 @@ _REFUSALS: dict[int, type[ProtocolError]] = {
     modes.UserRejected.code: modes.UserRejected,
     modes.UnexpectedMessage.code: modes.UnexpectedMessage,
     HandshakeTimeout.code: HandshakeTimeout,
+    DeviceOwned.code: DeviceOwned,
+    WindowClosed.code: WindowClosed,
 }
 
 
@@ -80,6 +88,16 @@ def refusal(code: int, retry_after: int) -> ProtocolError:
     if cls is LockedOut:
         return LockedOut(
             "the device is locked after too many failed attempts; reset it with its physical button"
+        )
+    if cls is DeviceOwned:
+        return DeviceOwned(
+            "the device has an owner: its label no longer sets it up; ask the owner to "
+            "open a window (bleprov peer open-window / zone open-window), or reset it by hand"
+        )
+    if cls is WindowClosed:
+        return WindowClosed(
+            "no commissioning window is open on the device (it expired, was used, or had "
+            "too many wrong codes): ask the owner to open a new one"
         )
     if cls is not None:
         return cls(f"device reported error 0x{code:02x}")
@@ -105,7 +123,14 @@ class CodeSecret:
     user: bytes = b""
 
 
-OutOfBand = QrSecret | CodeSecret | None
+@dataclass(frozen=True, repr=False)
+class WindowSecret:
+    """The one-time code of a commissioning window the device's owner opened."""
+
+    code: WindowCode
+
+
+OutOfBand = QrSecret | CodeSecret | WindowSecret | None
 
 
 @dataclass(frozen=True)
@@ -194,6 +219,17 @@ class HostSession(ChannelHolder):
             return modes.qr_host(
                 device_static_public=secret.device_static_public,
                 label_secret=secret.label_secret,
+                device_info=raw,
+            )
+        if mode is Mode.CODE and isinstance(secret, WindowSecret):
+            if info.window is None:
+                raise WindowClosed("the device has no commissioning window open")
+            log_n, r, p = info.window.cost
+            return modes.CodeHost(
+                password=secret.code.password,
+                user=WINDOW_USER,
+                salt=info.window.salt,
+                cost=ScryptCost(n=1 << log_n, r=r, p=p),
                 device_info=raw,
             )
         if mode is Mode.CODE:

@@ -1,0 +1,164 @@
+"""A small world for end-to-end tests of enrolment and ownership: a hub with an admin,
+devices as the daemon runs them on one virtual radio, hosts that open sessions with a
+device's label, and validated connections on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+
+from bleprov.core import membership as mb
+from bleprov.core.advertising import OobMode
+from bleprov.core.factory import provision_device
+from bleprov.network.simulated import SimulatedWifi
+from bleprov.radio.bumble_peripheral import BumblePeripheral
+from bleprov.radio.device_link import DeviceLink
+from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.secure_link import SecureHostLink
+from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.service.device_runtime import DeviceRuntime
+from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
+from bleprov.service.host_session import DeviceAuthentication, open_session
+from bleprov.service.trust import HostTrust
+from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.store.device_store import DeviceStore
+from bleprov.store.hub_files import Hub
+from bleprov.store.keys import KeyFileProvider
+from bleprov.store.registry import Role
+from tests.rig import CHEAP, ENVIRONMENT, HOME, MANUFACTURER, NOW, TRUST
+
+LOOPBACK = "127.0.0.1"
+_addresses = itertools.count(1)
+
+
+@dataclass
+class VirginDevice:
+    runtime: DeviceRuntime
+    network: SimulatedWifi
+    label_qr: str
+
+    @property
+    def device_id(self) -> str:
+        return self.runtime.device_id
+
+    @property
+    def store(self) -> DeviceStore:
+        return self.runtime.store
+
+    @property
+    def service(self) -> EnrolmentService:
+        return self.runtime.service
+
+    @property
+    def link(self) -> DeviceLink:
+        return self.runtime.link
+
+
+@dataclass
+class World:
+    tmp: Path
+    radio: VirtualLink
+    hub: Hub
+    admin: Any
+    devices: list[VirginDevice] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def new_device(self) -> VirginDevice:
+        """A virgin device as the daemon runs it: factory record in its store, on a radio."""
+        index = next(_addresses)
+        device, label = provision_device(
+            MANUFACTURER.issue_device(now=NOW), modes=OobMode.QR, cost=CHEAP
+        )
+        directory = self.tmp / f"device-{index}"
+        store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
+        store.put_provisioning(device)
+        network = SimulatedWifi.from_config(ENVIRONMENT)
+        bumble = make_virtual_device(self.radio, name="dev", address=f"F0:B1:00:00:01:{index:02X}")
+        runtime = DeviceRuntime(store, BumblePeripheral(bumble), network, join_timeout=5)
+        await runtime.start()
+        self.closers.append(runtime.close)
+        virgin = VirginDevice(runtime, network, label.qr_text)
+        self.devices.append(virgin)
+        return virgin
+
+    async def session(self, target: VirginDevice) -> tuple[SecureHostLink, EnrolmentClient]:
+        index = next(_addresses)
+        host = make_virtual_device(self.radio, name="host", address=f"C0:B1:00:00:01:{index:02X}")
+        await host.power_on()
+        radio = CentralRadio.bumble(host, mtu=247)
+        auth = DeviceAuthentication.from_qr_text(target.label_qr)
+        session = await open_session(radio, auth, TRUST, timeout=5)
+        return session, EnrolmentClient(session, timeout=10)
+
+    async def enrol(self, target: VirginDevice, *, owner: str = "alice") -> mb.ZoneMembership:
+        """Wi-Fi and zone certificate in one session, one commit."""
+        session, client = await self.session(target)
+        assert session.info is not None
+        enroller = ZoneEnroller(self.hub, self.admin)
+        status = await client.set_wifi(HOME)
+        assert status.ip is not None
+        pending = await enroller.stage(
+            client, session, device_id=session.info.attestation.device_id, owner=owner
+        )
+        try:
+            await client.commit()
+        except BaseException:
+            await enroller.abandon(pending)
+            raise
+        await session.close()
+        await target.service.drain()
+        membership = mb.membership_of(target.store.load())
+        assert membership is not None
+        return membership
+
+    def crl(self) -> bytes:
+        return self.hub.crl(now=datetime.now(UTC))
+
+    def host(self, name: str, *, directory: str | None = None) -> HostTrust:
+        """A host named ``name`` with its own encrypted store and peer identity."""
+        directory_path = self.tmp / f"host-{directory or name}"
+        return HostTrust(
+            DeviceStore(directory_path / "store", KeyFileProvider(directory_path / "key")),
+            name=name,
+        )
+
+    async def bind(self, target: VirginDevice, host: HostTrust) -> None:
+        """Peer binding in one label session, one commit; the host pins only afterwards."""
+        session, client = await self.session(target)
+        try:
+            pin = await client.peer_bind(host.identity())
+            await client.commit()
+            host.pin(pin)
+        finally:
+            await session.close()
+            await target.service.drain()
+
+
+@pytest_asyncio.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    hub = Hub.init(
+        tmp_path / "hub",
+        name="Home",
+        zone_passphrase=b"zone passphrase",
+        admin="admin",
+        admin_passphrase="admin passphrase",
+        now=NOW,
+        passphrase_cost=CHEAP,
+    )
+    admin = hub.authenticate("admin", "admin passphrase")
+    hub.registry.add_user("alice", Role.MEMBER, passphrase="alice passphrase", actor=admin)
+    radio = VirtualLink()
+    world = World(tmp_path, radio, hub, admin)
+    yield world
+    for close in reversed(world.closers):
+        await close()
+    radio.close()
+    hub.close()
+    await asyncio.sleep(0.02)
