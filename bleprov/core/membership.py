@@ -345,6 +345,9 @@ class ZoneMembershipExtension:
         """Joining a zone makes it the owner: the installer or a handover only."""
         return authority in (Authority.INSTALLER, Authority.HANDOVER)
 
+    def owns(self, committed: Mapping[str, bytes]) -> bool:
+        return False
+
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
         return {}
 
@@ -432,6 +435,9 @@ class PeerBindingExtension:
         """The installer, a new owner (handover) or a new admin (admin window)."""
         return authority is not Authority.OBSERVER
 
+    def owns(self, committed: Mapping[str, bytes]) -> bool:
+        return False
+
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
         return {}
 
@@ -486,6 +492,10 @@ class OwnershipRules:
 
     def allowed(self, endpoint: str, authority: Authority) -> bool:
         return False
+
+    def owns(self, committed: Mapping[str, bytes]) -> bool:
+        """An owner record makes the device owned (a corrupt one too: fail closed)."""
+        return RECORD_OWNER in committed
 
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         raise _refuse(f"{endpoint}: no such endpoint")

@@ -48,6 +48,7 @@ class Device:
         session: bytes = b"session-1",
         committed: dict[str, bytes] | None = None,
         wall_clock: datetime | None = NOW,
+        authority: enr.Authority = enr.Authority.INSTALLER,
     ) -> None:
         self.binding = binding_of(session)
         self.m = enr.DeviceEnrolment(
@@ -57,6 +58,7 @@ class Device:
                 wall_clock=wall_clock,
                 committed=committed or {},
                 extensions=mb.device_extensions(),
+                authority=authority,
             ),
             now=0.0,
         )
@@ -132,7 +134,7 @@ def test_zone_enrolment_commits_key_certificate_chain_root_and_owner_in_one_writ
     )
     assert member.device_id == DEVICE_ID and member.serial == answer["serial"]
     owner = mb.Owner.decode(records[mb.RECORD_OWNER] or b"")
-    assert owner == mb.Owner("zone", "alice", ZONE.zone_id)
+    assert owner == mb.Owner("zone", mb.spki_fingerprint(ZONE.root_der), "alice", ZONE.zone_id)
 
 
 def test_wifi_and_zone_commit_together() -> None:
@@ -260,23 +262,77 @@ def test_peer_binding_pins_the_host_and_returns_the_device_identity() -> None:
     assert identity.pin == device_pin
     pins = PinSet.from_bytes(records[mb.RECORD_PEER_PINS] or b"")
     assert pins.match(host.cert_der).name == "laptop-alice"
-    assert mb.Owner.decode(records[mb.RECORD_OWNER] or b"") == mb.Owner("peer", "laptop-alice")
+    owner = mb.Owner.decode(records[mb.RECORD_OWNER] or b"")
+    assert owner == mb.Owner("peer", host.fingerprint, "laptop-alice")
 
 
-def test_a_second_binding_keeps_the_identity_and_adds_a_pin() -> None:
-    first_host = PeerIdentity.create("laptop-alice", now=NOW)
+def _owned_by(host: PeerIdentity) -> dict[str, bytes]:
     device = Device()
-    first_pin = mb.parse_bind_response(device.ok(mb.PEER_BIND, mb.bind_body(first_host)))
-    committed = {k: v for k, v in device.commit().items() if v is not None}
+    device.ok(mb.PEER_BIND, mb.bind_body(host))
+    return {k: v for k, v in device.commit().items() if v is not None}
+
+
+def test_a_factory_session_on_an_owned_device_may_only_read_info() -> None:
+    committed = _owned_by(PeerIdentity.create("laptop-alice", now=NOW))
+    # Whatever authority the adapter claims for a factory credential, the core demotes it.
+    device = Device(committed=committed, session=b"session-2")
+    assert device.ok("info")["device_id"] == DEVICE_ID
+    stranger = PeerIdentity.create("laptop-alice", now=NOW)
+    assert device.refused(mb.PEER_BIND, mb.bind_body(stranger)) is Status.NOT_ALLOWED
+    assert device.refused(mb.ZONE_CSR) is Status.NOT_ALLOWED
+    for endpoint in ("wifi/set", "wifi/scan", "commit", "failsafe"):
+        assert device.refused(endpoint) is Status.NOT_ALLOWED
+
+
+def test_an_admin_window_binds_one_admin_and_nothing_else() -> None:
+    first_host = PeerIdentity.create("laptop-alice", now=NOW)
+    committed = _owned_by(first_host)
+    identity = mb.peer_identity_of(committed)
+    assert identity is not None
+    later = Device(committed=committed, session=b"session-2", authority=enr.Authority.ADMIN)
+    assert later.refused("wifi/set") is Status.NOT_ALLOWED
+    assert later.refused(mb.ZONE_CSR) is Status.NOT_ALLOWED
+    assert later.refused("commit") is Status.NOTHING_TO_COMMIT
     second_host = PeerIdentity.create("tv-remote", now=NOW)
-    later = Device(committed=committed, session=b"session-2")
     second_pin = mb.parse_bind_response(later.ok(mb.PEER_BIND, mb.bind_body(second_host)))
-    assert second_pin == first_pin  # one long-term identity
+    assert second_pin == identity.pin  # one long-term identity
     records = later.commit()
-    assert mb.RECORD_PEER_IDENTITY not in records and mb.RECORD_OWNER not in records
+    assert mb.RECORD_PEER_IDENTITY not in records
     assert PinSet.from_bytes(records[mb.RECORD_PEER_PINS] or b"").names() == sorted(
         ["laptop-alice", "tv-remote"]
     )
+    owner = mb.Owner.decode(records[mb.RECORD_OWNER] or b"")
+    assert owner.is_owner(first_host.fingerprint) and not owner.is_owner(second_host.fingerprint)
+    assert owner.admins == (second_host.fingerprint,)
+    again = Device(
+        committed={**committed, **{k: v for k, v in records.items() if v}},
+        authority=enr.Authority.ADMIN,
+    )
+    assert again.refused(mb.PEER_BIND, mb.bind_body(second_host)) is Status.NOT_ALLOWED
+
+
+def test_a_handover_replaces_the_owner_and_everything_that_was_theirs() -> None:
+    old_owner = PeerIdentity.create("laptop-alice", now=NOW)
+    committed = _owned_by(old_owner)
+    handover = Device(committed=committed, authority=enr.Authority.HANDOVER)
+    assert handover.refused("commit") is Status.NOTHING_TO_COMMIT
+    new_owner = PeerIdentity.create("laptop-bob", now=NOW)
+    new_pin = mb.parse_bind_response(handover.ok(mb.PEER_BIND, mb.bind_body(new_owner)))
+    old_identity = mb.peer_identity_of(committed)
+    assert old_identity is not None and new_pin.cert_der != old_identity.cert_der
+    records = handover.commit()
+    merged = {k: v for k, v in {**committed, **records}.items() if v is not None}
+    owner = mb.owner_of(merged)
+    assert owner is not None and owner.is_owner(new_owner.fingerprint) and owner.admins == ()
+    assert mb.pins_of(merged).names() == ["laptop-bob"]
+
+
+def test_a_handover_must_bind_the_new_owner() -> None:
+    committed = _owned_by(PeerIdentity.create("laptop-alice", now=NOW))
+    handover = Device(committed=committed, authority=enr.Authority.HANDOVER)
+    handover.ok("wifi/set", credentials_body(GOOD))  # the new owner's Wi-Fi, but no owner
+    handover.m.join_done(Connected("192.0.2.9"), 1.5)
+    assert handover.refused("commit") is Status.NOT_ALLOWED
 
 
 def test_peer_bind_refuses_a_bad_certificate() -> None:

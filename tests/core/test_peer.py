@@ -225,12 +225,14 @@ def test_match_refuses_garbage(alice: PeerIdentity) -> None:
         PinSet([alice.pin]).match(b"not a certificate")
 
 
-def test_add_replaces_same_name_and_same_key(alice: PeerIdentity) -> None:
+def test_a_name_never_moves_to_another_key_but_a_key_may_rename(alice: PeerIdentity) -> None:
     newer = PeerIdentity.create(alice.name, now=NOW)
-    pins = PinSet([alice.pin]).add(newer.pin)
-    assert len(pins) == 1
-    assert pins.match(newer.cert_der) == newer.pin
-    renamed = PeerPin.from_certificate(_self_signed("alice-2", key=newer.key))
+    pins = PinSet([alice.pin])
+    with pytest.raises(PeerSetupError, match="another key"):
+        pins.add(newer.pin)
+    assert pins.match(alice.cert_der) == alice.pin
+    assert pins.add(alice.pin) == pins  # the same pin again changes nothing
+    renamed = PeerPin.from_certificate(_self_signed("alice-2", key=alice.key))
     pins = pins.add(renamed)
     assert pins.names() == ["alice-2"]
 
@@ -240,8 +242,8 @@ def test_pinset_refuses_more_than_max_pins() -> None:
     assert len(pins) == MAX_PINS
     with pytest.raises(PeerSetupError, match="unbind"):
         pins.add(PeerPin.from_certificate(_self_signed("one-too-many")))
-    # Replacing an existing name is still allowed when full.
-    assert len(pins.add(PeerPin.from_certificate(_self_signed("peer-0")))) == MAX_PINS
+    # Pinning an existing peer again is still allowed when full.
+    assert len(pins.add(pins.pins()[0])) == MAX_PINS
 
 
 def test_pinset_round_trip_is_deterministic(alice: PeerIdentity, bob: PeerIdentity) -> None:

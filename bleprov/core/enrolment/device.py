@@ -26,6 +26,7 @@ new credentials in the same session.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -180,6 +181,11 @@ class Extension(Protocol):
         """Answer one request; raise EnrolmentError or MalformedData to refuse it."""
         ...
 
+    def owns(self, committed: Mapping[str, bytes]) -> bool:
+        """Whether the committed records give the device an owner (an installer's
+        session is then only an observer: the factory label is dead)."""
+        ...
+
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
         """At COMMIT: more changes to write with the staged ones (a handover deletes the
         old owner's records), or EnrolmentError to refuse the commit."""
@@ -267,6 +273,12 @@ class DeviceEnrolment:
                 if name in self._extensions or name in Endpoint.__members__.values():
                     raise ValueError(f"endpoint {name!r} is claimed twice")
                 self._extensions[name] = extension
+        if config.authority is Authority.INSTALLER and any(
+            extension.owns(config.committed) for extension in config.extensions
+        ):
+            # Whatever the adapter said: a factory credential never changes an owned device.
+            config = dataclasses.replace(config, authority=Authority.OBSERVER)
+            self.config = config
         self._proven = False
         self._joining = False
         self._scan_requests: list[int] = []
