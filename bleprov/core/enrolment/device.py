@@ -483,7 +483,7 @@ class DeviceEnrolment:
             raise EnrolmentError(Status.NOT_PROVEN, "the credentials have not joined yet")
         records = dict(self._staged_records)
         context = self._context()
-        for extension in dict.fromkeys(self._extensions.values()):
+        for extension in self.config.extensions:
             for name, value in extension.finalise(context).items():
                 records.setdefault(name, value)
         self._commit_request = request.id
