@@ -149,29 +149,38 @@ class DeviceRuntime:
             return None
         return window
 
-    def open_window(self, offer: WindowOffer, *, opened_by: bytes) -> None:
+    async def open_window(self, offer: WindowOffer, *, opened_by: bytes) -> None:
         """The owner opened a window (over its validated connection): replaces any open
-        one, is advertised at once, and closes by itself when it expires."""
+        one, is advertised before this returns, and closes by itself when it expires."""
         now = self.server.now()
         self.server.window = CommissioningWindow(offer, opened_by=opened_by, now=now)
         if self._started:
-            self._readvertise_soon()
+            await self._republish_now()
             asyncio.get_running_loop().call_later(offer.seconds + 0.05, self._readvertise_soon)
 
-    def close_window(self) -> bool:
+    async def close_window(self) -> bool:
+        was_open = self._drop_window()
+        if self._started:
+            await self._republish_now()
+        return was_open
+
+    def _drop_window(self) -> bool:
         window, self.server.window = self.server.window, None
         was_open = window is not None and window.is_open(self.server.now())
         if window is not None:
             window.close()
-        if self._started:
-            self._readvertise_soon()
         return was_open
+
+    async def _republish_now(self) -> None:
+        await self.link.readvertise()
+        if self.broker is not None:
+            self.broker.reannounce()
 
     def _committed(self, channel: object) -> None:
         """A window session committed: its window is spent (one-time)."""
         authority = getattr(channel, "authority", None)
         if authority in (Authority.ADMIN, Authority.HANDOVER):
-            self.close_window()
+            self._drop_window()  # the session's end re-advertises
             logger.info("commissioning window used (%s) and closed", authority.value)
 
     def _republish(self, session: object) -> None:

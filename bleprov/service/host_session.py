@@ -27,6 +27,7 @@ from bleprov.core.onboarding import (
 )
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
+from bleprov.core.window import WindowCode
 from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
 from bleprov.radio.secure_link import NumberConfirmer, SecureHostLink
 
@@ -93,6 +94,17 @@ class DeviceAuthentication:
             Mode.CODE,
             hst.CodeSecret(card.spake2_password, user=card.spake2_user),
             discriminator,
+        )
+
+    @classmethod
+    def window(cls, code: str, *, discriminator: int | None = None) -> DeviceAuthentication:
+        """code mode with the one-time code of a window the device's owner opened; finds
+        a device advertising an open window (with ``discriminator``, that one)."""
+        return cls(
+            Mode.CODE,
+            hst.WindowSecret(WindowCode.parse(code)),
+            discriminator,
+            lambda data: AdvertisedFlags.WINDOW_OPEN in data.flags,
         )
 
     @classmethod

@@ -79,9 +79,11 @@ class TrustStoreError(BleprovError):
 class WindowControl(Protocol):
     """The device runtime's commissioning window (one at a time, RAM only)."""
 
-    def open_window(self, offer: WindowOffer, *, opened_by: bytes) -> None: ...
+    async def open_window(self, offer: WindowOffer, *, opened_by: bytes) -> None:
+        """Open it and advertise it before returning (the owner then hands the code on)."""
+        ...
 
-    def close_window(self) -> bool:
+    async def close_window(self) -> bool:
         """Close the open window; False if none was open."""
         ...
 
@@ -150,7 +152,8 @@ class DeviceTrust:
         return server
 
     async def serve_peers(self, host: str, port: int) -> asyncio.Server:
-        server = await start_peer_server(host, port, self.peer_identity(), self.pins, self._handle)
+        self.peer_identity()  # fails now, not per connection, if the device is bound to none
+        server = await start_peer_server(host, port, self.peer_identity, self.pins, self._handle)
         self.servers.append(server)
         return server
 
@@ -168,7 +171,7 @@ class DeviceTrust:
             except ValidatedConnectionError:
                 return
             try:
-                reply, last = self._answer(connection, request.op, request.body)
+                reply, last = await self._answer(connection, request.op, request.body)
             except _Refused as refused:
                 await connection.reply_error(request, refused.code, str(refused))
                 continue
@@ -176,7 +179,7 @@ class DeviceTrust:
             if last:
                 return
 
-    def _answer(
+    async def _answer(
         self, connection: ValidatedConnection, op: str, body: dict[str, Any]
     ) -> tuple[dict[str, Any], bool]:
         """One operation's reply and whether the connection ends after it."""
@@ -200,12 +203,12 @@ class DeviceTrust:
             if self.windows is None:
                 raise _Refused(ERROR_NOT_ALLOWED, "this device opens no commissioning windows")
             if op == OP_WINDOW_CLOSE:
-                return {"closed": self.windows.close_window()}, False
+                return {"closed": await self.windows.close_window()}, False
             try:
                 offer = WindowOffer.from_body(body)
             except WindowError as exc:
                 raise _Refused(ERROR_BAD_WINDOW, str(exc)) from None
-            self.windows.open_window(offer, opened_by=caller)
+            await self.windows.open_window(offer, opened_by=caller)
             logger.info(
                 "commissioning window (%s, %d s) opened by the owner (key %s)",
                 offer.purpose.label,

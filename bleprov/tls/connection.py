@@ -668,25 +668,28 @@ async def start_member_server(
 async def start_peer_server(
     host: str,
     port: int,
-    identity: PeerIdentity,
+    identity: PeerIdentity | Callable[[], PeerIdentity],
     pins_provider: Callable[[], PinSet],
     handler: Handler,
 ) -> asyncio.Server:
-    """Serve pinned peers; ``pins_provider()`` is asked for every connection, so binding
-    and unbinding take effect on the next connection."""
+    """Serve pinned peers; ``pins_provider()`` (and ``identity``, if a provider) is asked
+    for every connection, so binding, unbinding and a handover's new identity take effect
+    on the next connection."""
     cache: dict[bytes, ssl.SSLContext] = {}
+    current = identity if callable(identity) else (lambda: identity)
 
     def prepare() -> tuple[ssl.SSLContext, _Verifier]:
         pins = pins_provider()
-        key = pins.to_bytes()
+        ours = current()
+        key = ours.cert_der + pins.to_bytes()
         if key not in cache:
-            cache.clear()  # one context: the current pin set's
+            cache.clear()  # one context: the current identity's and pin set's
             cache[key] = make_context(
                 server=True,
-                key=identity.key,
-                chain_der=(identity.cert_der,),
+                key=ours.key,
+                chain_der=(ours.cert_der,),
                 trust_der=tuple(p.cert_der for p in pins),
             )
         return cache[key], _pin_verifier(pins, None)
 
-    return await _serve(host, port, prepare, handler, what=f"peer server {identity.name}")
+    return await _serve(host, port, prepare, handler, what=f"peer server {current().name}")
