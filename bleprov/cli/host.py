@@ -27,12 +27,19 @@ from rich.table import Table
 
 from bleprov.core.advertising import AdvertisedFlags, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
-from bleprov.core.errors import BleprovError
+from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.identity import TrustPolicy
 from bleprov.core.onboarding import PayloadError
 from bleprov.core.session import host as hst
+from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+from bleprov.core.window import (
+    MAX_WINDOW_SECONDS,
+    MIN_WINDOW_SECONDS,
+    WindowClosed,
+    WindowPurpose,
+)
 from bleprov.radio.host_link import DeviceNotFound, scan
 from bleprov.radio.spec import RadioSpec, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
@@ -43,7 +50,7 @@ from bleprov.service.provisioning import (
     ZonePlan,
     provision,
 )
-from bleprov.service.trust import HostTrust
+from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 
@@ -53,6 +60,7 @@ EXIT_WIFI = 5
 
 WIFI_PASSWORD_ENV = "BLEPROV_WIFI_PASSWORD"  # noqa: S105 (a variable's name)
 MANUAL_CODE_ENV = "BLEPROV_MANUAL_CODE"
+WINDOW_CODE_ENV = "BLEPROV_WINDOW_CODE"
 PRINTED_KEY_ENV = "BLEPROV_PRINTED_KEY"
 CARD_USER_ENV = "BLEPROV_CARD_USER"
 CARD_PASSWORD_ENV = "BLEPROV_CARD_PASSWORD"  # noqa: S105 (a variable's name)
@@ -88,9 +96,15 @@ def host_trust(directory: Path, name: str | None = None) -> HostTrust:
 
 
 def _host_name() -> str:
+    """The name a new host identity is made with (kept with it afterwards): the machine's
+    name and a random tag, since two laptops may share a name and a device never lets a
+    pinned name move to another key."""
+    import secrets
+
     raw = os.uname().nodename.split(".")[0] or "host"
-    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "-", raw)[:64]
-    return cleaned if cleaned[:1].isalnum() else f"h{cleaned}"[:64]
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "-", raw)[:56]
+    cleaned = cleaned if cleaned[:1].isalnum() else f"h{cleaned}"[:56]
+    return f"{cleaned}-{secrets.token_hex(3)}"
 
 
 # ------------------------------------------------------------------------------- scan
@@ -151,6 +165,7 @@ class LabelSource:
     scratch_card: bool = False
     compare: bool = False
     button: bool = False
+    window_code: bool = False
     discriminator: int | None = None
 
     def authentication(self) -> DeviceAuthentication:
@@ -174,14 +189,22 @@ class LabelSource:
                 "scratch_card",
                 "compare",
                 "button",
+                "window_code",
             )
             if getattr(self, name)
         ]
         if len(chosen) != 1:
             raise HostError(
                 "say how to authenticate, exactly once: --qr-file, --qr-image, --ndef, "
-                "--printed-key, --manual-code, --scratch-card, --compare or --button"
+                "--printed-key, --manual-code, --scratch-card, --compare, --button, or "
+                "--window-code (a device that has an owner)"
             )
+        if self.window_code:
+            text = _secret_text(WINDOW_CODE_ENV, "Window code (from the device's owner)")
+            try:
+                return DeviceAuthentication.window(text, discriminator=self.discriminator)
+            except MalformedData as exc:
+                raise HostError(str(exc)) from None
         if self.qr_file is not None:
             match = _QR_TOKEN.search(_read(self.qr_file, "QR text"))
             if match is None:
@@ -521,7 +544,9 @@ def exit_code_for(exc: BleprovError) -> int:
 
     if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
         return EXIT_NOT_FOUND
-    if isinstance(exc, AuthenticationFailed | UserRejected | hst.DeviceRefused):
+    if isinstance(
+        exc, AuthenticationFailed | UserRejected | hst.DeviceRefused | DeviceOwned | WindowClosed
+    ):
         return EXIT_AUTHENTICATION
     if isinstance(exc, WifiNotJoined):
         return EXIT_WIFI
@@ -559,13 +584,62 @@ async def unbind_peer(
         trust.unpin(device)
         console.print(f"forgot {device} here only; the device still trusts this host")
         return
+    host, port = _address(address)
+    await trust.unbind(host, port, device)
+    console.print(f"unbound {device}: neither side trusts the other any more")
+
+
+def _address(address: str | None) -> tuple[str, int]:
     if address is None:
-        raise HostError("give the device's address (--address HOST:PORT), or --local-only")
+        raise HostError("give the device's validated-connection address (--address HOST:PORT)")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise HostError("--address is HOST:PORT")
-    await trust.unbind(host, int(port), device)
-    console.print(f"unbound {device}: neither side trusts the other any more")
+    return host, int(port)
+
+
+async def open_device_window(
+    console: Console,
+    host_dir: Path,
+    device: str,
+    address: str | None,
+    purpose: WindowPurpose,
+    minutes: float,
+) -> None:
+    """As the device's owner: open a commissioning window and show its one-time code."""
+    trust = host_trust(host_dir)
+    if device not in trust.pins():
+        raise HostError(f"no device {device} is bound to this host (bleprov peer list)")
+    seconds = round(minutes * 60)
+    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        raise HostError(
+            f"a window lasts {MIN_WINDOW_SECONDS // 60} to {MAX_WINDOW_SECONDS // 60} minutes"
+        )
+    host, port = _address(address)
+    code = await trust.open_window(host, port, device, purpose=purpose, seconds=seconds)
+    what = (
+        "bind one more host as an admin of"
+        if purpose is WindowPurpose.ADMIN
+        else "take over (become the new owner of)"
+    )
+    console.print(
+        f"window open for {seconds // 60} min: whoever has this code may {what} {device}.\n"
+        f"  code: [bold]{code.formatted()}[/]\n"
+        "Give it only to that person. On their host:\n"
+        f"  bleprov provision --window-code{' --peer' if purpose is WindowPurpose.ADMIN else ''}"
+        f"   (or {WINDOW_CODE_ENV}=... in the environment)\n"
+        "It works once, closes after 5 wrong codes, and closes when it expires."
+    )
+
+
+async def close_device_window(
+    console: Console, host_dir: Path, device: str, address: str | None
+) -> None:
+    trust = host_trust(host_dir)
+    host, port = _address(address)
+    async with await trust.connect(host, port, device) as connection:
+        closed = (await connection.request(OP_WINDOW_CLOSE, {}))["closed"]
+    console.print("window closed" if closed else "no window was open")
 
 
 # --------------------------------------------------------------------- the commands
@@ -599,6 +673,13 @@ QrImageArg = Annotated[
 ManualCodeArg = Annotated[
     bool,
     typer.Option("--manual-code", help=f"Type the 11-digit manual code ({MANUAL_CODE_ENV})."),
+]
+WindowCodeArg = Annotated[
+    bool,
+    typer.Option(
+        "--window-code",
+        help=f"Type the one-time code of a window the device's owner opened ({WINDOW_CODE_ENV}).",
+    ),
 ]
 CompareArg = Annotated[
     bool, typer.Option("--compare", help="Compare a 6-digit number with the device's display.")
@@ -662,6 +743,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--button", help="The device's button was pressed (unsafe in company)."),
         ] = False,
+        window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
@@ -733,6 +815,7 @@ def register(app: typer.Typer) -> None:
                     scratch_card,
                     compare,
                     button,
+                    window_code,
                     discriminator,
                 ),
                 roots=trust or [],
@@ -762,6 +845,7 @@ def register(app: typer.Typer) -> None:
         qr_image: QrImageArg = None,
         manual_code: ManualCodeArg = False,
         compare: CompareArg = False,
+        window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
@@ -782,6 +866,7 @@ def register(app: typer.Typer) -> None:
                     qr_image=qr_image,
                     manual_code=manual_code,
                     compare=compare,
+                    window_code=window_code,
                     discriminator=discriminator,
                 ),
                 roots=trust or [],
@@ -794,6 +879,46 @@ def register(app: typer.Typer) -> None:
                 as_json=False,
             )
         )
+
+    @peer_app.command("open-window")
+    def peer_open_window(
+        device: Annotated[str, typer.Argument(help="The device ID (you must be its owner).")],
+        address: Annotated[
+            str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
+        ] = None,
+        purpose: Annotated[
+            str,
+            typer.Option(
+                help="admin: add one more host as an admin; handover: hand the device over "
+                "(the new host becomes its owner, and you are forgotten)."
+            ),
+        ] = "admin",
+        minutes: Annotated[float, typer.Option(help="How long the window stays open.")] = 10,
+        host_dir: HostDirArg = None,
+    ) -> None:
+        """As the owner: let one more host in, with a one-time code (Matter's multi-admin)."""
+        purposes = {p.label: p for p in WindowPurpose}
+        if purpose not in purposes:
+            from bleprov.cli import err_console
+
+            err_console.print("[bold red]error:[/] --purpose is admin or handover")
+            raise typer.Exit(2)
+        _run_host(
+            open_device_window(
+                console, host_dir or default_host_dir(), device, address, purposes[purpose], minutes
+            )
+        )
+
+    @peer_app.command("close-window")
+    def peer_close_window(
+        device: Annotated[str, typer.Argument(help="The device ID (you must be its owner).")],
+        address: Annotated[
+            str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
+        ] = None,
+        host_dir: HostDirArg = None,
+    ) -> None:
+        """As the owner: close an open commissioning window before it expires."""
+        _run_host(close_device_window(console, host_dir or default_host_dir(), device, address))
 
     @peer_app.command("list")
     def peer_list(

@@ -125,7 +125,8 @@ async def provision(
     if peer is not None and device_id in peer.host.pins():
         raise PeerPinConflict(
             f"this host already pins a device named {device_id} from an earlier binding; "
-            f"if the device was reset, forget that pin first (bleprov peer forget {device_id})"
+            "if the device was reset, forget that pin first "
+            f"(bleprov peer unbind --local-only {device_id})"
         )
     client = EnrolmentClient(session)
     meter = _Meter(client)

@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
+from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode, ServiceData
 from bleprov.core.attempts import (
     ButtonNotPressed,
     DeviceBusy,
@@ -197,6 +197,10 @@ class HostSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
+        if info.state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND) and not (
+            isinstance(secret, WindowSecret) and info.window is not None
+        ):
+            raise refusal(DeviceOwned.code, 0)  # its label is dead; say what to do instead
         if not info.modes & OobMode(int(mode)):
             raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
         self._mode = mode

@@ -1,0 +1,121 @@
+"""Ownership as people meet it, in separate processes over the loopback virtual radio.
+
+A device daemon (``bleprov device serve --tls``) is bound by its owner's laptop with the
+label; a stranger holding the same label is turned away; the owner opens a window
+(``bleprov peer open-window``) and a second person's laptop joins as an admin with the
+one-time code (``bleprov peer bind --window-code``); the used code opens nothing again. Codes travel
+in the environment, never on a command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_two_process import EXAMPLE_NETWORK, _env, _read_until, _stop, bleprov
+
+pytestmark = pytest.mark.multiprocess
+
+
+@dataclass
+class Owned:
+    work: Path
+    host_radio: str
+    device_id: str
+    label_txt: Path
+    trust: list[str]
+    daemon: subprocess.Popen[str]
+
+
+@pytest.fixture(scope="module")
+def owned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owned]:
+    work = tmp_path_factory.mktemp("ownership")
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "bleprov", "radio", "hub", "--ports", "0,0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    device = None
+    try:
+        lines = _read_until(hub, "ready", 30)
+        controllers = [line.split()[2] for line in lines if line.startswith("controller ")]
+        factory = str(work / "factory")
+        assert bleprov("factory", "init", "--dir", factory, "--name", "Acme").returncode == 0
+        issued = bleprov("factory", "device", "--dir", factory, "--out", str(work / "devices"))
+        assert issued.returncode == 0, issued.stderr
+        [device_dir] = list((work / "devices").iterdir())
+        init = bleprov("device", "init", "--store", str(work / "store"), "--from", str(device_dir))
+        assert init.returncode == 0, init.stdout + init.stderr
+        device = subprocess.Popen(
+            [
+                sys.executable, "-m", "bleprov", "device", "serve",
+                "--store", str(work / "store"), "--radio", f"bumble:{controllers[0]}",
+                "--network", f"simulated:{EXAMPLE_NETWORK}", "--tls", "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )  # fmt: skip
+        _read_until(device, "ready:", 30)
+        yield Owned(
+            work,
+            f"bumble:{controllers[1]}",
+            device_dir.name,
+            device_dir / "label.txt",
+            ["--trust", str(work / "factory" / "root.pem")],
+            device,
+        )
+    finally:
+        if device is not None:
+            _stop(device)
+        _stop(hub)
+
+
+def _laptop(owned: Owned, name: str) -> list[str]:
+    return ["--host-dir", str(owned.work / name)]
+
+
+def test_an_owner_adds_an_admin_and_a_stranger_with_the_label_cannot(owned: Owned) -> None:
+    bind = ["peer", "bind", "--radio", owned.host_radio, *owned.trust]
+    first = bleprov(*bind, "--qr-file", str(owned.label_txt), *_laptop(owned, "owner"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    serving = _read_until(owned.daemon, "tls: serving pinned peers on ", 30)[-1]
+    tls = serving.rsplit(" ", 1)[-1]
+
+    stranger = bleprov(*bind, "--qr-file", str(owned.label_txt), *_laptop(owned, "stranger"))
+    assert stranger.returncode == 4, stranger.stdout + stranger.stderr
+    assert "owner" in stranger.stderr and "Traceback" not in stranger.stderr
+
+    opened = bleprov(
+        "peer", "open-window", owned.device_id, "--address", tls, "--purpose", "admin",
+        *_laptop(owned, "owner"),
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    match = re.search(r"code: (\d{4}-\d{4}-\d{4})", opened.stdout)
+    assert match is not None, opened.stdout
+    code = match.group(1)
+
+    friend = bleprov(
+        *bind, "--window-code", *_laptop(owned, "friend"), env=_env(BLEPROV_WINDOW_CODE=code)
+    )
+    assert friend.returncode == 0, friend.stdout + friend.stderr
+    assert code not in friend.stdout + friend.stderr
+    pins = json.loads(bleprov("peer", "list", *_laptop(owned, "friend"), "--json").stdout)
+    assert [p["name"] for p in pins] == [owned.device_id]
+
+    again = bleprov(
+        *bind, "--window-code", "--timeout", "3", *_laptop(owned, "late"),
+        env=_env(BLEPROV_WINDOW_CODE=code),
+    )  # fmt: skip
+    assert again.returncode in (3, 4), again.stdout + again.stderr  # no window to be found
