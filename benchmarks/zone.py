@@ -359,7 +359,9 @@ async def run_throughput(*, n: int, connections: int, batches: int = 5) -> list[
                     zone.zone_id,
                     OWNER,
                 ).encode(),
-                mb.RECORD_OWNER: mb.Owner("zone", OWNER, zone.zone_id).encode(),
+                mb.RECORD_OWNER: mb.Owner(
+                    "zone", mb.spki_fingerprint(device.root_der), OWNER, zone.zone_id
+                ).encode(),
             }
         )
         client = _member(zone, "BENCH-CLIENT", now)
@@ -370,7 +372,7 @@ async def run_throughput(*, n: int, connections: int, batches: int = 5) -> list[
 
         async def connect() -> None:
             hello = await member_hello(LOOPBACK, port, client, crl_der=crl, device=device_id)
-            if hello.get("name") != device_id or hello.get("owner") != OWNER:
+            if hello.get("name") != device_id or hello.get("role") != "member":
                 raise RuntimeError(f"unexpected hello: {hello}")
 
         try:

@@ -3,8 +3,9 @@
 A radio hub serves two virtual controllers; ``bleprov device serve`` runs the device on
 one of them; every host step is a ``bleprov`` command on the other: scan, provision with a
 wrong Wi-Fi password (exit 5, nothing changed), provision with Wi-Fi and a zone
-certificate, a wrong manual code (exit 4), the zone's registry, and peer binding. Secrets
-travel in environment variables and files, never on a command line.
+certificate, a wrong manual code (exit 4), the zone's registry; and, once the device has
+an owner, its label binds no one. Secrets travel in environment variables and files, never
+on a command line.
 """
 
 from __future__ import annotations
@@ -161,6 +162,25 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         _stop(hub)
 
 
+def test_a_wrong_code_is_exit_4(rig: Rig) -> None:
+    """Before anyone owns the device (this module's tests run in order)."""
+    code = parse_manual_code(rig.manual_code)
+    wrong_passcode = 20202021 if code.passcode != 20202021 else 20202022
+    # The same device (its discriminator, from its label), another passcode.
+    qr_text = re.search(r"BP:[0-9A-Z.\-]+", rig.label_txt.read_text())
+    assert qr_text is not None
+    wrong = encode_manual_code(parse_qr(qr_text.group(0)).discriminator, wrong_passcode)
+    trust = ["--trust", str(rig.work / "factory" / "root.pem")]
+    laptop = ["--host-dir", str(rig.work / "laptop")]
+    refused = bleprov(
+        "provision",
+        *["--radio", rig.host_radio, "--manual-code", "--no-wifi", "--peer", *trust, *laptop],
+        env=_env(BLEPROV_MANUAL_CODE=wrong),
+    )
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_a_person_provisions_a_device_from_another_process(rig: Rig) -> None:
     found = bleprov("scan", "--radio", rig.host_radio, "--timeout", "2", "--json")
     assert found.returncode == 0, found.stderr
@@ -194,25 +214,13 @@ def test_a_person_provisions_a_device_from_another_process(rig: Rig) -> None:
     assert after[0]["state"] == "enrolled"
 
 
-def test_a_wrong_code_is_exit_4_and_peer_binding_works(rig: Rig) -> None:
-    code = parse_manual_code(rig.manual_code)
-    wrong_passcode = 20202021 if code.passcode != 20202021 else 20202022
-    # The same device (its discriminator, from its label), another passcode.
-    qr_text = re.search(r"BP:[0-9A-Z.\-]+", rig.label_txt.read_text())
-    assert qr_text is not None
-    wrong = encode_manual_code(parse_qr(qr_text.group(0)).discriminator, wrong_passcode)
+def test_once_enrolled_the_label_binds_no_one(rig: Rig) -> None:
     trust = ["--trust", str(rig.work / "factory" / "root.pem")]
     laptop = ["--host-dir", str(rig.work / "laptop")]
-    refused = bleprov(
-        "provision",
-        *["--radio", rig.host_radio, "--manual-code", "--no-wifi", "--peer", *trust, *laptop],
-        env=_env(BLEPROV_MANUAL_CODE=wrong),
-    )
-    assert refused.returncode == 4, refused.stdout + refused.stderr
-
     bound = bleprov(
         "peer", "bind", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt), *trust, *laptop
     )
-    assert bound.returncode == 0, bound.stdout + bound.stderr
+    assert bound.returncode == 4, bound.stdout + bound.stderr
+    assert "has an owner" in bound.stderr and "Traceback" not in bound.stderr
     pins = bleprov("peer", "list", "--host-dir", str(rig.work / "laptop"), "--json")
-    assert [p["name"] for p in json.loads(pins.stdout)] == [rig.device_id]
+    assert json.loads(pins.stdout) == []

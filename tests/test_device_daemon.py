@@ -247,7 +247,12 @@ async def test_enrol_over_the_air_then_serve_a_validated_connection(rig: Rig) ->
         crl_der=rig.crl(),
         device=rig.issued.device_id,
     )
-    assert hello == {"name": rig.issued.device_id, "owner": "alice"}
+    # The zone's hub is the device's owner, and the only one told who owns it.
+    assert hello == {
+        "name": rig.issued.device_id,
+        "role": "owner",
+        "owner": {"kind": "zone", "name": "alice", "admins": 0},
+    }
     assert daemon.stop() == 0
     lines = daemon.rest()
     assert "network: committed" in lines and lines[-1] == "stopped"

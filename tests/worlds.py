@@ -17,6 +17,7 @@ import pytest_asyncio
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.factory import provision_device
+from bleprov.core.window import WindowCode
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
@@ -26,6 +27,7 @@ from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_session
+from bleprov.service.provisioning import PeerPlan, provision
 from bleprov.service.trust import HostTrust
 from bleprov.service.zone_hub import ZoneEnroller
 from bleprov.store.device_store import DeviceStore
@@ -128,6 +130,36 @@ class World:
             DeviceStore(directory_path / "store", KeyFileProvider(directory_path / "key")),
             name=name,
         )
+
+    async def window_session(
+        self,
+        code: WindowCode | str,
+        *,
+        discriminator: int | None = None,
+        device: VirginDevice | None = None,
+    ) -> SecureHostLink:
+        """A new host with an owner's window code. With ``device``: connect to it even when
+        it advertises no window (to hear the device's own refusal)."""
+        index = next(_addresses)
+        central = make_virtual_device(
+            self.radio, name="new-host", address=f"C0:B2:00:00:01:{index:02X}"
+        )
+        await central.power_on()
+        radio = CentralRadio.bumble(central, mtu=247)
+        text = code if isinstance(code, str) else code.formatted()
+        auth = DeviceAuthentication.window(text, discriminator=discriminator)
+        if device is not None:
+            auth = DeviceAuthentication(auth.mode, auth.secret, device.runtime.discriminator)
+        return await open_session(radio, auth, TRUST, timeout=5)
+
+    async def bind_in_window(self, code: WindowCode, target: VirginDevice, host: HostTrust) -> None:
+        """Peer binding of ``host`` through the owner's window, one commit."""
+        session = await self.window_session(code, discriminator=target.runtime.discriminator)
+        try:
+            await provision(session, peer=PeerPlan(host))
+        finally:
+            await session.close()
+            await target.service.drain()
 
     async def bind(self, target: VirginDevice, host: HostTrust) -> None:
         """Peer binding in one label session, one commit; the host pins only afterwards."""

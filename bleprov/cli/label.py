@@ -2,7 +2,7 @@
 
 ``make`` issues the device exactly as ``bleprov factory device`` does (same helper) and
 adds the rendered QR code and label sheet beside ``label.txt`` and ``label.ndef``. Every
-label file carries the label secret until the device is set up, so all are written
+label file carries the label secret until the device is bound to its owner, so all are written
 0600; ``show`` and ``make --terminal`` print the secret on purpose and say so;
 ``decode`` prints only the public fields.
 """
@@ -26,8 +26,9 @@ label_app = typer.Typer(help="Device labels: make (PNG, SVG, sheet, NFC), show, 
 #: The files ``label make`` writes into the device directory, besides device.bin.
 LABEL_FILES = ("label.png", "label.svg", "label-sheet.svg", "label.ndef", "label.txt")
 LABEL_WARNING = (
-    "SECRET: whoever sees this label can set the device up before you do;"
-    " keep it off screen shares, logs and photos until the device is set up."
+    "SECRET: whoever sees this label can set the device up before you do; keep it off"
+    " screen shares, logs and photos until you have bound the device (peer or zone)."
+    " After that it opens nothing, until the device is reset by hand."
 )
 
 

@@ -228,7 +228,7 @@ def label_sheet_svg(label: Label, device_id: str) -> bytes:
         _text(
             _MARGIN,
             SHEET_HEIGHT_MM - 1.4,
-            "SECRET until the device is set up: keep this label with the device.",
+            "SECRET until bound to its owner; void after, until a hand reset.",
             size=2.0,
             bold=True,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
@@ -102,10 +104,13 @@ def test_offers_round_trip_and_are_bounded() -> None:
 def test_an_owned_device_refuses_its_factory_label() -> None:
     limiter = AttemptLimiter()
     device = _device(None, limiter)
+    # A host that does not look at the advertised state (a hostile one): the device itself
+    # refuses, before any handshake and without spending an attempt.
+    virgin_looking = DeviceInfo.decode(_info(None, OobMode.QR))
     host = hst.HostSession(
         mode=Mode.QR,
         secret=qr_secret(),
-        device_info=_info(None, OobMode.QR),
+        device_info=dataclasses.replace(virgin_looking, state=DeviceState.VIRGIN).encode(),
         trust=TRUST,
         wall_clock=NOW,
         now=0.0,

@@ -18,15 +18,10 @@ from bleprov.core.advertising import AdvertisedFlags, OobMode
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError
 from bleprov.core.window import WindowCode, WindowOffer, WindowPurpose
-from bleprov.radio.host_link import CentralRadio
-from bleprov.radio.secure_link import SecureHostLink
-from bleprov.radio.virtual import make_virtual_device
-from bleprov.service.host_session import DeviceAuthentication, open_session
 from bleprov.service.provisioning import PeerPlan, provision
 from bleprov.service.trust import DeviceTrust, HostTrust, open_window
 from bleprov.service.zone_hub import hub_server_credentials
 from bleprov.tls.connection import RequestFailed, open_member_connection
-from tests.rig import TRUST
 from tests.worlds import LOOPBACK, VirginDevice, World
 
 #: The window code's KDF at the lowest cost hosts accept (2^10): behaviour, not scrypt.
@@ -48,25 +43,6 @@ async def _open(
     )
 
 
-async def _window_session(
-    world: World,
-    code: WindowCode | str,
-    *,
-    discriminator: int | None = None,
-    device: VirginDevice | None = None,
-) -> SecureHostLink:
-    """A new host with the window code. With ``device``: connect to it even when it does
-    not advertise a window (to hear the device's own refusal)."""
-    central = make_virtual_device(world.radio, name="new-host", address="C0:B2:00:00:00:01")
-    await central.power_on()
-    radio = CentralRadio.bumble(central, mtu=247)
-    text = code if isinstance(code, str) else code.formatted()
-    auth = DeviceAuthentication.window(text, discriminator=discriminator)
-    if device is not None:
-        auth = DeviceAuthentication(auth.mode, auth.secret, device.runtime.discriminator)
-    return await open_session(radio, auth, TRUST, timeout=5)
-
-
 async def test_the_owner_adds_an_admin_through_a_one_time_window(world: World) -> None:
     device = await world.new_device()
     owner, friend = world.host("owner"), world.host("friend")
@@ -79,7 +55,7 @@ async def test_the_owner_adds_an_admin_through_a_one_time_window(world: World) -
     assert info.modes == OobMode.CODE and info.window is not None
     assert AdvertisedFlags.WINDOW_OPEN in info.service_data().flags
 
-    session = await _window_session(world, code, discriminator=device.runtime.discriminator)
+    session = await world.window_session(code, discriminator=device.runtime.discriminator)
     try:
         report = await provision(session, peer=PeerPlan(friend))
     finally:
@@ -100,7 +76,7 @@ async def test_the_owner_adds_an_admin_through_a_one_time_window(world: World) -
             with pytest.raises(RequestFailed):
                 await connection.request(op, {})
     with pytest.raises(BleprovError):  # the used code opens nothing
-        await _window_session(world, code, device=device)
+        await world.window_session(code, device=device)
 
 
 async def test_a_handover_moves_ownership_and_the_old_owner_is_forgotten(world: World) -> None:
@@ -110,7 +86,7 @@ async def test_a_handover_moves_ownership_and_the_old_owner_is_forgotten(world: 
     port = await _serve_peers(world, device)
     code = await _open(seller, port, device, WindowPurpose.HANDOVER)
 
-    session = await _window_session(world, code, discriminator=device.runtime.discriminator)
+    session = await world.window_session(code, discriminator=device.runtime.discriminator)
     try:
         await provision(session, peer=PeerPlan(buyer))
     finally:
@@ -146,7 +122,7 @@ async def test_the_zone_hub_opens_a_window_and_hands_over_into_another_zone(
         )
 
     buyer = world.host("buyer")
-    session = await _window_session(world, code, discriminator=device.runtime.discriminator)
+    session = await world.window_session(code, discriminator=device.runtime.discriminator)
     try:
         await provision(session, peer=PeerPlan(buyer))
     finally:
@@ -171,11 +147,11 @@ async def test_wrong_window_codes_close_the_window_and_spare_the_factory_counter
     factory_failures = device.runtime.server.limiter.failures
     for _ in range(5):
         with pytest.raises(BleprovError):
-            await _window_session(world, wrong, discriminator=device.runtime.discriminator)
+            await world.window_session(wrong, discriminator=device.runtime.discriminator)
         await asyncio.sleep(0)
     assert device.runtime.current_info().window is None
     with pytest.raises(BleprovError):  # even the right code: the window is closed
-        await _window_session(world, code, discriminator=device.runtime.discriminator)
+        await world.window_session(code, discriminator=device.runtime.discriminator)
     assert device.runtime.server.limiter.failures == factory_failures
 
 
@@ -195,4 +171,4 @@ async def test_only_the_owner_opens_a_window_and_offers_are_checked(world: World
         assert (await connection.request("window/close", {}))["closed"] is True
     assert device.runtime.current_info().window is None
     with pytest.raises(BleprovError):
-        await _window_session(world, "0000-0000-0000", device=device)
+        await world.window_session("0000-0000-0000", device=device)
