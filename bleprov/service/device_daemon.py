@@ -150,6 +150,18 @@ class LoggedNetwork(NetworkBackend):
         await self.inner.commit()
         self.emit("network: committed")
 
+    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        # The inner backend's own restore: it may keep a network not in range yet.
+        outcome = await self.inner.restore(credentials, timeout=timeout)
+        if isinstance(outcome, Connected):
+            self.emit(f"network: re-applied the enrolled network, address {outcome.ip_address}")
+        else:
+            self.emit(
+                f"network: re-applying the enrolled network failed: {outcome.reason.name.lower()}"
+                " (kept, if the network service joins on its own)"
+            )
+        return outcome
+
     async def rollback(self) -> None:
         await self.inner.rollback()
         self.emit("network: rolled back to the previous network")

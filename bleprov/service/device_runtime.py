@@ -139,11 +139,13 @@ class DeviceRuntime:
         self._started = True
 
     async def restore_wifi(self) -> JoinOutcome | None:
-        """Join and commit the Wi-Fi the store holds, if any (None: nothing stored).
+        """Re-apply the Wi-Fi the store holds, if any (None: nothing stored).
 
-        The store is the source of truth: a crash between the store's commit and the
-        network's own save leaves the network behind, and this repairs it. A failed join
-        is rolled back and logged; the device keeps serving (the owner can enrol again)."""
+        The store is the only place the Wi-Fi key rests: the OS's network service keeps
+        the enrolled network in memory only, so every start re-applies it from here
+        (:meth:`NetworkBackend.restore`, which keeps it for the OS to join later if it is
+        not in range yet). A failure is logged; the device keeps serving (the owner can
+        enrol again)."""
         raw = self.store.get(WIFI)
         if raw is None:
             return None
@@ -158,11 +160,7 @@ class DeviceRuntime:
             return None
         ssid = credentials.ssid.decode(errors="replace")
         try:
-            outcome = await self.network.try_join(credentials, timeout=self.join_timeout)
-            if isinstance(outcome, Connected):
-                await self.network.commit()
-            else:
-                await self.network.rollback()
+            outcome = await self.network.restore(credentials, timeout=self.join_timeout)
         except BleprovError as exc:  # the device still serves: its owner can enrol again
             logger.error("stored Wi-Fi %r could not be re-applied: %s", ssid, exc)
             return None
