@@ -264,7 +264,7 @@ async def test_stored_wifi_is_joined_and_committed_at_start(
     home = WifiCredentials(b"Home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSWORD)
     built.store.update({WIFI: encode_credentials(home)})
     await built.start()
-    assert lines == ["network: re-applied the enrolled network, address 192.168.1.50"]
+    assert lines == ["network: re-applied the network, address 192.168.1.50"]
     inner = cast(SimulatedWifi, cast(LoggedNetwork, built.network).inner)
     assert inner.saved_credentials == home
 
@@ -280,7 +280,7 @@ async def test_stored_wifi_that_fails_is_rolled_back(
     outcome = await built.restore_wifi()
     assert isinstance(outcome, Failed)
     assert lines == [
-        "network: re-applying the enrolled network failed: wrong_password"
+        "network: re-applying the network failed: wrong_password"
         " (kept, if the network service joins on its own)"
     ]
     inner = cast(SimulatedWifi, cast(LoggedNetwork, built.network).inner)

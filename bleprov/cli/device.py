@@ -247,6 +247,7 @@ def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | 
 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
+    from bleprov.core.wifi import network_tag
     from bleprov.radio.spec import open_peripheral
     from bleprov.service.device_daemon import (
         DaemonService,
@@ -271,7 +272,11 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
         interface = GpioUi(button_pin=button, reset_pin=reset, led_pin=led)
     else:
         interface = ConsoleUi(stdin=sys.stdin)
-    backend = LoggedNetwork(open_network(options.network), _emit)
+    # The journal names networks by a keyed tag, never by SSID (L4).
+    tag_key = store.log_tag_key()
+    backend = LoggedNetwork(
+        open_network(options.network), _emit, tag=lambda ssid: network_tag(tag_key, ssid)
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

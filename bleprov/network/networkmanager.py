@@ -646,7 +646,7 @@ class NetworkManagerWifi(NetworkBackend):
                 outcome = await self._join(credentials, timeout)
             finally:
                 self._joining = False
-            logger.info("joining %r through NetworkManager: %s", credentials.ssid, outcome)
+            logger.info("joining the network through NetworkManager: %s", outcome)
             return outcome
 
     async def _join(

@@ -59,8 +59,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_CTRL_PATH: Final = "/var/run/wpa_supplicant/wlan0"
 #: Bounds the walk over wpa_supplicant's BSS table (one request per entry).
 MAX_BSS_ENTRIES: Final = 512
-#: Network variables whose value is a secret: their commands are logged without it.
-_SECRET_VARIABLES: Final = frozenset({"psk", "sae_password", "password", "wep_key0"})
+#: Network variables whose value is a secret, or names the network (the SSID is not
+#: logged either): their commands are logged without the value.
+_SECRET_VARIABLES: Final = frozenset({"psk", "sae_password", "password", "wep_key0", "ssid"})
+#: Where wpa_supplicant's events quote an SSID (``ssid="..."``, ``SSID='...'``).
+_EVENT_SSID = re.compile(r"""(ssid=)"(?:[^"\\]|\\.)*"|(SSID=)'(?:[^'\\]|\\.)*'""")
 #: Marks the networks this backend adds (``id_str``, quoted as wpa_supplicant wants it).
 ID_STR: Final = '"bleprov"'
 #: wpa_supplicant before 2.6 lacks it: the join goes on (we never save; others might).
@@ -351,6 +354,11 @@ def _loggable(command: str) -> str:
     return command
 
 
+def _loggable_event(event: str) -> str:
+    """An event as it may be logged: the SSIDs it quotes replaced."""
+    return _EVENT_SSID.sub(lambda m: f"{m[1] or m[2]}<redacted>", event)
+
+
 # -- the backend ------------------------------------------------------------------------------
 
 
@@ -517,7 +525,7 @@ class WpaSupplicantWifi(NetworkBackend):
                 outcome = await self._join(credentials, timeout)
             finally:
                 self._joining = False
-            logger.info("joining %r through wpa_supplicant: %s", credentials.ssid, outcome)
+            logger.info("joining the network through wpa_supplicant: %s", outcome)
             return outcome
 
     async def _join(
@@ -734,7 +742,7 @@ class WpaSupplicantWifi(NetworkBackend):
         assert self._monitor is not None
         try:
             async for event in _events_of(self._monitor):
-                logger.debug("wpa_supplicant event: %s", event)
+                logger.debug("wpa_supplicant event: %s", _loggable_event(event))
                 for queue in self._subscribers:
                     queue.put_nowait(event)
                 if event.startswith("CTRL-EVENT-TERMINATING"):

@@ -25,7 +25,7 @@ from bleprov.core.enrolment.device import DeviceEnrolmentConfig
 from bleprov.core.enrolment.messages import parse_credentials
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.factory import DeviceProvisioning
-from bleprov.core.wifi import Connected, JoinOutcome
+from bleprov.core.wifi import Connected, JoinOutcome, network_tag
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.peripheral import Peripheral
@@ -158,21 +158,25 @@ class DeviceRuntime:
             # Only the error's kind: a decoder's message could quote the record.
             logger.error("stored Wi-Fi unreadable (%s): enrol the device again", type(exc).__name__)
             return None
-        ssid = credentials.ssid.decode(errors="replace")
+        name = self.network_tag(credentials.ssid)
         try:
             outcome = await self.network.restore(credentials, timeout=self.join_timeout)
         except BleprovError as exc:  # the device still serves: its owner can enrol again
-            logger.error("stored Wi-Fi %r could not be re-applied: %s", ssid, exc)
+            logger.error("stored Wi-Fi %s could not be re-applied: %s", name, exc)
             return None
         if isinstance(outcome, Connected):
             logger.info(
-                "stored Wi-Fi %r re-applied: connected, address %s", ssid, outcome.ip_address
+                "stored Wi-Fi %s re-applied: connected, address %s", name, outcome.ip_address
             )
         else:
             logger.warning(
-                "stored Wi-Fi %r could not be joined: %s", ssid, outcome.reason.name.lower()
+                "stored Wi-Fi %s could not be joined: %s", name, outcome.reason.name.lower()
             )
         return outcome
+
+    def network_tag(self, ssid: bytes) -> str:
+        """How logs name a network: a keyed tag, never the SSID (L4)."""
+        return network_tag(self.store.log_tag_key(), ssid)
 
     def press_button(self) -> None:
         """The device's button: opens the button-mode window (and lifts nothing else).

@@ -68,6 +68,7 @@ MAX_STORE_BYTES: Final = 1 << 20
 MAX_GENERATION: Final = (1 << 64) - 1
 AEAD_INFO: Final = b"bleprov device store v1 aead"
 KEY_ID_INFO: Final = b"bleprov device store v1 key id"
+LOG_TAG_INFO: Final = b"bleprov device store v1 log tag"
 RECORD_NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 
 PROVISIONING: Final = "provisioning"
@@ -219,6 +220,12 @@ class DeviceStore:
                 if magic == MAGIC and stored_generation < 1 << 63:
                     generation = max(generation, stored_generation)
             self._write({}, generation + 1)
+
+    def log_tag_key(self) -> bytes:
+        """A per-device key for tagging names in logs (:func:`bleprov.core.wifi.network_tag`),
+        derived from the store key: stable while the store is, unknown to log readers."""
+        store_key = self.key_provider.load_or_create()
+        return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=LOG_TAG_INFO).derive(store_key)
 
     def attempt_store(self) -> StoreAttemptStore:
         """The failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link)."""
