@@ -32,7 +32,7 @@ from bleprov.radio.peripheral import Peripheral
 from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
 from bleprov.service.enrolment import EnrolmentService
 from bleprov.service.trust import DeviceTrust
-from bleprov.store.device_store import WIFI, DeviceStore
+from bleprov.store.device_store import REMOTE_ATTEMPTS, WIFI, DeviceStore
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class DeviceRuntime:
             policy=int(provisioning.modes),
             application=self.service,
             attempts=store.attempt_store(),
+            # The broker's failures lock the broker only: a stranger allowed to publish to
+            # the device's topics must not lock its owner out of BLE.
+            remote_attempts=store.attempt_store(REMOTE_ATTEMPTS) if broker is not None else None,
             ui=ui,
             device_confirms=device_confirms,
         )

@@ -73,6 +73,8 @@ RECORD_NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 
 PROVISIONING: Final = "provisioning"
 ATTEMPTS: Final = "attempts"
+#: The failed-attempt counter of remote links (the broker), kept apart from BLE's.
+REMOTE_ATTEMPTS: Final = "attempts.remote"
 WIFI: Final = "wifi"
 ZONE: Final = "zone"
 TOKENS: Final = "tokens"
@@ -227,9 +229,10 @@ class DeviceStore:
         store_key = self.key_provider.load_or_create()
         return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=LOG_TAG_INFO).derive(store_key)
 
-    def attempt_store(self) -> StoreAttemptStore:
-        """The failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link)."""
-        return StoreAttemptStore(self)
+    def attempt_store(self, record: str = ATTEMPTS) -> StoreAttemptStore:
+        """A failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link):
+        BLE's by default, ``REMOTE_ATTEMPTS`` for the broker."""
+        return StoreAttemptStore(self, record)
 
     def provisioning(self) -> DeviceProvisioning | None:
         """The factory provisioning record, if the device has one."""
@@ -359,11 +362,12 @@ class StoreAttemptStore:
     """The ``AttemptStore`` the secure device link expects, kept in the device store's
     "attempts" record (so it is encrypted and shares the store's atomicity)."""
 
-    def __init__(self, store: DeviceStore) -> None:
+    def __init__(self, store: DeviceStore, record: str = ATTEMPTS) -> None:
         self.store = store
+        self.record = record
 
     def load(self) -> bytes | None:
-        return self.store.get(ATTEMPTS)
+        return self.store.get(self.record)
 
     def save(self, state: bytes) -> None:
-        self.store.update({ATTEMPTS: state})
+        self.store.update({self.record: state})
