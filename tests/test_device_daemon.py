@@ -265,8 +265,11 @@ async def test_enrol_over_the_air_then_serve_a_validated_connection(rig: Rig) ->
     ready = await again.expect("ready:")
     assert ready.endswith("state enrolled")
     before = again.lines[:-1]
-    assert "network: joined 'Home', address 192.168.1.50 (not committed)" in before, before
-    assert "network: committed" in before
+    # The journal names the network by its keyed tag, the same as at enrolment (L4).
+    (joined,) = [line for line in lines if line.startswith("network: joined net-")]
+    tag = joined.split()[2].rstrip(",")
+    assert f"network: re-applied {tag}, address 192.168.1.50" in before, before
+    assert "Home" not in "\n".join(lines + before)
     assert "tls: no --hub given: members are refused until a CRL is known" in before
     serving = next(line for line in before if line.startswith("tls: serving zone members"))
     with pytest.raises(ValidatedConnectionError):
@@ -290,7 +293,7 @@ async def test_sigterm_mid_enrolment_rolls_back(rig: Rig) -> None:
         client = EnrolmentClient(session, timeout=20)
         status = await client.set_wifi(HOME)
         assert status.ip is not None
-        await daemon.expect("network: joined 'Home'")
+        await daemon.expect("network: joined net-")
         assert await asyncio.to_thread(daemon.stop, signal.SIGTERM) == 0
         await session.close()
     lines = daemon.rest()

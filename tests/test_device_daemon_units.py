@@ -264,10 +264,7 @@ async def test_stored_wifi_is_joined_and_committed_at_start(
     home = WifiCredentials(b"Home", WifiSecurity.WPA2_PERSONAL, passphrase=PASSWORD)
     built.store.update({WIFI: encode_credentials(home)})
     await built.start()
-    assert lines == [
-        "network: joined 'Home', address 192.168.1.50 (not committed)",
-        "network: committed",
-    ]
+    assert lines == ["network: re-applied the network, address 192.168.1.50"]
     inner = cast(SimulatedWifi, cast(LoggedNetwork, built.network).inner)
     assert inner.saved_credentials == home
 
@@ -283,9 +280,11 @@ async def test_stored_wifi_that_fails_is_rolled_back(
     outcome = await built.restore_wifi()
     assert isinstance(outcome, Failed)
     assert lines == [
-        "network: joining 'Home' failed: wrong_password",
-        "network: rolled back to the previous network",
+        "network: re-applying the network failed: wrong_password"
+        " (kept, if the network service joins on its own)"
     ]
+    inner = cast(SimulatedWifi, cast(LoggedNetwork, built.network).inner)
+    assert inner.saved_credentials is None  # the simulated backend keeps only what joins
 
 
 async def test_unreadable_stored_wifi_is_logged_not_fatal(

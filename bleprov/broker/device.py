@@ -59,6 +59,9 @@ class BrokerApplication(Protocol):
 class BrokerSession:
     """One host's session through the broker (a per-session topic pair)."""
 
+    #: Its failed attempts count on the server's remote counter, not BLE's.
+    remote = True
+
     def __init__(self, transport: BrokerDeviceTransport, session_id: str) -> None:
         self.link = transport
         self.session_id = session_id

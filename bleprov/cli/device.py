@@ -84,6 +84,14 @@ def device_init(
             "--exist-ok", help="A store already there is left alone (exit 0): for ExecStartPre."
         ),
     ] = False,
+    tpm_pcrs: Annotated[
+        str | None,
+        typer.Option(
+            help="With --key-provider tpm: seal the key to these PCRs' current values, e.g. "
+            "sha256:7 (secure-boot state); the store then opens only under the same boot "
+            "chain (see docs/raspberry-pi.md before a firmware update)."
+        ),
+    ] = None,
 ) -> None:
     """Import the factory's sealed device record into a new encrypted device store.
 
@@ -108,9 +116,11 @@ def device_init(
                 f"{store} already holds a device store: refusing to overwrite it (to import "
                 "another record, move the directory away first)"
             )
+        if tpm_pcrs is not None and key_provider != "tpm":
+            raise DeviceInitError("--tpm-pcrs needs --key-provider tpm")
         passphrase = device_passphrase()
         device = load_device(source, passphrase)
-        provider = make_key_provider(key_provider, directory=store)
+        provider = make_key_provider(key_provider, directory=store, tpm_pcrs=tpm_pcrs)
         if not provider.available():
             raise DeviceInitError(
                 f"the {key_provider} key provider is not available here: choose another "
@@ -247,6 +257,7 @@ def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | 
 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
+    from bleprov.core.wifi import network_tag
     from bleprov.radio.spec import open_peripheral
     from bleprov.service.device_daemon import (
         DaemonService,
@@ -271,7 +282,11 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
         interface = GpioUi(button_pin=button, reset_pin=reset, led_pin=led)
     else:
         interface = ConsoleUi(stdin=sys.stdin)
-    backend = LoggedNetwork(open_network(options.network), _emit)
+    # The journal names networks by a keyed tag, never by SSID (L4).
+    tag_key = store.log_tag_key()
+    backend = LoggedNetwork(
+        open_network(options.network), _emit, tag=lambda ssid: network_tag(tag_key, ssid)
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

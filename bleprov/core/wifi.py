@@ -7,6 +7,8 @@ simulated) translate to and from these.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Final
@@ -110,3 +112,13 @@ class Failed:
 
 
 JoinOutcome = Connected | Failed
+
+
+def network_tag(key: bytes, ssid: bytes) -> str:
+    """What logs say instead of an SSID: a short HMAC under a per-device key.
+
+    Stable on one device (the same network has the same tag from boot to boot, so a log
+    still shows whether the device changed networks) but, unlike a plain hash, not
+    checkable against a list of likely names without the device's key."""
+    digest = hmac.new(key, b"bleprov ssid tag\x00" + ssid, hashlib.sha256).hexdigest()
+    return f"net-{digest[:8]}"

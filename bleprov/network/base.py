@@ -1,10 +1,13 @@
 """The interface every Wi-Fi backend implements.
 
-Enrolment stages credentials: :meth:`NetworkBackend.try_join` proves them by joining
-without making anything durable; :meth:`commit` makes the last successful join durable
-in one step; :meth:`rollback` puts the network back exactly as it was before the first
-``try_join`` of the session. Scans run in the background and are served from a cache,
-so a slow rescan never stalls the BLE link.
+Enrolment stages credentials: :meth:`NetworkBackend.try_join` proves them by joining;
+:meth:`commit` keeps the last successful join in one step; :meth:`rollback` puts the
+network back exactly as it was before the first ``try_join`` of the session. Scans run in
+the background and are served from a cache, so a slow rescan never stalls the BLE link.
+
+Nothing a backend does is durable in the OS: a Wi-Fi key must rest only in the device's
+encrypted store, so the OS's network service keeps the enrolled network in memory only,
+and :meth:`restore` re-applies it from the store at every start (``DeviceRuntime``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from bleprov.core.errors import BleprovError
-from bleprov.core.wifi import JoinOutcome, ScanResult, WifiCredentials
+from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
 
 
 class NetworkError(BleprovError):
@@ -43,11 +46,27 @@ class NetworkBackend(abc.ABC):
 
     @abc.abstractmethod
     async def commit(self) -> None:
-        """Make the last successful ``try_join`` durable (survives reboots)."""
+        """Keep the last successful ``try_join`` (it replaces the network kept before) and
+        end the session. Kept in the OS's memory only: the store makes it survive reboots,
+        through :meth:`restore`."""
 
     @abc.abstractmethod
     async def rollback(self) -> None:
         """Undo every ``try_join`` since the last commit: the prior network state."""
+
+    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        """Re-apply the stored network at start: join and keep it.
+
+        This default keeps it only if it joins (``try_join``, then ``commit`` or
+        ``rollback``). A backend whose OS service joins on its own when the network comes
+        into range keeps it whatever the outcome, so a device that starts before its
+        access point still joins it later."""
+        outcome = await self.try_join(credentials, timeout=timeout)
+        if isinstance(outcome, Connected):
+            await self.commit()
+        else:
+            await self.rollback()
+        return outcome
 
 
 class ScanCache:

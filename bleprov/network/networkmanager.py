@@ -1,20 +1,30 @@
 """NetworkManager over D-Bus (dbus-fast): the Wi-Fi backend of a device that runs NM.
 
-Staging uses what NetworkManager offers for it: ``AddAndActivateConnection2`` with
-``{"persist": "memory"}`` creates the profile in memory only and activates it; nothing
-reaches ``/etc/NetworkManager/system-connections`` until :meth:`NetworkManagerWifi.commit`
-calls the profile's ``Save()``. A NetworkManager older than 1.16 (no
-``AddAndActivateConnection2``) gets ``Settings.AddConnectionUnsaved`` + ``ActivateConnection``,
-which stages the same way. Rollback deletes the in-memory profile and re-activates the
-connection that was active before the first join of the session.
+The Wi-Fi key never rests in NetworkManager's configuration. Profiles are created in memory
+only (``AddAndActivateConnection2`` with ``{"persist": "memory"}``; before NetworkManager
+1.16, ``Settings.AddConnectionUnsaved`` + ``ActivateConnection``) and never ``Save()``-d, so
+nothing reaches ``/etc/NetworkManager/system-connections``. Their key is *agent-owned*
+(``psk-flags`` 1) and absent from the profile: this backend registers as NetworkManager's
+secret agent and hands the key over only when NetworkManager itself asks (``GetSecrets``,
+checked to come from NetworkManager's bus name), so NetworkManager writes it to no keyfile,
+not even the in-memory profiles' under ``/run``. The device's encrypted store is the one
+place it rests; :meth:`NetworkManagerWifi.restore` re-applies it at every start. Agent-owned
+rather than NetworkManager-owned (``psk-flags`` 0) because an in-memory profile still lands
+in ``/run/NetworkManager/system-connections`` with its key; the cost is that NetworkManager
+can re-authenticate only while the daemon runs, which is when the device is in service.
+
+:meth:`NetworkManagerWifi.commit` keeps the staged profile and deletes the one an earlier
+enrolment kept; rollback deletes the staged profile and re-activates the connection that
+was active before the first join of the session. Profiles carry no SSID in their name
+(NetworkManager logs profile names).
 
 Scans are requested in the background (``Device.Wireless.RequestScan``, completion seen as
 a change of ``LastScan``) and served from a cache, so a slow scan (13 s on a Raspberry Pi)
 never holds up the BLE link. Join outcomes come from the active connection's ``State`` and
 the device's ``StateChanged`` reason (see :data:`FAILURE_FOR_REASON`).
 
-Passphrases travel only inside the settings dict sent to NetworkManager; they are never
-logged and never part of an error message.
+Passphrases travel only in answers to NetworkManager's ``GetSecrets``; they are never logged
+and never part of an error message.
 """
 
 from __future__ import annotations
@@ -66,6 +76,20 @@ ACTIVE_IFACE: Final = NM_IFACE + ".Connection.Active"
 IP4_IFACE: Final = NM_IFACE + ".IP4Config"
 IP6_IFACE: Final = NM_IFACE + ".IP6Config"
 PROPERTIES_IFACE: Final = "org.freedesktop.DBus.Properties"
+AGENT_MANAGER_PATH: Final = NM_PATH + "/AgentManager"
+AGENT_MANAGER_IFACE: Final = NM_IFACE + ".AgentManager"
+#: Where NetworkManager calls a secret agent (on the bus name that registered it).
+SECRET_AGENT_PATH: Final = NM_PATH + "/SecretAgent"
+SECRET_AGENT_IFACE: Final = NM_IFACE + ".SecretAgent"
+AGENT_IDENTIFIER: Final = "org.bleprov.device"
+WIFI_SECURITY: Final = "802-11-wireless-security"
+#: NMSettingSecretFlags: the secret belongs to an agent; NetworkManager stores it nowhere.
+SECRET_FLAG_AGENT_OWNED: Final = 0x1
+#: NMSecretAgentGetSecretsFlags: the key given before was refused.
+GET_SECRETS_REQUEST_NEW: Final = 0x2
+_AGENT_NO_SECRETS: Final = SECRET_AGENT_IFACE + ".NoSecrets"
+_AGENT_PERMISSION_DENIED: Final = SECRET_AGENT_IFACE + ".PermissionDenied"
+_AGENT_INVALID_CONNECTION: Final = SECRET_AGENT_IFACE + ".InvalidConnection"
 DBUS_DEFAULT_SYSTEM_BUS: Final = "unix:path=/var/run/dbus/system_bus_socket"
 
 DEVICE_TYPE_WIFI: Final = 2
@@ -213,7 +237,8 @@ def access_point_scan_result(props: Mapping[str, Any]) -> ScanResult | None:
 def connection_settings(
     credentials: WifiCredentials, *, connection_id: str, connection_uuid: str
 ) -> dict[str, dict[str, Variant]]:
-    """The NetworkManager profile for ``credentials``. It holds the secret: never log it."""
+    """The NetworkManager profile for ``credentials``, without the key: it is agent-owned,
+    given only in answer to ``GetSecrets`` (see :func:`secret_of`)."""
     wireless = {"ssid": Variant("ay", credentials.ssid), "mode": Variant("s", "infrastructure")}
     if credentials.hidden:
         wireless["hidden"] = Variant("b", True)
@@ -231,17 +256,21 @@ def connection_settings(
         return settings
     # Transition mode joins through WPA2-PSK, which every WPA2/WPA3 access point offers.
     key_mgmt = "sae" if credentials.security is WifiSecurity.WPA3_PERSONAL else "wpa-psk"
-    if credentials.passphrase is not None:
-        secret = credentials.passphrase
-    else:
-        assert credentials.psk is not None
-        secret = credentials.psk.hex()  # NM takes 64 hex digits as the raw PSK
-    settings["802-11-wireless-security"] = {
+    settings[WIFI_SECURITY] = {
         "key-mgmt": Variant("s", key_mgmt),
-        "psk": Variant("s", secret),
-        "psk-flags": Variant("u", 0),  # NetworkManager keeps it; no secret agent involved
+        "psk-flags": Variant("u", SECRET_FLAG_AGENT_OWNED),
     }
     return settings
+
+
+def secret_of(credentials: WifiCredentials) -> str | None:
+    """The ``psk`` NetworkManager is given for ``credentials`` (None for an open network)."""
+    if credentials.security is WifiSecurity.OPEN:
+        return None
+    if credentials.passphrase is not None:
+        return credentials.passphrase
+    assert credentials.psk is not None
+    return credentials.psk.hex()  # NM takes 64 hex digits as the raw PSK
 
 
 def address_of_ip_config(props: Mapping[str, Any]) -> str | None:
@@ -262,7 +291,16 @@ def address_of_ip_config(props: Mapping[str, Any]) -> str | None:
 class _Staged:
     connection: str  # the Settings.Connection path
     active: str  # the Connection.Active path
+    uuid: str  # the profile's, which the secret agent answers for
     joined: bool = False
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """The profile of the committed (or restored) network."""
+
+    connection: str
+    uuid: str
 
 
 @dataclass(frozen=True)
@@ -296,6 +334,12 @@ class NetworkManagerWifi(NetworkBackend):
         self._lock = asyncio.Lock()
         self._prior: _Prior | None = None
         self._staged: _Staged | None = None
+        self._kept: _Kept | None = None
+        #: Profile UUID -> its key: what the secret agent gives NetworkManager.
+        self._secrets: dict[str, str] = {}
+        #: NetworkManager's unique bus name: the only caller the agent answers.
+        self._nm_owner: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._joining = False
         self._access_points: dict[bytes, str] = {}  # SSID -> path of its strongest AP
         self._scan_loop: asyncio.Task[None] | None = None
@@ -330,6 +374,8 @@ class NetworkManagerWifi(NetworkBackend):
                     [rule],
                     destination="org.freedesktop.DBus",
                 )
+            self._nm_owner = await self._name_owner()
+            await self._register_agent()
             self._scans.results = await self._read_access_points()  # NM's current list, at once
         except BaseException:
             await self.close()
@@ -344,6 +390,12 @@ class NetworkManagerWifi(NetworkBackend):
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, NetworkError):
                 await task
+        for task in list(self._background):
+            task.cancel()
+        if self._bus is not None and self._nm_owner is not None:
+            with contextlib.suppress(NetworkManagerError):
+                await self._call(AGENT_MANAGER_PATH, AGENT_MANAGER_IFACE, "Unregister")
+        self._secrets.clear()  # the daemon's copy of the key goes with it
         bus, self._bus = self._bus, None
         if bus is not None:
             bus.remove_message_handler(self._on_message)
@@ -380,9 +432,58 @@ class NetworkManagerWifi(NetworkBackend):
         others = f" (it has {', '.join(seen)})" if seen else ""
         raise NetworkManagerUnavailable(f"NetworkManager manages no Wi-Fi device{wanted}{others}")
 
+    async def _name_owner(self) -> str:
+        (owner,) = await self._call(
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "GetNameOwner",
+            "s",
+            [NM_SERVICE],
+            destination="org.freedesktop.DBus",
+        )
+        return str(owner)
+
+    async def _register_agent(self) -> None:
+        """Register as NetworkManager's secret agent: it asks us for the agent-owned key."""
+        try:
+            await self._call(
+                AGENT_MANAGER_PATH, AGENT_MANAGER_IFACE, "Register", "s", [AGENT_IDENTIFIER]
+            )
+        except NetworkManagerUnavailable:
+            raise
+        except NetworkManagerError as exc:
+            raise NetworkManagerError(
+                f"NetworkManager refused our secret agent ({exc.name}): without it "
+                "NetworkManager cannot get the Wi-Fi key (see the polkit rule in "
+                "docs/raspberry-pi.md)",
+                exc.name,
+            ) from exc
+
+    def _network_manager_restarted(self, owner: str) -> None:
+        """A new NetworkManager knows no agents: register again (it asks for keys when it
+        re-activates the kept profile, which it keeps across its restart)."""
+        self._nm_owner = owner or None
+        if not owner:
+            return
+
+        async def register() -> None:
+            try:
+                await self._register_agent()
+            except NetworkManagerError as exc:
+                logger.error("could not register with the restarted NetworkManager: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(register(), name="nm-agent-register")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _match_rules(self) -> list[str]:
         sender = f"type='signal',sender='{NM_SERVICE}'"
+        owner_changed = (
+            "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+            f"member='NameOwnerChanged',arg0='{NM_SERVICE}'"
+        )
         return [
+            owner_changed,
             f"{sender},path='{self._device}',interface='{DEVICE_IFACE}',member='StateChanged'",
             f"{sender},path='{self._device}',interface='{PROPERTIES_IFACE}'",
             f"{sender},interface='{ACTIVE_IFACE}',member='StateChanged'",
@@ -390,9 +491,21 @@ class NetworkManagerWifi(NetworkBackend):
             f"path_namespace='{NM_PATH}/ActiveConnection'",
         ]
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: Message) -> Message | None:
+        if message.message_type is MessageType.METHOD_CALL:
+            if message.path == SECRET_AGENT_PATH:
+                return self._agent_call(message)
+            return None
         if message.message_type is not MessageType.SIGNAL:
-            return
+            return None
+        if (
+            message.member == "NameOwnerChanged"
+            and message.interface == "org.freedesktop.DBus"
+            and len(message.body) == 3
+            and message.body[0] == NM_SERVICE
+        ):
+            self._network_manager_restarted(str(message.body[2]))
+            return None
         if (
             message.path == self._device
             and message.interface == DEVICE_IFACE
@@ -410,6 +523,48 @@ class NetworkManagerWifi(NetworkBackend):
                 self._secrets_refused = True
         for event in self._wakers:
             event.set()
+        return None
+
+    # -- the secret agent --------------------------------------------------------------
+
+    def _agent_call(self, message: Message) -> Message:
+        """Answer NetworkManager's SecretAgent calls; anyone else is refused (any root
+        process may call an agent, and the key is worth asking for)."""
+        if self._nm_owner is None or message.sender != self._nm_owner:
+            logger.warning(
+                "refused a secret-agent call from %s: not NetworkManager", message.sender
+            )
+            return Message.new_error(
+                message, _AGENT_PERMISSION_DENIED, "only NetworkManager may ask this agent"
+            )
+        if message.interface not in (SECRET_AGENT_IFACE, None):
+            return Message.new_error(message, _UNKNOWN_METHOD, "not a SecretAgent method")
+        if message.member == "GetSecrets":
+            return self._get_secrets(message)
+        if message.member in ("CancelGetSecrets", "SaveSecrets", "DeleteSecrets"):
+            # Nothing to cancel (answers are immediate), and nothing is saved here: the
+            # device's encrypted store holds the key, and only enrolment changes it.
+            return Message.new_method_return(message)
+        return Message.new_error(message, _UNKNOWN_METHOD, "not a SecretAgent method")
+
+    def _get_secrets(self, message: Message) -> Message:
+        try:
+            connection, _path, setting_name, _hints, flags = message.body
+            uuid_value = connection["connection"]["uuid"]
+            profile_uuid = str(getattr(uuid_value, "value", uuid_value))
+            flags = int(flags)
+        except (ValueError, TypeError, KeyError):
+            return Message.new_error(message, _AGENT_INVALID_CONNECTION, "not a profile")
+        secret = self._secrets.get(profile_uuid) if setting_name == WIFI_SECURITY else None
+        if secret is None:
+            return Message.new_error(message, _AGENT_NO_SECRETS, "no key for this profile")
+        if flags & GET_SECRETS_REQUEST_NEW:
+            # The supplicant refused the key: there is no other to offer, and refusing
+            # makes NetworkManager fail the join at once (NO_SECRETS: a wrong password).
+            return Message.new_error(message, _AGENT_NO_SECRETS, "the key was refused")
+        return Message.new_method_return(
+            message, "a{sa{sv}}", [{WIFI_SECURITY: {"psk": Variant("s", secret)}}]
+        )
 
     @contextlib.contextmanager
     def _waker(self) -> Iterator[asyncio.Event]:
@@ -491,18 +646,21 @@ class NetworkManagerWifi(NetworkBackend):
                 outcome = await self._join(credentials, timeout)
             finally:
                 self._joining = False
-            logger.info("joining %r through NetworkManager: %s", credentials.ssid, outcome)
+            logger.info("joining the network through NetworkManager: %s", outcome)
             return outcome
 
-    async def _join(self, credentials: WifiCredentials, timeout: float) -> JoinOutcome:
+    async def _join(
+        self, credentials: WifiCredentials, timeout: float, *, keep_failed: bool = False
+    ) -> JoinOutcome:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        name = credentials.ssid.decode("utf-8", "replace")
+        profile_uuid = str(uuid.uuid4())
         settings = connection_settings(
-            credentials,
-            connection_id=f"{self.connection_id_prefix} {name}",
-            connection_uuid=str(uuid.uuid4()),
+            credentials, connection_id=self.connection_id_prefix, connection_uuid=profile_uuid
         )
+        secret = secret_of(credentials)
+        if secret is not None:
+            self._secrets[profile_uuid] = secret  # before NetworkManager can ask for it
         specific = self._access_points.get(credentials.ssid, "/")
         self._failure_reason = None
         self._secrets_refused = False
@@ -510,16 +668,17 @@ class NetworkManagerWifi(NetworkBackend):
             try:
                 connection, active = await self._add_and_activate(settings, specific)
             except NetworkManagerError as exc:
+                self._secrets.pop(profile_uuid, None)
                 if exc.name in _PROFILE_REJECTED:
                     return Failed(
                         JoinFailure.OTHER, f"NetworkManager rejected the profile ({exc.name})"
                     )
                 raise
-            self._staged = _Staged(connection, active)
+            self._staged = _Staged(connection, active, profile_uuid)
             outcome = await self._await_activation(active, woken, deadline, timeout)
         if isinstance(outcome, Connected):
             self._staged.joined = True
-        else:
+        elif not keep_failed:
             await self._discard_staged()
         return outcome
 
@@ -628,9 +787,59 @@ class NetworkManagerWifi(NetworkBackend):
             staged = self._staged
             if staged is None or not staged.joined:
                 raise NetworkError("nothing to commit: the last try_join did not connect")
-            await self._call(staged.connection, CONNECTION_IFACE, "Save")  # memory -> disk
-            self._staged = None
+            # Never Save(): the profile stays in memory, its key with the agent.
+            await self._keep(staged)
             self._prior = None
+
+    async def _keep(self, staged: _Staged) -> None:
+        """Keep ``staged``, and forget the network kept before (the store now holds only
+        this one)."""
+        self._staged = None
+        previous, self._kept = self._kept, _Kept(staged.connection, staged.uuid)
+        if previous is not None and previous.connection != staged.connection:
+            await self._delete_profile(previous.connection, previous.uuid)
+
+    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        """Re-apply the stored network at start, keeping the profile even if it does not
+        join now: NetworkManager joins it when it comes into range, asking the agent.
+
+        Profiles of an earlier run go first: their keys died with that run's agent (and
+        versions before this one saved theirs, key included, under ``/etc``)."""
+        self._require_started()
+        if not timeout > 0:
+            raise ValueError("the join timeout must be positive")
+        async with self._lock:
+            if self._prior is not None:
+                raise NetworkError("a join is staged: restore only at start")
+            await self._remove_earlier_profiles()
+            self._joining = True
+            try:
+                outcome = await self._join(credentials, timeout, keep_failed=True)
+            finally:
+                self._joining = False
+            if self._staged is not None:
+                await self._keep(self._staged)
+            logger.info("re-applied the stored network through NetworkManager: %s", outcome)
+            return outcome
+
+    def _is_ours(self, settings: Mapping[str, Mapping[str, Any]]) -> bool:
+        connection = settings.get("connection", {})
+        values = {k: getattr(v, "value", v) for k, v in connection.items()}
+        name = str(values.get("id", ""))
+        return values.get("type") == "802-11-wireless" and (
+            name == self.connection_id_prefix or name.startswith(self.connection_id_prefix + " ")
+        )
+
+    async def _remove_earlier_profiles(self) -> None:
+        for path in await self._get(SETTINGS_PATH, SETTINGS_IFACE, "Connections"):
+            if path == (self._kept.connection if self._kept else None):
+                continue
+            try:
+                (settings,) = await self._call(path, CONNECTION_IFACE, "GetSettings")
+            except NetworkManagerError:
+                continue  # it went away meanwhile
+            if self._is_ours(settings):
+                await self._delete_profile(str(path), None)
 
     async def rollback(self) -> None:
         async with self._lock:
@@ -651,12 +860,16 @@ class NetworkManagerWifi(NetworkBackend):
     async def _discard_staged(self) -> None:
         """Delete the in-memory profile of the last join (which also deactivates it)."""
         staged, self._staged = self._staged, None
-        if staged is None:
-            return
+        if staged is not None:
+            await self._delete_profile(staged.connection, staged.uuid)
+
+    async def _delete_profile(self, connection: str, profile_uuid: str | None) -> None:
+        if profile_uuid is not None:
+            self._secrets.pop(profile_uuid, None)
         try:
-            await self._call(staged.connection, CONNECTION_IFACE, "Delete")
+            await self._call(connection, CONNECTION_IFACE, "Delete")
         except NetworkManagerError as exc:
-            logger.info("staged profile %s was already gone (%s)", staged.connection, exc.name)
+            logger.info("profile %s was already gone (%s)", connection, exc.name)
 
     # -- D-Bus -------------------------------------------------------------------------
 

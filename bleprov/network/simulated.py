@@ -500,7 +500,7 @@ class SimulatedWifi(NetworkBackend):
                 self._staged_joined = True
             else:
                 self._staged = None
-            logger.info("simulated join of %r: %s", credentials.ssid, outcome)
+            logger.info("simulated join: %s", outcome)
             return outcome
 
     async def commit(self) -> None:

@@ -14,11 +14,15 @@ socket for events. It was chosen over wpa_supplicant's D-Bus API for three reaso
   system's DHCP client (dhcpcd, udhcpc, systemd-networkd) got a lease without reading
   netlink ourselves.
 
-Staging: ``try_join`` adds an in-memory network (``ADD_NETWORK``) and selects it;
-nothing reaches the configuration file until :meth:`WpaSupplicantWifi.commit` runs
-``SAVE_CONFIG`` (which needs ``update_config=1``). ``SELECT_NETWORK`` disables every other
-network, so the backend remembers their flags at the first join and puts them back on
-commit and on rollback.
+The Wi-Fi key never rests in ``wpa_supplicant.conf``: networks live in wpa_supplicant's
+running configuration only. ``try_join`` adds one (``ADD_NETWORK``) and selects it;
+:meth:`WpaSupplicantWifi.commit` keeps it (and removes the one an earlier enrolment kept)
+but never runs ``SAVE_CONFIG``; the device's encrypted store holds the key, and
+:meth:`WpaSupplicantWifi.restore` re-applies it at every start. Each network is marked
+``mem_only_psk=1``, so a ``SAVE_CONFIG`` from anyone else (``wpa_cli save_config``) writes
+it without its key, and ``id_str="bleprov"``, so a restart finds the networks of an earlier
+run. ``SELECT_NETWORK`` disables every other network, so the backend remembers their flags
+at the first join and puts them back on commit and on rollback.
 
 Passphrases cross only the local control socket; they are never logged.
 """
@@ -55,8 +59,15 @@ logger = logging.getLogger(__name__)
 DEFAULT_CTRL_PATH: Final = "/var/run/wpa_supplicant/wlan0"
 #: Bounds the walk over wpa_supplicant's BSS table (one request per entry).
 MAX_BSS_ENTRIES: Final = 512
-#: Network variables whose value is a secret: their commands are logged without it.
-_SECRET_VARIABLES: Final = frozenset({"psk", "sae_password", "password", "wep_key0"})
+#: Network variables whose value is a secret, or names the network (the SSID is not
+#: logged either): their commands are logged without the value.
+_SECRET_VARIABLES: Final = frozenset({"psk", "sae_password", "password", "wep_key0", "ssid"})
+#: Where wpa_supplicant's events quote an SSID (``ssid="..."``, ``SSID='...'``).
+_EVENT_SSID = re.compile(r"""(ssid=)"(?:[^"\\]|\\.)*"|(SSID=)'(?:[^'\\]|\\.)*'""")
+#: Marks the networks this backend adds (``id_str``, quoted as wpa_supplicant wants it).
+ID_STR: Final = '"bleprov"'
+#: wpa_supplicant before 2.6 lacks it: the join goes on (we never save; others might).
+_OPTIONAL_VARIABLES: Final = frozenset({"mem_only_psk"})
 
 _CONNECTED = re.compile(
     r"CTRL-EVENT-CONNECTED - Connection to [0-9a-fA-F:]{17} completed \[id=(-?\d+) "
@@ -189,8 +200,10 @@ def network_variables(credentials: WifiCredentials) -> list[tuple[str, str]]:
     if security is WifiSecurity.OPEN:
         variables.append(("key_mgmt", "NONE"))
         return variables
+    # The key stays in memory even if someone else saves the configuration.
+    keep_out = ("mem_only_psk", "1")
     if credentials.psk is not None:  # a raw PSK works for WPA2 only, whatever else is offered
-        variables += [("key_mgmt", "WPA-PSK"), ("psk", credentials.psk.hex())]
+        variables += [("key_mgmt", "WPA-PSK"), keep_out, ("psk", credentials.psk.hex())]
         return variables
     if security is WifiSecurity.WPA2_PERSONAL:
         variables.append(("key_mgmt", "WPA-PSK"))
@@ -201,7 +214,7 @@ def network_variables(credentials: WifiCredentials) -> list[tuple[str, str]]:
     assert credentials.passphrase is not None
     # wpa_supplicant takes what lies between the first and the last quote, so a quote inside
     # the passphrase needs no escaping; the passphrase is printable ASCII (no newline).
-    variables.append(("psk", f'"{credentials.passphrase}"'))
+    variables += [keep_out, ("psk", f'"{credentials.passphrase}"')]
     return variables
 
 
@@ -341,6 +354,11 @@ def _loggable(command: str) -> str:
     return command
 
 
+def _loggable_event(event: str) -> str:
+    """An event as it may be logged: the SSIDs it quotes replaced."""
+    return _EVENT_SSID.sub(lambda m: f"{m[1] or m[2]}<redacted>", event)
+
+
 # -- the backend ------------------------------------------------------------------------------
 
 
@@ -386,6 +404,7 @@ class WpaSupplicantWifi(NetworkBackend):
         self._lock = asyncio.Lock()
         self._prior: list[KnownNetwork] | None = None
         self._staged: _Staged | None = None
+        self._kept: int | None = None  # the committed (or restored) network's id
         self._joining = False
         self._scan_loop: asyncio.Task[None] | None = None
         self._scans = ScanCache(
@@ -506,10 +525,12 @@ class WpaSupplicantWifi(NetworkBackend):
                 outcome = await self._join(credentials, timeout)
             finally:
                 self._joining = False
-            logger.info("joining %r through wpa_supplicant: %s", credentials.ssid, outcome)
+            logger.info("joining the network through wpa_supplicant: %s", outcome)
             return outcome
 
-    async def _join(self, credentials: WifiCredentials, timeout: float) -> JoinOutcome:
+    async def _join(
+        self, credentials: WifiCredentials, timeout: float, *, keep_failed: bool = False
+    ) -> JoinOutcome:
         deadline = asyncio.get_running_loop().time() + timeout
         with self._events() as events:
             added = (await self._command("ADD_NETWORK")).strip()
@@ -517,17 +538,20 @@ class WpaSupplicantWifi(NetworkBackend):
                 raise WpaSupplicantError(f"wpa_supplicant answered {added!r} to ADD_NETWORK")
             network_id = int(added)
             self._staged = _Staged(network_id)
-            for name, value in network_variables(credentials):
+            for name, value in [("id_str", ID_STR), *network_variables(credentials)]:
                 try:
                     await self._command(f"SET_NETWORK {network_id} {name} {value}")
                 except WpaCommandFailed:
+                    if name in _OPTIONAL_VARIABLES:
+                        logger.warning("wpa_supplicant does not know %s (before 2.6?)", name)
+                        continue
                     await self._remove_staged()
                     return Failed(JoinFailure.OTHER, f"wpa_supplicant does not accept {name}")
             await self._command(f"SELECT_NETWORK {network_id}")
             outcome = await self._await_outcome(events, network_id, credentials, deadline, timeout)
         if isinstance(outcome, Connected):
             self._staged.joined = True
-        else:
+        elif not keep_failed:
             await self._remove_staged()
         return outcome
 
@@ -589,21 +613,63 @@ class WpaSupplicantWifi(NetworkBackend):
             staged = self._staged
             if staged is None or not staged.joined:
                 raise NetworkError("nothing to commit: the last try_join did not connect")
-            prior = self._prior or []
-            await self._restore_flags(prior, skip=None, connect=False)
-            # The enrolled network wins wpa_supplicant's choice at the next boot.
-            priorities = [await self._priority(n.id) for n in prior]
-            top = max(priorities, default=0)
-            await self._command(f"SET_NETWORK {staged.network_id} priority {top + 1}")
+            # Never SAVE_CONFIG: the running configuration only (the store re-applies it).
+            await self._keep(staged, self._prior or [], joined=True)
+
+    async def _keep(self, staged: _Staged, prior: list[KnownNetwork], *, joined: bool) -> None:
+        """Keep ``staged`` enabled, above every other network, put the others' flags back,
+        and remove the network kept before (the store now holds only this one)."""
+        others = [n for n in prior if n.id != self._kept]
+        # The enrolled network wins wpa_supplicant's choice whenever it is in range.
+        priorities = [await self._priority(n.id) for n in others]
+        top = max(priorities, default=0)
+        await self._command(f"SET_NETWORK {staged.network_id} priority {top + 1}")
+        if not joined:  # not in range yet: wpa_supplicant joins it when it is
+            await self._command(f"ENABLE_NETWORK {staged.network_id}")
+        await self._restore_flags(others, skip=None, connect=not joined)
+        previous, self._kept = self._kept, staged.network_id
+        if previous is not None and previous != staged.network_id:
             try:
-                await self._command("SAVE_CONFIG")
-            except WpaCommandFailed as exc:
-                raise WpaSupplicantError(
-                    "wpa_supplicant refused SAVE_CONFIG: its configuration file needs "
-                    "update_config=1 and must be writable"
-                ) from exc
-            self._prior = None
-            self._staged = None
+                await self._command(f"REMOVE_NETWORK {previous}")
+            except WpaCommandFailed:
+                logger.info("kept network %d was already gone", previous)
+        self._prior = None
+        self._staged = None
+
+    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        """Re-apply the stored network at start, keeping it even if it does not join now:
+        wpa_supplicant joins it when it comes into range.
+
+        Networks of an earlier run (``id_str="bleprov"``) go first: the store's is the one
+        to keep."""
+        self._require_started()
+        if not timeout > 0:
+            raise ValueError("the join timeout must be positive")
+        async with self._lock:
+            if self._prior is not None:
+                raise NetworkError("a join is staged: restore only at start")
+            for network in parse_network_list(await self._command("LIST_NETWORKS")):
+                if await self._id_str(network.id) == ID_STR:
+                    await self._command(f"REMOVE_NETWORK {network.id}")
+            self._kept = None
+            prior = parse_network_list(await self._command("LIST_NETWORKS"))
+            self._joining = True
+            try:
+                outcome = await self._join(credentials, timeout, keep_failed=True)
+            finally:
+                self._joining = False
+            if self._staged is not None:
+                await self._keep(self._staged, prior, joined=isinstance(outcome, Connected))
+            else:
+                await self._restore_flags(prior, skip=None, connect=True)
+            logger.info("re-applied the stored network through wpa_supplicant: %s", outcome)
+            return outcome
+
+    async def _id_str(self, network_id: int) -> str | None:
+        try:
+            return (await self._command(f"GET_NETWORK {network_id} id_str")).strip()
+        except WpaCommandFailed:
+            return None
 
     async def rollback(self) -> None:
         async with self._lock:
@@ -676,7 +742,7 @@ class WpaSupplicantWifi(NetworkBackend):
         assert self._monitor is not None
         try:
             async for event in _events_of(self._monitor):
-                logger.debug("wpa_supplicant event: %s", event)
+                logger.debug("wpa_supplicant event: %s", _loggable_event(event))
                 for queue in self._subscribers:
                     queue.put_nowait(event)
                 if event.startswith("CTRL-EVENT-TERMINATING"):

@@ -118,10 +118,18 @@ class SecureApplication(Protocol):
 class SecureDeviceChannel:
     """One authenticated session, as the product application sees it."""
 
-    def __init__(self, server: SecureDeviceServer, link: LinkSession, machine: dev.DeviceSession):
+    def __init__(
+        self,
+        server: SecureDeviceServer,
+        link: LinkSession,
+        machine: dev.DeviceSession,
+        attempts: AttemptStore | None = None,
+    ):
         self._server = server
         self.link = link
         self.machine = machine
+        #: Where this session's failed attempts are counted (its link's counter).
+        self.attempts = attempts if attempts is not None else server.attempts
 
     @property
     def mode(self) -> Mode | None:
@@ -160,6 +168,7 @@ class SecureDeviceServer:
         handshake_timeout: float = 60.0,
         idle_timeout: float = 120.0,
         limiter_factory: Callable[[], AttemptLimiter] = AttemptLimiter,
+        remote_attempts: AttemptStore | None = None,
     ) -> None:
         self.secrets = secrets
         self.policy = policy
@@ -170,7 +179,16 @@ class SecureDeviceServer:
         self.device_confirms = device_confirms
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
-        self.limiter = self._load_limiter(limiter_factory)
+        self.limiter = self._load_limiter(limiter_factory, attempts)
+        #: Remote links (the broker: sessions whose ``remote`` is true) count failures
+        #: apart, so that whoever may publish to the device's topics can lock the remote
+        #: path only, never BLE, where the label's holder stands next to the device.
+        self.remote_attempts = remote_attempts
+        self.remote_limiter = (
+            self._load_limiter(limiter_factory, remote_attempts)
+            if remote_attempts is not None
+            else None
+        )
         self.channels: dict[LinkSession, SecureDeviceChannel] = {}
         self.ended: list[BleprovError | None] = []
         #: Whether the device has an owner (its factory credentials then open nothing).
@@ -185,9 +203,12 @@ class SecureDeviceServer:
         self._timers: dict[LinkSession, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
 
-    def _load_limiter(self, factory: Callable[[], AttemptLimiter]) -> AttemptLimiter:
+    @staticmethod
+    def _load_limiter(
+        factory: Callable[[], AttemptLimiter], attempts: AttemptStore
+    ) -> AttemptLimiter:
         template = factory()
-        raw = self.attempts.load()
+        raw = attempts.load()
         if raw is None:
             return template
         try:
@@ -206,9 +227,12 @@ class SecureDeviceServer:
         return self._loop.time()
 
     def physical_reset(self) -> None:
-        """Called from the device's reset button: lift a lockout."""
+        """Called from the device's reset button: lift a lockout (every link's)."""
         self.limiter.physical_reset()
         self.attempts.save(self.limiter.to_bytes())
+        if self.remote_limiter is not None and self.remote_attempts is not None:
+            self.remote_limiter.physical_reset()
+            self.remote_attempts.save(self.remote_limiter.to_bytes())
 
     def press_button(self) -> None:
         self.button.press(self.now())
@@ -234,12 +258,13 @@ class SecureDeviceServer:
             session.send(encode(Refused(DeviceBusy.code, 0)))
             self._loop.create_task(session.disconnect())
             return
+        remote = bool(getattr(session, "remote", False)) and self.remote_limiter is not None
         machine = dev.DeviceSession(
             secrets=self.secrets,
             policy=self.policy & session.allowed_modes,
             # Exactly the bytes the info characteristic serves: the session binds them.
             device_info=session.link.current_info().encode(),
-            limiter=self.limiter,
+            limiter=self.remote_limiter if remote and self.remote_limiter else self.limiter,
             button=self.button,
             connection=session.connection,
             now=self.now(),
@@ -249,7 +274,8 @@ class SecureDeviceServer:
             owned=self.owned(),
             window=self.window,
         )
-        self.channels[session] = SecureDeviceChannel(self, session, machine)
+        attempts = self.remote_attempts if remote else self.attempts
+        self.channels[session] = SecureDeviceChannel(self, session, machine, attempts)
         self._arm(session)
 
     def message_received(self, session: LinkSession, payload: bytes) -> None:
@@ -303,7 +329,7 @@ class SecureDeviceServer:
         for event in events:
             if isinstance(event, dev.PersistAttempts):
                 # Synchronous on purpose: stored before any later message leaves.
-                self.attempts.save(event.state)
+                channel.attempts.save(event.state)
             elif isinstance(event, dev.SendMessage):
                 channel.link.send(event.data)
             elif isinstance(event, dev.ShowNumber):

@@ -119,11 +119,15 @@ def open_network(text: str) -> NetworkBackend:
 
 
 class LoggedNetwork(NetworkBackend):
-    """A backend whose joins, commits and rollbacks are reported (never credentials)."""
+    """A backend whose joins, commits and rollbacks are reported: never credentials, and
+    never the SSID (the lines go to the journal), only ``tag(ssid)``."""
 
-    def __init__(self, inner: NetworkBackend, emit: Emit) -> None:
+    def __init__(
+        self, inner: NetworkBackend, emit: Emit, *, tag: Callable[[bytes], str] | None = None
+    ) -> None:
         self.inner = inner
         self.emit = emit
+        self.tag = tag or (lambda _ssid: "the network")
 
     async def start(self) -> None:
         await self.inner.start()
@@ -138,17 +142,30 @@ class LoggedNetwork(NetworkBackend):
         return await self.inner.rescan()
 
     async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
-        ssid = credentials.ssid.decode(errors="replace")
+        name = self.tag(credentials.ssid)
         outcome = await self.inner.try_join(credentials, timeout=timeout)
         if isinstance(outcome, Connected):
-            self.emit(f"network: joined {ssid!r}, address {outcome.ip_address} (not committed)")
+            self.emit(f"network: joined {name}, address {outcome.ip_address} (not committed)")
         else:
-            self.emit(f"network: joining {ssid!r} failed: {outcome.reason.name.lower()}")
+            self.emit(f"network: joining {name} failed: {outcome.reason.name.lower()}")
         return outcome
 
     async def commit(self) -> None:
         await self.inner.commit()
         self.emit("network: committed")
+
+    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
+        # The inner backend's own restore: it may keep a network not in range yet.
+        name = self.tag(credentials.ssid)
+        outcome = await self.inner.restore(credentials, timeout=timeout)
+        if isinstance(outcome, Connected):
+            self.emit(f"network: re-applied {name}, address {outcome.ip_address}")
+        else:
+            self.emit(
+                f"network: re-applying {name} failed: {outcome.reason.name.lower()}"
+                " (kept, if the network service joins on its own)"
+            )
+        return outcome
 
     async def rollback(self) -> None:
         await self.inner.rollback()

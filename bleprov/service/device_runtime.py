@@ -26,7 +26,7 @@ from bleprov.core.enrolment.device import Authority, DeviceEnrolmentConfig
 from bleprov.core.enrolment.messages import parse_credentials
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.factory import DeviceProvisioning
-from bleprov.core.wifi import Connected, JoinOutcome
+from bleprov.core.wifi import Connected, JoinOutcome, network_tag
 from bleprov.core.window import CommissioningWindow, WindowOffer
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
@@ -34,7 +34,7 @@ from bleprov.radio.peripheral import Peripheral
 from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
 from bleprov.service.enrolment import EnrolmentService
 from bleprov.service.trust import DeviceTrust
-from bleprov.store.device_store import WIFI, DeviceStore
+from bleprov.store.device_store import REMOTE_ATTEMPTS, WIFI, DeviceStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,9 @@ class DeviceRuntime:
             policy=int(provisioning.modes),
             application=self.service,
             attempts=store.attempt_store(),
+            # The broker's failures lock the broker only: a stranger allowed to publish to
+            # the device's topics must not lock its owner out of BLE.
+            remote_attempts=store.attempt_store(REMOTE_ATTEMPTS) if broker is not None else None,
             ui=ui,
             device_confirms=device_confirms,
         )
@@ -203,11 +206,13 @@ class DeviceRuntime:
         self._started = True
 
     async def restore_wifi(self) -> JoinOutcome | None:
-        """Join and commit the Wi-Fi the store holds, if any (None: nothing stored).
+        """Re-apply the Wi-Fi the store holds, if any (None: nothing stored).
 
-        The store is the source of truth: a crash between the store's commit and the
-        network's own save leaves the network behind, and this repairs it. A failed join
-        is rolled back and logged; the device keeps serving (the owner can enrol again)."""
+        The store is the only place the Wi-Fi key rests: the OS's network service keeps
+        the enrolled network in memory only, so every start re-applies it from here
+        (:meth:`NetworkBackend.restore`, which keeps it for the OS to join later if it is
+        not in range yet). A failure is logged; the device keeps serving (the owner can
+        enrol again)."""
         raw = self.store.get(WIFI)
         if raw is None:
             return None
@@ -220,25 +225,25 @@ class DeviceRuntime:
             # Only the error's kind: a decoder's message could quote the record.
             logger.error("stored Wi-Fi unreadable (%s): enrol the device again", type(exc).__name__)
             return None
-        ssid = credentials.ssid.decode(errors="replace")
+        name = self.network_tag(credentials.ssid)
         try:
-            outcome = await self.network.try_join(credentials, timeout=self.join_timeout)
-            if isinstance(outcome, Connected):
-                await self.network.commit()
-            else:
-                await self.network.rollback()
+            outcome = await self.network.restore(credentials, timeout=self.join_timeout)
         except BleprovError as exc:  # the device still serves: its owner can enrol again
-            logger.error("stored Wi-Fi %r could not be re-applied: %s", ssid, exc)
+            logger.error("stored Wi-Fi %s could not be re-applied: %s", name, exc)
             return None
         if isinstance(outcome, Connected):
             logger.info(
-                "stored Wi-Fi %r re-applied: connected, address %s", ssid, outcome.ip_address
+                "stored Wi-Fi %s re-applied: connected, address %s", name, outcome.ip_address
             )
         else:
             logger.warning(
-                "stored Wi-Fi %r could not be joined: %s", ssid, outcome.reason.name.lower()
+                "stored Wi-Fi %s could not be joined: %s", name, outcome.reason.name.lower()
             )
         return outcome
+
+    def network_tag(self, ssid: bytes) -> str:
+        """How logs name a network: a keyed tag, never the SSID (L4)."""
+        return network_tag(self.store.log_tag_key(), ssid)
 
     def press_button(self) -> None:
         """The device's button: opens the button-mode window (and lifts nothing else).

@@ -68,10 +68,13 @@ MAX_STORE_BYTES: Final = 1 << 20
 MAX_GENERATION: Final = (1 << 64) - 1
 AEAD_INFO: Final = b"bleprov device store v1 aead"
 KEY_ID_INFO: Final = b"bleprov device store v1 key id"
+LOG_TAG_INFO: Final = b"bleprov device store v1 log tag"
 RECORD_NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 
 PROVISIONING: Final = "provisioning"
 ATTEMPTS: Final = "attempts"
+#: The failed-attempt counter of remote links (the broker), kept apart from BLE's.
+REMOTE_ATTEMPTS: Final = "attempts.remote"
 WIFI: Final = "wifi"
 ZONE: Final = "zone"
 TOKENS: Final = "tokens"
@@ -220,9 +223,16 @@ class DeviceStore:
                     generation = max(generation, stored_generation)
             self._write({}, generation + 1)
 
-    def attempt_store(self) -> StoreAttemptStore:
-        """The failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link)."""
-        return StoreAttemptStore(self)
+    def log_tag_key(self) -> bytes:
+        """A per-device key for tagging names in logs (:func:`bleprov.core.wifi.network_tag`),
+        derived from the store key: stable while the store is, unknown to log readers."""
+        store_key = self.key_provider.load_or_create()
+        return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=LOG_TAG_INFO).derive(store_key)
+
+    def attempt_store(self, record: str = ATTEMPTS) -> StoreAttemptStore:
+        """A failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link):
+        BLE's by default, ``REMOTE_ATTEMPTS`` for the broker."""
+        return StoreAttemptStore(self, record)
 
     def provisioning(self) -> DeviceProvisioning | None:
         """The factory provisioning record, if the device has one."""
@@ -352,11 +362,12 @@ class StoreAttemptStore:
     """The ``AttemptStore`` the secure device link expects, kept in the device store's
     "attempts" record (so it is encrypted and shares the store's atomicity)."""
 
-    def __init__(self, store: DeviceStore) -> None:
+    def __init__(self, store: DeviceStore, record: str = ATTEMPTS) -> None:
         self.store = store
+        self.record = record
 
     def load(self) -> bytes | None:
-        return self.store.get(ATTEMPTS)
+        return self.store.get(self.record)
 
     def save(self, state: bytes) -> None:
-        self.store.update({ATTEMPTS: state})
+        self.store.update({self.record: state})

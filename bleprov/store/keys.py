@@ -22,6 +22,7 @@ import base64
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -310,7 +311,17 @@ TPM_TOOLS: Final = (
     "tpm2_flushcontext",
     "tpm2_getcap",
 )
+#: Needed only for a key bound to PCRs (``pcrs=``).
+TPM_POLICY_TOOLS: Final = ("tpm2_createpolicy", "tpm2_startauthsession", "tpm2_policypcr")
 _TPM_BLOB_LABEL: Final = "bleprov tpm sealed key"
+#: A PCR selection as tpm2-tools writes it: one bank, PCRs 0-23 (``sha256:7`` or
+#: ``sha256:0,2,7``).
+_PCR_SELECTION = re.compile(
+    r"(sha1|sha256|sha384|sha512):([0-9]|1[0-9]|2[0-3])(,([0-9]|1[0-9]|2[0-3]))*"
+)
+#: The sealed object's attributes with a PCR policy: no userWithAuth, so the empty
+#: password does not unseal it, only the policy does.
+_POLICY_ATTRIBUTES: Final = "fixedtpm|fixedparent|adminwithpolicy|noda"
 # The storage primary key is re-derived from the owner hierarchy's seed on every use
 # (same template, same key), so nothing has to be made persistent in the TPM.
 _PRIMARY_ARGS: Final = ("-C", "o", "-g", "sha256", "-G", "ecc")
@@ -325,6 +336,15 @@ class TpmProvider(KeyProvider):
     ``<directory>/store-key.tpm``. Each load re-creates the primary key, loads the object
     and unseals it; the key travels over a pipe, never through a file.
 
+    ``pcrs`` (``sha256:7``: the secure-boot state) binds a *new* sealed key to those PCRs'
+    values at sealing time (a PolicyPCR policy, no password): the TPM then unseals it only
+    while they hold the same values, so a disk moved to another boot chain (secure boot off,
+    another bootloader or kernel signing key) cannot open the store, even in this device. The
+    selection is kept in the blob, so later loads need no option. A legitimate change of
+    those PCRs (a firmware update that re-measures PCR 7) locks the store out too: re-seal
+    before such an update, or keep the store's key elsewhere. An existing sealed key keeps
+    the policy it was made with.
+
     ``tcti`` selects the TPM (``device:/dev/tpmrm0``, ``swtpm:host=...,port=...``);
     by default tpm2-tools' own choice (``TPM2TOOLS_TCTI`` or the kernel resource
     manager). Transient objects are flushed after every step, because a TPM without a
@@ -335,14 +355,26 @@ class TpmProvider(KeyProvider):
 
     name = "tpm"
 
-    def __init__(self, directory: Path, *, tcti: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        tcti: str | None = None,
+        timeout: float = 30.0,
+        pcrs: str | None = None,
+    ) -> None:
+        if pcrs is not None and not _PCR_SELECTION.fullmatch(pcrs):
+            raise KeyProviderError(
+                f"bad PCR selection {pcrs!r}: one bank and PCR numbers, e.g. sha256:7"
+            )
         self.directory = Path(directory)
         self.blob_path = self.directory / TPM_BLOB_NAME
         self.tcti = tcti
         self.timeout = timeout
+        self.pcrs = pcrs
 
     def __repr__(self) -> str:
-        return f"TpmProvider({str(self.directory)!r}, tcti={self.tcti!r})"
+        return f"TpmProvider({str(self.directory)!r}, tcti={self.tcti!r}, pcrs={self.pcrs!r})"
 
     def exists(self) -> bool:
         return self.blob_path.exists()
@@ -357,7 +389,8 @@ class TpmProvider(KeyProvider):
         return True
 
     def load_or_create(self) -> bytes:
-        missing = [tool for tool in TPM_TOOLS if not shutil.which(tool)]
+        tools = TPM_TOOLS + (TPM_POLICY_TOOLS if self.pcrs or self._blob_pcrs() else ())
+        missing = [tool for tool in tools if not shutil.which(tool)]
         if missing:
             raise KeyUnavailable(
                 f"TPM tools not found ({', '.join(missing)}): install tpm2-tools, or use "
@@ -367,9 +400,18 @@ class TpmProvider(KeyProvider):
             with exclusive_lock(self.directory / f".{TPM_BLOB_NAME}.lock"):
                 if not self.exists():
                     public, private = self._seal(secrets.token_bytes(KEY_BYTES))
-                    blob: bytes = cbor2.dumps([_TPM_BLOB_LABEL, 1, public, private], canonical=True)
+                    fields: list[object] = [_TPM_BLOB_LABEL, 1, public, private]
+                    if self.pcrs is not None:
+                        fields = [_TPM_BLOB_LABEL, 2, public, private, self.pcrs]
+                    blob: bytes = cbor2.dumps(fields, canonical=True)
                     write_atomic(self.blob_path, blob)
         return self._unseal()
+
+    def _blob_pcrs(self) -> str | None:
+        """The PCR selection the existing sealed key is bound to (None: none, or no key)."""
+        if not self.exists():
+            return None
+        return self._read_blob()[2]
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -409,6 +451,19 @@ class TpmProvider(KeyProvider):
     def _seal(self, key: bytes) -> tuple[bytes, bytes]:
         with tempfile.TemporaryDirectory(prefix="bleprov-tpm-") as work_name:
             work = Path(work_name)
+            policy: list[str] = []
+            if self.pcrs is not None:
+                # The policy digest of "these PCRs hold their current values".
+                self._run(
+                    "tpm2_createpolicy",
+                    "--policy-pcr",
+                    "-l",
+                    self.pcrs,
+                    "-L",
+                    str(work / "pcr.policy"),
+                    "-Q",
+                )
+                policy = ["-L", str(work / "pcr.policy"), "-a", _POLICY_ATTRIBUTES]
             try:
                 self._flush()
                 self._create_primary(work)
@@ -417,6 +472,7 @@ class TpmProvider(KeyProvider):
                     "tpm2_create",
                     "-C",
                     str(work / "primary.ctx"),
+                    *policy,
                     "-i",
                     "-",
                     "-u",
@@ -430,16 +486,25 @@ class TpmProvider(KeyProvider):
                 self._flush()
             return (work / "sealed.pub").read_bytes(), (work / "sealed.priv").read_bytes()
 
-    def _read_blob(self) -> tuple[bytes, bytes]:
+    def _read_blob(self) -> tuple[bytes, bytes, str | None]:
+        """The sealed object's public and private parts, and its PCR selection if any
+        (version 1: none; version 2: bound to PCRs)."""
         raw = self.blob_path.read_bytes()
         try:
             value = cbor2.loads(raw) if len(raw) <= 4096 else None
         except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
             value = None
+        version1 = isinstance(value, list) and len(value) == 4 and value[:2] == [_TPM_BLOB_LABEL, 1]
+        version2 = (
+            isinstance(value, list)
+            and len(value) == 5
+            and value[:2] == [_TPM_BLOB_LABEL, 2]
+            and isinstance(value[4], str)
+            and _PCR_SELECTION.fullmatch(value[4]) is not None
+        )
         if (
             not isinstance(value, list)
-            or len(value) != 4
-            or value[:2] != [_TPM_BLOB_LABEL, 1]
+            or not (version1 or version2)
             or not isinstance(value[2], bytes)
             or not isinstance(value[3], bytes)
         ):
@@ -447,10 +512,21 @@ class TpmProvider(KeyProvider):
                 f"sealed key {self.blob_path} is damaged: restore it from a backup; without "
                 "it the device store cannot be decrypted and must be erased"
             )
-        return value[2], value[3]
+        return value[2], value[3], value[4] if version2 else None
+
+    def _policy_session(self, work: Path, pcrs: str) -> str:
+        """A policy session satisfied by the PCRs' current values: the unseal's auth."""
+        session = str(work / "session.ctx")
+        self._run("tpm2_startauthsession", "--policy-session", "-S", session)
+        try:
+            self._run("tpm2_policypcr", "-S", session, "-l", pcrs, "-Q")
+        except KeyUnavailable:
+            self._run("tpm2_flushcontext", session)
+            raise
+        return session
 
     def _unseal(self) -> bytes:
-        public, private = self._read_blob()
+        public, private, pcrs = self._read_blob()
         with tempfile.TemporaryDirectory(prefix="bleprov-tpm-") as work_name:
             work = Path(work_name)
             (work / "sealed.pub").write_bytes(public)
@@ -479,7 +555,27 @@ class TpmProvider(KeyProvider):
                         "cannot be decrypted and must be erased"
                     ) from None
                 self._flush()
-                key = self._run("tpm2_unseal", "-c", str(work / "sealed.ctx"))
+                if pcrs is None:
+                    key = self._run("tpm2_unseal", "-c", str(work / "sealed.ctx"))
+                else:
+                    session = self._policy_session(work, pcrs)
+                    try:
+                        key = self._run(
+                            "tpm2_unseal",
+                            "-c",
+                            str(work / "sealed.ctx"),
+                            "-p",
+                            f"session:{session}",
+                        )
+                    except KeyUnavailable as exc:
+                        raise KeyUnavailable(
+                            f"the TPM refused to unseal the store key bound to PCRs {pcrs}: "
+                            "they no longer hold the values it was sealed with (the boot chain "
+                            f"or secure-boot state changed) ({exc})"
+                        ) from None
+                    finally:
+                        with contextlib.suppress(KeyUnavailable):
+                            self._run("tpm2_flushcontext", session)
             finally:
                 self._flush()
         if len(key) != KEY_BYTES:
@@ -487,9 +583,11 @@ class TpmProvider(KeyProvider):
         return key
 
 
-def make_key_provider(name: str, *, directory: Path, tcti: str | None = None) -> KeyProvider:
+def make_key_provider(
+    name: str, *, directory: Path, tcti: str | None = None, tpm_pcrs: str | None = None
+) -> KeyProvider:
     """The provider called ``name`` ("tpm", "keyring", "file") for the store in
-    ``directory``."""
+    ``directory``; ``tpm_pcrs`` binds a new TPM-sealed key to PCRs (see TpmProvider)."""
     directory = Path(directory)
     if name == "file":
         return KeyFileProvider(directory / KEY_FILE_NAME)
@@ -500,7 +598,7 @@ def make_key_provider(name: str, *, directory: Path, tcti: str | None = None) ->
             lock_path=directory / f".{KEY_FILE_NAME}.lock",
         )
     if name == "tpm":
-        return TpmProvider(directory, tcti=tcti)
+        return TpmProvider(directory, tcti=tcti, pcrs=tpm_pcrs)
     raise KeyProviderError(
         f"unknown key provider {name!r}: choose from {', '.join(PROVIDER_NAMES)}"
     )

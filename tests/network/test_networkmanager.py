@@ -8,7 +8,10 @@ profiles (``AddConnectionUnsaved``, ``Unsaved``) and ``Save()``, ``RequestScan``
 time and moves ``LastScan``, and activations that take time and end like NetworkManager's:
 ``ACTIVATED`` with an ``IP4Config``, or the device ``FAILED`` with a state reason (wrong key,
 SSID not found, DHCP) and the active connection removed. The outcome of an activation is
-decided by a model of the air the test sets up (``SetNetwork``). dbus-fast is not faked.
+decided by a model of the air the test sets up (``SetNetwork``). Agent-owned secrets
+(``psk-flags`` 1) are asked of the secret agents registered with the ``AgentManager``, over
+the bus, as NetworkManager does: ``GetSecrets`` at activation, again with ``REQUEST_NEW``
+when the key is refused. dbus-fast is not faked.
 """
 
 from __future__ import annotations
@@ -73,8 +76,15 @@ from bleprov.network.simulated import wpa_psk
 
 TEST_IFACE = "org.bleprov.Test"
 IP4_IFACE = "org.freedesktop.NetworkManager.IP4Config"
+AGENT_MANAGER_OBJ = "/org/freedesktop/NetworkManager/AgentManager"
+AGENT_MANAGER_IFACE = "org.freedesktop.NetworkManager.AgentManager"
+SECRET_AGENT_OBJ = "/org/freedesktop/NetworkManager/SecretAgent"
+SECRET_AGENT_IFACE = "org.freedesktop.NetworkManager.SecretAgent"
+SECURITY = "802-11-wireless-security"
 NEVER = 0xFFFFFFFF
 NEED_AUTH = 0xFFFFFFFE
+ALLOW_INTERACTION = 0x1
+REQUEST_NEW = 0x2
 
 _glib = ctypes.CDLL("libglib-2.0.so.0")
 _SOURCE_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
@@ -108,11 +118,41 @@ def new_path(prefix):
     return prefix + str(m.counter)
 
 
+class AgentManager(dbus.service.Object):
+    """NetworkManager's AgentManager: who may be asked for agent-owned secrets."""
+
+    methods = {}  # none added at run time (dbusmock's method lookup reads this)
+    interface = AGENT_MANAGER_IFACE
+
+    def __init__(self, connection):
+        super().__init__(connection, AGENT_MANAGER_OBJ)
+        self.agents = {}  # unique bus name -> identifier
+
+    @dbus.service.method(AGENT_MANAGER_IFACE, in_signature="s", out_signature="",
+                         sender_keyword="sender")
+    def Register(self, identifier, sender=None):
+        self.agents[str(sender)] = str(identifier)
+
+    @dbus.service.method(AGENT_MANAGER_IFACE, in_signature="su", out_signature="",
+                         sender_keyword="sender")
+    def RegisterWithCapabilities(self, identifier, _capabilities, sender=None):
+        self.agents[str(sender)] = str(identifier)
+
+    @dbus.service.method(AGENT_MANAGER_IFACE, in_signature="", out_signature="",
+                         sender_keyword="sender")
+    def Unregister(self, sender=None):
+        self.agents.pop(str(sender), None)
+
+
 def load(mock, parameters):
     nm.load(mock, parameters)
     m = manager()
     m.air = {}  # SSID -> (passphrase, outcome, delay ms, IP address)
     m.disk = set()  # profiles saved to disk
+    m.saves = []  # every profile Save() was called on
+    m.given = []  # every profile NetworkManager was handed (Add*/Update*), as given
+    m.secret_requests = []  # (uuid, flags) of each GetSecrets sent to an agent
+    m.agent_manager = AgentManager(mock.connection)
     m.counter = 100
     m.scans = 0
     m.scan_delay_ms = 0
@@ -141,7 +181,9 @@ def add_connection(settings, unsaved):
     conn.AddMethods(nm.CSETTINGS_IFACE, [
         ("Delete", "", "", delete_connection),
         ("Save", "", "", save_connection),
+        ("GetSettings", "", "a{sa{sv}}", get_settings),
     ])
+    manager().given.append(settings)
     settings_obj = dbusmock.get_object(nm.SETTINGS_OBJ)
     connections = settings_obj.Get(nm.SETTINGS_IFACE, "Connections")
     connections.append(dbus.ObjectPath(path))
@@ -168,7 +210,17 @@ def add_and_activate2(m, settings, device, specific, options):
     return (dbus.ObjectPath(path), active, dbus.Dictionary({}, signature="sv"))
 
 
+def get_settings(conn):
+    """The profile without its secrets, as NetworkManager's GetSettings answers."""
+    settings = dbus.Dictionary({}, signature="sa{sv}")
+    for name, section in conn.settings.items():
+        settings[name] = dbus.Dictionary(
+            {k: v for k, v in section.items() if k != "psk"}, signature="sv")
+    return settings
+
+
 def save_connection(conn):
+    manager().saves.append(str(conn.connection_path))
     unsaved = {"Unsaved": dbus.Boolean(False), "Flags": dbus.UInt32(0)}
     conn.UpdateProperties(nm.CSETTINGS_IFACE, unsaved)
     conn.persist = "disk"
@@ -221,10 +273,40 @@ def activate_connection(m, conn_path, dev_path, specific):
     dev.Set(nm.DEVICE_IFACE, "ActiveConnection", dbus.ObjectPath(ac_path))
     set_device_state(dev, nm.DeviceState.CONFIG, 0)
     ssid = bytes(settings["802-11-wireless"]["ssid"])
-    secret = str(settings.get("802-11-wireless-security", {}).get("psk", ""))
     network = m.air.get(ssid)
-    later(network[2] if network else 20, lambda: finish(ac_path, dev_path, ssid, secret))
+    later(network[2] if network else 20, lambda: finish(ac_path, dev_path, conn_path))
     return dbus.ObjectPath(ac_path)
+
+
+def agent_secret(conn_path, flags):
+    """Ask each registered agent for the profile's PSK, as NetworkManager does; None if
+    none gives one."""
+    conn = dbusmock.get_object(conn_path)
+    uuid_ = str(conn.settings["connection"]["uuid"])
+    for sender in list(manager().agent_manager.agents):
+        manager().secret_requests.append((uuid_, int(flags)))
+        try:
+            agent = main().connection.get_object(sender, SECRET_AGENT_OBJ, introspect=False)
+            reply = agent.GetSecrets(
+                get_settings(conn), dbus.ObjectPath(conn_path), SECURITY,
+                dbus.Array([], signature="s"), dbus.UInt32(flags),
+                dbus_interface=SECRET_AGENT_IFACE, signature="a{sa{sv}}osasu", timeout=5)
+        except dbus.exceptions.DBusException:
+            continue
+        psk = reply.get(SECURITY, {}).get("psk")
+        if psk is not None:
+            return str(psk)
+    return None
+
+
+def secret_of(conn_path, flags):
+    """The key NetworkManager has for a profile: its own, or an agent's."""
+    security = dbusmock.get_object(conn_path).settings.get(SECURITY, {})
+    if int(security.get("psk-flags", 0)) & 1:
+        return agent_secret(conn_path, flags)
+    if flags & REQUEST_NEW:
+        return None  # nobody to ask for a better key
+    return str(security.get("psk", ""))
 
 
 def key_matches(secret, passphrase, ssid):
@@ -236,15 +318,22 @@ def key_matches(secret, passphrase, ssid):
         return False
 
 
-def finish(ac_path, dev_path, ssid, secret):
-    if ac_path not in mockobject.objects:
+def finish(ac_path, dev_path, conn_path):
+    if ac_path not in mockobject.objects or conn_path not in mockobject.objects:
         return  # deactivated meanwhile
+    ssid = bytes(dbusmock.get_object(conn_path).settings["802-11-wireless"]["ssid"])
     network = manager().air.get(ssid)
     if network is None:
         return fail(ac_path, dev_path, 53)  # SSID_NOT_FOUND
     passphrase, outcome, _delay, ip = network
-    if passphrase and not key_matches(secret, passphrase, ssid):
-        return fail(ac_path, dev_path, 7)  # NO_SECRETS: no agent to ask for a better key
+    if passphrase:
+        secret = secret_of(conn_path, ALLOW_INTERACTION)
+        if secret is None or not key_matches(secret, passphrase, ssid):
+            # The supplicant refused the key: NetworkManager asks for a new one.
+            secret = secret_of(conn_path, ALLOW_INTERACTION | REQUEST_NEW)
+            if secret is None or not key_matches(secret, passphrase, ssid):
+                return fail(ac_path, dev_path, 7)  # NO_SECRETS
+        dbusmock.get_object(conn_path).key_length = len(secret)
     if outcome == NEVER:
         return None
     if outcome == NEED_AUTH:
@@ -315,6 +404,42 @@ def DiskConnections(self):
     return sorted(manager().disk)
 
 
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
+def SaveCalls(self):
+    return manager().saves
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
+def GivenSecrets(self):
+    """Every psk NetworkManager was handed in a profile (Add*, Update*)."""
+    return [str(s[SECURITY]["psk"]) for s in manager().given if "psk" in s.get(SECURITY, {})]
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(su)")
+def SecretRequests(self):
+    return [(u, dbus.UInt32(f)) for u, f in manager().secret_requests]
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
+def Agents(self):
+    return sorted(manager().agent_manager.agents)
+
+
+@dbus.service.method(TEST_IFACE, in_signature="", out_signature="")
+def Reboot(self):
+    """Power off and on: profiles only in memory are gone, saved ones stay."""
+    for dev_path in [k for k in mockobject.objects if "/Devices/" in k]:
+        dev = dbusmock.get_object(dev_path)
+        active = dev.Get(nm.DEVICE_IFACE, "ActiveConnection")
+        if active != "/" and active in mockobject.objects:
+            main().RemoveActiveConnection(dev_path, active)
+    settings_obj = dbusmock.get_object(nm.SETTINGS_OBJ)
+    for path in list(settings_obj.Get(nm.SETTINGS_IFACE, "Connections")):
+        if str(path) not in manager().disk:
+            nm.ConnectionDelete(dbusmock.get_object(path))
+    manager().agent_manager.agents.clear()
+
+
 @dbus.service.method(TEST_IFACE, in_signature="ss", out_signature="s")
 def AddSavedConnection(self, ssid, passphrase):
     settings = {
@@ -336,7 +461,10 @@ def ConnectionInfo(self, path):
         "ssid": dbus.ByteArray(bytes(wireless["ssid"])),
         "hidden": dbus.Boolean(bool(wireless.get("hidden", False))),
         "key-mgmt": dbus.String(security.get("key-mgmt", "")),
-        "psk-is-hex": dbus.Boolean(len(str(security.get("psk", ""))) == 64),
+        "psk-flags": dbus.UInt32(int(security.get("psk-flags", 0))),
+        "psk-given": dbus.Boolean("psk" in security),
+        # The key the supplicant was given (NetworkManager's own, or an agent's).
+        "psk-is-hex": dbus.Boolean(getattr(conn, "key_length", 0) == 64),
         "persist": dbus.String(conn.persist),
         "unsaved": dbus.Boolean(conn.Get(nm.CSETTINGS_IFACE, "Unsaved")),
     }
@@ -472,6 +600,11 @@ class World:
     async def info(self, path: str) -> dict[str, Any]:
         info = await mock_test_api(self.bus, "ConnectionInfo", "s", path)
         return {k: v.value for k, v in info.items()}
+
+    async def settings(self, path: str) -> dict[str, dict[str, Any]]:
+        """The profile as NetworkManager's GetSettings gives it (unwrapped, no secrets)."""
+        (settings,) = await call(self.bus, path, nm.CONNECTION_IFACE, "GetSettings")
+        return {n: {k: v.value for k, v in section.items()} for n, section in settings.items()}
 
     async def disk(self) -> list[str]:
         return list(await mock_test_api(self.bus, "DiskConnections"))
@@ -627,23 +760,19 @@ def test_profiles_for_each_security() -> None:
         section = settings.get("802-11-wireless-security")
         return None if section is None else {k: v.value for k, v in section.items()}
 
+    # The key is agent-owned and never in the profile (M4): secret_of() is what the agent
+    # gives NetworkManager when it asks.
     assert security(WifiCredentials(b"A", Sec.OPEN)) is None
-    assert security(WifiCredentials(b"A", Sec.WPA3_PERSONAL, passphrase="12345678")) == {
-        "key-mgmt": "sae",
-        "psk": "12345678",
-        "psk-flags": 0,
-    }
-    assert security(WifiCredentials(b"A", Sec.WPA2_WPA3_PERSONAL, passphrase="12345678")) == {
-        "key-mgmt": "wpa-psk",
-        "psk": "12345678",
-        "psk-flags": 0,
-    }
+    wpa3 = WifiCredentials(b"A", Sec.WPA3_PERSONAL, passphrase="12345678")
+    assert security(wpa3) == {"key-mgmt": "sae", "psk-flags": 1}
+    assert nm.secret_of(wpa3) == "12345678"
+    transition = WifiCredentials(b"A", Sec.WPA2_WPA3_PERSONAL, passphrase="12345678")
+    assert security(transition) == {"key-mgmt": "wpa-psk", "psk-flags": 1}
     psk = bytes(range(32))
-    assert security(WifiCredentials(b"A", Sec.WPA2_PERSONAL, psk=psk)) == {
-        "key-mgmt": "wpa-psk",
-        "psk": psk.hex(),
-        "psk-flags": 0,
-    }
+    raw = WifiCredentials(b"A", Sec.WPA2_PERSONAL, psk=psk)
+    assert security(raw) == {"key-mgmt": "wpa-psk", "psk-flags": 1}
+    assert nm.secret_of(raw) == psk.hex()
+    assert nm.secret_of(WifiCredentials(b"A", Sec.OPEN)) is None
     hidden = nm.connection_settings(
         WifiCredentials(b"\xff", Sec.OPEN, hidden=True), connection_id="x", connection_uuid="u"
     )
@@ -780,9 +909,13 @@ async def test_a_scan_that_never_completes_is_a_network_error(
 # -- joining ----------------------------------------------------------------------------------
 
 
-async def test_a_join_is_in_memory_until_commit(
-    world: tuple[World, str | None], wifi: NetworkManagerWifi, caplog: pytest.LogCaptureFixture
+async def test_a_join_stays_in_memory_even_after_commit(
+    bus: MessageBus,
+    world: tuple[World, str | None],
+    wifi: NetworkManagerWifi,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # Before M4 the commit Save()-d the profile, key and all; now nothing is ever saved.
     w, old = world
     caplog.set_level(logging.DEBUG)
     outcome = await wifi.try_join(home(), timeout=TIMEOUT)
@@ -791,20 +924,24 @@ async def test_a_join_is_in_memory_until_commit(
     assert profile is not None and profile != old
     info = await w.info(profile)
     assert info == {
-        "id": "bleprov Home",
+        "id": "bleprov",  # no SSID: NetworkManager logs profile names
         "ssid": b"Home",
         "hidden": False,
         "key-mgmt": "wpa-psk",
+        "psk-flags": 1,
+        "psk-given": False,
         "psk-is-hex": False,
         "persist": "memory",
         "unsaved": True,
     }
     assert profile not in await w.disk()
+    uuid_ = (await w.settings(profile))["connection"]["uuid"]
+    assert await mock_test_api(bus, "SecretRequests") == [(uuid_, 1)]  # asked the agent
 
     await wifi.commit()
-    assert profile in await w.disk()
-    assert (await w.info(profile))["unsaved"] is False
-    assert await w.disk() == sorted([old, profile])  # the old profile stays
+    assert await w.disk() == [old]  # nothing saved: the old profile alone is on disk
+    assert (await w.info(profile))["unsaved"] is True
+    assert await mock_test_api(bus, "SaveCalls") == []
     await wifi.rollback()  # the commit ended the session
     assert await w.active_profile() == profile
     assert HOME_PASS not in caplog.text
@@ -944,7 +1081,8 @@ async def test_without_add_and_activate2_profiles_are_still_unsaved(
             assert (await w.info(profile))["unsaved"] is True
             assert profile not in await w.disk()
             await backend.commit()
-            assert await w.disk() == sorted([old, profile])
+            assert await w.disk() == [old]  # never saved (M4)
+            assert (await w.info(profile))["psk-given"] is False
         finally:
             await backend.close()
     finally:
@@ -970,3 +1108,103 @@ async def test_a_profile_networkmanager_rejects(
     )
     await wifi.rollback()
     assert await w.active_profile() == old
+
+
+# -- the secret agent and restore (M4) ---------------------------------------------------------
+
+
+async def test_the_agent_answers_only_networkmanager(
+    bus: MessageBus, world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    assert isinstance(await wifi.try_join(home(), timeout=TIMEOUT), Connected)
+    profile = await world[0].active_profile()
+    assert profile is not None
+    (settings,) = await call(bus, profile, nm.CONNECTION_IFACE, "GetSettings")
+    assert wifi._bus is not None
+    agent = wifi._bus.unique_name
+    assert await mock_test_api(bus, "Agents") == [agent]
+    reply = await bus.call(
+        Message(
+            destination=agent,
+            path=nm.SECRET_AGENT_PATH,
+            interface=nm.SECRET_AGENT_IFACE,
+            member="GetSecrets",
+            signature="a{sa{sv}}osasu",
+            body=[settings, profile, nm.WIFI_SECURITY, [], 1],
+        )
+    )
+    assert reply.message_type is MessageType.ERROR
+    assert reply.error_name == nm.SECRET_AGENT_IFACE + ".PermissionDenied"
+    assert HOME_PASS not in repr(reply.body)
+    await wifi.close()
+    assert await mock_test_api(bus, "Agents") == []  # unregistered, the key forgotten
+
+
+async def test_commit_replaces_the_network_kept_before(
+    world: tuple[World, str | None], wifi: NetworkManagerWifi
+) -> None:
+    w, old = world
+    assert isinstance(await wifi.try_join(home(), timeout=TIMEOUT), Connected)
+    await wifi.commit()
+    first = await w.active_profile()
+    attic = WifiCredentials(b"Attic", Sec.WPA3_PERSONAL, passphrase="up the ladder")
+    await w.set_network("Attic", "up the ladder", ip="192.168.5.30")
+    assert isinstance(await wifi.try_join(attic, timeout=TIMEOUT), Connected)
+    await wifi.commit()
+    second = await w.active_profile()
+    assert second is not None and second != first
+    assert sorted(await w.profiles()) == sorted([old, second])  # the first one is gone
+
+
+async def test_restore_keeps_a_network_not_in_range_and_drops_earlier_runs(
+    bus: MessageBus, world: tuple[World, str | None]
+) -> None:
+    w, old = world
+    earlier = NetworkManagerWifi(scan_interval=60.0)
+    await earlier.start()
+    assert isinstance(await earlier.try_join(home(), timeout=TIMEOUT), Connected)
+    await earlier.commit()
+    await earlier.close()  # the daemon stops; NetworkManager keeps the profile in memory
+    # A profile an earlier version saved, key and all, named after the SSID.
+    legacy = await mock_test_api(bus, "AddSavedConnection", "ss", "bleprov Legacy", "old key")
+
+    backend = NetworkManagerWifi(scan_interval=60.0)
+    await backend.start()
+    try:
+        away = WifiCredentials(b"Nowhere", Sec.WPA2_PERSONAL, passphrase="whatever1")
+        outcome = await backend.restore(away, timeout=TIMEOUT)
+        assert isinstance(outcome, Failed)
+        assert outcome.reason is JoinFailure.NETWORK_NOT_FOUND
+        profiles = await w.profiles()
+        assert legacy not in profiles
+        assert old in profiles  # not ours: left alone
+        (kept,) = [p for p in profiles if p != old]
+        info = await w.info(kept)
+        assert (info["ssid"], info["persist"], info["psk-given"]) == (b"Nowhere", "memory", False)
+        assert legacy not in await w.disk()  # the old plaintext key is off the disk
+    finally:
+        await backend.close()
+
+
+async def test_the_agent_registers_again_when_networkmanager_restarts(
+    bus: MessageBus, system_bus: str, tmp_path: Path, nm_mock: subprocess.Popen[bytes]
+) -> None:
+    await make_world(bus)
+    backend = NetworkManagerWifi(scan_interval=60.0)
+    await backend.start()
+    try:
+        nm_mock.terminate()
+        nm_mock.wait(timeout=5)
+        (tmp_path / "again").mkdir()
+        restarted = await start_mock(bus, system_bus, tmp_path / "again")
+        try:
+
+            async def registered() -> bool:
+                return bool(await mock_test_api(bus, "Agents"))
+
+            await eventually(registered)
+        finally:
+            restarted.terminate()
+            restarted.wait(timeout=5)
+    finally:
+        await backend.close()

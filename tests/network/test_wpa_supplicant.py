@@ -113,6 +113,8 @@ class FakeWpaSupplicant(asyncio.DatagramProtocol):
         self.update_config = True
         self.supported_key_mgmt = {"NONE", "WPA-PSK", "SAE"}
         self.saved: dict[int, tuple[dict[str, str], bool]] | None = None
+        #: The configuration file it was started with (see :meth:`load`).
+        self.initial: dict[int, tuple[dict[str, str], bool]] = {}
         self.commands: list[str] = []
         self.silent = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -143,7 +145,16 @@ class FakeWpaSupplicant(asyncio.DatagramProtocol):
         network = self._add()
         network.variables.update(ssid=ssid.hex(), key_mgmt="WPA-PSK", psk=f'"{passphrase}"')
         network.disabled = disabled
+        self.initial[network.id] = (dict(network.variables), disabled)
         return network.id
+
+    def load(self, config: dict[int, tuple[dict[str, str], bool]]) -> None:
+        """Start from a configuration file (``network`` blocks, in order)."""
+        for variables, disabled in config.values():
+            network = self._add()
+            network.variables.update(variables)
+            network.disabled = disabled
+            self.initial[network.id] = (dict(variables), disabled)
 
     def connect_now(self, network_id: int) -> None:
         ap = self._find(self.networks[network_id])
@@ -298,7 +309,7 @@ class FakeWpaSupplicant(asyncio.DatagramProtocol):
         if verb == "SAVE_CONFIG":
             if not self.update_config:
                 return "FAIL\n"
-            self.saved = {i: (dict(n.variables), n.disabled) for i, n in networks.items()}
+            self.saved = {i: (self._written(n), n.disabled) for i, n in networks.items()}
             return "OK\n"
         if verb == "REASSOCIATE":
             for n in networks.values():
@@ -311,7 +322,16 @@ class FakeWpaSupplicant(asyncio.DatagramProtocol):
         network = networks[int(args[0])]
         if verb == "SET_NETWORK":
             name, value = args[1], command.split(" ", 3)[3]
-            if name not in ("ssid", "scan_ssid", "key_mgmt", "psk", "ieee80211w", "priority"):
+            if name not in (
+                "ssid",
+                "scan_ssid",
+                "key_mgmt",
+                "psk",
+                "ieee80211w",
+                "priority",
+                "mem_only_psk",
+                "id_str",
+            ):
                 return "FAIL\n"
             if name == "key_mgmt" and not set(value.split()) <= self.supported_key_mgmt:
                 return "FAIL\n"
@@ -342,6 +362,18 @@ class FakeWpaSupplicant(asyncio.DatagramProtocol):
                 self._disconnect()
             return "OK\n"
         return "UNKNOWN COMMAND\n"
+
+    @staticmethod
+    def _written(network: Network) -> dict[str, str]:
+        """What ``SAVE_CONFIG`` writes of a network: ``mem_only_psk=1`` keeps the psk out."""
+        if network.variables.get("mem_only_psk") == "1":
+            return {k: v for k, v in network.variables.items() if k != "psk"}
+        return dict(network.variables)
+
+    def reboot(self) -> dict[int, tuple[dict[str, str], bool]]:
+        """The configuration file a restarted wpa_supplicant reads: the last save, or what
+        it started with."""
+        return self.saved if self.saved is not None else self.initial
 
     def _bss(self, which: str) -> str:
         index = 0
@@ -498,15 +530,18 @@ def test_network_variables_for_each_security() -> None:
         ("scan_ssid", "1"),
         ("key_mgmt", "NONE"),
     ]
+    # Every key is mem_only_psk (M4): a SAVE_CONFIG by anyone writes the network without it.
     assert network_variables(WifiCredentials(b"A", Sec.WPA2_PERSONAL, passphrase='qu"ote me')) == [
         ("ssid", "41"),
         ("key_mgmt", "WPA-PSK"),
+        ("mem_only_psk", "1"),
         ("psk", '"qu"ote me"'),
     ]
     assert network_variables(WifiCredentials(b"A", Sec.WPA3_PERSONAL, passphrase="12345678")) == [
         ("ssid", "41"),
         ("key_mgmt", "SAE"),
         ("ieee80211w", "2"),
+        ("mem_only_psk", "1"),
         ("psk", '"12345678"'),
     ]
     transition = WifiCredentials(b"A", Sec.WPA2_WPA3_PERSONAL, passphrase="12345678")
@@ -514,11 +549,13 @@ def test_network_variables_for_each_security() -> None:
         ("ssid", "41"),
         ("key_mgmt", "WPA-PSK SAE"),
         ("ieee80211w", "1"),
+        ("mem_only_psk", "1"),
         ("psk", '"12345678"'),
     ]
     assert network_variables(WifiCredentials(b"A", Sec.WPA2_WPA3_PERSONAL, psk=psk)) == [
         ("ssid", "41"),
         ("key_mgmt", "WPA-PSK"),
+        ("mem_only_psk", "1"),
         ("psk", psk.hex()),
     ]
 
@@ -639,25 +676,26 @@ async def test_a_rescan_slower_than_its_timeout_is_a_network_error(
 # -- joining ----------------------------------------------------------------------------------
 
 
-async def test_a_join_is_staged_until_commit(
+async def test_a_join_is_kept_in_the_running_configuration_only(
     fake: FakeWpaSupplicant, wifi: WpaSupplicantWifi, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Before M4 the commit ran SAVE_CONFIG (the key went to wpa_supplicant.conf): no more.
     caplog.set_level(logging.DEBUG)
     outcome = await wifi.try_join(home(), timeout=2.0)
     assert outcome == Connected("192.168.3.7")
     (staged,) = [n for n in fake.networks.values() if n.variables["ssid"] == b"Home".hex()]
     assert fake.current == staged.id
-    assert fake.saved is None  # nothing written yet
     assert flags_of(fake)[0] is True  # SELECT_NETWORK disabled the old one
+    assert staged.variables["id_str"] == '"bleprov"'
+    assert staged.variables["mem_only_psk"] == "1"
 
     await wifi.commit()
-    assert fake.saved is not None
-    saved_vars, saved_disabled = fake.saved[staged.id]
-    assert saved_vars["psk"] == f'"{HOME_PASS}"'
-    assert not saved_disabled
-    assert int(saved_vars["priority"]) == 1  # above every other network's
-    assert fake.saved[0][1] is False  # the old network is enabled again, as before
-    assert fake.saved[1][1] is True  # the spare stays disabled, as before
+    assert fake.saved is None  # nothing written
+    assert "SAVE_CONFIG" not in fake.commands
+    assert not staged.disabled
+    assert int(staged.variables["priority"]) == 1  # above every other network's
+    assert flags_of(fake)[0] is False  # the old network is enabled again, as before
+    assert flags_of(fake)[1] is True  # the spare stays disabled, as before
     assert HOME_PASS not in caplog.text
     assert "SET_NETWORK 2 psk <redacted>" in caplog.text
 
@@ -769,16 +807,48 @@ async def test_an_unsupported_setting_fails_the_join(
     assert set(fake.networks) == {0, 1}
 
 
-async def test_a_refused_save_keeps_the_session(
+async def test_commit_needs_no_writable_configuration(
     fake: FakeWpaSupplicant, wifi: WpaSupplicantWifi
 ) -> None:
+    # It used to need update_config=1 for SAVE_CONFIG; a read-only wpa_supplicant.conf does.
     fake.update_config = False
-    await wifi.try_join(home(), timeout=2.0)
-    with pytest.raises(WpaSupplicantError, match="update_config=1"):
-        await wifi.commit()
-    await wifi.rollback()
-    assert set(fake.networks) == {0, 1}
-    assert flags_of(fake) == {0: False, 1: True}
+    assert isinstance(await wifi.try_join(home(), timeout=2.0), Connected)
+    await wifi.commit()
+    assert fake.current == 2
+
+
+async def test_commit_replaces_the_network_kept_before(
+    fake: FakeWpaSupplicant, wifi: WpaSupplicantWifi
+) -> None:
+    assert isinstance(await wifi.try_join(home(), timeout=2.0), Connected)
+    await wifi.commit()
+    attic = WifiCredentials(b"Attic", Sec.WPA3_PERSONAL, passphrase="up the ladder")
+    assert isinstance(await wifi.try_join(attic, timeout=2.0), Connected)
+    await wifi.commit()
+    assert set(fake.networks) == {0, 1, 3}  # the first kept network (2) is gone
+    assert flags_of(fake) == {0: False, 1: True, 3: False}
+
+
+async def test_restore_keeps_a_network_not_in_range_and_drops_earlier_runs(
+    fake: FakeWpaSupplicant, wifi: WpaSupplicantWifi, socket_dir: Path
+) -> None:
+    assert isinstance(await wifi.try_join(home(), timeout=2.0), Connected)
+    await wifi.commit()
+    await wifi.close()  # the daemon stops; wpa_supplicant keeps network 2 running
+    backend = WpaSupplicantWifi(
+        fake.path, client_dir=socket_dir, command_timeout=1.0, address_poll_interval=0.02
+    )
+    await backend.start()
+    try:
+        away = WifiCredentials(b"Nowhere", Sec.WPA2_PERSONAL, passphrase="whatever1")
+        outcome = await backend.restore(away, timeout=2.0)
+        assert outcome == Failed(JoinFailure.NETWORK_NOT_FOUND, "no network of that name in range")
+        assert set(fake.networks) == {0, 1, 3}  # the earlier run's network 2 is gone
+        assert fake.networks[3].variables["ssid"] == b"Nowhere".hex()
+        assert flags_of(fake) == {0: False, 1: True, 3: False}  # kept, enabled: joins later
+        assert fake.commands[-1] == "REASSOCIATE"  # meanwhile, any other known network
+    finally:
+        await backend.close()
 
 
 async def test_wpa_supplicant_stopping_mid_join(
