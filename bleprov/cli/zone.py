@@ -171,6 +171,7 @@ def _device_json(device: Device) -> dict[str, Any]:
         "status": str(device.status),
         "certificate_serial": format(device.certificate_serial, "x"),
         "certificate_not_after": _time(device.certificate_not_after),
+        "manufacturer_root": device.manufacturer_root,
     }
 
 
@@ -295,7 +296,8 @@ def zone_show(
         _echo_json({**_device_json(device), "audit": [_audit_json(e) for e in entries]})
         return
     for key, value in _device_json(device).items():
-        cli.console.print(f"{key.replace('_', ' ')}: {escape(value)}")
+        shown = "not recorded" if value is None else escape(value)
+        cli.console.print(f"{key.replace('_', ' ')}: {shown}")
     _print_audit(entries)
 
 

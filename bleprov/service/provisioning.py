@@ -23,7 +23,7 @@ from bleprov.core.wifi import ScanResult, WifiCredentials
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.service.trust import HostTrust
-from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller
+from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller, attested
 
 
 class WifiNotJoined(BleprovError):
@@ -117,6 +117,8 @@ async def provision(
     if session.info is None:
         raise BleprovError("the session is not open: call open() first")
     device_id = session.info.attestation.device_id
+    if zone is not None:
+        attested(session, device_id)  # an unattested device: refused before anything changes
     client = EnrolmentClient(session)
     meter = _Meter(client)
     report = ProvisionReport(device_id)

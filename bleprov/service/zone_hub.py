@@ -10,14 +10,20 @@ its outcome is unknown: the certificate is then revoked, so an interrupted enrol
 closed on the hub as the fail-safe makes it fail closed on the device.
 
 :class:`HubAuthority` is the zone CA behind the hub's validated-connection server
-(:mod:`bleprov.tls`): members renew and fetch CRLs there.
+(:mod:`bleprov.tls`): members renew and fetch CRLs there. Its TLS identity is a hub
+certificate (the hub role in its SAN) for a key that lives in the hub's memory only.
+
+Only an *attested* device gets a zone certificate: its attestation must chain to a
+manufacturer root the host trusts (``--trust``). A device that merely claims a
+manufacturer (``--allow-unknown-manufacturer``) names itself, and a zone certificate would
+certify that unauthenticated name to every member.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,15 +32,17 @@ from typing import Protocol
 from cryptography import x509
 
 from bleprov.core.errors import BleprovError
+from bleprov.core.identity import AttestationResult
 from bleprov.core.membership import ZONE_CSR_BINDING
 from bleprov.core.zone import (
+    DEFAULT_HUB_VALIDITY,
     DEFAULT_MEMBER_VALIDITY,
-    SESSION_BINDING_SIZE,
     MemberCertificate,
-    make_csr,
     make_member_key,
     member_names,
 )
+from bleprov.core.zone import hub_device_id as _hub_device_id
+from bleprov.radio.secure_link import SessionInfo
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.store.hub_files import Hub
 from bleprov.store.registry import DeviceStatus, UnknownDevice, User
@@ -49,9 +57,30 @@ class EnrolmentRefused(BleprovError):
 
 
 class BindingSource(Protocol):
-    """What the enroller needs of the session: its channel binding."""
+    """What the enroller needs of the session: who it authenticated, its channel binding."""
+
+    info: SessionInfo | None
 
     def channel_binding(self, label: bytes) -> bytes: ...
+
+
+def attested(session: BindingSource, device_id: str) -> AttestationResult:
+    """The session's attestation, if it proved ``device_id`` under a trusted manufacturer
+    root; else :class:`EnrolmentRefused` (nothing is asked of the device)."""
+    info = session.info
+    if info is None:
+        raise EnrolmentRefused("the session is not open: no attestation to enrol on")
+    attestation = info.attestation
+    if not hmac.compare_digest(attestation.device_id.encode(), device_id.encode()):
+        raise EnrolmentRefused("the device ID to enrol is not the one the attestation proved")
+    if not attestation.trusted:
+        raise EnrolmentRefused(
+            f"device {attestation.device_id} did not prove its identity: its attestation "
+            "does not chain to a trusted manufacturer root, and a zone certificate would "
+            "certify an unauthenticated name; give the factory's root.pem with --trust "
+            "(and drop --allow-unknown-manufacturer)"
+        )
+    return attestation
 
 
 @dataclass(frozen=True)
@@ -93,10 +122,12 @@ class ZoneEnroller:
         """CSR -> certificate -> registry -> staged on the device (not yet committed).
 
         ``device_id`` must come from the device's verified attestation, never from the
-        device's own words in this session.
+        device's own words in this session; that attestation must chain to a trusted
+        manufacturer root (:func:`attested`), whose fingerprint the registry records.
         """
         registry = self.hub.registry
         await asyncio.to_thread(registry.require_admin, self.user)
+        attestation = attested(session, device_id)
         try:
             existing = await asyncio.to_thread(registry.device, device_id)
         except UnknownDevice:
@@ -134,6 +165,7 @@ class ZoneEnroller:
             enrolled_by=self.user,
             serial=pending.serial,
             not_after=pending.not_after,
+            manufacturer_root=attestation.manufacturer_root_fingerprint.hex(),
         )
         try:
             await client.zone_install(certificate, owner)
@@ -192,30 +224,21 @@ class HubAuthority:
         return renewed
 
 
-#: The hub's own TLS identity is a zone member certificate for this device ID.
 def hub_device_id(hub: Hub) -> str:
-    return f"HUB-{hub.zone.zone_id.upper()}"
+    """The device ID in the hub's certificate: a name for logs, not the hub's proof."""
+    return _hub_device_id(hub.zone.zone_id)
 
 
 def hub_server_credentials(
-    hub: Hub, *, now: datetime, validity: timedelta = timedelta(days=1)
+    hub: Hub, *, now: datetime, validity: timedelta = DEFAULT_HUB_VALIDITY
 ) -> MemberCredentials:
-    """A fresh key and a short-lived member certificate for the hub's own server.
+    """A fresh key and a short-lived *hub* certificate (the hub role in its SAN).
 
-    Made anew at every start and never written anywhere: members check it like any
-    member's (zone, path, CRL) and expect the device ID :func:`hub_device_id`.
+    Never written anywhere: members check it like any member's (zone, path, CRL) and
+    talk hub operations (and let it factory-reset them) only for the role it carries.
     """
     key = make_member_key()
-    binding = secrets.token_bytes(SESSION_BINDING_SIZE)
-    device_id = hub_device_id(hub)
-    issued = hub.zone.issue_member(
-        make_csr(key, device_id=device_id, session_binding=binding),
-        device_id=device_id,
-        owner="hub",
-        expected_binding=binding,
-        now=now,
-        validity=validity,
-    )
+    issued = hub.zone.issue_hub(key.public_key(), now=now, validity=validity)
     return MemberCredentials.from_certificate(key, issued)
 
 

@@ -421,7 +421,11 @@ _Verifier = Callable[[bytes], tuple[MemberIdentity | None, PeerPin | None]]
 
 
 def _member_verifier(
-    creds: MemberCredentials, crl_der: bytes | None, expect_device: str | None
+    creds: MemberCredentials,
+    crl_der: bytes | None,
+    expect_device: str | None,
+    *,
+    expect_hub: bool = False,
 ) -> _Verifier:
     def verify(cert_der: bytes) -> tuple[MemberIdentity | None, PeerPin | None]:
         # The peer's issuer is the zone's issuing CA, which we hold in our own chain.
@@ -432,6 +436,11 @@ def _member_verifier(
             member.device_id.encode(), expect_device.encode()
         ):
             raise UnexpectedPeer(f"peer is {member.device_id}, not {_printable(expect_device)}")
+        if expect_hub and not member.is_hub:
+            # The role is in the certificate; a device ID (HUB-...) proves nothing.
+            raise UnexpectedPeer(
+                f"peer {member.device_id} is a member of zone {member.zone_id}, not its hub"
+            )
         return member, None
 
     return verify
@@ -517,6 +526,7 @@ async def _open_member(
     crl_der: bytes | None,
     expect_device: str | None,
     timeout: float,
+    expect_hub: bool = False,
 ) -> ValidatedConnection:
     context = make_context(
         server=False,
@@ -524,7 +534,7 @@ async def _open_member(
         chain_der=(creds.cert_der, *creds.chain_der),
         trust_der=(creds.root_der,),
     )
-    verify = _member_verifier(creds, crl_der, expect_device)
+    verify = _member_verifier(creds, crl_der, expect_device, expect_hub=expect_hub)
     return await _open(host, port, context, verify, timeout=timeout)
 
 
