@@ -209,6 +209,14 @@ class MemberIdentity:
     is_hub: bool = False
 
 
+@dataclass(frozen=True)
+class CrlInfo:
+    """What a CRL says about itself: its number, and until when it is fresh."""
+
+    number: int
+    next_update: datetime
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -599,6 +607,45 @@ def verify_member(
             raise NotAZoneMember("chain does not hold the member's issuer") from None
         _check_crl(crl_der, issuer, identity.serial, when)
     return identity
+
+
+def crl_info(crl_der: bytes) -> CrlInfo:
+    """A CRL's number and nextUpdate, parsed only: the signature is checked elsewhere
+    (:func:`verify_member` with ``crl_der``). Malformed, or without either: BadCrl."""
+    if not isinstance(crl_der, bytes) or not 0 < len(crl_der) <= MAX_CRL_SIZE:
+        raise BadCrl(f"CRL must be 1 to {MAX_CRL_SIZE} bytes of DER")
+    try:
+        crl = x509.load_der_x509_crl(crl_der)
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        next_update = crl.next_update_utc
+    except x509.ExtensionNotFound:
+        raise BadCrl("CRL has no CRL number") from None
+    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning):
+        raise BadCrl("CRL could not be parsed") from None
+    if next_update is None:
+        raise BadCrl("CRL has no nextUpdate")
+    return CrlInfo(number, next_update)
+
+
+def crl_supersedes(candidate_der: bytes, current_der: bytes | None) -> bool:
+    """Whether a CRL just fetched replaces the one held: only a higher CRL number does.
+
+    The same CRL again is no news (False). A lower number is an older CRL, possibly
+    replayed to hide a revocation, and a different CRL under the same number is one the
+    zone must never sign (RFC 5280 section 5.2.3): both raise :class:`BadCrl`, and the
+    caller keeps what it holds. Both CRLs are of the same issuing CA (the caller's).
+    """
+    candidate = crl_info(candidate_der)
+    if current_der is None:
+        return True
+    current = crl_info(current_der)
+    if candidate.number > current.number:
+        return True
+    if candidate.number < current.number:
+        raise BadCrl(f"refused an older CRL (number {candidate.number}, holding {current.number})")
+    if hmac.compare_digest(candidate_der, current_der):
+        return False
+    raise BadCrl(f"refused another CRL under the number {candidate.number} already held")
 
 
 # ------------------------------------------------------------------------------ zone

@@ -31,6 +31,8 @@ from bleprov.core.zone import (
     Zone,
     ZoneError,
     ZoneSetupError,
+    crl_info,
+    crl_supersedes,
     make_csr,
     make_member_key,
     member_role,
@@ -375,6 +377,26 @@ def test_a_hub_role_off_the_profile_is_refused(zone: Zone, role_uris: list[str])
     der = leaf.public_bytes(serialization.Encoding.DER)
     with pytest.raises(NotAZoneMember):
         check(MemberCertificate(der, (zone.issuer_der,), zone.root_der), zone, None)
+
+
+def test_a_crl_supersedes_only_with_a_higher_number() -> None:
+    zone = Zone.create("Home", now=NOW - timedelta(days=1))
+    first = zone.crl(now=NOW)
+    twin = Zone.from_bytes(zone.to_bytes(b"p"), b"p")
+    second = zone.crl(now=NOW)
+    twin.revoke(1234, now=NOW)
+    same_number = twin.crl(now=NOW)
+    assert crl_info(second).number == crl_info(same_number).number == 2
+    assert crl_info(second).next_update == NOW + timedelta(days=1)
+    assert crl_supersedes(first, None)
+    assert crl_supersedes(second, first)
+    assert not crl_supersedes(second, second)  # the same CRL again: nothing new
+    with pytest.raises(BadCrl, match="older"):
+        crl_supersedes(first, second)
+    with pytest.raises(BadCrl, match="number"):
+        crl_supersedes(same_number, second)
+    with pytest.raises(BadCrl):
+        crl_supersedes(b"not a CRL", second)
 
 
 def test_crl_numbers_increase(zone: Zone) -> None:
