@@ -651,28 +651,42 @@ async def _refuse(writer: asyncio.StreamWriter, code: int) -> None:
 async def start_member_server(
     host: str,
     port: int,
-    creds: MemberCredentials,
+    creds: MemberCredentials | Callable[[], MemberCredentials],
     *,
     crl_provider: Callable[[], bytes],
     handler: Handler,
 ) -> asyncio.Server:
     """Serve zone members: each client's certificate is checked against the zone root and
     a CRL from ``crl_provider()``, called anew for every connection; ``handler`` runs once
-    the client is accepted and the connection is closed when it returns."""
-    context = make_context(
-        server=True,
-        key=creds.key,
-        chain_der=(creds.cert_der, *creds.chain_der),
-        trust_der=(creds.root_der,),
-    )
+    the client is accepted and the connection is closed when it returns.
+
+    ``creds`` may be a provider, asked for every connection: a server whose short-lived
+    certificate is re-issued while it runs (the hub) serves the new one at once."""
+
+    def provider() -> MemberCredentials:
+        return creds if isinstance(creds, MemberCredentials) else creds()
+
+    first = provider()
+    cache: dict[bytes, ssl.SSLContext] = {}
 
     def prepare() -> tuple[ssl.SSLContext, _Verifier]:
+        current = provider()
+        if current.cert_der not in cache:
+            cache.clear()  # one context: the current certificate's
+            cache[current.cert_der] = make_context(
+                server=True,
+                key=current.key,
+                chain_der=(current.cert_der, *current.chain_der),
+                trust_der=(current.root_der,),
+            )
+
         def verify(cert_der: bytes) -> tuple[MemberIdentity | None, PeerPin | None]:
-            return _member_verifier(creds, crl_provider(), None)(cert_der)
+            return _member_verifier(current, crl_provider(), None)(cert_der)
 
-        return context, verify
+        return cache[current.cert_der], verify
 
-    return await _serve(host, port, prepare, handler, what=f"member server {creds.device_id}")
+    prepare()  # a bad certificate or key fails here, not at the first connection
+    return await _serve(host, port, prepare, handler, what=f"member server {first.device_id}")
 
 
 async def start_peer_server(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -130,14 +131,15 @@ def _now() -> datetime:
 async def start_hub_server(
     host: str,
     port: int,
-    creds: MemberCredentials,
+    creds: MemberCredentials | Callable[[], MemberCredentials],
     authority: ZoneAuthority,
 ) -> asyncio.Server:
     """Serve ``crl`` and ``renew``/``csr`` to the zone's members (module docstring).
 
-    ``creds`` must be a hub certificate of the authority's zone: members refuse any other.
+    ``creds`` (or what the provider returns, asked for every connection) must be a hub
+    certificate of the authority's zone: members refuse any other.
     """
-    current = creds
+    current = creds if isinstance(creds, MemberCredentials) else creds()
     if current.root_der != authority.root_der or current.chain_der[0] != authority.issuer_der:
         raise TlsSetupError("the hub's credentials are not of the authority's zone")
     try:

@@ -159,3 +159,17 @@ async def test_hub_credentials_must_carry_the_hub_role(zone: Zone, now: datetime
         await start_hub_server(
             HOST, 0, enrol(zone, hub_id(zone), now=now), LocalZoneAuthority(zone)
         )
+
+
+async def test_a_hub_re_issuing_its_certificate_serves_the_new_one(
+    zone: Zone, now: datetime
+) -> None:
+    """A credentials provider is asked for every connection (the running hub rotates)."""
+    lamp = enrol(zone, "LAMP-0001", now=now)
+    current = [hub_credentials(zone, now)]
+    server = await start_hub_server(HOST, 0, lambda: current[-1], LocalZoneAuthority(zone))
+    async with running(server, Served(0)) as hub:
+        crl = await fetch_crl(HOST, hub.port, lamp)
+        current.append(hub_credentials(zone, now))
+        async with await open_member_connection(HOST, hub.port, lamp, crl_der=crl) as c:
+            assert c.peer_cert_der == current[-1].cert_der
