@@ -215,7 +215,7 @@ async def test_members_renew_and_learn_revocations_through_zone_serve(rig: Rig) 
     lamp_creds = lamp.credentials()
     crl = await fetch_crl(LOOPBACK, hub_port, lamp_creds)  # the hub, known by its role
     hello = await member_hello(LOOPBACK, fan_port, lamp_creds, crl_der=crl, device=fan.device_id)
-    assert hello == {"name": fan.device_id, "owner": "admin"}
+    assert hello["name"] == fan.device_id
 
     revoked_at = time.monotonic()
     revoke = await asyncio.to_thread(
