@@ -164,6 +164,21 @@ def test_provision_without_a_trust_root_says_what_to_do(tmp_path: Path) -> None:
     assert LABEL.qr_text not in result.output
 
 
+def test_zone_enrolment_refuses_an_unknown_manufacturer_up_front(tmp_path: Path) -> None:
+    """The hub certifies attested devices only: refused before any radio or hub work."""
+    label_txt = tmp_path / "label.txt"
+    label_txt.write_text(LABEL.qr_text)
+    result = runner.invoke(
+        app,
+        [
+            *("provision", "--qr-file", str(label_txt), "--no-wifi"),
+            *("--allow-unknown-manufacturer", "--zone", str(tmp_path / "hub"), "--user", "alice"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "--allow-unknown-manufacturer" in result.output and "--trust" in result.output
+
+
 def test_provision_usage_errors() -> None:
     result = runner.invoke(app, ["provision", "--compare", "--wifi-security", "wep"])
     assert result.exit_code == 2

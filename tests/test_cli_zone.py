@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -260,3 +261,34 @@ def test_registry_url_with_password_refused(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "pgpass" in result.output
     assert "pw-in-url-77" not in result.output
+
+
+def test_serve_errors_are_one_line_and_an_exit_code(hub_dir: Path) -> None:
+    """A bad --listen is usage (2); a wrong passphrase or a busy port, an error (1)."""
+    env = {"BLEPROV_HUB_DIR": str(hub_dir), "BLEPROV_ZONE_PASSPHRASE": ZONE_PASS}
+    bad = invoke(["zone", "serve", "--listen", "8444"], **env)
+    assert bad.exit_code == 2 and "HOST:PORT" in bad.output
+    wrong = invoke(["zone", "serve"], **{**env, "BLEPROV_ZONE_PASSPHRASE": "not it"})
+    assert wrong.exit_code == 1 and "passphrase" in wrong.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        taken = invoke(["zone", "serve", "--listen", f"127.0.0.1:{port}"], **env)
+    assert taken.exit_code == 1 and "cannot listen" in taken.output
+    assert "Traceback" not in bad.output + wrong.output + taken.output
+
+
+def test_serve_takes_the_passphrase_from_a_systemd_credential(
+    hub_dir: Path, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "zone-passphrase").write_text("not it\n")
+    result = invoke(
+        ["zone", "serve", "--listen", "127.0.0.1:0"],
+        BLEPROV_HUB_DIR=str(hub_dir),
+        CREDENTIALS_DIRECTORY=str(credentials),
+        BLEPROV_ZONE_PASSPHRASE=None,
+    )
+    assert result.exit_code == 1 and "check the zone passphrase" in result.output

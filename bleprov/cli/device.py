@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -162,7 +163,18 @@ def device_serve(
         str | None,
         typer.Option(help="HOST:PORT for validated connections once enrolled or bound."),
     ] = None,
-    hub: Annotated[str | None, typer.Option(help="The zone hub's HOST:PORT, for the CRL.")] = None,
+    hub: Annotated[
+        str | None,
+        typer.Option(help="The zone hub's HOST:PORT (bleprov zone serve), for CRLs and renewal."),
+    ] = None,
+    crl_refresh: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds between CRL fetches from the hub: how long a revocation may take "
+            "to reach this device.",
+        ),
+    ] = 300.0,
     name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
     key_provider: Annotated[
         str | None,
@@ -206,6 +218,7 @@ def device_serve(
         device_confirms=device_confirms,
         tls=tls_endpoint,
         hub=hub_endpoint,
+        crl_refresh=crl_refresh,
         name=name,
         key_provider=key_provider,
         broker=broker,
@@ -230,6 +243,7 @@ class ServeOptions:
     key_provider: str | None
     broker: str | None = None
     broker_ca: Path | None = None
+    crl_refresh: float = 300.0
 
 
 def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | None:
@@ -312,7 +326,15 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
         )
         services: list[DaemonService] = []
         if options.tls is not None:
-            services.append(ValidatedConnections(runtime, options.tls, hub=options.hub, emit=_emit))
+            services.append(
+                ValidatedConnections(
+                    runtime,
+                    options.tls,
+                    hub=options.hub,
+                    emit=_emit,
+                    crl_refresh=timedelta(seconds=options.crl_refresh),
+                )
+            )
         daemon = DeviceDaemon(
             runtime, interface, radio_name=options.radio, emit=_emit, services=services
         )

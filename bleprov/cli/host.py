@@ -422,6 +422,12 @@ async def provision_device(
         )
     if target.zone is not None and target.peer:
         raise HostError("choose --zone or --peer, not both")
+    if target.zone is not None and allow_unknown_manufacturer:
+        raise HostError(
+            "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
+            "only a device whose attestation chains to a trusted manufacturer root; give "
+            "the factory's root.pem with --trust"
+        )
     zone_plan = None
     hub = None
     try:

@@ -1,16 +1,24 @@
 """``bleprov zone``: the hub's zone CA, its registry of devices and users, its audit log.
 
 Passphrases come from the environment or a no-echo prompt, never from argv:
-``BLEPROV_ZONE_PASSPHRASE`` (the zone CA's keys), ``BLEPROV_USER_PASSPHRASE`` (the acting
+``BLEPROV_ZONE_PASSPHRASE`` (the zone CA's keys; under systemd also the credential
+``zone-passphrase``, see contrib/bleprov-hub.service), ``BLEPROV_USER_PASSPHRASE`` (the acting
 user's passphrase, or their key file's passphrase with ``--user-key``) and
 ``BLEPROV_NEW_USER_PASSPHRASE`` (``zone user add``). Read-only commands (list, show, user
 list, audit) open only the registry and need no passphrase. Store imports are deferred so
 that other ``bleprov`` commands do not pay for SQLAlchemy.
+
+``zone serve`` is the hub as a service: CRLs and certificate renewal for the zone's
+members over validated connections, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +48,9 @@ zone_app.add_typer(user_app, name="user")
 ZONE_PASSPHRASE_ENV = "BLEPROV_ZONE_PASSPHRASE"  # noqa: S105 (a variable name)
 USER_PASSPHRASE_ENV = "BLEPROV_USER_PASSPHRASE"  # noqa: S105
 NEW_USER_PASSPHRASE_ENV = "BLEPROV_NEW_USER_PASSPHRASE"  # noqa: S105
+#: The systemd credential (LoadCredential=) holding the zone passphrase (zone serve).
+ZONE_PASSPHRASE_CREDENTIAL = "zone-passphrase"  # noqa: S105 (a file name, not a secret)
+MAX_PASSPHRASE_FILE = 4096
 
 
 class RoleChoice(StrEnum):
@@ -118,10 +129,31 @@ def _step(text: str) -> Iterator[None]:
         yield
 
 
+def _zone_passphrase() -> bytes:
+    """BLEPROV_ZONE_PASSPHRASE, else systemd's credential ``zone-passphrase``
+    (``$CREDENTIALS_DIRECTORY``, a private in-memory file), else a no-echo prompt."""
+    from bleprov.store.hub_files import HubError
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if ZONE_PASSPHRASE_ENV not in os.environ and directory:
+        path = Path(directory) / ZONE_PASSPHRASE_CREDENTIAL
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = handle.read(MAX_PASSPHRASE_FILE + 1)
+            value = data.rstrip(b"\r\n")
+            if not value or len(data) > MAX_PASSPHRASE_FILE:
+                raise HubError(
+                    f"the {ZONE_PASSPHRASE_CREDENTIAL} credential is empty or over "
+                    f"{MAX_PASSPHRASE_FILE} bytes: check the file LoadCredential= names"
+                )
+            return value
+    return cli.secret_input(ZONE_PASSPHRASE_ENV, "Zone passphrase")
+
+
 def _open_hub(directory: Path, registry_url: str | None) -> Hub:
     from bleprov.store.hub_files import Hub
 
-    passphrase = cli.secret_input(ZONE_PASSPHRASE_ENV, "Zone passphrase")
+    passphrase = _zone_passphrase()
     with _step("opening the zone (scrypt)"):
         return Hub.open(directory, passphrase, registry_url=registry_url)
 
@@ -171,6 +203,7 @@ def _device_json(device: Device) -> dict[str, Any]:
         "status": str(device.status),
         "certificate_serial": format(device.certificate_serial, "x"),
         "certificate_not_after": _time(device.certificate_not_after),
+        "manufacturer_root": device.manufacturer_root,
     }
 
 
@@ -295,7 +328,8 @@ def zone_show(
         _echo_json({**_device_json(device), "audit": [_audit_json(e) for e in entries]})
         return
     for key, value in _device_json(device).items():
-        cli.console.print(f"{key.replace('_', ' ')}: {escape(value)}")
+        shown = "not recorded" if value is None else escape(value)
+        cli.console.print(f"{key.replace('_', ' ')}: {shown}")
     _print_audit(entries)
 
 
@@ -322,6 +356,59 @@ def zone_revoke(
             f"CRL {hub.zone.crl_number} written to {hub.directory / 'crl.pem'}: "
             "give it to the zone's members"
         )
+
+
+@zone_app.command("serve")
+def zone_serve(
+    directory: HubDir,
+    listen: Annotated[
+        str,
+        typer.Option(help="HOST:PORT to serve the zone's members on (port 0: any free port)."),
+    ] = "0.0.0.0:8444",
+    registry_url: RegistryUrl = None,
+) -> None:
+    """Run the hub: CRLs and certificate renewal for the zone's members (bleprov device
+    serve --hub HOST:8444), until SIGTERM or SIGINT.
+
+    TLS identity: a hub certificate for a key made at start and kept in memory only,
+    re-issued every 12 h. Zone passphrase: BLEPROV_ZONE_PASSPHRASE, systemd's credential
+    zone-passphrase, or a prompt. Prints one `ready: ...` line ending with the address it
+    listens on, and tells systemd READY=1 (Type=notify).
+    """
+    from bleprov.service.device_daemon import DaemonConfigError, parse_endpoint
+
+    try:
+        host, port = parse_endpoint(listen)
+    except DaemonConfigError as exc:
+        cli.err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    with _errors(), _open_hub(directory, registry_url) as hub:
+        try:
+            asyncio.run(_serve_hub(hub, host, port))
+        except OSError as exc:
+            from bleprov.store.hub_files import HubError
+
+            raise HubError(
+                f"cannot listen on {listen} ({exc.strerror or exc}): is another hub running "
+                "there? choose another --listen"
+            ) from None
+
+
+def _emit(line: str) -> None:
+    """Event lines on stdout, whole and at once (tests and the journal read them)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _serve_hub(hub: Hub, host: str, port: int) -> None:
+    from bleprov.service.systemd import notify
+    from bleprov.service.zone_hub import run_hub
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_hub(hub, host, port, stop=stop, emit=_emit, notify=notify)
 
 
 @zone_app.command("export")

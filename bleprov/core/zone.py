@@ -19,6 +19,14 @@ only signs with the certificate key, key agreement is ephemeral ECDHE, so no
 keyAgreement); extendedKeyUsage serverAuth + clientAuth; basicConstraints cA false
 (critical); SKI/AKI; a random 159-bit serial; 30 days by default, at most 90.
 
+The hub's role: the hub's own certificate (:meth:`Zone.issue_hub`) carries a third SAN URI,
+``urn:bleprov:hub:<zone-id>``, and :func:`verify_member` reports it as
+:attr:`MemberIdentity.is_hub`. Only :meth:`Zone.issue_hub` writes that URI; the member
+paths (:meth:`Zone.issue_member`, :meth:`Zone.renew`) build every SAN themselves from the
+verified device ID and owner and copy nothing from a CSR, so no device can ask for the
+role. "Is this the hub of zone Z" is answered by that URI alone, never by a device ID (a
+factory may mint any ID, ``HUB-<ZONE ID>`` included).
+
 Revocation: :meth:`Zone.revoke` records a serial; :meth:`Zone.crl` signs a CRL with the
 issuing CA, with a CRL number that increases with every CRL. :func:`verify_member`
 refuses a CRL that is past its nextUpdate (a stale CRL may omit recent revocations, as
@@ -84,6 +92,8 @@ ZONE_ID_PATTERN: Final = re.compile(r"[0-9a-f]{16}", re.ASCII)
 OWNER_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}", re.ASCII)
 _MEMBER_URI: Final = re.compile(r"urn:bleprov:zone:([0-9a-f]{16}):(device|owner):(.*)", re.DOTALL)
 _USER_URI: Final = re.compile(r"urn:bleprov:zone:([0-9a-f]{16}):user:(.*)", re.DOTALL)
+#: The hub's role, in its certificate's SAN (one URI naming the zone it is the hub of).
+HUB_URN_PREFIX: Final = "urn:bleprov:hub:"
 MAX_ZONE_NAME: Final = 32
 SESSION_BINDING_SIZE: Final = 32
 #: A P-256 CSR with a CN and the binding is ~300 bytes.
@@ -101,6 +111,12 @@ MAX_MEMBER_VALIDITY: Final = timedelta(days=90)
 DEFAULT_CRL_LIFETIME: Final = timedelta(days=1)
 #: User certificates (people who enrol and revoke) live a year at most.
 MAX_USER_VALIDITY: Final = timedelta(days=365)
+#: The hub's own certificate: short-lived (its key lives in the hub's memory only, and a
+#: hub certificate may factory-reset any member), re-issued by the running hub.
+DEFAULT_HUB_VALIDITY: Final = timedelta(days=1)
+MAX_HUB_VALIDITY: Final = timedelta(days=7)
+#: The hub certificate's owner name (its owner URI; members never own by it).
+HUB_OWNER: Final = "hub"
 
 _STORE_LABEL: Final = "bleprov zone"
 _STORE_VERSION: Final = 1
@@ -180,12 +196,25 @@ class UserIdentity:
 
 @dataclass(frozen=True)
 class MemberIdentity:
-    """A verified member; every field is read from the verified certificate."""
+    """A verified member; every field is read from the verified certificate.
+
+    ``is_hub``: the certificate carries the hub role of ``zone_id`` (only the zone CA's
+    hub-issuing path writes it), which is what makes a member *the* hub of its zone.
+    """
 
     zone_id: str
     device_id: str
     owner: str
     serial: int
+    is_hub: bool = False
+
+
+@dataclass(frozen=True)
+class CrlInfo:
+    """What a CRL says about itself: its number, and until when it is fresh."""
+
+    number: int
+    next_update: datetime
 
 
 # --------------------------------------------------------------------------- helpers
@@ -233,12 +262,28 @@ def zone_id_of_root(root: x509.Certificate) -> str:
     return zone_id
 
 
+def hub_device_id(zone_id: str) -> str:
+    """The device ID in the hub's certificate: a display name, never proof of the role."""
+    return f"HUB-{zone_id.upper()}"
+
+
 def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
     """``(zone_id, device_id, owner)`` from a member certificate's CN and SAN URIs.
 
     Exactly one device URI and one owner URI, both naming the same zone, and a single CN
-    equal to the device ID; anything else raises :class:`NotAZoneMember`.
+    equal to the device ID; anything else raises :class:`NotAZoneMember`. The hub's
+    certificate has a third URI, its role (see :func:`member_role`).
     """
+    zone_id, device_id, owner, _ = _member_names(certificate)
+    return zone_id, device_id, owner
+
+
+def member_role(certificate: x509.Certificate) -> bool:
+    """Whether a member certificate carries the hub role of the zone it names."""
+    return _member_names(certificate)[3]
+
+
+def _member_names(certificate: x509.Certificate) -> tuple[str, str, str, bool]:
     try:
         common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -250,11 +295,16 @@ def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
         for n in names
     ):
         raise NotAZoneMember("a user certificate is not a device member certificate")
-    if len(names) != 2 or not all(isinstance(n, x509.UniformResourceIdentifier) for n in names):
-        raise NotAZoneMember("member SAN must be exactly two URIs (device, owner)")
+    if not all(isinstance(n, x509.UniformResourceIdentifier) for n in names):
+        raise NotAZoneMember("member SAN must hold URIs only")
+    uris = [str(n.value) for n in names]
+    roles = [u for u in uris if u.startswith(HUB_URN_PREFIX)]
+    members = [u for u in uris if not u.startswith(HUB_URN_PREFIX)]
+    if len(members) != 2 or len(roles) > 1:
+        raise NotAZoneMember("member SAN must be two URIs (device, owner), and the hub role")
     parsed: dict[str, tuple[str, str]] = {}
-    for name in names:
-        match = _MEMBER_URI.fullmatch(str(name.value))
+    for uri in members:
+        match = _MEMBER_URI.fullmatch(uri)
         if match is None:
             raise NotAZoneMember("member SAN URI is not a bleprov zone URN")
         zone_id, kind, value = match.groups()
@@ -271,7 +321,9 @@ def member_names(certificate: x509.Certificate) -> tuple[str, str, str]:
         raise NotAZoneMember("member SAN names an invalid device ID or owner") from None
     if len(common_names) != 1 or common_names[0].value != device_id:
         raise NotAZoneMember("member CN must equal the device ID of its SAN")
-    return zone_id, device_id, owner
+    if roles and not hmac.compare_digest(roles[0].encode(), (HUB_URN_PREFIX + zone_id).encode()):
+        raise NotAZoneMember("the hub role names another zone than the member URIs")
+    return zone_id, device_id, owner, bool(roles)
 
 
 def user_names(certificate: x509.Certificate) -> tuple[str, str]:
@@ -464,11 +516,11 @@ def _verify_member(
 ) -> MemberIdentity:
     """Zone match, path and validity of a parsed member certificate (no revocation)."""
     zone_id = zone_id_of_root(root)
-    cert_zone, device_id, owner = member_names(leaf)
+    cert_zone, device_id, owner, is_hub = _member_names(leaf)
     if not hmac.compare_digest(cert_zone, zone_id):
         raise WrongZone(f"certificate is for zone {cert_zone}, not {zone_id}")
     _verify_chain(leaf, presented, root, when, _check_member_eku)
-    return MemberIdentity(zone_id, device_id, owner, leaf.serial_number)
+    return MemberIdentity(zone_id, device_id, owner, leaf.serial_number, is_hub)
 
 
 def _verify_chain(
@@ -555,6 +607,45 @@ def verify_member(
             raise NotAZoneMember("chain does not hold the member's issuer") from None
         _check_crl(crl_der, issuer, identity.serial, when)
     return identity
+
+
+def crl_info(crl_der: bytes) -> CrlInfo:
+    """A CRL's number and nextUpdate, parsed only: the signature is checked elsewhere
+    (:func:`verify_member` with ``crl_der``). Malformed, or without either: BadCrl."""
+    if not isinstance(crl_der, bytes) or not 0 < len(crl_der) <= MAX_CRL_SIZE:
+        raise BadCrl(f"CRL must be 1 to {MAX_CRL_SIZE} bytes of DER")
+    try:
+        crl = x509.load_der_x509_crl(crl_der)
+        number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+        next_update = crl.next_update_utc
+    except x509.ExtensionNotFound:
+        raise BadCrl("CRL has no CRL number") from None
+    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning):
+        raise BadCrl("CRL could not be parsed") from None
+    if next_update is None:
+        raise BadCrl("CRL has no nextUpdate")
+    return CrlInfo(number, next_update)
+
+
+def crl_supersedes(candidate_der: bytes, current_der: bytes | None) -> bool:
+    """Whether a CRL just fetched replaces the one held: only a higher CRL number does.
+
+    The same CRL again is no news (False). A lower number is an older CRL, possibly
+    replayed to hide a revocation, and a different CRL under the same number is one the
+    zone must never sign (RFC 5280 section 5.2.3): both raise :class:`BadCrl`, and the
+    caller keeps what it holds. Both CRLs are of the same issuing CA (the caller's).
+    """
+    candidate = crl_info(candidate_der)
+    if current_der is None:
+        return True
+    current = crl_info(current_der)
+    if candidate.number > current.number:
+        return True
+    if candidate.number < current.number:
+        raise BadCrl(f"refused an older CRL (number {candidate.number}, holding {current.number})")
+    if hmac.compare_digest(candidate_der, current_der):
+        return False
+    raise BadCrl(f"refused another CRL under the number {candidate.number} already held")
 
 
 # ------------------------------------------------------------------------------ zone
@@ -727,6 +818,8 @@ class Zone:
         now: datetime,
         validity: timedelta,
     ) -> MemberCertificate:
+        """A member certificate: the SAN is the device and owner URIs, never the hub role
+        (whatever the CSR asked for: nothing but its key is taken from it)."""
         prefix = f"{ZONE_URN_PREFIX}{self.zone_id}:"
         certificate = self._leaf(
             public_key,
@@ -737,6 +830,38 @@ class Zone:
             validity=validity,
             limit=MAX_MEMBER_VALIDITY,
             what="member",
+        )
+        return MemberCertificate(_der(certificate), (self.issuer_der,), self.root_der)
+
+    def issue_hub(
+        self,
+        public_key: ec.EllipticCurvePublicKey,
+        *,
+        now: datetime,
+        validity: timedelta = DEFAULT_HUB_VALIDITY,
+    ) -> MemberCertificate:
+        """The hub's own certificate: a member certificate plus the hub role's SAN URI.
+
+        The one place that writes ``urn:bleprov:hub:<zone-id>``. Called by the hub for a
+        key it made itself (no CSR: nothing the role depends on comes from outside).
+        """
+        if not _is_p256(public_key):
+            raise ZoneSetupError("the hub's key is P-256")
+        device_id = hub_device_id(self.zone_id)
+        prefix = f"{ZONE_URN_PREFIX}{self.zone_id}:"
+        certificate = self._leaf(
+            public_key,
+            common_name=device_id,
+            uris=[
+                f"{prefix}device:{device_id}",
+                f"{prefix}owner:{HUB_OWNER}",
+                HUB_URN_PREFIX + self.zone_id,
+            ],
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            now=now,
+            validity=validity,
+            limit=MAX_HUB_VALIDITY,
+            what="hub",
         )
         return MemberCertificate(_der(certificate), (self.issuer_der,), self.root_der)
 

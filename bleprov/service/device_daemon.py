@@ -23,13 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
 
-from cryptography import x509
-
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceState
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
-from bleprov.core.zone import ZoneError
+from bleprov.core.zone import ZoneError, crl_info, crl_supersedes
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.spec import RadioSpec
 from bleprov.service.device_runtime import DeviceRuntime
@@ -40,8 +38,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_VIRTUAL_PORT: Final = 9100
 #: How often the store is read for state changes (seconds).
 DEFAULT_POLL_INTERVAL: Final = 0.5
-#: CRL refresh: at most this long between fetches, and retry this soon after a failure.
-CRL_REFRESH: Final = timedelta(minutes=30)
+#: CRL refresh: at most this long between fetches (``--crl-refresh``), and retry this soon
+#: after a failure. A revocation reaches a member within CRL_REFRESH (docs/protocol.md 13.1).
+CRL_REFRESH: Final = timedelta(minutes=5)
 CRL_RETRY: Final = 30.0
 #: Renewal: first retry after a minute, doubling; and never sleep longer than an hour
 #: between looks at the certificate (the clock may jump when NTP sets it).
@@ -184,17 +183,29 @@ class DaemonService(Protocol):
 
 
 class CrlCache:
-    """The zone's CRL as last fetched from the hub, and whether it is still fresh."""
+    """The zone's CRL as last fetched from the hub, and whether it is still fresh.
+
+    Only a CRL with a higher CRL number replaces the one held (core.zone.crl_supersedes):
+    an older one, replayed to hide a revocation, is refused, and so is another CRL under
+    the number held; the same CRL again changes nothing. ``fetch`` checks the rest (the
+    hub's role, the issuing CA's signature, freshness).
+    """
 
     def __init__(
         self,
         fetch: Callable[[], Awaitable[bytes]] | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        interval: timedelta = CRL_REFRESH,
     ) -> None:
+        if interval <= timedelta(0):
+            raise DaemonConfigError("the CRL refresh interval must be positive")
         self.fetch = fetch
         self.clock = clock
+        self.interval = interval
         self.der: bytes | None = None
         self.next_update: datetime | None = None
+        self.number: int | None = None
 
     def current(self) -> bytes:
         """The fresh CRL, or :class:`NoFreshCrl` (the member server then refuses)."""
@@ -204,21 +215,25 @@ class CrlCache:
             raise NoFreshCrl("the hub's CRL is out of date and no fresh one could be fetched")
         return self.der
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> bool:
+        """Fetch the hub's CRL; whether it replaced the one held (BadCrl: refused)."""
         if self.fetch is None:
-            return
+            return False
         der = await self.fetch()
-        next_update = x509.load_der_x509_crl(der).next_update_utc
-        if next_update is None:
-            raise NoFreshCrl("the hub's CRL has no next-update time")
-        self.der, self.next_update = der, next_update
+        if not crl_supersedes(der, self.der):
+            return False
+        info = crl_info(der)
+        self.der, self.next_update, self.number = der, info.next_update, info.number
+        return True
 
     def next_refresh_in(self) -> float:
-        """Seconds until the next fetch: half the CRL's remaining life, at most CRL_REFRESH."""
+        """Seconds until the next fetch: half the CRL's remaining life, at most the
+        interval; no sooner than CRL_RETRY (or the interval, if shorter)."""
+        floor = min(CRL_RETRY, self.interval.total_seconds())
         if self.next_update is None:
-            return CRL_RETRY
+            return floor
         remaining = (self.next_update - self.clock()) / 2
-        return max(CRL_RETRY, min(remaining, CRL_REFRESH).total_seconds())
+        return max(floor, min(remaining, self.interval).total_seconds())
 
 
 class ValidatedConnections:
@@ -234,6 +249,7 @@ class ValidatedConnections:
         hub: tuple[str, int] | None,
         emit: Emit,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        crl_refresh: timedelta = CRL_REFRESH,
     ) -> None:
         self.runtime = runtime
         self.endpoint = endpoint
@@ -245,7 +261,7 @@ class ValidatedConnections:
             async def fetch() -> bytes:
                 return await runtime.trust.fetch_crl(*hub)
 
-        self.crl = CrlCache(fetch)
+        self.crl = CrlCache(fetch, interval=crl_refresh)
         self.clock = clock
         self._serving: DeviceState | None = None
         self._crl_task: asyncio.Task[None] | None = None
@@ -310,13 +326,15 @@ class ValidatedConnections:
 
     async def _refresh_once(self) -> bool:
         try:
-            await self.crl.refresh()
+            changed = await self.crl.refresh()
         except (BleprovError, OSError) as exc:
             self.emit(f"tls: CRL fetch from the hub failed ({exc}); retrying")
             return False
-        self.emit(
-            f"tls: CRL fetched from the hub, next update {self.crl.next_update:%Y-%m-%d %H:%M}"
-        )
+        if changed:
+            self.emit(
+                f"tls: CRL fetched from the hub, number {self.crl.number}, "
+                f"next update {self.crl.next_update:%Y-%m-%d %H:%M}"
+            )
         return True
 
     async def _refresh_forever(self) -> None:

@@ -23,7 +23,7 @@ from bleprov.core.wifi import ScanResult, WifiCredentials
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.service.trust import HostTrust
-from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller
+from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller, attested
 
 
 class WifiNotJoined(BleprovError):
@@ -128,6 +128,8 @@ async def provision(
             "if the device was reset, forget that pin first "
             f"(bleprov peer unbind --local-only {device_id})"
         )
+    if zone is not None:
+        attested(session, device_id)  # an unattested device: refused before anything changes
     client = EnrolmentClient(session)
     meter = _Meter(client)
     report = ProvisionReport(device_id)

@@ -228,10 +228,9 @@ class DeviceTrust:
             return fingerprint if owner.is_owner(fingerprint) else None
         member = connection.peer_member
         if owner.kind == "zone" and member is not None and owner.zone_id is not None:
-            # The zone CA issues HUB-<zone id> only to its hub (service.zone_hub).
-            is_hub = member.zone_id == owner.zone_id and member.device_id == (
-                f"HUB-{owner.zone_id.upper()}"
-            )
+            # The hub role is in the certificate (only Zone.issue_hub writes it); a device
+            # ID proves nothing, since a factory can mint HUB-<zone id> too.
+            is_hub = member.is_hub and member.zone_id == owner.zone_id
             return owner.fingerprint if is_hub else None
         return None
 

@@ -10,31 +10,44 @@ its outcome is unknown: the certificate is then revoked, so an interrupted enrol
 closed on the hub as the fail-safe makes it fail closed on the device.
 
 :class:`HubAuthority` is the zone CA behind the hub's validated-connection server
-(:mod:`bleprov.tls`): members renew and fetch CRLs there.
+(:mod:`bleprov.tls`): members renew and fetch CRLs there. :class:`HubIdentity` is that
+server's TLS identity, a hub certificate (the hub role in its SAN) for a key that lives in
+the hub's memory only; :func:`run_hub` is ``bleprov zone serve``.
+
+Only an *attested* device gets a zone certificate: its attestation must chain to a
+manufacturer root the host trusts (``--trust``). A device that merely claims a
+manufacturer (``--allow-unknown-manufacturer``) names itself, and a zone certificate would
+certify that unauthenticated name to every member.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from bleprov.core.errors import BleprovError
+from bleprov.core.identity import AttestationResult
 from bleprov.core.membership import ZONE_CSR_BINDING
 from bleprov.core.zone import (
+    DEFAULT_CRL_LIFETIME,
+    DEFAULT_HUB_VALIDITY,
     DEFAULT_MEMBER_VALIDITY,
-    SESSION_BINDING_SIZE,
+    HUB_URN_PREFIX,
     MemberCertificate,
-    make_csr,
     make_member_key,
     member_names,
 )
+from bleprov.core.zone import hub_device_id as _hub_device_id
+from bleprov.radio.secure_link import SessionInfo
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.store.hub_files import Hub
 from bleprov.store.registry import DeviceStatus, UnknownDevice, User
@@ -49,9 +62,30 @@ class EnrolmentRefused(BleprovError):
 
 
 class BindingSource(Protocol):
-    """What the enroller needs of the session: its channel binding."""
+    """What the enroller needs of the session: who it authenticated, its channel binding."""
+
+    info: SessionInfo | None
 
     def channel_binding(self, label: bytes) -> bytes: ...
+
+
+def attested(session: BindingSource, device_id: str) -> AttestationResult:
+    """The session's attestation, if it proved ``device_id`` under a trusted manufacturer
+    root; else :class:`EnrolmentRefused` (nothing is asked of the device)."""
+    info = session.info
+    if info is None:
+        raise EnrolmentRefused("the session is not open: no attestation to enrol on")
+    attestation = info.attestation
+    if not hmac.compare_digest(attestation.device_id.encode(), device_id.encode()):
+        raise EnrolmentRefused("the device ID to enrol is not the one the attestation proved")
+    if not attestation.trusted:
+        raise EnrolmentRefused(
+            f"device {attestation.device_id} did not prove its identity: its attestation "
+            "does not chain to a trusted manufacturer root, and a zone certificate would "
+            "certify an unauthenticated name; give the factory's root.pem with --trust "
+            "(and drop --allow-unknown-manufacturer)"
+        )
+    return attestation
 
 
 @dataclass(frozen=True)
@@ -93,10 +127,12 @@ class ZoneEnroller:
         """CSR -> certificate -> registry -> staged on the device (not yet committed).
 
         ``device_id`` must come from the device's verified attestation, never from the
-        device's own words in this session.
+        device's own words in this session; that attestation must chain to a trusted
+        manufacturer root (:func:`attested`), whose fingerprint the registry records.
         """
         registry = self.hub.registry
         await asyncio.to_thread(registry.require_admin, self.user)
+        attestation = attested(session, device_id)
         try:
             existing = await asyncio.to_thread(registry.device, device_id)
         except UnknownDevice:
@@ -134,6 +170,7 @@ class ZoneEnroller:
             enrolled_by=self.user,
             serial=pending.serial,
             not_after=pending.not_after,
+            manufacturer_root=attestation.manufacturer_root_fingerprint.hex(),
         )
         try:
             await client.zone_install(certificate, owner)
@@ -154,12 +191,27 @@ class ZoneEnroller:
         )
 
 
+@dataclass(frozen=True)
+class _SignedCrl:
+    der: bytes
+    revoked: frozenset[int]
+    resign_at: datetime
+
+
 class HubAuthority:
-    """The zone CA as the hub's validated-connection server uses it (renewal, CRLs)."""
+    """The zone CA as the hub's validated-connection server uses it (renewal, CRLs).
+
+    The server asks for a CRL on every connection (and members on every ``crl``), so the
+    CRL signed last is served again while the registry's revocations are unchanged and it
+    is less than half its life old. Signing saves zone.bin (a scrypt run) and bumps the
+    CRL number; a revocation by another process (``bleprov zone revoke``) changes the
+    registry and so is in the very next CRL served.
+    """
 
     def __init__(self, hub: Hub, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.hub = hub
         self.clock = clock
+        self._crl: _SignedCrl | None = None
 
     @property
     def root_der(self) -> bytes:
@@ -170,7 +222,13 @@ class HubAuthority:
         return self.hub.zone.issuer_der
 
     def crl(self, *, now: datetime) -> bytes:
-        return self.hub.crl(now=now)
+        revoked = frozenset(r.serial for r in self.hub.registry.revoked_serials())
+        cached = self._crl
+        if cached is not None and cached.revoked == revoked and now < cached.resign_at:
+            return cached.der
+        der = self.hub.crl(now=now)
+        self._crl = _SignedCrl(der, revoked, now + DEFAULT_CRL_LIFETIME / 2)
+        return der
 
     def renew(
         self, current_cert_der: bytes, csr_der: bytes, *, binding: bytes, now: datetime
@@ -192,37 +250,103 @@ class HubAuthority:
         return renewed
 
 
-#: The hub's own TLS identity is a zone member certificate for this device ID.
+#: ``bleprov zone serve``'s port (docs/raspberry-pi.md: devices run with --hub HOST:8444).
+DEFAULT_HUB_PORT: Final = 8444
+
+
 def hub_device_id(hub: Hub) -> str:
-    return f"HUB-{hub.zone.zone_id.upper()}"
+    """The device ID in the hub's certificate: a name for logs, not the hub's proof."""
+    return _hub_device_id(hub.zone.zone_id)
 
 
 def hub_server_credentials(
-    hub: Hub, *, now: datetime, validity: timedelta = timedelta(days=1)
+    hub: Hub, *, now: datetime, validity: timedelta = DEFAULT_HUB_VALIDITY
 ) -> MemberCredentials:
-    """A fresh key and a short-lived member certificate for the hub's own server.
+    """A fresh key and a short-lived *hub* certificate (the hub role in its SAN).
 
-    Made anew at every start and never written anywhere: members check it like any
-    member's (zone, path, CRL) and expect the device ID :func:`hub_device_id`.
+    Never written anywhere: members check it like any member's (zone, path, CRL) and
+    talk hub operations (and let it factory-reset them) only for the role it carries.
     """
     key = make_member_key()
-    binding = secrets.token_bytes(SESSION_BINDING_SIZE)
-    device_id = hub_device_id(hub)
-    issued = hub.zone.issue_member(
-        make_csr(key, device_id=device_id, session_binding=binding),
-        device_id=device_id,
-        owner="hub",
-        expected_binding=binding,
-        now=now,
-        validity=validity,
-    )
+    issued = hub.zone.issue_hub(key.public_key(), now=now, validity=validity)
     return MemberCredentials.from_certificate(key, issued)
 
 
+class HubIdentity:
+    """The running hub's TLS identity, re-issued (a new key too) at half its life."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        validity: timedelta = DEFAULT_HUB_VALIDITY,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.hub = hub
+        self.validity = validity
+        self.clock = clock
+        self._current: MemberCredentials | None = None
+        self._reissue_at = datetime.min.replace(tzinfo=UTC)
+
+    def __call__(self) -> MemberCredentials:
+        now = self.clock()
+        if self._current is None or now >= self._reissue_at:
+            self._current = hub_server_credentials(self.hub, now=now, validity=self.validity)
+            self._reissue_at = now + self.validity / 2
+            serial = x509.load_der_x509_certificate(self._current.cert_der).serial_number
+            logger.info("hub: new TLS identity, certificate serial %x", serial)
+        return self._current
+
+
 async def serve_hub(
-    hub: Hub, host: str, port: int, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    hub: Hub,
+    host: str,
+    port: int,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    identity: HubIdentity | None = None,
 ) -> asyncio.Server:
     """The hub's validated-connection server: CRLs and renewals for its members."""
     return await start_hub_server(
-        host, port, hub_server_credentials(hub, now=clock()), HubAuthority(hub, clock=clock)
+        host, port, identity or HubIdentity(hub, clock=clock), HubAuthority(hub, clock=clock)
     )
+
+
+async def run_hub(
+    hub: Hub,
+    host: str,
+    port: int,
+    *,
+    stop: asyncio.Event,
+    emit: Callable[[str], None],
+    notify: Callable[[str], object] = lambda _message: None,
+) -> None:
+    """``bleprov zone serve``: serve until ``stop`` is set, then close cleanly.
+
+    Emits one ``ready:`` line (ending with the listening HOST:PORT) and tells ``notify``
+    (systemd's sd_notify) ``READY=1`` once members can connect, ``STOPPING=1`` on the way
+    out. Nothing secret is emitted.
+    """
+    identity = HubIdentity(hub)
+    server = await serve_hub(hub, host, port, identity=identity)
+    try:
+        bound = server.sockets[0].getsockname()
+        address = f"{bound[0]}:{bound[1]}"
+        root = hub.zone.root_certificate.fingerprint(hashes.SHA256()).hex()
+        emit(
+            f"tls: hub certificate {hub_device_id(hub)}, role {HUB_URN_PREFIX}"
+            f"{hub.zone.zone_id}, key in memory only, re-issued every "
+            f"{identity.validity.total_seconds() / 7200:g} h; zone root SHA-256 {root}"
+        )
+        emit(f"ready: hub of zone {hub.zone.zone_id} serving CRLs and renewals on {address}")
+        notify(f"READY=1\nSTATUS=serving zone {hub.zone.zone_id} on {address}")
+        await stop.wait()
+    finally:
+        notify("STOPPING=1")
+        emit("stopping")
+        server.close()
+        # Python 3.12+ waits here for open connections (idle ones last up to 120 s).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                await server.wait_closed()
+        emit("stopped")

@@ -72,7 +72,7 @@ from bleprov.core.errors import BleprovError
 VERSION_TABLE: Final = "bleprov_registry_version"
 
 #: The newest schema revision (the last file in ``migrations/versions``).
-HEAD_REVISION: Final = "0002"
+HEAD_REVISION: Final = "0003"
 
 #: OWASP's scrypt recommendation for password storage: N=2**17, r=8, p=1 (128 MiB).
 PASSPHRASE_COST: Final = ScryptCost(n=2**17, r=8, p=1)
@@ -163,7 +163,12 @@ class User:
 
 @dataclass(frozen=True)
 class Device:
-    """An enrolled (or revoked) device, with its owner's and enroller's names."""
+    """An enrolled (or revoked) device, with its owner's and enroller's names.
+
+    ``manufacturer_root``: SHA-256 (64 hex digits) of the manufacturer root certificate
+    the device's attestation chained to when it was last enrolled; ``None`` for devices
+    enrolled before schema 0003 recorded it.
+    """
 
     device_id: str
     owner: str
@@ -172,6 +177,7 @@ class Device:
     status: DeviceStatus
     certificate_serial: int
     certificate_not_after: datetime
+    manufacturer_root: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +274,7 @@ class DeviceRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     certificate_serial: Mapped[str] = mapped_column(String(40))
     certificate_not_after: Mapped[datetime] = mapped_column(UtcDateTime())
+    manufacturer_root: Mapped[str | None] = mapped_column(String(64))
 
 
 class CertificateRow(Base):
@@ -333,6 +340,16 @@ def migrate(url: str, revision: str = "head") -> None:
     engine = _create_engine(url)
     try:
         _migrate(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Take the database at ``url`` back to ``revision`` (to run an older bleprov); what
+    the later revisions added is dropped."""
+    engine = _create_engine(url)
+    try:
+        _migrate(engine, revision, down=True)
     finally:
         engine.dispose()
 
@@ -519,15 +536,20 @@ class Registry:
         enrolled_by: User,
         serial: int,
         not_after: datetime,
+        manufacturer_root: str | None = None,
     ) -> Device:
         """Record that admin ``enrolled_by`` enrolled ``device_id`` for user ``owner``.
 
-        A revoked device may be enrolled again (after a factory reset); its record then
-        names the new owner, and its old certificates stay revoked.
+        ``manufacturer_root`` is the SHA-256 fingerprint of the manufacturer root the
+        device's attestation chained to (the hub enrols attested devices only), so the
+        devices of a root found compromised can be listed. A revoked device may be
+        enrolled again (after a factory reset); its record then names the new owner and
+        root, and its old certificates stay revoked.
         """
         _check_name(device_id, "device id", MAX_DEVICE_ID_LENGTH)
         serial_text = _serial_text(serial)
         _check_aware(not_after)
+        root = None if manufacturer_root is None else normalize_fingerprint(manufacturer_root)
         with self._transaction() as session:
             admin = self._admin(session, enrolled_by)
             owner_row = self._user_by_name(session, owner)
@@ -544,11 +566,13 @@ class Registry:
             row.status = DeviceStatus.ENROLLED.value
             row.certificate_serial = serial_text
             row.certificate_not_after = not_after
+            row.manufacturer_root = root
             session.flush()
             self._add_certificate(session, device_id, serial_text, now, not_after)
-            self._audit(
-                session, admin.id, "enrol", device_id, f"owner={owner} serial={serial_text}"
-            )
+            detail = f"owner={owner} serial={serial_text}"
+            if root is not None:
+                detail += f" manufacturer_root={root}"
+            self._audit(session, admin.id, "enrol", device_id, detail)
             return _device(row, owner_row.name, admin.name)
 
     def record_renewal(self, device_id: str, serial: int, not_after: datetime) -> Device:
@@ -712,6 +736,7 @@ def _device(row: DeviceRow, owner: str, enrolled_by: str) -> Device:
         status=DeviceStatus(row.status),
         certificate_serial=int(row.certificate_serial, 16),
         certificate_not_after=row.certificate_not_after,
+        manufacturer_root=row.manufacturer_root,
     )
 
 
@@ -777,7 +802,7 @@ def _begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _migrate(engine: Engine, revision: str) -> None:
+def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
@@ -787,7 +812,10 @@ def _migrate(engine: Engine, revision: str) -> None:
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        if down:
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
 
 
 def _scrypt(secret: bytes, salt: bytes, cost: ScryptCost, length: int = _HASH_BYTES) -> bytes:

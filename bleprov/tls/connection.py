@@ -421,7 +421,11 @@ _Verifier = Callable[[bytes], tuple[MemberIdentity | None, PeerPin | None]]
 
 
 def _member_verifier(
-    creds: MemberCredentials, crl_der: bytes | None, expect_device: str | None
+    creds: MemberCredentials,
+    crl_der: bytes | None,
+    expect_device: str | None,
+    *,
+    expect_hub: bool = False,
 ) -> _Verifier:
     def verify(cert_der: bytes) -> tuple[MemberIdentity | None, PeerPin | None]:
         # The peer's issuer is the zone's issuing CA, which we hold in our own chain.
@@ -432,6 +436,11 @@ def _member_verifier(
             member.device_id.encode(), expect_device.encode()
         ):
             raise UnexpectedPeer(f"peer is {member.device_id}, not {_printable(expect_device)}")
+        if expect_hub and not member.is_hub:
+            # The role is in the certificate; a device ID (HUB-...) proves nothing.
+            raise UnexpectedPeer(
+                f"peer {member.device_id} is a member of zone {member.zone_id}, not its hub"
+            )
         return member, None
 
     return verify
@@ -517,6 +526,7 @@ async def _open_member(
     crl_der: bytes | None,
     expect_device: str | None,
     timeout: float,
+    expect_hub: bool = False,
 ) -> ValidatedConnection:
     context = make_context(
         server=False,
@@ -524,7 +534,7 @@ async def _open_member(
         chain_der=(creds.cert_der, *creds.chain_der),
         trust_der=(creds.root_der,),
     )
-    verify = _member_verifier(creds, crl_der, expect_device)
+    verify = _member_verifier(creds, crl_der, expect_device, expect_hub=expect_hub)
     return await _open(host, port, context, verify, timeout=timeout)
 
 
@@ -641,28 +651,42 @@ async def _refuse(writer: asyncio.StreamWriter, code: int) -> None:
 async def start_member_server(
     host: str,
     port: int,
-    creds: MemberCredentials,
+    creds: MemberCredentials | Callable[[], MemberCredentials],
     *,
     crl_provider: Callable[[], bytes],
     handler: Handler,
 ) -> asyncio.Server:
     """Serve zone members: each client's certificate is checked against the zone root and
     a CRL from ``crl_provider()``, called anew for every connection; ``handler`` runs once
-    the client is accepted and the connection is closed when it returns."""
-    context = make_context(
-        server=True,
-        key=creds.key,
-        chain_der=(creds.cert_der, *creds.chain_der),
-        trust_der=(creds.root_der,),
-    )
+    the client is accepted and the connection is closed when it returns.
+
+    ``creds`` may be a provider, asked for every connection: a server whose short-lived
+    certificate is re-issued while it runs (the hub) serves the new one at once."""
+
+    def provider() -> MemberCredentials:
+        return creds if isinstance(creds, MemberCredentials) else creds()
+
+    first = provider()
+    cache: dict[bytes, ssl.SSLContext] = {}
 
     def prepare() -> tuple[ssl.SSLContext, _Verifier]:
+        current = provider()
+        if current.cert_der not in cache:
+            cache.clear()  # one context: the current certificate's
+            cache[current.cert_der] = make_context(
+                server=True,
+                key=current.key,
+                chain_der=(current.cert_der, *current.chain_der),
+                trust_der=(current.root_der,),
+            )
+
         def verify(cert_der: bytes) -> tuple[MemberIdentity | None, PeerPin | None]:
-            return _member_verifier(creds, crl_provider(), None)(cert_der)
+            return _member_verifier(current, crl_provider(), None)(cert_der)
 
-        return context, verify
+        return cache[current.cert_der], verify
 
-    return await _serve(host, port, prepare, handler, what=f"member server {creds.device_id}")
+    prepare()  # a bad certificate or key fails here, not at the first connection
+    return await _serve(host, port, prepare, handler, what=f"member server {first.device_id}")
 
 
 async def start_peer_server(

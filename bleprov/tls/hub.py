@@ -1,8 +1,11 @@
 """The zone hub over validated connections: CRLs for members, and certificate renewal.
 
-The hub is a zone member too (its TLS certificate is a member certificate, e.g. device
-``HUB-<ZONE ID>``), so members reach it with an ordinary validated connection, and a
-revoked member is refused before it can ask for anything.
+The hub is a zone member too, so members reach it with an ordinary validated connection
+and a revoked member is refused before it can ask for anything. Its certificate carries the
+hub role of its zone (``urn:bleprov:hub:<zone-id>``, :meth:`~bleprov.core.zone.Zone.issue_hub`),
+and a member talks CRLs and renewal only to a server whose certificate has that role: any
+other member of the zone (whatever its device ID, ``HUB-<ZONE ID>`` included) is refused
+at the handshake, before a request, so it can neither hand out an older CRL nor see a CSR.
 
 Ops (docs/protocol.md, "Validated connections"):
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -125,11 +129,31 @@ def _now() -> datetime:
 
 
 async def start_hub_server(
-    host: str, port: int, creds: MemberCredentials, authority: ZoneAuthority
+    host: str,
+    port: int,
+    creds: MemberCredentials | Callable[[], MemberCredentials],
+    authority: ZoneAuthority,
 ) -> asyncio.Server:
-    """Serve ``crl`` and ``renew``/``csr`` to the zone's members (module docstring)."""
-    if creds.root_der != authority.root_der or creds.chain_der[0] != authority.issuer_der:
+    """Serve ``crl`` and ``renew``/``csr`` to the zone's members (module docstring).
+
+    ``creds`` (or what the provider returns, asked for every connection) must be a hub
+    certificate of the authority's zone: members refuse any other.
+    """
+    current = creds if isinstance(creds, MemberCredentials) else creds()
+    if current.root_der != authority.root_der or current.chain_der[0] != authority.issuer_der:
         raise TlsSetupError("the hub's credentials are not of the authority's zone")
+    try:
+        is_hub = verify_member(
+            current.cert_der,
+            current.chain_der,
+            zone_root_der=authority.root_der,
+            crl_der=None,
+            now=_now(),
+        ).is_hub
+    except ZoneError as exc:
+        raise TlsSetupError(f"the hub's certificate does not verify: {exc}") from None
+    if not is_hub:
+        raise TlsSetupError("the hub's certificate lacks the hub role (Zone.issue_hub makes one)")
 
     async def handle(connection: ValidatedConnection) -> None:
         nonce: bytes | None = None  # the one outstanding renewal challenge
@@ -207,9 +231,16 @@ async def _open_hub(
     expect_device: str | None,
     timeout: float,
 ) -> tuple[ValidatedConnection, bytes]:
-    """Connect without a CRL, fetch one, then check the hub against it too."""
+    """Connect to the hub of our zone (the role in its certificate, checked before any
+    request) without a CRL, fetch one, then check the hub against it too."""
     connection = await _open_member(
-        host, port, creds, crl_der=None, expect_device=expect_device, timeout=timeout
+        host,
+        port,
+        creds,
+        crl_der=None,
+        expect_device=expect_device,
+        timeout=timeout,
+        expect_hub=True,
     )
     try:
         crl = (await connection.request(OP_CRL, {}, timeout)).get("crl")
@@ -240,7 +271,9 @@ async def fetch_crl(
     expect_device: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> bytes:
-    """A fresh CRL from the hub, checked (signature, freshness) before it is returned."""
+    """A fresh CRL from the hub of our zone, checked (the hub's role, the CRL's issuer,
+    signature and freshness) before it is returned. Whether it is newer than one held is
+    the caller's to check (:func:`~bleprov.core.zone.crl_supersedes`)."""
     connection, crl = await _open_hub(
         host, port, creds, expect_device=expect_device, timeout=timeout
     )
@@ -256,7 +289,8 @@ async def renew_membership(
     expect_device: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> tuple[MemberCredentials, MemberCertificate]:
-    """A new key and certificate from the hub; the old key is no longer needed after it.
+    """A new key and certificate from the hub of our zone (refused before any request if
+    the server lacks the hub role); the old key is no longer needed after it.
 
     The caller stores the result (e.g. with the device store's staged commit) and then
     forgets the old key.

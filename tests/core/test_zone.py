@@ -31,8 +31,11 @@ from bleprov.core.zone import (
     Zone,
     ZoneError,
     ZoneSetupError,
+    crl_info,
+    crl_supersedes,
     make_csr,
     make_member_key,
+    member_role,
     verify_member,
 )
 
@@ -290,6 +293,110 @@ def test_certificate_forged_with_right_zone_id_refused(zone: Zone) -> None:
     enrolled = enrol(forged_root)
     with pytest.raises(NotAZoneMember):
         check(enrolled.member, zone, None)
+
+
+# ------------------------------------------------------------------------- hub role
+
+
+def test_only_the_hub_certificate_carries_the_hub_role(zone: Zone) -> None:
+    key = make_member_key()
+    hub = check(zone.issue_hub(key.public_key(), now=NOW), zone, zone.crl(now=NOW))
+    assert hub.is_hub and hub.device_id == f"HUB-{zone.zone_id.upper()}" and hub.owner == "hub"
+    # The same device ID through the member path (a factory may mint it) is a member.
+    named_like_it = check(enrol(zone, device_id=hub.device_id).member, zone, zone.crl(now=NOW))
+    assert (named_like_it.device_id, named_like_it.is_hub) == (hub.device_id, False)
+    assert not check(enrol(zone).member, zone, None).is_hub
+    with pytest.raises(ZoneSetupError):
+        zone.issue_hub(key.public_key(), now=NOW, validity=timedelta(days=8))
+
+
+def test_a_csr_asking_for_the_hub_role_does_not_get_it(zone: Zone) -> None:
+    """The member path copies nothing but the key from a CSR: no SAN, no EKU."""
+    binding = b"\x07" * 32
+    key = make_member_key()
+    prefix = f"urn:bleprov:zone:{zone.zone_id}:"
+    asking = (
+        _csr_builder(binding)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.UniformResourceIdentifier(f"{prefix}device:{DEVICE}"),
+                    x509.UniformResourceIdentifier(f"{prefix}owner:{OWNER}"),
+                    x509.UniformResourceIdentifier(f"urn:bleprov:hub:{zone.zone_id}"),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    issued = zone.issue_member(
+        asking, device_id=DEVICE, owner=OWNER, expected_binding=binding, now=NOW
+    )
+    cert = x509.load_der_x509_certificate(issued.cert_der)
+    uris = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert not any("hub" in str(u.value) for u in uris)
+    assert not member_role(cert) and not check(issued, zone, None).is_hub
+    renewed = zone.renew(
+        issued.cert_der,
+        _csr_builder(b"\x08" * 32)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"urn:bleprov:hub:{zone.zone_id}")]
+            ),
+            critical=False,
+        )
+        .sign(make_member_key(), hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER),
+        now=NOW,
+    )
+    assert not check(renewed, zone, None).is_hub
+
+
+@pytest.mark.parametrize(
+    "role_uris",
+    [["urn:bleprov:hub:0123456789abcdef"], ["urn:bleprov:hub:{zone}", "urn:bleprov:hub:{zone}"]],
+)
+def test_a_hub_role_off_the_profile_is_refused(zone: Zone, role_uris: list[str]) -> None:
+    """Signed by the zone's own issuing CA, still refused: another zone's role, or two."""
+    prefix = f"urn:bleprov:zone:{zone.zone_id}:"
+    leaf = zone._leaf(
+        make_member_key().public_key(),
+        common_name=DEVICE,
+        uris=[
+            f"{prefix}device:{DEVICE}",
+            f"{prefix}owner:{OWNER}",
+            *(u.format(zone=zone.zone_id) for u in role_uris),
+        ],
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        now=NOW,
+        validity=timedelta(days=1),
+        limit=timedelta(days=1),
+        what="test",
+    )
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    with pytest.raises(NotAZoneMember):
+        check(MemberCertificate(der, (zone.issuer_der,), zone.root_der), zone, None)
+
+
+def test_a_crl_supersedes_only_with_a_higher_number() -> None:
+    zone = Zone.create("Home", now=NOW - timedelta(days=1))
+    first = zone.crl(now=NOW)
+    twin = Zone.from_bytes(zone.to_bytes(b"p"), b"p")
+    second = zone.crl(now=NOW)
+    twin.revoke(1234, now=NOW)
+    same_number = twin.crl(now=NOW)
+    assert crl_info(second).number == crl_info(same_number).number == 2
+    assert crl_info(second).next_update == NOW + timedelta(days=1)
+    assert crl_supersedes(first, None)
+    assert crl_supersedes(second, first)
+    assert not crl_supersedes(second, second)  # the same CRL again: nothing new
+    with pytest.raises(BadCrl, match="older"):
+        crl_supersedes(first, second)
+    with pytest.raises(BadCrl, match="number"):
+        crl_supersedes(same_number, second)
+    with pytest.raises(BadCrl):
+        crl_supersedes(b"not a CRL", second)
 
 
 def test_crl_numbers_increase(zone: Zone) -> None:

@@ -40,6 +40,7 @@ from bleprov.store.registry import (
     UnknownUser,
     User,
     current_revision,
+    downgrade,
     hash_passphrase,
     migrate,
     normalize_fingerprint,
@@ -212,7 +213,7 @@ def test_fingerprints_are_normalized() -> None:
 def test_open_migrates_an_empty_database_to_head(url: str) -> None:
     assert current_revision(url) is None
     Registry.open(url, passphrase_cost=TINY_COST).close()
-    assert current_revision(url) == HEAD_REVISION == "0002"
+    assert current_revision(url) == HEAD_REVISION == "0003"
     engine = sa.create_engine(url)
     try:
         inspector = sa.inspect(engine)
@@ -315,6 +316,101 @@ def test_upgrading_a_revision_1_database_keeps_its_data(url: str) -> None:
         assert device.certificate_serial == 0xBEEF
         assert device.enrolled_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
         assert registry.revoke("old-dev", actor=root) == [0xBEEF]
+
+
+def test_upgrading_a_revision_2_database_adds_the_manufacturer_root(url: str) -> None:
+    """0002 -> 0003: enrolled devices keep their record and have no root recorded (NULL);
+    enrolments from then on record it; 0003 -> 0002 drops the column again."""
+    migrate(url, "0002")
+    assert current_revision(url) == "0002"
+    engine = sa.create_engine(url)
+    try:
+        assert "manufacturer_root" not in {
+            column["name"] for column in sa.inspect(engine).get_columns("devices")
+        }
+        timestamp = sa.DateTime(timezone=True)
+        users = sa.table(
+            "users",
+            *[sa.column(name) for name in ["id", "name", "role", "credential_kind"]],
+            sa.column("certificate_fingerprint"),
+            sa.column("created_at", timestamp),
+            sa.column("disabled", sa.Boolean()),
+        )
+        devices = sa.table(
+            "devices",
+            *[sa.column(name) for name in ["device_id", "owner_id", "enrolled_by_id", "status"]],
+            sa.column("certificate_serial"),
+            sa.column("enrolled_at", timestamp),
+            sa.column("certificate_not_after", timestamp),
+        )
+        with engine.begin() as connection:
+            admin_id = connection.execute(
+                sa.insert(users)
+                .values(
+                    name="root",
+                    role="admin",
+                    credential_kind="certificate",
+                    certificate_fingerprint=FINGERPRINT,
+                    created_at=START,
+                    disabled=False,
+                )
+                .returning(users.c.id)
+            ).scalar_one()
+            connection.execute(
+                sa.insert(devices).values(
+                    device_id="old-dev",
+                    owner_id=admin_id,
+                    enrolled_by_id=admin_id,
+                    status="enrolled",
+                    certificate_serial="beef",
+                    enrolled_at=START,
+                    certificate_not_after=NOT_AFTER,
+                )
+            )
+    finally:
+        engine.dispose()
+
+    with Registry.open(url, passphrase_cost=TINY_COST) as registry:
+        assert current_revision(url) == HEAD_REVISION == "0003"
+        old = registry.device("old-dev")
+        assert (old.certificate_serial, old.manufacturer_root) == (0xBEEF, None)
+        admin = registry.authenticate_certificate(FINGERPRINT)
+        registry.record_enrolment(
+            "new-dev",
+            owner="root",
+            enrolled_by=admin,
+            serial=0x1002,
+            not_after=NOT_AFTER,
+            manufacturer_root=":".join(["CD"] * 32),
+        )
+        assert registry.device("new-dev").manufacturer_root == "cd" * 32
+        assert "manufacturer_root=" + "cd" * 32 in registry.audit(subject="new-dev")[-1].detail
+
+    downgrade(url, "0002")
+    assert current_revision(url) == "0002"
+    engine = sa.create_engine(url)
+    try:
+        assert "manufacturer_root" not in {
+            column["name"] for column in sa.inspect(engine).get_columns("devices")
+        }
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT count(*) FROM devices")).scalar_one() == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_malformed_manufacturer_root_is_refused(registry: Registry, admin: User) -> None:
+    with pytest.raises(RegistryError, match="fingerprint"):
+        registry.record_enrolment(
+            "dev-1",
+            owner="alice",
+            enrolled_by=admin,
+            serial=0x1001,
+            not_after=NOT_AFTER,
+            manufacturer_root="not a fingerprint",
+        )
+    with pytest.raises(UnknownDevice):
+        registry.device("dev-1")
 
 
 # Users and roles ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from cryptography import x509
 
-from bleprov.core.zone import BadCsr, Revoked, Zone, make_csr, verify_member
+from bleprov.core.zone import BadCsr, Revoked, Zone, make_csr, make_member_key, verify_member
 from bleprov.tls import (
     LocalZoneAuthority,
     MemberCredentials,
@@ -27,13 +27,19 @@ from .conftest import HOST, Served, enrol, member_server, running, serial_of
 
 
 def hub_id(zone: Zone) -> str:
-    """The hub's own member identity: device IDs are upper case."""
+    """The hub's device ID (a name only: the role is in its certificate)."""
     return f"HUB-{zone.zone_id.upper()}"
+
+
+def hub_credentials(zone: Zone, now: datetime) -> MemberCredentials:
+    """The hub's own credentials: a hub certificate (the hub role in its SAN)."""
+    key = make_member_key()
+    return MemberCredentials.from_certificate(key, zone.issue_hub(key.public_key(), now=now))
 
 
 @contextlib.asynccontextmanager
 async def hub_server(zone: Zone, now: datetime) -> AsyncIterator[Served]:
-    creds = enrol(zone, hub_id(zone), now=now)
+    creds = hub_credentials(zone, now)
     server = await start_hub_server(HOST, 0, creds, LocalZoneAuthority(zone))
     async with running(server, Served(0)) as served:
         yield served
@@ -143,3 +149,27 @@ async def test_hub_credentials_must_be_of_its_zone(zone: Zone, now: datetime) ->
     creds: MemberCredentials = enrol(other, "HUB-0001", now=now)
     with pytest.raises(TlsSetupError):
         await start_hub_server(HOST, 0, creds, LocalZoneAuthority(zone))
+    with pytest.raises(TlsSetupError):
+        await start_hub_server(HOST, 0, hub_credentials(other, now), LocalZoneAuthority(zone))
+
+
+async def test_hub_credentials_must_carry_the_hub_role(zone: Zone, now: datetime) -> None:
+    """A member certificate, even for the device ID HUB-<ZONE ID>, does not make a hub."""
+    with pytest.raises(TlsSetupError, match="hub role"):
+        await start_hub_server(
+            HOST, 0, enrol(zone, hub_id(zone), now=now), LocalZoneAuthority(zone)
+        )
+
+
+async def test_a_hub_re_issuing_its_certificate_serves_the_new_one(
+    zone: Zone, now: datetime
+) -> None:
+    """A credentials provider is asked for every connection (the running hub rotates)."""
+    lamp = enrol(zone, "LAMP-0001", now=now)
+    current = [hub_credentials(zone, now)]
+    server = await start_hub_server(HOST, 0, lambda: current[-1], LocalZoneAuthority(zone))
+    async with running(server, Served(0)) as hub:
+        crl = await fetch_crl(HOST, hub.port, lamp)
+        current.append(hub_credentials(zone, now))
+        async with await open_member_connection(HOST, hub.port, lamp, crl_der=crl) as c:
+            assert c.peer_cert_der == current[-1].cert_der
