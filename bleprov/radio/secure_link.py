@@ -6,7 +6,8 @@ only authenticated application data to the product's :class:`SecureApplication`.
 
 Host side: :class:`SecureHostLink` opens a :class:`~bleprov.radio.host_link.HostLink`,
 runs a :class:`~bleprov.core.session.host.HostSession` with the chosen mode, asks the user
-to compare numbers where the mode needs it, and then carries application messages.
+to compare numbers, or to type the device's number, where the mode needs it, and then
+carries application messages.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from typing import Protocol
 from bleak.backends.device import BLEDevice
 
 from bleprov.core.advertising import DeviceInfo, ServiceData
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow, DeviceBusy, SessionOverlap
+from bleprov.core.attempts import (
+    AttemptLimiter,
+    AttemptLimits,
+    ButtonWindow,
+    DeviceBusy,
+    SessionOverlap,
+)
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.identity import AttestationResult
@@ -62,7 +69,8 @@ class LinkSession(Protocol):
 
 
 class AttemptStore(Protocol):
-    """Where the device keeps its failed-attempt counter (survives power cuts)."""
+    """Where the device keeps its failed-attempt counters (survives power cuts): the
+    bytes of :meth:`AttemptLimits.to_bytes`, one record for every secret."""
 
     def load(self) -> bytes | None: ...
 
@@ -136,6 +144,10 @@ class SecureDeviceChannel:
         """The device's own button, in compare mode."""
         self._server._dispatch(self, self.machine.confirm_number(accepted, self._server.now()))
 
+    @property
+    def awaiting_confirmation(self) -> bool:
+        return self.machine.awaiting_confirmation
+
 
 class SecureDeviceServer:
     """Runs the session layer for every connection the device link accepts."""
@@ -154,6 +166,10 @@ class SecureDeviceServer:
         idle_timeout: float = 120.0,
         limiter_factory: Callable[[], AttemptLimiter] = AttemptLimiter,
     ) -> None:
+        """``device_confirms``: the device has a display *and* a button its user presses
+        to accept a compared number; without it the device does not offer compare
+        (:func:`~bleprov.core.session.device.offered_modes`). ``limiter_factory`` gives
+        each secret's counter its limits."""
         self.secrets = secrets
         self.policy = policy
         self.application = application
@@ -163,7 +179,7 @@ class SecureDeviceServer:
         self.device_confirms = device_confirms
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
-        self.limiter = self._load_limiter(limiter_factory)
+        self.limits = self._load_limits(limiter_factory)
         self.channels: dict[LinkSession, SecureDeviceChannel] = {}
         self.ended: list[BleprovError | None] = []
         #: Sessions refused because another one (on any link) was under way.
@@ -174,30 +190,43 @@ class SecureDeviceServer:
         self._timers: dict[LinkSession, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
 
-    def _load_limiter(self, factory: Callable[[], AttemptLimiter]) -> AttemptLimiter:
-        template = factory()
+    def _load_limits(self, factory: Callable[[], AttemptLimiter]) -> AttemptLimits:
         raw = self.attempts.load()
         if raw is None:
-            return template
+            return AttemptLimits(template=factory)
         try:
-            return AttemptLimiter.from_bytes(
-                raw,
-                max_failures=template.max_failures,
-                free_failures=template.free_failures,
-            )
+            return AttemptLimits.from_bytes(raw, factory)
         except MalformedData:
-            # A corrupt counter must not reset to zero: treat it as a lockout.
-            logger.error("attempt counter unreadable: locking until a physical reset")
-            template.locked_out = True
-            return template
+            # A corrupt record must not reset the counters to zero: lock every secret.
+            logger.error("attempt counters unreadable: locking until a physical reset")
+            return AttemptLimits.all_locked(factory)
+
+    @property
+    def offered_modes(self) -> int:
+        """The modes this device offers: its policy, less compare if it cannot confirm.
+        What it advertises and serves in its info should say exactly this."""
+        return dev.offered_modes(self.policy, device_confirms=self.device_confirms)
 
     def now(self) -> float:
         return self._loop.time()
 
     def physical_reset(self) -> None:
-        """Called from the device's reset button: lift a lockout."""
-        self.limiter.physical_reset()
-        self.attempts.save(self.limiter.to_bytes())
+        """Called from the device's reset button: lift every secret's lockout."""
+        self.limits.physical_reset()
+        self.attempts.save(self.limits.to_bytes())
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """compare mode: a number is shown and waits for the device's user."""
+        return any(channel.awaiting_confirmation for channel in self.channels.values())
+
+    def confirm_number(self, accepted: bool) -> bool:
+        """The device's user answers the number it shows (its button: accept). Returns
+        whether a number was waiting."""
+        waiting = [c for c in self.channels.values() if c.awaiting_confirmation]
+        for channel in waiting:
+            channel.confirm_number(accepted)
+        return bool(waiting)
 
     def press_button(self) -> None:
         self.button.press(self.now())
@@ -228,7 +257,7 @@ class SecureDeviceServer:
             policy=self.policy & session.allowed_modes,
             # Exactly the bytes the info characteristic serves: the session binds them.
             device_info=session.link.current_info().encode(),
-            limiter=self.limiter,
+            limits=self.limits,
             button=self.button,
             connection=session.connection,
             now=self.now(),
@@ -262,7 +291,7 @@ class SecureDeviceServer:
             c.mode is Mode.BUTTON for c in self.channels.values()
         ):
             return
-        self.button.close()
+        self.button.spoil()  # nobody keeps it: a new press is needed, not "window used"
         overlap = SessionOverlap("a second host tried during the button window")
         for channel in list(self.channels.values()):
             if channel.mode is Mode.BUTTON or channel.mode is None:
@@ -322,10 +351,16 @@ class SessionInfo:
 
 
 NumberConfirmer = Callable[[int], Awaitable[bool]]
+#: passkey mode: asks the user for the number the device shows (the text typed).
+PasskeyReader = Callable[[], Awaitable[str]]
 
 
 async def _always_reject(number: int) -> bool:
     return False
+
+
+async def _no_passkey() -> str:
+    raise ChannelClosedError("nobody can type the device's number here")
 
 
 class MessageLink(Protocol):
@@ -361,6 +396,7 @@ class SecureHostLink:
         advertised: ServiceData | None = None,
         confirm_number: NumberConfirmer = _always_reject,
         handshake_timeout: float = 60.0,
+        enter_passkey: PasskeyReader = _no_passkey,
     ) -> None:
         if link is None:
             if target is None or radio is None:
@@ -372,6 +408,7 @@ class SecureHostLink:
         self._trust = trust
         self._advertised = advertised
         self._confirm = confirm_number
+        self._passkey = enter_passkey
         self._handshake_timeout = handshake_timeout
         self.machine: hst.HostSession | None = None
         self.info: SessionInfo | None = None
@@ -442,6 +479,10 @@ class SecureHostLink:
                 accepted = await self._confirm(event.number)
                 loop = asyncio.get_running_loop()
                 pending.extend(self.machine.confirm_number(accepted, loop.time()))
+            elif isinstance(event, hst.PasskeyRequested):
+                typed = await self._passkey()
+                loop = asyncio.get_running_loop()
+                pending.extend(self.machine.enter_passkey(typed, loop.time()))
             elif isinstance(event, hst.Established):
                 established = event
             elif isinstance(event, hst.ApplicationData):

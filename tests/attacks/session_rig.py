@@ -154,9 +154,7 @@ class Rig:
         device_link.keep_advertising = server.button_window_open
         await device_link.start()
         self.links.append(device_link)
-        return Device(
-            identity, label_secret, server, device_link, ui, app, attempts, discriminator
-        )
+        return Device(identity, label_secret, server, device_link, ui, app, attempts, discriminator)
 
     async def central(self) -> CentralRadio:
         radio = make_virtual_device(self.link, name="host", address=self.address("C0:B1"))
