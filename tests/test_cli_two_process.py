@@ -203,16 +203,24 @@ def test_a_wrong_code_is_exit_4_and_peer_binding_works(rig: Rig) -> None:
     wrong = encode_manual_code(parse_qr(qr_text.group(0)).discriminator, wrong_passcode)
     trust = ["--trust", str(rig.work / "factory" / "root.pem")]
     laptop = ["--host-dir", str(rig.work / "laptop")]
+    # The device is enrolled (the test before): a host refuses it unless told it is ours.
+    owned = bleprov(
+        "peer", "bind", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt), *trust, *laptop
+    )
+    assert owned.returncode == 1, owned.stdout + owned.stderr
+    assert "already set up (enrolled)" in owned.stderr
     refused = bleprov(
         "provision",
         *["--radio", rig.host_radio, "--manual-code", "--no-wifi", "--peer", *trust, *laptop],
+        "--reprovision",
         env=_env(BLEPROV_MANUAL_CODE=wrong),
     )
     assert refused.returncode == 4, refused.stdout + refused.stderr
 
     bound = bleprov(
-        "peer", "bind", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt), *trust, *laptop
-    )
+        "peer", "bind", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt), *trust, *laptop,
+        "--reprovision",
+    )  # fmt: skip
     assert bound.returncode == 0, bound.stdout + bound.stderr
     pins = bleprov("peer", "list", "--host-dir", str(rig.work / "laptop"), "--json")
     assert [p["name"] for p in json.loads(pins.stdout)] == [rig.device_id]
