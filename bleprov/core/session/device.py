@@ -280,7 +280,7 @@ class DeviceSession(ChannelHolder):
         self._mode = mode
         if not self._policy & int(mode):
             raise ModeNotAllowed(f"the device's policy disables the {mode.label} mode")
-        credential = self._credential = CREDENTIALS[mode]
+        credential = self._credential = self._credential_for(hello)
         engine = self._engine_for(mode)
         events: list[DeviceEvent] = []
         if credential.limited:
@@ -298,6 +298,10 @@ class DeviceSession(ChannelHolder):
             # stored before the refusal leaves.
             return events + self._fail(error, now)
         return events + self._after_step(step, now)
+
+    def _credential_for(self, hello: Hello) -> Credential:
+        """The secret this HELLO will prove, whose counter the attempt uses."""
+        return CREDENTIALS[hello.mode]
 
     def _engine_for(self, mode: Mode) -> _Engine:
         s = self._secrets
