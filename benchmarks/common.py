@@ -9,8 +9,10 @@ certificate or peer pin, commit) with everything the radio and the layers counte
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,13 +114,18 @@ class BenchHub:
 
 
 class RecordingUi:
-    """The device's display: remembers the numbers it showed (compare mode)."""
+    """The device's display and button: remembers the numbers it showed; in compare mode
+    its user accepts with the button (the host's user is the one who compares)."""
 
     def __init__(self) -> None:
         self.numbers: list[int] = []
+        #: The device's button (``DeviceRuntime.accept_number``), once the runtime exists.
+        self.accept: Callable[[], object] | None = None
 
     def show_number(self, number: int) -> None:
         self.numbers.append(number)
+        if self.accept is not None:
+            asyncio.get_running_loop().call_soon(self.accept)
 
     def clear(self) -> None:
         pass
@@ -169,7 +176,10 @@ async def start_device(
         make_virtual_device(link, name=f"d{index}", address=device_address(index))
     )
     ui = RecordingUi()
-    runtime = DeviceRuntime(store, peripheral, network, ui=ui, join_timeout=30.0)
+    runtime = DeviceRuntime(
+        store, peripheral, network, ui=ui, join_timeout=30.0, device_confirms=True
+    )
+    ui.accept = runtime.accept_number
     await runtime.start()
     return BenchDevice(runtime, label, ui)
 

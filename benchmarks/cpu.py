@@ -190,7 +190,8 @@ async def _make_device(factory: Factory, directory: Path) -> BenchDevice:
     store.put_provisioning(provisioning)
     network = SimulatedWifi.from_config(environment(5))
     ui = RecordingUi()
-    runtime = DeviceRuntime(store, NoRadio(), network, ui=ui)
+    runtime = DeviceRuntime(store, NoRadio(), network, ui=ui, device_confirms=True)
+    ui.accept = runtime.accept_number
     await network.start()
     return BenchDevice(runtime, label, ui)
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow
+from bleprov.core.advertising import ALL_MODES, DeviceInfo, DeviceState
+from bleprov.core.attempts import AttemptLimits, ButtonWindow
 from bleprov.core.crypto.spake2plus import DEFAULT_COST, ScryptCost, derive_verifier
 from bleprov.core.identity import Manufacturer, TrustPolicy
 from bleprov.core.session import device as dev
@@ -57,7 +57,7 @@ def _setup() -> tuple[dev.DeviceSecrets, hst.Trust, bytes]:
     info = DeviceInfo(
         1,
         DeviceState.VIRGIN,
-        OobMode(15),
+        ALL_MODES,
         1,
         65536,
         16,
@@ -73,12 +73,13 @@ def one_handshake(mode: Mode, secrets: dev.DeviceSecrets, trust: hst.Trust, info
     button.press(0.0)
     device = dev.DeviceSession(
         secrets=secrets,
-        policy=15,
+        policy=ALL_MODES,
         device_info=info,
-        limiter=AttemptLimiter(),
+        limits=AttemptLimits(),
         button=button,
         connection="h",
         now=0.0,
+        device_confirms=True,  # a display and a button: compare is offered
     )
     secret: hst.OutOfBand = None
     if mode is Mode.QR:
@@ -101,6 +102,8 @@ def one_handshake(mode: Mode, secrets: dev.DeviceSecrets, trust: hst.Trust, info
             row.bytes_up += len(m)
             t = time.process_time()
             events = device.receive(m, 1.0)
+            if mode is Mode.COMPARE and any(isinstance(e, dev.ShowNumber) for e in events):
+                events += device.confirm_number(True, 1.0)  # the device's user, too
             device_cpu += time.process_time() - t
             replies += [e.data for e in events if isinstance(e, dev.SendMessage)]
         pending = []
@@ -112,6 +115,8 @@ def one_handshake(mode: Mode, secrets: dev.DeviceSecrets, trust: hst.Trust, info
             for e in list(events):
                 if isinstance(e, hst.CompareNumber):
                     events += host.confirm_number(True, 1.0)
+                if isinstance(e, hst.PasskeyRequested) and device.number is not None:
+                    events += host.enter_passkey(device.number, 1.0)  # typed by the user
             host_cpu += time.process_time() - t
             pending += [e.data for e in events if isinstance(e, hst.SendMessage)]
     if not host.is_open or not device.is_open:

@@ -12,8 +12,9 @@ Declare the rig (each test skips, naming what is missing, otherwise):
   the zone hub's server, which the Pi's ``--hub`` points at (it fetches its CRL there);
   the hub then factory-resets the Pi over a validated connection;
 - ``BLEPROV_HW_WIFI_SSID`` / ``BLEPROV_HW_WIFI_PASSPHRASE``: a network the Pi can join;
-- ``BLEPROV_HW_ATTENDED=1``: a person at the Pi answers compare mode and presses its
-  button (those tests skip otherwise).
+- ``BLEPROV_HW_ATTENDED=1``: a person at the Pi answers compare mode (the Pi's daemon
+  runs with ``--device-confirms``: the person presses its button to accept the number
+  too) and presses its button for button mode (those tests skip otherwise).
 """
 
 from __future__ import annotations

@@ -31,8 +31,8 @@ def test_session_benchmark_runs(quick: Results) -> None:
     from benchmarks.session import render as render_sessions
 
     rows = quick.sessions
-    assert [r.mode for r in rows] == ["qr", "code", "compare", "button"]
-    assert [r.round_trips for r in rows] == [1, 2, 3, 1]
+    assert [r.mode for r in rows] == ["qr", "code", "compare", "button", "passkey"]
+    assert [r.round_trips for r in rows] == [1, 2, 3, 1, 3]
     assert "round trips" in render_sessions(rows, None)
 
 

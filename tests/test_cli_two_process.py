@@ -217,10 +217,14 @@ def test_a_person_provisions_a_device_from_another_process(rig: Rig) -> None:
 def test_once_enrolled_the_label_binds_no_one(rig: Rig) -> None:
     trust = ["--trust", str(rig.work / "factory" / "root.pem")]
     laptop = ["--host-dir", str(rig.work / "laptop")]
-    bound = bleprov(
-        "peer", "bind", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt), *trust, *laptop
-    )
-    assert bound.returncode == 4, bound.stdout + bound.stderr
-    assert "has an owner" in bound.stderr and "Traceback" not in bound.stderr
+    # The device is enrolled (the test before): its label is dead, and a host that insists
+    # (--reprovision) is refused by the device itself.
+    for insist in ([], ["--reprovision"]):
+        bound = bleprov(
+            "peer", "bind", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt),
+            *trust, *laptop, *insist,
+        )  # fmt: skip
+        assert bound.returncode == 4, bound.stdout + bound.stderr
+        assert "has an owner" in bound.stderr and "Traceback" not in bound.stderr
     pins = bleprov("peer", "list", "--host-dir", str(rig.work / "laptop"), "--json")
     assert json.loads(pins.stdout) == []

@@ -185,6 +185,9 @@ class FakeRuntime:
     def press_button(self) -> None:
         self.pressed += 1
 
+    def accept_number(self) -> bool:
+        return False  # no compared number waits
+
     def physical_reset(self) -> None:
         self.resets += 1
 

@@ -81,7 +81,7 @@ def version() -> None:
 @app.command()
 def demo(
     mode: Annotated[
-        str, typer.Option(help="Out-of-band mode: qr, code, compare or button.")
+        str, typer.Option(help="Out-of-band mode: qr, code, compare, passkey or button.")
     ] = "qr",
     mtu: Annotated[int, typer.Option(help="ATT MTU the host asks for (23..517).")] = 247,
     interval_ms: Annotated[
@@ -94,9 +94,9 @@ def demo(
     """Run bleprov end to end over the virtual radio, no hardware needed."""
     from bleprov.cli.demo import run_demo
 
-    if mode not in ("qr", "code", "compare", "button"):
+    if mode not in ("qr", "code", "compare", "passkey", "button"):
         err_console.print(
-            f"[bold red]error:[/] unknown mode {mode!r}: use qr, code, compare or button"
+            f"[bold red]error:[/] unknown mode {mode!r}: use qr, code, compare, passkey or button"
         )
         raise typer.Exit(2)
     run(run_demo(console, mode=mode, mtu=mtu, interval_ms=interval_ms, peer=peer))
@@ -227,7 +227,7 @@ def factory_device(
     directory: Annotated[Path, typer.Option("--dir", help="Factory directory.")],
     out: Annotated[Path, typer.Option(help="Where device directories go.")],
     modes: Annotated[
-        str, typer.Option(help="Comma-separated: qr,code,compare,button.")
+        str, typer.Option(help="Comma-separated: qr,code,compare,passkey,button.")
     ] = "qr,code",
     scratch_card: Annotated[bool, typer.Option(help="Also issue a user/password card.")] = False,
 ) -> None:

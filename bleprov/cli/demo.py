@@ -13,6 +13,7 @@ the hub (or the host, for a peer) open a validated connection: mutual TLS 1.3 on
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import tempfile
 import time
@@ -108,6 +109,8 @@ def _authentication(mode: Mode, label_qr: str, manual_code: str | None) -> Devic
         return DeviceAuthentication.from_manual_code(manual_code)
     if mode is Mode.COMPARE:
         return DeviceAuthentication.compare(discriminator=discriminator)
+    if mode is Mode.PASSKEY:
+        return DeviceAuthentication.passkey(discriminator=discriminator)
     return DeviceAuthentication.button(discriminator=discriminator)
 
 
@@ -122,7 +125,7 @@ async def run_demo(
     now = datetime.now(UTC)
     manufacturer = Manufacturer.create("Demo Devices", now=now)
     identity = manufacturer.issue_device(now=now)
-    modes = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON
+    modes = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.PASSKEY | OobMode.BUTTON
     device_data, label = provision_device(identity, modes=modes, cost=DEMO_COST)
     console.print(f"factory: manufacturer root {manufacturer.root_fingerprint.hex()[:16]}...")
     console.print(f"factory: device {identity.device_id}, label QR [dim]{label.qr_text[:24]}...[/]")
@@ -157,6 +160,8 @@ async def run_demo(
         ),
         SimulatedWifi.from_file(EXAMPLE_NETWORK),
         ui=ui,
+        # The demo's device has a display and a button: it may offer compare.
+        device_confirms=True,
         local_name="bleprov-device",
         join_timeout=10,
     )
@@ -184,14 +189,33 @@ async def run_demo(
                 f"host display: [bold]{number:06d}[/]: user says "
                 f"{'they match' if same else 'they differ'}"
             )
+            if same:
+                console.print("device: the user presses its button to accept the number too")
+                runtime.server.confirm_number(True)
             return same
+
+        async def user_types_the_number() -> str:
+            for _ in range(100):  # the display shows it once the device's reply is out
+                if ui.numbers:
+                    break
+                await asyncio.sleep(0.01)
+            typed = f"{ui.numbers[-1]:06d}" if ui.numbers else ""
+            console.print(f"host: the user types the number the device shows, {typed}")
+            return typed
 
         with console.status("host: scanning..."):
             found = await find(radio, auth, timeout=10)
         console.print(f"host: found {found.device.address}: {dict(as_mapping(found.service_data))}")
         link.stats.reset()
         t0 = time.perf_counter()
-        session = await open_session(radio, auth, trust, found=found, confirm_number=user_compares)
+        session = await open_session(
+            radio,
+            auth,
+            trust,
+            found=found,
+            confirm_number=user_compares,
+            enter_passkey=user_types_the_number,
+        )
         handshake_s = time.perf_counter() - t0
         assert session.info is not None
         attestation = session.info.attestation

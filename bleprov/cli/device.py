@@ -157,7 +157,11 @@ def device_serve(
     gpio_led: Annotated[int | None, typer.Option(help="GPIO (BCM) of the status LED.")] = None,
     device_confirms: Annotated[
         bool,
-        typer.Option("--device-confirms", help="Compare mode: the device's user confirms too."),
+        typer.Option(
+            "--device-confirms",
+            help="The device has a display and a button: offer compare mode, the button "
+            "(b, SIGUSR1, GPIO) accepting the number shown. Without it compare is not offered.",
+        ),
     ] = False,
     tls: Annotated[
         str | None,

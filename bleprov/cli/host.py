@@ -6,6 +6,9 @@ photo of its QR code), a code or a password from the environment or a no-echo pr
 Exit codes beside 0/1/2/130: 3 no such device found, 4 authentication failed (wrong
 label, code or number; the device counts the attempt), 5 the device could not join the
 Wi-Fi network (nothing was changed on it).
+
+Questions asked during the handshake (compare the number, type the device's number) are
+asked with the spinner stopped: a rich status redraws its line and erased them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 import ssl
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,16 +27,17 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 from rich.table import Table
 
 from bleprov.core.advertising import AdvertisedFlags, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
-from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
 from bleprov.core.identity import TrustPolicy
 from bleprov.core.onboarding import PayloadError
 from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned
-from bleprov.core.session.modes import AuthenticationFailed, UserRejected
+from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
 from bleprov.core.window import (
     MAX_WINDOW_SECONDS,
@@ -44,10 +49,12 @@ from bleprov.radio.host_link import DeviceNotFound, scan
 from bleprov.radio.spec import RadioSpec, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
 from bleprov.service.provisioning import (
+    OWNED_STATES,
     PeerPlan,
     ProvisionReport,
     WifiNotJoined,
     ZonePlan,
+    check_virgin,
     provision,
 )
 from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
@@ -167,6 +174,7 @@ class LabelSource:
     button: bool = False
     window_code: bool = False
     discriminator: int | None = None
+    passkey: bool = False
 
     def authentication(self) -> DeviceAuthentication:
         try:
@@ -188,6 +196,7 @@ class LabelSource:
                 "manual_code",
                 "scratch_card",
                 "compare",
+                "passkey",
                 "button",
                 "window_code",
             )
@@ -196,8 +205,8 @@ class LabelSource:
         if len(chosen) != 1:
             raise HostError(
                 "say how to authenticate, exactly once: --qr-file, --qr-image, --ndef, "
-                "--printed-key, --manual-code, --scratch-card, --compare, --button, or "
-                "--window-code (a device that has an owner)"
+                "--printed-key, --manual-code, --scratch-card, --compare, --passkey, --button, "
+                "or --window-code (a device that has an owner)"
             )
         if self.window_code:
             text = _secret_text(WINDOW_CODE_ENV, "Window code (from the device's owner)")
@@ -236,6 +245,8 @@ class LabelSource:
             )
         if self.compare:
             return DeviceAuthentication.compare(discriminator=self.discriminator)
+        if self.passkey:
+            return DeviceAuthentication.passkey(discriminator=self.discriminator)
         return DeviceAuthentication.button(discriminator=self.discriminator)
 
 
@@ -372,6 +383,60 @@ class PromptingChooser:
         return value
 
 
+class HandshakePrompts:
+    """What the handshake asks the user, asked where they can see it.
+
+    Waiting steps show a spinner (:meth:`spinner`); a question stops it first and
+    restarts it after the answer. A rich status redraws its line a dozen times a second
+    and erased the question, and the number in it, so the user answered blind.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._status: Status | None = None
+
+    @contextlib.contextmanager
+    def spinner(self, text: str) -> Iterator[None]:
+        with self.console.status(text) as status:
+            self._status = status
+            try:
+                yield
+            finally:
+                self._status = None
+
+    @contextlib.contextmanager
+    def _paused(self) -> Iterator[None]:
+        status = self._status
+        if status is not None:
+            status.stop()
+        try:
+            yield
+        finally:
+            if status is not None:
+                status.start()
+
+    async def confirm(self, number: int) -> bool:
+        """compare mode: the same number on both screens?"""
+        with self._paused():
+            self.console.print(f"This host shows [bold]{number:06d}[/].")
+            return typer.confirm(
+                f"Does the device show {number:06d}? (compare digit by digit)", default=False
+            )
+
+    async def passkey(self) -> str:
+        """passkey mode: the number the device shows, as the user types it (six digits;
+        asked again until it is; a wrong number fails the handshake)."""
+        with self._paused():
+            while True:
+                typed = str(typer.prompt("Type the number shown on the device"))
+                try:
+                    parse_passkey(typed)
+                except LocalProtocolError as exc:
+                    self.console.print(f"[yellow]{exc}[/]")
+                    continue
+                return typed
+
+
 class _Progress:
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -406,8 +471,11 @@ async def provision_device(
     via: str | None = None,
     device_id: str | None = None,
     broker_ca: Path | None = None,
+    reprovision: bool = False,
 ) -> None:
-    """``bleprov provision``: the whole enrolment of one device, as a person runs it."""
+    """``bleprov provision``: the whole enrolment of one device, as a person runs it.
+
+    A device that says it is enrolled or bound is refused unless ``reprovision``."""
     from bleprov.cli.zone import _authenticate, _open_hub
 
     auth = label.authentication()
@@ -447,16 +515,12 @@ async def provision_device(
                 "window could enrol it instead of you; use it only where nobody else can be"
             )
 
-        async def confirm(number: int) -> bool:
-            return typer.confirm(
-                f"Does the device show {number:06d}? (compare digit by digit)", default=False
-            )
-
+        prompts = HandshakePrompts(console)
         async with contextlib.AsyncExitStack() as stack:
             if via is not None:
                 from bleprov.service.host_session import open_broker_session
 
-                with console.status(f"reaching the device through {via} ..."):
+                with prompts.spinner(f"reaching the device through {via} ..."):
                     session = await open_broker_session(
                         via,
                         auth,
@@ -465,7 +529,8 @@ async def provision_device(
                         username=os.environ.get(BROKER_USER_ENV),
                         password=os.environ.get(BROKER_PASSWORD_ENV),
                         tls=_broker_tls(broker_ca) if via.startswith("mqtts:") else None,
-                        confirm_number=confirm,
+                        confirm_number=prompts.confirm,
+                        enter_passkey=prompts.passkey,
                         timeout=timeout,
                     )
             else:
@@ -477,9 +542,22 @@ async def provision_device(
                     f"found {found.device.address}, discriminator "
                     f"{found.service_data.discriminator}, {found.service_data.state.name.lower()}"
                 )
-                with console.status(f"authenticating ({auth.mode.label} mode)..."):
+                # Before any attempt: the advertisement says whether someone set it up. An
+                # owned device offers no mode at all (its label is dead); only the owner's
+                # window gets in.
+                advertised = found.service_data
+                if not isinstance(auth.secret, hst.WindowSecret):
+                    if advertised.state in OWNED_STATES and not advertised.modes:
+                        raise hst.refusal(DeviceOwned.code, 0)
+                    check_virgin(advertised.state, allow_owned=reprovision)
+                with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
                     session = await open_session(
-                        central, auth, trust, found=found, confirm_number=confirm
+                        central,
+                        auth,
+                        trust,
+                        found=found,
+                        confirm_number=prompts.confirm,
+                        enter_passkey=prompts.passkey,
                     )
             try:
                 assert session.info is not None
@@ -495,6 +573,7 @@ async def provision_device(
                     zone=zone_plan,
                     peer=peer_plan,
                     progress=_Progress(console),
+                    allow_owned=reprovision,
                 )
             finally:
                 await session.close()
@@ -688,10 +767,28 @@ WindowCodeArg = Annotated[
     ),
 ]
 CompareArg = Annotated[
-    bool, typer.Option("--compare", help="Compare a 6-digit number with the device's display.")
+    bool,
+    typer.Option(
+        "--compare",
+        help="Compare a 6-digit number with the device's display (a device with a button).",
+    ),
+]
+PasskeyArg = Annotated[
+    bool,
+    typer.Option(
+        "--passkey", help="Type the one-time number the device's display shows (no button)."
+    ),
+]
+ReprovisionArg = Annotated[
+    bool,
+    typer.Option(
+        "--reprovision",
+        help="Provision a device that says it is already enrolled or bound (yours).",
+    ),
 ]
 DiscriminatorArg = Annotated[
-    int | None, typer.Option(help="Which device, for --compare/--button/--scratch-card.")
+    int | None,
+    typer.Option(help="Which device, for --compare/--passkey/--button/--scratch-card."),
 ]
 TrustArg = Annotated[
     list[Path] | None,
@@ -745,12 +842,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         compare: CompareArg = False,
+        passkey: PasskeyArg = False,
         button: Annotated[
             bool,
             typer.Option("--button", help="The device's button was pressed (unsafe in company)."),
         ] = False,
         window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
+        reprovision: ReprovisionArg = False,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
         wifi_ssid: Annotated[
@@ -823,6 +922,7 @@ def register(app: typer.Typer) -> None:
                     button,
                     window_code,
                     discriminator,
+                    passkey,
                 ),
                 roots=trust or [],
                 allow_unknown_manufacturer=allow_unknown_manufacturer,
@@ -841,6 +941,7 @@ def register(app: typer.Typer) -> None:
                 via=via,
                 device_id=device_id,
                 broker_ca=broker_ca,
+                reprovision=reprovision,
             )
         )
 
@@ -851,12 +952,14 @@ def register(app: typer.Typer) -> None:
         qr_image: QrImageArg = None,
         manual_code: ManualCodeArg = False,
         compare: CompareArg = False,
+        passkey: PasskeyArg = False,
         window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
         host_dir: HostDirArg = None,
         timeout: TimeoutArg = 15.0,
+        reprovision: ReprovisionArg = False,
     ) -> None:
         """Bind a device to this host (no hub): each pins the other's key, no Wi-Fi step.
 
@@ -872,6 +975,7 @@ def register(app: typer.Typer) -> None:
                     qr_image=qr_image,
                     manual_code=manual_code,
                     compare=compare,
+                    passkey=passkey,
                     window_code=window_code,
                     discriminator=discriminator,
                 ),
@@ -883,6 +987,7 @@ def register(app: typer.Typer) -> None:
                 ),
                 timeout=timeout,
                 as_json=False,
+                reprovision=reprovision,
             )
         )
 

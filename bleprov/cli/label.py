@@ -81,7 +81,7 @@ def make(
     directory: Annotated[Path, typer.Option("--dir", help="Factory directory.")],
     out: Annotated[Path, typer.Option(help="Where device directories go.")],
     modes: Annotated[
-        str, typer.Option(help="Comma-separated: qr,code,compare,button.")
+        str, typer.Option(help="Comma-separated: qr,code,compare,passkey,button.")
     ] = "qr,code",
     scratch_card: Annotated[bool, typer.Option(help="Also issue a user/password card.")] = False,
     terminal: Annotated[

@@ -42,6 +42,12 @@ class OobMode(enum.IntFlag):
     CODE = 0x02
     COMPARE = 0x04
     BUTTON = 0x08
+    #: A display (no button): the host types the one-time number the device shows.
+    PASSKEY = 0x10
+
+
+#: Every mode bit this version knows; a receiver refuses others.
+ALL_MODES: Final = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
 
 
 class AdvertisedFlags(enum.IntFlag):
@@ -107,7 +113,7 @@ def decode_service_data(raw: bytes, profile: GattProfile | None = None) -> Servi
         state = DeviceState(parsed.state)
     except ValueError:
         raise MalformedData(f"unknown device state {parsed.state}") from None
-    if parsed.modes & ~int(OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON):
+    if parsed.modes & ~int(ALL_MODES):
         raise MalformedData(f"unknown mode bits 0x{parsed.modes:02x}")
     if parsed.flags & ~_ALL_FLAGS:
         raise MalformedData(f"unknown flag bits 0x{parsed.flags:02x}")
@@ -222,7 +228,7 @@ class DeviceInfo:
         return cls(
             protocol_version=field(InfoKey.PROTOCOL_VERSION, 1, 255),
             state=state,
-            modes=OobMode(field(InfoKey.MODES, 0, 0x0F)),
+            modes=OobMode(field(InfoKey.MODES, 0, int(ALL_MODES))),
             discriminator=field(InfoKey.DISCRIMINATOR, 0, DISCRIMINATOR_MAX),
             max_message=field(InfoKey.MAX_MESSAGE, 64, 0xFFFFFF),
             rx_window=field(InfoKey.RX_WINDOW, 1, 127),

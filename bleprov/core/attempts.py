@@ -3,10 +3,15 @@
 :class:`AttemptLimiter` counts failed authentications persistently, pessimistically: an
 attempt counts as failed from the moment it could reveal anything to the peer (the
 device's SPAKE2+ confirmation, a Noise reply), and is forgiven only by a successful
-handshake. The caller persists :meth:`AttemptLimiter.to_bytes` *before* it sends the
-reply, so cutting the power after seeing a result does not save an attacker a try.
-After a few failures each new attempt waits an exponential backoff; after
-``max_failures`` the device is locked out until a physical reset.
+handshake. The caller persists the counters *before* it sends the reply, so cutting the
+power after seeing a result does not save an attacker a try. After a few failures each
+new attempt waits an exponential backoff; after ``max_failures`` the device is locked out
+until a physical reset.
+
+Each secret has its own counter (:class:`AttemptLimits`, keyed by :class:`Credential`):
+a success with one secret forgives failures with that secret only. A shared counter let
+anyone who could complete an easy mode (compare) wipe the count of a guessable one (code).
+The counters are persisted together, in one record.
 
 :class:`ButtonWindow` is the WPS push-button rule: a press opens a window (default
 120 s) for one host; a second host trying during the window is a session overlap, and
@@ -15,7 +20,9 @@ both are refused until the next press.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 import cbor2
@@ -26,6 +33,38 @@ DEFAULT_MAX_FAILURES: Final = 20
 DEFAULT_FREE_FAILURES: Final = 3
 DEFAULT_MAX_BACKOFF: Final = 300.0
 DEFAULT_BUTTON_WINDOW: Final = 120.0
+#: Version of the persisted :class:`AttemptLimits` record (1 was one shared counter).
+ATTEMPTS_FORMAT: Final = 2
+#: No attempt record is larger (a handful of short names and two small fields each).
+MAX_ATTEMPTS_RECORD: Final = 1024
+
+
+class Credential(enum.Enum):
+    """Which secret authenticated a session (and whose failure counter an attempt uses).
+
+    The value is the name the persisted record uses. Adding a secret is one line here;
+    every member but BUTTON gets its own counter (:attr:`limited`).
+    """
+
+    #: qr mode: the label's (QR code, NFC tag, printed key) secret.
+    LABEL = "label"
+    #: code mode: the printed passcode or a scratch card (one counter for both).
+    CODE = "code"
+    #: passkey mode: the one-time number the device's display showed.
+    PASSKEY = "passkey"
+    #: compare mode: both users accepted the number (host and device).
+    COMPARE = "compare"
+    #: button mode: a press on the device (guarded by the window, not a counter).
+    BUTTON = "button"
+    #: code mode with the owner's commissioning window (bleprov.core.window): its wrong
+    #: codes are counted by the window itself, in RAM, and close it at its limit.
+    WINDOW = "window"
+
+    @property
+    def limited(self) -> bool:
+        """Whether failures with this secret are counted here (all but the button and
+        the owner's window, which guard themselves)."""
+        return self not in (Credential.BUTTON, Credential.WINDOW)
 
 
 class SessionRefused(ProtocolError):
@@ -66,6 +105,16 @@ class SessionOverlap(SessionRefused):
     """Two hosts tried button mode in one window; press the button again, one host only."""
 
     code = 0x45
+
+
+class ButtonWindowUsed(SessionRefused):
+    """Another host already authenticated in this button window (it is one-shot).
+
+    Its own code, so a host can tell its user what it means: someone else may have set
+    the device up first; a new press does not undo that, a reset by hand does.
+    """
+
+    code = 0x4B
 
 
 @dataclass
@@ -142,6 +191,101 @@ class AttemptLimiter:
         return cls(failures=value[1], locked_out=value[2], **limits)
 
 
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 32
+
+
+@dataclass
+class AttemptLimits:
+    """One :class:`AttemptLimiter` per limited :class:`Credential`, stored as one record.
+
+    Record (deterministic CBOR): ``[2, {name: [failures, locked_out], ...}]`` with the
+    credential's name as key. Reading also accepts format 1 (``[1, failures,
+    locked_out]``, one counter every mode shared): each counter then starts from it, so an
+    upgrade forgives nothing. A name the record lacks starts at zero (a secret added since
+    it was written); a name this version does not know is ignored. Anything else is
+    corrupt (:class:`MalformedData`): the caller must then lock every counter
+    (:meth:`all_locked`), never reset them.
+    """
+
+    limiters: dict[Credential, AttemptLimiter] = field(default_factory=dict)
+    #: Makes a fresh counter with the device's limits (max failures, backoff).
+    template: Callable[[], AttemptLimiter] = AttemptLimiter
+
+    def __post_init__(self) -> None:
+        for credential in Credential:
+            if credential.limited and credential not in self.limiters:
+                self.limiters[credential] = self.template()
+
+    def __getitem__(self, credential: Credential) -> AttemptLimiter:
+        if not credential.limited:
+            raise KeyError(f"the {credential.value} credential has no attempt counter")
+        return self.limiters[credential]
+
+    @property
+    def locked_out(self) -> bool:
+        """Some secret is locked: the device needs its physical reset."""
+        return any(limiter.locked_out for limiter in self.limiters.values())
+
+    def physical_reset(self) -> None:
+        """Lift every lockout (a physical action on the device only)."""
+        for limiter in self.limiters.values():
+            limiter.physical_reset()
+
+    def to_bytes(self) -> bytes:
+        counters = {
+            credential.value: [limiter.failures, limiter.locked_out]
+            for credential, limiter in self.limiters.items()
+        }
+        data: bytes = cbor2.dumps([ATTEMPTS_FORMAT, counters], canonical=True)
+        return data
+
+    @classmethod
+    def all_locked(cls, template: Callable[[], AttemptLimiter] = AttemptLimiter) -> AttemptLimits:
+        """What an unreadable record means: every secret locked until a physical reset."""
+        limits = cls(template=template)
+        for limiter in limits.limiters.values():
+            limiter.locked_out = True
+        return limits
+
+    @classmethod
+    def from_bytes(
+        cls, raw: bytes, template: Callable[[], AttemptLimiter] = AttemptLimiter
+    ) -> AttemptLimits:
+        try:
+            value = cbor2.loads(raw) if 0 < len(raw) <= MAX_ATTEMPTS_RECORD else None
+        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
+            value = None
+        if isinstance(value, list) and value[:1] == [1]:
+            shared = AttemptLimiter.from_bytes(raw)
+            limits = cls(template=template)
+            for limiter in limits.limiters.values():
+                limiter.failures, limiter.locked_out = shared.failures, shared.locked_out
+            return limits
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or value[0] != ATTEMPTS_FORMAT
+            or not isinstance(value[1], dict)
+        ):
+            raise MalformedData("attempt counter record is corrupt")
+        known = {credential.value: credential for credential in Credential if credential.limited}
+        limits = cls(template=template)
+        for name, counter in value[1].items():
+            if (
+                not isinstance(name, str)
+                or not isinstance(counter, list)
+                or len(counter) != 2
+                or not _count(counter[0])
+                or not isinstance(counter[1], bool)
+            ):
+                raise MalformedData("attempt counter record is corrupt")
+            if name in known:
+                limiter = limits.limiters[known[name]]
+                limiter.failures, limiter.locked_out = counter[0], counter[1]
+        return limits
+
+
 @dataclass
 class ButtonWindow:
     """The push-button window: one host, within ``length`` seconds of a press."""
@@ -150,11 +294,15 @@ class ButtonWindow:
     opened_at: float | None = None
     #: The connection that claimed the window, if any.
     claimed_by: str | None = None
+    #: A host authenticated in the last window: until the next press, a claim is told so
+    #: (:class:`ButtonWindowUsed`) rather than "press the button". RAM only.
+    used: bool = False
 
     def press(self, now: float) -> None:
         """A physical press: a fresh window, unclaimed."""
         self.opened_at = now
         self.claimed_by = None
+        self.used = False
 
     def is_open(self, now: float) -> bool:
         return self.opened_at is not None and now < self.opened_at + self.length
@@ -164,12 +312,17 @@ class ButtonWindow:
 
         A second host in the same window closes it for everyone (session overlap).
         """
+        if not self.is_open(now) and self.used:
+            raise ButtonWindowUsed(
+                "this button window was already used by another host: someone else may "
+                "have set the device up; reset it by hand before you provision it"
+            )
         if not self.is_open(now):
             raise ButtonNotPressed(
                 f"press the device's button, then retry within {self.length:.0f} s"
             )
         if self.claimed_by is not None and self.claimed_by != connection:
-            self.close()
+            self.spoil()
             raise SessionOverlap(
                 "another host tried during the button window; "
                 "press the button again and use one host only"
@@ -179,6 +332,15 @@ class ButtonWindow:
     def overlapped(self, connection: str) -> bool:
         """True if ``connection`` held the window and lost it to an overlap."""
         return self.claimed_by != connection
+
+    def authenticated(self) -> None:
+        """The claiming host authenticated: the window is used (see :attr:`used`)."""
+        self.used = True
+
+    def spoil(self) -> None:
+        """Two hosts tried at once (an overlap): closed, and nobody counts as its user."""
+        self.close()
+        self.used = False
 
     def close(self) -> None:
         self.opened_at = None

@@ -94,5 +94,11 @@ class UnsupportedVersion(FramingError):
     code = 0x19
 
 
+class OpenTimeout(FramingError):
+    """Device: a central connected and sent no OPEN within the open timeout."""
+
+    code = 0x1A
+
+
 class LocalProtocolError(BleprovError):
     """This side tried something the protocol forbids (a bug in the caller, not the peer)."""

@@ -38,6 +38,7 @@ from bleprov.core.onboarding import (
 )
 from bleprov.core.profile import default_profile
 from bleprov.core.session.device import DeviceSecrets
+from bleprov.core.session.host import MAX_SCRYPT_LOG2_N, MAX_SCRYPT_P, MAX_SCRYPT_R
 from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 
 SALT_BYTES = 16
@@ -193,6 +194,11 @@ def provision_device(
     """Make a device's secrets and its label. ``modes`` must include qr (the label)."""
     if OobMode.QR not in modes:
         raise LocalProtocolError("every bleprov label carries the qr mode's key and secret")
+    if cost.log2_n > MAX_SCRYPT_LOG2_N or cost.r > MAX_SCRYPT_R or cost.p > MAX_SCRYPT_P:
+        raise LocalProtocolError(
+            f"scrypt cost above what hosts run (2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, "
+            f"p {MAX_SCRYPT_P}): no host could use this device's code"
+        )
     disc = secrets.randbelow(DISCRIMINATOR_MAX + 1) if discriminator is None else discriminator
     label_secret = secrets.token_bytes(16)
     salt = secrets.token_bytes(SALT_BYTES)

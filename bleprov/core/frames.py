@@ -4,7 +4,9 @@ One :class:`FrameChannel` per connection and side. The application hands it mess
 (``send_message``) and frames from the radio (``receive_frame``); it hands back frames to
 write or notify (``data_to_send``) and :class:`MessageReceived` events. It does no I/O and
 reads no clock: every call that needs the time takes ``now`` (seconds, any monotonic
-origin), and ``next_deadline``/``handle_timer`` drive the per-message timeout.
+origin), and ``next_deadline``/``handle_timer`` drive the timeouts: per message, and on
+the device the open timeout (a central that connects and never sends OPEN would
+otherwise hold a device that serves one central at a time forever).
 
 Wire format (docs/protocol.md, "Framing"). Byte 0 is the control byte: bits 7-6 the kind
 (DATA 0, CREDIT 1, OPEN 2, RESET 3), bit 5 FIRST on DATA frames, the rest zero.
@@ -39,6 +41,7 @@ from bleprov.core.errors import (
     LocalProtocolError,
     MalformedFrame,
     MessageTimeout,
+    OpenTimeout,
     OversizedMessage,
     PeerReset,
     SequenceError,
@@ -58,6 +61,9 @@ DEFAULT_MAX_MESSAGE: Final = 64 * 1024
 DEFAULT_RX_WINDOW: Final = 16
 MAX_WINDOW: Final = 127
 DEFAULT_MESSAGE_TIMEOUT: Final = 60.0
+#: Device: seconds from the connection to the host's OPEN. A host sends OPEN right after
+#: discovery, the info read and the subscription, a few connection events in all.
+DEFAULT_OPEN_TIMEOUT: Final = 15.0
 
 
 class FrameKind(enum.IntEnum):
@@ -164,17 +170,19 @@ class FrameChannel:
         max_message: int = DEFAULT_MAX_MESSAGE,
         rx_window: int = DEFAULT_RX_WINDOW,
         message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+        open_timeout: float = DEFAULT_OPEN_TIMEOUT,
     ) -> None:
         if not 0 < max_message <= MAX_MESSAGE_LIMIT:
             raise LocalProtocolError(f"max_message must be in [1, {MAX_MESSAGE_LIMIT}]")
         if not 0 < rx_window <= MAX_WINDOW:
             raise LocalProtocolError(f"rx_window must be in [1, {MAX_WINDOW}]")
-        if message_timeout <= 0:
-            raise LocalProtocolError("message_timeout must be positive")
+        if message_timeout <= 0 or open_timeout <= 0:
+            raise LocalProtocolError("message_timeout and open_timeout must be positive")
         self.role = role
         self.max_message = max_message
         self.rx_window = rx_window
         self.message_timeout = message_timeout
+        self.open_timeout = open_timeout
         self.stats = ChannelStats()
         self._att_mtu = ATT_MIN_MTU
         self._state = ChannelState.CLOSED
@@ -194,6 +202,7 @@ class FrameChannel:
         self._rx_limit = 0
         self._credit_due = False
         self._stalled_since: float | None = None
+        self._open_deadline: float | None = None
 
     @property
     def state(self) -> ChannelState:
@@ -221,12 +230,17 @@ class FrameChannel:
 
     # ------------------------------------------------------------- connection
 
-    def connection_made(self, att_mtu: int = ATT_MIN_MTU) -> None:
-        """A link came up. The device then waits for OPEN; the host calls :meth:`open`."""
+    def connection_made(self, att_mtu: int = ATT_MIN_MTU, *, now: float | None = None) -> None:
+        """A link came up. The device then waits for OPEN; the host calls :meth:`open`.
+
+        Device: with ``now``, OPEN is due within :attr:`open_timeout` (see
+        :meth:`next_deadline`); a device adapter always passes it."""
         self._clear()
         self._att_mtu = ATT_MIN_MTU
         self.mtu_changed(att_mtu)
         self._state = ChannelState.AWAITING_OPEN
+        if self.role is Role.DEVICE and now is not None:
+            self._open_deadline = now + self.open_timeout
 
     def mtu_changed(self, att_mtu: int) -> None:
         """The stack negotiated a new ATT MTU; later frames use it."""
@@ -450,6 +464,8 @@ class FrameChannel:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
+        if self._state is ChannelState.AWAITING_OPEN:
+            return self._open_deadline
         if self._state is not ChannelState.OPEN:
             return None
         deadlines = []
@@ -460,13 +476,19 @@ class FrameChannel:
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
-        """Raise :class:`MessageTimeout` (and reset) if a message overran its time."""
+        """Raise :class:`MessageTimeout` (and reset) if a message overran its time, or
+        :class:`OpenTimeout` (device) if OPEN did not come in time."""
         deadline = self.next_deadline()
-        if deadline is not None and now >= deadline:
+        if deadline is None or now < deadline:
+            return
+        error: FramingError
+        if self._state is ChannelState.AWAITING_OPEN:
+            error = OpenTimeout(f"no OPEN frame within {self.open_timeout:g} s of the connection")
+        else:
             what = "receiving" if self._incoming is not None else "waiting for credit to send"
             error = MessageTimeout(f"message timed out after {self.message_timeout:g} s {what}")
-            self._fail(error)
-            raise error
+        self._fail(error)
+        raise error
 
     def close(self) -> None:
         """Forget the exchange (the link is going away)."""

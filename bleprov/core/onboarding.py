@@ -26,8 +26,9 @@ material. Binary layout (big-endian, bit 7 = most significant):
 ====== ==== ==============================================================
 offset size field
 ====== ==== ==============================================================
-0      1    bits 7-4 version (1); bits 3-1 reserved (0); bit 0 passcode present
-1      2    bits 15-12 modes (OobMode); bits 11-0 discriminator
+0      1    bits 7-4 version (1); bits 3-2 reserved (0); bit 1 passkey mode (0x10);
+            bit 0 passcode present
+1      2    bits 15-12 modes (OobMode 0x01-0x08); bits 11-0 discriminator
 3      32   device static X25519 public key (raw)
 35     16   label secret
 51     4    only if passcode present: bits 31-27 reserved (0); bits 26-0 passcode
@@ -77,7 +78,11 @@ LABEL_SECRET_BYTES: Final = 16
 #: Binary payload sizes in version 1, without and with a passcode.
 PAYLOAD_BYTES: Final = 3 + PUBLIC_KEY_BYTES + LABEL_SECRET_BYTES
 PAYLOAD_BYTES_WITH_PASSCODE: Final = PAYLOAD_BYTES + 4
-_ALL_MODES: Final = int(OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON)
+_ALL_MODES: Final = int(
+    OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
+)
+#: The modes the header's 4-bit field holds; passkey (0x10) has a header bit of its own.
+_HEADER_MODES: Final = int(OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON)
 
 PASSCODE_DIGITS: Final = 8
 PASSCODE_MIN: Final = 1
@@ -229,7 +234,8 @@ def _require_key_material(value: bytes, size: int, what: str) -> None:
 
 _HEADER: Final = cs.BitStruct(
     "version" / cs.BitsInteger(4),
-    "reserved" / cs.BitsInteger(3),
+    "reserved" / cs.BitsInteger(2),
+    "passkey" / cs.Flag,
     "has_passcode" / cs.Flag,
     "modes" / cs.BitsInteger(4),
     "discriminator" / cs.BitsInteger(DISCRIMINATOR_BITS),
@@ -255,8 +261,9 @@ def encode_payload(payload: OnboardingPayload) -> bytes:
             "header": {
                 "version": payload.version,
                 "reserved": 0,
+                "passkey": OobMode.PASSKEY in payload.modes,
                 "has_passcode": has_passcode,
-                "modes": int(payload.modes),
+                "modes": int(payload.modes) & _HEADER_MODES,
                 "discriminator": payload.discriminator,
             },
             "device_public_key": payload.device_public_key,
@@ -293,7 +300,7 @@ def parse_payload(raw: bytes) -> OnboardingPayload:
     return OnboardingPayload(
         version=version,
         discriminator=parsed.header.discriminator,
-        modes=OobMode(parsed.header.modes),
+        modes=OobMode(parsed.header.modes | (OobMode.PASSKEY if parsed.header.passkey else 0)),
         device_public_key=parsed.device_public_key,
         label_secret=parsed.label_secret,
         passcode=passcode,

@@ -21,6 +21,7 @@ from bleprov.core.errors import BleprovError, FramingError
 from bleprov.core.frames import (
     DEFAULT_MAX_MESSAGE,
     DEFAULT_MESSAGE_TIMEOUT,
+    DEFAULT_OPEN_TIMEOUT,
     DEFAULT_RX_WINDOW,
     ChannelOpened,
     ChannelState,
@@ -124,6 +125,7 @@ class DeviceLink:
         max_message: int = DEFAULT_MAX_MESSAGE,
         rx_window: int = DEFAULT_RX_WINDOW,
         message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
+        open_timeout: float = DEFAULT_OPEN_TIMEOUT,
     ) -> None:
         self.peripheral = peripheral
         self.application = application
@@ -133,6 +135,8 @@ class DeviceLink:
         self.max_message = max_message
         self.rx_window = rx_window
         self.message_timeout = message_timeout
+        #: A central must send OPEN this soon after connecting, or it is dropped.
+        self.open_timeout = open_timeout
         #: While true, the device keeps advertising (flagged busy) during a session, so
         #: that a second host trying to connect is seen (push-button overlap detection).
         self.keep_advertising: Callable[[], bool] = lambda: False
@@ -229,8 +233,10 @@ class DeviceLink:
             max_message=self.max_message,
             rx_window=self.rx_window,
             message_timeout=self.message_timeout,
+            open_timeout=self.open_timeout,
         )
-        channel.connection_made(event.mtu)
+        # With the time: the channel's deadline for OPEN, which run() below honours.
+        channel.connection_made(event.mtu, now=self.now())
         session = DeviceSession(self, event.connection, channel)
         self.session = session
         self.counters.sessions += 1

@@ -6,7 +6,8 @@ only authenticated application data to the product's :class:`SecureApplication`.
 
 Host side: :class:`SecureHostLink` opens a :class:`~bleprov.radio.host_link.HostLink`,
 runs a :class:`~bleprov.core.session.host.HostSession` with the chosen mode, asks the user
-to compare numbers where the mode needs it, and then carries application messages.
+to compare numbers, or to type the device's number, where the mode needs it, and then
+carries application messages.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from typing import Protocol
 from bleak.backends.device import BLEDevice
 
 from bleprov.core.advertising import DeviceInfo, ServiceData
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow, DeviceBusy, SessionOverlap
+from bleprov.core.attempts import (
+    AttemptLimiter,
+    AttemptLimits,
+    ButtonWindow,
+    DeviceBusy,
+    SessionOverlap,
+)
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.enrolment.device import Authority
 from bleprov.core.errors import BleprovError, MalformedData
@@ -64,7 +71,8 @@ class LinkSession(Protocol):
 
 
 class AttemptStore(Protocol):
-    """Where the device keeps its failed-attempt counter (survives power cuts)."""
+    """Where the device keeps its failed-attempt counters (survives power cuts): the
+    bytes of :meth:`AttemptLimits.to_bytes`, one record for every secret."""
 
     def load(self) -> bytes | None: ...
 
@@ -151,6 +159,10 @@ class SecureDeviceChannel:
         """The device's own button, in compare mode."""
         self._server._dispatch(self, self.machine.confirm_number(accepted, self._server.now()))
 
+    @property
+    def awaiting_confirmation(self) -> bool:
+        return self.machine.awaiting_confirmation
+
 
 class SecureDeviceServer:
     """Runs the session layer for every connection the device link accepts."""
@@ -170,6 +182,10 @@ class SecureDeviceServer:
         limiter_factory: Callable[[], AttemptLimiter] = AttemptLimiter,
         remote_attempts: AttemptStore | None = None,
     ) -> None:
+        """``device_confirms``: the device has a display *and* a button its user presses
+        to accept a compared number; without it the device does not offer compare
+        (:func:`~bleprov.core.session.device.offered_modes`). ``limiter_factory`` gives
+        each secret's counter its limits."""
         self.secrets = secrets
         self.policy = policy
         self.application = application
@@ -179,13 +195,13 @@ class SecureDeviceServer:
         self.device_confirms = device_confirms
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
-        self.limiter = self._load_limiter(limiter_factory, attempts)
+        self.limits = self._load_limits(limiter_factory, attempts)
         #: Remote links (the broker: sessions whose ``remote`` is true) count failures
         #: apart, so that whoever may publish to the device's topics can lock the remote
         #: path only, never BLE, where the label's holder stands next to the device.
         self.remote_attempts = remote_attempts
-        self.remote_limiter = (
-            self._load_limiter(limiter_factory, remote_attempts)
+        self.remote_limits = (
+            self._load_limits(limiter_factory, remote_attempts)
             if remote_attempts is not None
             else None
         )
@@ -204,35 +220,49 @@ class SecureDeviceServer:
         self._loop = asyncio.get_running_loop()
 
     @staticmethod
-    def _load_limiter(
+    def _load_limits(
         factory: Callable[[], AttemptLimiter], attempts: AttemptStore
-    ) -> AttemptLimiter:
-        template = factory()
+    ) -> AttemptLimits:
         raw = attempts.load()
         if raw is None:
-            return template
+            return AttemptLimits(template=factory)
         try:
-            return AttemptLimiter.from_bytes(
-                raw,
-                max_failures=template.max_failures,
-                free_failures=template.free_failures,
-            )
+            return AttemptLimits.from_bytes(raw, factory)
         except MalformedData:
-            # A corrupt counter must not reset to zero: treat it as a lockout.
-            logger.error("attempt counter unreadable: locking until a physical reset")
-            template.locked_out = True
-            return template
+            # A corrupt record must not reset the counters to zero: lock every secret.
+            logger.error("attempt counters unreadable: locking until a physical reset")
+            return AttemptLimits.all_locked(factory)
+
+    @property
+    def offered_modes(self) -> int:
+        """The modes this device offers: its policy, less compare if it cannot confirm.
+        What it advertises and serves in its info should say exactly this."""
+        return dev.offered_modes(self.policy, device_confirms=self.device_confirms)
 
     def now(self) -> float:
         return self._loop.time()
 
     def physical_reset(self) -> None:
-        """Called from the device's reset button: lift a lockout (every link's)."""
-        self.limiter.physical_reset()
-        self.attempts.save(self.limiter.to_bytes())
-        if self.remote_limiter is not None and self.remote_attempts is not None:
-            self.remote_limiter.physical_reset()
-            self.remote_attempts.save(self.remote_limiter.to_bytes())
+        """Called from the device's reset button: lift every secret's lockout, on
+        every link."""
+        self.limits.physical_reset()
+        self.attempts.save(self.limits.to_bytes())
+        if self.remote_limits is not None and self.remote_attempts is not None:
+            self.remote_limits.physical_reset()
+            self.remote_attempts.save(self.remote_limits.to_bytes())
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """compare mode: a number is shown and waits for the device's user."""
+        return any(channel.awaiting_confirmation for channel in self.channels.values())
+
+    def confirm_number(self, accepted: bool) -> bool:
+        """The device's user answers the number it shows (its button: accept). Returns
+        whether a number was waiting."""
+        waiting = [c for c in self.channels.values() if c.awaiting_confirmation]
+        for channel in waiting:
+            channel.confirm_number(accepted)
+        return bool(waiting)
 
     def press_button(self) -> None:
         self.button.press(self.now())
@@ -258,13 +288,13 @@ class SecureDeviceServer:
             session.send(encode(Refused(DeviceBusy.code, 0)))
             self._loop.create_task(session.disconnect())
             return
-        remote = bool(getattr(session, "remote", False)) and self.remote_limiter is not None
+        remote = bool(getattr(session, "remote", False)) and self.remote_limits is not None
         machine = dev.DeviceSession(
             secrets=self.secrets,
             policy=self.policy & session.allowed_modes,
             # Exactly the bytes the info characteristic serves: the session binds them.
             device_info=session.link.current_info().encode(),
-            limiter=self.remote_limiter if remote and self.remote_limiter else self.limiter,
+            limits=self.remote_limits if remote and self.remote_limits else self.limits,
             button=self.button,
             connection=session.connection,
             now=self.now(),
@@ -301,7 +331,7 @@ class SecureDeviceServer:
             c.mode is Mode.BUTTON for c in self.channels.values()
         ):
             return
-        self.button.close()
+        self.button.spoil()  # nobody keeps it: a new press is needed, not "window used"
         overlap = SessionOverlap("a second host tried during the button window")
         for channel in list(self.channels.values()):
             if channel.mode is Mode.BUTTON or channel.mode is None:
@@ -361,10 +391,16 @@ class SessionInfo:
 
 
 NumberConfirmer = Callable[[int], Awaitable[bool]]
+#: passkey mode: asks the user for the number the device shows (the text typed).
+PasskeyReader = Callable[[], Awaitable[str]]
 
 
 async def _always_reject(number: int) -> bool:
     return False
+
+
+async def _no_passkey() -> str:
+    raise ChannelClosedError("nobody can type the device's number here")
 
 
 class MessageLink(Protocol):
@@ -400,6 +436,7 @@ class SecureHostLink:
         advertised: ServiceData | None = None,
         confirm_number: NumberConfirmer = _always_reject,
         handshake_timeout: float = 60.0,
+        enter_passkey: PasskeyReader = _no_passkey,
     ) -> None:
         if link is None:
             if target is None or radio is None:
@@ -411,6 +448,7 @@ class SecureHostLink:
         self._trust = trust
         self._advertised = advertised
         self._confirm = confirm_number
+        self._passkey = enter_passkey
         self._handshake_timeout = handshake_timeout
         self.machine: hst.HostSession | None = None
         self.info: SessionInfo | None = None
@@ -481,6 +519,10 @@ class SecureHostLink:
                 accepted = await self._confirm(event.number)
                 loop = asyncio.get_running_loop()
                 pending.extend(self.machine.confirm_number(accepted, loop.time()))
+            elif isinstance(event, hst.PasskeyRequested):
+                typed = await self._passkey()
+                loop = asyncio.get_running_loop()
+                pending.extend(self.machine.enter_passkey(typed, loop.time()))
             elif isinstance(event, hst.Established):
                 established = event
             elif isinstance(event, hst.ApplicationData):
@@ -490,6 +532,11 @@ class SecureHostLink:
                     raise event.error
                 raise ChannelClosedError("the device closed the session")
         return established
+
+    @property
+    def through_window(self) -> bool:
+        """Authenticated with the code of a window the device's owner opened."""
+        return isinstance(self._secret, hst.WindowSecret)
 
     def channel_binding(self, label: bytes) -> bytes:
         """This session's channel binding for ``label``, the same the device computes."""

@@ -401,6 +401,11 @@ class DeviceDaemon:
         self._watch = asyncio.create_task(self._watch_state(), name="state-watch")
 
     def press_button(self) -> None:
+        """The button: accepts a compared number while one waits (``--device-confirms``),
+        else opens the button-mode window."""
+        if self.runtime.accept_number():
+            self.emit("button: number accepted on the device")
+            return
         self.runtime.press_button()
         window = self.runtime.server.button.length
         self.emit(f"button: pressed, button-mode window open for {window:g} s")

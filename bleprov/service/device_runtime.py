@@ -60,6 +60,9 @@ class DeviceRuntime:
         broker: BrokerConfig | None = None,
         broker_modes: OobMode = DEFAULT_BROKER_MODES,
     ) -> None:
+        """``device_confirms``: the device has a display and a button, and its user
+        accepts a compared number with the button (:meth:`accept_number`). Without it
+        the device does not offer compare, whatever the factory's modes say."""
         provisioning = store.provisioning()
         if provisioning is None:
             raise DeviceNotProvisioned(
@@ -115,8 +118,9 @@ class DeviceRuntime:
         return self.provisioning.discriminator
 
     def state(self) -> DeviceState:
-        """What the advertisement says: from the store and the attempt limiter."""
-        if self.server.limiter.locked_out:
+        """What the advertisement says: from the store and the attempt limiters (any
+        secret locked out needs the physical reset, so the device says so)."""
+        if self.server.limits.locked_out:
             return DeviceState.LOCKED_OUT
         records = self.store.load()
         if mb.RECORD_ZONE in records:
@@ -130,11 +134,13 @@ class DeviceRuntime:
         return mb.RECORD_OWNER in self.store.load()
 
     def current_info(self) -> DeviceInfo:
-        """The info value: an owned device offers only the code mode, and that only while
-        its owner's window is open (with the window's KDF inputs instead of the label's)."""
+        """The info value (and so the advertisement): the factory's modes as far as this
+        device can run them (no compare unless it confirms numbers itself); an owned device
+        offers only the code mode, and that only while its owner's window is open (with
+        the window's KDF inputs instead of the label's)."""
         info = self.provisioning.info(self.state())
         if not self.owned():
-            return info
+            return dataclasses.replace(info, modes=OobMode(self.server.offered_modes))
         window = self._open_window()
         return dataclasses.replace(
             info,
@@ -257,8 +263,13 @@ class DeviceRuntime:
                 self.server.button.length + 0.05, self._readvertise_soon
             )
 
+    def accept_number(self) -> bool:
+        """The device's user accepts the compared number it shows (its button), if one
+        waits for that; False otherwise (the press means something else then)."""
+        return self.server.device_confirms and self.server.confirm_number(True)
+
     def physical_reset(self) -> None:
-        """The reset button held: lifts a lockout of the attempt limiter."""
+        """The reset button held: lifts the lockouts of the attempt limiters."""
         self.server.physical_reset()
 
     def factory_reset(self) -> None:

@@ -1,9 +1,10 @@
 """The host's first step: from what the user holds to an authenticated session.
 
 A user holds a QR code (or its NFC tag or printed long key), a manual code, a scratch card,
-a display to compare a number on, or a button to press. :class:`DeviceAuthentication`
-turns each into a handshake mode, its secret, and what picks the device out of a scan;
-:func:`open_session` finds the device and runs the handshake and the attestation check.
+a display to compare a number on or to read a one-time number from, or a button to press.
+:class:`DeviceAuthentication` turns each into a handshake mode, its secret, and what picks
+the device out of a scan; :func:`open_session` finds the device and runs the handshake
+and the attestation check.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
 from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
-from bleprov.radio.secure_link import NumberConfirmer, SecureHostLink
+from bleprov.radio.secure_link import NumberConfirmer, PasskeyReader, SecureHostLink
 
 
 async def _refuse_numbers(number: int) -> bool:
     return False
+
+
+async def _no_passkey() -> str:
+    raise BleprovError("passkey mode needs someone to type the number the device shows")
 
 
 class WrongDevice(BleprovError):
@@ -113,6 +118,11 @@ class DeviceAuthentication:
         return cls(Mode.COMPARE, None, discriminator)
 
     @classmethod
+    def passkey(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
+        """passkey mode: the device shows a one-time number; the user types it here."""
+        return cls(Mode.PASSKEY, None, discriminator)
+
+    @classmethod
     def button(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
         """button mode: safe only where nobody else can be in radio range (security.md)."""
         return cls(Mode.BUTTON, None, discriminator)
@@ -134,6 +144,7 @@ async def open_session(
     *,
     found: FoundDevice | None = None,
     confirm_number: NumberConfirmer = _refuse_numbers,
+    enter_passkey: PasskeyReader = _no_passkey,
     timeout: float = 10.0,
     handshake_timeout: float = 60.0,
 ) -> SecureHostLink:
@@ -148,6 +159,7 @@ async def open_session(
         trust=trust,
         advertised=found.service_data,
         confirm_number=confirm_number,
+        enter_passkey=enter_passkey,
         handshake_timeout=handshake_timeout,
     )
     await session.open()
@@ -164,6 +176,7 @@ async def open_broker_session(
     password: str | None = None,
     tls: ssl.SSLContext | None = None,
     confirm_number: NumberConfirmer = _refuse_numbers,
+    enter_passkey: PasskeyReader = _no_passkey,
     timeout: float = 10.0,
     handshake_timeout: float = 60.0,
 ) -> SecureHostLink:
@@ -199,6 +212,7 @@ async def open_broker_session(
         secret=auth.secret,
         trust=trust,
         confirm_number=confirm_number,
+        enter_passkey=enter_passkey,
         handshake_timeout=handshake_timeout,
     )
     info = await session.open()

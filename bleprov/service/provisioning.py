@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bleprov.core.advertising import DeviceState
 from bleprov.core.enrolment.messages import WifiState, WifiStatus
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerPin
@@ -33,6 +34,29 @@ class WifiNotJoined(BleprovError):
 class PeerPinConflict(BleprovError):
     """The device's peer identity cannot be pinned: it names another device, or this host
     already pins a device of that name (with a key that a binding must never replace)."""
+
+
+class DeviceNotVirgin(BleprovError):
+    """The device says it is already enrolled or bound: someone set it up before.
+
+    Provisioning it anyway would "succeed" while an earlier owner (perhaps whoever won a
+    button window) keeps it; a host does so only when told explicitly."""
+
+
+#: States in which a device already has an owner (advertised, and bound by the handshake).
+OWNED_STATES = (DeviceState.ENROLLED, DeviceState.PEER_BOUND)
+
+
+def check_virgin(state: DeviceState, *, allow_owned: bool = False) -> None:
+    """Raise :class:`DeviceNotVirgin` for a device that is enrolled or bound, unless
+    ``allow_owned`` (the user said so: re-provisioning a device they own)."""
+    if state in OWNED_STATES and not allow_owned:
+        name = state.name.lower().replace("_", "-")
+        raise DeviceNotVirgin(
+            f"the device is already set up ({name}): someone else may have set it up first. "
+            "If it has an owner, ask them to open a window (--window-code); if it is yours "
+            "and has none, say so explicitly (--reprovision); if not, reset it by hand"
+        )
 
 
 class WifiChooser(Protocol):
@@ -114,13 +138,20 @@ async def provision(
     zone: ZonePlan | None = None,
     peer: PeerPlan | None = None,
     progress: Progress | None = None,
+    allow_owned: bool = False,
 ) -> ProvisionReport:
     """Wi-Fi, then zone or peer trust, then one commit. Raises on any failure, after which
     the device has rolled back (or will, when the session ends) and the hub has revoked
-    what it issued."""
+    what it issued.
+
+    A device whose info says it is enrolled or peer-bound is refused
+    (:class:`DeviceNotVirgin`) before anything is sent, unless ``allow_owned``: the info
+    is bound by the handshake, so this is what the authenticated device says."""
     progress = progress or _Silent()
     if session.info is None:
         raise BleprovError("the session is not open: call open() first")
+    # A session through the owner's window is how an owned device is meant to be reached.
+    check_virgin(session.info.device_info.state, allow_owned=allow_owned or session.through_window)
     device_id = session.info.attestation.device_id
     if peer is not None and device_id in peer.host.pins():
         raise PeerPinConflict(

@@ -58,7 +58,7 @@ def test_service_data_round_trip(state: DeviceState, modes: int, disc: int, flag
         bytes([1, 0, 0, 0, 0, 0, 0]),  # long
         bytes([0, 0, 0, 0, 0, 0]),  # version 0
         bytes([1, 9, 0, 0, 0, 0]),  # unknown state
-        bytes([1, 0, 0x10, 0, 0, 0]),  # unknown mode bit
+        bytes([1, 0, 0x20, 0, 0, 0]),  # unknown mode bit (0x10 is passkey)
         bytes([1, 0, 0, 0x10, 0, 0]),  # discriminator over 12 bits
         bytes([1, 0, 0, 0, 0, 0x80]),  # unknown flag
     ],

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 
 from bleprov.core.attempts import (
     AttemptLimiter,
+    AttemptLimits,
     ButtonNotPressed,
     ButtonWindow,
+    ButtonWindowUsed,
+    Credential,
     LockedOut,
     SessionOverlap,
     TryLater,
@@ -88,3 +92,88 @@ def test_button_overlap_closes_the_window_for_everyone() -> None:
         window.claim("host-a", 3.0)
     window.press(4.0)
     window.claim("host-b", 5.0)
+
+
+# ------------------------------------------------------- one counter per secret
+
+
+def test_each_secret_has_its_own_counter_and_they_persist_together() -> None:
+    limits = AttemptLimits(template=lambda: AttemptLimiter(max_failures=3, free_failures=10))
+    assert {c for c in Credential if c.limited} == set(limits.limiters)
+    with pytest.raises(KeyError):
+        limits[Credential.BUTTON]  # the window guards button mode, not a counter
+    for _ in range(3):
+        limits[Credential.CODE].begin_attempt(0.0)
+    limits[Credential.COMPARE].begin_attempt(0.0)
+    limits[Credential.COMPARE].succeeded()
+    assert limits[Credential.CODE].failures == 3 and limits[Credential.CODE].locked_out
+    assert limits.locked_out
+    raw = limits.to_bytes()
+    assert cbor2.loads(raw)[0] == 2  # the format's version
+    again = AttemptLimits.from_bytes(raw, lambda: AttemptLimiter(max_failures=3))
+    assert again[Credential.CODE].locked_out and again[Credential.CODE].failures == 3
+    assert again[Credential.COMPARE].failures == 0 and not again[Credential.LABEL].locked_out
+    assert again[Credential.CODE].max_failures == 3  # limits come from the template
+    again.physical_reset()
+    assert not again.locked_out
+
+
+def test_a_shared_counter_of_format_1_carries_over_to_every_secret() -> None:
+    old = AttemptLimiter(failures=7, locked_out=True).to_bytes()
+    limits = AttemptLimits.from_bytes(old)
+    assert all(limiter.failures == 7 and limiter.locked_out for limiter in limits.limiters.values())
+
+
+def test_unknown_names_are_ignored_missing_ones_start_at_zero() -> None:
+    raw = cbor2.dumps([2, {"code": [4, False], "window-from-the-future": [1, True]}])
+    limits = AttemptLimits.from_bytes(raw)
+    assert limits[Credential.CODE].failures == 4
+    assert limits[Credential.PASSKEY].failures == 0 and not limits.locked_out
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\xff",
+        cbor2.dumps([3, {}]),
+        cbor2.dumps([2, {"code": [1]}]),
+        cbor2.dumps([2, {"code": [-1, False]}]),
+        cbor2.dumps([2, {"code": [1, 0]}]),
+        cbor2.dumps([2, {1: [1, False]}]),
+        cbor2.dumps([2, []]),
+        cbor2.dumps([1, 1]),
+        b"\x82" * 600,
+    ],
+)
+def test_a_corrupt_record_is_malformed_and_locks_everything(raw: bytes) -> None:
+    with pytest.raises(MalformedData):
+        AttemptLimits.from_bytes(raw)
+    locked = AttemptLimits.all_locked()
+    assert all(limiter.locked_out for limiter in locked.limiters.values())
+
+
+def test_a_used_window_says_so_until_the_next_press() -> None:
+    window = ButtonWindow()
+    window.press(0.0)
+    window.claim("attacker", 1.0)
+    window.authenticated()
+    window.close()  # its session ended
+    with pytest.raises(ButtonWindowUsed) as used:
+        window.claim("owner", 2.0)
+    assert used.value.code == 0x4B
+    with pytest.raises(ButtonWindowUsed):
+        window.claim("owner", 500.0)  # still, until someone presses
+    window.press(600.0)
+    window.claim("owner", 601.0)
+
+
+def test_an_overlap_leaves_the_window_unused() -> None:
+    window = ButtonWindow()
+    window.press(0.0)
+    window.claim("a", 1.0)
+    window.authenticated()
+    with pytest.raises(SessionOverlap):
+        window.claim("b", 2.0)
+    with pytest.raises(ButtonNotPressed):  # nobody kept it: press again
+        window.claim("b", 3.0)

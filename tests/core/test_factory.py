@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from bleprov.core.advertising import OobMode
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow
+from bleprov.core.attempts import AttemptLimits, ButtonWindow
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import LocalProtocolError
 from bleprov.core.factory import DeviceProvisioning, provision_device
@@ -30,7 +30,7 @@ def handshake(device: DeviceProvisioning, mode: Mode, secret: hst.OutOfBand) -> 
         secrets=device.secrets(),
         policy=int(device.modes),
         device_info=info,
-        limiter=AttemptLimiter(),
+        limits=AttemptLimits(),
         button=ButtonWindow(),
         connection="c",
         now=0.0,

@@ -14,6 +14,7 @@ from bleprov.core.errors import (
     LocalProtocolError,
     MalformedFrame,
     MessageTimeout,
+    OpenTimeout,
     OversizedMessage,
     PeerReset,
     SequenceError,
@@ -280,6 +281,34 @@ def test_message_timeout_when_the_peer_grants_no_credit() -> None:
     assert host.next_deadline() == 5.0 + host.message_timeout
     with pytest.raises(MessageTimeout):
         host.handle_timer(5.0 + host.message_timeout)
+
+
+def test_the_device_waits_for_open_only_so_long() -> None:
+    """A central that connects and never sends OPEN: the deadline is reported (sans-IO:
+    the adapter arms the timer), then a typed error and a RESET frame."""
+    device = FrameChannel(Role.DEVICE, open_timeout=15.0)
+    device.connection_made(23, now=100.0)
+    assert device.next_deadline() == 115.0
+    device.handle_timer(114.9)  # not yet
+    with pytest.raises(OpenTimeout) as timed_out:
+        device.handle_timer(115.0)
+    assert timed_out.value.code == 0x1A
+    expect_reset(device, OpenTimeout.code)
+    assert device.next_deadline() is None
+
+
+def test_open_in_time_clears_the_open_deadline() -> None:
+    host, device = FrameChannel(Role.HOST), FrameChannel(Role.DEVICE)
+    host.connection_made(23, now=0.0)
+    device.connection_made(23, now=0.0)
+    assert host.next_deadline() is None  # the host has no OPEN to wait for
+    assert device.next_deadline() == device.open_timeout
+    host.open(peer_rx_window=16, peer_max_message=65536, now=1.0)
+    for frame in host.data_to_send(1.0):
+        device.receive_frame(frame, 1.0)
+    assert device.state is ChannelState.OPEN
+    assert device.next_deadline() is None
+    device.handle_timer(1e9)  # nothing due
 
 
 def test_no_deadline_when_idle() -> None:

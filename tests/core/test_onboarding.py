@@ -168,7 +168,7 @@ passcodes = st.integers(PASSCODE_MIN, PASSCODE_MAX).filter(_is_valid_passcode)
 @st.composite
 def payloads(draw: st.DrawFn) -> OnboardingPayload:
     passcode = draw(st.none() | passcodes)
-    modes = draw(st.integers(0, 15)) | OobMode.QR | (OobMode.CODE if passcode else 0)
+    modes = draw(st.integers(0, 0x1F)) | OobMode.QR | (OobMode.CODE if passcode else 0)
     return OnboardingPayload(
         discriminator=draw(st.integers(0, 0xFFF)),
         modes=OobMode(modes),
@@ -261,7 +261,7 @@ QR_ONLY_RAW = encode_payload(EXAMPLE_QR_ONLY)
         (b"", PayloadError, "empty"),
         (_with(EXAMPLE_BYTES, 0, 0x21), UnsupportedPayloadVersion, "version 2"),
         (_with(EXAMPLE_BYTES, 0, 0x01), UnsupportedPayloadVersion, "version 0"),
-        (_with(EXAMPLE_BYTES, 0, 0x13), PayloadError, "reserved header"),
+        (_with(EXAMPLE_BYTES, 0, 0x15), PayloadError, "reserved header"),
         (_with(EXAMPLE_BYTES, 0, 0x1F), PayloadError, "reserved header"),
         (_with(EXAMPLE_BYTES, 51, 0x82), PayloadError, "reserved passcode"),
         (_with(QR_ONLY_RAW, 0, 0x11), PayloadError, "51 bytes, expected 55"),
@@ -784,7 +784,7 @@ def test_independent_encoder_agrees() -> None:
         (EXAMPLE_PRINTED_KEY[:-2], MistypedCode, "mistyped"),
         ("000", UnsupportedPayloadVersion, "version 0"),
         (_printed_key_of(QR_ONLY_RAW + b"\1\2\3\4"), PayloadError, "55 bytes, expected 51"),
-        (_printed_key_of(_with(QR_ONLY_RAW, 0, 0x12)), PayloadError, "reserved header"),
+        (_printed_key_of(_with(QR_ONLY_RAW, 0, 0x14)), PayloadError, "reserved header"),
         (EXAMPLE_PRINTED_KEY.replace("Z", "U", 1), PayloadError, "check character"),
         (EXAMPLE_PRINTED_KEY.replace("Z", "_", 1), PayloadError, "character 3 is not"),
         (EXAMPLE_PRINTED_KEY.replace("Z", "\u0131", 1), PayloadError, "outside ASCII"),

@@ -50,5 +50,10 @@ def test_session_vectors_match_the_document() -> None:
     assert keys.host_to_device.hex() == _documented("k_h2d")
     assert keys.device_to_host.hex() == _documented("k_d2h")
     assert prologue(Mode.CODE, b"\xa1").hex() == _documented("prologue")
+    from bleprov.core.session.modes import passkey_secrets
+
+    passkey = passkey_secrets(123456, bytes(range(16)))
+    assert passkey.w0.to_bytes(32, "big").hex() == _documented("w0")
+    assert passkey.w1.to_bytes(32, "big").hex() == _documented("w1")
     message = signed_message(bytes(32), b"bleprov/1 session")
     assert message == bytes.fromhex(_documented("message")) + bytes(32)

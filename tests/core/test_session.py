@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow, LockedOut
+from bleprov.core.attempts import AttemptLimiter, AttemptLimits, ButtonWindow, Credential, LockedOut
 from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
 from bleprov.core.identity import Manufacturer, TrustPolicy, UnknownManufacturer
 from bleprov.core.session import device as dev
@@ -27,7 +27,7 @@ MANUFACTURER = Manufacturer.create("Acme Devices", now=NOW)
 IDENTITY = MANUFACTURER.issue_device(now=NOW)
 LABEL_SECRET = os.urandom(16)
 TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
-ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON
+ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
 
 
 def info(modes: OobMode = ALL) -> bytes:
@@ -70,17 +70,18 @@ class Run:
 def make_device(
     *,
     modes: OobMode = ALL,
-    limiter: AttemptLimiter | None = None,
+    limits: AttemptLimits | None = None,
     button: ButtonWindow | None = None,
     connection: str = "host-a",
-    device_confirms: bool = False,
+    device_confirms: bool = True,
     device_info: bytes | None = None,
 ) -> dev.DeviceSession:
+    """A device with a display and a button (it confirms compared numbers) by default."""
     return dev.DeviceSession(
         secrets=secrets_(),
         policy=modes,
         device_info=device_info or info(modes),
-        limiter=limiter or AttemptLimiter(),
+        limits=limits if limits is not None else AttemptLimits(),
         button=button or ButtonWindow(),
         connection=connection,
         now=0.0,
@@ -107,9 +108,13 @@ def pump(
     first: list[hst.HostEvent],
     *,
     accept: bool = True,
+    device_accepts: bool | None = True,
+    typed: int | None = None,
     run: Run | None = None,
 ) -> Run:
-    """Deliver messages both ways until quiet; answer compare prompts with ``accept``."""
+    """Deliver messages both ways until quiet; answer compare prompts with ``accept`` on
+    the host and ``device_accepts`` on the device (None: its user does nothing), and
+    type the device's number in passkey mode (or ``typed``)."""
     run = run or Run()
     to_device = [e.data for e in first if isinstance(e, hst.SendMessage)]
     run.host_events += first
@@ -119,6 +124,9 @@ def pump(
         for m in to_device:
             run.messages += 1
             events = device.receive(m, 1.0)
+            shown = any(isinstance(e, dev.ShowNumber) for e in events)
+            if shown and device.mode is Mode.COMPARE and device_accepts is not None:
+                events += device.confirm_number(device_accepts, 1.0)
             run.device_events += events
             to_host += [e.data for e in events if isinstance(e, dev.SendMessage)]
         to_device = []
@@ -128,6 +136,9 @@ def pump(
             for e in list(events):
                 if isinstance(e, hst.CompareNumber):
                     events += host.confirm_number(accept, 1.0)
+                if isinstance(e, hst.PasskeyRequested):
+                    assert device.number is not None
+                    events += host.enter_passkey(typed if typed is not None else device.number, 1.0)
             run.host_events += events
             to_device += [e.data for e in events if isinstance(e, hst.SendMessage)]
     return run
@@ -160,6 +171,7 @@ def exchange_application_data(host: hst.HostSession, device: dev.DeviceSession) 
         (Mode.CODE, "code"),
         (Mode.COMPARE, None),
         (Mode.BUTTON, None),
+        (Mode.PASSKEY, None),
     ],
 )
 def test_every_mode_completes(mode: Mode, secret: str | None) -> None:
@@ -173,10 +185,16 @@ def test_every_mode_completes(mode: Mode, secret: str | None) -> None:
     assert est is not None, run.host_events
     assert est.attestation.device_id == IDENTITY.device_id
     assert est.attestation.trusted
-    assert dev.Authenticated(mode) in run.device_events
+    assert dev.Authenticated(mode, dev.CREDENTIALS[mode]) in run.device_events
     assert host.is_open and device.is_open
     exchange_application_data(host, device)
-    expected_round_trips = {Mode.QR: 1, Mode.BUTTON: 1, Mode.CODE: 2, Mode.COMPARE: 3}
+    expected_round_trips = {
+        Mode.QR: 1,
+        Mode.BUTTON: 1,
+        Mode.CODE: 2,
+        Mode.COMPARE: 3,
+        Mode.PASSKEY: 3,
+    }
     assert run.round_trips == expected_round_trips[mode]
 
 
@@ -205,7 +223,7 @@ def test_compare_rejected_by_the_user_ends_both_sides() -> None:
 def test_compare_waits_for_the_device_button_when_it_has_one() -> None:
     device = make_device(device_confirms=True)
     host = make_host(Mode.COMPARE, None)
-    run = pump(host, device, host.start(0.0))
+    run = pump(host, device, host.start(0.0), device_accepts=None)
     assert established(run) is None  # the device has not confirmed yet
     events = device.confirm_number(True, 2.0)
     for e in events:
@@ -215,14 +233,14 @@ def test_compare_waits_for_the_device_button_when_it_has_one() -> None:
 
 
 def test_wrong_code_fails_and_is_counted() -> None:
-    limiter = AttemptLimiter()
-    device = make_device(limiter=limiter)
+    limits = AttemptLimits()
+    device = make_device(limits=limits)
     host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
     run = pump(host, device, host.start(0.0))
     assert isinstance(ended(run.host_events), AuthenticationFailed)
-    assert limiter.failures == 1
+    assert limits[Credential.CODE].failures == 1
     persisted = [e for e in run.device_events if isinstance(e, dev.PersistAttempts)]
-    assert AttemptLimiter.from_bytes(persisted[0].state).failures == 1
+    assert AttemptLimits.from_bytes(persisted[0].state)[Credential.CODE].failures == 1
     # The count was stored before the device's reply left.
     kinds = [type(e) for e in run.device_events]
     assert kinds.index(dev.PersistAttempts) < kinds.index(dev.SendMessage)
@@ -233,7 +251,7 @@ def test_scratch_card_user_and_password() -> None:
         secrets=secrets_({b"ABCD2345": b"JKMN-PQRS-TVWX"}),
         policy=ALL,
         device_info=info(),
-        limiter=AttemptLimiter(),
+        limits=AttemptLimits(),
         button=ButtonWindow(),
         connection="c",
         now=0.0,
@@ -244,25 +262,31 @@ def test_scratch_card_user_and_password() -> None:
         secrets=secrets_({b"ABCD2345": b"JKMN-PQRS-TVWX"}),
         policy=ALL,
         device_info=info(),
-        limiter=AttemptLimiter(),
+        limits=AttemptLimits(),
         button=ButtonWindow(),
         connection="c",
         now=0.0,
     )
     wrong_user = make_host(Mode.CODE, hst.CodeSecret(b"JKMN-PQRS-TVWX", user=b"ABCD2346"))
     run = pump(wrong_user, device2, wrong_user.start(0.0))
-    assert isinstance(ended(run.host_events), hst.DeviceRefused)
+    # As a wrong password fails: no REFUSED at HELLO that would tell users apart.
+    assert isinstance(ended(run.host_events), AuthenticationFailed)
 
 
-def test_wrong_label_secret_fails() -> None:
-    limiter = AttemptLimiter()
-    device = make_device(limiter=limiter)
+def test_wrong_label_secret_fails_and_the_count_is_stored_before_the_refusal() -> None:
+    limits = AttemptLimits()
+    device = make_device(limits=limits)
     host = make_host(Mode.QR, hst.QrSecret(IDENTITY.noise_static_public_key, os.urandom(16)))
     run = pump(host, device, host.start(0.0))
     error = ended(run.host_events)
     assert isinstance(error, hst.DeviceRefused)
     assert isinstance(error.reason, AuthenticationFailed)
-    assert limiter.failures == 1
+    assert limits[Credential.LABEL].failures == 1
+    kinds = [type(e) for e in run.device_events]
+    assert kinds[:2] == [dev.PersistAttempts, dev.SendMessage]  # stored, then refused
+    persisted = run.device_events[0]
+    assert isinstance(persisted, dev.PersistAttempts)
+    assert AttemptLimits.from_bytes(persisted.state)[Credential.LABEL].failures == 1
 
 
 def test_wrong_device_key_fails_on_the_host() -> None:
@@ -275,31 +299,31 @@ def test_wrong_device_key_fails_on_the_host() -> None:
 
 
 def test_lockout_after_repeated_guesses_and_typed_error() -> None:
-    limiter = AttemptLimiter(max_failures=3, free_failures=10)
+    limits = AttemptLimits(template=lambda: AttemptLimiter(max_failures=3, free_failures=10))
     for _ in range(3):
-        device = make_device(limiter=limiter)
+        device = make_device(limits=limits)
         host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
         pump(host, device, host.start(0.0))
-    device = make_device(limiter=limiter)
+    device = make_device(limits=limits)
     host = make_host(Mode.CODE, hst.CodeSecret(CODE))  # even the right code
     run = pump(host, device, host.start(0.0))
     error = ended(run.host_events)
     assert isinstance(error, hst.DeviceRefused)
     assert isinstance(error.reason, LockedOut)
     assert error.code == 0x41
-    limiter.physical_reset()
-    device = make_device(limiter=limiter)
+    limits.physical_reset()
+    device = make_device(limits=limits)
     host = make_host(Mode.CODE, hst.CodeSecret(CODE))
     assert established(pump(host, device, host.start(0.0))) is not None
 
 
 def test_backoff_is_reported_with_retry_after() -> None:
-    limiter = AttemptLimiter(max_failures=20, free_failures=1)
+    limits = AttemptLimits(template=lambda: AttemptLimiter(max_failures=20, free_failures=1))
     for _ in range(2):
-        device = make_device(limiter=limiter)
+        device = make_device(limits=limits)
         host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
         pump(host, device, host.start(0.0))
-    device = make_device(limiter=limiter)
+    device = make_device(limits=limits)
     host = make_host(Mode.CODE, hst.CodeSecret(CODE))
     run = pump(host, device, host.start(0.0))
     error = ended(run.host_events)
@@ -379,7 +403,7 @@ def test_unknown_manufacturer_is_refused_by_policy() -> None:
         secrets=dev.DeviceSecrets(rogue_device, label_secret=LABEL_SECRET),
         policy=ALL,
         device_info=info(),
-        limiter=AttemptLimiter(),
+        limits=AttemptLimits(),
         button=ButtonWindow(),
         connection="c",
         now=0.0,
@@ -396,7 +420,7 @@ def test_unknown_manufacturer_is_refused_by_policy() -> None:
         secrets=dev.DeviceSecrets(rogue_device, label_secret=LABEL_SECRET),
         policy=ALL,
         device_info=info(),
-        limiter=AttemptLimiter(),
+        limits=AttemptLimits(),
         button=ButtonWindow(),
         connection="c",
         now=0.0,
@@ -448,3 +472,122 @@ def test_channel_binding_is_shared_by_both_ends_and_unique_to_the_session(
     assert bindings[0] != bindings[1]
     with pytest.raises(ValueError, match="label"):
         host.channel_binding(b"")
+
+
+# ------------------------------------------- compare needs the device, per-secret counters
+
+
+def test_a_device_that_cannot_confirm_refuses_compare() -> None:
+    """H2 in the core: the device's policy offers compare, but without its own button it
+    neither offers nor runs it, whatever CONFIRMED the "host" sends."""
+    assert dev.offered_modes(ALL, device_confirms=False) == int(ALL & ~OobMode.COMPARE)
+    assert dev.offered_modes(ALL, device_confirms=True) == int(ALL)
+    device = make_device(device_confirms=False)
+    host = make_host(Mode.COMPARE, None)
+    run = pump(host, device, host.start(0.0))
+    error = ended(run.host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert isinstance(error.reason, dev.ModeNotAllowed)
+    assert not any(isinstance(e, dev.Authenticated) for e in run.device_events)
+
+
+def test_a_success_forgives_only_its_own_secret() -> None:
+    limits = AttemptLimits(template=lambda: AttemptLimiter(free_failures=10))
+    for _ in range(5):
+        device = make_device(limits=limits)
+        host = make_host(Mode.CODE, hst.CodeSecret(b"11111112"))
+        pump(host, device, host.start(0.0))
+        for mode, secret in ((Mode.COMPARE, None), (Mode.QR, qr_secret())):
+            device = make_device(limits=limits)
+            host = make_host(mode, secret)
+            assert established(pump(host, device, host.start(0.0))) is not None
+    assert limits[Credential.CODE].failures == 5
+    assert limits[Credential.COMPARE].failures == limits[Credential.LABEL].failures == 0
+
+
+def test_the_authenticated_event_names_the_credential() -> None:
+    device = make_device()
+    host = make_host(Mode.QR, qr_secret())
+    run = pump(host, device, host.start(0.0))
+    [auth] = [e for e in run.device_events if isinstance(e, dev.Authenticated)]
+    assert auth == dev.Authenticated(Mode.QR, Credential.LABEL)
+    assert device.credential is Credential.LABEL
+
+
+# ---------------------------------------------------------------------------- passkey
+
+
+def test_passkey_shows_a_fresh_number_per_attempt_and_the_host_types_it() -> None:
+    numbers, salts = [], []
+    for _ in range(3):
+        device = make_device()
+        host = make_host(Mode.PASSKEY, None)
+        run = pump(host, device, host.start(0.0))
+        assert established(run) is not None
+        [shown] = [e.number for e in run.device_events if isinstance(e, dev.ShowNumber)]
+        assert 0 <= shown < 10**6
+        numbers.append(shown)
+        salts.append(device.channel_binding(b"x"))
+    assert len(set(salts)) == 3  # independent sessions
+    assert len(set(numbers)) >= 2  # drawn afresh (three equal draws: p = 1e-12)
+
+
+def test_passkey_wrong_number_fails_and_counts_on_its_own_counter() -> None:
+    limits = AttemptLimits()
+    device = make_device(limits=limits)
+    host = make_host(Mode.PASSKEY, None)
+    [hello] = host.start(0.0)
+    assert isinstance(hello, hst.SendMessage)
+    persist, salt, show = device.receive(hello.data, 1.0)
+    assert isinstance(persist, dev.PersistAttempts)  # counted before the number is shown
+    assert isinstance(salt, dev.SendMessage) and isinstance(show, dev.ShowNumber)
+    assert [type(e) for e in host.receive(salt.data, 1.0)] == [hst.PasskeyRequested]
+    wrong = (show.number + 1) % 10**6
+    run = pump(host, device, host.enter_passkey(f"{wrong:06d}", 1.0))
+    assert isinstance(ended(run.host_events), AuthenticationFailed)
+    assert established(run) is None and not device.is_open
+    assert limits[Credential.PASSKEY].failures == 1
+    assert limits[Credential.CODE].failures == 0
+
+
+def test_passkey_typed_text_must_be_six_digits() -> None:
+    from bleprov.core.errors import LocalProtocolError
+    from bleprov.core.session.modes import parse_passkey
+
+    assert parse_passkey(" 012 345 ") == 12345
+    assert parse_passkey("012-345") == 12345
+    for bad in ("12345", "1234567", "12a456", "١٢٣٤٥٦", ""):
+        with pytest.raises(LocalProtocolError):
+            parse_passkey(bad)
+
+
+def test_passkey_hello_with_a_body_is_malformed() -> None:
+    from bleprov.core.session.messages import Hello, encode
+
+    device = make_device()
+    events = device.receive(encode(Hello(Mode.PASSKEY, b"guess")), 0.0)
+    error = ended(events)
+    assert error is not None and error.code == 0x02  # type: ignore[attr-defined]
+    assert not any(isinstance(e, dev.ShowNumber) for e in events)
+
+
+# ---------------------------------------------------------------------- button window
+
+
+def test_a_used_button_window_has_its_own_refusal() -> None:
+    button = ButtonWindow()
+    button.press(0.0)
+    first = make_device(button=button, connection="attacker")
+    host = make_host(Mode.BUTTON, None)
+    assert established(pump(host, first, host.start(0.0))) is not None
+    first.close(2.0)  # the attacker is done
+    owner = make_device(button=button, connection="owner")
+    host = make_host(Mode.BUTTON, None)
+    error = ended(pump(host, owner, host.start(3.0)).host_events)
+    assert isinstance(error, hst.DeviceRefused)
+    assert error.code == 0x4B
+    assert "already used by another host" in str(error.reason)
+    button.press(10.0)  # a new press: a fresh, unused window
+    again = make_device(button=button, connection="owner")
+    host = make_host(Mode.BUTTON, None)
+    assert established(pump(host, again, host.start(11.0))) is not None

@@ -19,6 +19,7 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
+from bleprov.core.attempts import Credential
 from bleprov.core.channel import ChannelError
 from bleprov.core.crypto.noise import HandshakeFailed
 from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
@@ -49,7 +50,7 @@ NOW = datetime.now(UTC)
 CHEAP = ScryptCost(n=1 << 10, r=8, p=1)
 SALT = os.urandom(16)
 CODE = b"48613702"
-ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON
+ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
 MANUFACTURER = Manufacturer.create("Acme Devices", now=NOW)
 ROGUE = Manufacturer.create("Rogue Devices", now=NOW)
 TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
@@ -118,7 +119,7 @@ class World:
         link: VirtualLink | None = None,
         modes: OobMode = ALL,
         discriminator: int = 0x2A1,
-        device_confirms: bool = False,
+        device_confirms: bool = True,
         max_failures: int = 20,
         identity: DeviceIdentity | None = None,
         code: bytes = CODE,
@@ -174,17 +175,34 @@ def secret_for(mode: Mode, device: RealDevice) -> hst.OutOfBand:
     return None
 
 
-def user_compares_with(device_ui: SilentUi) -> Callable[[int], asyncio.Future[bool]]:
-    """The user looks at the device's display and accepts only if the numbers match."""
+def user_compares_with(device: RealDevice) -> Callable[[int], asyncio.Future[bool]]:
+    """The user looks at the device's display and accepts only if the numbers match, on
+    the host and with the device's own button."""
 
     async def confirm(number: int) -> bool:
         for _ in range(100):
-            if device_ui.numbers:
+            if device.ui.numbers:
                 break
             await asyncio.sleep(0.01)
-        return bool(device_ui.numbers) and device_ui.numbers[-1] == number
+        same = bool(device.ui.numbers) and device.ui.numbers[-1] == number
+        if same:
+            device.server.confirm_number(True)
+        return same
 
     return confirm  # type: ignore[return-value]
+
+
+def user_types_from(device: RealDevice) -> Callable[[], asyncio.Future[str]]:
+    """passkey mode: the user reads the device's display and types the number."""
+
+    async def read() -> str:
+        for _ in range(100):
+            if device.ui.numbers:
+                break
+            await asyncio.sleep(0.01)
+        return f"{device.ui.numbers[-1]:06d}" if device.ui.numbers else "000000"
+
+    return read  # type: ignore[return-value]
 
 
 async def open_session(
@@ -204,7 +222,8 @@ async def open_session(
         secret=secret if secret is not None else secret_for(mode, device),
         trust=TRUST,
         advertised=found.service_data,
-        confirm_number=confirm or user_compares_with(device.ui),  # type: ignore[arg-type]
+        confirm_number=confirm or user_compares_with(device),  # type: ignore[arg-type]
+        enter_passkey=user_types_from(device),  # type: ignore[arg-type]
     )
     await link.open()
     return link
@@ -232,7 +251,7 @@ async def test_wrong_code_over_the_radio_is_refused_and_counted(world: World) ->
     # The host finds out first: the device's confirmation does not match its guess.
     with pytest.raises(AuthenticationFailed):
         await open_session(world, device, Mode.CODE, secret=hst.CodeSecret(b"11111112"))
-    assert device.server.limiter.failures == 1
+    assert device.server.limits[Credential.CODE].failures == 1
     assert device.attempts.saves >= 1
 
 
@@ -384,7 +403,8 @@ async def host_via(
         secret=kwargs.pop("secret", secret_for(mode, device)),
         trust=TRUST,
         advertised=found.service_data,
-        confirm_number=kwargs.pop("confirm", user_compares_with(device.ui)),  # type: ignore[arg-type]
+        confirm_number=kwargs.pop("confirm", user_compares_with(device)),  # type: ignore[arg-type]
+        enter_passkey=kwargs.pop("passkey", user_types_from(device)),  # type: ignore[arg-type]
         handshake_timeout=5,
     )
     await link.open()
@@ -513,7 +533,7 @@ async def test_man_in_the_middle_fails_in_every_mode(
     identity from a manufacturer the host does not trust, guessed secrets), to the
     device it is a host (guessed code, guessed label secret, the user's confirmation)."""
     link_a, link_b = two_links
-    device = await world.real_device(link=link_b, device_confirms=(mode is Mode.COMPARE))
+    device = await world.real_device(link=link_b)
     if mode is Mode.BUTTON:
         device.server.press_button()
     attacker_identity = ROGUE.issue_device(now=NOW)
@@ -532,12 +552,16 @@ async def test_man_in_the_middle_fails_in_every_mode(
         Mode.CODE: hst.CodeSecret(b"12345679"),
         Mode.COMPARE: None,
         Mode.BUTTON: None,
+        Mode.PASSKEY: None,
     }
     radio_b = await world.host(link_b)
     found_b = await find_device(radio_b, discriminator=device.discriminator, timeout=5)
 
     async def attacker_accepts(number: int) -> bool:
         return True  # the attacker would accept anything
+
+    async def attacker_guesses() -> str:
+        return "123456"  # it cannot see the real device's display
 
     upstream = SecureHostLink(
         found_b.device,
@@ -546,6 +570,7 @@ async def test_man_in_the_middle_fails_in_every_mode(
         secret=guesses[mode],
         trust=TRUST,
         confirm_number=attacker_accepts,  # type: ignore[arg-type]
+        enter_passkey=attacker_guesses,
         handshake_timeout=3,
     )
     upstream_result: BaseException | None = None
@@ -558,7 +583,7 @@ async def test_man_in_the_middle_fails_in_every_mode(
     # the REAL device's display.
     host_error: BaseException | None = None
     try:
-        session = await host_via(world, link_a, device, mode, confirm=user_compares_with(device.ui))
+        session = await host_via(world, link_a, device, mode, confirm=user_compares_with(device))
         await session.close()
     except BleprovError as exc:
         host_error = exc
@@ -576,7 +601,15 @@ async def test_man_in_the_middle_fails_in_every_mode(
         # One online guess each way, both wrong; the device counted its one.
         assert isinstance(host_error, AuthenticationFailed)
         assert isinstance(upstream_result, AuthenticationFailed)
-        assert device.server.limiter.failures == 1
+        assert device.server.limits[Credential.CODE].failures == 1
+    elif mode is Mode.PASSKEY:
+        # The user types the real device's number into a host that talks to the fake,
+        # which drew its own: the fake cannot confirm it. The attacker's own guess at the
+        # real device fails too (1 in 10^6), and is counted on the passkey counter.
+        assert isinstance(host_error, AuthenticationFailed)
+        assert isinstance(upstream_result, AuthenticationFailed)
+        assert device.server.limits[Credential.PASSKEY].failures == 1
+        assert device.server.limits[Credential.CODE].failures == 0
     elif mode is Mode.COMPARE:
         # The numbers differ: the user rejects on the host, and never presses the real
         # device's button, so the attacker's session there never opens.

@@ -3,7 +3,13 @@ then application data over the secure channel. Sans-IO: messages and ``now`` in,
 
 Order of events matters: a :class:`PersistAttempts` event comes before the
 :class:`SendMessage` that could reveal the attempt's outcome, and the adapter must have
-stored it before it sends anything after it.
+stored it before it sends anything after it. That holds for refusals too (a wrong label
+secret is refused at HELLO, after the count was raised).
+
+Each secret has its own attempt counter (:class:`~bleprov.core.attempts.AttemptLimits`,
+keyed by :class:`~bleprov.core.attempts.Credential`), and :class:`Authenticated` says
+which secret authenticated the session. Compare mode needs the device's own confirmation:
+a device that cannot give it neither offers the mode (:func:`offered_modes`) nor runs it.
 """
 
 from __future__ import annotations
@@ -12,9 +18,17 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow, SessionOverlap, SessionRefused
+from bleprov.core.attempts import (
+    AttemptLimits,
+    ButtonWindow,
+    Credential,
+    SessionOverlap,
+    SessionRefused,
+)
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
@@ -43,6 +57,30 @@ from bleprov.core.window import WINDOW_USER, CommissioningWindow, WindowClosed, 
 
 ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
+UNKNOWN_USER_KEY_INFO: Final = b"bleprov/1 unknown user key"
+
+#: The secret each mode proves (and whose attempt counter it uses).
+CREDENTIALS: Final[dict[Mode, Credential]] = {
+    Mode.QR: Credential.LABEL,
+    Mode.CODE: Credential.CODE,
+    Mode.PASSKEY: Credential.PASSKEY,
+    Mode.COMPARE: Credential.COMPARE,
+    Mode.BUTTON: Credential.BUTTON,
+}
+
+
+def offered_modes(policy: Mode | int, *, device_confirms: bool) -> int:
+    """The modes a device may offer and run: its policy, less compare unless the device
+    confirms the number itself (display *and* button). Compare on the host's word alone
+    authenticates nobody: whoever plays the host sends CONFIRMED. The advertisement and
+    the info value derive their mode bits from this."""
+    modes = int(policy)
+    if not device_confirms:
+        modes &= ~int(Mode.COMPARE)
+    return modes
+
+
+_Engine = modes.CodeDevice | modes.PasskeyDevice | modes.CompareDevice | modes._NoiseDevice
 
 
 class ModeNotAllowed(SessionRefused):
@@ -72,6 +110,15 @@ class DeviceSecrets:
     def noise_static_key(self) -> X25519PrivateKey:
         return self.identity.noise_static_key
 
+    @property
+    def unknown_user_key(self) -> bytes:
+        """Keys the fake verifiers unknown user names get (code mode): from the device's
+        static key, so they are fixed per device and name, and nobody else can make them."""
+        key: bytes = HKDF(hashes.SHA256(), 32, salt=None, info=UNKNOWN_USER_KEY_INFO).derive(
+            self.identity.noise_static_key.private_bytes_raw()
+        )
+        return key
+
     def __repr__(self) -> str:
         return f"DeviceSecrets(device_id={self.identity.device_id!r})"
 
@@ -85,16 +132,19 @@ class PersistAttempts:
 
 @dataclass(frozen=True)
 class ShowNumber:
-    """compare mode: display this six-digit value until the session ends."""
+    """compare or passkey mode: display this six-digit value until the session ends."""
 
     number: int
 
 
 @dataclass(frozen=True)
 class Authenticated:
-    """The host proved the out-of-band secret; application data may flow."""
+    """The host proved the out-of-band secret; application data may flow.
+
+    ``credential`` is the secret it proved (several can share a mode)."""
 
     mode: Mode
+    credential: Credential
 
 
 DeviceEvent = (
@@ -119,7 +169,7 @@ class DeviceSession(ChannelHolder):
         secrets: DeviceSecrets,
         policy: Mode | int,
         device_info: bytes,
-        limiter: AttemptLimiter,
+        limits: AttemptLimits,
         button: ButtonWindow,
         connection: str,
         now: float,
@@ -131,16 +181,17 @@ class DeviceSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=False, idle_timeout=idle_timeout)
         self._secrets = secrets
-        self._policy = int(policy)
+        self._policy = offered_modes(policy, device_confirms=device_confirms)
         self._info = device_info
-        self._limiter = limiter
+        self._limits = limits
         self._button = button
         self._connection = connection
         self._device_confirms = device_confirms
         self._handshake_deadline = now + handshake_timeout
         self._state = _State.WAIT_HELLO
         self._mode: Mode | None = None
-        self._engine: modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice | None = None
+        self._credential: Credential | None = None
+        self._engine: _Engine | None = None
         self._host_confirmed = False
         self._device_confirmed = False
         self.number: int | None = None
@@ -156,6 +207,11 @@ class DeviceSession(ChannelHolder):
         return self._mode
 
     @property
+    def credential(self) -> Credential | None:
+        """The secret this session runs on, once HELLO named the mode."""
+        return self._credential
+
+    @property
     def is_open(self) -> bool:
         return self._state is _State.OPEN
 
@@ -163,6 +219,11 @@ class DeviceSession(ChannelHolder):
     def owned(self) -> bool:
         """Whether the device had an owner when this session began."""
         return self._owned
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """compare mode: the number is shown and the device's user has not answered."""
+        return self._state is _State.WAIT_CONFIRMATION and not self._device_confirmed
 
     # ---------------------------------------------------------------- inputs
 
@@ -244,19 +305,23 @@ class DeviceSession(ChannelHolder):
             return self._window_hello(mode, hello.body, now)
         if not self._policy & int(mode):
             raise ModeNotAllowed(f"the device's policy disables the {mode.label} mode")
+        credential = self._credential = self._credential_for(hello)
+        engine = self._engine_for(mode)
         events: list[DeviceEvent] = []
-        if mode is Mode.BUTTON:
-            self._button.claim(self._connection, now)
-            engine: modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice = (
-                modes.button_device(device_info=self._info)
-            )
+        if credential.limited:
+            limiter = self._limits[credential]
+            limiter.begin_attempt(now)
+            events.append(PersistAttempts(self._limits.to_bytes()))
         else:
-            self._limiter.begin_attempt(now)
-            events.append(PersistAttempts(self._limiter.to_bytes()))
-            engine = self._engine_for(mode)
+            self._button.claim(self._connection, now)
         self._engine = engine
         self._state = _State.HANDSHAKE
-        step = engine.hello(hello.body)
+        try:
+            step = engine.hello(hello.body)
+        except ProtocolError as error:
+            # Refused at HELLO (a wrong label secret): the count above must still be
+            # stored before the refusal leaves.
+            return events + self._fail(error, now)
         return events + self._after_step(step, now)
 
     @staticmethod
@@ -280,15 +345,18 @@ class DeviceSession(ChannelHolder):
         if window is None or not window.is_open(now):
             raise WindowClosed("no commissioning window is open on this device")
         window.failed()  # pessimistic, as the factory limiter: forgiven by nothing
+        self._credential = Credential.WINDOW
         engine = modes.CodeDevice(records=window.records(now), device_info=self._info)
         self._engine = engine
         self._state = _State.HANDSHAKE
         self._window_session = window.purpose
         return self._after_step(engine.hello(body), now)
 
-    def _engine_for(
-        self, mode: Mode
-    ) -> modes.CodeDevice | modes.CompareDevice | modes._NoiseDevice:
+    def _credential_for(self, hello: Hello) -> Credential:
+        """The secret this HELLO will prove, whose counter the attempt uses."""
+        return CREDENTIALS[hello.mode]
+
+    def _engine_for(self, mode: Mode) -> _Engine:
         s = self._secrets
         if mode is Mode.QR:
             if s.label_secret is None:
@@ -299,8 +367,16 @@ class DeviceSession(ChannelHolder):
         if mode is Mode.CODE:
             if not s.code_records:
                 raise ModeNotAllowed("this device has no code verifier")
-            return modes.CodeDevice(records=s.code_records, device_info=self._info)
-        return modes.CompareDevice(device_info=self._info)
+            return modes.CodeDevice(
+                records=s.code_records,
+                device_info=self._info,
+                unknown_user_key=s.unknown_user_key,
+            )
+        if mode is Mode.PASSKEY:
+            return modes.PasskeyDevice(device_info=self._info)
+        if mode is Mode.COMPARE:
+            return modes.CompareDevice(device_info=self._info)
+        return modes.button_device(device_info=self._info)
 
     def _handshake(self, body: bytes, now: float) -> list[DeviceEvent]:
         assert self._engine is not None
@@ -315,15 +391,12 @@ class DeviceSession(ChannelHolder):
         if step.number is not None:
             self.number = step.number
             events.append(ShowNumber(step.number))
-        if self._mode in (Mode.QR, Mode.BUTTON) and step.done:
-            # Noise: the host proved the label secret (qr) or holds the button window.
-            events.append(self._attestation(now))
-            return events + self._open(now)
-        if self._mode is Mode.CODE and step.done:
-            events.append(self._attestation(now))
-            return events + self._open(now)
-        if self._mode is Mode.COMPARE and step.done:
+        if step.done and self._mode is Mode.COMPARE:
             self._state = _State.WAIT_CONFIRMATION
+        elif step.done:
+            # The host proved its secret (qr, code, passkey) or holds the button window.
+            events.append(self._attestation(now))
+            return events + self._open(now)
         return events
 
     def _secure(self, ciphertext: bytes, now: float) -> list[DeviceEvent]:
@@ -345,20 +418,26 @@ class DeviceSession(ChannelHolder):
         return [ApplicationData(inner.body)]
 
     def _maybe_open(self, now: float) -> list[DeviceEvent]:
-        if not self._host_confirmed or (self._device_confirms and not self._device_confirmed):
+        # Both users: compare runs only on a device that confirms (offered_modes).
+        if not (self._host_confirmed and self._device_confirmed):
             return []
         return [self._attestation(now), *self._open(now)]
 
     def _open(self, now: float) -> list[DeviceEvent]:
         assert self._mode is not None
+        assert self._credential is not None
         self._state = _State.OPEN
         events: list[DeviceEvent] = []
         if self._window_session is not None:
+            # The window counted this attempt itself; no factory counter is forgiven.
             self.window_purpose = self._window_session
-        elif self._mode is not Mode.BUTTON:
-            self._limiter.succeeded()
-            events.append(PersistAttempts(self._limiter.to_bytes()))
-        return [*events, Authenticated(self._mode)]
+        elif self._credential.limited:
+            # Forgives this secret's failures only: another secret's count stands.
+            self._limits[self._credential].succeeded()
+            events.append(PersistAttempts(self._limits.to_bytes()))
+        else:
+            self._button.authenticated()
+        return [*events, Authenticated(self._mode, self._credential)]
 
     def _attestation(self, now: float) -> SendMessage:
         assert self._keys is not None
@@ -400,6 +479,7 @@ __all__ = [
     "ApplicationData",
     "Authenticated",
     "ClosedByPeer",
+    "Credential",
     "DeviceEvent",
     "DeviceOwned",
     "DeviceSecrets",
@@ -411,4 +491,5 @@ __all__ = [
     "SendMessage",
     "SessionEnded",
     "ShowNumber",
+    "offered_modes",
 ]

@@ -8,10 +8,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode, ServiceData
 from bleprov.core.attempts import (
     ButtonNotPressed,
+    ButtonWindowUsed,
     DeviceBusy,
     LockedOut,
     SessionOverlap,
@@ -20,7 +22,7 @@ from bleprov.core.attempts import (
 )
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import ScryptCost
-from bleprov.core.errors import BleprovError, LocalProtocolError, ProtocolError
+from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData, ProtocolError
 from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
@@ -49,11 +51,23 @@ from bleprov.core.session.messages import (
 )
 from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
 
+#: The dearest scrypt cost a host runs for the code mode (the cost comes from the
+#: device's info, which a fake device chooses): 2^17 x 8 is 128 MiB, p 2 two passes;
+#: eight times the default cost (2^15, 8, 1) at most.
+MAX_SCRYPT_LOG2_N: Final = 17
+MAX_SCRYPT_R: Final = 8
+MAX_SCRYPT_P: Final = 2
+
 
 class Downgrade(ProtocolError):
     """What the device advertised and what it says in its info disagree."""
 
     code = 0x49
+
+
+class ExcessiveCost(MalformedData):
+    """The device asks for a dearer scrypt than a host runs (a fake device's denial of
+    service on the host, or a factory error)."""
 
 
 class DeviceRefused(ProtocolError):
@@ -69,6 +83,7 @@ _REFUSALS: dict[int, type[ProtocolError]] = {
     ModeNotAllowed.code: ModeNotAllowed,
     LockedOut.code: LockedOut,
     ButtonNotPressed.code: ButtonNotPressed,
+    ButtonWindowUsed.code: ButtonWindowUsed,
     SessionOverlap.code: SessionOverlap,
     DeviceBusy.code: DeviceBusy,
     modes.AuthenticationFailed.code: modes.AuthenticationFailed,
@@ -98,6 +113,11 @@ def refusal(code: int, retry_after: int) -> ProtocolError:
         return WindowClosed(
             "no commissioning window is open on the device (it expired, was used, or had "
             "too many wrong codes): ask the owner to open a new one"
+        )
+    if cls is ButtonWindowUsed:
+        return ButtonWindowUsed(
+            "this button window was already used by another host: someone else may have set "
+            "the device up; reset it by hand before you provision it"
         )
     if cls is not None:
         return cls(f"device reported error 0x{code:02x}")
@@ -150,6 +170,12 @@ class CompareNumber:
 
 
 @dataclass(frozen=True)
+class PasskeyRequested:
+    """passkey mode: the device shows a number now; ask the user to type it and call
+    :meth:`HostSession.enter_passkey`."""
+
+
+@dataclass(frozen=True)
 class Established:
     """Handshake done and attestation checked; application data may flow."""
 
@@ -157,7 +183,9 @@ class Established:
     attestation: AttestationResult
 
 
-HostEvent = SendMessage | CompareNumber | Established | ApplicationData | SessionEnded
+HostEvent = (
+    SendMessage | CompareNumber | PasskeyRequested | Established | ApplicationData | SessionEnded
+)
 
 
 class _State(enum.Enum):
@@ -197,10 +225,12 @@ class HostSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
-        if info.state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND) and not (
-            isinstance(secret, WindowSecret) and info.window is not None
+        if (
+            info.state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND)
+            and not info.modes
+            and not isinstance(secret, WindowSecret)
         ):
-            raise refusal(DeviceOwned.code, 0)  # its label is dead; say what to do instead
+            raise refusal(DeviceOwned.code, 0)  # it offers nothing: it has an owner
         if not info.modes & OobMode(int(mode)):
             raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
         self._mode = mode
@@ -215,7 +245,7 @@ class HostSession(ChannelHolder):
 
     def _engine_for(
         self, mode: Mode, secret: OutOfBand, info: DeviceInfo
-    ) -> modes._NoiseHost | modes.CodeHost | modes.CompareHost:
+    ) -> modes._NoiseHost | modes.CodeHost | modes.CompareHost | modes.PasskeyHost:
         raw = self._info_raw
         if mode is Mode.QR:
             if not isinstance(secret, QrSecret):
@@ -242,6 +272,11 @@ class HostSession(ChannelHolder):
             if info.pbkdf_salt is None or info.pbkdf_cost is None:
                 raise Downgrade("the device offers code mode without its PBKDF parameters")
             log_n, r, p = info.pbkdf_cost
+            if log_n > MAX_SCRYPT_LOG2_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
+                raise ExcessiveCost(
+                    f"the device asks for scrypt cost 2^{log_n}, r {r}, p {p}; a host runs at "
+                    f"most 2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, p {MAX_SCRYPT_P}"
+                )
             return modes.CodeHost(
                 password=secret.password,
                 user=secret.user,
@@ -251,6 +286,8 @@ class HostSession(ChannelHolder):
             )
         if mode is Mode.COMPARE:
             return modes.CompareHost(device_info=raw)
+        if mode is Mode.PASSKEY:
+            return modes.PasskeyHost(device_info=raw)
         return modes.button_host(device_info=raw)
 
     @property
@@ -277,12 +314,24 @@ class HostSession(ChannelHolder):
 
     def confirm_number(self, accepted: bool, now: float) -> list[HostEvent]:
         """compare mode: the user says whether both screens show the same number."""
-        if self._state is not _State.WAIT_USER:
+        if self._state is not _State.WAIT_USER or self._mode is not Mode.COMPARE:
             raise LocalProtocolError("no number is waiting for confirmation")
         if not accepted:
             return self._fail(modes.UserRejected("the numbers differ"), now)
         self._state = _State.WAIT_ATTESTATION
         return [self._seal(Inner(InnerKind.CONFIRMED, b""), now)]
+
+    def enter_passkey(self, number: int | str, now: float) -> list[HostEvent]:
+        """passkey mode: the number the user typed (text is checked: six digits).
+
+        Raises :class:`LocalProtocolError` for text that is not six digits (ask again); a
+        wrong number is found out by the handshake, as a failed attempt."""
+        if self._state is not _State.WAIT_USER or not isinstance(self._engine, modes.PasskeyHost):
+            raise LocalProtocolError("no passkey is being asked for")
+        value = modes.parse_passkey(number) if isinstance(number, str) else number
+        share_p = self._engine.enter(value)
+        self._state = _State.HANDSHAKE
+        return [SendMessage(encode(Handshake(share_p)))]
 
     def send(self, data: bytes, now: float) -> list[HostEvent]:
         if self._state is not _State.OPEN:
@@ -337,6 +386,9 @@ class HostSession(ChannelHolder):
             self.number = step.number
             self._state = _State.WAIT_USER
             events.append(CompareNumber(step.number))
+        elif step.needs_passkey:
+            self._state = _State.WAIT_USER
+            events.append(PasskeyRequested())
         elif step.done:
             self._state = _State.WAIT_ATTESTATION
         return events
@@ -386,9 +438,11 @@ __all__ = [
     "DeviceRefused",
     "Downgrade",
     "Established",
+    "ExcessiveCost",
     "HostEvent",
     "HostSession",
     "OutOfBand",
+    "PasskeyRequested",
     "QrSecret",
     "SendMessage",
     "SessionEnded",

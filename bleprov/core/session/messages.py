@@ -44,6 +44,7 @@ class Mode(enum.IntEnum):
     CODE = 0x02
     COMPARE = 0x04
     BUTTON = 0x08
+    PASSKEY = 0x10
 
     @property
     def label(self) -> str:

@@ -1,4 +1,4 @@
-"""The four out-of-band modes as handshake engines, one class per mode and role.
+"""The five out-of-band modes as handshake engines, one class per mode and role.
 
 Each engine consumes and produces handshake bodies (the ``body`` of HELLO and HANDSHAKE
 messages) and, once keys exist, hands back :class:`SessionKeys`. Engines know nothing of
@@ -13,9 +13,14 @@ or info altered on the way, makes the handshake fail (downgrade protection).
   key (authenticates the device) and a 128-bit secret, the PSK (authenticates the host).
   One round trip.
 - ``code``: SPAKE2+ (RFC 9383, P-256). The device holds only the verifier (w0, L). One
-  and a half round trips.
+  and a half round trips. A user name the device does not know gets a fake verifier (a
+  reply like any other, and the same failure as a wrong password): no user enumeration.
 - ``compare``: P-256 ECDH with commitment before reveal, LE Secure Connections style
-  (f4 commitment, g2 six-digit value); the user confirms the number.
+  (f4 commitment, g2 six-digit value); the user confirms the number on both sides (only
+  a device with a button of its own may offer it).
+- ``passkey``: SPAKE2+ again, with a one-time six-digit number the device draws and
+  shows when asked; the user types it on the host. For a device with a display and no
+  button: an active attacker gets one guess in 10^6 per attempt, a recording nothing.
 - ``button``: Noise_NN_25519_ChaChaPoly_SHA256, unauthenticated, accepted only in the
   device's button window (:class:`~bleprov.core.attempts.ButtonWindow`).
 """
@@ -37,14 +42,17 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from bleprov.core.crypto import lesc
 from bleprov.core.crypto.noise import NoiseHandshake
 from bleprov.core.crypto.spake2plus import (
+    P256_ORDER,
+    PBKDF_HALF_LEN,
     Prover,
     ProverSecrets,
     ScryptCost,
     Verifier,
     VerifierRecord,
     derive_verifier,
+    pbkdf_input,
 )
-from bleprov.core.errors import MalformedData, ProtocolError
+from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
 from bleprov.core.session.messages import Mode, join_fields, split_fields
 
 PROTOCOL_LABEL: Final = b"bleprov/1"
@@ -54,6 +62,13 @@ KEYS_INFO: Final = b"bleprov/1 session keys"
 BINDING_INFO: Final = b"bleprov/1 channel binding "
 MAX_BINDING_LABEL: Final = 64
 SPAKE_ID_VERIFIER: Final = b"bleprov device"
+#: code mode: HKDF info of the fake verifier an unknown user name gets (the user follows).
+UNKNOWN_USER_INFO: Final = b"bleprov/1 unknown user "
+#: passkey mode: digits of the one-time number, and the bytes of its per-attempt salt.
+PASSKEY_DIGITS: Final = 6
+PASSKEY_SALT_BYTES: Final = 16
+#: passkey mode: HKDF info deriving w0s || w1s from the number.
+PASSKEY_KDF_INFO: Final = b"bleprov/1 passkey w0w1"
 
 
 class AuthenticationFailed(ProtocolError):
@@ -125,8 +140,11 @@ class Step:
 
     reply: bytes | None = None
     keys: SessionKeys | None = None
-    #: compare mode: the six-digit value to show and have the user confirm.
+    #: compare mode: the six-digit value to show and have the user confirm; passkey mode
+    #: (device side): the one-time number to show for the user to type on the host.
     number: int | None = None
+    #: passkey mode, host side: the user must type the number the device shows now.
+    needs_passkey: bool = False
     #: code mode, device side: keys exist but the host has not proven the code yet.
     awaiting_proof: bool = False
     done: bool = False
@@ -222,6 +240,23 @@ def button_device(*, device_info: bytes) -> _NoiseDevice:
 # ------------------------------------------------------------------------ code
 
 
+def _scalars(okm: bytes) -> ProverSecrets:
+    """``w0s || w1s`` (40 bytes each, big-endian) reduced mod p, as RFC 9383 section 3.2."""
+    w0 = int.from_bytes(okm[:PBKDF_HALF_LEN], "big") % P256_ORDER
+    w1 = int.from_bytes(okm[PBKDF_HALF_LEN:], "big") % P256_ORDER
+    return ProverSecrets(w0, w1)
+
+
+def unknown_user_record(key: bytes, user: bytes) -> VerifierRecord:
+    """The verifier an unknown user name gets: fixed per device and name, matching no
+    password anyone knows. ``w0s || w1s = HKDF-SHA256(salt = none, ikm = key, info =
+    "bleprov/1 unknown user " || user, L = 80)``."""
+    okm = HKDF(
+        hashes.SHA256(), 2 * PBKDF_HALF_LEN, salt=None, info=UNKNOWN_USER_INFO + user
+    ).derive(key)
+    return _scalars(okm).verifier_record()
+
+
 def _code_hash(pro: bytes, share_p: bytes, share_v: bytes) -> bytes:
     return hashlib.sha256(b"bleprov/1 code transcript" + pro + share_p + share_v).digest()
 
@@ -269,17 +304,25 @@ class CodeDevice:
     host that has not proven the code (the attestation follows in the next flight).
     """
 
-    def __init__(self, *, records: dict[bytes, VerifierRecord], device_info: bytes) -> None:
+    def __init__(
+        self,
+        *,
+        records: dict[bytes, VerifierRecord],
+        device_info: bytes,
+        unknown_user_key: bytes | None = None,
+    ) -> None:
         self._records = records
         self._pro = prologue(Mode.CODE, device_info)
+        # Without a device key, a fresh one: unknown users still fail like wrong passwords.
+        self._unknown_key = unknown_user_key or secrets.token_bytes(32)
         self._verifier: Verifier | None = None
         self._shares = (b"", b"")
 
     def hello(self, body: bytes) -> Step:
         user, share_p = split_fields(body, 2, "code hello", limit=128)
-        record = self._records.get(user)
-        if record is None:
-            raise AuthenticationFailed("unknown user for the code mode")
+        # Derived for every user, known or not, so both take the same work and time.
+        fake = unknown_user_record(self._unknown_key, user)
+        record = self._records.get(user, fake)
         self._verifier = Verifier(
             record, context=self._pro, id_prover=user, id_verifier=SPAKE_ID_VERIFIER
         )
@@ -297,6 +340,142 @@ class CodeDevice:
         self._shares, (share_p, share_v) = (b"", b""), self._shares
         keys = _schedule(k_shared, _code_hash(self._pro, share_p, share_v))
         return Step(keys=keys, done=True)
+
+
+# --------------------------------------------------------------------- passkey
+
+
+def passkey_password(number: int) -> bytes:
+    """The SPAKE2+ password of a one-time number: its six ASCII digits, zeros kept."""
+    if isinstance(number, bool) or not 0 <= number < 10**PASSKEY_DIGITS:
+        raise LocalProtocolError(f"a passkey is a number of {PASSKEY_DIGITS} digits")
+    return f"{number:0{PASSKEY_DIGITS}d}".encode("ascii")
+
+
+def parse_passkey(text: str) -> int:
+    """The number a user typed: exactly six digits; spaces and dashes between them are
+    fine. Raises :class:`LocalProtocolError` (ask again) for anything else."""
+    digits = "".join(ch for ch in text.strip() if ch not in " -")
+    if len(digits) != PASSKEY_DIGITS or not (digits.isascii() and digits.isdigit()):
+        raise LocalProtocolError(f"type the {PASSKEY_DIGITS} digits the device shows")
+    return int(digits)
+
+
+def passkey_secrets(number: int, salt: bytes) -> ProverSecrets:
+    """``w0, w1`` from the one-time number and the attempt's salt.
+
+    ``w0s || w1s = HKDF-SHA256(salt, ikm = pbkdf_input(digits, "", "bleprov device"),
+    info = "bleprov/1 passkey w0w1", L = 80)``. No memory-hard cost, on purpose: scrypt
+    makes each *offline* guess dear, and SPAKE2+ leaves nothing to guess offline (a
+    recording of the exchange, or an active attacker's run, tests no candidate number);
+    the number is drawn afresh for every attempt and never stored, so no verifier can be
+    stolen either. What limits an attacker is one online guess per attempt (10^-6) and
+    the attempt counter. scrypt would only cost the device time on every attempt.
+    """
+    if len(salt) != PASSKEY_SALT_BYTES:
+        raise MalformedData(f"passkey salt must be {PASSKEY_SALT_BYTES} bytes")
+    okm = HKDF(hashes.SHA256(), 2 * PBKDF_HALF_LEN, salt=salt, info=PASSKEY_KDF_INFO).derive(
+        pbkdf_input(passkey_password(number), b"", SPAKE_ID_VERIFIER)
+    )
+    return _scalars(okm)
+
+
+def _passkey_hash(pro: bytes, salt: bytes, share_p: bytes, share_v: bytes) -> bytes:
+    return hashlib.sha256(b"bleprov/1 passkey transcript" + pro + salt + share_p + share_v).digest()
+
+
+class PasskeyHost:
+    """SPAKE2+ prover once the user typed the number: HELLO asks the device to draw one."""
+
+    def __init__(self, *, device_info: bytes) -> None:
+        self._pro = prologue(Mode.PASSKEY, device_info)
+        self._salt: bytes | None = None
+        self._prover: Prover | None = None
+        self._share_p = b""
+
+    def hello(self) -> bytes:
+        return b""
+
+    def enter(self, number: int) -> bytes:
+        """The number the user typed: the prover's share to send."""
+        if self._salt is None or self._prover is not None:
+            raise LocalProtocolError("no passkey is being asked for")
+        self._prover = Prover(
+            passkey_secrets(number, self._salt),
+            context=self._pro,
+            id_prover=b"",
+            id_verifier=SPAKE_ID_VERIFIER,
+        )
+        self._share_p = self._prover.start()
+        return self._share_p
+
+    def receive(self, body: bytes) -> Step:
+        if self._salt is None:
+            if len(body) != PASSKEY_SALT_BYTES:
+                raise MalformedData(f"passkey salt must be {PASSKEY_SALT_BYTES} bytes")
+            self._salt = body
+            return Step(needs_passkey=True)
+        if self._prover is None or not self._share_p:
+            raise UnexpectedMessage("passkey reply before the number was typed")
+        share_v, confirm_v = split_fields(body, 2, "passkey reply")
+        try:
+            confirm_p, k_shared = self._prover.finish(share_v, confirm_v)
+        except ProtocolError:
+            raise AuthenticationFailed(
+                "the device did not confirm the number: it was mistyped, or another device answered"
+            ) from None
+        share_p, self._share_p = self._share_p, b""
+        keys = _schedule(k_shared, _passkey_hash(self._pro, self._salt, share_p, share_v))
+        return Step(reply=confirm_p, keys=keys, done=True)
+
+
+class PasskeyDevice:
+    """SPAKE2+ verifier of a number it draws and shows for this attempt only."""
+
+    def __init__(
+        self,
+        *,
+        device_info: bytes,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
+        draw: Callable[[int], int] = secrets.randbelow,
+    ) -> None:
+        self._pro = prologue(Mode.PASSKEY, device_info)
+        self._rng = rng
+        self._draw = draw
+        self._salt = b""
+        self._verifier: Verifier | None = None
+        self._share_p = b""
+        self._share_v = b""
+
+    def hello(self, body: bytes) -> Step:
+        if body:
+            raise MalformedData("a passkey hello carries no body")
+        self._salt = self._rng(PASSKEY_SALT_BYTES)
+        number = self._draw(10**PASSKEY_DIGITS)
+        self._verifier = Verifier(
+            passkey_secrets(number, self._salt).verifier_record(),
+            context=self._pro,
+            id_prover=b"",
+            id_verifier=SPAKE_ID_VERIFIER,
+        )
+        return Step(reply=self._salt, number=number)
+
+    def receive(self, body: bytes) -> Step:
+        if self._verifier is None:
+            raise UnexpectedMessage("passkey message before hello")
+        if not self._share_p:
+            share_v, confirm_v = self._verifier.respond(body)
+            self._share_p, self._share_v = body, share_v
+            return Step(reply=join_fields(share_v, confirm_v), awaiting_proof=True)
+        if not self._share_v:
+            raise UnexpectedMessage("the passkey handshake is over")
+        try:
+            k_shared = self._verifier.finish(body)
+        except ProtocolError:
+            raise AuthenticationFailed("wrong number") from None
+        hh = _passkey_hash(self._pro, self._salt, self._share_p, self._share_v)
+        self._share_v = b""
+        return Step(keys=_schedule(k_shared, hh), done=True)
 
 
 # --------------------------------------------------------------------- compare
@@ -410,6 +589,8 @@ __all__ = [
     "CodeHost",
     "CompareDevice",
     "CompareHost",
+    "PasskeyDevice",
+    "PasskeyHost",
     "ProverSecrets",
     "SessionKeys",
     "Step",
@@ -417,8 +598,12 @@ __all__ = [
     "UserRejected",
     "button_device",
     "button_host",
+    "parse_passkey",
+    "passkey_password",
+    "passkey_secrets",
     "prologue",
     "qr_device",
     "qr_host",
     "qr_psk",
+    "unknown_user_record",
 ]

@@ -1,0 +1,187 @@
+"""H2, the terminal: `bleprov provision --compare` asked its question inside a rich
+spinner (console.status) that redrew the line and erased it, so the user could only type
+`y` blind. Here the command runs in a real terminal (a tmux pane: a terminal emulator, so
+what the test reads is what a person would see), against `bleprov device serve` in
+another process over the loopback virtual radio; while the prompt waits, the number must
+be on the screen. The passkey prompt is checked the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import test_cli_two_process as tp
+
+pytestmark = [
+    pytest.mark.multiprocess,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a terminal emulator)"),
+]
+
+
+@dataclass
+class Terminal:
+    """One tmux server of our own (its own socket) with one pane running a command."""
+
+    socket: Path
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, timeout=10
+        )
+        return done.stdout
+
+    def start(self, script: Path) -> None:
+        self.tmux("new-session", "-d", "-x", "160", "-y", "40", f"sh {shlex.quote(str(script))}")
+
+    def screen(self) -> str:
+        """The visible screen, as a person sees it now."""
+        return self.tmux("capture-pane", "-p")
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-l", text)
+        self.tmux("send-keys", "Enter")
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(pattern, self.screen())
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"{pattern!r} not on the screen within {timeout} s:\n{self.screen()}")
+
+    def kill(self) -> None:
+        self.tmux("kill-server")
+
+
+@dataclass
+class Rig:
+    work: Path
+    host_radio: str
+    device: subprocess.Popen[str]
+
+    def displayed(self, timeout: float = 30) -> str:
+        """The next number the device's display shows (its console UI prints it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = tp._read_until(self.device, "display: ", deadline - time.monotonic())[-1]
+            shown = line.split()[1]
+            if shown.isdigit():  # not "cleared", from the session before
+                return shown
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    work = tmp_path_factory.mktemp("pty")
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "bleprov", "radio", "hub", "--ports", "0,0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=tp._env(),
+    )
+    device = None
+    try:
+        lines = tp._read_until(hub, "ready", 30)
+        controllers = [line.split()[2] for line in lines if line.startswith("controller ")]
+        factory = str(work / "factory")
+        assert tp.bleprov("factory", "init", "--dir", factory, "--name", "Acme").returncode == 0
+        modes = os.environ.get("BLEPROV_TEST_PTY_MODES", "qr,compare,passkey")
+        issued = tp.bleprov(
+            "factory", "device", "--dir", factory, "--out", str(work / "devices"), "--modes", modes
+        )
+        assert issued.returncode == 0, issued.stderr
+        [device_dir] = list((work / "devices").iterdir())
+        init = tp.bleprov(
+            "device", "init", "--store", str(work / "store"), "--from", str(device_dir)
+        )
+        assert init.returncode == 0, init.stdout + init.stderr
+        device = subprocess.Popen(
+            [
+                sys.executable, "-m", "bleprov", "device", "serve",
+                "--store", str(work / "store"),
+                "--radio", f"bumble:{controllers[0]}",
+                "--network", f"simulated:{tp.EXAMPLE_NETWORK}",
+                "--device-confirms",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE,
+            text=True,
+            env=tp._env(),
+        )  # fmt: skip
+        tp._read_until(device, "ready:", 30)
+        yield Rig(work, f"bumble:{controllers[1]}", device)
+    finally:
+        if device is not None:
+            tp._stop(device)
+        tp._stop(hub)
+
+
+def _provision_script(rig: Rig, how: str, name: str) -> Path:
+    """A shell script running `bleprov provision` (the Wi-Fi password in its environment,
+    as a person's shell would have it; the simulated network's, no secret)."""
+    argv = [
+        sys.executable, "-m", "bleprov", "provision", "--radio", rig.host_radio, how,
+        "--trust", str(rig.work / "factory" / "root.pem"),
+        "--wifi-ssid", "Home", "--timeout", "20",
+    ]  # fmt: skip
+    script = rig.work / f"{name}.sh"
+    env = {k: v for k, v in tp._env().items() if k.startswith(("BLEPROV_", "PYTHON", "PATH"))}
+    env["BLEPROV_WIFI_PASSWORD"] = tp.HOME_PASSWORD
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    command = " ".join(shlex.quote(a) for a in argv)
+    script.write_text(f"{exports}{command}\necho EXIT=$?\nsleep 60\n")
+    return script
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    # A short socket path (sun_path is 108 bytes at most).
+    directory = Path(tempfile.mkdtemp(prefix="bleprov-tmux-", dir="/tmp"))
+    term = Terminal(directory / "s")
+    yield term
+    term.kill()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_compare_prompt_shows_the_number_while_it_waits(rig: Rig, terminal: Terminal) -> None:
+    terminal.start(_provision_script(rig, "--compare", "compare"))
+    number = rig.displayed()
+    prompt = rf"Does the device show {number}\?"
+    terminal.wait_for(prompt, 30)
+    time.sleep(1.0)  # a spinner redraws a dozen times a second: it would have erased it
+    screen = terminal.screen()
+    assert re.search(prompt, screen), f"the number is not on the screen:\n{screen}"
+    assert rig.device.stdin is not None
+    rig.device.stdin.write("b\n")  # the device's user presses its button: same number
+    rig.device.stdin.flush()
+    terminal.type("y")
+    terminal.wait_for(r"EXIT=\d+", 60)
+    assert "EXIT=0" in terminal.screen(), terminal.screen()
+    assert "provisioned" in terminal.screen()
+
+
+def test_the_passkey_prompt_waits_with_its_question_visible(rig: Rig, terminal: Terminal) -> None:
+    terminal.start(_provision_script(rig, "--passkey", "passkey"))
+    number = rig.displayed()
+    terminal.wait_for(r"Type the number shown on the device", 30)
+    time.sleep(1.0)
+    screen = terminal.screen()
+    assert "Type the number shown on the device" in screen, screen
+    terminal.type(number)
+    terminal.wait_for(r"EXIT=\d+", 60)
+    assert "EXIT=0" in terminal.screen(), terminal.screen()
+    assert "provisioned" in terminal.screen()
