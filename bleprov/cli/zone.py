@@ -358,6 +358,70 @@ def zone_revoke(
         )
 
 
+@zone_app.command("open-window")
+def zone_open_window(
+    device_id: Annotated[str, typer.Argument(metavar="DEVICE", help="Device ID (a member).")],
+    directory: HubDir,
+    user: ActingUser,
+    address: Annotated[str, typer.Option(help="The device's validated-connection HOST:PORT.")],
+    purpose: Annotated[
+        str,
+        typer.Option(
+            help="admin: one more host may bind to the device as an admin; handover: the "
+            "device leaves the zone for whoever has the code."
+        ),
+    ] = "admin",
+    minutes: Annotated[float, typer.Option(help="How long the window stays open.")] = 10,
+    user_key: UserKey = None,
+    registry_url: RegistryUrl = None,
+) -> None:
+    """As the zone (the owner of its members): let one more host in, with a one-time code
+    (admins only). The hub connects to the device with its hub certificate."""
+    from bleprov.core.window import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPurpose
+    from bleprov.service.device_daemon import DaemonConfigError, parse_endpoint
+
+    purposes = {p.label: p for p in WindowPurpose}
+    seconds = round(minutes * 60)
+    if purpose not in purposes or not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        cli.err_console.print(
+            "[bold red]error:[/] --purpose is admin or handover; --minutes is "
+            f"{MIN_WINDOW_SECONDS // 60} to {MAX_WINDOW_SECONDS // 60}"
+        )
+        raise typer.Exit(2)
+    try:
+        host, port = parse_endpoint(address)
+    except DaemonConfigError as exc:
+        cli.err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    with _errors(), _open_hub(directory, registry_url) as hub:
+        actor = _authenticate(hub, hub.registry, user, user_key)
+        hub.registry.require_admin(actor)
+        code = asyncio.run(
+            _open_member_window(hub, device_id, host, port, purposes[purpose], seconds)
+        )
+        cli.console.print(
+            f"window open for {seconds // 60} min on {escape(device_id)} ({purpose}).\n"
+            f"  code: [bold]{code.formatted()}[/]\n"
+            "Give it only to the person setting up the new host; it works once, closes "
+            "after 5 wrong codes, and closes when it expires."
+        )
+
+
+async def _open_member_window(
+    hub: Hub, device_id: str, host: str, port: int, purpose: Any, seconds: int
+) -> Any:
+    from bleprov.service.trust import open_window
+    from bleprov.service.zone_hub import hub_server_credentials
+    from bleprov.tls.connection import open_member_connection
+
+    now = datetime.now(UTC)
+    credentials = hub_server_credentials(hub, now=now)
+    async with await open_member_connection(
+        host, port, credentials, crl_der=hub.crl(now=now), expect_device=device_id
+    ) as connection:
+        return await open_window(connection, purpose=purpose, seconds=seconds)
+
+
 @zone_app.command("serve")
 def zone_serve(
     directory: HubDir,

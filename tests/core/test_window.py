@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
-from bleprov.core.attempts import AttemptLimiter, ButtonWindow
+from bleprov.core.attempts import AttemptLimiter, AttemptLimits, ButtonWindow, Credential
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import MalformedData
 from bleprov.core.session import device as dev
@@ -45,13 +45,13 @@ def _info(window: CommissioningWindow | None, modes: OobMode = OobMode.CODE) -> 
 
 
 def _device(
-    window: CommissioningWindow | None, limiter: AttemptLimiter, *, owned: bool = True
+    window: CommissioningWindow | None, limits: AttemptLimits, *, owned: bool = True
 ) -> dev.DeviceSession:
     return dev.DeviceSession(
         secrets=secrets_(),
         policy=OobMode.QR,  # the factory policy: the window is its own
         device_info=_info(window),
-        limiter=limiter,
+        limits=limits,
         button=ButtonWindow(),
         connection="new-host",
         now=0.0,
@@ -102,8 +102,8 @@ def test_offers_round_trip_and_are_bounded() -> None:
 
 
 def test_an_owned_device_refuses_its_factory_label() -> None:
-    limiter = AttemptLimiter()
-    device = _device(None, limiter)
+    limits = AttemptLimits()
+    device = _device(None, limits)
     # A host that does not look at the advertised state (a hostile one): the device itself
     # refuses, before any handshake and without spending an attempt.
     virgin_looking = DeviceInfo.decode(_info(None, OobMode.QR))
@@ -117,33 +117,35 @@ def test_an_owned_device_refuses_its_factory_label() -> None:
     )
     run = pump(host, device, host.start(0.0))
     assert isinstance(ended(run.device_events), dev.DeviceOwned)
-    assert established(run) is None and limiter.failures == 0
+    assert established(run) is None
+    assert all(limits[c].failures == 0 for c in Credential if c.limited)
 
 
 def test_the_window_code_opens_a_session_with_the_windows_purpose() -> None:
     code = WindowCode.generate()
     window = CommissioningWindow(_offer(code, WindowPurpose.HANDOVER), opened_by=b"o" * 32, now=0)
-    limiter = AttemptLimiter(failures=2)
-    device = _device(window, limiter)
+    limits = AttemptLimits({Credential.CODE: AttemptLimiter(failures=2)})
+    device = _device(window, limits)
     host = _host(code, window)
     run = pump(host, device, host.start(0.0))
     assert established(run) is not None
     assert device.window_purpose is WindowPurpose.HANDOVER
-    assert limiter.failures == 2  # a window success forgives no factory failure
+    assert limits[Credential.CODE].failures == 2  # a window success forgives no factory failure
 
 
 def test_wrong_window_codes_close_the_window_not_the_factory_limiter() -> None:
     code = WindowCode.generate()
     window = CommissioningWindow(_offer(code), opened_by=b"o" * 32, now=0)
-    limiter = AttemptLimiter()
+    limits = AttemptLimits()
     wrong = WindowCode(f"{(int(code.digits) + 1) % 10**12:012d}")
     for _ in range(MAX_WINDOW_FAILURES):
-        device = _device(window, limiter)
+        device = _device(window, limits)
         host = _host(wrong, window)
         run = pump(host, device, host.start(0.0))
         assert established(run) is None
-    assert not window.is_open(1.0) and limiter.failures == 0
-    device = _device(window, limiter)
+    assert not window.is_open(1.0)
+    assert all(limits[c].failures == 0 for c in Credential if c.limited)
+    device = _device(window, limits)
     host = _host(code, window)
     run = pump(host, device, host.start(0.0))
     assert isinstance(ended(run.device_events), WindowClosed)
@@ -152,7 +154,7 @@ def test_wrong_window_codes_close_the_window_not_the_factory_limiter() -> None:
 def test_an_expired_window_and_an_unowned_device_refuse_the_window_user() -> None:
     code = WindowCode.generate()
     window = CommissioningWindow(_offer(code), opened_by=b"o" * 32, now=-500.0)
-    for device in (_device(window, AttemptLimiter()), _device(None, AttemptLimiter(), owned=False)):
+    for device in (_device(window, AttemptLimits()), _device(None, AttemptLimits(), owned=False)):
         host = _host(code, window)
         run = pump(host, device, host.start(0.0))
         assert isinstance(ended(run.device_events), WindowClosed)
