@@ -3,8 +3,9 @@
 A device daemon (``bleprov device serve --tls``) is bound by its owner's laptop with the
 label; a stranger holding the same label is turned away; the owner opens a window
 (``bleprov peer open-window``) and a second person's laptop joins as an admin with the
-one-time code (``bleprov peer bind --window-code``); the used code opens nothing again. Codes travel
-in the environment, never on a command line.
+one-time code (``bleprov peer bind --window-code``); the used code opens nothing again;
+then the owner hands the device over to a third laptop and can no longer open windows.
+Codes travel in the environment, never on a command line.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def _laptop(owned: Owned, name: str) -> list[str]:
     return ["--host-dir", str(owned.work / name)]
 
 
-def test_an_owner_adds_an_admin_and_a_stranger_with_the_label_cannot(owned: Owned) -> None:
+def test_an_owner_adds_an_admin_then_hands_over_and_a_label_holder_cannot(
+    owned: Owned,
+) -> None:
     bind = ["peer", "bind", "--radio", owned.host_radio, *owned.trust]
     first = bleprov(*bind, "--qr-file", str(owned.label_txt), *_laptop(owned, "owner"))
     assert first.returncode == 0, first.stdout + first.stderr
@@ -119,3 +122,28 @@ def test_an_owner_adds_an_admin_and_a_stranger_with_the_label_cannot(owned: Owne
         env=_env(BLEPROV_WINDOW_CODE=code),
     )  # fmt: skip
     assert again.returncode in (3, 4), again.stdout + again.stderr  # no window to be found
+
+    # The owner hands the device over: the buyer becomes its owner, the owner and the
+    # admin are forgotten, and the old owner can no longer open windows.
+    handover = bleprov(
+        "peer", "open-window", owned.device_id, "--address", tls, "--purpose", "handover",
+        *_laptop(owned, "owner"),
+    )  # fmt: skip
+    assert handover.returncode == 0, handover.stdout + handover.stderr
+    match = re.search(r"code: (\d{4}-\d{4}-\d{4})", handover.stdout)
+    assert match is not None, handover.stdout
+    buyer = bleprov(
+        *bind, "--window-code", *_laptop(owned, "buyer"),
+        env=_env(BLEPROV_WINDOW_CODE=match.group(1)),
+    )  # fmt: skip
+    assert buyer.returncode == 0, buyer.stdout + buyer.stderr
+    former = bleprov(
+        "peer", "open-window", owned.device_id, "--address", tls, *_laptop(owned, "owner")
+    )
+    assert former.returncode == 1, former.stdout + former.stderr
+    assert "Traceback" not in former.stderr
+    assert "handed over or reset" in former.stderr
+    mine = bleprov(
+        "peer", "open-window", owned.device_id, "--address", tls, *_laptop(owned, "buyer")
+    )
+    assert mine.returncode == 0, mine.stdout + mine.stderr

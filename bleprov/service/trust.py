@@ -42,6 +42,7 @@ from bleprov.core.window import (
 )
 from bleprov.tls.connection import (
     MemberCredentials,
+    PeerNotTrusted,
     ValidatedConnection,
     ValidatedConnectionError,
     open_member_connection,
@@ -341,9 +342,18 @@ class HostTrust:
 
     async def connect(self, host: str, port: int, device: str) -> ValidatedConnection:
         """A mutually authenticated connection to a device we bound (no CA)."""
-        return await open_peer_connection(
-            host, port, self.identity(), self.pins(), expect_name=device
-        )
+        try:
+            return await open_peer_connection(
+                host, port, self.identity(), self.pins(), expect_name=device
+            )
+        except PeerNotTrusted as exc:
+            # What a person needs to know: the device is not the one we pinned any more.
+            raise PeerNotTrusted(
+                f"the device at {host}:{port} did not present the key this host pinned for "
+                f"{device}: it was handed over or reset, or it is another device. If it is "
+                f"no longer yours, forget it here: bleprov peer unbind --local-only {device}",
+                exc.reason,
+            ) from None
 
     async def open_window(
         self,
