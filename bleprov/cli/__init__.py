@@ -146,6 +146,34 @@ def radio_hub(
     raise typer.Exit(virtual.main(argv))
 
 
+#: The largest passphrase a systemd credential file may hold.
+MAX_CREDENTIAL_FILE = 4096
+
+
+def service_secret(
+    env: str, credential: str, prompt: str, *, error: type[BleprovError] = BleprovError
+) -> bytes:
+    """``env``, else systemd's credential ``credential`` (``$CREDENTIALS_DIRECTORY``, a
+    private in-memory file a unit's LoadCredential= provides), else a no-echo prompt."""
+    import os
+    from pathlib import Path
+
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if env not in os.environ and directory:
+        path = Path(directory) / credential
+        if path.is_file():
+            with path.open("rb") as handle:
+                data = handle.read(MAX_CREDENTIAL_FILE + 1)
+            value = data.rstrip(b"\r\n")
+            if not value or len(data) > MAX_CREDENTIAL_FILE:
+                raise error(
+                    f"the {credential} credential is empty or over {MAX_CREDENTIAL_FILE} "
+                    "bytes: check the file LoadCredential= names"
+                )
+            return value
+    return secret_input(env, prompt)
+
+
 def secret_input(env: str, prompt: str, *, confirm: bool = False) -> bytes:
     """A passphrase from the environment or typed without echo; never from argv."""
     import os

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bleprov.cli import EXIT_ERROR, device_app, err_console, run, secret_input
+from bleprov.cli import EXIT_ERROR, device_app, err_console, run
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 #: The systemd credential (LoadCredential=) that holds the sealed record's passphrase.
 PASSPHRASE_CREDENTIAL = "device-passphrase"  # noqa: S105  (a file name, not a secret)
-MAX_PASSPHRASE_FILE = 4096
 
 
 class DeviceInitError(BleprovError):
@@ -46,22 +45,12 @@ class StoreExists(DeviceInitError):
 def device_passphrase() -> bytes:
     """BLEPROV_DEVICE_PASSPHRASE, else systemd's credential ``device-passphrase``
     (``$CREDENTIALS_DIRECTORY``, a private in-memory file), else a no-echo prompt."""
-    import os
+    from bleprov.cli import service_secret
 
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if "BLEPROV_DEVICE_PASSPHRASE" not in os.environ and directory:
-        path = Path(directory) / PASSPHRASE_CREDENTIAL
-        if path.is_file():
-            with path.open("rb") as handle:
-                data = handle.read(MAX_PASSPHRASE_FILE + 1)
-            value = data.rstrip(b"\r\n")
-            if not value or len(data) > MAX_PASSPHRASE_FILE:
-                raise DeviceInitError(
-                    f"the {PASSPHRASE_CREDENTIAL} credential is empty or over "
-                    f"{MAX_PASSPHRASE_FILE} bytes: check the file LoadCredential= names"
-                )
-            return value
-    return secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase")
+    return service_secret(
+        "BLEPROV_DEVICE_PASSPHRASE", PASSPHRASE_CREDENTIAL, "Device passphrase",
+        error=DeviceInitError,
+    )  # fmt: skip
 
 
 def _emit(line: str) -> None:

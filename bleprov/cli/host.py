@@ -39,12 +39,7 @@ from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
-from bleprov.core.window import (
-    MAX_WINDOW_SECONDS,
-    MIN_WINDOW_SECONDS,
-    WindowClosed,
-    WindowPurpose,
-)
+from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
 from bleprov.radio.host_link import DeviceNotFound, scan
 from bleprov.radio.spec import RadioSpec, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
@@ -689,17 +684,12 @@ async def open_device_window(
     device: str,
     address: str | None,
     purpose: WindowPurpose,
-    minutes: float,
+    seconds: int,
 ) -> None:
     """As the device's owner: open a commissioning window and show its one-time code."""
     trust = host_trust(host_dir)
     if device not in trust.pins():
         raise HostError(f"no device {device} is bound to this host (bleprov peer list)")
-    seconds = round(minutes * 60)
-    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
-        raise HostError(
-            f"a window lasts {MIN_WINDOW_SECONDS // 60} to {MAX_WINDOW_SECONDS // 60} minutes"
-        )
     host, port = _address(address)
     code = await trust.open_window(host, port, device, purpose=purpose, seconds=seconds)
     what = (
@@ -1008,15 +998,13 @@ def register(app: typer.Typer) -> None:
         host_dir: HostDirArg = None,
     ) -> None:
         """As the owner: let one more host in, with a one-time code (Matter's multi-admin)."""
-        purposes = {p.label: p for p in WindowPurpose}
-        if purpose not in purposes:
-            from bleprov.cli import err_console
-
-            err_console.print("[bold red]error:[/] --purpose is admin or handover")
-            raise typer.Exit(2)
+        try:
+            chosen, seconds = WindowPurpose.parse(purpose), window_seconds(minutes)
+        except WindowError as exc:
+            raise typer.BadParameter(str(exc)) from None
         _run_host(
             open_device_window(
-                console, host_dir or default_host_dir(), device, address, purposes[purpose], minutes
+                console, host_dir or default_host_dir(), device, address, chosen, seconds
             )
         )
 

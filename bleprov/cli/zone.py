@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ import bleprov.cli as cli
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    from bleprov.core.window import WindowCode, WindowPurpose
     from bleprov.store.hub_files import Hub
     from bleprov.store.registry import AuditEntry, Device, Registry, User
 
@@ -50,7 +50,6 @@ USER_PASSPHRASE_ENV = "BLEPROV_USER_PASSPHRASE"  # noqa: S105
 NEW_USER_PASSPHRASE_ENV = "BLEPROV_NEW_USER_PASSPHRASE"  # noqa: S105
 #: The systemd credential (LoadCredential=) holding the zone passphrase (zone serve).
 ZONE_PASSPHRASE_CREDENTIAL = "zone-passphrase"  # noqa: S105 (a file name, not a secret)
-MAX_PASSPHRASE_FILE = 4096
 
 
 class RoleChoice(StrEnum):
@@ -134,20 +133,9 @@ def _zone_passphrase() -> bytes:
     (``$CREDENTIALS_DIRECTORY``, a private in-memory file), else a no-echo prompt."""
     from bleprov.store.hub_files import HubError
 
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if ZONE_PASSPHRASE_ENV not in os.environ and directory:
-        path = Path(directory) / ZONE_PASSPHRASE_CREDENTIAL
-        if path.is_file():
-            with path.open("rb") as handle:
-                data = handle.read(MAX_PASSPHRASE_FILE + 1)
-            value = data.rstrip(b"\r\n")
-            if not value or len(data) > MAX_PASSPHRASE_FILE:
-                raise HubError(
-                    f"the {ZONE_PASSPHRASE_CREDENTIAL} credential is empty or over "
-                    f"{MAX_PASSPHRASE_FILE} bytes: check the file LoadCredential= names"
-                )
-            return value
-    return cli.secret_input(ZONE_PASSPHRASE_ENV, "Zone passphrase")
+    return cli.service_secret(
+        ZONE_PASSPHRASE_ENV, ZONE_PASSPHRASE_CREDENTIAL, "Zone passphrase", error=HubError
+    )
 
 
 def _open_hub(directory: Path, registry_url: str | None) -> Hub:
@@ -377,28 +365,19 @@ def zone_open_window(
 ) -> None:
     """As the zone (the owner of its members): let one more host in, with a one-time code
     (admins only). The hub connects to the device with its hub certificate."""
-    from bleprov.core.window import MAX_WINDOW_SECONDS, MIN_WINDOW_SECONDS, WindowPurpose
+    from bleprov.core.window import WindowError, WindowPurpose, window_seconds
     from bleprov.service.device_daemon import DaemonConfigError, parse_endpoint
 
-    purposes = {p.label: p for p in WindowPurpose}
-    seconds = round(minutes * 60)
-    if purpose not in purposes or not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
-        cli.err_console.print(
-            "[bold red]error:[/] --purpose is admin or handover; --minutes is "
-            f"{MIN_WINDOW_SECONDS // 60} to {MAX_WINDOW_SECONDS // 60}"
-        )
-        raise typer.Exit(2)
     try:
         host, port = parse_endpoint(address)
-    except DaemonConfigError as exc:
+        chosen, seconds = WindowPurpose.parse(purpose), window_seconds(minutes)
+    except (DaemonConfigError, WindowError) as exc:
         cli.err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     with _errors(), _open_hub(directory, registry_url) as hub:
         actor = _authenticate(hub, hub.registry, user, user_key)
         hub.registry.require_admin(actor)
-        code = asyncio.run(
-            _open_member_window(hub, device_id, host, port, purposes[purpose], seconds)
-        )
+        code = asyncio.run(_open_member_window(hub, device_id, host, port, chosen, seconds))
         cli.console.print(
             f"window open for {seconds // 60} min on {escape(device_id)} ({purpose}).\n"
             f"  code: [bold]{code.formatted()}[/]\n"
@@ -408,8 +387,8 @@ def zone_open_window(
 
 
 async def _open_member_window(
-    hub: Hub, device_id: str, host: str, port: int, purpose: Any, seconds: int
-) -> Any:
+    hub: Hub, device_id: str, host: str, port: int, purpose: WindowPurpose, seconds: int
+) -> WindowCode:
     from bleprov.service.trust import open_window
     from bleprov.service.zone_hub import hub_server_credentials
     from bleprov.tls.connection import open_member_connection

@@ -64,6 +64,14 @@ class WindowPurpose(enum.IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
+    @classmethod
+    def parse(cls, text: str) -> WindowPurpose:
+        """``admin`` or ``handover``, as a person types it; WindowError otherwise."""
+        for purpose in cls:
+            if purpose.label == text.strip().lower():
+                return purpose
+        raise WindowError("a window's purpose is admin or handover")
+
 
 class WindowError(ProtocolError):
     """A window offer is malformed, or no window can be opened."""
@@ -75,6 +83,16 @@ class WindowClosed(ProtocolError):
     """The window code was refused: no window is open (it expired, was used, or closed)."""
 
     code = 0x4E
+
+
+def window_seconds(minutes: float) -> int:
+    """A window's length from minutes, as a person gives it; WindowError if out of range."""
+    seconds = round(minutes * 60)
+    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        raise WindowError(
+            f"a window lasts {MIN_WINDOW_SECONDS // 60} to {MAX_WINDOW_SECONDS // 60} minutes"
+        )
+    return seconds
 
 
 # --------------------------------------------------------------------------- the code
@@ -285,4 +303,5 @@ __all__ = [
     "WindowInfo",
     "WindowOffer",
     "WindowPurpose",
+    "window_seconds",
 ]
