@@ -12,88 +12,32 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.test_cli_two_process import EXAMPLE_NETWORK, _env, _read_until, _stop, bleprov
+from tests.processes import ServedDevice, bleprov, child_env, read_until, served_device
 
 pytestmark = pytest.mark.multiprocess
 
 
-@dataclass
-class Owned:
-    work: Path
-    host_radio: str
-    device_id: str
-    label_txt: Path
-    trust: list[str]
-    daemon: subprocess.Popen[str]
-
-
 @pytest.fixture(scope="module")
-def owned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owned]:
-    work = tmp_path_factory.mktemp("ownership")
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "bleprov", "radio", "hub", "--ports", "0,0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    device = None
-    try:
-        lines = _read_until(hub, "ready", 30)
-        controllers = [line.split()[2] for line in lines if line.startswith("controller ")]
-        factory = str(work / "factory")
-        assert bleprov("factory", "init", "--dir", factory, "--name", "Acme").returncode == 0
-        issued = bleprov("factory", "device", "--dir", factory, "--out", str(work / "devices"))
-        assert issued.returncode == 0, issued.stderr
-        [device_dir] = list((work / "devices").iterdir())
-        init = bleprov("device", "init", "--store", str(work / "store"), "--from", str(device_dir))
-        assert init.returncode == 0, init.stdout + init.stderr
-        device = subprocess.Popen(
-            [
-                sys.executable, "-m", "bleprov", "device", "serve",
-                "--store", str(work / "store"), "--radio", f"bumble:{controllers[0]}",
-                "--network", f"simulated:{EXAMPLE_NETWORK}", "--tls", "127.0.0.1:0",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )  # fmt: skip
-        _read_until(device, "ready:", 30)
-        yield Owned(
-            work,
-            f"bumble:{controllers[1]}",
-            device_dir.name,
-            device_dir / "label.txt",
-            ["--trust", str(work / "factory" / "root.pem")],
-            device,
-        )
-    finally:
-        if device is not None:
-            _stop(device)
-        _stop(hub)
+def owned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedDevice]:
+    with served_device(tmp_path_factory.mktemp("ownership"), serve=["--tls", "127.0.0.1:0"]) as it:
+        yield it
 
 
-def _laptop(owned: Owned, name: str) -> list[str]:
+def _laptop(owned: ServedDevice, name: str) -> list[str]:
     return ["--host-dir", str(owned.work / name)]
 
 
 def test_an_owner_adds_an_admin_then_hands_over_and_a_label_holder_cannot(
-    owned: Owned,
+    owned: ServedDevice,
 ) -> None:
     bind = ["peer", "bind", "--radio", owned.host_radio, *owned.trust]
     first = bleprov(*bind, "--qr-file", str(owned.label_txt), *_laptop(owned, "owner"))
     assert first.returncode == 0, first.stdout + first.stderr
-    serving = _read_until(owned.daemon, "tls: serving pinned peers on ", 30)[-1]
+    serving = read_until(owned.daemon, "tls: serving pinned peers on ", 30)[-1]
     tls = serving.rsplit(" ", 1)[-1]
 
     stranger = bleprov(*bind, "--qr-file", str(owned.label_txt), *_laptop(owned, "stranger"))
@@ -110,7 +54,7 @@ def test_an_owner_adds_an_admin_then_hands_over_and_a_label_holder_cannot(
     code = match.group(1)
 
     friend = bleprov(
-        *bind, "--window-code", *_laptop(owned, "friend"), env=_env(BLEPROV_WINDOW_CODE=code)
+        *bind, "--window-code", *_laptop(owned, "friend"), env=child_env(BLEPROV_WINDOW_CODE=code)
     )
     assert friend.returncode == 0, friend.stdout + friend.stderr
     assert code not in friend.stdout + friend.stderr
@@ -119,7 +63,7 @@ def test_an_owner_adds_an_admin_then_hands_over_and_a_label_holder_cannot(
 
     again = bleprov(
         *bind, "--window-code", "--timeout", "3", *_laptop(owned, "late"),
-        env=_env(BLEPROV_WINDOW_CODE=code),
+        env=child_env(BLEPROV_WINDOW_CODE=code),
     )  # fmt: skip
     assert again.returncode in (3, 4), again.stdout + again.stderr  # no window to be found
 
@@ -134,7 +78,7 @@ def test_an_owner_adds_an_admin_then_hands_over_and_a_label_holder_cannot(
     assert match is not None, handover.stdout
     buyer = bleprov(
         *bind, "--window-code", *_laptop(owned, "buyer"),
-        env=_env(BLEPROV_WINDOW_CODE=match.group(1)),
+        env=child_env(BLEPROV_WINDOW_CODE=match.group(1)),
     )  # fmt: skip
     assert buyer.returncode == 0, buyer.stdout + buyer.stderr
     former = bleprov(

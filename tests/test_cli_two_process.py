@@ -11,11 +11,7 @@ on a command line.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,60 +19,9 @@ from pathlib import Path
 import pytest
 
 from bleprov.core.onboarding import encode_manual_code, parse_manual_code, parse_qr
+from tests.processes import HOME_PASSWORD, SECRETS, bleprov, child_env, served_device
 
 pytestmark = pytest.mark.multiprocess
-
-EXAMPLE_NETWORK = Path(__file__).resolve().parents[1] / "bleprov/network/simulated_example.toml"
-HOME_PASSWORD = "correct horse battery staple"  # the simulated network's (not a secret)
-SECRETS = {
-    "BLEPROV_FACTORY_PASSPHRASE": "factory passphrase 1",
-    "BLEPROV_DEVICE_PASSPHRASE": "device passphrase 2",
-    "BLEPROV_ZONE_PASSPHRASE": "zone passphrase 3",
-    "BLEPROV_USER_PASSPHRASE": "alice passphrase 4",
-}
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **SECRETS, **extra}
-
-
-def bleprov(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "bleprov", *args]
-    for value in SECRETS.values():
-        assert value not in argv  # secrets never on a command line
-    return subprocess.run(
-        argv,
-        env=env or _env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def _read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"process exited early: {lines}")
-        lines.append(line.rstrip())
-        if line.startswith(prefix):
-            return lines
-    raise AssertionError(f"no line {prefix!r} within {timeout} s: {lines}")
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @dataclass
@@ -92,74 +37,22 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     work = tmp_path_factory.mktemp("two-process")
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "bleprov", "radio", "hub", "--ports", "0,0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    device = None
-    try:
-        lines = _read_until(hub, "ready", 30)
-        controllers = [line.split()[2] for line in lines if line.startswith("controller ")]
-        assert len(controllers) == 2, lines
-        assert (
-            bleprov("factory", "init", "--dir", str(work / "factory"), "--name", "Acme").returncode
-            == 0
-        )
-        issued = bleprov(
-            "factory", "device", "--dir", str(work / "factory"), "--out", str(work / "devices"),
-            "--modes", "qr,code",
-        )  # fmt: skip
-        assert issued.returncode == 0, issued.stderr
-        [device_dir] = list((work / "devices").iterdir())
-        label_txt = device_dir / "label.txt"
+    zone = bleprov("zone", "init", "--dir", str(work / "hub"), "--name", "Home", "--admin", "alice")
+    assert zone.returncode == 0, zone.stdout + zone.stderr
+    with served_device(work, modes="qr,code") as served:
         manual_code = next(
             line.split(":", 1)[1].strip()
-            for line in label_txt.read_text().splitlines()
+            for line in served.label_txt.read_text().splitlines()
             if line.startswith("Manual code")
         )
-        init = bleprov("device", "init", "--store", str(work / "store"), "--from", str(device_dir))
-        assert init.returncode == 0, init.stdout + init.stderr
-        zone = bleprov(
-            "zone", "init", "--dir", str(work / "hub"), "--name", "Home", "--admin", "alice"
-        )
-        assert zone.returncode == 0, zone.stdout + zone.stderr
-        device = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bleprov",
-                "device",
-                "serve",
-                "--store",
-                str(work / "store"),
-                "--radio",
-                f"bumble:{controllers[0]}",
-                "--network",
-                f"simulated:{EXAMPLE_NETWORK}",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
-        ready = _read_until(device, "ready:", 30)[-1]
-        assert device_dir.name in ready
         yield Rig(
             work,
-            f"bumble:{controllers[0 + 1]}",
-            device_dir,
-            device_dir.name,
-            label_txt,
+            served.host_radio,
+            served.device_dir,
+            served.device_id,
+            served.label_txt,
             manual_code,
         )
-    finally:
-        if device is not None:
-            _stop(device)
-        _stop(hub)
 
 
 def test_a_wrong_code_is_exit_4(rig: Rig) -> None:
@@ -175,7 +68,7 @@ def test_a_wrong_code_is_exit_4(rig: Rig) -> None:
     refused = bleprov(
         "provision",
         *["--radio", rig.host_radio, "--manual-code", "--no-wifi", "--peer", *trust, *laptop],
-        env=_env(BLEPROV_MANUAL_CODE=wrong),
+        env=child_env(BLEPROV_MANUAL_CODE=wrong),
     )
     assert refused.returncode == 4, refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
@@ -190,11 +83,11 @@ def test_a_person_provisions_a_device_from_another_process(rig: Rig) -> None:
     common = ["provision", "--radio", rig.host_radio, "--qr-file", str(rig.label_txt)]
     common += ["--trust", str(rig.work / "factory" / "root.pem"), "--wifi-ssid", "Home"]
     common += ["--zone", str(rig.work / "hub"), "--user", "alice", "--json"]
-    wrong = bleprov(*common, env=_env(BLEPROV_WIFI_PASSWORD="not the password"))
+    wrong = bleprov(*common, env=child_env(BLEPROV_WIFI_PASSWORD="not the password"))
     assert wrong.returncode == 5, wrong.stdout + wrong.stderr
     assert "nothing was changed" in wrong.stderr
 
-    done = bleprov(*common, env=_env(BLEPROV_WIFI_PASSWORD=HOME_PASSWORD))
+    done = bleprov(*common, env=child_env(BLEPROV_WIFI_PASSWORD=HOME_PASSWORD))
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(done.stdout[done.stdout.index("{") :])
     assert summary["device_id"] == rig.device_id

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_cli_two_process as tp
+from tests.processes import HOME_PASSWORD, child_env, read_until, served_device
 
 pytestmark = [
     pytest.mark.multiprocess,
@@ -76,7 +76,7 @@ class Rig:
         """The next number the device's display shows (its console UI prints it)."""
         deadline = time.monotonic() + timeout
         while True:
-            line = tp._read_until(self.device, "display: ", deadline - time.monotonic())[-1]
+            line = read_until(self.device, "display: ", deadline - time.monotonic())[-1]
             shown = line.split()[1]
             if shown.isdigit():  # not "cleared", from the session before
                 return shown
@@ -84,50 +84,10 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    modes = os.environ.get("BLEPROV_TEST_PTY_MODES", "qr,compare,passkey")
     work = tmp_path_factory.mktemp("pty")
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "bleprov", "radio", "hub", "--ports", "0,0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=tp._env(),
-    )
-    device = None
-    try:
-        lines = tp._read_until(hub, "ready", 30)
-        controllers = [line.split()[2] for line in lines if line.startswith("controller ")]
-        factory = str(work / "factory")
-        assert tp.bleprov("factory", "init", "--dir", factory, "--name", "Acme").returncode == 0
-        modes = os.environ.get("BLEPROV_TEST_PTY_MODES", "qr,compare,passkey")
-        issued = tp.bleprov(
-            "factory", "device", "--dir", factory, "--out", str(work / "devices"), "--modes", modes
-        )
-        assert issued.returncode == 0, issued.stderr
-        [device_dir] = list((work / "devices").iterdir())
-        init = tp.bleprov(
-            "device", "init", "--store", str(work / "store"), "--from", str(device_dir)
-        )
-        assert init.returncode == 0, init.stdout + init.stderr
-        device = subprocess.Popen(
-            [
-                sys.executable, "-m", "bleprov", "device", "serve",
-                "--store", str(work / "store"),
-                "--radio", f"bumble:{controllers[0]}",
-                "--network", f"simulated:{tp.EXAMPLE_NETWORK}",
-                "--device-confirms",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,
-            text=True,
-            env=tp._env(),
-        )  # fmt: skip
-        tp._read_until(device, "ready:", 30)
-        yield Rig(work, f"bumble:{controllers[1]}", device)
-    finally:
-        if device is not None:
-            tp._stop(device)
-        tp._stop(hub)
+    with served_device(work, modes=modes, serve=["--device-confirms"]) as served:
+        yield Rig(work, served.host_radio, served.daemon)
 
 
 def _provision_script(rig: Rig, how: str, name: str) -> Path:
@@ -139,8 +99,8 @@ def _provision_script(rig: Rig, how: str, name: str) -> Path:
         "--wifi-ssid", "Home", "--timeout", "20",
     ]  # fmt: skip
     script = rig.work / f"{name}.sh"
-    env = {k: v for k, v in tp._env().items() if k.startswith(("BLEPROV_", "PYTHON", "PATH"))}
-    env["BLEPROV_WIFI_PASSWORD"] = tp.HOME_PASSWORD
+    env = {k: v for k, v in child_env().items() if k.startswith(("BLEPROV_", "PYTHON", "PATH"))}
+    env["BLEPROV_WIFI_PASSWORD"] = HOME_PASSWORD
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
     command = " ".join(shlex.quote(a) for a in argv)
     script.write_text(f"{exports}{command}\necho EXIT=$?\nsleep 60\n")
