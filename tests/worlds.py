@@ -17,6 +17,7 @@ import pytest_asyncio
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.factory import provision_device
+from bleprov.core.session import host as hst
 from bleprov.core.window import WindowCode
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
@@ -72,11 +73,11 @@ class World:
     devices: list[VirginDevice] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    async def new_device(self) -> VirginDevice:
+    async def new_device(self, device_id: str | None = None) -> VirginDevice:
         """A virgin device as the daemon runs it: factory record in its store, on a radio."""
         index = next(_addresses)
         device, label = provision_device(
-            MANUFACTURER.issue_device(now=NOW), modes=OobMode.QR, cost=CHEAP
+            MANUFACTURER.issue_device(device_id, now=NOW), modes=OobMode.QR, cost=CHEAP
         )
         directory = self.tmp / f"device-{index}"
         store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
@@ -90,13 +91,15 @@ class World:
         self.devices.append(virgin)
         return virgin
 
-    async def session(self, target: VirginDevice) -> tuple[SecureHostLink, EnrolmentClient]:
+    async def session(
+        self, target: VirginDevice, trust: hst.Trust = TRUST
+    ) -> tuple[SecureHostLink, EnrolmentClient]:
         index = next(_addresses)
         host = make_virtual_device(self.radio, name="host", address=f"C0:B1:00:00:01:{index:02X}")
         await host.power_on()
         radio = CentralRadio.bumble(host, mtu=247)
         auth = DeviceAuthentication.from_qr_text(target.label_qr)
-        session = await open_session(radio, auth, TRUST, timeout=5)
+        session = await open_session(radio, auth, trust, timeout=5)
         return session, EnrolmentClient(session, timeout=10)
 
     async def enrol(self, target: VirginDevice, *, owner: str = "alice") -> mb.ZoneMembership:
