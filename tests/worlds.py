@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest_asyncio
 
@@ -18,7 +18,6 @@ from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.factory import provision_device
 from bleprov.core.session import host as hst
-from bleprov.core.window import WindowCode
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
@@ -28,7 +27,6 @@ from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_session
-from bleprov.service.provisioning import PeerPlan, provision
 from bleprov.service.trust import HostTrust
 from bleprov.service.zone_hub import ZoneEnroller
 from bleprov.store.device_store import DeviceStore
@@ -36,6 +34,9 @@ from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
 from bleprov.store.registry import Role
 from tests.rig import CHEAP, ENVIRONMENT, HOME, MANUFACTURER, NOW, TRUST
+
+if TYPE_CHECKING:  # imported where used, so that attack tests also run on older code
+    from bleprov.core.window import WindowCode
 
 LOOPBACK = "127.0.0.1"
 _addresses = itertools.count(1)
@@ -157,6 +158,8 @@ class World:
 
     async def bind_in_window(self, code: WindowCode, target: VirginDevice, host: HostTrust) -> None:
         """Peer binding of ``host`` through the owner's window, one commit."""
+        from bleprov.service.provisioning import PeerPlan, provision
+
         session = await self.window_session(code, discriminator=target.runtime.discriminator)
         try:
             await provision(session, peer=PeerPlan(host))
