@@ -52,6 +52,12 @@ def test_an_owner_adds_an_admin_then_hands_over_and_a_label_holder_cannot(
     match = re.search(r"code: (\d{4}-\d{4}-\d{4})", opened.stdout)
     assert match is not None, opened.stdout
     code = match.group(1)
+    [seen] = json.loads(bleprov("scan", "--radio", owned.host_radio, "--json").stdout)
+    assert seen["modes"] == ["code"] and "window_open" in seen["flags"]
+    # An open window is no way in for the label.
+    label_again = bleprov(*bind, "--qr-file", str(owned.label_txt), *_laptop(owned, "stranger"))
+    assert label_again.returncode == 4, label_again.stdout + label_again.stderr
+    assert "has an owner" in label_again.stderr
 
     friend = bleprov(
         *bind, "--window-code", *_laptop(owned, "friend"), env=child_env(BLEPROV_WINDOW_CODE=code)

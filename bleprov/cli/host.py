@@ -30,7 +30,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from bleprov.core.advertising import AdvertisedFlags, as_mapping
+from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
 from bleprov.core.identity import TrustPolicy
@@ -136,7 +136,8 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
         console.print(f"no bleprov device heard on {spec} within {timeout:g} s")
         return
     table = Table(title=f"bleprov devices on {spec}")
-    for column in ("address", "name", "state", "modes", "discriminator", "RSSI", "busy"):
+    columns = ("address", "name", "state", "modes", "discriminator", "RSSI", "open to", "busy")
+    for column in columns:
         table.add_column(column)
     for f in found:
         data = f.service_data
@@ -147,9 +148,27 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
             ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
             str(data.discriminator),
             f"{f.rssi} dBm",
+            _open_to(data),
             "yes" if AdvertisedFlags.BUSY in data.flags else "",
         )
     console.print(table)
+
+
+def _open_to(data: ServiceData) -> str:
+    """Who may get in now, beyond the label: the owner's window code, or a button press."""
+    if AdvertisedFlags.WINDOW_OPEN in data.flags:
+        return "window code"
+    if AdvertisedFlags.BUTTON_WINDOW_OPEN in data.flags:
+        return "button"
+    return ""
+
+
+def _is_owned(data: ServiceData) -> bool:
+    """The device has an owner: it says it is set up and offers no factory mode (only,
+    perhaps, the owner's window)."""
+    return data.state in OWNED_STATES and (
+        not data.modes or AdvertisedFlags.WINDOW_OPEN in data.flags
+    )
 
 
 # -------------------------------------------------------------------------- provision
@@ -542,7 +561,7 @@ async def provision_device(
                 # window gets in.
                 advertised = found.service_data
                 if not isinstance(auth.secret, hst.WindowSecret):
-                    if advertised.state in OWNED_STATES and not advertised.modes:
+                    if _is_owned(advertised):
                         raise hst.refusal(DeviceOwned.code, 0)
                     check_virgin(advertised.state, allow_owned=reprovision)
                 with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
@@ -701,8 +720,12 @@ async def open_device_window(
         f"window open for {seconds // 60} min: whoever has this code may {what} {device}.\n"
         f"  code: [bold]{code.formatted()}[/]\n"
         "Give it only to that person. On their host:\n"
-        f"  bleprov provision --window-code{' --peer' if purpose is WindowPurpose.ADMIN else ''}"
-        f"   (or {WINDOW_CODE_ENV}=... in the environment)\n"
+        + (
+            "  bleprov peer bind --window-code --trust ROOT.pem"
+            if purpose is WindowPurpose.ADMIN
+            else "  bleprov provision --window-code --trust ROOT.pem --peer (or --zone ...)"
+        )
+        + f"   ({WINDOW_CODE_ENV} or a prompt)\n"
         "It works once, closes after 5 wrong codes, and closes when it expires."
     )
 

@@ -227,10 +227,11 @@ class HostSession(ChannelHolder):
         info = DeviceInfo.decode(device_info)
         if (
             info.state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND)
-            and not info.modes
+            and (not info.modes or info.window is not None)
             and not isinstance(secret, WindowSecret)
         ):
-            raise refusal(DeviceOwned.code, 0)  # it offers nothing: it has an owner
+            # It offers no factory mode (at most its owner's window): it has an owner.
+            raise refusal(DeviceOwned.code, 0)
         if not info.modes & OobMode(int(mode)):
             raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
         self._mode = mode
