@@ -28,16 +28,14 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from bleprov.core.crypto.spake2plus import (
-    DEFAULT_COST,
-    ScryptCost,
-    VerifierRecord,
-    derive_verifier,
-)
 from bleprov.core.errors import MalformedData, ProtocolError
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER
+
+if TYPE_CHECKING:
+    # Imported where used: the advertisement and the enrolment rules need this module's
+    # small types, not SPAKE2+'s curve arithmetic (about 0.15 s to import).
+    from bleprov.core.crypto.spake2plus import ScryptCost, VerifierRecord
 
 #: SPAKE2+ prover identity of window sessions; reserved (no scratch-card user may be named so).
 WINDOW_USER: Final = b"bleprov window"
@@ -161,10 +159,15 @@ class WindowOffer:
         *,
         purpose: WindowPurpose,
         seconds: int = DEFAULT_WINDOW_SECONDS,
-        cost: ScryptCost = DEFAULT_COST,
+        cost: ScryptCost | None = None,
         salt: bytes | None = None,
     ) -> WindowOffer:
-        """The owner's side: derive the verifier the device will hold (scrypt, once)."""
+        """The owner's side: derive the verifier the device will hold (scrypt, once; the
+        RFC 9383 cost unless ``cost`` says otherwise)."""
+        from bleprov.core.crypto.spake2plus import DEFAULT_COST, derive_verifier
+        from bleprov.core.session.modes import SPAKE_ID_VERIFIER
+
+        cost = DEFAULT_COST if cost is None else cost
         salt = secrets.token_bytes(SALT_SIZE) if salt is None else salt
         secrets_ = derive_verifier(
             code.password,
@@ -202,6 +205,8 @@ class WindowOffer:
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> WindowOffer:
         """Bounded parse of a ``window/open`` body; WindowError for anything off."""
+        from bleprov.core.crypto.spake2plus import ScryptCost, VerifierRecord
+
         purpose_text = body.get("purpose")
         purposes = {p.label: p for p in WindowPurpose}
         if not isinstance(purpose_text, str) or purpose_text not in purposes:

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from bleprov.core import membership as mb
-from bleprov.core.crypto.spake2plus import DEFAULT_COST, ScryptCost
+from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerIdentity, PeerPin, PinSet
 from bleprov.core.window import (
@@ -363,7 +363,7 @@ class HostTrust:
         *,
         purpose: WindowPurpose,
         seconds: int = DEFAULT_WINDOW_SECONDS,
-        cost: ScryptCost = DEFAULT_COST,
+        cost: ScryptCost | None = None,
     ) -> WindowCode:
         """As the device's owner: open a commissioning window; returns its one-time code,
         which is for the person who will set up the new host (it never leaves this host
@@ -384,7 +384,7 @@ async def open_window(
     *,
     purpose: WindowPurpose,
     seconds: int = DEFAULT_WINDOW_SECONDS,
-    cost: ScryptCost = DEFAULT_COST,
+    cost: ScryptCost | None = None,
 ) -> WindowCode:
     """Open a window over an owner's validated connection (a peer's or the zone hub's)."""
     code = WindowCode.generate()
