@@ -689,7 +689,10 @@ class BumbleClient(BaseBleakClient):
         self._name = value.decode("utf-8", errors="replace") or None
 
     def _max_write_without_response_size(self) -> int:
-        return min(self.mtu_size - 3, _MAX_ATTRIBUTE_VALUE)
+        # From the link itself, as BlueZ's characteristic MTU property is.
+        connection = self._connection
+        mtu = connection.att_mtu if connection is not None else self._last_mtu
+        return min(mtu - 3, _MAX_ATTRIBUTE_VALUE)
 
     async def disconnect(self) -> None:
         """Disconnect; ``is_connected`` is False afterwards even if this raises."""

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -39,6 +39,11 @@ if TYPE_CHECKING:
     from bumble.device import Device as BumbleDevice
 
 logger = logging.getLogger(__name__)
+
+#: The smallest ATT MTU (Core spec, Vol 3, Part F, 3.2.8).
+MIN_ATT_MTU: Final = 23
+#: The largest attribute value (Core spec, Vol 3, Part F, 3.2.9).
+MAX_ATTRIBUTE_VALUE: Final = 512
 
 
 class LinkError(BleprovError):
@@ -241,7 +246,7 @@ class HostLink:
             self.info = info
             await self._client.start_notify(tx, self._on_notification)
             self.write_round_trips += 1
-            self.channel.connection_made(self._client.mtu_size)
+            self.channel.connection_made(self._att_mtu())
             self.channel.open(
                 peer_rx_window=info.rx_window, peer_max_message=info.max_message, now=self.now()
             )
@@ -254,6 +259,21 @@ class HostLink:
         self._pump = self._loop.create_task(self._run())
         self._wakeup.set()
         return info
+
+    def _att_mtu(self) -> int:
+        """The ATT MTU to frame at.
+
+        bleak's BlueZ backend reports 23 from ``mtu_size`` unless its private
+        ``_acquire_mtu()`` ran, which would have a Linux laptop send 20-byte frames. The
+        rx characteristic's ``max_write_without_response_size`` comes from BlueZ's own MTU
+        property (BlueZ 5.62 and later) on that backend and from the link on the others,
+        so it is asked first; ``mtu_size`` only where it says no more than the minimum."""
+        assert self._rx_char is not None
+        from_characteristic = self._rx_char.max_write_without_response_size + 3
+        if MIN_ATT_MTU < from_characteristic < MAX_ATTRIBUTE_VALUE + 3:
+            return from_characteristic
+        # At the minimum, or capped by the largest attribute value (an MTU above 515).
+        return max(self._client.mtu_size, from_characteristic, MIN_ATT_MTU)
 
     async def _abort(self) -> None:
         with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):

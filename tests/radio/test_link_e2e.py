@@ -279,3 +279,21 @@ async def test_host_side_framing_error_from_a_bad_device_frame(radio: VirtualRad
     async with HostLink(found.device, host) as link:
         with pytest.raises(MalformedFrame):
             await link.request(b"hello", timeout=5)
+
+
+async def test_the_host_frames_at_the_links_mtu_when_bleak_reports_the_minimum(
+    radio: VirtualRadio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bleak's BlueZ backend says 23 from ``mtu_size`` unless its private ``_acquire_mtu()``
+    ran: a Linux laptop would frame at 20 bytes. The characteristic's
+    ``max_write_without_response_size`` knows better (BlueZ's MTU property)."""
+    from bleprov.radio.bleak_bumble import BumbleClient
+
+    monkeypatch.setattr(BumbleClient, "mtu_size", property(lambda self: 23))
+    dev = await radio.make_device()
+    host = await radio.make_host(mtu=247)
+    found = await find_device(host, discriminator=dev.discriminator, timeout=5)
+    async with HostLink(found.device, host) as link:
+        assert link.mtu == 247
+        [result] = await run_link_test(link, [4096])
+    assert result.frames_sent <= 4096 // 200 + 1
