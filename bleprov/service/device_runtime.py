@@ -34,7 +34,7 @@ from bleprov.radio.peripheral import Peripheral
 from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
 from bleprov.service.enrolment import EnrolmentService
 from bleprov.service.trust import DeviceTrust
-from bleprov.store.device_store import REMOTE_ATTEMPTS, WIFI, DeviceStore
+from bleprov.store.device_store import REMOTE_ATTEMPTS, WIFI, DeviceStore, StoreClaim
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,7 @@ class DeviceRuntime:
             store, device_id=device_id, factory_reset=self.factory_reset, windows=self
         )
         self._started = False
+        self._claim: StoreClaim | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -203,7 +204,9 @@ class DeviceRuntime:
             self.broker.reannounce()
 
     async def start(self) -> None:
-        """Start the network backend, re-apply the stored Wi-Fi, and advertise."""
+        """Claim the store (one daemon per device), start the network backend, re-apply
+        the stored Wi-Fi, and advertise."""
+        self._claim = self.store.claim()
         await self.network.start()
         await self.restore_wifi()
         await self.link.start()
@@ -294,3 +297,6 @@ class DeviceRuntime:
         await self.link.close()
         await self.service.drain()
         await self.network.close()
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None

@@ -36,6 +36,7 @@ left the factory, and can be enrolled again with the label in its box.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hmac
 import os
 import re
@@ -105,6 +106,10 @@ class StoreVersionUnsupported(StoreError):
     """The store was written by a newer bleprov."""
 
 
+class StoreInUse(StoreError):
+    """Another process serves this device store (one device, one daemon)."""
+
+
 class InvalidRecord(StoreError):
     """A caller tried to store a record with a bad name or value, or too much data."""
 
@@ -127,6 +132,33 @@ def _check_records(records: Mapping[str, bytes]) -> None:
             )
         if not isinstance(value, bytes):
             raise InvalidRecord(f"record {name!r} must be bytes, not {type(value).__name__}")
+
+
+class StoreClaim:
+    """An exclusive, non-blocking ``flock`` that says "a daemon serves this store".
+
+    Two daemons on one store would advertise one device twice and race its sessions and
+    counters; the second is refused at start. The kernel drops the lock when its holder
+    dies, even by SIGKILL, so a crash never leaves the store claimed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreInUse(
+                f"another bleprov process serves the store in {path.parent}: stop it first "
+                "(one device, one daemon)"
+            ) from None
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class DeviceStore:
@@ -228,6 +260,11 @@ class DeviceStore:
         derived from the store key: stable while the store is, unknown to log readers."""
         store_key = self.key_provider.load_or_create()
         return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=LOG_TAG_INFO).derive(store_key)
+
+    def claim(self) -> StoreClaim:
+        """Hold this store as its one server (:class:`StoreClaim`); StoreInUse if another
+        process (or another claim here) holds it."""
+        return StoreClaim(self.directory / f"{STORE_FILE_NAME}.serve.lock")
 
     def attempt_store(self, record: str = ATTEMPTS) -> StoreAttemptStore:
         """A failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link):
