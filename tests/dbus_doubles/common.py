@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Annotated, Any, Final
 
@@ -74,13 +75,13 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
 
-    def spawn(self, work: Any) -> None:
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a coroutine in the background (cancelled by :meth:`stop`)."""
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def later(self, seconds: float, work: Any) -> None:
+    def later(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         """Run a coroutine function after ``seconds``, as the daemon's timers do."""
 
         async def run() -> None:

@@ -256,6 +256,31 @@ async def test_refused_registration_raises_and_unexports(
         await bluez.close_bus(other)
 
 
+async def test_registrations_made_at_once_keep_their_owners(
+    bus: MessageBus, fake_bluez: FakeBluez
+) -> None:
+    """Two clients register the same path at the same moment: BlueZ (and the double, which
+    learns each call's sender as dbus-fast dispatches it) keeps one registration each."""
+    adapter = await double(bus, "AddAdapter", "ss", "hci0", "pi")
+    other = await bluez.connect_system_bus()
+    try:
+        ads = [
+            bluez.BluezAdvertisement("/org/bleprov/test/same", service_data={}, local_name=n)
+            for n in ("first", "second")
+        ]
+        await asyncio.gather(
+            bluez.register_advertisement(bus, adapter, ads[0]),
+            bluez.register_advertisement(other, adapter, ads[1]),
+        )
+        names = {owner: props["LocalName"].value for owner, _, props in await advertisements(bus)}
+        assert names == {bus.unique_name: "first", other.unique_name: "second"}
+        await bluez.unregister_advertisement(other, adapter, ads[1])
+        [(owner, _, _)] = await advertisements(bus)
+        assert owner == bus.unique_name
+    finally:
+        await bluez.close_bus(other)
+
+
 def test_advertisement_needs_a_name() -> None:
     with pytest.raises(ValueError, match="LocalName"):
         bluez.BluezAdvertisement("/a", service_data={}, local_name="")
