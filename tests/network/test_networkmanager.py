@@ -738,3 +738,50 @@ async def test_the_agent_registers_again_when_networkmanager_restarts(
             await restarted.stop()
     finally:
         await backend.close()
+
+
+# -- the double's guard (M4 relies on it) ------------------------------------------------------
+
+
+async def test_the_double_counts_every_way_of_writing_a_profile_to_disk(
+    bus: MessageBus, world: tuple[World, str | None]
+) -> None:
+    """SaveCalls, DiskConnections and GivenSecrets must see a key written through any of
+    NetworkManager's calls, not only Save(), or the M4 test could miss a regression."""
+    w, _old = world
+    profile = nm.connection_settings(home(), connection_id="bleprov", connection_uuid="u1")
+    profile[nm.WIFI_SECURITY]["psk"] = Variant("s", "written down")
+    in_memory, _ = await call(
+        bus,
+        nm.SETTINGS_PATH,
+        nm.SETTINGS_IFACE,
+        "AddConnection2",
+        "a{sa{sv}}ua{sv}",
+        [profile, 0x2, {}],
+    )
+    assert await mock_test_api(bus, "SaveCalls") == []
+    assert in_memory not in await w.disk()
+    await call(bus, in_memory, nm.CONNECTION_IFACE, "Update2", "a{sa{sv}}ua{sv}", [{}, 0x1, {}])
+    assert await mock_test_api(bus, "SaveCalls") == [f"Update2 {in_memory}"]
+    assert in_memory in await w.disk()
+    on_disk, _ = await call(
+        bus,
+        nm.SETTINGS_PATH,
+        nm.SETTINGS_IFACE,
+        "AddConnection2",
+        "a{sa{sv}}ua{sv}",
+        [profile, 0x1, {}],
+    )
+    assert (await mock_test_api(bus, "SaveCalls"))[-1] == f"AddConnection2 {on_disk}"
+    assert await mock_test_api(bus, "GivenSecrets") == ["written down", "written down"]
+    with pytest.raises(AssertionError, match="InvalidArguments"):
+        await call(
+            bus,
+            nm.SETTINGS_PATH,
+            nm.SETTINGS_IFACE,
+            "AddConnection2",
+            "a{sa{sv}}ua{sv}",
+            [profile, 0x3, {}],
+        )
+    (secretless,) = await call(bus, on_disk, nm.CONNECTION_IFACE, "GetSettings")
+    assert "psk" not in secretless[nm.WIFI_SECURITY]  # as NetworkManager answers
