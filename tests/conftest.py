@@ -87,10 +87,13 @@ async def radio() -> AsyncIterator[VirtualRadio]:
 @pytest.fixture
 def system_bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A private dbus-daemon that dbus-fast and dbus-next take for the system bus (the
-    BlueZ and NetworkManager tests put python-dbusmock's services on it)."""
+    BlueZ and NetworkManager tests serve their doubles, tests/dbus_doubles, on it).
+
+    The daemon is a packaged binary, not something the tests build; without it the tests
+    that need a bus skip and say what to install."""
     daemon = shutil.which("dbus-daemon")
     if daemon is None:
-        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+        pytest.skip("needs dbus-daemon (Debian package dbus)")
     # A socket path must stay under 108 bytes; pytest's tmp_path may not.
     directory = tempfile.mkdtemp(prefix="bleprov-dbus-", dir="/tmp")
     address = f"unix:path={directory}/system_bus_socket"

@@ -3,9 +3,9 @@
 An attacker who reads the device's flash (or its backups) must not find the passphrase in
 the OS's network configuration: NetworkManager's keyfiles (``/etc`` or ``/run``) or
 ``wpa_supplicant.conf``. Both backends are driven as enrolment and the start-up restore
-drive them, against the mocks of tests/network (python-dbusmock's NetworkManager with
-agent-owned secrets, and the fake wpa_supplicant control socket); a reboot is modelled as
-the OS keeping only what it was asked to write.
+drive them, against the doubles of tests/network (NetworkManager's, tests/dbus_doubles, with
+agent-owned secrets, and the fake wpa_supplicant control socket); a reboot is modelled as the
+OS keeping only what it was asked to write.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from tests.network.test_networkmanager import (  # noqa: F401 (fixtures)
     World,
     bus,
     mock_test_api,
-    nm_mock,
+    nm_double,
     world,
 )
 from tests.network.test_wpa_supplicant import (  # noqa: F401 (fixtures)

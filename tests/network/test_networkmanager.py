@@ -1,9 +1,9 @@
-"""NetworkManager over D-Bus against a real dbus-daemon serving python-dbusmock's template.
+"""NetworkManager over D-Bus against a real dbus-daemon serving NetworkManager's double.
 
 Each test starts a private ``dbus-daemon`` and points ``DBUS_SYSTEM_BUS_ADDRESS`` at it, so
-dbus-fast connects there as it would to the system bus. The mock is dbusmock's
-``networkmanager`` template plus what NetworkManager does that the template does not (see
-``MOCK_TEMPLATE``): ``AddAndActivateConnection2`` with its ``persist`` option, in-memory
+dbus-fast connects there as it would to the system bus. The double
+(tests/dbus_doubles/networkmanager.py, on dbus-fast's service API) does what NetworkManager
+does that matters here: ``AddAndActivateConnection2`` with its ``persist`` option, in-memory
 profiles (``AddConnectionUnsaved``, ``Unsaved``) and ``Save()``, ``RequestScan`` that takes
 time and moves ``LastScan``, and activations that take time and end like NetworkManager's:
 ``ACTIVATED`` with an ``IP4Config``, or the device ``FAILED`` with a state reason (wrong key,
@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -45,430 +42,16 @@ from bleprov.network.networkmanager import (
     NetworkManagerWifi,
 )
 from bleprov.network.simulated import wpa_psk
+from tests.dbus_doubles.common import TEST_IFACE
+from tests.dbus_doubles.networkmanager import NEED_AUTH, NEVER, FakeNetworkManager
 
 TIMEOUT = 5.0
-MOCK_IFACE = "org.freedesktop.DBus.Mock"
-TEST_IFACE = "org.bleprov.Test"
 MAIN_OBJ = "/org/freedesktop"
 HOME_PASS = "correct horse battery staple"
 OLD_PASS = "previous owner"
-NEVER = 0xFFFFFFFF  # SetNetwork outcome: the activation never finishes
-NEED_AUTH = 0xFFFFFFFE  # SetNetwork outcome: NM asks a secret agent for a new key
 SEC_PSK = 0x188  # KEY_MGMT_PSK | PAIR_CCMP | GROUP_CCMP
 SEC_SAE = 0x488
 SEC_PSK_SAE = 0x588
-
-#: dbusmock's networkmanager template plus NetworkManager's staging and activation behaviour.
-MOCK_TEMPLATE = r'''
-import ctypes
-import socket
-import struct
-import time
-import uuid
-
-import dbus
-import dbusmock
-from dbusmock import mockobject
-from dbusmock.templates import networkmanager as nm
-from dbusmock.templates.networkmanager import *  # AddWiFiDevice, AddAccessPoint, ...
-
-from bleprov.network.simulated import wpa_psk
-
-TEST_IFACE = "org.bleprov.Test"
-IP4_IFACE = "org.freedesktop.NetworkManager.IP4Config"
-AGENT_MANAGER_OBJ = "/org/freedesktop/NetworkManager/AgentManager"
-AGENT_MANAGER_IFACE = "org.freedesktop.NetworkManager.AgentManager"
-SECRET_AGENT_OBJ = "/org/freedesktop/NetworkManager/SecretAgent"
-SECRET_AGENT_IFACE = "org.freedesktop.NetworkManager.SecretAgent"
-SECURITY = "802-11-wireless-security"
-NEVER = 0xFFFFFFFF
-NEED_AUTH = 0xFFFFFFFE
-ALLOW_INTERACTION = 0x1
-REQUEST_NEW = 0x2
-
-_glib = ctypes.CDLL("libglib-2.0.so.0")
-_SOURCE_FUNC = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
-_glib.g_timeout_add.argtypes = [ctypes.c_uint, _SOURCE_FUNC, ctypes.c_void_p]
-_glib.g_timeout_add.restype = ctypes.c_uint
-_callbacks = []  # ctypes callbacks must outlive their timers
-
-
-def later(ms, action):
-    """Run action from the mock's GLib main loop after ms milliseconds."""
-    def fire(_data):
-        action()
-        return 0  # G_SOURCE_REMOVE
-
-    callback = _SOURCE_FUNC(fire)
-    _callbacks.append(callback)
-    _glib.g_timeout_add(int(ms), callback, None)
-
-
-def manager():
-    return dbusmock.get_object(nm.MANAGER_OBJ)
-
-
-def main():
-    return dbusmock.get_object(nm.MAIN_OBJ)
-
-
-def new_path(prefix):
-    m = manager()
-    m.counter += 1
-    return prefix + str(m.counter)
-
-
-class AgentManager(dbus.service.Object):
-    """NetworkManager's AgentManager: who may be asked for agent-owned secrets."""
-
-    methods = {}  # none added at run time (dbusmock's method lookup reads this)
-    interface = AGENT_MANAGER_IFACE
-
-    def __init__(self, connection):
-        super().__init__(connection, AGENT_MANAGER_OBJ)
-        self.agents = {}  # unique bus name -> identifier
-
-    @dbus.service.method(AGENT_MANAGER_IFACE, in_signature="s", out_signature="",
-                         sender_keyword="sender")
-    def Register(self, identifier, sender=None):
-        self.agents[str(sender)] = str(identifier)
-
-    @dbus.service.method(AGENT_MANAGER_IFACE, in_signature="su", out_signature="",
-                         sender_keyword="sender")
-    def RegisterWithCapabilities(self, identifier, _capabilities, sender=None):
-        self.agents[str(sender)] = str(identifier)
-
-    @dbus.service.method(AGENT_MANAGER_IFACE, in_signature="", out_signature="",
-                         sender_keyword="sender")
-    def Unregister(self, sender=None):
-        self.agents.pop(str(sender), None)
-
-
-def load(mock, parameters):
-    nm.load(mock, parameters)
-    m = manager()
-    m.air = {}  # SSID -> (passphrase, outcome, delay ms, IP address)
-    m.disk = set()  # profiles saved to disk
-    m.saves = []  # every profile Save() was called on
-    m.given = []  # every profile NetworkManager was handed (Add*/Update*), as given
-    m.secret_requests = []  # (uuid, flags) of each GetSecrets sent to an agent
-    m.agent_manager = AgentManager(mock.connection)
-    m.counter = 100
-    m.scans = 0
-    m.scan_delay_ms = 0
-    m.activate_connection = activate_connection  # the template's activates at once
-    if not parameters.get("without_add_and_activate2"):
-        m.AddMethod(nm.MANAGER_IFACE, "AddAndActivateConnection2", "a{sa{sv}}ooa{sv}",
-                    "ooa{sv}", add_and_activate2)
-    settings = dbusmock.get_object(nm.SETTINGS_OBJ)
-    settings.AddMethod(nm.SETTINGS_IFACE, "AddConnectionUnsaved", "a{sa{sv}}", "o",
-                       add_connection_unsaved)
-
-
-def add_connection(settings, unsaved):
-    """A Settings.Connection, kept in memory or saved to disk, with Save() and Delete()."""
-    path = new_path(nm.SETTINGS_OBJ + "/")
-    main().AddObject(path, nm.CSETTINGS_IFACE, {
-        "Unsaved": dbus.Boolean(unsaved),
-        "Flags": dbus.UInt32(1 if unsaved else 0),  # NM_SETTINGS_CONNECTION_FLAG_UNSAVED
-        "Filename": dbus.String(""),
-    }, [])
-    main().object_manager_emit_added(path)
-    conn = dbusmock.get_object(path)
-    conn.settings = settings
-    conn.connection_path = path
-    conn.persist = "memory" if unsaved else "disk"
-    conn.AddMethods(nm.CSETTINGS_IFACE, [
-        ("Delete", "", "", delete_connection),
-        ("Save", "", "", save_connection),
-        ("GetSettings", "", "a{sa{sv}}", get_settings),
-    ])
-    manager().given.append(settings)
-    settings_obj = dbusmock.get_object(nm.SETTINGS_OBJ)
-    connections = settings_obj.Get(nm.SETTINGS_IFACE, "Connections")
-    connections.append(dbus.ObjectPath(path))
-    settings_obj.Set(nm.SETTINGS_IFACE, "Connections", connections)
-    settings_obj.EmitSignal(nm.SETTINGS_IFACE, "NewConnection", "o", [path])
-    if not unsaved:
-        manager().disk.add(path)
-    return path
-
-
-def add_connection_unsaved(_settings_obj, settings):
-    return dbus.ObjectPath(add_connection(settings, unsaved=True))
-
-
-def add_and_activate2(m, settings, device, specific, options):
-    if bytes(settings["802-11-wireless"]["ssid"]) == b"Refused":  # as NM's verify() would
-        raise dbus.exceptions.DBusException(
-            "802-11-wireless.ssid: connection does not match access point",
-            name="org.freedesktop.NetworkManager.Settings.Connection.InvalidProperty")
-    persist = str(options.get("persist", "disk"))
-    path = add_connection(settings, unsaved=persist != "disk")
-    dbusmock.get_object(path).persist = persist
-    active = activate_connection(m, path, device, specific)
-    return (dbus.ObjectPath(path), active, dbus.Dictionary({}, signature="sv"))
-
-
-def get_settings(conn):
-    """The profile without its secrets, as NetworkManager's GetSettings answers."""
-    settings = dbus.Dictionary({}, signature="sa{sv}")
-    for name, section in conn.settings.items():
-        settings[name] = dbus.Dictionary(
-            {k: v for k, v in section.items() if k != "psk"}, signature="sv")
-    return settings
-
-
-def save_connection(conn):
-    manager().saves.append(str(conn.connection_path))
-    unsaved = {"Unsaved": dbus.Boolean(False), "Flags": dbus.UInt32(0)}
-    conn.UpdateProperties(nm.CSETTINGS_IFACE, unsaved)
-    conn.persist = "disk"
-    manager().disk.add(conn.connection_path)
-
-
-def delete_connection(conn):
-    manager().disk.discard(conn.connection_path)
-    nm.ConnectionDelete(conn)
-
-
-def set_device_state(dev, state, reason):
-    old = dev.Get(nm.DEVICE_IFACE, "State")
-    dev.Set(nm.DEVICE_IFACE, "State", dbus.UInt32(state))
-    dev.Set(nm.DEVICE_IFACE, "StateReason",
-            dbus.Struct((dbus.UInt32(state), dbus.UInt32(reason)), signature="uu"))
-    dev.EmitSignal(nm.DEVICE_IFACE, "StateChanged", "uuu",
-                   [dbus.UInt32(state), dbus.UInt32(old), dbus.UInt32(reason)])
-
-
-def set_active_state(ac, state):
-    ac.Set(nm.ACTIVE_CONNECTION_IFACE, "State", dbus.UInt32(state))
-    ac.EmitSignal(nm.ACTIVE_CONNECTION_IFACE, "StateChanged", "uu",
-                  [dbus.UInt32(state), dbus.UInt32(0)])
-
-
-def activate_connection(m, conn_path, dev_path, specific):
-    """Like NetworkManager: replace the device's active connection, activate over time."""
-    dev = dbusmock.get_object(dev_path)
-    old = dev.Get(nm.DEVICE_IFACE, "ActiveConnection")
-    if old != "/" and old in mockobject.objects:
-        main().RemoveActiveConnection(dev_path, old)
-    settings = dbusmock.get_object(conn_path).settings
-    ac_path = new_path("/org/freedesktop/NetworkManager/ActiveConnection/")
-    main().AddObject(ac_path, nm.ACTIVE_CONNECTION_IFACE, {
-        "Connection": dbus.ObjectPath(conn_path),
-        "Devices": dbus.Array([dbus.ObjectPath(dev_path)], signature="o"),
-        "SpecificObject": dbus.ObjectPath(specific),
-        "State": dbus.UInt32(1),  # ACTIVATING
-        "Ip4Config": dbus.ObjectPath("/"),
-        "Ip6Config": dbus.ObjectPath("/"),
-        "Id": dbus.String(settings["connection"]["id"]),
-        "Uuid": dbus.String(settings["connection"]["uuid"]),
-        "Type": dbus.String("802-11-wireless"),
-    }, [])
-    main().object_manager_emit_added(ac_path)
-    actives = m.Get(nm.MANAGER_IFACE, "ActiveConnections")
-    actives.append(dbus.ObjectPath(ac_path))
-    m.Set(nm.MANAGER_IFACE, "ActiveConnections", actives)
-    dev.Set(nm.DEVICE_IFACE, "ActiveConnection", dbus.ObjectPath(ac_path))
-    set_device_state(dev, nm.DeviceState.CONFIG, 0)
-    ssid = bytes(settings["802-11-wireless"]["ssid"])
-    network = m.air.get(ssid)
-    later(network[2] if network else 20, lambda: finish(ac_path, dev_path, conn_path))
-    return dbus.ObjectPath(ac_path)
-
-
-def agent_secret(conn_path, flags):
-    """Ask each registered agent for the profile's PSK, as NetworkManager does; None if
-    none gives one."""
-    conn = dbusmock.get_object(conn_path)
-    uuid_ = str(conn.settings["connection"]["uuid"])
-    for sender in list(manager().agent_manager.agents):
-        manager().secret_requests.append((uuid_, int(flags)))
-        try:
-            agent = main().connection.get_object(sender, SECRET_AGENT_OBJ, introspect=False)
-            reply = agent.GetSecrets(
-                get_settings(conn), dbus.ObjectPath(conn_path), SECURITY,
-                dbus.Array([], signature="s"), dbus.UInt32(flags),
-                dbus_interface=SECRET_AGENT_IFACE, signature="a{sa{sv}}osasu", timeout=5)
-        except dbus.exceptions.DBusException:
-            continue
-        psk = reply.get(SECURITY, {}).get("psk")
-        if psk is not None:
-            return str(psk)
-    return None
-
-
-def secret_of(conn_path, flags):
-    """The key NetworkManager has for a profile: its own, or an agent's."""
-    security = dbusmock.get_object(conn_path).settings.get(SECURITY, {})
-    if int(security.get("psk-flags", 0)) & 1:
-        return agent_secret(conn_path, flags)
-    if flags & REQUEST_NEW:
-        return None  # nobody to ask for a better key
-    return str(security.get("psk", ""))
-
-
-def key_matches(secret, passphrase, ssid):
-    if secret == passphrase:
-        return True
-    try:
-        return len(secret) == 64 and bytes.fromhex(secret) == wpa_psk(passphrase, ssid)
-    except ValueError:
-        return False
-
-
-def finish(ac_path, dev_path, conn_path):
-    if ac_path not in mockobject.objects or conn_path not in mockobject.objects:
-        return  # deactivated meanwhile
-    ssid = bytes(dbusmock.get_object(conn_path).settings["802-11-wireless"]["ssid"])
-    network = manager().air.get(ssid)
-    if network is None:
-        return fail(ac_path, dev_path, 53)  # SSID_NOT_FOUND
-    passphrase, outcome, _delay, ip = network
-    if passphrase:
-        secret = secret_of(conn_path, ALLOW_INTERACTION)
-        if secret is None or not key_matches(secret, passphrase, ssid):
-            # The supplicant refused the key: NetworkManager asks for a new one.
-            secret = secret_of(conn_path, ALLOW_INTERACTION | REQUEST_NEW)
-            if secret is None or not key_matches(secret, passphrase, ssid):
-                return fail(ac_path, dev_path, 7)  # NO_SECRETS
-        dbusmock.get_object(conn_path).key_length = len(secret)
-    if outcome == NEVER:
-        return None
-    if outcome == NEED_AUTH:
-        return set_device_state(dbusmock.get_object(dev_path), 60, 8)
-    if outcome:
-        return fail(ac_path, dev_path, outcome)
-    ip4 = new_path("/org/freedesktop/NetworkManager/IP4Config/")
-    packed = struct.unpack("=I", socket.inet_aton(ip))[0]
-    main().AddObject(ip4, IP4_IFACE, {
-        "AddressData": dbus.Array([dbus.Dictionary(
-            {"address": dbus.String(ip), "prefix": dbus.UInt32(24)}, signature="sv")],
-            signature="a{sv}"),
-        "Addresses": dbus.Array([dbus.Array(
-            [dbus.UInt32(packed), dbus.UInt32(24), dbus.UInt32(0)], signature="u")],
-            signature="au"),
-    }, [])
-    ac = dbusmock.get_object(ac_path)
-    ac.Set(nm.ACTIVE_CONNECTION_IFACE, "Ip4Config", dbus.ObjectPath(ip4))
-    set_device_state(dbusmock.get_object(dev_path), nm.DeviceState.ACTIVATED, 0)
-    set_active_state(ac, 2)  # ACTIVATED
-    return None
-
-
-def fail(ac_path, dev_path, reason):
-    set_device_state(dbusmock.get_object(dev_path), nm.DeviceState.FAILED, reason)
-    set_active_state(dbusmock.get_object(ac_path), 4)  # DEACTIVATED
-    main().RemoveActiveConnection(dev_path, ac_path)  # -> DISCONNECTED, object removed
-
-
-def request_scan(dev, _options):
-    manager().scans += 1
-
-    def done():
-        previous = int(dev.Get(nm.WIRELESS_DEVICE_IFACE, "LastScan"))
-        now = max(previous + 1, int(time.monotonic() * 1000))
-        dev.Set(nm.WIRELESS_DEVICE_IFACE, "LastScan", dbus.Int64(now))
-
-    later(manager().scan_delay_ms, done)
-
-
-@dbus.service.method(TEST_IFACE, in_signature="ss", out_signature="s")
-def AddScanningWiFiDevice(self, name, iface):
-    """AddWiFiDevice, with LastScan and a RequestScan that takes scan_delay_ms."""
-    path = self.AddWiFiDevice(name, iface, nm.DeviceState.DISCONNECTED)
-    dev = dbusmock.get_object(path)
-    dev.AddProperty(nm.WIRELESS_DEVICE_IFACE, "LastScan", dbus.Int64(-1))
-    dev.AddMethod(nm.WIRELESS_DEVICE_IFACE, "RequestScan", "a{sv}", "", request_scan)
-    return path
-
-
-@dbus.service.method(TEST_IFACE, in_signature="ssuus", out_signature="")
-def SetNetwork(self, ssid, passphrase, outcome, delay_ms, ip):
-    manager().air[str(ssid).encode()] = (str(passphrase), int(outcome), int(delay_ms), str(ip))
-
-
-@dbus.service.method(TEST_IFACE, in_signature="u", out_signature="")
-def SetScanDelay(self, ms):
-    manager().scan_delay_ms = int(ms)
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="u")
-def ScanCount(self):
-    return manager().scans
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
-def DiskConnections(self):
-    return sorted(manager().disk)
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
-def SaveCalls(self):
-    return manager().saves
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
-def GivenSecrets(self):
-    """Every psk NetworkManager was handed in a profile (Add*, Update*)."""
-    return [str(s[SECURITY]["psk"]) for s in manager().given if "psk" in s.get(SECURITY, {})]
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(su)")
-def SecretRequests(self):
-    return [(u, dbus.UInt32(f)) for u, f in manager().secret_requests]
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="as")
-def Agents(self):
-    return sorted(manager().agent_manager.agents)
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="")
-def Reboot(self):
-    """Power off and on: profiles only in memory are gone, saved ones stay."""
-    for dev_path in [k for k in mockobject.objects if "/Devices/" in k]:
-        dev = dbusmock.get_object(dev_path)
-        active = dev.Get(nm.DEVICE_IFACE, "ActiveConnection")
-        if active != "/" and active in mockobject.objects:
-            main().RemoveActiveConnection(dev_path, active)
-    settings_obj = dbusmock.get_object(nm.SETTINGS_OBJ)
-    for path in list(settings_obj.Get(nm.SETTINGS_IFACE, "Connections")):
-        if str(path) not in manager().disk:
-            nm.ConnectionDelete(dbusmock.get_object(path))
-    manager().agent_manager.agents.clear()
-
-
-@dbus.service.method(TEST_IFACE, in_signature="ss", out_signature="s")
-def AddSavedConnection(self, ssid, passphrase):
-    settings = {
-        "connection": {"id": str(ssid), "uuid": str(uuid.uuid4()), "type": "802-11-wireless"},
-        "802-11-wireless": {"ssid": dbus.ByteArray(str(ssid).encode())},
-        "802-11-wireless-security": {"key-mgmt": "wpa-psk", "psk": str(passphrase)},
-    }
-    return add_connection(settings, unsaved=False)
-
-
-@dbus.service.method(TEST_IFACE, in_signature="s", out_signature="a{sv}")
-def ConnectionInfo(self, path):
-    """A profile as the test needs to see it (never its secret)."""
-    conn = dbusmock.get_object(path)
-    wireless = conn.settings["802-11-wireless"]
-    security = conn.settings.get("802-11-wireless-security", {})
-    return {
-        "id": dbus.String(conn.settings["connection"]["id"]),
-        "ssid": dbus.ByteArray(bytes(wireless["ssid"])),
-        "hidden": dbus.Boolean(bool(wireless.get("hidden", False))),
-        "key-mgmt": dbus.String(security.get("key-mgmt", "")),
-        "psk-flags": dbus.UInt32(int(security.get("psk-flags", 0))),
-        "psk-given": dbus.Boolean("psk" in security),
-        # The key the supplicant was given (NetworkManager's own, or an agent's).
-        "psk-is-hex": dbus.Boolean(getattr(conn, "key_length", 0) == 64),
-        "persist": dbus.String(conn.persist),
-        "unsaved": dbus.Boolean(conn.Get(nm.CSETTINGS_IFACE, "Unsaved")),
-    }
-'''
 
 
 @pytest.fixture
@@ -480,48 +63,11 @@ async def bus(system_bus: str) -> AsyncIterator[MessageBus]:
         await connection.wait_for_disconnect()  # type: ignore[no-untyped-call]
 
 
-def spawn_mock(
-    system_bus: str, tmp_path: Path, parameters: dict[str, Any] | None
-) -> tuple[subprocess.Popen[bytes], Path]:
-    template = tmp_path / "nm_staging_mock.py"
-    template.write_text(MOCK_TEMPLATE)
-    log_path = tmp_path / "dbusmock.log"
-    command = [sys.executable, "-m", "dbusmock", "--system", "--template", str(template)]
-    if parameters:
-        command += ["--parameters", json.dumps(parameters)]
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            command,
-            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": system_bus},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, log_path
-
-
-async def start_mock(
-    bus: MessageBus, system_bus: str, tmp_path: Path, parameters: dict[str, Any] | None = None
-) -> subprocess.Popen[bytes]:
-    """dbusmock serving ``MOCK_TEMPLATE`` as org.freedesktop.NetworkManager, once it is up."""
-    proc, log_path = spawn_mock(system_bus, tmp_path, parameters)
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while asyncio.get_running_loop().time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the dbusmock server exited:\n" + log_path.read_text())
-        (has_owner,) = await call(
-            bus,
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus",
-            "NameHasOwner",
-            "s",
-            [nm.NM_SERVICE],
-            destination="org.freedesktop.DBus",
-        )
-        if has_owner:
-            return proc
-        await asyncio.sleep(0.02)
-    proc.terminate()
-    raise TimeoutError("NetworkManager's mock did not appear on the bus:\n" + log_path.read_text())
+async def start_double(system_bus: str, **options: bool) -> FakeNetworkManager:
+    """NetworkManager's double serving org.freedesktop.NetworkManager on the test bus."""
+    double = FakeNetworkManager(**options)
+    await double.start(system_bus)
+    return double
 
 
 async def call(
@@ -551,14 +97,8 @@ async def call(
 
 
 async def mock_test_api(bus: MessageBus, member: str, signature: str = "", *args: Any) -> Any:
-    """Call the mock's test API (``org.bleprov.Test`` on ``/org/freedesktop``)."""
+    """Call the double's test controls (``org.bleprov.Test`` on ``/org/freedesktop``)."""
     body = await call(bus, MAIN_OBJ, TEST_IFACE, member, signature, list(args))
-    return body[0] if body else None
-
-
-async def mock_call(bus: MessageBus, member: str, signature: str, *args: Any) -> Any:
-    """Call dbusmock's networkmanager template API."""
-    body = await call(bus, MAIN_OBJ, MOCK_IFACE, member, signature, list(args))
     return body[0] if body else None
 
 
@@ -576,7 +116,7 @@ async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
 
 
 class World:
-    """The mock NetworkManager with one Ethernet and one Wi-Fi device, access points, air."""
+    """The NetworkManager double with an Ethernet and a Wi-Fi device, access points, air."""
 
     def __init__(self, bus: MessageBus, device: str) -> None:
         self.bus = bus
@@ -610,20 +150,17 @@ class World:
         return list(await mock_test_api(self.bus, "DiskConnections"))
 
     async def add_access_point(
-        self, name: str, ssid: str, bssid: str, mhz: int, strength: int, security: int
+        self, ssid: str, bssid: str, mhz: int, strength: int, security: int
     ) -> str:
         return str(
-            await mock_call(
+            await mock_test_api(
                 self.bus,
                 "AddAccessPoint",
-                "ssssuuuyu",
+                "ossuyu",
                 self.device,
-                name,
                 ssid,
                 bssid,
-                2,
                 mhz,
-                54000,
                 strength,
                 security,
             )
@@ -638,15 +175,15 @@ class World:
 
 
 async def make_world(bus: MessageBus, *, connected: bool = True) -> tuple[World, str | None]:
-    await mock_call(bus, "AddEthernetDevice", "ssi", "eth0", "eth0", 100)
-    device = await mock_test_api(bus, "AddScanningWiFiDevice", "ss", "wlan0", "wlan0")
+    await mock_test_api(bus, "AddEthernetDevice", "s", "eth0")
+    device = await mock_test_api(bus, "AddWiFiDevice", "s", "wlan0")
     world = World(bus, device)
-    await world.add_access_point("ap1", "Home", "02:00:00:00:01:01", 2437, 83, SEC_PSK_SAE)
-    await world.add_access_point("ap2", "Home", "02:00:00:00:01:02", 5180, 40, SEC_PSK_SAE)
-    await world.add_access_point("ap3", "Old", "02:00:00:00:02:01", 2462, 60, SEC_PSK)
-    await world.add_access_point("ap4", "Attic", "02:00:00:00:03:01", 5955, 50, SEC_SAE)
-    await world.add_access_point("ap5", "Cafe", "02:00:00:00:04:01", 2412, 30, 0)
-    await world.add_access_point("ap6", "", "02:00:00:00:05:01", 2412, 90, SEC_PSK)  # hidden
+    await world.add_access_point("Home", "02:00:00:00:01:01", 2437, 83, SEC_PSK_SAE)
+    await world.add_access_point("Home", "02:00:00:00:01:02", 5180, 40, SEC_PSK_SAE)
+    await world.add_access_point("Old", "02:00:00:00:02:01", 2462, 60, SEC_PSK)
+    await world.add_access_point("Attic", "02:00:00:00:03:01", 5955, 50, SEC_SAE)
+    await world.add_access_point("Cafe", "02:00:00:00:04:01", 2412, 30, 0)
+    await world.add_access_point("", "02:00:00:00:05:01", 2412, 90, SEC_PSK)  # hidden
     await world.set_network("Home", HOME_PASS, ip="192.168.5.20")
     await world.set_network("Old", OLD_PASS, ip="10.0.0.23")
     await world.set_network("Cellar", "down the stairs", ip="192.168.5.21")
@@ -667,17 +204,14 @@ async def make_world(bus: MessageBus, *, connected: bool = True) -> tuple[World,
 
 
 @pytest.fixture
-async def nm_mock(
-    bus: MessageBus, system_bus: str, tmp_path: Path
-) -> AsyncIterator[subprocess.Popen[bytes]]:
-    proc = await start_mock(bus, system_bus, tmp_path)
-    yield proc
-    proc.terminate()
-    proc.wait(timeout=5)
+async def nm_double(bus: MessageBus, system_bus: str) -> AsyncIterator[FakeNetworkManager]:
+    double = await start_double(system_bus)
+    yield double
+    await double.stop()
 
 
 @pytest.fixture
-async def world(bus: MessageBus, nm_mock: subprocess.Popen[bytes]) -> tuple[World, str | None]:
+async def world(bus: MessageBus, nm_double: FakeNetworkManager) -> tuple[World, str | None]:
     return await make_world(bus)
 
 
@@ -840,8 +374,8 @@ async def test_no_networkmanager_on_the_bus(bus: MessageBus) -> None:
         await backend.try_join(home(), timeout=1.0)
 
 
-async def test_no_wifi_device(bus: MessageBus, nm_mock: subprocess.Popen[bytes]) -> None:
-    await mock_call(bus, "AddEthernetDevice", "ssi", "eth0", "eth0", 100)
+async def test_no_wifi_device(bus: MessageBus, nm_double: FakeNetworkManager) -> None:
+    await mock_test_api(bus, "AddEthernetDevice", "s", "eth0")
     with pytest.raises(NetworkManagerUnavailable, match=r"no Wi-Fi device$"):
         await NetworkManagerWifi().start()
 
@@ -878,7 +412,7 @@ async def test_rescan_waits_for_last_scan_while_the_cache_answers_at_once(
     pending = asyncio.create_task(wifi.rescan())
     await asyncio.sleep(0.05)
     assert await mock_test_api(bus, "ScanCount") == 1
-    await world[0].add_access_point("ap7", "New", "02:00:00:00:06:01", 2412, 100, 0)
+    await world[0].add_access_point("New", "02:00:00:00:06:01", 2412, 100, 0)
     loop = asyncio.get_running_loop()
     began = loop.time()
     assert wifi.cached_scan() == before  # the old list, at once
@@ -985,7 +519,7 @@ async def test_rollback_after_successful_joins(
 
 
 async def test_rollback_with_no_prior_connection_leaves_the_device_off(
-    bus: MessageBus, nm_mock: subprocess.Popen[bytes]
+    bus: MessageBus, nm_double: FakeNetworkManager
 ) -> None:
     w, _ = await make_world(bus, connected=False)
     backend = NetworkManagerWifi(scan_interval=60.0)
@@ -1067,9 +601,9 @@ async def test_a_hidden_network_and_a_raw_psk(
 
 
 async def test_without_add_and_activate2_profiles_are_still_unsaved(
-    bus: MessageBus, system_bus: str, tmp_path: Path
+    bus: MessageBus, system_bus: str
 ) -> None:
-    proc = await start_mock(bus, system_bus, tmp_path, {"without_add_and_activate2": True})
+    double = await start_double(system_bus, add_and_activate2=False)
     try:
         w, old = await make_world(bus)
         backend = NetworkManagerWifi(scan_interval=60.0)
@@ -1086,8 +620,7 @@ async def test_without_add_and_activate2_profiles_are_still_unsaved(
         finally:
             await backend.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+        await double.stop()
 
 
 async def test_a_bad_timeout_is_refused(wifi: NetworkManagerWifi) -> None:
@@ -1152,7 +685,7 @@ async def test_commit_replaces_the_network_kept_before(
     assert isinstance(await wifi.try_join(attic, timeout=TIMEOUT), Connected)
     await wifi.commit()
     second = await w.active_profile()
-    assert second is not None and second != first
+    assert old is not None and second is not None and second != first
     assert sorted(await w.profiles()) == sorted([old, second])  # the first one is gone
 
 
@@ -1187,16 +720,14 @@ async def test_restore_keeps_a_network_not_in_range_and_drops_earlier_runs(
 
 
 async def test_the_agent_registers_again_when_networkmanager_restarts(
-    bus: MessageBus, system_bus: str, tmp_path: Path, nm_mock: subprocess.Popen[bytes]
+    bus: MessageBus, system_bus: str, nm_double: FakeNetworkManager
 ) -> None:
     await make_world(bus)
     backend = NetworkManagerWifi(scan_interval=60.0)
     await backend.start()
     try:
-        nm_mock.terminate()
-        nm_mock.wait(timeout=5)
-        (tmp_path / "again").mkdir()
-        restarted = await start_mock(bus, system_bus, tmp_path / "again")
+        await nm_double.stop()
+        restarted = await start_double(system_bus)
         try:
 
             async def registered() -> bool:
@@ -1204,7 +735,53 @@ async def test_the_agent_registers_again_when_networkmanager_restarts(
 
             await eventually(registered)
         finally:
-            restarted.terminate()
-            restarted.wait(timeout=5)
+            await restarted.stop()
     finally:
         await backend.close()
+
+
+# -- the double's guard (M4 relies on it) ------------------------------------------------------
+
+
+async def test_the_double_counts_every_way_of_writing_a_profile_to_disk(
+    bus: MessageBus, world: tuple[World, str | None]
+) -> None:
+    """SaveCalls, DiskConnections and GivenSecrets must see a key written through any of
+    NetworkManager's calls, not only Save(), or the M4 test could miss a regression."""
+    w, _old = world
+    profile = nm.connection_settings(home(), connection_id="bleprov", connection_uuid="u1")
+    profile[nm.WIFI_SECURITY]["psk"] = Variant("s", "written down")
+    in_memory, _ = await call(
+        bus,
+        nm.SETTINGS_PATH,
+        nm.SETTINGS_IFACE,
+        "AddConnection2",
+        "a{sa{sv}}ua{sv}",
+        [profile, 0x2, {}],
+    )
+    assert await mock_test_api(bus, "SaveCalls") == []
+    assert in_memory not in await w.disk()
+    await call(bus, in_memory, nm.CONNECTION_IFACE, "Update2", "a{sa{sv}}ua{sv}", [{}, 0x1, {}])
+    assert await mock_test_api(bus, "SaveCalls") == [f"Update2 {in_memory}"]
+    assert in_memory in await w.disk()
+    on_disk, _ = await call(
+        bus,
+        nm.SETTINGS_PATH,
+        nm.SETTINGS_IFACE,
+        "AddConnection2",
+        "a{sa{sv}}ua{sv}",
+        [profile, 0x1, {}],
+    )
+    assert (await mock_test_api(bus, "SaveCalls"))[-1] == f"AddConnection2 {on_disk}"
+    assert await mock_test_api(bus, "GivenSecrets") == ["written down", "written down"]
+    with pytest.raises(AssertionError, match="InvalidArguments"):
+        await call(
+            bus,
+            nm.SETTINGS_PATH,
+            nm.SETTINGS_IFACE,
+            "AddConnection2",
+            "a{sa{sv}}ua{sv}",
+            [profile, 0x3, {}],
+        )
+    (secretless,) = await call(bus, on_disk, nm.CONNECTION_IFACE, "GetSettings")
+    assert "psk" not in secretless[nm.WIFI_SECURITY]  # as NetworkManager answers

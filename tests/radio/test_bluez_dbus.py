@@ -1,19 +1,17 @@
-"""BlueZ over D-Bus against a real dbus-daemon serving python-dbusmock's bluez5 template.
+"""BlueZ over D-Bus against a real dbus-daemon serving bluetoothd's double.
 
 Each test starts a private ``dbus-daemon`` and points ``DBUS_SYSTEM_BUS_ADDRESS`` at it, so
-dbus-fast (and bless's dbus-next) connect there as they would to the system bus. The mock
-is the bluez5 template plus, per adapter, what bluetoothd does that the template does not:
-``RegisterAdvertisement`` reads the advertisement's properties back from its owner
-(``GetAll``) before answering, registrations are keyed by (owner, path) like BlueZ, and a
-``GattManager1`` reads the application's objects back (``GetManagedObjects``).
-Nothing of dbus-fast, dbus-next or bless is faked.
+dbus-fast (and bless's dbus-next) connect there as they would to the system bus. The
+double (tests/dbus_doubles/bluez.py, on dbus-fast's service API) does what bluetoothd does
+that matters here: ``RegisterAdvertisement`` reads the advertisement's properties back from
+its owner (``GetAll``) before answering, registrations are keyed by (owner, path), and
+``GattManager1`` reads the application's objects back (``GetManagedObjects``). Nothing of
+dbus-fast, dbus-next or bless is faked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -44,146 +42,14 @@ from bleprov.radio.peripheral import (
     PeripheralEvent,
     SubscriptionChanged,
 )
+from tests.dbus_doubles.bluez import FakeBluez
+from tests.dbus_doubles.common import TEST_IFACE
 
 TIMEOUT = 5.0
-MOCK_IFACE = "org.bluez.Mock"
-TEST_IFACE = "org.bleprov.Test"
 PHONE = "AA:BB:CC:DD:EE:FF"
 SERVICE_DATA = ServiceData(
     protocol_version=1, state=DeviceState.VIRGIN, modes=OobMode.QR, discriminator=0x123
 )
-
-#: The bluez5 template plus sender-aware LE advertising and GATT managers (see module doc).
-MOCK_TEMPLATE = '''
-import dbus
-from dbusmock import mockobject
-from dbusmock.templates import bluez5
-from dbusmock.templates.bluez5 import *  # AddAdapter, AddDevice, ConnectDevice, ...
-
-TEST_IFACE = "org.bleprov.Test"
-GATT_MANAGER_IFACE = "org.bluez.GattManager1"
-OBJECT_MANAGER_IFACE = "org.freedesktop.DBus.ObjectManager"
-
-
-def load(mock, parameters):
-    bluez5.load(mock, parameters)
-    mock.registrations = {}
-    mock.applications = {}
-    mock.history = []
-
-
-def _error(name, text):
-    return dbus.exceptions.DBusException(text, name="org.bluez.Error." + name)
-
-
-def _check_advertisement(props):
-    """What bluetoothd's parsers would reject."""
-    if props.get("Type") not in ("peripheral", "broadcast"):
-        return "Type"
-    for key in ("ServiceUUIDs", "ScanResponseServiceUUIDs"):
-        if key in props and not all(isinstance(u, dbus.String) for u in props[key]):
-            return key
-    for uuid, data in props.get("ServiceData", {}).items():
-        is_bytes = isinstance(data, (dbus.Array, dbus.ByteArray))
-        if not is_bytes or getattr(data, "signature", "y") != "y":
-            return "ServiceData " + str(uuid)
-    if "LocalName" in props and not isinstance(props["LocalName"], dbus.String):
-        return "LocalName"
-    return ""
-
-
-def _manager_methods():
-    root = mockobject.objects["/"]
-
-    @dbus.service.method(bluez5.LE_ADVERTISING_MANAGER_IFACE, in_signature="oa{sv}",
-                         out_signature="", sender_keyword="sender",
-                         async_callbacks=("ok", "fail"))
-    def RegisterAdvertisement(adapter, path, options, sender, ok, fail):
-        key = (str(sender), str(path))
-        if key in root.registrations:
-            fail(_error("AlreadyExists", "Already Exists"))
-            return
-
-        def got(props):
-            problem = _check_advertisement(props)
-            if problem:
-                fail(_error("Failed", "Failed to parse advertisement: " + problem))
-                return
-            root.registrations[key] = props
-            root.history.append(("register", key[0], key[1]))
-            ok()
-
-        def failed(exc):
-            fail(_error("Failed", "Failed to parse advertisement: " + str(exc)))
-
-        owner = adapter.connection.get_object(sender, path, introspect=False)
-        owner.GetAll(bluez5.LE_ADVERTISEMENT_IFACE, dbus_interface=dbus.PROPERTIES_IFACE,
-                     reply_handler=got, error_handler=failed)
-
-    @dbus.service.method(bluez5.LE_ADVERTISING_MANAGER_IFACE, in_signature="o",
-                         out_signature="", sender_keyword="sender")
-    def UnregisterAdvertisement(adapter, path, sender):
-        key = (str(sender), str(path))
-        if key not in root.registrations:
-            raise _error("DoesNotExist", "Does Not Exist")
-        del root.registrations[key]
-        root.history.append(("unregister", key[0], key[1]))
-
-    @dbus.service.method(GATT_MANAGER_IFACE, in_signature="oa{sv}", out_signature="",
-                         sender_keyword="sender", async_callbacks=("ok", "fail"))
-    def RegisterApplication(adapter, path, options, sender, ok, fail):
-        key = (str(sender), str(path))
-
-        def got(objects):
-            root.applications[key] = objects
-            ok()
-
-        def failed(exc):
-            fail(_error("Failed", "Failed to read the application: " + str(exc)))
-
-        owner = adapter.connection.get_object(sender, path, introspect=False)
-        owner.GetManagedObjects(dbus_interface=OBJECT_MANAGER_IFACE,
-                                reply_handler=got, error_handler=failed)
-
-    @dbus.service.method(GATT_MANAGER_IFACE, in_signature="o", out_signature="",
-                         sender_keyword="sender")
-    def UnregisterApplication(adapter, path, sender):
-        if root.applications.pop((str(sender), str(path)), None) is None:
-            raise _error("DoesNotExist", "Does Not Exist")
-
-    return {
-        bluez5.LE_ADVERTISING_MANAGER_IFACE: [RegisterAdvertisement, UnregisterAdvertisement],
-        GATT_MANAGER_IFACE: [RegisterApplication, UnregisterApplication],
-    }
-
-
-@dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="ss", out_signature="s")
-def AddLEAdapter(self, device_name, system_name):
-    """bluez5's AddAdapter, with bluetoothd's behaviour for advertising and GATT apps."""
-    path = bluez5.AddAdapter(self, device_name, system_name)
-    adapter = mockobject.objects[path]
-    adapter.props.setdefault(GATT_MANAGER_IFACE, {})
-    for interface, methods in _manager_methods().items():
-        table = adapter.methods.setdefault(interface, {})
-        for fn in methods:
-            table[fn.__name__] = (fn._dbus_in_signature, fn._dbus_out_signature, fn, fn)
-    return path
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(ssa{sv})")
-def Advertisements(self):
-    return [(owner, path, props) for (owner, path), props in self.registrations.items()]
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(sss)")
-def History(self):
-    return list(self.history)
-
-
-@dbus.service.method(TEST_IFACE, in_signature="", out_signature="a(ssa{oa{sa{sv}}})")
-def Applications(self):
-    return [(owner, path, objs) for (owner, path), objs in self.applications.items()]
-'''
 
 
 @pytest.fixture
@@ -194,67 +60,25 @@ async def bus(system_bus: str) -> AsyncIterator[MessageBus]:
 
 
 @pytest.fixture
-async def bluez_mock(system_bus: str, bus: MessageBus, tmp_path: Path) -> AsyncIterator[Path]:
-    """python-dbusmock serving org.bluez on the private bus; yields its log file."""
-    log_path = tmp_path / "dbusmock.log"
-    proc = _start_mock(tmp_path / "bluez_le_mock.py", system_bus, log_path)
+async def fake_bluez(system_bus: str, bus: MessageBus) -> AsyncIterator[FakeBluez]:
+    """The bluetoothd double serving org.bluez on the private bus."""
+    double = FakeBluez()
+    await double.start(system_bus)
     try:
-        await _wait_for_name(bus, bluez.BLUEZ_SERVICE, proc, log_path)
-        yield log_path
+        yield double
     finally:
-        proc.terminate()
-        proc.wait(timeout=5)
+        await double.stop()
 
 
-def _start_mock(template: Path, address: str, log_path: Path) -> subprocess.Popen[bytes]:
-    template.write_text(MOCK_TEMPLATE)
-    with log_path.open("w") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dbusmock", "--system", "--template", str(template)],
-            env={**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def _read(path: Path) -> str:
-    return path.read_text()
-
-
-async def _wait_for_name(
-    bus: MessageBus, name: str, proc: subprocess.Popen[bytes], log: Path
-) -> None:
-    deadline = asyncio.get_running_loop().time() + TIMEOUT
-    while asyncio.get_running_loop().time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                "the dbusmock server exited (is python-dbusmock installed?):\n" + _read(log)
-            )
-        reply = await bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member="NameHasOwner",
-                signature="s",
-                body=[name],
-            )
-        )
-        if reply.body[0]:
-            return
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"{name} did not appear on the bus:\n{_read(log)}")
-
-
-async def mock(
+async def double(
     bus: MessageBus,
     member: str,
     signature: str = "",
     *args: Any,
     path: str = "/",
-    interface: str = MOCK_IFACE,
+    interface: str = TEST_IFACE,
 ) -> Any:
-    """Call the mock (its own convenience API, not BlueZ's)."""
+    """Call the double: its test controls by default, or BlueZ's API."""
     reply = await bus.call(
         Message(
             destination=bluez.BLUEZ_SERVICE,
@@ -266,12 +90,12 @@ async def mock(
         )
     )
     if reply.message_type == MessageType.ERROR:
-        raise AssertionError(f"mock {member} failed: {reply.error_name} {reply.body}")
+        raise AssertionError(f"{member} failed: {reply.error_name} {reply.body}")
     return reply.body[0] if reply.body else None
 
 
 async def advertisements(bus: MessageBus) -> list[tuple[str, str, dict[str, Variant]]]:
-    result: list[tuple[str, str, dict[str, Variant]]] = await mock(
+    result: list[tuple[str, str, dict[str, Variant]]] = await double(
         bus, "Advertisements", interface=TEST_IFACE
     )
     return result
@@ -342,7 +166,7 @@ async def test_no_bluetoothd_on_the_bus(bus: MessageBus) -> None:
         await peripheral.start(default_profile(), lambda event: None)
 
 
-async def test_no_adapter(bus: MessageBus, bluez_mock: Path) -> None:
+async def test_no_adapter(bus: MessageBus, fake_bluez: FakeBluez) -> None:
     peripheral = BlessPeripheral(name="bleprov")
     with pytest.raises(RadioUnavailable, match="adapter named 'hci0'"):
         await peripheral.start(default_profile(), lambda event: None)
@@ -351,20 +175,20 @@ async def test_no_adapter(bus: MessageBus, bluez_mock: Path) -> None:
 # -- advertisement ----------------------------------------------------------------------
 
 
-async def test_find_adapter(bus: MessageBus, bluez_mock: Path) -> None:
+async def test_find_adapter(bus: MessageBus, fake_bluez: FakeBluez) -> None:
     with pytest.raises(bluez.BluezUnavailable, match="adapter"):
         await bluez.find_adapter(bus)
-    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
-    await mock(bus, "AddLEAdapter", "ss", "hci1", "pi")
+    await double(bus, "AddAdapter", "ss", "hci0", "pi")
+    await double(bus, "AddAdapter", "ss", "hci1", "pi")
     assert await bluez.find_adapter(bus) == "/org/bluez/hci0"
     assert await bluez.find_adapter(bus, "hci1") == "/org/bluez/hci1"
     with pytest.raises(bluez.BluezUnavailable, match="hci7"):
         await bluez.find_adapter(bus, "hci7")
 
 
-async def test_bluez_reads_our_advertisement_back(bus: MessageBus, bluez_mock: Path) -> None:
+async def test_bluez_reads_our_advertisement_back(bus: MessageBus, fake_bluez: FakeBluez) -> None:
     profile = default_profile()
-    adapter = await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    adapter = await double(bus, "AddAdapter", "ss", "hci0", "pi")
     adv = bluez.BluezAdvertisement(
         "/org/bleprov/test/adv0",
         service_data={profile.service_uuid: _payload(profile)},
@@ -388,7 +212,7 @@ async def test_bluez_reads_our_advertisement_back(bus: MessageBus, bluez_mock: P
 
     await bluez.unregister_advertisement(bus, adapter, adv)
     assert await advertisements(bus) == []
-    history = await mock(bus, "History", interface=TEST_IFACE)
+    history = await double(bus, "History")
     assert [h[0] for h in history] == ["register", "unregister"]
     # Unexported: BlueZ (or anyone) can no longer read it.
     reply = await bus.call(
@@ -404,13 +228,15 @@ async def test_bluez_reads_our_advertisement_back(bus: MessageBus, bluez_mock: P
     assert reply.message_type == MessageType.ERROR
 
 
-async def test_refused_registration_raises_and_unexports(bus: MessageBus, bluez_mock: Path) -> None:
+async def test_refused_registration_raises_and_unexports(
+    bus: MessageBus, fake_bluez: FakeBluez
+) -> None:
     adv = bluez.BluezAdvertisement("/org/bleprov/test/adv1", service_data={}, local_name="x")
     with pytest.raises(bluez.BluezError) as caught:
         await bluez.register_advertisement(bus, "/org/bluez/hci9", adv)
     assert caught.value.name.startswith("org.freedesktop.DBus.Error.")
     # the object is free again: registering it for real works
-    adapter = await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    adapter = await double(bus, "AddAdapter", "ss", "hci0", "pi")
     await bluez.register_advertisement(bus, adapter, adv)
     assert len(await advertisements(bus)) == 1
     # only the owner may unregister, as in BlueZ
@@ -430,6 +256,31 @@ async def test_refused_registration_raises_and_unexports(bus: MessageBus, bluez_
         await bluez.close_bus(other)
 
 
+async def test_registrations_made_at_once_keep_their_owners(
+    bus: MessageBus, fake_bluez: FakeBluez
+) -> None:
+    """Two clients register the same path at the same moment: BlueZ (and the double, which
+    learns each call's sender as dbus-fast dispatches it) keeps one registration each."""
+    adapter = await double(bus, "AddAdapter", "ss", "hci0", "pi")
+    other = await bluez.connect_system_bus()
+    try:
+        ads = [
+            bluez.BluezAdvertisement("/org/bleprov/test/same", service_data={}, local_name=n)
+            for n in ("first", "second")
+        ]
+        await asyncio.gather(
+            bluez.register_advertisement(bus, adapter, ads[0]),
+            bluez.register_advertisement(other, adapter, ads[1]),
+        )
+        names = {owner: props["LocalName"].value for owner, _, props in await advertisements(bus)}
+        assert names == {bus.unique_name: "first", other.unique_name: "second"}
+        await bluez.unregister_advertisement(other, adapter, ads[1])
+        [(owner, _, _)] = await advertisements(bus)
+        assert owner == bus.unique_name
+    finally:
+        await bluez.close_bus(other)
+
+
 def test_advertisement_needs_a_name() -> None:
     with pytest.raises(ValueError, match="LocalName"):
         bluez.BluezAdvertisement("/a", service_data={}, local_name="")
@@ -439,40 +290,40 @@ def test_advertisement_needs_a_name() -> None:
 
 
 async def test_connection_monitor_follows_device_connected(
-    bus: MessageBus, bluez_mock: Path
+    bus: MessageBus, fake_bluez: FakeBluez
 ) -> None:
-    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
-    await mock(bus, "AddLEAdapter", "ss", "hci1", "pi")
+    await double(bus, "AddAdapter", "ss", "hci0", "pi")
+    await double(bus, "AddAdapter", "ss", "hci1", "pi")
     events: list[tuple[str, bool]] = []
     monitor = bluez.BluezConnectionMonitor(
         bus, lambda path, up: events.append((path, up)), "/org/bluez/hci0"
     )
     await monitor.start()
-    device = await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
-    other = await mock(bus, "AddDevice", "sss", "hci1", PHONE, "phone on hci1")
+    device = await double(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+    other = await double(bus, "AddDevice", "sss", "hci1", PHONE, "phone on hci1")
     assert device == "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF"
 
-    await mock(bus, "ConnectDevice", "ss", "hci1", PHONE)  # another adapter: ignored
-    await mock(bus, "ConnectDevice", "ss", "hci0", PHONE)
+    await double(bus, "ConnectDevice", "ss", "hci1", PHONE)  # another adapter: ignored
+    await double(bus, "ConnectDevice", "ss", "hci0", PHONE)
     await eventually(lambda: len(events) == 1)
     assert events == [(device, True)]
     assert monitor.connected == {device}
 
-    await mock(bus, "DisconnectDevice", "ss", "hci0", PHONE)
+    await double(bus, "DisconnectDevice", "ss", "hci0", PHONE)
     await eventually(lambda: len(events) == 2)
     assert events[1] == (device, False)
 
     # Device1.Connect then our disconnect_device (Device1.Disconnect)
-    await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+    await double(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
     await eventually(lambda: len(events) == 3)
     await bluez.disconnect_device(bus, device)
     await eventually(lambda: len(events) == 4)
     assert events[2:] == [(device, True), (device, False)]
 
     # A device removed while connected is gone
-    await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+    await double(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
     await eventually(lambda: len(events) == 5)
-    await mock(
+    await double(
         bus, "RemoveDevice", "o", device, path="/org/bluez/hci0", interface=bluez.ADAPTER_IFACE
     )
     await eventually(lambda: len(events) == 6)
@@ -480,27 +331,18 @@ async def test_connection_monitor_follows_device_connected(
     assert other not in {path for path, _ in events}
 
     await monitor.stop()
-    await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
-    await mock(bus, "ConnectDevice", "ss", "hci0", PHONE)
+    await double(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+    await double(bus, "ConnectDevice", "ss", "hci0", PHONE)
     await asyncio.sleep(0.1)
     assert len(events) == 6
 
 
 async def test_monitor_lists_devices_connected_before_it_started(
-    bus: MessageBus, bluez_mock: Path
+    bus: MessageBus, fake_bluez: FakeBluez
 ) -> None:
-    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
-    device = await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
-    await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
-    await mock(
-        bus,
-        "UpdateProperties",
-        "sa{sv}",
-        bluez.DEVICE_IFACE,
-        {"Connected": Variant("b", True)},
-        path=device,
-        interface="org.freedesktop.DBus.Mock",
-    )
+    await double(bus, "AddAdapter", "ss", "hci0", "pi")
+    device = await double(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+    await double(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
     events: list[tuple[str, bool]] = []
     monitor = bluez.BluezConnectionMonitor(bus, lambda path, up: events.append((path, up)))
     await monitor.start()
@@ -511,7 +353,7 @@ async def test_monitor_lists_devices_connected_before_it_started(
     await monitor.stop()
 
 
-# -- bless's real BlueZ backend on the mock ----------------------------------------------
+# -- bless's real BlueZ backend on the double ----------------------------------------------
 
 
 def _objects_by_interface(
@@ -520,16 +362,18 @@ def _objects_by_interface(
     return {path: ifaces[interface] for path, ifaces in objects.items() if interface in ifaces}
 
 
-async def test_bless_bluez_backend_with_our_side_channel(bus: MessageBus, bluez_mock: Path) -> None:
+async def test_bless_bluez_backend_with_our_side_channel(
+    bus: MessageBus, fake_bluez: FakeBluez
+) -> None:
     """bless.BlessServer (BlueZ backend, dbus-next) + our D-Bus side channel, end to end."""
     profile = default_profile()
-    await mock(bus, "AddLEAdapter", "ss", "hci0", "pi")
+    await double(bus, "AddAdapter", "ss", "hci0", "pi")
     events: asyncio.Queue[PeripheralEvent] = asyncio.Queue()
     peripheral = BlessPeripheral(name="bleprov")
     await peripheral.start(profile, events.put_nowait)
     try:
         # bless registered its GATT application, built from the profile, with 0x2901s
-        [(owner, app_path, objects)] = await mock(bus, "Applications", interface=TEST_IFACE)
+        [(owner, app_path, objects)] = await double(bus, "Applications")
         services = _objects_by_interface(objects, "org.bluez.GattService1")
         assert [s["UUID"].value for s in services.values()] == [profile.service_uuid]
         chars = _objects_by_interface(objects, "org.bluez.GattCharacteristic1")
@@ -546,7 +390,7 @@ async def test_bless_bluez_backend_with_our_side_channel(bus: MessageBus, bluez_
         assert descriptions == {c.uuid: c.description.encode() for c in profile.characteristics}
 
         # bless's own advertisement (no service data) came and went
-        history = await mock(bus, "History", interface=TEST_IFACE)
+        history = await double(bus, "History")
         assert [(h[0], h[1]) for h in history] == [("register", owner), ("unregister", owner)]
         assert await advertisements(bus) == []
 
@@ -558,8 +402,8 @@ async def test_bless_bluez_backend_with_our_side_channel(bus: MessageBus, bluez_
         assert props["LocalName"].value == "bleprov-"
 
         # a central connects: Device1.Connected
-        device = await mock(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
-        await mock(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
+        device = await double(bus, "AddDevice", "sss", "hci0", PHONE, "phone")
+        await double(bus, "Connect", path=device, interface=bluez.DEVICE_IFACE)
         assert await asyncio.wait_for(events.get(), TIMEOUT) == CentralConnected(device, 23)
 
         async def gatt(path: str, member: str, signature: str, *args: Any) -> list[Any]:
@@ -626,4 +470,4 @@ async def test_bless_bluez_backend_with_our_side_channel(bus: MessageBus, bluez_
     finally:
         await peripheral.close()
     assert await advertisements(bus) == []
-    assert await mock(bus, "Applications", interface=TEST_IFACE) == []
+    assert await double(bus, "Applications") == []
