@@ -2,18 +2,23 @@
 
 An adapter around :mod:`bleprov.core.onboarding` and :mod:`bleprov.core.factory`, which
 keep the label as data; this package turns it into PNG, SVG and terminal text (segno)
-and reads a photo or screenshot of it (zxing-cpp, Pillow). It writes no files: callers
-do, with :func:`bleprov.store.files.write_atomic`, because every rendering is secret.
+and reads a photo or screenshot of it (zxing-cpp, Pillow: the ``photo`` extra, imported
+only when a photo is read). It writes no files: callers do, with
+:func:`bleprov.store.files.write_atomic`, because every rendering is secret.
 """
 
 from __future__ import annotations
 
-from bleprov.labels.decode import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, decode_qr_image
+import importlib
+from pathlib import Path
+
+from bleprov.labels.bounds import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from bleprov.labels.errors import (
     ImageTooLarge,
     LabelError,
     NoQrCode,
     NotABleprovLabel,
+    PhotoReadingUnavailable,
     SeveralQrCodes,
     UnreadableImage,
 )
@@ -26,6 +31,23 @@ from bleprov.labels.render import (
     qr_terminal,
 )
 
+
+def decode_qr_image(
+    path: Path, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS
+) -> str:
+    """The bleprov QR text in a photo or screenshot (``bleprov.labels.decode``);
+    PhotoReadingUnavailable where the ``photo`` extra is missing."""
+    try:
+        decode = importlib.import_module("bleprov.labels.decode")
+    except ImportError:
+        raise PhotoReadingUnavailable(
+            "reading a label from a photo needs zxing-cpp and Pillow: install "
+            "bleprov[photo], or give the label's text (--qr-file) or its code instead"
+        ) from None
+    text: str = decode.decode_qr_image(path, max_bytes=max_bytes, max_pixels=max_pixels)
+    return text
+
+
 __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_IMAGE_PIXELS",
@@ -33,6 +55,7 @@ __all__ = [
     "LabelError",
     "NoQrCode",
     "NotABleprovLabel",
+    "PhotoReadingUnavailable",
     "SeveralQrCodes",
     "UnreadableImage",
     "decode_qr_image",

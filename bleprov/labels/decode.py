@@ -18,6 +18,7 @@ import zxingcpp
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from bleprov.core.onboarding import PayloadError, parse_qr
+from bleprov.labels.bounds import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from bleprov.labels.errors import (
     ImageTooLarge,
     NoQrCode,
@@ -26,12 +27,6 @@ from bleprov.labels.errors import (
     UnreadableImage,
 )
 
-#: A phone camera's JPEG or HEIC-converted photo (48 MP) is under 30 MB; a PNG
-#: screenshot of a 5K display about 20 MB.
-MAX_IMAGE_BYTES: Final = 40 * 1024 * 1024
-#: 48-megapixel phone sensors (8064 x 6048) fit; the grey copy zxing reads is one byte
-#: a pixel, so decoding stays under a few hundred MB.
-MAX_IMAGE_PIXELS: Final = 50_000_000
 #: Only QR codes: a label holds nothing else, and fewer formats means fewer false finds.
 _QR_FORMATS: Final = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
 

@@ -33,11 +33,17 @@ class NotABleprovLabel(LabelError):
     """The image holds a QR code, but not a bleprov onboarding code."""
 
 
+class PhotoReadingUnavailable(LabelError):
+    """Reading a label from a photo needs the ``photo`` extra (zxing-cpp, Pillow), which
+    has no wheels for some platforms (32-bit Raspberry Pi OS)."""
+
+
 __all__ = [
     "ImageTooLarge",
     "LabelError",
     "NoQrCode",
     "NotABleprovLabel",
+    "PhotoReadingUnavailable",
     "SeveralQrCodes",
     "UnreadableImage",
 ]

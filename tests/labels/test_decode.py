@@ -182,3 +182,21 @@ def test_every_label_error_is_a_bleprov_error() -> None:
     for error in (ImageTooLarge, NoQrCode, NotABleprovLabel, SeveralQrCodes, UnreadableImage):
         assert issubclass(error, LabelError)
     assert issubclass(LabelError, BleprovError)
+
+
+def test_without_the_photo_extra_a_photo_gets_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zxing-cpp and Pillow are the ``photo`` extra (no 32-bit ARM wheels): without them,
+    reading a photo says what to install or give instead; nothing else needs them."""
+    import sys
+
+    import bleprov.labels
+    from bleprov.labels import PhotoReadingUnavailable
+
+    monkeypatch.setitem(sys.modules, "zxingcpp", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "bleprov.labels.decode", raising=False)
+    photo = tmp_path / "label.png"
+    photo.write_bytes(b"not read")
+    with pytest.raises(PhotoReadingUnavailable, match=r"bleprov\[photo\]"):
+        bleprov.labels.decode_qr_image(photo)
