@@ -44,7 +44,7 @@ def _child(case: dict[str, Any], out: Path, err: Path) -> None:
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001  (reported as code 99 with its traceback)
+    except BaseException:
         traceback.print_exc()
         code = 99
     finally:

@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +49,10 @@ OK, ERROR, USAGE, NOT_FOUND, AUTHENTICATION, WIFI, INTERRUPTED = 0, 1, 2, 3, 4, 
 
 @dataclass(frozen=True)
 class Case:
-    """``bleprov ARGS`` must exit ``code``; ``{tmp}``, ``{store}``, ``{device}`` and
-    ``{label}`` in ARGS name the module's fixtures."""
+    """``bleprov ARGS`` must exit ``code``; ``{tmp}``, ``{store}``, ``{device}``,
+    ``{label}``, ``{root}``, ``{network}`` (a simulated Wi-Fi), ``{dead}`` (a bumble
+    radio nobody answers) and ``{bus}`` (a D-Bus with no BlueZ on it) in ARGS or ENV
+    name the module's fixtures."""
 
     why: str
     args: tuple[str, ...]
@@ -55,150 +60,154 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def C(why: str, code: int, *args: str, **env: str) -> Case:  # noqa: N802  (a table row)
-    return Case(why, args, code, env)
+def C(why: str, code: int, args: str, **env: str) -> Case:
+    """A row of the table: ``args`` split on spaces (no fixture path has one)."""
+    return Case(why, tuple(args.split()), code, env)
 
 
 #: Bad inputs per command. Every command the app has must appear (test_every_command...).
 CASES: dict[str, list[Case]] = {
     "version": [C("unknown option", USAGE, "--bogus")],
     "demo": [
-        C("unknown mode", USAGE, "--mode", "nope"),
-        C("MTU out of range", USAGE, "--mtu", "5"),
-        C("MTU not a number", USAGE, "--mtu", "many"),
+        C("unknown mode", USAGE, "--mode nope"),
+        C("MTU out of range", USAGE, "--mtu 5"),
+        C("MTU not a number", USAGE, "--mtu many"),
     ],
     "scan": [
-        C("no BlueZ on the system bus", ERROR, "--timeout", "1"),
-        C("bumble radio nobody answers", ERROR, "--radio", DEAD, "--timeout", "1"),
-        C("unknown radio", USAGE, "--radio", "carrier-pigeon"),
-        C("timeout not a number", USAGE, "--timeout", "soon"),
+        C("no system bus", ERROR, "--timeout 1"),
+        C("no BlueZ on the system bus", ERROR, "--timeout 1", DBUS_SYSTEM_BUS_ADDRESS="{bus}"),
+        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1"),
+        C("unknown radio", USAGE, "--radio carrier-pigeon"),
+        C("timeout not a number", USAGE, "--timeout soon"),
     ],
     "provision": [
-        C("MTU out of range, before any radio", USAGE, "--radio", DEAD, "--qr-file", "{label}",
-          "--no-wifi", "--mtu", "5"),
-        C("unknown radio", USAGE, "--radio", "carrier-pigeon", "--qr-file", "{label}"),
-        C("unreadable label file", ERROR, "--radio", DEAD, "--qr-file", "{tmp}/missing"),
-        C("a label file that is no label", ERROR, "--radio", DEAD, "--qr-file", "{tmp}/garbage"),
-        C("bad Wi-Fi security", USAGE, "--radio", DEAD, "--qr-file", "{label}",
-          "--wifi-security", "wep"),
-        C("bumble radio nobody answers", ERROR, "--radio", DEAD, "--qr-file", "{label}",
-          "--no-wifi", "--timeout", "1"),
-        C("no BlueZ on the system bus", ERROR, "--qr-file", "{label}", "--no-wifi",
-          "--timeout", "1"),
-        C("no label source", USAGE, "--radio", DEAD),
-    ],  # fmt: skip
+        C("MTU out of range, before any radio", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --mtu 5"),
+        C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
+        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
+        C("a label file that is no label", ERROR, "--radio {dead} --qr-file {tmp}/garbage"),
+        C("bad Wi-Fi security", USAGE, "--radio {dead} --qr-file {label} --wifi-security wep"),
+        C("bumble radio nobody answers", ERROR,
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --timeout 1"),
+        C("no system bus", ERROR, "--qr-file {label} --trust {root} --no-wifi --timeout 1"),
+        C("no BlueZ on the system bus", ERROR,
+          "--qr-file {label} --trust {root} --no-wifi --timeout 1",
+          DBUS_SYSTEM_BUS_ADDRESS="{bus}"),
+        C("no trusted root", USAGE, "--radio {dead} --qr-file {label} --no-wifi"),
+        C("unreadable trust root", ERROR,
+          "--radio {dead} --qr-file {label} --trust {tmp}/missing --no-wifi"),
+        C("no label source", USAGE, "--radio {dead}"),
+    ],
     "linktest serve": [
-        C("missing --radio", USAGE),
-        C("unknown radio", USAGE, "--radio", "carrier-pigeon"),
-        C("bumble radio nobody answers", ERROR, "--radio", DEAD),
+        C("missing --radio", USAGE, ""),
+        C("unknown radio", USAGE, "--radio carrier-pigeon"),
+        C("bumble radio nobody answers", ERROR, "--radio {dead}"),
     ],
     "linktest run": [
-        C("missing --radio", USAGE),
-        C("bumble radio nobody answers", ERROR, "--radio", DEAD, "--timeout", "1"),
-        C("MTU out of range", USAGE, "--radio", DEAD, "--mtu", "5"),
-        C("no BlueZ on the system bus", ERROR, "--radio", "system", "--timeout", "1"),
+        C("missing --radio", USAGE, ""),
+        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1"),
+        C("MTU out of range", USAGE, "--radio {dead} --mtu 5"),
+        C("no system bus", ERROR, "--radio system --timeout 1"),
     ],
     "radio hub": [
-        C("ports not numbers", USAGE, "--ports", "a,b"),
-        C("port out of range", USAGE, "--ports", "70000"),
+        C("ports not numbers", USAGE, "--ports a,b"),
+        C("port out of range", USAGE, "--ports 70000"),
     ],
     "factory init": [
-        C("missing --name", USAGE, "--dir", "{tmp}/f2"),
-        C("no passphrase, no terminal", ERROR, "--dir", "{tmp}/f3", "--name", "Acme",
+        C("missing --name", USAGE, "--dir {tmp}/f2"),
+        C("no passphrase, no terminal", ERROR, "--dir {tmp}/f3 --name Acme",
           BLEPROV_FACTORY_PASSPHRASE=""),
-        C("a file where the directory goes", ERROR, "--dir", "{tmp}/garbage", "--name", "Acme"),
-    ],  # fmt: skip
+        C("a file where the directory goes", ERROR, "--dir {tmp}/garbage --name Acme"),
+    ],
     "factory device": [
-        C("unknown mode", USAGE, "--dir", "{tmp}/factory", "--out", "{tmp}/d2", "--modes", "qr,x"),
-        C("no factory there", ERROR, "--dir", "{tmp}/missing", "--out", "{tmp}/d2"),
-        C("wrong factory passphrase", ERROR, "--dir", "{tmp}/factory", "--out", "{tmp}/d2",
+        C("unknown mode", USAGE, "--dir {tmp}/factory --out {tmp}/d2 --modes qr,x"),
+        C("no factory there", ERROR, "--dir {tmp}/missing --out {tmp}/d2"),
+        C("wrong factory passphrase", ERROR, "--dir {tmp}/factory --out {tmp}/d2",
           BLEPROV_FACTORY_PASSPHRASE=WRONG["BLEPROV_FACTORY_PASSPHRASE"]),
-    ],  # fmt: skip
+    ],
     "device factory-reset": [
-        C("no store there", ERROR, "--store", "{tmp}/missing", "--yes"),
-        C("no confirmation, no terminal", ERROR, "--store", "{store}"),
+        C("no store there", ERROR, "--store {tmp}/missing --yes"),
+        C("no confirmation, no terminal", ERROR, "--store {store}"),
     ],
     "device init": [
-        C("unknown key provider", USAGE, "--store", "{tmp}/s2", "--from", "{device}",
-          "--key-provider", "nope"),
-        C("no device record there", ERROR, "--store", "{tmp}/s2", "--from", "{tmp}/missing"),
-        C("wrong device passphrase", ERROR, "--store", "{tmp}/s2", "--from", "{device}",
+        C("unknown key provider", USAGE, "--store {tmp}/s2 --from {device} --key-provider nope"),
+        C("no device record there", ERROR, "--store {tmp}/s2 --from {tmp}/missing"),
+        C("wrong device passphrase", ERROR, "--store {tmp}/s2 --from {device}",
           BLEPROV_DEVICE_PASSPHRASE=WRONG["BLEPROV_DEVICE_PASSPHRASE"]),
-        C("a store there already", ERROR, "--store", "{store}", "--from", "{device}"),
-    ],  # fmt: skip
+        C("a store there already", ERROR, "--store {store} --from {device}"),
+    ],
     "device serve": [
-        C("unknown UI", USAGE, "--store", "{store}", "--radio", DEAD, "--network", "simulated",
-          "--ui", "lcd"),
-        C("unknown radio", USAGE, "--store", "{store}", "--radio", "carrier-pigeon",
-          "--network", "simulated"),
-        C("no store there", ERROR, "--store", "{tmp}/missing", "--radio", DEAD,
-          "--network", f"simulated:{EXAMPLE_NETWORK}"),
-        C("unknown network", USAGE, "--store", "{store}", "--radio", DEAD, "--network", "ether"),
-        C("bumble radio nobody answers", ERROR, "--store", "{store}", "--radio", DEAD,
-          "--network", f"simulated:{EXAMPLE_NETWORK}"),
-        C("bad --tls endpoint", USAGE, "--store", "{store}", "--radio", DEAD,
-          "--network", f"simulated:{EXAMPLE_NETWORK}", "--tls", "nowhere"),
-    ],  # fmt: skip
+        C("unknown UI", USAGE, "--store {store} --radio {dead} --network simulated --ui lcd"),
+        C("unknown radio", USAGE, "--store {store} --radio carrier-pigeon --network simulated"),
+        C("no store there", ERROR, "--store {tmp}/missing --radio {dead} --network {network}"),
+        C("unknown network", USAGE, "--store {store} --radio {dead} --network ether"),
+        C("bumble radio nobody answers", ERROR,
+          "--store {store} --radio {dead} --network {network}"),
+        C("no system bus", ERROR, "--store {store} --radio bluez --network {network}"),
+        C("no BlueZ on the system bus", ERROR,
+          "--store {store} --radio bluez --network {network}", DBUS_SYSTEM_BUS_ADDRESS="{bus}"),
+        C("bad --tls endpoint", USAGE,
+          "--store {store} --radio {dead} --network {network} --tls nowhere"),
+    ],
     "zone init": [
-        C("missing --admin", USAGE, "--dir", "{tmp}/z2", "--name", "Home"),
-        C("no passphrase, no terminal", ERROR, "--dir", "{tmp}/z3", "--name", "Home",
-          "--admin", "alice", BLEPROV_ZONE_PASSPHRASE=""),
-    ],  # fmt: skip
-    "zone list": [C("no hub there", ERROR, "--dir", "{tmp}/missing")],
+        C("missing --admin", USAGE, "--dir {tmp}/z2 --name Home"),
+        C("no passphrase, no terminal", ERROR, "--dir {tmp}/z3 --name Home --admin alice",
+          BLEPROV_ZONE_PASSPHRASE=""),
+    ],
+    "zone list": [C("no hub there", ERROR, "--dir {tmp}/missing")],
     "zone show": [
-        C("no hub there", ERROR, "DEV", "--dir", "{tmp}/missing"),
-        C("missing device", USAGE, "--dir", "{tmp}/missing"),
+        C("no hub there", ERROR, "DEV --dir {tmp}/missing"),
+        C("missing device", USAGE, "--dir {tmp}/missing"),
     ],
-    "zone revoke": [C("no hub there", ERROR, "DEV", "--dir", "{tmp}/missing", "--user", "alice")],
+    "zone revoke": [C("no hub there", ERROR, "DEV --dir {tmp}/missing --user alice")],
     "zone open-window": [
-        C("bad purpose", USAGE, "DEV", "--dir", "{tmp}/missing", "--user", "alice",
-          "--address", "127.0.0.1:1", "--purpose", "party"),
-        C("minutes not a number", USAGE, "DEV", "--dir", "{tmp}/missing", "--user", "alice",
-          "--address", "127.0.0.1:1", "--minutes", "soon"),
-        C("no hub there", ERROR, "DEV", "--dir", "{tmp}/missing", "--user", "alice",
-          "--address", "127.0.0.1:1"),
-    ],  # fmt: skip
-    "zone serve": [
-        C("no hub there", ERROR, "--dir", "{tmp}/missing"),
-        C("bad listen address", USAGE, "--dir", "{tmp}/missing", "--listen", "here"),
+        C("bad purpose", USAGE,
+          "DEV --dir {tmp}/missing --user alice --address 127.0.0.1:1 --purpose party"),
+        C("minutes not a number", USAGE,
+          "DEV --dir {tmp}/missing --user alice --address 127.0.0.1:1 --minutes soon"),
+        C("no hub there", ERROR, "DEV --dir {tmp}/missing --user alice --address 127.0.0.1:1"),
     ],
-    "zone export": [C("no hub there", ERROR, "--dir", "{tmp}/missing", "--out", "{tmp}/x")],
-    "zone audit": [C("no hub there", ERROR, "--dir", "{tmp}/missing")],
+    "zone serve": [
+        C("no hub there", ERROR, "--dir {tmp}/missing"),
+        C("bad listen address", USAGE, "--dir {tmp}/missing --listen here"),
+    ],
+    "zone export": [C("no hub there", ERROR, "--dir {tmp}/missing --out {tmp}/x")],
+    "zone audit": [C("no hub there", ERROR, "--dir {tmp}/missing")],
     "zone user add": [
-        C("bad role", USAGE, "bob", "--dir", "{tmp}/missing", "--role", "king", "--user", "a"),
-        C("no hub there", ERROR, "bob", "--dir", "{tmp}/missing", "--role", "member",
-          "--user", "alice"),
-    ],  # fmt: skip
-    "zone user list": [C("no hub there", ERROR, "--dir", "{tmp}/missing")],
+        C("bad role", USAGE, "bob --dir {tmp}/missing --role king --user alice"),
+        C("no hub there", ERROR, "bob --dir {tmp}/missing --role member --user alice"),
+    ],
+    "zone user list": [C("no hub there", ERROR, "--dir {tmp}/missing")],
     "label make": [
-        C("unknown mode", USAGE, "--dir", "{tmp}/factory", "--out", "{tmp}/d3", "--modes", "x"),
-        C("no factory there", ERROR, "--dir", "{tmp}/missing", "--out", "{tmp}/d3"),
+        C("unknown mode", USAGE, "--dir {tmp}/factory --out {tmp}/d3 --modes x"),
+        C("no factory there", ERROR, "--dir {tmp}/missing --out {tmp}/d3"),
     ],
     "label show": [
         C("no device directory", ERROR, "{tmp}/missing"),
-        C("missing argument", USAGE),
+        C("missing argument", USAGE, ""),
     ],
     "label decode": [
         C("no image there", ERROR, "{tmp}/missing"),
         C("not an image", ERROR, "{tmp}/garbage"),
     ],
     "peer bind": [
-        C("bumble radio nobody answers", ERROR, "--radio", DEAD, "--qr-file", "{label}",
-          "--timeout", "1"),
-        C("unreadable label file", ERROR, "--radio", DEAD, "--qr-file", "{tmp}/missing"),
-    ],  # fmt: skip
+        C("bumble radio nobody answers", ERROR,
+          "--radio {dead} --qr-file {label} --trust {root} --timeout 1"),
+        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
+        C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
+    ],
     "peer open-window": [
-        C("bad purpose", USAGE, "DEV", "--purpose", "party"),
-        C("minutes out of range", USAGE, "DEV", "--minutes", "-1"),
-        C("device not bound here", ERROR, "DEV", "--address", "127.0.0.1:1"),
+        C("bad purpose", USAGE, "DEV --purpose party"),
+        C("minutes out of range", USAGE, "DEV --minutes -1"),
+        C("device not bound here", ERROR, "DEV --address 127.0.0.1:1"),
     ],
-    "peer close-window": [C("device not bound here", ERROR, "DEV", "--address", "127.0.0.1:1")],
-    "peer list": [C("host dir is a file", ERROR, "--host-dir", "{tmp}/garbage")],
+    "peer close-window": [C("device not bound here", ERROR, "DEV --address 127.0.0.1:1")],
+    "peer list": [C("host dir is a file", ERROR, "--host-dir {tmp}/garbage")],
     "peer unbind": [
-        C("device not bound here", ERROR, "DEV", "--address", "127.0.0.1:1"),
-        C("missing device", USAGE),
+        C("device not bound here", ERROR, "DEV --address 127.0.0.1:1"),
+        C("missing device", USAGE, ""),
     ],
-}
+}  # fmt: skip
 
 
 def commands() -> list[str]:
@@ -255,8 +264,38 @@ class Matrix:
     env: dict[str, str]
 
 
+@contextmanager
+def bus_without_bluez() -> Iterator[str]:
+    """A private D-Bus daemon taken for the system bus: reachable, but no BlueZ on it."""
+    daemon = shutil.which("dbus-daemon")
+    if daemon is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    directory = tempfile.mkdtemp(prefix="bleprov-bus-", dir="/tmp")  # a short socket path
+    proc = subprocess.Popen(
+        [daemon, "--session", "--nofork", "--nopidfile", "--print-address=1",
+         f"--address=unix:path={directory}/bus"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+    with bus_without_bluez() as bus:
+        yield from _matrix(tmp_path_factory, bus)
+
+
+def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matrix]:
     tmp = tmp_path_factory.mktemp("bad-input")
     (tmp / "garbage").write_text("this is not what you are looking for\n")
     (tmp / "home").mkdir()
@@ -279,6 +318,10 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         "{store}": str(tmp / "store"),
         "{device}": str(device),
         "{label}": str(device / "label.txt"),
+        "{root}": str(tmp / "factory" / "root.pem"),
+        "{bus}": bus,
+        "{network}": str(EXAMPLE_NETWORK),
+        "{dead}": DEAD,
     }
 
     def expand(text: str) -> str:
@@ -293,7 +336,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         runs.append(case(*command.split(), "--help"))
         for bad in CASES.get(command, []):
             keys.append((command, bad.why))
-            runs.append(case(*command.split(), *map(expand, bad.args), **bad.env))
+            extra = {name: expand(value) for name, value in bad.env.items()}
+            runs.append(case(*command.split(), *map(expand, bad.args), **extra))
     init = case("device", "init", "--store", fill["{store}"], "--from", fill["{device}"])
     [[initialised], results] = _fork_run(tmp, [[init], runs])
     assert initialised["code"] == 0, initialised

@@ -62,6 +62,19 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
+def check_radio(text: str | None) -> str | None:
+    """``--radio`` checked as the options are parsed, before anything opens: a typo is
+    bad usage (exit 2), not a failure after a scan."""
+    from bleprov.radio.spec import RadioSpec, RadioSpecError
+
+    if text is not None:
+        try:
+            RadioSpec.parse(text)
+        except RadioSpecError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return text
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
@@ -83,7 +96,9 @@ def demo(
     mode: Annotated[
         str, typer.Option(help="Out-of-band mode: qr, code, compare, passkey or button.")
     ] = "qr",
-    mtu: Annotated[int, typer.Option(help="ATT MTU the host asks for (23..517).")] = 247,
+    mtu: Annotated[
+        int, typer.Option(min=23, max=517, help="ATT MTU the host asks for (23..517).")
+    ] = 247,
     interval_ms: Annotated[
         float, typer.Option(help="Model a connection interval (ms); 0 = no latency.")
     ] = 0.0,
@@ -104,7 +119,9 @@ def demo(
 
 @linktest_app.command("serve")
 def linktest_serve(
-    radio: Annotated[str, typer.Option(help="Radio: bluez, or bumble:<transport>.")],
+    radio: Annotated[
+        str, typer.Option(help="Radio: bluez, or bumble:<transport>.", callback=check_radio)
+    ],
     discriminator: Annotated[
         int, typer.Option(help="12-bit discriminator to advertise (random if omitted).")
     ] = -1,
@@ -119,10 +136,14 @@ def linktest_serve(
 
 @linktest_app.command("run")
 def linktest_run(
-    radio: Annotated[str, typer.Option(help="Radio: system, or bumble:<transport>.")],
+    radio: Annotated[
+        str, typer.Option(help="Radio: system, or bumble:<transport>.", callback=check_radio)
+    ],
     discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
     size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
-    mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 517,
+    mtu: Annotated[
+        int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
+    ] = 517,
     timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 10.0,
 ) -> None:
     """Host side: find a link-test device, echo messages, report time and frames."""

@@ -34,10 +34,6 @@ class DeviceInitError(BleprovError):
     """``device init`` cannot import the record (store present, no key provider)."""
 
 
-class RadioUnavailable(BleprovError):
-    """``device serve`` could not open its radio."""
-
-
 class StoreExists(DeviceInitError):
     """``device init`` found a store already: it never overwrites one."""
 
@@ -300,14 +296,7 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with contextlib.AsyncExitStack() as stack:
-        try:
-            peripheral = await stack.enter_async_context(open_peripheral(spec, name=options.name))
-        except OSError as exc:
-            raise RadioUnavailable(
-                f"cannot open the radio {options.radio} ({exc.strerror or exc}): for virtual "
-                "radios start `bleprov radio hub` first; for bluez check `bluetoothctl show`; "
-                "for a dongle check that it is plugged in and not claimed by BlueZ"
-            ) from None
+        peripheral = await stack.enter_async_context(open_peripheral(spec, name=options.name))
         runtime = DeviceRuntime(
             store,
             peripheral,

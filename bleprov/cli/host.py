@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from bleprov.cli import check_radio
 from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
@@ -41,7 +42,7 @@ from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
 from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
 from bleprov.radio.host_link import DeviceNotFound, scan
-from bleprov.radio.spec import RadioSpec, open_central
+from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
 from bleprov.service.provisioning import (
     OWNED_STATES,
@@ -56,6 +57,7 @@ from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 
+EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_AUTHENTICATION = 4
 EXIT_WIFI = 5
@@ -81,6 +83,11 @@ _SECURITY = {
 
 class HostError(BleprovError):
     """Something the user gave the host command cannot be used (says what to do)."""
+
+
+class HostUsage(HostError):
+    """The options do not make a command: one missing, or two that exclude each other
+    (exit 2, like typer's own usage errors)."""
 
 
 def default_host_dir() -> Path:
@@ -217,7 +224,7 @@ class LabelSource:
             if getattr(self, name)
         ]
         if len(chosen) != 1:
-            raise HostError(
+            raise HostUsage(
                 "say how to authenticate, exactly once: --qr-file, --qr-image, --ndef, "
                 "--printed-key, --manual-code, --scratch-card, --compare, --passkey, --button, "
                 "or --window-code (a device that has an owner)"
@@ -498,14 +505,14 @@ async def provision_device(
         TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
     )
     if not trust.roots and not allow_unknown_manufacturer:
-        raise HostError(
+        raise HostUsage(
             "no manufacturer root to check the device against: give --trust ROOT.pem "
             "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
         )
     if target.zone is not None and target.peer:
-        raise HostError("choose --zone or --peer, not both")
+        raise HostUsage("choose --zone or --peer, not both")
     if target.zone is not None and allow_unknown_manufacturer:
-        raise HostError(
+        raise HostUsage(
             "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
             "only a device whose attestation chains to a trusted manufacturer root; give "
             "the factory's root.pem with --trust"
@@ -515,7 +522,7 @@ async def provision_device(
     try:
         if target.zone is not None:
             if target.user is None:
-                raise HostError("--zone needs --user (an admin of the zone)")
+                raise HostUsage("--zone needs --user (an admin of the zone)")
             hub = _open_hub(target.zone, target.registry_url)
             user = _authenticate(hub, hub.registry, target.user, target.user_key)
             from bleprov.service.zone_hub import ZoneEnroller
@@ -649,6 +656,8 @@ def exit_code_for(exc: BleprovError) -> int:
         return EXIT_AUTHENTICATION
     if isinstance(exc, WifiNotJoined):
         return EXIT_WIFI
+    if isinstance(exc, HostUsage | RadioSpecError):
+        return EXIT_USAGE
     return 1
 
 
@@ -690,10 +699,10 @@ async def unbind_peer(
 
 def _address(address: str | None) -> tuple[str, int]:
     if address is None:
-        raise HostError("give the device's validated-connection address (--address HOST:PORT)")
+        raise HostUsage("give the device's validated-connection address (--address HOST:PORT)")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise HostError("--address is HOST:PORT")
+        raise HostUsage("--address is HOST:PORT")
     return host, int(port)
 
 
@@ -818,7 +827,9 @@ TimeoutArg = Annotated[float, typer.Option(help="Seconds to find the device.")]
 RadioArg = Annotated[
     str,
     typer.Option(
-        "--radio", help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>."
+        "--radio",
+        help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>.",
+        callback=check_radio,
     ),
 ]
 
@@ -906,7 +917,9 @@ def register(app: typer.Typer) -> None:
         broker_ca: Annotated[
             Path | None, typer.Option(help="CA certificate of an mqtts:// broker.")
         ] = None,
-        mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 247,
+        mtu: Annotated[
+            int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
+        ] = 247,
         timeout: TimeoutArg = 15.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     ) -> None:

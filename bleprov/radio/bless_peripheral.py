@@ -41,8 +41,8 @@ from bless.backends.characteristic import GATTCharacteristicProperties
 from bless.backends.descriptor import GATTDescriptorProperties
 from bless.backends.server import BaseBlessServer
 
-from bleprov.core.errors import BleprovError
 from bleprov.core.profile import USER_DESCRIPTION_UUID, GattProfile
+from bleprov.radio.errors import RadioUnavailable
 from bleprov.radio.peripheral import (
     CentralConnected,
     CentralDisconnected,
@@ -98,10 +98,6 @@ _ALREADY_GONE: Final = frozenset(
 BackendKind = Literal["hooks", "bluez", "generic"]
 #: Builds a bless server from the advertised name (called inside the running loop).
 ServerFactory = Callable[[str], Any]
-
-
-class RadioUnavailable(BleprovError):
-    """The Bluetooth stack cannot be reached (no system D-Bus, no BlueZ, no adapter...)."""
 
 
 class LinkListener(Protocol):

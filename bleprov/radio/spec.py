@@ -14,11 +14,18 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from bumble.transport.common import TransportInitError, TransportLostError, TransportSpecError
 
 from bleprov.core.errors import BleprovError
+from bleprov.radio.errors import RadioUnavailable, bumble_radio_unavailable
 from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.peripheral import Peripheral
+
+if TYPE_CHECKING:
+    from bumble.device import Device
+    from bumble.transport.common import Transport
 
 DEFAULT_DEVICE_ADDRESS: Final = "F0:B1:E9:00:00:01"
 DEFAULT_HOST_ADDRESS: Final = "C0:B1:E9:00:00:01"
@@ -58,12 +65,13 @@ async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[Cent
     if spec.kind == "system":
         yield CentralRadio.system()
         return
-    from bleprov.radio.virtual import open_hci_device
-
     address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_HOST_ADDRESS)
-    device, transport = await open_hci_device(spec.transport, name="bleprov-host", address=address)
+    device, transport = await _open_bumble(spec, name="bleprov-host", address=address)
     try:
-        await device.power_on()
+        try:
+            await device.power_on()
+        except TRANSPORT_ERRORS as exc:
+            raise bumble_radio_unavailable(spec.transport, exc) from None
         yield CentralRadio.bumble(device, mtu=mtu)
     finally:
         await transport.close()
@@ -78,11 +86,28 @@ async def open_peripheral(spec: RadioSpec, *, name: str = "bleprov") -> AsyncIte
         yield BlessPeripheral(name=name)
         return
     from bleprov.radio.bumble_peripheral import BumblePeripheral
-    from bleprov.radio.virtual import open_hci_device
 
     address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_DEVICE_ADDRESS)
-    device, transport = await open_hci_device(spec.transport, name=name, address=address)
+    device, transport = await _open_bumble(spec, name=name, address=address)
     try:
         yield BumblePeripheral(device)
     finally:
         await transport.close()
+
+
+#: What opening a bumble transport raises when nothing (or no controller) answers there.
+TRANSPORT_ERRORS: Final = (OSError, TransportInitError, TransportLostError, TransportSpecError)
+
+
+async def _open_bumble(spec: RadioSpec, *, name: str, address: str) -> tuple[Device, Transport]:
+    """The transport ``spec`` names and a device on it; :class:`RadioUnavailable` when
+    nothing answers there (a hub not started, a dongle unplugged)."""
+    from bleprov.radio.virtual import open_hci_device
+
+    try:
+        return await open_hci_device(spec.transport, name=name, address=address)
+    except TRANSPORT_ERRORS as exc:
+        raise bumble_radio_unavailable(spec.transport, exc) from None
+
+
+__all__ = ["RadioSpec", "RadioSpecError", "RadioUnavailable", "open_central", "open_peripheral"]
