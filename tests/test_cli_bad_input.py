@@ -44,13 +44,15 @@ WRONG = {
     "BLEPROV_ZONE_PASSPHRASE": "wrong zone secret 7733",
     "BLEPROV_USER_PASSPHRASE": "wrong user secret 7734",
 }
+#: An environment value that removes the variable (a secret not given at all).
+UNSET = "<unset>"
 OK, ERROR, USAGE, NOT_FOUND, AUTHENTICATION, WIFI, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
 
 
 @dataclass(frozen=True)
 class Case:
     """``bleprov ARGS`` must exit ``code``; ``{tmp}``, ``{store}``, ``{device}``,
-    ``{label}``, ``{root}``, ``{network}`` (a simulated Wi-Fi), ``{dead}`` (a bumble
+    ``{label}``, ``{root}``, ``{network}`` (simulated Wi-Fi), ``{dead}`` (a bumble
     radio nobody answers) and ``{bus}`` (a D-Bus with no BlueZ on it) in ARGS or ENV
     name the module's fixtures."""
 
@@ -116,7 +118,8 @@ CASES: dict[str, list[Case]] = {
     "factory init": [
         C("missing --name", USAGE, "--dir {tmp}/f2"),
         C("no passphrase, no terminal", ERROR, "--dir {tmp}/f3 --name Acme",
-          BLEPROV_FACTORY_PASSPHRASE=""),
+          BLEPROV_FACTORY_PASSPHRASE=UNSET),
+        C("empty passphrase", ERROR, "--dir {tmp}/f3 --name Acme", BLEPROV_FACTORY_PASSPHRASE=""),
         C("a file where the directory goes", ERROR, "--dir {tmp}/garbage --name Acme"),
     ],
     "factory device": [
@@ -135,6 +138,8 @@ CASES: dict[str, list[Case]] = {
         C("wrong device passphrase", ERROR, "--store {tmp}/s2 --from {device}",
           BLEPROV_DEVICE_PASSPHRASE=WRONG["BLEPROV_DEVICE_PASSPHRASE"]),
         C("a store there already", ERROR, "--store {store} --from {device}"),
+        C("no passphrase, no terminal", ERROR, "--store {tmp}/s2 --from {device}",
+          BLEPROV_DEVICE_PASSPHRASE=UNSET),
     ],
     "device serve": [
         C("unknown UI", USAGE, "--store {store} --radio {dead} --network simulated --ui lcd"),
@@ -152,7 +157,7 @@ CASES: dict[str, list[Case]] = {
     "zone init": [
         C("missing --admin", USAGE, "--dir {tmp}/z2 --name Home"),
         C("no passphrase, no terminal", ERROR, "--dir {tmp}/z3 --name Home --admin alice",
-          BLEPROV_ZONE_PASSPHRASE=""),
+          BLEPROV_ZONE_PASSPHRASE=UNSET),
     ],
     "zone list": [C("no hub there", ERROR, "--dir {tmp}/missing")],
     "zone show": [
@@ -302,7 +307,8 @@ def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matr
     env = _base_env(tmp)
 
     def case(*argv: str, **extra: str) -> dict[str, Any]:
-        return {"argv": list(argv), "env": {**env, **extra}, "timeout": 40}
+        given = {name: value for name, value in {**env, **extra}.items() if value != UNSET}
+        return {"argv": list(argv), "env": given, "timeout": 40}
 
     made = _fork_run(
         tmp,
@@ -320,7 +326,7 @@ def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matr
         "{label}": str(device / "label.txt"),
         "{root}": str(tmp / "factory" / "root.pem"),
         "{bus}": bus,
-        "{network}": str(EXAMPLE_NETWORK),
+        "{network}": f"simulated:{EXAMPLE_NETWORK}",
         "{dead}": DEAD,
     }
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import secrets
 import sys
 from collections.abc import Coroutine
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bleprov import __version__
 from bleprov.cli.zone import zone_app
@@ -301,8 +304,17 @@ def device_factory_reset(
     A physical action: it runs on the device (its shell or its reset button), never
     over the air. Remotely only the bound owner can ask for it, over a secure session.
     """
-    from bleprov.store.device_store import DeviceStore
+    from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
 
+    if not (store / STORE_FILE_NAME).exists():
+        err_console.print(
+            f"[bold red]error:[/] no device store in {escape(str(store))}: nothing to reset "
+            "(check --store)"
+        )
+        raise typer.Exit(EXIT_ERROR)
+    if not yes and not sys.stdin.isatty():
+        err_console.print("[bold red]error:[/] no terminal to confirm on: give --yes")
+        raise typer.Exit(EXIT_ERROR)
     if not yes and not typer.confirm(f"Factory-reset the device store in {store}?"):
         raise typer.Exit(EXIT_ERROR)
     try:
@@ -322,9 +334,51 @@ from bleprov.cli.host import register as _register_host_commands  # noqa: E402
 _register_host_commands(app)
 from bleprov.cli import device as _device_commands  # noqa: E402, F401  (registers device init/serve)
 
+#: pydantic's wording, which typer passes through for a value it cannot convert.
+_PYDANTIC_WORDS = re.compile(r"^Input should be (?:a valid |an? )?(?P<what>[^,]+?)(?:,.*)?$")
+
+
+def plain_words(message: str) -> str:
+    """A conversion error in words: "Input should be a valid integer, unable to parse
+    string as an integer" (pydantic, through typer) reads "give a whole number"."""
+    message = message.strip().removeprefix("Value error, ")
+    match = _PYDANTIC_WORDS.match(message)
+    if match is None:
+        return message
+    what = match.group("what")
+    if not message.startswith("Input should be a valid "):
+        return f"it should be {what}"
+    return {"integer": "give a whole number", "number": "give a number"}.get(
+        what, f"give a valid {what}"
+    )
+
 
 def main() -> None:
+    """``bleprov``: typer runs the command; its usage errors are shown in words (exit 2),
+    and a file or directory the system refuses is one line (exit 1), never a traceback."""
+    from typer import rich_utils
+    from typer._click.exceptions import ClickException
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        exc.message = plain_words(exc.message)
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        rich_utils.rich_abort_error()
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
+        err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}")
+        sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A file the system refused, in one line: which, why, and what to check."""
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{reason} (check the path and its permissions)"

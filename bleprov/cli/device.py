@@ -186,13 +186,14 @@ def device_serve(
     Prints one `ready: ...` line once advertising; SIGTERM or SIGINT stop it cleanly
     (an enrolment in progress is rolled back).
     """
-    from bleprov.service.device_daemon import parse_endpoint, parse_radio
+    from bleprov.service.device_daemon import parse_endpoint, parse_network, parse_radio
 
     if ui not in ("console", "gpio"):
         err_console.print(f"[bold red]error:[/] unknown UI {ui!r}: use console or gpio")
         raise typer.Exit(2)
     try:
         spec = parse_radio(radio)
+        parse_network(network)
         tls_endpoint = parse_endpoint(tls) if tls else None
         hub_endpoint = parse_endpoint(hub) if hub else None
     except BleprovError as exc:

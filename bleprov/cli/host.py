@@ -1019,7 +1019,9 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("open-window")
     def peer_open_window(
-        device: Annotated[str, typer.Argument(help="The device ID (you must be its owner).")],
+        device: Annotated[
+            str, typer.Argument(metavar="DEVICE", help="The device ID (you must be its owner).")
+        ],
         address: Annotated[
             str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
         ] = None,
@@ -1046,7 +1048,9 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("close-window")
     def peer_close_window(
-        device: Annotated[str, typer.Argument(help="The device ID (you must be its owner).")],
+        device: Annotated[
+            str, typer.Argument(metavar="DEVICE", help="The device ID (you must be its owner).")
+        ],
         address: Annotated[
             str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
         ] = None,
@@ -1071,7 +1075,7 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("unbind")
     def peer_unbind(
-        device: Annotated[str, typer.Argument(help="The device ID.")],
+        device: Annotated[str, typer.Argument(metavar="DEVICE", help="The device ID.")],
         address: Annotated[
             str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
         ] = None,

@@ -111,7 +111,9 @@ def make(
 
 @label_app.command("show")
 def show(
-    device_dir: Annotated[Path, typer.Argument(help="A device directory (devices/<ID>).")],
+    device_dir: Annotated[
+        Path, typer.Argument(metavar="DIR", help="A device directory (devices/<ID>).")
+    ],
 ) -> None:
     """Print a device's QR code in the terminal and its printed codes (secret)."""
     from bleprov.store.factory_files import read_label
@@ -135,7 +137,9 @@ def public_fields(payload: OnboardingPayload) -> dict[str, Any]:
 
 @label_app.command("decode")
 def decode(
-    image: Annotated[Path, typer.Argument(help="A photo or screenshot of the label.")],
+    image: Annotated[
+        Path, typer.Argument(metavar="IMAGE", help="A photo or screenshot of the label.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Read the QR code in a photo or screenshot; print its public fields only."""

@@ -26,9 +26,12 @@ class RadioUnavailable(BleprovError):
 
 def system_radio_unavailable(cause: BaseException) -> RadioUnavailable:
     """The typed error for the system stack failing with ``cause`` (bleak, D-Bus, OS)."""
-    return RadioUnavailable(
-        f"the system Bluetooth is unavailable ({reason(cause)}): {SYSTEM_RADIO_HINT}"
-    )
+    why = reason(cause)
+    if isinstance(cause, OSError):
+        why = f"no system D-Bus: {why}"
+    elif getattr(cause, "dbus_error", "") == "org.freedesktop.DBus.Error.ServiceUnknown":
+        why = "BlueZ is not on the system D-Bus"
+    return RadioUnavailable(f"the system Bluetooth is unavailable ({why}): {SYSTEM_RADIO_HINT}")
 
 
 def bumble_radio_unavailable(transport: str, cause: BaseException) -> RadioUnavailable:

@@ -87,31 +87,38 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+def parse_network(text: str) -> tuple[str, str]:
+    """``--network`` as (kind, argument), checked before anything opens (a typo is bad
+    usage): ``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
+    kind, _, argument = text.partition(":")
+    if kind not in ("simulated", "networkmanager", "wpa-supplicant"):
+        raise DaemonConfigError(
+            f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
+            "wpa-supplicant[:IFACE]"
+        )
+    if kind == "simulated" and not argument:
+        raise DaemonConfigError(
+            "simulated needs its environment file: simulated:FILE "
+            "(see bleprov/network/simulated_example.toml)"
+        )
+    return kind, argument
+
+
 def open_network(text: str) -> NetworkBackend:
     """``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
-    kind, _, argument = text.partition(":")
+    kind, argument = parse_network(text)
     if kind == "simulated":
         from bleprov.network.simulated import SimulatedWifi
 
-        if not argument:
-            raise DaemonConfigError(
-                "simulated needs its environment file: simulated:FILE "
-                "(see bleprov/network/simulated_example.toml)"
-            )
         return SimulatedWifi.from_file(Path(argument))
     if kind == "networkmanager":
         from bleprov.network.networkmanager import NetworkManagerWifi
 
         return NetworkManagerWifi(interface=argument or None)
-    if kind == "wpa-supplicant":
-        from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
+    from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
 
-        path = Path(DEFAULT_CTRL_PATH)
-        return WpaSupplicantWifi(path.parent / argument if argument else path)
-    raise DaemonConfigError(
-        f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
-        "wpa-supplicant[:IFACE]"
-    )
+    path = Path(DEFAULT_CTRL_PATH)
+    return WpaSupplicantWifi(path.parent / argument if argument else path)
 
 
 # ------------------------------------------------------------- network, logged
