@@ -86,6 +86,18 @@ def _main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_one_line)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """Log records without their traceback (a library logging a lost radio with its
+    stack, e.g. bumble): one line a person reads; ``--verbose`` keeps the stack."""
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    return True
 
 
 @app.command()

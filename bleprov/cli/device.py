@@ -22,7 +22,9 @@ from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
     from bleprov.broker.client import BrokerConfig
+    from bleprov.network.base import NetworkBackend
     from bleprov.radio.spec import RadioSpec
+    from bleprov.service.device_ui import DeviceUiHooks
     from bleprov.store.device_store import DeviceStore
 
 
@@ -262,16 +264,8 @@ def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     from bleprov.core.wifi import network_tag
-    from bleprov.radio.spec import open_peripheral
-    from bleprov.service.device_daemon import (
-        DaemonService,
-        DeviceDaemon,
-        LoggedNetwork,
-        ValidatedConnections,
-        open_network,
-    )
-    from bleprov.service.device_runtime import DeviceRuntime
-    from bleprov.service.device_ui import ConsoleUi, DeviceUiHooks, GpioUi
+    from bleprov.service.device_daemon import LoggedNetwork, open_network
+    from bleprov.service.device_ui import ConsoleUi, GpioUi
     from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
 
     if not (options.store / STORE_FILE_NAME).exists():
@@ -293,11 +287,41 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     )
 
     stop = asyncio.Event()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        """SIGTERM or SIGINT: stop cleanly; a second one while closing: stop at once."""
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        await _serve(options, spec, store, interface, backend, stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+        raise KeyboardInterrupt from None  # the second signal: exit 130, no traceback
+
+
+async def _serve(
+    options: ServeOptions,
+    spec: RadioSpec,
+    store: DeviceStore,
+    interface: DeviceUiHooks,
+    backend: NetworkBackend,
+    stop: asyncio.Event,
+) -> None:
+    """The daemon on its radio until ``stop`` is set or the radio goes away."""
+    from bleprov.radio.spec import open_watched_peripheral
+    from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
+    from bleprov.service.device_runtime import DeviceRuntime
+
     async with contextlib.AsyncExitStack() as stack:
-        peripheral = await stack.enter_async_context(open_peripheral(spec, name=options.name))
+        radio = await stack.enter_async_context(open_watched_peripheral(spec, name=options.name))
+        peripheral = radio.peripheral
         runtime = DeviceRuntime(
             store,
             peripheral,
@@ -321,4 +345,4 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
         daemon = DeviceDaemon(
             runtime, interface, radio_name=options.radio, emit=_emit, services=services
         )
-        await daemon.run(stop)
+        await daemon.run(stop, radio.lost)

@@ -24,6 +24,11 @@ class RadioUnavailable(BleprovError):
     check."""
 
 
+class RadioLost(RadioUnavailable):
+    """The radio went away while the daemon ran (the hub stopped, the dongle was pulled):
+    the daemon exits non-zero so that its service manager starts it again."""
+
+
 def system_radio_unavailable(cause: BaseException) -> RadioUnavailable:
     """The typed error for the system stack failing with ``cause`` (bleak, D-Bus, OS)."""
     why = reason(cause)
