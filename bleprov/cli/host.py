@@ -41,6 +41,7 @@ from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
 from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
+from bleprov.core.words import words
 from bleprov.radio.host_link import DeviceNotFound, scan
 from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
@@ -151,7 +152,7 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
         table.add_row(
             f.device.address,
             escape(f.local_name or ""),
-            data.state.name.lower(),
+            words(data.state),
             ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
             str(data.discriminator),
             f"{f.rssi} dBm",
@@ -375,7 +376,7 @@ class PromptingChooser:
                 escape(r.ssid.decode(errors="replace") or "(hidden)"),
                 f"{r.rssi} dBm",
                 str(r.channel),
-                r.security.name.lower(),
+                words(r.security),
             )
         self.console.print(table)
 
@@ -561,7 +562,7 @@ async def provision_device(
                     found = await find(central, auth, timeout=timeout)
                 console.print(
                     f"found {found.device.address}, discriminator "
-                    f"{found.service_data.discriminator}, {found.service_data.state.name.lower()}"
+                    f"{found.service_data.discriminator}, {words(found.service_data.state)}"
                 )
                 # Before any attempt: the advertisement says whether someone set it up. An
                 # owned device offers no mode at all (its label is dead); only the owner's

@@ -27,6 +27,7 @@ from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceState
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
+from bleprov.core.words import words
 from bleprov.core.zone import ZoneError, crl_info, crl_supersedes
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.errors import RadioLost, reason
@@ -154,7 +155,7 @@ class LoggedNetwork(NetworkBackend):
         if isinstance(outcome, Connected):
             self.emit(f"network: joined {name}, address {outcome.ip_address} (not committed)")
         else:
-            self.emit(f"network: joining {name} failed: {outcome.reason.name.lower()}")
+            self.emit(f"network: joining {name} failed: {words(outcome.reason)}")
         return outcome
 
     async def commit(self) -> None:
@@ -169,7 +170,7 @@ class LoggedNetwork(NetworkBackend):
             self.emit(f"network: re-applied {name}, address {outcome.ip_address}")
         else:
             self.emit(
-                f"network: re-applying {name} failed: {outcome.reason.name.lower()}"
+                f"network: re-applying {name} failed: {words(outcome.reason)}"
                 " (kept, if the network service joins on its own)"
             )
         return outcome
