@@ -363,7 +363,7 @@ _REPRS = [
 ]
 
 
-def check_output(result: dict[str, Any], case: Case, env: dict[str, str]) -> None:
+def check_output(result: dict[str, Any], case: Case, env: dict[str, str], command: str) -> None:
     output = result["stdout"] + result["stderr"]
     shown = f"exit {result['code']}\n--- stdout\n{result['stdout']}--- stderr\n{result['stderr']}"
     assert result["code"] == case.code, f"{case.why}: expected exit {case.code}\n{shown}"
@@ -377,6 +377,8 @@ def check_output(result: dict[str, Any], case: Case, env: dict[str, str]) -> Non
         assert not pattern.search(output), f"{case.why}: {pattern.pattern} in\n{shown}"
     lines = [line for line in result["stderr"].splitlines() if line.strip()]
     assert lines, f"{case.why}: no message\n{shown}"
+    if case.code == USAGE and "usage:" in result["stderr"].lower():
+        assert f"bleprov {command} " in result["stderr"], f"{case.why}: another program\n{shown}"
     limit = 7 if case.code == USAGE else 3  # typer frames a usage error in a box
     assert len(lines) <= limit, f"{case.why}: {len(lines)} lines\n{shown}"
 
@@ -392,7 +394,7 @@ MATRIX = [(command, case) for command in sorted(CASES) for case in CASES[command
 @pytest.mark.parametrize("command", commands())
 def test_help(matrix: Matrix, command: str) -> None:
     result = matrix.results[(command, "--help")]
-    check_output(result, Case("--help", ("--help",), OK), matrix.env)
+    check_output(result, Case("--help", ("--help",), OK), matrix.env, command)
     assert "Usage" in result["stdout"], result
 
 
@@ -400,4 +402,4 @@ def test_help(matrix: Matrix, command: str) -> None:
     ("command", "case"), MATRIX, ids=[f"{c}: {case.why}" for c, case in MATRIX]
 )
 def test_bad_input(matrix: Matrix, command: str, case: Case) -> None:
-    check_output(matrix.results[(command, case.why)], case, matrix.env)
+    check_output(matrix.results[(command, case.why)], case, matrix.env, command)

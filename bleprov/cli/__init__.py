@@ -168,9 +168,25 @@ def linktest_run(
     run(run_host(console, radio, disc, size or [65536], mtu, timeout))
 
 
+def _check_ports(text: str) -> str:
+    """``radio hub --ports`` checked here, so a typo reads as this command's usage error."""
+    import argparse
+
+    from bleprov.radio.virtual import parse_ports
+
+    try:
+        parse_ports(text)
+    except argparse.ArgumentTypeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
 @radio_app.command("hub")
 def radio_hub(
-    ports: Annotated[str, typer.Option(help="Comma-separated TCP ports, 0 = any free.")] = "0,0",
+    ports: Annotated[
+        str,
+        typer.Option(help="Comma-separated TCP ports, 0 = any free.", callback=_check_ports),
+    ] = "0,0",
     interval_ms: Annotated[float, typer.Option(help="Model a connection interval (ms).")] = 0.0,
 ) -> None:
     """Serve virtual controllers over loopback TCP (one per port) until interrupted."""
