@@ -44,6 +44,8 @@ WRONG = {
     "BLEPROV_ZONE_PASSPHRASE": "wrong zone secret 7733",
     "BLEPROV_USER_PASSPHRASE": "wrong user secret 7734",
 }
+#: What the messages of a dead bumble radio and a missing BlueZ say to check.
+HUB, BT = "bleprov radio hub", "systemctl status"
 #: An environment value that removes the variable (a secret not given at all).
 UNSET = "<unset>"
 OK, ERROR, USAGE, NOT_FOUND, AUTHENTICATION, WIFI, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
@@ -60,11 +62,12 @@ class Case:
     args: tuple[str, ...]
     code: int
     env: dict[str, str] = field(default_factory=dict)
+    says: str = ""  # in the message, when the code alone does not tell which error
 
 
-def C(why: str, code: int, args: str, **env: str) -> Case:
+def C(why: str, code: int, args: str, says: str = "", **env: str) -> Case:
     """A row of the table: ``args`` split on spaces (no fixture path has one)."""
-    return Case(why, tuple(args.split()), code, env)
+    return Case(why, tuple(args.split()), code, env, says)
 
 
 #: Bad inputs per command. Every command the app has must appear (test_every_command...).
@@ -72,44 +75,49 @@ CASES: dict[str, list[Case]] = {
     "version": [C("unknown option", USAGE, "--bogus")],
     "demo": [
         C("unknown mode", USAGE, "--mode nope"),
-        C("MTU out of range", USAGE, "--mtu 5"),
+        C("MTU out of range", USAGE, "--mtu 5", says="--mtu"),
         C("MTU not a number", USAGE, "--mtu many"),
     ],
     "scan": [
-        C("no system bus", ERROR, "--timeout 1"),
-        C("no BlueZ on the system bus", ERROR, "--timeout 1", DBUS_SYSTEM_BUS_ADDRESS="{bus}"),
-        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1"),
+        C("no system bus", ERROR, "--timeout 1", says=BT),
+        C("no BlueZ on the system bus", ERROR, "--timeout 1", DBUS_SYSTEM_BUS_ADDRESS="{bus}",
+          says=BT),
+        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
         C("timeout not a number", USAGE, "--timeout soon"),
     ],
     "provision": [
         C("MTU out of range, before any radio", USAGE,
-          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --mtu 5"),
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --mtu 5", says="--mtu"),
         C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
         C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
         C("a label file that is no label", ERROR, "--radio {dead} --qr-file {tmp}/garbage"),
         C("bad Wi-Fi security", USAGE, "--radio {dead} --qr-file {label} --wifi-security wep"),
         C("bumble radio nobody answers", ERROR,
-          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --timeout 1"),
-        C("no system bus", ERROR, "--qr-file {label} --trust {root} --no-wifi --timeout 1"),
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --timeout 1", says=HUB),
+        C("no system bus", ERROR, "--qr-file {label} --trust {root} --no-wifi --timeout 1",
+          says=BT),
         C("no BlueZ on the system bus", ERROR,
           "--qr-file {label} --trust {root} --no-wifi --timeout 1",
-          DBUS_SYSTEM_BUS_ADDRESS="{bus}"),
+          DBUS_SYSTEM_BUS_ADDRESS="{bus}", says=BT),
         C("no trusted root", USAGE, "--radio {dead} --qr-file {label} --no-wifi"),
         C("unreadable trust root", ERROR,
           "--radio {dead} --qr-file {label} --trust {tmp}/missing --no-wifi"),
         C("no label source", USAGE, "--radio {dead}"),
+        C("unreadable Wi-Fi password file, before any radio", ERROR,
+          "--radio {dead} --qr-file {label} --trust {root} --wifi-ssid home "
+          "--wifi-password-file {tmp}/missing", says="Wi-Fi password"),
     ],
     "linktest serve": [
         C("missing --radio", USAGE, ""),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
-        C("bumble radio nobody answers", ERROR, "--radio {dead}"),
+        C("bumble radio nobody answers", ERROR, "--radio {dead}", says=HUB),
     ],
     "linktest run": [
         C("missing --radio", USAGE, ""),
-        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1"),
-        C("MTU out of range", USAGE, "--radio {dead} --mtu 5"),
-        C("no system bus", ERROR, "--radio system --timeout 1"),
+        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
+        C("MTU out of range", USAGE, "--radio {dead} --mtu 5", says="--mtu"),
+        C("no system bus", ERROR, "--radio system --timeout 1", says=BT),
     ],
     "radio hub": [
         C("ports not numbers", USAGE, "--ports a,b"),
@@ -147,10 +155,11 @@ CASES: dict[str, list[Case]] = {
         C("no store there", ERROR, "--store {tmp}/missing --radio {dead} --network {network}"),
         C("unknown network", USAGE, "--store {store} --radio {dead} --network ether"),
         C("bumble radio nobody answers", ERROR,
-          "--store {store} --radio {dead} --network {network}"),
-        C("no system bus", ERROR, "--store {store} --radio bluez --network {network}"),
+          "--store {store} --radio {dead} --network {network}", says=HUB),
+        C("no system bus", ERROR, "--store {store} --radio bluez --network {network}", says=BT),
         C("no BlueZ on the system bus", ERROR,
-          "--store {store} --radio bluez --network {network}", DBUS_SYSTEM_BUS_ADDRESS="{bus}"),
+          "--store {store} --radio bluez --network {network}", DBUS_SYSTEM_BUS_ADDRESS="{bus}",
+          says=BT),
         C("bad --tls endpoint", USAGE,
           "--store {store} --radio {dead} --network {network} --tls nowhere"),
     ],
@@ -197,7 +206,7 @@ CASES: dict[str, list[Case]] = {
     ],
     "peer bind": [
         C("bumble radio nobody answers", ERROR,
-          "--radio {dead} --qr-file {label} --trust {root} --timeout 1"),
+          "--radio {dead} --qr-file {label} --trust {root} --timeout 1", says=HUB),
         C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
         C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
     ],
@@ -377,6 +386,7 @@ def check_output(result: dict[str, Any], case: Case, env: dict[str, str], comman
         assert not pattern.search(output), f"{case.why}: {pattern.pattern} in\n{shown}"
     lines = [line for line in result["stderr"].splitlines() if line.strip()]
     assert lines, f"{case.why}: no message\n{shown}"
+    assert case.says in result["stderr"], f"{case.why}: {case.says!r} not said\n{shown}"
     if case.code == USAGE and "usage:" in result["stderr"].lower():
         assert f"bleprov {command} " in result["stderr"], f"{case.why}: another program\n{shown}"
     limit = 7 if case.code == USAGE else 3  # typer frames a usage error in a box

@@ -501,6 +501,8 @@ async def provision_device(
     from bleprov.cli.zone import _authenticate, _open_hub
 
     auth = label.authentication()
+    if not wifi.skip and wifi.password_file is not None:
+        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
     trust = hst.Trust(
         load_roots(roots),
         TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,

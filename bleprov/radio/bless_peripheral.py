@@ -42,7 +42,7 @@ from bless.backends.descriptor import GATTDescriptorProperties
 from bless.backends.server import BaseBlessServer
 
 from bleprov.core.profile import USER_DESCRIPTION_UUID, GattProfile
-from bleprov.radio.errors import RadioUnavailable
+from bleprov.radio.errors import SYSTEM_RADIO_HINT, RadioUnavailable
 from bleprov.radio.peripheral import (
     CentralConnected,
     CentralDisconnected,
@@ -521,6 +521,11 @@ class BlessPeripheral(Peripheral):
             self._bus = await bluez.connect_system_bus()
             await bluez.find_adapter(self._bus, self._adapter or "hci0")
         except bluez.BluezError as exc:
+            if "ServiceUnknown" in str(exc):  # a bus, but no bluetoothd on it
+                raise RadioUnavailable(
+                    f"the system Bluetooth is unavailable (BlueZ is not on the system D-Bus): "
+                    f"{SYSTEM_RADIO_HINT}"
+                ) from exc
             raise RadioUnavailable(str(exc)) from exc
 
     async def _start_bluez(self, server: Any, profile: GattProfile) -> None:
