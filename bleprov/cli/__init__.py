@@ -58,7 +58,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -254,7 +254,7 @@ def factory_init(
     try:
         manufacturer = init_manufacturer(directory, name, passphrase)
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     console.print(f"manufacturer {name!r} created in {directory}")
     console.print(
@@ -298,7 +298,7 @@ def issue_from_factory(
             scratch_card=scratch_card,
         )
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -348,7 +348,7 @@ def device_factory_reset(
     try:
         DeviceStore.open(store).factory_reset()
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     console.print("factory reset done: the device is back to its factory state")
 

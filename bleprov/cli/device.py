@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, device_app, err_console, run
 from bleprov.core.errors import BleprovError
@@ -116,7 +117,7 @@ def device_init(
             )
         DeviceStore(store, provider).put_provisioning(device)
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     _emit(
         f"device {device.identity.device_id} imported into {store} "
@@ -199,7 +200,7 @@ def device_serve(
         tls_endpoint = parse_endpoint(tls) if tls else None
         hub_endpoint = parse_endpoint(hub) if hub else None
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     options = ServeOptions(
         store=store,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, console, err_console, issue_from_factory
 from bleprov.core.advertising import OobMode
@@ -33,7 +34,7 @@ LABEL_WARNING = (
 
 
 def _fail(exc: BleprovError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
     return typer.Exit(EXIT_ERROR)
 
 

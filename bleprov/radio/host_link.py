@@ -34,7 +34,12 @@ from bleprov.core.frames import (
     Role,
 )
 from bleprov.core.profile import GattProfile, default_profile
-from bleprov.radio.errors import BUMBLE_RADIO_HINT, RadioUnavailable, system_radio_unavailable
+from bleprov.radio.errors import (
+    BUMBLE_RADIO_HINT,
+    RadioUnavailable,
+    reason,
+    system_radio_unavailable,
+)
 
 if TYPE_CHECKING:
     from bumble.device import Device as BumbleDevice
@@ -83,7 +88,7 @@ class CentralRadio:
         if self.name == "system":
             return system_radio_unavailable(cause)
         return RadioUnavailable(
-            f"the {self.name} radio stopped answering ({cause}): {BUMBLE_RADIO_HINT}"
+            f"the {self.name} radio stopped answering ({reason(cause)}): {BUMBLE_RADIO_HINT}"
         )
 
     def scanner_kwargs(self) -> dict[str, Any]:
