@@ -482,8 +482,12 @@ class DeviceDaemon:
         service manager (systemd's Restart=on-failure) start the daemon again."""
         radio_lost = False
         try:
-            await self.start()
-            radio_lost = await _stop_or_lost(stop, lost)
+            try:
+                await self.start()
+                radio_lost = await _stop_or_lost(stop, lost)
+            except TRANSPORT_ERRORS as exc:  # gone while starting: a command unanswered
+                self.emit(f"radio: {self.radio_name} failed ({reason(exc)})")
+                radio_lost = True
             if radio_lost:
                 self.emit(f"radio: lost {self.radio_name}")
         finally:
