@@ -33,7 +33,7 @@ def system_radio_unavailable(cause: BaseException) -> RadioUnavailable:
     """The typed error for the system stack failing with ``cause`` (bleak, D-Bus, OS)."""
     why = reason(cause)
     if isinstance(cause, OSError):
-        why = f"no system D-Bus: {why}"
+        why = f"cannot reach the system D-Bus: {why}"
     elif getattr(cause, "dbus_error", "") == "org.freedesktop.DBus.Error.ServiceUnknown":
         why = "BlueZ is not on the system D-Bus"
     return RadioUnavailable(f"the system Bluetooth is unavailable ({why}): {SYSTEM_RADIO_HINT}")
