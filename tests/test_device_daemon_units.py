@@ -284,7 +284,7 @@ async def test_stored_wifi_that_fails_is_rolled_back(
     outcome = await built.restore_wifi()
     assert isinstance(outcome, Failed)
     assert lines == [
-        "network: re-applying the network failed: wrong_password"
+        "network: re-applying the network failed: wrong password"
         " (kept, if the network service joins on its own)"
     ]
     inner = cast(SimulatedWifi, cast(LoggedNetwork, built.network).inner)

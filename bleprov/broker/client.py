@@ -48,8 +48,12 @@ class BrokerConfig:
     max_queued_incoming: int = 1024
 
     def __repr__(self) -> str:
+        return f"BrokerConfig({self}, prefix={self.prefix!r})"
+
+    def __str__(self) -> str:
+        """The broker as a person names it in a message: its URL (never credentials)."""
         scheme = "mqtts" if self.tls is not None else "mqtt"
-        return f"BrokerConfig({scheme}://{self.host}:{self.port}, prefix={self.prefix!r})"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @classmethod
     def from_url(

@@ -34,6 +34,7 @@ from bleprov.core.attempts import DeviceBusy
 from bleprov.core.errors import BleprovError, ChannelClosed, MalformedData, OversizedMessage
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE
 from bleprov.core.session.host import DeviceRefused
+from bleprov.core.words import words
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ async def find_broker_device(
     if discriminator is not None:
         which += f" with discriminator {discriminator}"
     raise DeviceNotAnnounced(
-        f"no bleprov device{which} announced on {config!r} within {timeout:g} s: is it "
+        f"no bleprov device{which} announced on {config} within {timeout:g} s: is it "
         "powered and online?"
     )
 
@@ -284,6 +285,4 @@ class BrokerHostLink:
                 )
             )
         else:
-            self._fail(
-                ChannelClosed(f"the device closed the session ({envelope.reason().name.lower()})")
-            )
+            self._fail(ChannelClosed(f"the device closed the session ({words(envelope.reason())})"))

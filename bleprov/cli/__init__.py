@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import secrets
 import sys
 from collections.abc import Coroutine
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bleprov import __version__
 from bleprov.cli.zone import zone_app
@@ -55,11 +58,24 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def check_radio(text: str | None) -> str | None:
+    """``--radio`` checked as the options are parsed, before anything opens: a typo is
+    bad usage (exit 2), not a failure after a scan."""
+    from bleprov.radio.spec import RadioSpec, RadioSpecError
+
+    if text is not None:
+        try:
+            RadioSpec.parse(text)
+        except RadioSpecError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return text
 
 
 @app.callback()
@@ -70,6 +86,18 @@ def _main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_one_line)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """Log records without their traceback (a library logging a lost radio with its
+    stack, e.g. bumble): one line a person reads; ``--verbose`` keeps the stack."""
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    return True
 
 
 @app.command()
@@ -83,7 +111,9 @@ def demo(
     mode: Annotated[
         str, typer.Option(help="Out-of-band mode: qr, code, compare, passkey or button.")
     ] = "qr",
-    mtu: Annotated[int, typer.Option(help="ATT MTU the host asks for (23..517).")] = 247,
+    mtu: Annotated[
+        int, typer.Option(min=23, max=517, help="ATT MTU the host asks for (23..517).")
+    ] = 247,
     interval_ms: Annotated[
         float, typer.Option(help="Model a connection interval (ms); 0 = no latency.")
     ] = 0.0,
@@ -104,7 +134,9 @@ def demo(
 
 @linktest_app.command("serve")
 def linktest_serve(
-    radio: Annotated[str, typer.Option(help="Radio: bluez, or bumble:<transport>.")],
+    radio: Annotated[
+        str, typer.Option(help="Radio: bluez, or bumble:<transport>.", callback=check_radio)
+    ],
     discriminator: Annotated[
         int, typer.Option(help="12-bit discriminator to advertise (random if omitted).")
     ] = -1,
@@ -119,10 +151,14 @@ def linktest_serve(
 
 @linktest_app.command("run")
 def linktest_run(
-    radio: Annotated[str, typer.Option(help="Radio: system, or bumble:<transport>.")],
+    radio: Annotated[
+        str, typer.Option(help="Radio: system, or bumble:<transport>.", callback=check_radio)
+    ],
     discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
     size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
-    mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 517,
+    mtu: Annotated[
+        int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
+    ] = 517,
     timeout: Annotated[float, typer.Option(help="Seconds to find the device.")] = 10.0,
 ) -> None:
     """Host side: find a link-test device, echo messages, report time and frames."""
@@ -132,9 +168,25 @@ def linktest_run(
     run(run_host(console, radio, disc, size or [65536], mtu, timeout))
 
 
+def _check_ports(text: str) -> str:
+    """``radio hub --ports`` checked here, so a typo reads as this command's usage error."""
+    import argparse
+
+    from bleprov.radio.virtual import parse_ports
+
+    try:
+        parse_ports(text)
+    except argparse.ArgumentTypeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
 @radio_app.command("hub")
 def radio_hub(
-    ports: Annotated[str, typer.Option(help="Comma-separated TCP ports, 0 = any free.")] = "0,0",
+    ports: Annotated[
+        str,
+        typer.Option(help="Comma-separated TCP ports, 0 = any free.", callback=_check_ports),
+    ] = "0,0",
     interval_ms: Annotated[float, typer.Option(help="Model a connection interval (ms).")] = 0.0,
 ) -> None:
     """Serve virtual controllers over loopback TCP (one per port) until interrupted."""
@@ -202,7 +254,7 @@ def factory_init(
     try:
         manufacturer = init_manufacturer(directory, name, passphrase)
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     console.print(f"manufacturer {name!r} created in {directory}")
     console.print(
@@ -246,7 +298,7 @@ def issue_from_factory(
             scratch_card=scratch_card,
         )
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -280,14 +332,23 @@ def device_factory_reset(
     A physical action: it runs on the device (its shell or its reset button), never
     over the air. Remotely only the bound owner can ask for it, over a secure session.
     """
-    from bleprov.store.device_store import DeviceStore
+    from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
 
+    if not (store / STORE_FILE_NAME).exists():
+        err_console.print(
+            f"[bold red]error:[/] no device store in {escape(str(store))}: nothing to reset "
+            "(check --store)"
+        )
+        raise typer.Exit(EXIT_ERROR)
+    if not yes and not sys.stdin.isatty():
+        err_console.print("[bold red]error:[/] no terminal to confirm on: give --yes")
+        raise typer.Exit(EXIT_ERROR)
     if not yes and not typer.confirm(f"Factory-reset the device store in {store}?"):
         raise typer.Exit(EXIT_ERROR)
     try:
         DeviceStore.open(store).factory_reset()
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     console.print("factory reset done: the device is back to its factory state")
 
@@ -301,9 +362,51 @@ from bleprov.cli.host import register as _register_host_commands  # noqa: E402
 _register_host_commands(app)
 from bleprov.cli import device as _device_commands  # noqa: E402, F401  (registers device init/serve)
 
+#: pydantic's wording, which typer passes through for a value it cannot convert.
+_PYDANTIC_WORDS = re.compile(r"^Input should be (?:a valid |an? )?(?P<what>[^,]+?)(?:,.*)?$")
+
+
+def plain_words(message: str) -> str:
+    """A conversion error in words: "Input should be a valid integer, unable to parse
+    string as an integer" (pydantic, through typer) reads "give a whole number"."""
+    message = message.strip().removeprefix("Value error, ")
+    match = _PYDANTIC_WORDS.match(message)
+    if match is None:
+        return message
+    what = match.group("what")
+    if not message.startswith("Input should be a valid "):
+        return f"it should be {what}"
+    return {"integer": "give a whole number", "number": "give a number"}.get(
+        what, f"give a valid {what}"
+    )
+
 
 def main() -> None:
+    """``bleprov``: typer runs the command; its usage errors are shown in words (exit 2),
+    and a file or directory the system refuses is one line (exit 1), never a traceback."""
+    from typer import rich_utils
+    from typer._click.exceptions import ClickException
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        exc.message = plain_words(exc.message)
+        rich_utils.rich_format_error(exc)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        rich_utils.rich_abort_error()
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
+        err_console.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}")
+        sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A file the system refused, in one line: which, why, and what to check."""
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{reason} (check the path and its permissions)"

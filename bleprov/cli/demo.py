@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
 from rich.table import Table
 
-from bleprov.core.advertising import OobMode, as_mapping
+from bleprov.core.advertising import OobMode, describe
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.factory import provision_device
@@ -205,7 +205,7 @@ async def run_demo(
 
         with console.status("host: scanning..."):
             found = await find(radio, auth, timeout=10)
-        console.print(f"host: found {found.device.address}: {dict(as_mapping(found.service_data))}")
+        console.print(f"host: found {found.device.address}: {describe(found.service_data)}")
         link.stats.reset()
         t0 = time.perf_counter()
         session = await open_session(

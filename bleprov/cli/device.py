@@ -16,13 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, device_app, err_console, run
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
     from bleprov.broker.client import BrokerConfig
+    from bleprov.network.base import NetworkBackend
     from bleprov.radio.spec import RadioSpec
+    from bleprov.service.device_ui import DeviceUiHooks
     from bleprov.store.device_store import DeviceStore
 
 
@@ -32,10 +35,6 @@ PASSPHRASE_CREDENTIAL = "device-passphrase"  # noqa: S105  (a file name, not a s
 
 class DeviceInitError(BleprovError):
     """``device init`` cannot import the record (store present, no key provider)."""
-
-
-class RadioUnavailable(BleprovError):
-    """``device serve`` could not open its radio."""
 
 
 class StoreExists(DeviceInitError):
@@ -118,7 +117,7 @@ def device_init(
             )
         DeviceStore(store, provider).put_provisioning(device)
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     _emit(
         f"device {device.identity.device_id} imported into {store} "
@@ -190,17 +189,18 @@ def device_serve(
     Prints one `ready: ...` line once advertising; SIGTERM or SIGINT stop it cleanly
     (an enrolment in progress is rolled back).
     """
-    from bleprov.service.device_daemon import parse_endpoint, parse_radio
+    from bleprov.service.device_daemon import parse_endpoint, parse_network, parse_radio
 
     if ui not in ("console", "gpio"):
         err_console.print(f"[bold red]error:[/] unknown UI {ui!r}: use console or gpio")
         raise typer.Exit(2)
     try:
         spec = parse_radio(radio)
+        parse_network(network)
         tls_endpoint = parse_endpoint(tls) if tls else None
         hub_endpoint = parse_endpoint(hub) if hub else None
     except BleprovError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     options = ServeOptions(
         store=store,
@@ -265,16 +265,8 @@ def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     from bleprov.core.wifi import network_tag
-    from bleprov.radio.spec import open_peripheral
-    from bleprov.service.device_daemon import (
-        DaemonService,
-        DeviceDaemon,
-        LoggedNetwork,
-        ValidatedConnections,
-        open_network,
-    )
-    from bleprov.service.device_runtime import DeviceRuntime
-    from bleprov.service.device_ui import ConsoleUi, DeviceUiHooks, GpioUi
+    from bleprov.service.device_daemon import LoggedNetwork, open_network
+    from bleprov.service.device_ui import ConsoleUi, GpioUi
     from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
 
     if not (options.store / STORE_FILE_NAME).exists():
@@ -296,18 +288,41 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     )
 
     stop = asyncio.Event()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        """SIGTERM or SIGINT: stop cleanly; a second one while closing: stop at once."""
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        await _serve(options, spec, store, interface, backend, stop)
+    except asyncio.CancelledError:
+        if not stop.is_set():
+            raise
+        raise KeyboardInterrupt from None  # the second signal: exit 130, no traceback
+
+
+async def _serve(
+    options: ServeOptions,
+    spec: RadioSpec,
+    store: DeviceStore,
+    interface: DeviceUiHooks,
+    backend: NetworkBackend,
+    stop: asyncio.Event,
+) -> None:
+    """The daemon on its radio until ``stop`` is set or the radio goes away."""
+    from bleprov.radio.spec import open_watched_peripheral
+    from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
+    from bleprov.service.device_runtime import DeviceRuntime
+
     async with contextlib.AsyncExitStack() as stack:
-        try:
-            peripheral = await stack.enter_async_context(open_peripheral(spec, name=options.name))
-        except OSError as exc:
-            raise RadioUnavailable(
-                f"cannot open the radio {options.radio} ({exc.strerror or exc}): for virtual "
-                "radios start `bleprov radio hub` first; for bluez check `bluetoothctl show`; "
-                "for a dongle check that it is plugged in and not claimed by BlueZ"
-            ) from None
+        radio = await stack.enter_async_context(open_watched_peripheral(spec, name=options.name))
+        peripheral = radio.peripheral
         runtime = DeviceRuntime(
             store,
             peripheral,
@@ -331,4 +346,4 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
         daemon = DeviceDaemon(
             runtime, interface, radio_name=options.radio, emit=_emit, services=services
         )
-        await daemon.run(stop)
+        await daemon.run(stop, radio.lost)

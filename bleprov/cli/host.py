@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
+from bleprov.cli import check_radio
 from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
@@ -40,8 +41,9 @@ from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
 from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
+from bleprov.core.words import words
 from bleprov.radio.host_link import DeviceNotFound, scan
-from bleprov.radio.spec import RadioSpec, open_central
+from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
 from bleprov.service.provisioning import (
     OWNED_STATES,
@@ -56,6 +58,7 @@ from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 
+EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_AUTHENTICATION = 4
 EXIT_WIFI = 5
@@ -81,6 +84,11 @@ _SECURITY = {
 
 class HostError(BleprovError):
     """Something the user gave the host command cannot be used (says what to do)."""
+
+
+class HostUsage(HostError):
+    """The options do not make a command: one missing, or two that exclude each other
+    (exit 2, like typer's own usage errors)."""
 
 
 def default_host_dir() -> Path:
@@ -144,7 +152,7 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
         table.add_row(
             f.device.address,
             escape(f.local_name or ""),
-            data.state.name.lower(),
+            words(data.state),
             ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
             str(data.discriminator),
             f"{f.rssi} dBm",
@@ -217,7 +225,7 @@ class LabelSource:
             if getattr(self, name)
         ]
         if len(chosen) != 1:
-            raise HostError(
+            raise HostUsage(
                 "say how to authenticate, exactly once: --qr-file, --qr-image, --ndef, "
                 "--printed-key, --manual-code, --scratch-card, --compare, --passkey, --button, "
                 "or --window-code (a device that has an owner)"
@@ -368,7 +376,7 @@ class PromptingChooser:
                 escape(r.ssid.decode(errors="replace") or "(hidden)"),
                 f"{r.rssi} dBm",
                 str(r.channel),
-                r.security.name.lower(),
+                words(r.security),
             )
         self.console.print(table)
 
@@ -493,19 +501,21 @@ async def provision_device(
     from bleprov.cli.zone import _authenticate, _open_hub
 
     auth = label.authentication()
+    if not wifi.skip and wifi.password_file is not None:
+        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
     trust = hst.Trust(
         load_roots(roots),
         TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
     )
     if not trust.roots and not allow_unknown_manufacturer:
-        raise HostError(
+        raise HostUsage(
             "no manufacturer root to check the device against: give --trust ROOT.pem "
             "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
         )
     if target.zone is not None and target.peer:
-        raise HostError("choose --zone or --peer, not both")
+        raise HostUsage("choose --zone or --peer, not both")
     if target.zone is not None and allow_unknown_manufacturer:
-        raise HostError(
+        raise HostUsage(
             "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
             "only a device whose attestation chains to a trusted manufacturer root; give "
             "the factory's root.pem with --trust"
@@ -515,7 +525,7 @@ async def provision_device(
     try:
         if target.zone is not None:
             if target.user is None:
-                raise HostError("--zone needs --user (an admin of the zone)")
+                raise HostUsage("--zone needs --user (an admin of the zone)")
             hub = _open_hub(target.zone, target.registry_url)
             user = _authenticate(hub, hub.registry, target.user, target.user_key)
             from bleprov.service.zone_hub import ZoneEnroller
@@ -554,7 +564,7 @@ async def provision_device(
                     found = await find(central, auth, timeout=timeout)
                 console.print(
                     f"found {found.device.address}, discriminator "
-                    f"{found.service_data.discriminator}, {found.service_data.state.name.lower()}"
+                    f"{found.service_data.discriminator}, {words(found.service_data.state)}"
                 )
                 # Before any attempt: the advertisement says whether someone set it up. An
                 # owned device offers no mode at all (its label is dead); only the owner's
@@ -649,6 +659,8 @@ def exit_code_for(exc: BleprovError) -> int:
         return EXIT_AUTHENTICATION
     if isinstance(exc, WifiNotJoined):
         return EXIT_WIFI
+    if isinstance(exc, HostUsage | RadioSpecError):
+        return EXIT_USAGE
     return 1
 
 
@@ -690,10 +702,10 @@ async def unbind_peer(
 
 def _address(address: str | None) -> tuple[str, int]:
     if address is None:
-        raise HostError("give the device's validated-connection address (--address HOST:PORT)")
+        raise HostUsage("give the device's validated-connection address (--address HOST:PORT)")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise HostError("--address is HOST:PORT")
+        raise HostUsage("--address is HOST:PORT")
     return host, int(port)
 
 
@@ -818,7 +830,9 @@ TimeoutArg = Annotated[float, typer.Option(help="Seconds to find the device.")]
 RadioArg = Annotated[
     str,
     typer.Option(
-        "--radio", help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>."
+        "--radio",
+        help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>.",
+        callback=check_radio,
     ),
 ]
 
@@ -906,7 +920,9 @@ def register(app: typer.Typer) -> None:
         broker_ca: Annotated[
             Path | None, typer.Option(help="CA certificate of an mqtts:// broker.")
         ] = None,
-        mtu: Annotated[int, typer.Option(help="ATT MTU to ask for (bumble radios).")] = 247,
+        mtu: Annotated[
+            int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
+        ] = 247,
         timeout: TimeoutArg = 15.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     ) -> None:
@@ -1006,7 +1022,9 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("open-window")
     def peer_open_window(
-        device: Annotated[str, typer.Argument(help="The device ID (you must be its owner).")],
+        device: Annotated[
+            str, typer.Argument(metavar="DEVICE", help="The device ID (you must be its owner).")
+        ],
         address: Annotated[
             str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
         ] = None,
@@ -1033,7 +1051,9 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("close-window")
     def peer_close_window(
-        device: Annotated[str, typer.Argument(help="The device ID (you must be its owner).")],
+        device: Annotated[
+            str, typer.Argument(metavar="DEVICE", help="The device ID (you must be its owner).")
+        ],
         address: Annotated[
             str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
         ] = None,
@@ -1058,7 +1078,7 @@ def register(app: typer.Typer) -> None:
 
     @peer_app.command("unbind")
     def peer_unbind(
-        device: Annotated[str, typer.Argument(help="The device ID.")],
+        device: Annotated[str, typer.Argument(metavar="DEVICE", help="The device ID.")],
         address: Annotated[
             str | None, typer.Option(help="The device's validated-connection HOST:PORT.")
         ] = None,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, console, err_console, issue_from_factory
 from bleprov.core.advertising import OobMode
@@ -33,7 +34,7 @@ LABEL_WARNING = (
 
 
 def _fail(exc: BleprovError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
     return typer.Exit(EXIT_ERROR)
 
 
@@ -111,7 +112,9 @@ def make(
 
 @label_app.command("show")
 def show(
-    device_dir: Annotated[Path, typer.Argument(help="A device directory (devices/<ID>).")],
+    device_dir: Annotated[
+        Path, typer.Argument(metavar="DIR", help="A device directory (devices/<ID>).")
+    ],
 ) -> None:
     """Print a device's QR code in the terminal and its printed codes (secret)."""
     from bleprov.store.factory_files import read_label
@@ -135,7 +138,9 @@ def public_fields(payload: OnboardingPayload) -> dict[str, Any]:
 
 @label_app.command("decode")
 def decode(
-    image: Annotated[Path, typer.Argument(help="A photo or screenshot of the label.")],
+    image: Annotated[
+        Path, typer.Argument(metavar="IMAGE", help="A photo or screenshot of the label.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Read the QR code in a photo or screenshot; print its public fields only."""

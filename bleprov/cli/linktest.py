@@ -7,7 +7,7 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
-from bleprov.core.advertising import as_mapping
+from bleprov.core.advertising import describe
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import HostLink, find_device
 from bleprov.radio.linktest import EchoApplication, linktest_info, run_link_test
@@ -40,7 +40,7 @@ async def run_host(
     spec = RadioSpec.parse(radio)
     async with open_central(spec, mtu=mtu) as central:
         found = await find_device(central, discriminator=discriminator, timeout=timeout)
-        console.print(f"found {found.device.address}: {dict(as_mapping(found.service_data))}")
+        console.print(f"found {found.device.address}: {describe(found.service_data)}")
         async with HostLink(found.device, central) as link:
             results = await run_link_test(link, sizes)
         table = Table(title=f"link test over {spec}")

@@ -490,7 +490,7 @@ def zone_audit(
 
 @user_app.command("add")
 def user_add(
-    name: Annotated[str, typer.Argument(help="The new user's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new user's name.")],
     directory: HubDir,
     role: Annotated[RoleChoice, typer.Option(help="admin or member.")],
     user: ActingUser,

@@ -18,6 +18,7 @@ import construct as cs
 from bleprov.core.errors import MalformedData
 from bleprov.core.profile import GattProfile, default_profile
 from bleprov.core.window import WindowInfo, WindowPurpose
+from bleprov.core.words import words
 
 DISCRIMINATOR_BITS: Final = 12
 DISCRIMINATOR_MAX: Final = (1 << DISCRIMINATOR_BITS) - 1
@@ -200,7 +201,7 @@ class DeviceInfo:
         def field(key: InfoKey, lo: int, hi: int) -> int:
             got: Any = value.get(int(key))
             if not isinstance(got, int) or isinstance(got, bool) or not lo <= got <= hi:
-                raise MalformedData(f"info field {key.name.lower()} missing or out of range")
+                raise MalformedData(f"info field {words(key)} missing or out of range")
             return got
 
         try:
@@ -268,6 +269,14 @@ def _window_info(value: object) -> WindowInfo | None:
         raise MalformedData("info field window must be [salt 16..32, [log2 N, r, p], purpose]")
     cost = (value[1][0], value[1][1], value[1][2])
     return WindowInfo(value[0], cost, WindowPurpose(value[2]))
+
+
+def describe(data: ServiceData) -> str:
+    """One line for a person: "discriminator 311, virgin, modes qr, code"."""
+    modes = ", ".join(m.name.lower() for m in OobMode if m in data.modes and m.name) or "none"
+    flags = [words(f) for f in AdvertisedFlags if f and f in data.flags and f.name]
+    extra = f", {', '.join(flags)}" if flags else ""
+    return f"discriminator {data.discriminator}, {words(data.state)}, modes {modes}{extra}"
 
 
 def as_mapping(data: ServiceData) -> Mapping[str, object]:

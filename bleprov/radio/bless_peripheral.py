@@ -41,8 +41,8 @@ from bless.backends.characteristic import GATTCharacteristicProperties
 from bless.backends.descriptor import GATTDescriptorProperties
 from bless.backends.server import BaseBlessServer
 
-from bleprov.core.errors import BleprovError
 from bleprov.core.profile import USER_DESCRIPTION_UUID, GattProfile
+from bleprov.radio.errors import SYSTEM_RADIO_HINT, RadioUnavailable
 from bleprov.radio.peripheral import (
     CentralConnected,
     CentralDisconnected,
@@ -98,10 +98,6 @@ _ALREADY_GONE: Final = frozenset(
 BackendKind = Literal["hooks", "bluez", "generic"]
 #: Builds a bless server from the advertised name (called inside the running loop).
 ServerFactory = Callable[[str], Any]
-
-
-class RadioUnavailable(BleprovError):
-    """The Bluetooth stack cannot be reached (no system D-Bus, no BlueZ, no adapter...)."""
 
 
 class LinkListener(Protocol):
@@ -525,6 +521,11 @@ class BlessPeripheral(Peripheral):
             self._bus = await bluez.connect_system_bus()
             await bluez.find_adapter(self._bus, self._adapter or "hci0")
         except bluez.BluezError as exc:
+            if "ServiceUnknown" in str(exc):  # a bus, but no bluetoothd on it
+                raise RadioUnavailable(
+                    f"the system Bluetooth is unavailable (BlueZ is not on the system D-Bus): "
+                    f"{SYSTEM_RADIO_HINT}"
+                ) from exc
             raise RadioUnavailable(str(exc)) from exc
 
     async def _start_bluez(self, server: Any, profile: GattProfile) -> None:

@@ -24,6 +24,7 @@ from dbus_fast.errors import DBusFastError
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
 from bleprov.core.errors import BleprovError
+from bleprov.radio.errors import RadioUnavailable, reason
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class BluezError(BleprovError):
         self.name = name
 
 
-class BluezUnavailable(BluezError):
+class BluezUnavailable(BluezError, RadioUnavailable):
     """No system D-Bus, no bluetoothd on it, or no (suitable) adapter."""
 
 
@@ -69,7 +70,7 @@ async def connect_system_bus() -> MessageBus:
         return await MessageBus(bus_type=BusType.SYSTEM).connect()
     except (OSError, DBusFastError) as exc:
         raise BluezUnavailable(
-            f"cannot connect to the D-Bus system bus at {address} ({type(exc).__name__}: {exc}); "
+            f"cannot connect to the D-Bus system bus at {address} ({reason(exc)}); "
             "BlueZ is reached over the system bus: install and start dbus and bluez "
             "(systemctl status dbus bluetooth), or set DBUS_SYSTEM_BUS_ADDRESS"
         ) from exc

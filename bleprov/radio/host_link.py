@@ -34,6 +34,12 @@ from bleprov.core.frames import (
     Role,
 )
 from bleprov.core.profile import GattProfile, default_profile
+from bleprov.radio.errors import (
+    BUMBLE_RADIO_HINT,
+    RadioUnavailable,
+    reason,
+    system_radio_unavailable,
+)
 
 if TYPE_CHECKING:
     from bumble.device import Device as BumbleDevice
@@ -81,6 +87,15 @@ class CentralRadio:
         client = {**kwargs, "backend": BumbleClient, "mtu": mtu}
         return cls("bumble", {"scanner": kwargs, "client": client})
 
+    def unavailable(self, cause: BaseException) -> RadioUnavailable:
+        """The typed error for this radio failing to scan: the stack (or the transport
+        under bumble) is not there, not a device's fault."""
+        if self.name == "system":
+            return system_radio_unavailable(cause)
+        return RadioUnavailable(
+            f"the {self.name} radio stopped answering ({reason(cause)}): {BUMBLE_RADIO_HINT}"
+        )
+
     def scanner_kwargs(self) -> dict[str, Any]:
         return dict(self.backend_kwargs.get("scanner", {}))
 
@@ -115,7 +130,12 @@ async def scan(
 ) -> list[FoundDevice]:
     """Every bleprov device heard within ``timeout``, strongest first."""
     profile = profile or default_profile()
-    seen = await BleakScanner.discover(timeout=timeout, return_adv=True, **radio.scanner_kwargs())
+    try:
+        seen = await BleakScanner.discover(
+            timeout=timeout, return_adv=True, **radio.scanner_kwargs()
+        )
+    except (BleakError, OSError) as exc:
+        raise radio.unavailable(exc) from None
     found = [
         f
         for device, adv in seen.values()
@@ -149,9 +169,12 @@ async def find_device(
         result = found
         return True
 
-    device = await BleakScanner.find_device_by_filter(
-        match, timeout=timeout, **radio.scanner_kwargs()
-    )
+    try:
+        device = await BleakScanner.find_device_by_filter(
+            match, timeout=timeout, **radio.scanner_kwargs()
+        )
+    except (BleakError, OSError) as exc:
+        raise radio.unavailable(exc) from None
     if device is None or result is None:
         which = f" with discriminator {discriminator}" if discriminator is not None else ""
         raise DeviceNotFound(f"no bleprov device{which} found within {timeout:g} s")

@@ -10,15 +10,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from bumble.core import CommandTimeoutError
+from bumble.transport.common import TransportInitError, TransportLostError, TransportSpecError
 
 from bleprov.core.errors import BleprovError
+from bleprov.radio.errors import RadioUnavailable, bumble_radio_unavailable
 from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.peripheral import Peripheral
+
+if TYPE_CHECKING:
+    from bumble.core import CommandTimeoutError
+    from bumble.device import Device
+from bumble.transport.common import Transport
 
 DEFAULT_DEVICE_ADDRESS: Final = "F0:B1:E9:00:00:01"
 DEFAULT_HOST_ADDRESS: Final = "C0:B1:E9:00:00:01"
@@ -58,31 +68,100 @@ async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[Cent
     if spec.kind == "system":
         yield CentralRadio.system()
         return
-    from bleprov.radio.virtual import open_hci_device
-
     address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_HOST_ADDRESS)
-    device, transport = await open_hci_device(spec.transport, name="bleprov-host", address=address)
+    device, transport = await _open_bumble(spec, name="bleprov-host", address=address)
     try:
-        await device.power_on()
+        try:
+            await device.power_on()
+        except TRANSPORT_ERRORS as exc:
+            raise bumble_radio_unavailable(spec.transport, exc) from None
         yield CentralRadio.bumble(device, mtu=mtu)
     finally:
-        await transport.close()
+        await close_transport(transport)
 
 
 @contextlib.asynccontextmanager
 async def open_peripheral(spec: RadioSpec, *, name: str = "bleprov") -> AsyncIterator[Peripheral]:
     """Yield the peripheral ``spec`` names; close its transport afterwards."""
+    async with open_watched_peripheral(spec, name=name) as watched:
+        yield watched.peripheral
+
+
+@dataclass(frozen=True)
+class WatchedPeripheral:
+    """A peripheral and a future that completes when its radio goes away (a bumble
+    transport closed by the other end: the hub stopped, the dongle unplugged). A daemon
+    waits on ``lost`` so that it does not advertise into nothing."""
+
+    peripheral: Peripheral
+    lost: asyncio.Future[None]
+
+
+#: Seconds a dead bumble transport may take to close before it is abandoned.
+TRANSPORT_CLOSE_TIMEOUT: Final = 2.0
+
+
+@contextlib.asynccontextmanager
+async def open_watched_peripheral(
+    spec: RadioSpec, *, name: str = "bleprov"
+) -> AsyncIterator[WatchedPeripheral]:
+    """:func:`open_peripheral`, and how to know its radio went away. The system stack
+    reports its own failures as errors, so its ``lost`` never completes."""
     if spec.kind == "system":
         from bleprov.radio.bless_peripheral import BlessPeripheral
 
-        yield BlessPeripheral(name=name)
+        never = asyncio.get_running_loop().create_future()
+        try:
+            yield WatchedPeripheral(BlessPeripheral(name=name), never)
+        finally:
+            never.cancel()
         return
     from bleprov.radio.bumble_peripheral import BumblePeripheral
-    from bleprov.radio.virtual import open_hci_device
 
     address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_DEVICE_ADDRESS)
-    device, transport = await open_hci_device(spec.transport, name=name, address=address)
+    device, transport = await _open_bumble(spec, name=name, address=address)
     try:
-        yield BumblePeripheral(device)
+        yield WatchedPeripheral(BumblePeripheral(device), transport.source.terminated)
     finally:
-        await transport.close()
+        await close_transport(transport)
+
+
+async def close_transport(transport: Transport) -> None:
+    """Close a bumble transport, promptly even when its other end is gone."""
+    with contextlib.suppress(*TRANSPORT_ERRORS, TimeoutError):
+        async with asyncio.timeout(TRANSPORT_CLOSE_TIMEOUT):
+            await transport.close()
+
+
+#: What a bumble transport raises when nothing (or no controller) answers there, or when
+#: a command goes unanswered after the other end went away.
+TRANSPORT_ERRORS: Final = (
+    OSError,
+    TransportInitError,
+    TransportLostError,
+    TransportSpecError,
+    CommandTimeoutError,
+)
+
+
+async def _open_bumble(spec: RadioSpec, *, name: str, address: str) -> tuple[Device, Transport]:
+    """The transport ``spec`` names and a device on it; :class:`RadioUnavailable` when
+    nothing answers there (a hub not started, a dongle unplugged)."""
+    from bleprov.radio.virtual import open_hci_device
+
+    try:
+        return await open_hci_device(spec.transport, name=name, address=address)
+    except TRANSPORT_ERRORS as exc:
+        raise bumble_radio_unavailable(spec.transport, exc) from None
+
+
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "RadioSpec",
+    "RadioSpecError",
+    "RadioUnavailable",
+    "WatchedPeripheral",
+    "open_central",
+    "open_peripheral",
+    "open_watched_peripheral",
+]

@@ -700,7 +700,8 @@ class VirtualRadioHub:
 # -- command line ----------------------------------------------------------------------
 
 
-def _parse_ports(text: str) -> list[int]:
+def parse_ports(text: str) -> list[int]:
+    """``--ports``: comma-separated TCP ports, 0 for any free one."""
     try:
         ports = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -724,7 +725,7 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     hub.add_argument(
-        "--ports", type=_parse_ports, required=True, help="comma-separated, 0 = any free port"
+        "--ports", type=parse_ports, required=True, help="comma-separated, 0 = any free port"
     )
     hub.add_argument("--host", default="127.0.0.1", help="IPv4 address to listen on")
     hub.add_argument(

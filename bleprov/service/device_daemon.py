@@ -21,15 +21,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceState
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
+from bleprov.core.words import words
 from bleprov.core.zone import ZoneError, crl_info, crl_supersedes
 from bleprov.network.base import NetworkBackend
-from bleprov.radio.spec import RadioSpec
+from bleprov.radio.errors import RadioLost, reason
+from bleprov.radio.spec import TRANSPORT_ERRORS, RadioSpec
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.device_ui import DeviceUiHooks, UiActions, state_name
 
@@ -87,31 +89,38 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+def parse_network(text: str) -> tuple[str, str]:
+    """``--network`` as (kind, argument), checked before anything opens (a typo is bad
+    usage): ``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
+    kind, _, argument = text.partition(":")
+    if kind not in ("simulated", "networkmanager", "wpa-supplicant"):
+        raise DaemonConfigError(
+            f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
+            "wpa-supplicant[:IFACE]"
+        )
+    if kind == "simulated" and not argument:
+        raise DaemonConfigError(
+            "simulated needs its environment file: simulated:FILE "
+            "(see bleprov/network/simulated_example.toml)"
+        )
+    return kind, argument
+
+
 def open_network(text: str) -> NetworkBackend:
     """``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
-    kind, _, argument = text.partition(":")
+    kind, argument = parse_network(text)
     if kind == "simulated":
         from bleprov.network.simulated import SimulatedWifi
 
-        if not argument:
-            raise DaemonConfigError(
-                "simulated needs its environment file: simulated:FILE "
-                "(see bleprov/network/simulated_example.toml)"
-            )
         return SimulatedWifi.from_file(Path(argument))
     if kind == "networkmanager":
         from bleprov.network.networkmanager import NetworkManagerWifi
 
         return NetworkManagerWifi(interface=argument or None)
-    if kind == "wpa-supplicant":
-        from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
+    from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
 
-        path = Path(DEFAULT_CTRL_PATH)
-        return WpaSupplicantWifi(path.parent / argument if argument else path)
-    raise DaemonConfigError(
-        f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
-        "wpa-supplicant[:IFACE]"
-    )
+    path = Path(DEFAULT_CTRL_PATH)
+    return WpaSupplicantWifi(path.parent / argument if argument else path)
 
 
 # ------------------------------------------------------------- network, logged
@@ -146,7 +155,7 @@ class LoggedNetwork(NetworkBackend):
         if isinstance(outcome, Connected):
             self.emit(f"network: joined {name}, address {outcome.ip_address} (not committed)")
         else:
-            self.emit(f"network: joining {name} failed: {outcome.reason.name.lower()}")
+            self.emit(f"network: joining {name} failed: {words(outcome.reason)}")
         return outcome
 
     async def commit(self) -> None:
@@ -161,7 +170,7 @@ class LoggedNetwork(NetworkBackend):
             self.emit(f"network: re-applied {name}, address {outcome.ip_address}")
         else:
             self.emit(
-                f"network: re-applying {name} failed: {outcome.reason.name.lower()}"
+                f"network: re-applying {name} failed: {words(outcome.reason)}"
                 " (kept, if the network service joins on its own)"
             )
         return outcome
@@ -464,12 +473,59 @@ class DeviceDaemon:
         await self.runtime.close()
         await self.ui.close()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Start, wait for ``stop``, close (whatever happens in between)."""
+    async def run(self, stop: asyncio.Event, lost: asyncio.Future[None] | None = None) -> None:
+        """Start, wait for ``stop`` (a signal) or ``lost`` (the radio went away), then
+        close within :data:`CLOSE_TIMEOUT` whatever happens in between.
+
+        Raises :class:`RadioLost` after closing when the radio went away: advertising
+        into nothing would look alive and serve no one, while exiting non-zero lets the
+        service manager (systemd's Restart=on-failure) start the daemon again."""
+        radio_lost = False
         try:
-            await self.start()
-            await stop.wait()
+            try:
+                await self.start()
+                radio_lost = await _stop_or_lost(stop, lost)
+            except TRANSPORT_ERRORS as exc:  # gone while starting: a command unanswered
+                self.emit(f"radio: {self.radio_name} failed ({reason(exc)})")
+                radio_lost = True
+            if radio_lost:
+                self.emit(f"radio: lost {self.radio_name}")
         finally:
             self.emit("stopping")
-            await self.close()
+            await self._close_promptly()
             self.emit("stopped")
+        if radio_lost:
+            raise RadioLost(
+                f"lost the radio {self.radio_name} (the hub stopped or the dongle was "
+                "unplugged): exiting so that the service manager starts the daemon again"
+            )
+
+    async def _close_promptly(self) -> None:
+        """:meth:`close`, abandoned after :data:`CLOSE_TIMEOUT` (a radio that went away
+        answers no command: each would wait for bumble's command timeout)."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.close()
+        except TimeoutError:
+            self.emit(f"error: closing took over {CLOSE_TIMEOUT:g} s (the radio does not answer)")
+        except TRANSPORT_ERRORS as exc:
+            self.emit(f"error: the radio failed while closing ({reason(exc)})")
+
+
+#: Seconds the daemon may take to close after a signal or a lost radio.
+CLOSE_TIMEOUT = 3.0
+
+
+async def _stop_or_lost(stop: asyncio.Event, lost: asyncio.Future[None] | None) -> bool:
+    """Wait for ``stop`` or ``lost``; whether the radio was lost (and no stop asked)."""
+    waiting: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {waiting} if lost is None else {waiting, lost}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if lost is None or not lost.done():
+        return False
+    if not lost.cancelled():
+        lost.exception()  # retrieved: how the transport ended is not the daemon's error
+    return not stop.is_set()

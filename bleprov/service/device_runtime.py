@@ -28,6 +28,7 @@ from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.factory import DeviceProvisioning
 from bleprov.core.wifi import Connected, JoinOutcome, network_tag
 from bleprov.core.window import CommissioningWindow, WindowOffer
+from bleprov.core.words import words
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.peripheral import Peripheral
@@ -245,9 +246,7 @@ class DeviceRuntime:
                 "stored Wi-Fi %s re-applied: connected, address %s", name, outcome.ip_address
             )
         else:
-            logger.warning(
-                "stored Wi-Fi %s could not be joined: %s", name, outcome.reason.name.lower()
-            )
+            logger.warning("stored Wi-Fi %s could not be joined: %s", name, words(outcome.reason))
         return outcome
 
     def network_tag(self, ssid: bytes) -> str:

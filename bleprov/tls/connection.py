@@ -19,6 +19,7 @@ import contextlib
 import hmac
 import io
 import logging
+import os
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -485,7 +486,11 @@ async def _open(
     except TimeoutError:
         raise HandshakeFailed(f"no TLS connection to {host}:{port} within {timeout} s") from None
     except OSError as exc:
-        raise ConnectFailed(f"could not connect to {host}:{port}: {_ssl_reason(exc)}") from None
+        why = os.strerror(exc.errno).lower() if exc.errno else _ssl_reason(exc)
+        raise ConnectFailed(
+            f"could not connect to {host}:{port} ({why}): check the address and that the "
+            "other side is running"
+        ) from None
     try:
         cert_der = _peer_certificate(writer)
         member, pin = verify(cert_der)

@@ -22,7 +22,13 @@ from bleprov.core.attempts import (
 )
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import ScryptCost
-from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData, ProtocolError
+from bleprov.core.errors import (
+    BleprovError,
+    LocalProtocolError,
+    MalformedData,
+    ProtocolError,
+    code_words,
+)
 from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
@@ -96,32 +102,12 @@ _REFUSALS: dict[int, type[ProtocolError]] = {
 
 
 def refusal(code: int, retry_after: int) -> ProtocolError:
-    """The typed error a REFUSED (or CLOSE) code stands for."""
+    """The typed error a REFUSED (or CLOSE) code stands for, its message in words: what
+    happened and what to do (:data:`~bleprov.core.errors.CODE_WORDS`), never a bare code."""
     if code == TryLater.code:
         return TryLater(float(retry_after))
-    cls = _REFUSALS.get(code)
-    if cls is LockedOut:
-        return LockedOut(
-            "the device is locked after too many failed attempts; reset it with its physical button"
-        )
-    if cls is DeviceOwned:
-        return DeviceOwned(
-            "the device has an owner: its label no longer sets it up; ask the owner to "
-            "open a window (bleprov peer open-window / zone open-window), or reset it by hand"
-        )
-    if cls is WindowClosed:
-        return WindowClosed(
-            "no commissioning window is open on the device (it expired, was used, or had "
-            "too many wrong codes): ask the owner to open a new one"
-        )
-    if cls is ButtonWindowUsed:
-        return ButtonWindowUsed(
-            "this button window was already used by another host: someone else may have set "
-            "the device up; reset it by hand before you provision it"
-        )
-    if cls is not None:
-        return cls(f"device reported error 0x{code:02x}")
-    return SessionRefused(f"device reported error 0x{code:02x}")
+    cls = _REFUSALS.get(code, SessionRefused)
+    return cls(code_words(code))
 
 
 # ------------------------------------------------------------ what the host knows

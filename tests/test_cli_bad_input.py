@@ -1,0 +1,415 @@
+"""No user error ever prints a traceback (issue 13): every command, with bad input.
+
+Each command of the typer app (enumerated from it, so a new command cannot be forgotten)
+runs as its own process with stdin closed and secrets only in the environment: ``--help``,
+then the bad inputs it takes (a bad option value, a missing argument, an unreadable file,
+a radio nobody answers). Each must exit with the code README.md's "Exit codes" table gives
+and print a short message: no traceback, no Python repr, no secret from the environment.
+
+The processes are forked from one that imported the CLI once (tests/cli_fork.py): a
+hundred fresh interpreters would take minutes on a small machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from bleprov.cli import app
+from tests.processes import SECRETS
+
+pytestmark = pytest.mark.multiprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_NETWORK = ROOT / "bleprov/network/simulated_example.toml"
+#: A TCP port nothing listens on (bumble's tcp-client is refused at once).
+DEAD = "bumble:tcp-client:127.0.0.1:1"
+#: Wrong secrets: they must not be echoed either.
+WRONG = {
+    "BLEPROV_FACTORY_PASSPHRASE": "wrong factory secret 7731",
+    "BLEPROV_DEVICE_PASSPHRASE": "wrong device secret 7732",
+    "BLEPROV_ZONE_PASSPHRASE": "wrong zone secret 7733",
+    "BLEPROV_USER_PASSPHRASE": "wrong user secret 7734",
+}
+#: What the messages of a dead bumble radio and a missing BlueZ say to check.
+HUB, BT = "bleprov radio hub", "systemctl status"
+#: An environment value that removes the variable (a secret not given at all).
+UNSET = "<unset>"
+OK, ERROR, USAGE, NOT_FOUND, AUTHENTICATION, WIFI, INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+
+
+@dataclass(frozen=True)
+class Case:
+    """``bleprov ARGS`` must exit ``code``; ``{tmp}``, ``{store}``, ``{device}``,
+    ``{label}``, ``{root}``, ``{network}`` (simulated Wi-Fi), ``{dead}`` (a bumble
+    radio nobody answers) and ``{bus}`` (a D-Bus with no BlueZ on it) in ARGS or ENV
+    name the module's fixtures."""
+
+    why: str
+    args: tuple[str, ...]
+    code: int
+    env: dict[str, str] = field(default_factory=dict)
+    says: str = ""  # in the message, when the code alone does not tell which error
+
+
+def C(why: str, code: int, args: str, says: str = "", **env: str) -> Case:
+    """A row of the table: ``args`` split on spaces (no fixture path has one)."""
+    return Case(why, tuple(args.split()), code, env, says)
+
+
+#: Bad inputs per command. Every command the app has must appear (test_every_command...).
+CASES: dict[str, list[Case]] = {
+    "version": [C("unknown option", USAGE, "--bogus")],
+    "demo": [
+        C("unknown mode", USAGE, "--mode nope"),
+        C("MTU out of range", USAGE, "--mtu 5", says="--mtu"),
+        C("MTU not a number", USAGE, "--mtu many"),
+    ],
+    "scan": [
+        C("no system bus", ERROR, "--timeout 1", says=BT),
+        C("no BlueZ on the system bus", ERROR, "--timeout 1", DBUS_SYSTEM_BUS_ADDRESS="{bus}",
+          says=BT),
+        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
+        C("unknown radio", USAGE, "--radio carrier-pigeon"),
+        C("timeout not a number", USAGE, "--timeout soon"),
+    ],
+    "provision": [
+        C("MTU out of range, before any radio", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --mtu 5", says="--mtu"),
+        C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
+        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
+        C("a label file that is no label", ERROR, "--radio {dead} --qr-file {tmp}/garbage"),
+        C("bad Wi-Fi security", USAGE, "--radio {dead} --qr-file {label} --wifi-security wep"),
+        C("bumble radio nobody answers", ERROR,
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --timeout 1", says=HUB),
+        C("no system bus", ERROR, "--qr-file {label} --trust {root} --no-wifi --timeout 1",
+          says=BT),
+        C("no BlueZ on the system bus", ERROR,
+          "--qr-file {label} --trust {root} --no-wifi --timeout 1",
+          DBUS_SYSTEM_BUS_ADDRESS="{bus}", says=BT),
+        C("no trusted root", USAGE, "--radio {dead} --qr-file {label} --no-wifi"),
+        C("unreadable trust root", ERROR,
+          "--radio {dead} --qr-file {label} --trust {tmp}/missing --no-wifi"),
+        C("no label source", USAGE, "--radio {dead}"),
+        C("unreadable Wi-Fi password file, before any radio", ERROR,
+          "--radio {dead} --qr-file {label} --trust {root} --wifi-ssid home "
+          "--wifi-password-file {tmp}/missing", says="Wi-Fi password"),
+    ],
+    "linktest serve": [
+        C("missing --radio", USAGE, ""),
+        C("unknown radio", USAGE, "--radio carrier-pigeon"),
+        C("bumble radio nobody answers", ERROR, "--radio {dead}", says=HUB),
+    ],
+    "linktest run": [
+        C("missing --radio", USAGE, ""),
+        C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
+        C("MTU out of range", USAGE, "--radio {dead} --mtu 5", says="--mtu"),
+        C("no system bus", ERROR, "--radio system --timeout 1", says=BT),
+    ],
+    "radio hub": [
+        C("ports not numbers", USAGE, "--ports a,b"),
+        C("port out of range", USAGE, "--ports 70000"),
+    ],
+    "factory init": [
+        C("missing --name", USAGE, "--dir {tmp}/f2"),
+        C("no passphrase, no terminal", ERROR, "--dir {tmp}/f3 --name Acme",
+          BLEPROV_FACTORY_PASSPHRASE=UNSET),
+        C("empty passphrase", ERROR, "--dir {tmp}/f3 --name Acme", BLEPROV_FACTORY_PASSPHRASE=""),
+        C("a file where the directory goes", ERROR, "--dir {tmp}/garbage --name Acme"),
+    ],
+    "factory device": [
+        C("unknown mode", USAGE, "--dir {tmp}/factory --out {tmp}/d2 --modes qr,x"),
+        C("no factory there", ERROR, "--dir {tmp}/missing --out {tmp}/d2"),
+        C("wrong factory passphrase", ERROR, "--dir {tmp}/factory --out {tmp}/d2",
+          BLEPROV_FACTORY_PASSPHRASE=WRONG["BLEPROV_FACTORY_PASSPHRASE"]),
+    ],
+    "device factory-reset": [
+        C("no store there", ERROR, "--store {tmp}/missing --yes"),
+        C("no confirmation, no terminal", ERROR, "--store {store}"),
+    ],
+    "device init": [
+        C("unknown key provider", USAGE, "--store {tmp}/s2 --from {device} --key-provider nope"),
+        C("no device record there", ERROR, "--store {tmp}/s2 --from {tmp}/missing"),
+        C("wrong device passphrase", ERROR, "--store {tmp}/s2 --from {device}",
+          BLEPROV_DEVICE_PASSPHRASE=WRONG["BLEPROV_DEVICE_PASSPHRASE"]),
+        C("a store there already", ERROR, "--store {store} --from {device}"),
+        C("no passphrase, no terminal", ERROR, "--store {tmp}/s2 --from {device}",
+          BLEPROV_DEVICE_PASSPHRASE=UNSET),
+    ],
+    "device serve": [
+        C("unknown UI", USAGE, "--store {store} --radio {dead} --network simulated --ui lcd"),
+        C("unknown radio", USAGE, "--store {store} --radio carrier-pigeon --network simulated"),
+        C("no store there", ERROR, "--store {tmp}/missing --radio {dead} --network {network}"),
+        C("unknown network", USAGE, "--store {store} --radio {dead} --network ether"),
+        C("bumble radio nobody answers", ERROR,
+          "--store {store} --radio {dead} --network {network}", says=HUB),
+        C("no system bus", ERROR, "--store {store} --radio bluez --network {network}", says=BT),
+        C("no BlueZ on the system bus", ERROR,
+          "--store {store} --radio bluez --network {network}", DBUS_SYSTEM_BUS_ADDRESS="{bus}",
+          says=BT),
+        C("bad --tls endpoint", USAGE,
+          "--store {store} --radio {dead} --network {network} --tls nowhere"),
+    ],
+    "zone init": [
+        C("missing --admin", USAGE, "--dir {tmp}/z2 --name Home"),
+        C("no passphrase, no terminal", ERROR, "--dir {tmp}/z3 --name Home --admin alice",
+          BLEPROV_ZONE_PASSPHRASE=UNSET),
+    ],
+    "zone list": [C("no hub there", ERROR, "--dir {tmp}/missing")],
+    "zone show": [
+        C("no hub there", ERROR, "DEV --dir {tmp}/missing"),
+        C("missing device", USAGE, "--dir {tmp}/missing"),
+    ],
+    "zone revoke": [C("no hub there", ERROR, "DEV --dir {tmp}/missing --user alice")],
+    "zone open-window": [
+        C("bad purpose", USAGE,
+          "DEV --dir {tmp}/missing --user alice --address 127.0.0.1:1 --purpose party"),
+        C("minutes not a number", USAGE,
+          "DEV --dir {tmp}/missing --user alice --address 127.0.0.1:1 --minutes soon"),
+        C("no hub there", ERROR, "DEV --dir {tmp}/missing --user alice --address 127.0.0.1:1"),
+    ],
+    "zone serve": [
+        C("no hub there", ERROR, "--dir {tmp}/missing"),
+        C("bad listen address", USAGE, "--dir {tmp}/missing --listen here"),
+    ],
+    "zone export": [C("no hub there", ERROR, "--dir {tmp}/missing --out {tmp}/x")],
+    "zone audit": [C("no hub there", ERROR, "--dir {tmp}/missing")],
+    "zone user add": [
+        C("bad role", USAGE, "bob --dir {tmp}/missing --role king --user alice"),
+        C("no hub there", ERROR, "bob --dir {tmp}/missing --role member --user alice"),
+    ],
+    "zone user list": [C("no hub there", ERROR, "--dir {tmp}/missing")],
+    "label make": [
+        C("unknown mode", USAGE, "--dir {tmp}/factory --out {tmp}/d3 --modes x"),
+        C("no factory there", ERROR, "--dir {tmp}/missing --out {tmp}/d3"),
+    ],
+    "label show": [
+        C("no device directory", ERROR, "{tmp}/missing"),
+        C("missing argument", USAGE, ""),
+    ],
+    "label decode": [
+        C("no image there", ERROR, "{tmp}/missing"),
+        C("not an image", ERROR, "{tmp}/garbage"),
+    ],
+    "peer bind": [
+        C("bumble radio nobody answers", ERROR,
+          "--radio {dead} --qr-file {label} --trust {root} --timeout 1", says=HUB),
+        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
+        C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
+    ],
+    "peer open-window": [
+        C("bad purpose", USAGE, "DEV --purpose party"),
+        C("minutes out of range", USAGE, "DEV --minutes -1"),
+        C("device not bound here", ERROR, "DEV --address 127.0.0.1:1"),
+    ],
+    "peer close-window": [C("device not bound here", ERROR, "DEV --address 127.0.0.1:1")],
+    "peer list": [C("host dir is a file", ERROR, "--host-dir {tmp}/garbage")],
+    "peer unbind": [
+        C("device not bound here", ERROR, "DEV --address 127.0.0.1:1"),
+        C("missing device", USAGE, ""),
+    ],
+}  # fmt: skip
+
+
+def commands() -> list[str]:
+    """Every leaf command of the app, as the words a person types."""
+    found: list[str] = []
+
+    def walk(command: Any, words: list[str]) -> None:
+        children = getattr(command, "commands", None)
+        if children is None:
+            found.append(" ".join(words))
+            return
+        for name, child in children.items():
+            walk(child, [*words, name])
+
+    walk(typer.main.get_command(app), [])
+    return sorted(found)
+
+
+def _base_env(tmp: Path) -> dict[str, str]:
+    """A clean environment: no system bus (so no BlueZ), a fresh home, secrets."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp / "home"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "COLUMNS": "200",
+        "LANG": "C.UTF-8",
+        "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={tmp}/no-system-bus",
+        "BLEPROV_HOST_DIR": str(tmp / "host"),
+        **SECRETS,
+    }
+
+
+def _fork_run(tmp: Path, batches: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    cases = tmp / f"cases-{len(list(tmp.glob('cases-*')))}.json"
+    cases.write_text(json.dumps(batches))
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.cli_fork", str(cases)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=_base_env(tmp),
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: list[list[dict[str, Any]]] = json.loads(done.stdout)
+    return result
+
+
+@dataclass
+class Matrix:
+    results: dict[tuple[str, str], dict[str, Any]]
+    env: dict[str, str]
+
+
+@contextmanager
+def bus_without_bluez() -> Iterator[str]:
+    """A private D-Bus daemon taken for the system bus: reachable, but no BlueZ on it."""
+    daemon = shutil.which("dbus-daemon")
+    if daemon is None:
+        pytest.skip("dbus-daemon is not installed (Debian package: dbus)")
+    directory = tempfile.mkdtemp(prefix="bleprov-bus-", dir="/tmp")  # a short socket path
+    proc = subprocess.Popen(
+        [daemon, "--session", "--nofork", "--nopidfile", "--print-address=1",
+         f"--address=unix:path={directory}/bus"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
+    with bus_without_bluez() as bus:
+        yield from _matrix(tmp_path_factory, bus)
+
+
+def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matrix]:
+    tmp = tmp_path_factory.mktemp("bad-input")
+    (tmp / "garbage").write_text("this is not what you are looking for\n")
+    (tmp / "home").mkdir()
+    env = _base_env(tmp)
+
+    def case(*argv: str, **extra: str) -> dict[str, Any]:
+        given = {name: value for name, value in {**env, **extra}.items() if value != UNSET}
+        return {"argv": list(argv), "env": given, "timeout": 40}
+
+    made = _fork_run(
+        tmp,
+        [
+            [case("factory", "init", "--dir", str(tmp / "factory"), "--name", "Acme")],
+            [case("factory", "device", "--dir", str(tmp / "factory"), "--out", str(tmp / "devs"))],
+        ],
+    )
+    assert [r["code"] for batch in made for r in batch] == [0, 0], made
+    [device] = list((tmp / "devs").iterdir())
+    fill = {
+        "{tmp}": str(tmp),
+        "{store}": str(tmp / "store"),
+        "{device}": str(device),
+        "{label}": str(device / "label.txt"),
+        "{root}": str(tmp / "factory" / "root.pem"),
+        "{bus}": bus,
+        "{network}": f"simulated:{EXAMPLE_NETWORK}",
+        "{dead}": DEAD,
+    }
+
+    def expand(text: str) -> str:
+        for key, value in fill.items():
+            text = text.replace(key, value)
+        return text
+
+    keys: list[tuple[str, str]] = []
+    runs: list[dict[str, Any]] = []
+    for command in commands():
+        keys.append((command, "--help"))
+        runs.append(case(*command.split(), "--help"))
+        for bad in CASES.get(command, []):
+            keys.append((command, bad.why))
+            extra = {name: expand(value) for name, value in bad.env.items()}
+            runs.append(case(*command.split(), *map(expand, bad.args), **extra))
+    init = case("device", "init", "--store", fill["{store}"], "--from", fill["{device}"])
+    [[initialised], results] = _fork_run(tmp, [[init], runs])
+    assert initialised["code"] == 0, initialised
+    yield Matrix(dict(zip(keys, results, strict=True)), env)
+
+
+# ------------------------------------------------------------------ what is checked
+
+_TRACEBACK = re.compile(r"Traceback|File \"[^\"]*\", line \d+|\.py:\d+ in ")
+_REPRS = [
+    re.compile(r"\b[A-Z][A-Za-z]+\((?:[a-z_]+=|'|\")"),  # Foo(x=...), Foo('...')
+    re.compile(r"\{'[a-z_]+': "),  # {'key': ...}
+    re.compile(r"<[\w.]+ object at 0x"),
+    re.compile(r"valid integer|input_value=|pydantic"),
+    re.compile(r"device reported error 0x"),
+    re.compile(r"(?<![\w/.\-])[a-z]+_[a-z_]+(?![\w/.\-])"),  # a raw enum name: wrong_password
+]
+
+
+def check_output(result: dict[str, Any], case: Case, env: dict[str, str], command: str) -> None:
+    output = result["stdout"] + result["stderr"]
+    shown = f"exit {result['code']}\n--- stdout\n{result['stdout']}--- stderr\n{result['stderr']}"
+    assert result["code"] == case.code, f"{case.why}: expected exit {case.code}\n{shown}"
+    assert not _TRACEBACK.search(output), f"{case.why}: a traceback\n{shown}"
+    for name, value in {**env, **case.env, **WRONG}.items():
+        if name.endswith(("PASSPHRASE", "PASSWORD", "CODE", "KEY")) and len(value) > 3:
+            assert value not in output, f"{case.why}: {name} echoed\n{shown}"
+    if case.code == OK:
+        return
+    for pattern in _REPRS:
+        assert not pattern.search(output), f"{case.why}: {pattern.pattern} in\n{shown}"
+    lines = [line for line in result["stderr"].splitlines() if line.strip()]
+    assert lines, f"{case.why}: no message\n{shown}"
+    assert case.says in result["stderr"], f"{case.why}: {case.says!r} not said\n{shown}"
+    if case.code == USAGE and "usage:" in result["stderr"].lower():
+        assert f"bleprov {command} " in result["stderr"], f"{case.why}: another program\n{shown}"
+    limit = 7 if case.code == USAGE else 3  # typer frames a usage error in a box
+    assert len(lines) <= limit, f"{case.why}: {len(lines)} lines\n{shown}"
+
+
+def test_every_command_has_bad_inputs() -> None:
+    """A new command must say which bad inputs it takes (or take none: ``version``)."""
+    assert sorted(CASES) == commands()
+
+
+MATRIX = [(command, case) for command in sorted(CASES) for case in CASES[command]]
+
+
+@pytest.mark.parametrize("command", commands())
+def test_help(matrix: Matrix, command: str) -> None:
+    result = matrix.results[(command, "--help")]
+    check_output(result, Case("--help", ("--help",), OK), matrix.env, command)
+    assert "Usage" in result["stdout"], result
+
+
+@pytest.mark.parametrize(
+    ("command", "case"), MATRIX, ids=[f"{c}: {case.why}" for c, case in MATRIX]
+)
+def test_bad_input(matrix: Matrix, command: str, case: Case) -> None:
+    check_output(matrix.results[(command, case.why)], case, matrix.env, command)
