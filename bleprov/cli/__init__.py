@@ -35,6 +35,7 @@ app = typer.Typer(
     help="Bind a virgin IoT device to its owner over Bluetooth LE.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 linktest_app = typer.Typer(help="Check a radio path by echoing messages (no session, no secrets).")
 radio_app = typer.Typer(help="Virtual radio tools for tests and demos without hardware.")
@@ -78,9 +79,21 @@ def check_radio(text: str | None) -> str | None:
     return text
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bleprov {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

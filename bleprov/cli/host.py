@@ -935,9 +935,12 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(
                 "use auto, open, wpa2, wpa3 or wpa2-wpa3", param_hint="--wifi-security"
             )
+        from bleprov.cli import err_console
+
         _run_host(
             provision_device(
-                console,
+                # With --json, stdout is the JSON alone: progress goes to stderr.
+                err_console if as_json else console,
                 radio=radio,
                 mtu=mtu,
                 label=LabelSource(
