@@ -316,12 +316,16 @@ async def _serve(
     stop: asyncio.Event,
 ) -> None:
     """The daemon on its radio until ``stop`` is set or the radio goes away."""
-    from bleprov.radio.spec import open_watched_peripheral
+    from bleprov.radio.spec import device_address, open_watched_peripheral
     from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
     from bleprov.service.device_runtime import DeviceRuntime
 
+    provisioning = store.provisioning()
+    address = None if provisioning is None else device_address(provisioning.identity.device_id)
     async with contextlib.AsyncExitStack() as stack:
-        radio = await stack.enter_async_context(open_watched_peripheral(spec, name=options.name))
+        radio = await stack.enter_async_context(
+            open_watched_peripheral(spec, name=options.name, address=address)
+        )
         peripheral = radio.peripheral
         runtime = DeviceRuntime(
             store,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -101,12 +102,22 @@ class WatchedPeripheral:
 TRANSPORT_CLOSE_TIMEOUT: Final = 2.0
 
 
+def device_address(device_id: str) -> str:
+    """The bumble radio's address for a device: a static random address (Core spec, Vol 6,
+    Part B, 1.3.2.1: the two top bits set) derived from its ID, so it is the same at every
+    start and two devices on one radio never hide each other."""
+    digest = bytearray(hashlib.sha256(b"bleprov device address " + device_id.encode()).digest())
+    digest[0] |= 0xC0
+    return ":".join(f"{b:02X}" for b in digest[:6])
+
+
 @contextlib.asynccontextmanager
 async def open_watched_peripheral(
-    spec: RadioSpec, *, name: str = "bleprov"
+    spec: RadioSpec, *, name: str = "bleprov", address: str | None = None
 ) -> AsyncIterator[WatchedPeripheral]:
     """:func:`open_peripheral`, and how to know its radio went away. The system stack
-    reports its own failures as errors, so its ``lost`` never completes."""
+    reports its own failures as errors, so its ``lost`` never completes. A bumble radio
+    takes ``address`` (:func:`device_address`); ``BLEPROV_BUMBLE_ADDRESS`` overrides it."""
     if spec.kind == "system":
         from bleprov.radio.bless_peripheral import BlessPeripheral
 
@@ -118,7 +129,7 @@ async def open_watched_peripheral(
         return
     from bleprov.radio.bumble_peripheral import BumblePeripheral
 
-    address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_DEVICE_ADDRESS)
+    address = os.environ.get("BLEPROV_BUMBLE_ADDRESS") or address or DEFAULT_DEVICE_ADDRESS
     device, transport = await _open_bumble(spec, name=name, address=address)
     try:
         yield WatchedPeripheral(BumblePeripheral(device), transport.source.terminated)
@@ -161,6 +172,7 @@ __all__ = [
     "RadioSpecError",
     "RadioUnavailable",
     "WatchedPeripheral",
+    "device_address",
     "open_central",
     "open_peripheral",
     "open_watched_peripheral",
