@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bleprov.core.advertising import DeviceState
 from bleprov.core.enrolment.messages import WifiState, WifiStatus
@@ -24,7 +24,11 @@ from bleprov.core.wifi import ScanResult, WifiCredentials
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.service.trust import HostTrust
-from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller, attested
+
+if TYPE_CHECKING:
+    # Imported where a zone is enrolled: the hub's database stack (SQLAlchemy, Alembic,
+    # about 0.6 s) is for zone enrolment only, not for every provision or peer binding.
+    from bleprov.service.zone_hub import PendingEnrolment, ZoneEnroller
 
 
 class WifiNotJoined(BleprovError):
@@ -160,6 +164,8 @@ async def provision(
             f"(bleprov peer unbind --local-only {device_id})"
         )
     if zone is not None:
+        from bleprov.service.zone_hub import attested
+
         attested(session, device_id)  # an unattested device: refused before anything changes
     client = EnrolmentClient(session)
     meter = _Meter(client)
