@@ -46,7 +46,6 @@ from bleprov.radio.host_link import DeviceNotFound, scan
 from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
 from bleprov.service.host_session import DeviceAuthentication, find, open_session
 from bleprov.service.provisioning import (
-    OWNED_STATES,
     PeerPlan,
     ProvisionReport,
     WifiNotJoined,
@@ -169,14 +168,6 @@ def _open_to(data: ServiceData) -> str:
     if AdvertisedFlags.BUTTON_WINDOW_OPEN in data.flags:
         return "button"
     return ""
-
-
-def _is_owned(data: ServiceData) -> bool:
-    """The device has an owner: it says it is set up and offers no factory mode (only,
-    perhaps, the owner's window)."""
-    return data.state in OWNED_STATES and (
-        not data.modes or AdvertisedFlags.WINDOW_OPEN in data.flags
-    )
 
 
 # -------------------------------------------------------------------------- provision
@@ -571,7 +562,7 @@ async def provision_device(
                 # window gets in.
                 advertised = found.service_data
                 if not isinstance(auth.secret, hst.WindowSecret):
-                    if _is_owned(advertised):
+                    if advertised.owned:
                         raise hst.refusal(DeviceOwned.code, 0)
                     check_virgin(advertised.state, allow_owned=reprovision)
                 with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):

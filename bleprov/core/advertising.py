@@ -75,6 +75,14 @@ class ServiceData:
     discriminator: int
     flags: AdvertisedFlags = AdvertisedFlags.NONE
 
+    @property
+    def owned(self) -> bool:
+        """The device has an owner: it is set up and offers no factory mode (at most its
+        owner's window), so its label opens nothing (docs/security.md, "Ownership")."""
+        return self.state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND) and (
+            not self.modes or AdvertisedFlags.WINDOW_OPEN in self.flags
+        )
+
     def __post_init__(self) -> None:
         if not 0 <= self.discriminator <= DISCRIMINATOR_MAX:
             raise ValueError(f"discriminator must fit in {DISCRIMINATOR_BITS} bits")

@@ -24,7 +24,6 @@ Pure code: bytes in, bytes out, ``now`` (monotonic seconds) passed in.
 from __future__ import annotations
 
 import enum
-import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -287,9 +286,6 @@ class CommissioningWindow:
 
     def close(self) -> None:
         self._closed = True
-
-    def opened_by_matches(self, fingerprint: bytes) -> bool:
-        return hmac.compare_digest(self.opened_by, fingerprint)
 
     def __repr__(self) -> str:
         return f"CommissioningWindow(purpose={self.purpose.label}, failures={self.failures})"

@@ -122,3 +122,17 @@ def test_malformed_info(raw: bytes) -> None:
 def test_info_decoder_never_crashes(raw: bytes) -> None:
     with contextlib.suppress(MalformedData):
         DeviceInfo.decode(raw)
+
+
+def test_an_owned_device_is_one_that_offers_no_factory_mode() -> None:
+    from bleprov.core.advertising import AdvertisedFlags, DeviceState, OobMode, ServiceData
+
+    def data(state: DeviceState, modes: OobMode, flags: AdvertisedFlags) -> ServiceData:
+        return ServiceData(1, state, modes, 0x123, flags)
+
+    none, window = AdvertisedFlags.NONE, AdvertisedFlags.WINDOW_OPEN
+    assert data(DeviceState.PEER_BOUND, OobMode(0), none).owned
+    assert data(DeviceState.ENROLLED, OobMode.CODE, window).owned
+    # Set up but offering its label (the owner released it): not owned.
+    assert not data(DeviceState.PEER_BOUND, OobMode.QR, none).owned
+    assert not data(DeviceState.VIRGIN, OobMode(0), none).owned

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode, ServiceData
+from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
 from bleprov.core.attempts import (
     ButtonNotPressed,
     ButtonWindowUsed,
@@ -211,13 +211,8 @@ class HostSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
-        if (
-            info.state in (DeviceState.ENROLLED, DeviceState.PEER_BOUND)
-            and (not info.modes or info.window is not None)
-            and not isinstance(secret, WindowSecret)
-        ):
-            # It offers no factory mode (at most its owner's window): it has an owner.
-            raise refusal(DeviceOwned.code, 0)
+        if info.service_data().owned and not isinstance(secret, WindowSecret):
+            raise refusal(DeviceOwned.code, 0)  # its label opens nothing: say what does
         if not info.modes & OobMode(int(mode)):
             raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
         self._mode = mode
