@@ -217,6 +217,20 @@ CASES: dict[str, list[Case]] = {
     ],
     "peer close-window": [C("device not bound here", ERROR, "DEV --address 127.0.0.1:1")],
     "peer list": [C("host dir is a file", ERROR, "--host-dir {tmp}/garbage")],
+    "contrib list": [C("unknown option", USAGE, "--bogus")],
+    "contrib show": [
+        C("no such shipped file", USAGE, "nope.conf", says="bleprov contrib list"),
+        C("missing name", USAGE, ""),
+    ],
+    "contrib path": [C("no such shipped file", USAGE, "nope.conf", says="bleprov contrib list")],
+    "contrib install-systemd": [
+        C("unknown service", USAGE, "printer --root {tmp}/sysroot"),
+        C("missing service", USAGE, "--root {tmp}/sysroot"),
+        C("relative --command", USAGE, "device --root {tmp}/sysroot --command bin/bleprov"),
+        C("root is a file", ERROR, "device --root {tmp}/garbage", says="not a directory"),
+        C("an installed unit edited by hand", ERROR, "device --root {tmp}/edited",
+          says="--force"),
+    ],
     "peer unbind": [
         C("device not bound here", ERROR, "DEV --address 127.0.0.1:1"),
         C("missing device", USAGE, ""),
@@ -313,6 +327,9 @@ def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matr
     tmp = tmp_path_factory.mktemp("bad-input")
     (tmp / "garbage").write_text("this is not what you are looking for\n")
     (tmp / "home").mkdir()
+    edited = tmp / "edited/etc/systemd/system/bleprov-device.service"
+    edited.parent.mkdir(parents=True)
+    edited.write_text("[Service]\nExecStart=/usr/local/bin/bleprov device serve\n")
     env = _base_env(tmp)
 
     def case(*argv: str, **extra: str) -> dict[str, Any]:

@@ -374,6 +374,9 @@ from bleprov.cli.host import register as _register_host_commands  # noqa: E402
 
 _register_host_commands(app)
 from bleprov.cli import device as _device_commands  # noqa: E402, F401  (registers device init/serve)
+from bleprov.cli.contrib import contrib_app  # noqa: E402
+
+app.add_typer(contrib_app, name="contrib")
 
 #: pydantic's wording, which typer passes through for a value it cannot convert.
 _PYDANTIC_WORDS = re.compile(r"^Input should be (?:a valid |an? )?(?P<what>[^,]+?)(?:,.*)?$")

@@ -186,8 +186,9 @@ def device_serve(
 ) -> None:
     """Run the device: advertise, serve enrolment, then validated connections.
 
-    Prints one `ready: ...` line once advertising; SIGTERM or SIGINT stop it cleanly
-    (an enrolment in progress is rolled back).
+    Prints one `ready: ...` line once advertising, and tells systemd READY=1
+    (Type=notify; WATCHDOG=1 pings when WatchdogSec= is set); SIGTERM or SIGINT stop it
+    cleanly (an enrolment in progress is rolled back).
     """
     from bleprov.service.device_daemon import parse_endpoint, parse_network, parse_radio
 
@@ -299,8 +300,11 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
+    from bleprov.service.systemd import watchdog
+
     try:
-        await _serve(options, spec, store, interface, backend, stop)
+        async with watchdog():  # systemd's WatchdogSec=: pinged from this loop
+            await _serve(options, spec, store, interface, backend, stop)
     except asyncio.CancelledError:
         if not stop.is_set():
             raise
@@ -319,6 +323,7 @@ async def _serve(
     from bleprov.radio.spec import device_address, open_watched_peripheral
     from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
     from bleprov.service.device_runtime import DeviceRuntime
+    from bleprov.service.systemd import notify
 
     provisioning = store.provisioning()
     address = None if provisioning is None else device_address(provisioning.identity.device_id)
@@ -348,6 +353,11 @@ async def _serve(
                 )
             )
         daemon = DeviceDaemon(
-            runtime, interface, radio_name=options.radio, emit=_emit, services=services
+            runtime,
+            interface,
+            radio_name=options.radio,
+            emit=_emit,
+            services=services,
+            notify=notify,
         )
         await daemon.run(stop, radio.lost)

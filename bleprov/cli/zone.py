@@ -416,7 +416,8 @@ def zone_serve(
     TLS identity: a hub certificate for a key made at start and kept in memory only,
     re-issued every 12 h. Zone passphrase: BLEPROV_ZONE_PASSPHRASE, systemd's credential
     zone-passphrase, or a prompt. Prints one `ready: ...` line ending with the address it
-    listens on, and tells systemd READY=1 (Type=notify).
+    listens on, and tells systemd READY=1 (Type=notify; WATCHDOG=1 pings when WatchdogSec=
+    is set).
     """
     from bleprov.service.device_daemon import DaemonConfigError, parse_endpoint
 
@@ -444,14 +445,15 @@ def _emit(line: str) -> None:
 
 
 async def _serve_hub(hub: Hub, host: str, port: int) -> None:
-    from bleprov.service.systemd import notify
+    from bleprov.service.systemd import notify, watchdog
     from bleprov.service.zone_hub import run_hub
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await run_hub(hub, host, port, stop=stop, emit=_emit, notify=notify)
+    async with watchdog():  # systemd's WatchdogSec=: pinged from this loop
+        await run_hub(hub, host, port, stop=stop, emit=_emit, notify=notify)
 
 
 @zone_app.command("export")
