@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import sysconfig
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
@@ -99,6 +98,8 @@ def shipped_file(name: str) -> Path:
 def this_bleprov() -> Path:
     """The ``bleprov`` command of this installation (a venv's bin/, or the scripts
     directory of the interpreter that runs this)."""
+    import sysconfig
+
     candidates = (
         Path(sys.executable).absolute().parent / "bleprov",
         Path(sysconfig.get_path("scripts")) / "bleprov",
