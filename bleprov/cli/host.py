@@ -31,6 +31,7 @@ from rich.status import Status
 from rich.table import Table
 
 from bleprov.cli import check_radio
+from bleprov.cli.config import RADIO_ENV, TRUST_ENV, USER_ENV, ZONE_ENV, zone_default
 from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
@@ -808,7 +809,11 @@ DiscriminatorArg = Annotated[
 ]
 TrustArg = Annotated[
     list[Path] | None,
-    typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
+    typer.Option(
+        "--trust",
+        envvar=TRUST_ENV,
+        help="Manufacturer root certificate (repeatable; in the variable, ':' between paths).",
+    ),
 ]
 AllowUnknownArg = Annotated[
     bool,
@@ -822,6 +827,7 @@ RadioArg = Annotated[
     str,
     typer.Option(
         "--radio",
+        envvar=RADIO_ENV,
         help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>.",
         callback=check_radio,
     ),
@@ -843,6 +849,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("provision")
     def provision_command(
+        ctx: typer.Context,
         radio: RadioArg = "system",
         qr_file: QrFileArg = None,
         qr_image: QrImageArg = None,
@@ -882,10 +889,20 @@ def register(app: typer.Typer) -> None:
         ] = None,
         no_wifi: Annotated[bool, typer.Option("--no-wifi", help="Skip the Wi-Fi step.")] = False,
         zone: Annotated[
-            Path | None, typer.Option(help="Enrol into this hub's zone (hub directory).")
+            Path | None,
+            typer.Option(envvar=ZONE_ENV, help="Enrol into this hub's zone (hub directory)."),
         ] = None,
+        no_zone: Annotated[
+            bool,
+            typer.Option(
+                "--no-zone", help=f"Enrol into no zone, whatever {ZONE_ENV} or the config says."
+            ),
+        ] = False,
         user: Annotated[
-            str | None, typer.Option(help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE).")
+            str | None,
+            typer.Option(
+                envvar=USER_ENV, help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE)."
+            ),
         ] = None,
         user_key: Annotated[
             Path | None, typer.Option(help="Directory of a zone-issued user credential.")
@@ -928,10 +945,12 @@ def register(app: typer.Typer) -> None:
             )
         from bleprov.cli import err_console
 
+        # With --json, stdout is the JSON alone: progress goes to stderr.
+        shown = err_console if as_json else console
+        zone = zone_default(ctx, zone, no_zone=no_zone, peer=peer, console=shown)
         _run_host(
             provision_device(
-                # With --json, stdout is the JSON alone: progress goes to stderr.
-                err_console if as_json else console,
+                shown,
                 radio=radio,
                 mtu=mtu,
                 label=LabelSource(
