@@ -949,6 +949,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
         window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
+        labels: Annotated[
+            Path | None,
+            typer.Option(
+                help="Several devices, one after another: a directory of labels (the "
+                "factory's devices/, or photos) or a file listing them (bleprov help batch).",
+            ),
+        ] = None,
         reprovision: ReprovisionArg = False,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
@@ -1023,36 +1030,54 @@ def register(app: typer.Typer) -> None:
         # With --json, stdout is the JSON alone: progress goes to stderr.
         shown = err_console if as_json else console
         zone = zone_default(ctx, zone, no_zone=no_zone, peer=peer, console=shown)
+        label = LabelSource(
+            qr_file,
+            qr_image,
+            ndef,
+            printed_key,
+            manual_code,
+            scratch_card,
+            compare,
+            button,
+            window_code,
+            discriminator,
+            passkey,
+        )
+        target = TrustTarget(
+            zone, user, user_key, owner, registry_url, peer, host_dir or default_host_dir()
+        )
+        wifi = WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi)
+        if labels is not None:
+            from bleprov.cli.batch import provision_labels, report_batch
+
+            results = _run_host(
+                provision_labels(
+                    shown,
+                    labels,
+                    label,
+                    via,
+                    radio=radio,
+                    mtu=mtu,
+                    roots=trust or [],
+                    allow_unknown_manufacturer=allow_unknown_manufacturer,
+                    wifi=wifi,
+                    target=target,
+                    timeout=timeout,
+                    reprovision=reprovision,
+                )
+            )
+            report_batch(shown, results, as_json)
+            return
         _run_host(
             provision_device(
                 shown,
                 radio=radio,
                 mtu=mtu,
-                label=LabelSource(
-                    qr_file,
-                    qr_image,
-                    ndef,
-                    printed_key,
-                    manual_code,
-                    scratch_card,
-                    compare,
-                    button,
-                    window_code,
-                    discriminator,
-                    passkey,
-                ),
+                label=label,
                 roots=trust or [],
                 allow_unknown_manufacturer=allow_unknown_manufacturer,
-                wifi=WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi),
-                target=TrustTarget(
-                    zone,
-                    user,
-                    user_key,
-                    owner,
-                    registry_url,
-                    peer,
-                    host_dir or default_host_dir(),
-                ),
+                wifi=wifi,
+                target=target,
                 timeout=timeout,
                 as_json=as_json,
                 via=via,
