@@ -381,10 +381,14 @@ def device_factory_reset(
     console.print("factory reset done: the device is back to its factory state")
 
 
+from bleprov.cli.completion import completion  # noqa: E402
 from bleprov.cli.config import config_app  # noqa: E402
 from bleprov.cli.label import label_app  # noqa: E402  (it uses the helpers above)
+from bleprov.cli.topics import help_command  # noqa: E402
 
 app.add_typer(config_app, name="config")
+app.command("help")(help_command)
+app.command("completion")(completion)
 
 app.add_typer(label_app, name="label")
 
@@ -418,8 +422,10 @@ def main() -> None:
     from typer import rich_utils
     from typer._click.exceptions import ClickException
 
+    from bleprov.cli.completion import prepare as prepare_completion
     from bleprov.cli.config import ConfigError
 
+    prepare_completion()
     try:
         # prog_name: ``python -m bleprov`` is bleprov too (its usage lines, and the
         # _BLEPROV_COMPLETE variable shell completion sets).
