@@ -10,7 +10,6 @@ completion classes for that call (typer registers them only with ``add_completio
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -19,10 +18,15 @@ import typer
 COMPLETE_ENV = "_BLEPROV_COMPLETE"
 
 
-class Shell(StrEnum):
-    BASH = "bash"
-    ZSH = "zsh"
-    FISH = "fish"
+#: The shells typer has a completion script for that a Linux host runs.
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _check_shell(shell: str) -> str:
+    """A plain value checked here: typer's choice error lists one shell a line."""
+    if shell not in SHELLS:
+        raise typer.BadParameter(f"{shell!r}: use {', '.join(SHELLS)}")
+    return shell
 
 
 def prepare() -> None:
@@ -35,7 +39,14 @@ def prepare() -> None:
 
 def completion(
     shell: Annotated[
-        Shell, typer.Argument(metavar="SHELL", help="bash, zsh or fish.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="SHELL",
+            help="bash, zsh or fish.",
+            show_default=False,
+            callback=_check_shell,
+            autocompletion=lambda: list(SHELLS),
+        ),
     ],
 ) -> None:
     """Print the shell completion script for bleprov's commands and options.
@@ -54,7 +65,5 @@ def completion(
     from typer._completion_shared import get_completion_script
 
     completion_init()
-    script = get_completion_script(
-        prog_name="bleprov", complete_var=COMPLETE_ENV, shell=shell.value
-    )
+    script = get_completion_script(prog_name="bleprov", complete_var=COMPLETE_ENV, shell=shell)
     typer.echo(script)
