@@ -65,6 +65,16 @@ class Case:
     says: str = ""  # in the message, when the code alone does not tell which error
 
 
+#: Broken config files (bleprov help config), by name in the module's directory.
+CONFIG_FILES = {
+    "config-broken.toml": "radio = [\n",
+    "config-secret.toml": 'passphrase = "hunter2 in a config file"\n',
+    "config-unknown.toml": 'raido = "system"\n',
+    "config-radio.toml": 'radio = "carrier-pigeon"\n',
+    "config-type.toml": "radio = 3\n",
+}
+
+
 def C(why: str, code: int, args: str, says: str = "", **env: str) -> Case:
     """A row of the table: ``args`` split on spaces (no fixture path has one)."""
     return Case(why, tuple(args.split()), code, env, says)
@@ -73,6 +83,25 @@ def C(why: str, code: int, args: str, says: str = "", **env: str) -> Case:
 #: Bad inputs per command. Every command the app has must appear (test_every_command...).
 CASES: dict[str, list[Case]] = {
     "version": [C("unknown option", USAGE, "--bogus")],
+    "help": [
+        C("unknown topic", USAGE, "exitcodes", says="no help topic"),
+        C("unknown command", USAGE, "zone nope", says="no help topic"),
+    ],
+    "completion": [
+        C("unknown shell", USAGE, "tcsh"),
+        C("missing shell", USAGE, ""),
+    ],
+    "config show": [
+        C("config file not TOML", USAGE, "", BLEPROV_CONFIG="{tmp}/config-broken.toml",
+          says="config-broken.toml: not valid TOML"),
+        C("a secret in the config file", USAGE, "", BLEPROV_CONFIG="{tmp}/config-secret.toml",
+          says="passphrase: bleprov never reads a secret"),
+        C("unknown key in the config file", USAGE, "",
+          BLEPROV_CONFIG="{tmp}/config-unknown.toml", says="unknown key 'raido'"),
+        C("config file named but missing", USAGE, "", BLEPROV_CONFIG="{tmp}/missing.toml",
+          says="no such file"),
+        C("config file is a directory", USAGE, "", BLEPROV_CONFIG="{tmp}", says=""),
+    ],
     "demo": [
         C("unknown mode", USAGE, "--mode nope"),
         C("MTU out of range", USAGE, "--mtu 5", says="--mtu"),
@@ -85,6 +114,12 @@ CASES: dict[str, list[Case]] = {
         C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
         C("timeout not a number", USAGE, "--timeout soon"),
+        C("unknown radio in BLEPROV_RADIO", USAGE, "--timeout 1",
+          BLEPROV_RADIO="carrier-pigeon", says="BLEPROV_RADIO"),
+        C("unknown radio in the config file", USAGE, "--timeout 1",
+          BLEPROV_CONFIG="{tmp}/config-radio.toml", says="config-radio.toml: radio:"),
+        C("radio of the wrong type in the config file", USAGE, "--timeout 1",
+          BLEPROV_CONFIG="{tmp}/config-type.toml", says="radio: give a non-empty string"),
     ],
     "provision": [
         C("MTU out of range, before any radio", USAGE,
@@ -107,6 +142,23 @@ CASES: dict[str, list[Case]] = {
         C("unreadable Wi-Fi password file, before any radio", ERROR,
           "--radio {dead} --qr-file {label} --trust {root} --wifi-ssid home "
           "--wifi-password-file {tmp}/missing", says="Wi-Fi password"),
+        C("a broken config file", USAGE, "--qr-file {label} --no-wifi",
+          BLEPROV_CONFIG="{tmp}/config-broken.toml", says="config-broken.toml"),
+        C("--zone and --no-zone", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --zone {tmp} --no-zone"),
+        C("--labels with another label", USAGE,
+          "--radio {dead} --labels {tmp}/devs --qr-file {label} --trust {root}",
+          says="drop --qr-file"),
+        C("--labels of a directory with no labels", USAGE,
+          "--radio {dead} --labels {tmp}/home --trust {root} --no-wifi", says="no labels"),
+        C("--labels list with a line that is no label", USAGE,
+          "--radio {dead} --labels {tmp}/garbage --trust {root} --no-wifi",
+          says="garbage:1: not a label file"),
+        C("--labels list unreadable", ERROR,
+          "--radio {dead} --labels {tmp}/missing --trust {root} --no-wifi",
+          says="cannot read the label list"),
+        C("--labels, radio nobody answers", ERROR,
+          "--radio {dead} --labels {tmp}/devs --trust {root} --no-wifi --timeout 1", says=HUB),
     ],
     "linktest serve": [
         C("missing --radio", USAGE, ""),
@@ -326,6 +378,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
 def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matrix]:
     tmp = tmp_path_factory.mktemp("bad-input")
     (tmp / "garbage").write_text("this is not what you are looking for\n")
+    for name, text in CONFIG_FILES.items():
+        (tmp / name).write_text(text)
     (tmp / "home").mkdir()
     edited = tmp / "edited/etc/systemd/system/bleprov-device.service"
     edited.parent.mkdir(parents=True)
@@ -397,6 +451,7 @@ def check_output(result: dict[str, Any], case: Case, env: dict[str, str], comman
     for name, value in {**env, **case.env, **WRONG}.items():
         if name.endswith(("PASSPHRASE", "PASSWORD", "CODE", "KEY")) and len(value) > 3:
             assert value not in output, f"{case.why}: {name} echoed\n{shown}"
+    assert "hunter2" not in output, f"{case.why}: a config file's secret echoed\n{shown}"
     if case.code == OK:
         return
     for pattern in _REPRS:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bleprov import __version__
+from bleprov.cli.config import RADIO_ENV
 from bleprov.cli.zone import zone_app
 from bleprov.core.errors import BleprovError
 
@@ -66,15 +67,19 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def check_radio(text: str | None) -> str | None:
+def check_radio(ctx: typer.Context, param: typer.CallbackParam, text: str | None) -> str | None:
     """``--radio`` checked as the options are parsed, before anything opens: a typo is
-    bad usage (exit 2), not a failure after a scan."""
+    bad usage (exit 2), not a failure after a scan. One from the config file names the
+    file (click names the environment variable)."""
+    from bleprov.cli.config import ConfigError, config_path, from_config_file
     from bleprov.radio.spec import RadioSpec, RadioSpecError
 
     if text is not None:
         try:
             RadioSpec.parse(text)
         except RadioSpecError as exc:
+            if from_config_file(ctx, param.name or "radio"):
+                raise ConfigError(f"{config_path()}: radio: {exc}") from None
             raise typer.BadParameter(str(exc)) from None
     return text
 
@@ -87,6 +92,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
     show_version: Annotated[
         bool,
@@ -95,6 +101,10 @@ def _main(
         ),
     ] = False,
 ) -> None:
+    from bleprov.cli.config import default_map
+
+    # The config file's defaults (bleprov help config), before any subcommand parses.
+    ctx.default_map = ctx.default_map or default_map(ctx.command)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -165,7 +175,12 @@ def linktest_serve(
 @linktest_app.command("run")
 def linktest_run(
     radio: Annotated[
-        str, typer.Option(help="Radio: system, or bumble:<transport>.", callback=check_radio)
+        str,
+        typer.Option(
+            envvar=RADIO_ENV,
+            help="Radio: system, or bumble:<transport>.",
+            callback=check_radio,
+        ),
     ],
     discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
     size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
@@ -366,7 +381,14 @@ def device_factory_reset(
     console.print("factory reset done: the device is back to its factory state")
 
 
+from bleprov.cli.completion import completion  # noqa: E402
+from bleprov.cli.config import config_app  # noqa: E402
 from bleprov.cli.label import label_app  # noqa: E402  (it uses the helpers above)
+from bleprov.cli.topics import help_command  # noqa: E402
+
+app.add_typer(config_app, name="config")
+app.command("help")(help_command)
+app.command("completion")(completion)
 
 app.add_typer(label_app, name="label")
 
@@ -403,8 +425,17 @@ def main() -> None:
     from typer import rich_utils
     from typer._click.exceptions import ClickException
 
+    from bleprov.cli.completion import prepare as prepare_completion
+    from bleprov.cli.config import ConfigError
+
+    prepare_completion()
     try:
-        code = app(standalone_mode=False)
+        # prog_name: ``python -m bleprov`` is bleprov too (its usage lines, and the
+        # _BLEPROV_COMPLETE variable shell completion sets).
+        code = app(standalone_mode=False, prog_name="bleprov")
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(2)
     except ClickException as exc:
         exc.message = plain_words(exc.message)
         rich_utils.rich_format_error(exc)

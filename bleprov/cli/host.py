@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,6 +31,7 @@ from rich.status import Status
 from rich.table import Table
 
 from bleprov.cli import check_radio
+from bleprov.cli.config import RADIO_ENV, TRUST_ENV, USER_ENV, ZONE_ENV, zone_default
 from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
@@ -56,6 +57,11 @@ from bleprov.service.provisioning import (
 from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
+
+if TYPE_CHECKING:
+    from bleprov.radio.host_link import CentralRadio
+    from bleprov.radio.secure_link import SecureHostLink
+    from bleprov.service.provisioning import WifiChooser
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
@@ -489,9 +495,57 @@ async def provision_device(
     """``bleprov provision``: the whole enrolment of one device, as a person runs it.
 
     A device that says it is enrolled or bound is refused unless ``reprovision``."""
-    from bleprov.cli.zone import _authenticate, _open_hub
-
     auth = label.authentication()
+    trust = provisioning_trust(roots, allow_unknown_manufacturer, wifi, target)
+    with trust_plans(target) as (zone_plan, peer_plan):
+        prompts = HandshakePrompts(console)
+        async with contextlib.AsyncExitStack() as stack:
+            if via is not None:
+                from bleprov.service.host_session import open_broker_session
+
+                _warn_button(console, auth)
+                with prompts.spinner(f"reaching the device through {via} ..."):
+                    session = await open_broker_session(
+                        via,
+                        auth,
+                        trust,
+                        device_id=device_id,
+                        username=os.environ.get(BROKER_USER_ENV),
+                        password=os.environ.get(BROKER_PASSWORD_ENV),
+                        tls=_broker_tls(broker_ca) if via.startswith("mqtts:") else None,
+                        confirm_number=prompts.confirm,
+                        enter_passkey=prompts.passkey,
+                        timeout=timeout,
+                    )
+            else:
+                spec = RadioSpec.parse(radio)
+                central = await stack.enter_async_context(open_central(spec, mtu=mtu))
+                session = await open_radio_session(
+                    console,
+                    central,
+                    spec,
+                    auth,
+                    trust,
+                    prompts,
+                    timeout=timeout,
+                    reprovision=reprovision,
+                )
+            report = await provision_session(
+                console,
+                session,
+                wifi=None if wifi.skip else PromptingChooser(console, wifi),
+                zone=zone_plan,
+                peer=peer_plan,
+                reprovision=reprovision,
+            )
+    _summary(console, report, as_json)
+
+
+def provisioning_trust(
+    roots: list[Path], allow_unknown_manufacturer: bool, wifi: WifiChoice, target: TrustTarget
+) -> hst.Trust:
+    """The options checked before any radio or hub opens (a mistake costs no scan), and
+    the manufacturer roots the host trusts."""
     if not wifi.skip and wifi.password_file is not None:
         _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
     trust = hst.Trust(
@@ -511,6 +565,15 @@ async def provision_device(
             "only a device whose attestation chains to a trusted manufacturer root; give "
             "the factory's root.pem with --trust"
         )
+    return trust
+
+
+@contextlib.contextmanager
+def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan | None]]:
+    """What the device is bound to: the zone (its hub opened, the admin authenticated,
+    once for any number of devices) or this host as a peer; the hub closed afterwards."""
+    from bleprov.cli.zone import _authenticate, _open_hub
+
     zone_plan = None
     hub = None
     try:
@@ -524,82 +587,111 @@ async def provision_device(
             hub.registry.require_admin(user)
             zone_plan = ZonePlan(ZoneEnroller(hub, user), target.owner or target.user)
         peer_plan = PeerPlan(host_trust(target.host_dir)) if target.peer else None
-        if auth.mode.label == "button":
-            console.print(
-                "[yellow]button mode:[/] anyone in radio range during the device's button "
-                "window could enrol it instead of you; use it only where nobody else can be"
-            )
-
-        prompts = HandshakePrompts(console)
-        async with contextlib.AsyncExitStack() as stack:
-            if via is not None:
-                from bleprov.service.host_session import open_broker_session
-
-                with prompts.spinner(f"reaching the device through {via} ..."):
-                    session = await open_broker_session(
-                        via,
-                        auth,
-                        trust,
-                        device_id=device_id,
-                        username=os.environ.get(BROKER_USER_ENV),
-                        password=os.environ.get(BROKER_PASSWORD_ENV),
-                        tls=_broker_tls(broker_ca) if via.startswith("mqtts:") else None,
-                        confirm_number=prompts.confirm,
-                        enter_passkey=prompts.passkey,
-                        timeout=timeout,
-                    )
-            else:
-                spec = RadioSpec.parse(radio)
-                central = await stack.enter_async_context(open_central(spec, mtu=mtu))
-                with console.status(f"looking for the device on {spec}..."):
-                    found = await find(central, auth, timeout=timeout)
-                console.print(
-                    f"found {found.device.address}, discriminator "
-                    f"{found.service_data.discriminator}, {words(found.service_data.state)}"
-                )
-                # Before any attempt: the advertisement says whether someone set it up. An
-                # owned device offers no mode at all (its label is dead); only the owner's
-                # window gets in.
-                advertised = found.service_data
-                if not isinstance(auth.secret, hst.WindowSecret):
-                    if advertised.owned:
-                        raise hst.refusal(DeviceOwned.code, 0)
-                    check_virgin(advertised.state, allow_owned=reprovision)
-                with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
-                    session = await open_session(
-                        central,
-                        auth,
-                        trust,
-                        found=found,
-                        confirm_number=prompts.confirm,
-                        enter_passkey=prompts.passkey,
-                    )
-            try:
-                assert session.info is not None
-                attestation = session.info.attestation
-                console.print(
-                    f"authenticated device {attestation.device_id} made by "
-                    f"{escape(attestation.manufacturer)}"
-                    + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
-                )
-                report = await provision(
-                    session,
-                    wifi=None if wifi.skip else PromptingChooser(console, wifi),
-                    zone=zone_plan,
-                    peer=peer_plan,
-                    progress=_Progress(console),
-                    allow_owned=reprovision,
-                )
-            finally:
-                await session.close()
+        yield zone_plan, peer_plan
     finally:
         if hub is not None:
             hub.close()
-    _summary(console, report, as_json)
+
+
+def _warn_button(console: Console, auth: DeviceAuthentication) -> None:
+    if auth.mode.label == "button":
+        console.print(
+            "[yellow]button mode:[/] anyone in radio range during the device's button "
+            "window could enrol it instead of you; use it only where nobody else can be"
+        )
+
+
+async def open_radio_session(
+    console: Console,
+    central: CentralRadio,
+    spec: RadioSpec,
+    auth: DeviceAuthentication,
+    trust: hst.Trust,
+    prompts: HandshakePrompts,
+    *,
+    timeout: float,
+    reprovision: bool,
+) -> SecureHostLink:
+    """Find the device the label is for on ``central``, check from its advertisement that
+    nobody set it up, and open the authenticated session."""
+    _warn_button(console, auth)
+    with console.status(f"looking for the device on {spec}..."):
+        found = await find(central, auth, timeout=timeout)
+    console.print(
+        f"found {found.device.address}, discriminator "
+        f"{found.service_data.discriminator}, {words(found.service_data.state)}"
+    )
+    # Before any attempt: the advertisement says whether someone set it up. An owned
+    # device offers no mode at all (its label is dead); only the owner's window gets in.
+    advertised = found.service_data
+    if not isinstance(auth.secret, hst.WindowSecret):
+        if advertised.owned:
+            raise hst.refusal(DeviceOwned.code, 0)
+        check_virgin(advertised.state, allow_owned=reprovision)
+    with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
+        return await open_session(
+            central,
+            auth,
+            trust,
+            found=found,
+            confirm_number=prompts.confirm,
+            enter_passkey=prompts.passkey,
+        )
+
+
+async def provision_session(
+    console: Console,
+    session: SecureHostLink,
+    *,
+    wifi: WifiChooser | None,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+    reprovision: bool,
+) -> ProvisionReport:
+    """Wi-Fi, zone or peer over an authenticated session, one commit; the session closed."""
+    try:
+        assert session.info is not None
+        attestation = session.info.attestation
+        console.print(
+            f"authenticated device {attestation.device_id} made by "
+            f"{escape(attestation.manufacturer)}"
+            + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
+        )
+        return await provision(
+            session,
+            wifi=wifi,
+            zone=zone,
+            peer=peer,
+            progress=_Progress(console),
+            allow_owned=reprovision,
+        )
+    finally:
+        await session.close()
 
 
 def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
-    summary: dict[str, Any] = {
+    if as_json:
+        typer.echo(json.dumps(summary_json(report), indent=2))
+        return
+    if report.wifi is not None:
+        console.print(f"wifi: connected, IP {report.wifi.ip}")
+    if report.zone is not None:
+        console.print(
+            f"zone: enrolled for {report.zone.owner}, certificate valid to "
+            f"{report.zone.not_after:%Y-%m-%d}"
+        )
+    if report.peer is not None:
+        console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
+    console.print(
+        f"[bold green]device {report.device_id} provisioned[/] "
+        f"({report.total_cost.requests} round trips, {report.total_cost.bytes_up} bytes up, "
+        f"{report.total_cost.bytes_down} down, {report.total_cost.seconds:.1f} s)"
+    )
+
+
+def summary_json(report: ProvisionReport) -> dict[str, Any]:
+    """What ``provision --json`` prints for one device."""
+    return {
         "device_id": report.device_id,
         "wifi": None
         if report.wifi is None
@@ -619,23 +711,6 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
         "bytes_down": report.total_cost.bytes_down,
         "seconds": round(report.total_cost.seconds, 3),
     }
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    if report.wifi is not None:
-        console.print(f"wifi: connected, IP {report.wifi.ip}")
-    if report.zone is not None:
-        console.print(
-            f"zone: enrolled for {report.zone.owner}, certificate valid to "
-            f"{report.zone.not_after:%Y-%m-%d}"
-        )
-    if report.peer is not None:
-        console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
-    console.print(
-        f"[bold green]device {report.device_id} provisioned[/] "
-        f"({report.total_cost.requests} round trips, {report.total_cost.bytes_up} bytes up, "
-        f"{report.total_cost.bytes_down} down, {report.total_cost.seconds:.1f} s)"
-    )
 
 
 def exit_code_for(exc: BleprovError) -> int:
@@ -746,14 +821,15 @@ async def close_device_window(
 # --------------------------------------------------------------------- the commands
 
 
-def _run_host(coro: Any) -> None:
-    """Run a host command: errors become one line and the documented exit code."""
+def _run_host(coro: Any) -> Any:
+    """Run a host command (its coroutine's result): errors become one line and the
+    documented exit code."""
     import asyncio
 
     from bleprov.cli import EXIT_INTERRUPTED, err_console
 
     try:
-        asyncio.run(coro)
+        return asyncio.run(coro)
     except BleprovError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
@@ -808,7 +884,11 @@ DiscriminatorArg = Annotated[
 ]
 TrustArg = Annotated[
     list[Path] | None,
-    typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
+    typer.Option(
+        "--trust",
+        envvar=TRUST_ENV,
+        help="Manufacturer root certificate (repeatable; in the variable, ':' between paths).",
+    ),
 ]
 AllowUnknownArg = Annotated[
     bool,
@@ -822,6 +902,7 @@ RadioArg = Annotated[
     str,
     typer.Option(
         "--radio",
+        envvar=RADIO_ENV,
         help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>.",
         callback=check_radio,
     ),
@@ -843,6 +924,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("provision")
     def provision_command(
+        ctx: typer.Context,
         radio: RadioArg = "system",
         qr_file: QrFileArg = None,
         qr_image: QrImageArg = None,
@@ -867,6 +949,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
         window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
+        labels: Annotated[
+            Path | None,
+            typer.Option(
+                help="Several devices, one after another: a directory of labels (the "
+                "factory's devices/, or photos) or a file listing them (bleprov help batch).",
+            ),
+        ] = None,
         reprovision: ReprovisionArg = False,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
@@ -882,10 +971,20 @@ def register(app: typer.Typer) -> None:
         ] = None,
         no_wifi: Annotated[bool, typer.Option("--no-wifi", help="Skip the Wi-Fi step.")] = False,
         zone: Annotated[
-            Path | None, typer.Option(help="Enrol into this hub's zone (hub directory).")
+            Path | None,
+            typer.Option(envvar=ZONE_ENV, help="Enrol into this hub's zone (hub directory)."),
         ] = None,
+        no_zone: Annotated[
+            bool,
+            typer.Option(
+                "--no-zone", help=f"Enrol into no zone, whatever {ZONE_ENV} or the config says."
+            ),
+        ] = False,
         user: Annotated[
-            str | None, typer.Option(help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE).")
+            str | None,
+            typer.Option(
+                envvar=USER_ENV, help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE)."
+            ),
         ] = None,
         user_key: Annotated[
             Path | None, typer.Option(help="Directory of a zone-issued user credential.")
@@ -928,37 +1027,57 @@ def register(app: typer.Typer) -> None:
             )
         from bleprov.cli import err_console
 
+        # With --json, stdout is the JSON alone: progress goes to stderr.
+        shown = err_console if as_json else console
+        zone = zone_default(ctx, zone, no_zone=no_zone, peer=peer, console=shown)
+        label = LabelSource(
+            qr_file,
+            qr_image,
+            ndef,
+            printed_key,
+            manual_code,
+            scratch_card,
+            compare,
+            button,
+            window_code,
+            discriminator,
+            passkey,
+        )
+        target = TrustTarget(
+            zone, user, user_key, owner, registry_url, peer, host_dir or default_host_dir()
+        )
+        wifi = WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi)
+        if labels is not None:
+            from bleprov.cli.batch import provision_labels, report_batch
+
+            results = _run_host(
+                provision_labels(
+                    shown,
+                    labels,
+                    label,
+                    via,
+                    radio=radio,
+                    mtu=mtu,
+                    roots=trust or [],
+                    allow_unknown_manufacturer=allow_unknown_manufacturer,
+                    wifi=wifi,
+                    target=target,
+                    timeout=timeout,
+                    reprovision=reprovision,
+                )
+            )
+            report_batch(shown, results, as_json)
+            return
         _run_host(
             provision_device(
-                # With --json, stdout is the JSON alone: progress goes to stderr.
-                err_console if as_json else console,
+                shown,
                 radio=radio,
                 mtu=mtu,
-                label=LabelSource(
-                    qr_file,
-                    qr_image,
-                    ndef,
-                    printed_key,
-                    manual_code,
-                    scratch_card,
-                    compare,
-                    button,
-                    window_code,
-                    discriminator,
-                    passkey,
-                ),
+                label=label,
                 roots=trust or [],
                 allow_unknown_manufacturer=allow_unknown_manufacturer,
-                wifi=WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi),
-                target=TrustTarget(
-                    zone,
-                    user,
-                    user_key,
-                    owner,
-                    registry_url,
-                    peer,
-                    host_dir or default_host_dir(),
-                ),
+                wifi=wifi,
+                target=target,
                 timeout=timeout,
                 as_json=as_json,
                 via=via,

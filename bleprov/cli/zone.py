@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import bleprov.cli as cli
+from bleprov.cli.config import USER_ENV, ZONE_ENV
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
@@ -62,7 +63,9 @@ class RoleChoice(StrEnum):
 HubDir = Annotated[
     Path,
     typer.Option(
-        "--dir", envvar="BLEPROV_HUB_DIR", help="Hub directory (default: $BLEPROV_HUB_DIR)."
+        "--dir",
+        envvar=["BLEPROV_HUB_DIR", ZONE_ENV],
+        help="Hub directory (default: $BLEPROV_HUB_DIR, $BLEPROV_ZONE, zone in the config).",
     ),
 ]
 RegistryUrl = Annotated[
@@ -74,7 +77,7 @@ RegistryUrl = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ActingUser = Annotated[str, typer.Option("--user", help="The admin doing this.")]
+ActingUser = Annotated[str, typer.Option("--user", envvar=USER_ENV, help="The admin doing this.")]
 UserKey = Annotated[
     Path | None,
     typer.Option(
