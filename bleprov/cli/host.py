@@ -8,17 +8,25 @@ label, code or number; the device counts the attempt), 5 the device could not jo
 Wi-Fi network (nothing was changed on it).
 
 Questions asked during the handshake (compare the number, type the device's number) are
-asked with the spinner stopped: a rich status redraws its line and erased them.
+asked with the spinner stopped: a rich status redraws its line and erased them. Every
+question goes through :mod:`bleprov.cli.prompts`: one Ctrl-C is exit 130, and the time a
+person takes to answer is not counted in the durations ``provision`` reports.
+
+What the options cannot do is refused before any radio is opened (exit 2): no way to
+authenticate, nothing to do (``--no-wifi`` without ``--zone`` or ``--peer``), no network
+named and no terminal to choose one on, a timeout that is not a positive number.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +39,7 @@ from rich.status import Status
 from rich.table import Table
 
 from bleprov.cli import check_radio
+from bleprov.cli.prompts import ask, ask_yes_no, seconds_at_prompts
 from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
@@ -39,7 +48,7 @@ from bleprov.core.onboarding import PayloadError
 from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
-from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials, WifiSecurity
 from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
 from bleprov.core.words import words
 from bleprov.radio.host_link import DeviceNotFound, scan
@@ -51,6 +60,7 @@ from bleprov.service.provisioning import (
     WifiNotJoined,
     ZonePlan,
     check_virgin,
+    join_advice,
     provision,
 )
 from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
@@ -79,6 +89,12 @@ _SECURITY = {
     "wpa3": WifiSecurity.WPA3_PERSONAL,
     "wpa2-wpa3": WifiSecurity.WPA2_WPA3_PERSONAL,
 }
+#: The device's scan shows at most this many networks; the user picks one of them.
+SHOWN_NETWORKS = 30
+NO_NETWORK_NAMED = (
+    "no terminal to choose the Wi-Fi network on: name it with --wifi-ssid (or skip the "
+    "Wi-Fi step with --no-wifi)"
+)
 
 
 class HostError(BleprovError):
@@ -250,7 +266,7 @@ class LabelSource:
                 _secret_text(MANUAL_CODE_ENV, "Manual code")
             )
         if self.scratch_card:
-            user = os.environ.get(CARD_USER_ENV) or typer.prompt("Scratch card user")
+            user = os.environ.get(CARD_USER_ENV) or str(ask("Scratch card user"))
             return DeviceAuthentication.from_scratch_card(
                 user,
                 _secret_text(CARD_PASSWORD_ENV, "Scratch card password"),
@@ -328,12 +344,14 @@ class PromptingChooser:
             ssid = self.choice.ssid.encode()
             seen = next((r for r in results if r.ssid == ssid), None)
         else:
-            if not self.interactive or not results:
-                raise HostError("name the network with --wifi-ssid (or run interactively)")
-            index = typer.prompt("Network number", type=int)
-            if not 1 <= index <= len(results):
-                raise HostError(f"choose a network number from 1 to {len(results)}")
-            seen = results[index - 1]
+            if not self.interactive:
+                raise HostUsage(NO_NETWORK_NAMED)
+            if not results:
+                raise HostError(
+                    "the device sees no Wi-Fi network: move it closer to the access point, "
+                    "or name a hidden one with --wifi-ssid and --wifi-security"
+                )
+            seen = results[self._network_number(min(len(results), SHOWN_NETWORKS)) - 1]
             ssid = seen.ssid
         security = self._security(seen)
         passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
@@ -341,21 +359,35 @@ class PromptingChooser:
             ssid, security, passphrase=passphrase, hidden=seen is None and bool(ssid)
         )
 
+    def _network_number(self, count: int) -> int:
+        """The number of a network in the table, asked until it is one."""
+        while True:
+            number = int(ask("Network number", type=int))
+            if 1 <= number <= count:
+                return number
+            self.console.print(f"[yellow]choose a network number from 1 to {count}[/]")
+
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
-        reason = status.reason.name.lower().replace("_", " ") if status.reason else "failed"
-        self.console.print(
-            f"[yellow]wifi:[/] {reason} ({status.attempts_left} attempts left in this session)"
-        )
-        if not self.interactive or tried.security is WifiSecurity.OPEN:
+        """After a failed join: what the device said and what to do about it; then, at a
+        terminal, the password again (refused) or the same network again (anything else)."""
+        reason = status.reason or JoinFailure.OTHER
+        left = f"{status.attempts_left} attempts left in this session"
+        if not self.interactive:
+            self.console.print(f"[yellow]wifi:[/] {words(reason)} ({left})")
+            return None  # WifiNotJoined gives the advice
+        self.console.print(f"[yellow]wifi:[/] {words(reason)}: {join_advice(reason)} ({left})")
+        if reason is JoinFailure.WRONG_PASSWORD and tried.security is not WifiSecurity.OPEN:
+            if not ask_yes_no("Type the password again?", default=True):
+                return None
+            return WifiCredentials(
+                tried.ssid,
+                tried.security,
+                passphrase=self._password(tried.ssid, first=False),
+                hidden=tried.hidden,
+            )
+        if not ask_yes_no(f"Try {tried.ssid.decode(errors='replace')} again?", default=True):
             return None
-        if not typer.confirm("Try another password?", default=True):
-            return None
-        return WifiCredentials(
-            tried.ssid,
-            tried.security,
-            passphrase=self._password(tried.ssid, first=False),
-            hidden=tried.hidden,
-        )
+        return tried
 
     def _show(self, results: list[ScanResult]) -> None:
         table = Table(title=f"Wi-Fi networks the device sees ({len(results)})")
@@ -384,8 +416,8 @@ class PromptingChooser:
         elif first and (env := os.environ.get(WIFI_PASSWORD_ENV)) is not None:
             value = env
         elif self.interactive:
-            value = typer.prompt(
-                f"Password for {ssid.decode(errors='replace')}", hide_input=True, default=""
+            value = str(
+                ask(f"Password for {ssid.decode(errors='replace')}", hide_input=True, default="")
             )
         else:
             raise HostError(
@@ -432,7 +464,7 @@ class HandshakePrompts:
         """compare mode: the same number on both screens?"""
         with self._paused():
             self.console.print(f"This host shows [bold]{number:06d}[/].")
-            return typer.confirm(
+            return ask_yes_no(
                 f"Does the device show {number:06d}? (compare digit by digit)", default=False
             )
 
@@ -441,7 +473,7 @@ class HandshakePrompts:
         asked again until it is; a wrong number fails the handshake)."""
         with self._paused():
             while True:
-                typed = str(typer.prompt("Type the number shown on the device"))
+                typed = str(ask("Type the number shown on the device"))
                 try:
                     parse_passkey(typed)
                 except LocalProtocolError as exc:
@@ -469,6 +501,46 @@ class TrustTarget:
     host_dir: Path
 
 
+class Stopwatch:
+    """How long the user has waited on bleprov since it started: wall time, less the
+    time a question waited for their answer (that is the person's time, not the
+    protocol's, and it is reported apart)."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._prompts = seconds_at_prompts()
+
+    def at_prompts(self) -> float:
+        return seconds_at_prompts() - self._prompts
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started - self.at_prompts()
+
+
+@dataclass
+class Timings:
+    """What ``provision`` reports: each step's time without prompts, and the prompts'."""
+
+    total: Stopwatch
+    steps: dict[str, float]
+
+
+def check_options(wifi: WifiChoice, target: TrustTarget, *, interactive: bool) -> None:
+    """Refuse, before any radio is opened or secret asked for, options that cannot make a
+    provisioning (exit 2)."""
+    if wifi.skip and target.zone is None and not target.peer:
+        raise HostUsage(
+            "--no-wifi leaves nothing to do: add --zone HUB --user NAME (enrol into a zone) "
+            "or --peer (bind to this host)"
+        )
+    if not wifi.skip and wifi.ssid is None and not interactive:
+        raise HostUsage(NO_NETWORK_NAMED)
+    if target.zone is not None and target.peer:
+        raise HostUsage("choose --zone or --peer, not both")
+    if target.zone is not None and target.user is None:
+        raise HostUsage("--zone needs --user (an admin of the zone)")
+
+
 async def provision_device(
     console: Console,
     *,
@@ -491,6 +563,10 @@ async def provision_device(
     A device that says it is enrolled or bound is refused unless ``reprovision``."""
     from bleprov.cli.zone import _authenticate, _open_hub
 
+    timings = Timings(Stopwatch(), {})
+    check_options(wifi, target, interactive=sys.stdin.isatty())
+    if via is None and (device_id is not None or broker_ca is not None):
+        raise HostUsage("--device-id and --broker-ca go with --via (a device behind a broker)")
     auth = label.authentication()
     if not wifi.skip and wifi.password_file is not None:
         _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
@@ -503,8 +579,6 @@ async def provision_device(
             "no manufacturer root to check the device against: give --trust ROOT.pem "
             "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
         )
-    if target.zone is not None and target.peer:
-        raise HostUsage("choose --zone or --peer, not both")
     if target.zone is not None and allow_unknown_manufacturer:
         raise HostUsage(
             "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
@@ -515,8 +589,7 @@ async def provision_device(
     hub = None
     try:
         if target.zone is not None:
-            if target.user is None:
-                raise HostUsage("--zone needs --user (an admin of the zone)")
+            assert target.user is not None  # check_options
             hub = _open_hub(target.zone, target.registry_url)
             user = _authenticate(hub, hub.registry, target.user, target.user_key)
             from bleprov.service.zone_hub import ZoneEnroller
@@ -535,6 +608,7 @@ async def provision_device(
             if via is not None:
                 from bleprov.service.host_session import open_broker_session
 
+                step = Stopwatch()
                 with prompts.spinner(f"reaching the device through {via} ..."):
                     session = await open_broker_session(
                         via,
@@ -548,14 +622,18 @@ async def provision_device(
                         enter_passkey=prompts.passkey,
                         timeout=timeout,
                     )
+                authenticated_in = timings.steps["reach and authenticate"] = step.seconds()
             else:
                 spec = RadioSpec.parse(radio)
+                step = Stopwatch()
                 central = await stack.enter_async_context(open_central(spec, mtu=mtu))
                 with console.status(f"looking for the device on {spec}..."):
                     found = await find(central, auth, timeout=timeout)
+                timings.steps["find"] = step.seconds()
                 console.print(
                     f"found {found.device.address}, discriminator "
-                    f"{found.service_data.discriminator}, {words(found.service_data.state)}"
+                    f"{found.service_data.discriminator}, {words(found.service_data.state)} "
+                    f"({timings.steps['find']:.1f} s)"
                 )
                 # Before any attempt: the advertisement says whether someone set it up. An
                 # owned device offers no mode at all (its label is dead); only the owner's
@@ -565,6 +643,7 @@ async def provision_device(
                     if advertised.owned:
                         raise hst.refusal(DeviceOwned.code, 0)
                     check_virgin(advertised.state, allow_owned=reprovision)
+                step = Stopwatch()
                 with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
                     session = await open_session(
                         central,
@@ -574,6 +653,7 @@ async def provision_device(
                         confirm_number=prompts.confirm,
                         enter_passkey=prompts.passkey,
                     )
+                authenticated_in = timings.steps["authenticate"] = step.seconds()
             try:
                 assert session.info is not None
                 attestation = session.info.attestation
@@ -581,7 +661,9 @@ async def provision_device(
                     f"authenticated device {attestation.device_id} made by "
                     f"{escape(attestation.manufacturer)}"
                     + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
+                    + f" ({authenticated_in:.1f} s)"
                 )
+                step = Stopwatch()
                 report = await provision(
                     session,
                     wifi=None if wifi.skip else PromptingChooser(console, wifi),
@@ -590,15 +672,20 @@ async def provision_device(
                     progress=_Progress(console),
                     allow_owned=reprovision,
                 )
+                timings.steps["enrol"] = step.seconds()
             finally:
                 await session.close()
     finally:
         if hub is not None:
             hub.close()
-    _summary(console, report, as_json)
+    _summary(console, report, timings, as_json)
 
 
-def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
+def _summary(console: Console, report: ProvisionReport, timings: Timings, as_json: bool) -> None:
+    """The result, and honest times: from the start of the command's work (opening the
+    hub, finding the device, authenticating: all of the user's wait), with the time the
+    user took to answer questions left out and said apart."""
+    total, at_prompts = timings.total.seconds(), timings.total.at_prompts()
     summary: dict[str, Any] = {
         "device_id": report.device_id,
         "wifi": None
@@ -617,7 +704,9 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
         "round_trips": report.total_cost.requests,
         "bytes_up": report.total_cost.bytes_up,
         "bytes_down": report.total_cost.bytes_down,
-        "seconds": round(report.total_cost.seconds, 3),
+        "seconds": round(total, 3),
+        "seconds_by_step": {step: round(value, 3) for step, value in timings.steps.items()},
+        "seconds_at_prompts": round(at_prompts, 3),
     }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -631,10 +720,12 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
         )
     if report.peer is not None:
         console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
+    steps = ", ".join(f"{step} {value:.1f} s" for step, value in timings.steps.items())
+    waited = f"; not counting {at_prompts:.1f} s at prompts" if at_prompts >= 0.05 else ""
     console.print(
-        f"[bold green]device {report.device_id} provisioned[/] "
-        f"({report.total_cost.requests} round trips, {report.total_cost.bytes_up} bytes up, "
-        f"{report.total_cost.bytes_down} down, {report.total_cost.seconds:.1f} s)"
+        f"[bold green]device {report.device_id} provisioned[/] in {total:.1f} s "
+        f"({steps}{waited}); after authentication: {report.total_cost.requests} round "
+        f"trips, {report.total_cost.bytes_up} bytes up, {report.total_cost.bytes_down} down"
     )
 
 
@@ -746,11 +837,16 @@ async def close_device_window(
 # --------------------------------------------------------------------- the commands
 
 
-def _run_host(coro: Any) -> None:
-    """Run a host command: errors become one line and the documented exit code."""
+#: What Ctrl-C means for a command that opens a session with a device.
+ROLLED_BACK = "interrupted: the device rolls back whatever was not committed"
+
+
+def _run_host(coro: Any, interrupted: str = "interrupted") -> None:
+    """Run a host command: errors become one line and the documented exit code; Ctrl-C
+    is exit 130 and the line ``interrupted`` (what it means for the device, if anything)."""
     import asyncio
 
-    from bleprov.cli import EXIT_INTERRUPTED, err_console
+    from bleprov.cli import err_console, report_interrupted
 
     try:
         asyncio.run(coro)
@@ -758,8 +854,27 @@ def _run_host(coro: Any) -> None:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: the device rolls back whatever was not committed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise report_interrupted(interrupted) from None
+
+
+def check_timeout(value: float) -> float:
+    """``--timeout`` is a positive number of seconds: checked as the options are parsed,
+    before any radio is opened (-1 or nan would end a scan at once, inf never)."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter("give a positive number of seconds")
+    return value
+
+
+def check_broker_url(value: str | None) -> str | None:
+    """``--via`` is a broker URL: a typo is bad usage before any secret is asked for."""
+    if value is not None:
+        from bleprov.broker.client import BrokerConfig, BrokerUrlError
+
+        try:
+            BrokerConfig.from_url(value)
+        except BrokerUrlError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 peer_app = typer.Typer(help="Devices bound to this host as peers (no hub, pinned keys).")
@@ -817,7 +932,9 @@ AllowUnknownArg = Annotated[
     ),
 ]
 HostDirArg = Annotated[Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")]
-TimeoutArg = Annotated[float, typer.Option(help="Seconds to find the device.")]
+TimeoutArg = Annotated[
+    float, typer.Option(help="Seconds to find the device.", callback=check_timeout)
+]
 RadioArg = Annotated[
     str,
     typer.Option(
@@ -835,7 +952,9 @@ def register(app: typer.Typer) -> None:
     @app.command("scan")
     def scan_command(
         radio: RadioArg = "system",
-        timeout: Annotated[float, typer.Option(help="Seconds to listen.")] = 5.0,
+        timeout: Annotated[
+            float, typer.Option(help="Seconds to listen.", callback=check_timeout)
+        ] = 5.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """List nearby bleprov devices: state, modes, discriminator, signal."""
@@ -902,7 +1021,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="Reach the device through an MQTT broker instead of Bluetooth: "
-                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV})."
+                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV}).",
+                callback=check_broker_url,
             ),
         ] = None,
         device_id: Annotated[
@@ -965,7 +1085,8 @@ def register(app: typer.Typer) -> None:
                 device_id=device_id,
                 broker_ca=broker_ca,
                 reprovision=reprovision,
-            )
+            ),
+            interrupted=ROLLED_BACK,
         )
 
     @peer_app.command("bind")
@@ -1011,7 +1132,8 @@ def register(app: typer.Typer) -> None:
                 timeout=timeout,
                 as_json=False,
                 reprovision=reprovision,
-            )
+            ),
+            interrupted=ROLLED_BACK,
         )
 
     @peer_app.command("open-window")
