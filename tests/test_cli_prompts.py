@@ -97,9 +97,10 @@ async def test_a_refused_password_is_asked_for_again(monkeypatch: pytest.MonkeyP
     assert JOIN_ADVICE[JoinFailure.WRONG_PASSWORD] in " ".join(shown.getvalue().split())
 
 
-@pytest.mark.parametrize(
-    "reason", [JoinFailure.NETWORK_NOT_FOUND, JoinFailure.TIMEOUT, JoinFailure.DHCP_FAILED]
-)
+NOT_THE_PASSWORD = [JoinFailure.NETWORK_NOT_FOUND, JoinFailure.TIMEOUT, JoinFailure.DHCP_FAILED]
+
+
+@pytest.mark.parametrize("reason", NOT_THE_PASSWORD, ids=[r.name.lower() for r in NOT_THE_PASSWORD])
 async def test_other_failures_offer_the_same_network_again_not_a_password(
     monkeypatch: pytest.MonkeyPatch, reason: JoinFailure
 ) -> None:
