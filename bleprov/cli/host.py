@@ -567,14 +567,7 @@ async def provision_device(
     check_options(wifi, target, interactive=sys.stdin.isatty())
     if via is None and (device_id is not None or broker_ca is not None):
         raise HostUsage("--device-id and --broker-ca go with --via (a device behind a broker)")
-    auth = label.authentication()
-    if not wifi.skip and wifi.password_file is not None:
-        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
-    trust = hst.Trust(
-        load_roots(roots),
-        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
-    )
-    if not trust.roots and not allow_unknown_manufacturer:
+    if not roots and not allow_unknown_manufacturer:
         raise HostUsage(
             "no manufacturer root to check the device against: give --trust ROOT.pem "
             "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
@@ -585,6 +578,13 @@ async def provision_device(
             "only a device whose attestation chains to a trusted manufacturer root; give "
             "the factory's root.pem with --trust"
         )
+    auth = label.authentication()  # may ask for a code: after every usage check
+    if not wifi.skip and wifi.password_file is not None:
+        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
+    trust = hst.Trust(
+        load_roots(roots),
+        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
+    )
     zone_plan = None
     hub = None
     try:
