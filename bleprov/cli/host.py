@@ -371,10 +371,10 @@ class PromptingChooser:
         """After a failed join: what the device said and what to do about it; then, at a
         terminal, the password again (refused) or the same network again (anything else)."""
         reason = status.reason or JoinFailure.OTHER
-        left = f"{status.attempts_left} attempts left in this session"
         if not self.interactive:
-            self.console.print(f"[yellow]wifi:[/] {words(reason)} ({left})")
-            return None  # WifiNotJoined gives the advice
+            self.console.print(f"[yellow]wifi:[/] {words(reason)}")
+            return None  # nobody to ask: WifiNotJoined gives the advice
+        left = f"{status.attempts_left} attempts left in this session"
         self.console.print(f"[yellow]wifi:[/] {words(reason)}: {join_advice(reason)} ({left})")
         if reason is JoinFailure.WRONG_PASSWORD and tried.security is not WifiSecurity.OPEN:
             if not ask_yes_no("Type the password again?", default=True):
