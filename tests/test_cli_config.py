@@ -87,8 +87,8 @@ def test_a_required_radio_is_satisfied_by_the_file(tmp_path: Path) -> None:
 def test_trust_from_option_variable_or_file(tmp_path: Path, label: Path) -> None:
     """Paths in the file are relative to the file; the variable holds a path list."""
     config = write_config(tmp_path, 'trust = ["from-file.pem"]\n')
-    base = ["provision", "--radio", dead(1), "--qr-file", str(label), "--no-wifi"]
-    env = {"BLEPROV_CONFIG": str(config)}
+    base = ["provision", "--radio", dead(1), "--qr-file", str(label), "--peer", "--no-wifi"]
+    env = {"BLEPROV_CONFIG": str(config), "BLEPROV_HOST_DIR": str(tmp_path / "host")}
 
     code, output = invoke(base, env)
     assert code == 1, output
@@ -129,8 +129,9 @@ def test_a_default_zone_is_said_and_yields_to_peer_and_no_zone(tmp_path: Path, l
     assert f"zone: {config.parent / 'hub'} (from zone in {config}" in output.replace("\n", "")
     assert "--zone needs --user" in output
 
-    for chosen in (["--peer"], ["--no-zone"]):
-        code, output = invoke([*base, "--no-wifi", *chosen], env)
+    # --no-wifi needs a binding: a Wi-Fi network names the work for --no-zone.
+    for chosen in (["--no-wifi", "--peer"], ["--wifi-ssid", "Home", "--no-zone"]):
+        code, output = invoke([*base, *chosen], env)
         assert code == 1, output  # on to the radio: no zone
         assert "zone" not in output and "127.0.0.1:1 " in output, output
 

@@ -158,7 +158,7 @@ def test_exit_codes() -> None:
 def test_provision_without_a_trust_root_says_what_to_do(tmp_path: Path) -> None:
     label_txt = tmp_path / "label.txt"
     label_txt.write_text(LABEL.qr_text)
-    result = runner.invoke(app, ["provision", "--qr-file", str(label_txt), "--no-wifi"])
+    result = runner.invoke(app, ["provision", "--qr-file", str(label_txt), "--no-wifi", "--peer"])
     assert result.exit_code == 2  # a missing option: usage (README, "Exit codes")
     assert "--trust" in result.output
     assert LABEL.qr_text not in result.output

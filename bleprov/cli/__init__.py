@@ -53,6 +53,16 @@ err_console = Console(stderr=True)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: Whether this process has said why it ends with exit 130 (see :func:`main`).
+_interrupt_reported = False
+
+
+def report_interrupted(message: str = "interrupted") -> typer.Exit:
+    """Ctrl-C: say so in one line (what it means, if anything) and exit 130."""
+    global _interrupt_reported
+    err_console.print(message)
+    _interrupt_reported = True
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -63,8 +73,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise report_interrupted() from None
 
 
 def check_radio(ctx: typer.Context, param: typer.CallbackParam, text: str | None) -> str | None:
@@ -258,12 +267,14 @@ def secret_input(env: str, prompt: str, *, confirm: bool = False) -> bytes:
     """A passphrase from the environment or typed without echo; never from argv."""
     import os
 
+    from bleprov.cli.prompts import ask
+
     value = os.environ.get(env)
     if value is None:
         if not sys.stdin.isatty():
             err_console.print(f"[bold red]error:[/] set {env} or run interactively")
             raise typer.Exit(EXIT_ERROR)
-        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+        value = str(ask(prompt, hide_input=True, confirmation_prompt=confirm))
     if not value:
         err_console.print(f"[bold red]error:[/] {env} is empty")
         raise typer.Exit(EXIT_ERROR)
@@ -311,20 +322,25 @@ def issue_from_factory(
     """Issue one device from a factory directory, as ``factory device`` and ``label make`` do.
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
+    The factory passphrase is checked before the device passphrase is asked for (twice):
+    a typo in the first is said at once, not after both were typed.
     """
+    from bleprov.core.identity import IdentityError
     from bleprov.store.factory_files import issue_device, load_manufacturer
 
     flags = parse_modes(modes)
-    factory_pass = secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
-    device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
     try:
-        return issue_device(
-            load_manufacturer(directory, factory_pass),
-            out,
-            device_pass,
-            modes=flags,
-            scratch_card=scratch_card,
-        )
+        try:
+            manufacturer = load_manufacturer(
+                directory, lambda: secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
+            )
+        except IdentityError as exc:
+            raise IdentityError(
+                f"the factory passphrase does not open {directory} ({exc}): type it "
+                "again, or check BLEPROV_FACTORY_PASSPHRASE"
+            ) from None
+        device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
+        return issue_device(manufacturer, out, device_pass, modes=flags, scratch_card=scratch_card)
     except BleprovError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
@@ -369,9 +385,10 @@ def device_factory_reset(
         )
         raise typer.Exit(EXIT_ERROR)
     if not yes and not sys.stdin.isatty():
-        err_console.print("[bold red]error:[/] no terminal to confirm on: give --yes")
-        raise typer.Exit(EXIT_ERROR)
-    if not yes and not typer.confirm(f"Factory-reset the device store in {store}?"):
+        raise typer.BadParameter("no terminal to confirm on: give --yes", param_hint="--yes")
+    from bleprov.cli.prompts import ask_yes_no
+
+    if not yes and not ask_yes_no(f"Factory-reset the device store in {store}?", default=False):
         raise typer.Exit(EXIT_ERROR)
     try:
         DeviceStore.open(store).factory_reset()
@@ -433,6 +450,10 @@ def main() -> None:
         # prog_name: ``python -m bleprov`` is bleprov too (its usage lines, and the
         # _BLEPROV_COMPLETE variable shell completion sets).
         code = app(standalone_mode=False, prog_name="bleprov")
+        # typer turns a KeyboardInterrupt it sees into exit 130, silently (a prompt
+        # outside the event loop, a sync command): the one line is said here.
+        if code == EXIT_INTERRUPTED and not _interrupt_reported:
+            err_console.print("interrupted")
     except ConfigError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)

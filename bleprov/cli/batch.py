@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ from bleprov.cli.host import (
     HostUsage,
     LabelSource,
     PromptingChooser,
+    Stopwatch,
+    Timings,
     TrustTarget,
     WifiChoice,
     exit_code_for,
@@ -182,6 +183,7 @@ class BatchResult:
     reason: str
     exit_code: int
     report: ProvisionReport | None = None
+    timings: Timings | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -191,7 +193,9 @@ class BatchResult:
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
             "reason": self.reason,
-            "summary": None if self.report is None else summary_json(self.report),
+            "summary": None
+            if self.report is None or self.timings is None
+            else summary_json(self.report, self.timings),
         }
 
 
@@ -231,7 +235,7 @@ async def provision_batch(
         async with open_central(spec, mtu=mtu) as central:
             for number, entry in enumerate(entries, 1):
                 console.print(f"[bold]({number}/{len(entries)}) {escape(entry.name)}[/]")
-                started = time.monotonic()
+                timings = Timings(Stopwatch(), {})
                 device_id = None
                 try:
                     session = await open_radio_session(
@@ -243,6 +247,7 @@ async def provision_batch(
                         prompts,
                         timeout=timeout,
                         reprovision=reprovision,
+                        timings=timings,
                     )
                     assert session.info is not None
                     device_id = session.info.attestation.device_id
@@ -253,9 +258,10 @@ async def provision_batch(
                         zone=zone_plan,
                         peer=peer_plan,
                         reprovision=reprovision,
+                        timings=timings,
                     )
                 except BleprovError as exc:
-                    seconds = time.monotonic() - started
+                    seconds = timings.total.seconds()
                     code = exit_code_for(exc)
                     console.print(f"[bold red]failed:[/] {escape(str(exc))}")
                     results.append(
@@ -266,18 +272,25 @@ async def provision_batch(
                         break
                     continue
                 except asyncio.CancelledError:
-                    seconds = time.monotonic() - started
+                    seconds = timings.total.seconds()
                     results.append(
                         BatchResult(entry.name, device_id, False, seconds, "interrupted", 130)
                     )
                     results += _not_tried(entries[number:], "interrupted before it")
                     _print_table(console, results)
                     raise
-                seconds = time.monotonic() - started
+                seconds = timings.total.seconds()
                 console.print(f"[green]device {report.device_id} provisioned[/]")
                 results.append(
                     BatchResult(
-                        entry.name, report.device_id, True, seconds, _done(report), 0, report
+                        entry.name,
+                        report.device_id,
+                        True,
+                        seconds,
+                        _done(report),
+                        0,
+                        report,
+                        timings,
                     )
                 )
     return results

@@ -96,6 +96,8 @@ def device_init(
             f"[bold red]error:[/] unknown key provider {key_provider!r}: use file, keyring or tpm"
         )
         raise typer.Exit(2)
+    if tpm_pcrs is not None and key_provider != "tpm":
+        raise typer.BadParameter("--tpm-pcrs needs --key-provider tpm", param_hint="--tpm-pcrs")
     if exist_ok and (store / STORE_FILE_NAME).exists():
         _emit(f"{store} already holds a device store: left as it is")
         return
@@ -105,8 +107,6 @@ def device_init(
                 f"{store} already holds a device store: refusing to overwrite it (to import "
                 "another record, move the directory away first)"
             )
-        if tpm_pcrs is not None and key_provider != "tpm":
-            raise DeviceInitError("--tpm-pcrs needs --key-provider tpm")
         passphrase = device_passphrase()
         device = load_device(source, passphrase)
         provider = make_key_provider(key_provider, directory=store, tpm_pcrs=tpm_pcrs)

@@ -8,17 +8,25 @@ label, code or number; the device counts the attempt), 5 the device could not jo
 Wi-Fi network (nothing was changed on it).
 
 Questions asked during the handshake (compare the number, type the device's number) are
-asked with the spinner stopped: a rich status redraws its line and erased them.
+asked with the spinner stopped: a rich status redraws its line and erased them. Every
+question goes through :mod:`bleprov.cli.prompts`: one Ctrl-C is exit 130, and the time a
+person takes to answer is not counted in the durations ``provision`` reports.
+
+What the options cannot do is refused before any radio is opened (exit 2): no way to
+authenticate, nothing to do (``--no-wifi`` without ``--zone`` or ``--peer``), no network
+named and no terminal to choose one on, a timeout that is not a positive number.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import ssl
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +40,7 @@ from rich.table import Table
 
 from bleprov.cli import check_radio
 from bleprov.cli.config import RADIO_ENV, TRUST_ENV, USER_ENV, ZONE_ENV, zone_default
+from bleprov.cli.prompts import ask, ask_yes_no, seconds_at_prompts
 from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
@@ -40,7 +49,7 @@ from bleprov.core.onboarding import PayloadError
 from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
-from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials, WifiSecurity
 from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
 from bleprov.core.words import words
 from bleprov.radio.host_link import DeviceNotFound, scan
@@ -52,6 +61,7 @@ from bleprov.service.provisioning import (
     WifiNotJoined,
     ZonePlan,
     check_virgin,
+    join_advice,
     provision,
 )
 from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
@@ -85,6 +95,12 @@ _SECURITY = {
     "wpa3": WifiSecurity.WPA3_PERSONAL,
     "wpa2-wpa3": WifiSecurity.WPA2_WPA3_PERSONAL,
 }
+#: The device's scan shows at most this many networks; the user picks one of them.
+SHOWN_NETWORKS = 30
+NO_NETWORK_NAMED = (
+    "no terminal to choose the Wi-Fi network on: name it with --wifi-ssid (or skip the "
+    "Wi-Fi step with --no-wifi)"
+)
 
 
 class HostError(BleprovError):
@@ -256,7 +272,7 @@ class LabelSource:
                 _secret_text(MANUAL_CODE_ENV, "Manual code")
             )
         if self.scratch_card:
-            user = os.environ.get(CARD_USER_ENV) or typer.prompt("Scratch card user")
+            user = os.environ.get(CARD_USER_ENV) or str(ask("Scratch card user"))
             return DeviceAuthentication.from_scratch_card(
                 user,
                 _secret_text(CARD_PASSWORD_ENV, "Scratch card password"),
@@ -334,12 +350,14 @@ class PromptingChooser:
             ssid = self.choice.ssid.encode()
             seen = next((r for r in results if r.ssid == ssid), None)
         else:
-            if not self.interactive or not results:
-                raise HostError("name the network with --wifi-ssid (or run interactively)")
-            index = typer.prompt("Network number", type=int)
-            if not 1 <= index <= len(results):
-                raise HostError(f"choose a network number from 1 to {len(results)}")
-            seen = results[index - 1]
+            if not self.interactive:
+                raise HostUsage(NO_NETWORK_NAMED)
+            if not results:
+                raise HostError(
+                    "the device sees no Wi-Fi network: move it closer to the access point, "
+                    "or name a hidden one with --wifi-ssid and --wifi-security"
+                )
+            seen = results[self._network_number(min(len(results), SHOWN_NETWORKS)) - 1]
             ssid = seen.ssid
         security = self._security(seen)
         passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
@@ -347,21 +365,35 @@ class PromptingChooser:
             ssid, security, passphrase=passphrase, hidden=seen is None and bool(ssid)
         )
 
+    def _network_number(self, count: int) -> int:
+        """The number of a network in the table, asked until it is one."""
+        while True:
+            number = int(ask("Network number", type=int))
+            if 1 <= number <= count:
+                return number
+            self.console.print(f"[yellow]choose a network number from 1 to {count}[/]")
+
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
-        reason = status.reason.name.lower().replace("_", " ") if status.reason else "failed"
-        self.console.print(
-            f"[yellow]wifi:[/] {reason} ({status.attempts_left} attempts left in this session)"
-        )
-        if not self.interactive or tried.security is WifiSecurity.OPEN:
+        """After a failed join: what the device said and what to do about it; then, at a
+        terminal, the password again (refused) or the same network again (anything else)."""
+        reason = status.reason or JoinFailure.OTHER
+        if not self.interactive:
+            self.console.print(f"[yellow]wifi:[/] {words(reason)}")
+            return None  # nobody to ask: WifiNotJoined gives the advice
+        left = f"{status.attempts_left} attempts left in this session"
+        self.console.print(f"[yellow]wifi:[/] {words(reason)}: {join_advice(reason)} ({left})")
+        if reason is JoinFailure.WRONG_PASSWORD and tried.security is not WifiSecurity.OPEN:
+            if not ask_yes_no("Type the password again?", default=True):
+                return None
+            return WifiCredentials(
+                tried.ssid,
+                tried.security,
+                passphrase=self._password(tried.ssid, first=False),
+                hidden=tried.hidden,
+            )
+        if not ask_yes_no(f"Try {tried.ssid.decode(errors='replace')} again?", default=True):
             return None
-        if not typer.confirm("Try another password?", default=True):
-            return None
-        return WifiCredentials(
-            tried.ssid,
-            tried.security,
-            passphrase=self._password(tried.ssid, first=False),
-            hidden=tried.hidden,
-        )
+        return tried
 
     def _show(self, results: list[ScanResult]) -> None:
         table = Table(title=f"Wi-Fi networks the device sees ({len(results)})")
@@ -390,8 +422,8 @@ class PromptingChooser:
         elif first and (env := os.environ.get(WIFI_PASSWORD_ENV)) is not None:
             value = env
         elif self.interactive:
-            value = typer.prompt(
-                f"Password for {ssid.decode(errors='replace')}", hide_input=True, default=""
+            value = str(
+                ask(f"Password for {ssid.decode(errors='replace')}", hide_input=True, default="")
             )
         else:
             raise HostError(
@@ -438,7 +470,7 @@ class HandshakePrompts:
         """compare mode: the same number on both screens?"""
         with self._paused():
             self.console.print(f"This host shows [bold]{number:06d}[/].")
-            return typer.confirm(
+            return ask_yes_no(
                 f"Does the device show {number:06d}? (compare digit by digit)", default=False
             )
 
@@ -447,7 +479,7 @@ class HandshakePrompts:
         asked again until it is; a wrong number fails the handshake)."""
         with self._paused():
             while True:
-                typed = str(typer.prompt("Type the number shown on the device"))
+                typed = str(ask("Type the number shown on the device"))
                 try:
                     parse_passkey(typed)
                 except LocalProtocolError as exc:
@@ -475,6 +507,46 @@ class TrustTarget:
     host_dir: Path
 
 
+class Stopwatch:
+    """How long the user has waited on bleprov since it started: wall time, less the
+    time a question waited for their answer (that is the person's time, not the
+    protocol's, and it is reported apart)."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._prompts = seconds_at_prompts()
+
+    def at_prompts(self) -> float:
+        return seconds_at_prompts() - self._prompts
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started - self.at_prompts()
+
+
+@dataclass
+class Timings:
+    """What ``provision`` reports: each step's time without prompts, and the prompts'."""
+
+    total: Stopwatch
+    steps: dict[str, float]
+
+
+def check_options(wifi: WifiChoice, target: TrustTarget, *, interactive: bool) -> None:
+    """Refuse, before any radio is opened or secret asked for, options that cannot make a
+    provisioning (exit 2)."""
+    if wifi.skip and target.zone is None and not target.peer:
+        raise HostUsage(
+            "--no-wifi leaves nothing to do: add --zone HUB --user NAME (enrol into a zone) "
+            "or --peer (bind to this host)"
+        )
+    if not wifi.skip and wifi.ssid is None and not interactive:
+        raise HostUsage(NO_NETWORK_NAMED)
+    if target.zone is not None and target.peer:
+        raise HostUsage("choose --zone or --peer, not both")
+    if target.zone is not None and target.user is None:
+        raise HostUsage("--zone needs --user (an admin of the zone)")
+
+
 async def provision_device(
     console: Console,
     *,
@@ -495,8 +567,11 @@ async def provision_device(
     """``bleprov provision``: the whole enrolment of one device, as a person runs it.
 
     A device that says it is enrolled or bound is refused unless ``reprovision``."""
-    auth = label.authentication()
+    timings = Timings(Stopwatch(), {})
+    if via is None and (device_id is not None or broker_ca is not None):
+        raise HostUsage("--device-id and --broker-ca go with --via (a device behind a broker)")
     trust = provisioning_trust(roots, allow_unknown_manufacturer, wifi, target)
+    auth = label.authentication()  # may ask for a code: after every usage check
     with trust_plans(target) as (zone_plan, peer_plan):
         prompts = HandshakePrompts(console)
         async with contextlib.AsyncExitStack() as stack:
@@ -504,6 +579,7 @@ async def provision_device(
                 from bleprov.service.host_session import open_broker_session
 
                 _warn_button(console, auth)
+                step = Stopwatch()
                 with prompts.spinner(f"reaching the device through {via} ..."):
                     session = await open_broker_session(
                         via,
@@ -517,6 +593,7 @@ async def provision_device(
                         enter_passkey=prompts.passkey,
                         timeout=timeout,
                     )
+                timings.steps["reach and authenticate"] = step.seconds()
             else:
                 spec = RadioSpec.parse(radio)
                 central = await stack.enter_async_context(open_central(spec, mtu=mtu))
@@ -529,6 +606,7 @@ async def provision_device(
                     prompts,
                     timeout=timeout,
                     reprovision=reprovision,
+                    timings=timings,
                 )
             report = await provision_session(
                 console,
@@ -537,35 +615,34 @@ async def provision_device(
                 zone=zone_plan,
                 peer=peer_plan,
                 reprovision=reprovision,
+                timings=timings,
             )
-    _summary(console, report, as_json)
+    _summary(console, report, timings, as_json)
 
 
 def provisioning_trust(
     roots: list[Path], allow_unknown_manufacturer: bool, wifi: WifiChoice, target: TrustTarget
 ) -> hst.Trust:
-    """The options checked before any radio or hub opens (a mistake costs no scan), and
-    the manufacturer roots the host trusts."""
-    if not wifi.skip and wifi.password_file is not None:
-        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
-    trust = hst.Trust(
-        load_roots(roots),
-        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
-    )
-    if not trust.roots and not allow_unknown_manufacturer:
+    """The options checked before any radio or hub opens or any secret is asked for (a
+    mistake costs no scan), and the manufacturer roots the host trusts."""
+    check_options(wifi, target, interactive=sys.stdin.isatty())
+    if not roots and not allow_unknown_manufacturer:
         raise HostUsage(
             "no manufacturer root to check the device against: give --trust ROOT.pem "
             "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
         )
-    if target.zone is not None and target.peer:
-        raise HostUsage("choose --zone or --peer, not both")
     if target.zone is not None and allow_unknown_manufacturer:
         raise HostUsage(
             "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
             "only a device whose attestation chains to a trusted manufacturer root; give "
             "the factory's root.pem with --trust"
         )
-    return trust
+    if not wifi.skip and wifi.password_file is not None:
+        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
+    return hst.Trust(
+        load_roots(roots),
+        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
+    )
 
 
 @contextlib.contextmanager
@@ -578,8 +655,7 @@ def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan
     hub = None
     try:
         if target.zone is not None:
-            if target.user is None:
-                raise HostUsage("--zone needs --user (an admin of the zone)")
+            assert target.user is not None  # check_options
             hub = _open_hub(target.zone, target.registry_url)
             user = _authenticate(hub, hub.registry, target.user, target.user_key)
             from bleprov.service.zone_hub import ZoneEnroller
@@ -611,15 +687,21 @@ async def open_radio_session(
     *,
     timeout: float,
     reprovision: bool,
+    timings: Timings | None = None,
 ) -> SecureHostLink:
     """Find the device the label is for on ``central``, check from its advertisement that
     nobody set it up, and open the authenticated session."""
     _warn_button(console, auth)
+    step = Stopwatch()
     with console.status(f"looking for the device on {spec}..."):
         found = await find(central, auth, timeout=timeout)
+    found_in = step.seconds()
+    if timings is not None:
+        timings.steps["find"] = found_in
     console.print(
         f"found {found.device.address}, discriminator "
-        f"{found.service_data.discriminator}, {words(found.service_data.state)}"
+        f"{found.service_data.discriminator}, {words(found.service_data.state)} "
+        f"({found_in:.1f} s)"
     )
     # Before any attempt: the advertisement says whether someone set it up. An owned
     # device offers no mode at all (its label is dead); only the owner's window gets in.
@@ -628,8 +710,9 @@ async def open_radio_session(
         if advertised.owned:
             raise hst.refusal(DeviceOwned.code, 0)
         check_virgin(advertised.state, allow_owned=reprovision)
+    step = Stopwatch()
     with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
-        return await open_session(
+        session = await open_session(
             central,
             auth,
             trust,
@@ -637,6 +720,9 @@ async def open_radio_session(
             confirm_number=prompts.confirm,
             enter_passkey=prompts.passkey,
         )
+    if timings is not None:
+        timings.steps["authenticate"] = step.seconds()
+    return session
 
 
 async def provision_session(
@@ -647,6 +733,7 @@ async def provision_session(
     zone: ZonePlan | None,
     peer: PeerPlan | None,
     reprovision: bool,
+    timings: Timings | None = None,
 ) -> ProvisionReport:
     """Wi-Fi, zone or peer over an authenticated session, one commit; the session closed."""
     try:
@@ -656,8 +743,10 @@ async def provision_session(
             f"authenticated device {attestation.device_id} made by "
             f"{escape(attestation.manufacturer)}"
             + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
+            + _authenticated_in(timings)
         )
-        return await provision(
+        step = Stopwatch()
+        report = await provision(
             session,
             wifi=wifi,
             zone=zone,
@@ -665,13 +754,29 @@ async def provision_session(
             progress=_Progress(console),
             allow_owned=reprovision,
         )
+        if timings is not None:
+            timings.steps["enrol"] = step.seconds()
+        return report
     finally:
         await session.close()
 
 
-def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
+def _authenticated_in(timings: Timings | None) -> str:
+    if timings is None:
+        return ""
+    for step in ("authenticate", "reach and authenticate"):
+        if step in timings.steps:
+            return f" ({timings.steps[step]:.1f} s)"
+    return ""
+
+
+def _summary(console: Console, report: ProvisionReport, timings: Timings, as_json: bool) -> None:
+    """The result, and honest times: from the start of the command's work (opening the
+    hub, finding the device, authenticating: all of the user's wait), with the time the
+    user took to answer questions left out and said apart."""
+    total, at_prompts = timings.total.seconds(), timings.total.at_prompts()
     if as_json:
-        typer.echo(json.dumps(summary_json(report), indent=2))
+        typer.echo(json.dumps(summary_json(report, timings), indent=2))
         return
     if report.wifi is not None:
         console.print(f"wifi: connected, IP {report.wifi.ip}")
@@ -682,15 +787,19 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
         )
     if report.peer is not None:
         console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
+    steps = ", ".join(f"{step} {value:.1f} s" for step, value in timings.steps.items())
+    waited = f"; not counting {at_prompts:.1f} s at prompts" if at_prompts >= 0.05 else ""
     console.print(
-        f"[bold green]device {report.device_id} provisioned[/] "
-        f"({report.total_cost.requests} round trips, {report.total_cost.bytes_up} bytes up, "
-        f"{report.total_cost.bytes_down} down, {report.total_cost.seconds:.1f} s)"
+        f"[bold green]device {report.device_id} provisioned[/] in {total:.1f} s "
+        f"({steps}{waited}); after authentication: {report.total_cost.requests} round "
+        f"trips, {report.total_cost.bytes_up} bytes up, {report.total_cost.bytes_down} down"
     )
 
 
-def summary_json(report: ProvisionReport) -> dict[str, Any]:
-    """What ``provision --json`` prints for one device."""
+def summary_json(report: ProvisionReport, timings: Timings) -> dict[str, Any]:
+    """What ``provision --json`` prints for one device: times from the start of the
+    user's wait, prompts left out and said apart."""
+    total, at_prompts = timings.total.seconds(), timings.total.at_prompts()
     return {
         "device_id": report.device_id,
         "wifi": None
@@ -709,7 +818,9 @@ def summary_json(report: ProvisionReport) -> dict[str, Any]:
         "round_trips": report.total_cost.requests,
         "bytes_up": report.total_cost.bytes_up,
         "bytes_down": report.total_cost.bytes_down,
-        "seconds": round(report.total_cost.seconds, 3),
+        "seconds": round(total, 3),
+        "seconds_by_step": {step: round(value, 3) for step, value in timings.steps.items()},
+        "seconds_at_prompts": round(at_prompts, 3),
     }
 
 
@@ -821,12 +932,17 @@ async def close_device_window(
 # --------------------------------------------------------------------- the commands
 
 
-def _run_host(coro: Any) -> Any:
+#: What Ctrl-C means for a command that opens a session with a device.
+ROLLED_BACK = "interrupted: the device rolls back whatever was not committed"
+
+
+def _run_host(coro: Any, interrupted: str = "interrupted") -> Any:
     """Run a host command (its coroutine's result): errors become one line and the
-    documented exit code."""
+    documented exit code; Ctrl-C is exit 130 and the line ``interrupted`` (what it means
+    for the device, if anything)."""
     import asyncio
 
-    from bleprov.cli import EXIT_INTERRUPTED, err_console
+    from bleprov.cli import err_console, report_interrupted
 
     try:
         return asyncio.run(coro)
@@ -834,8 +950,27 @@ def _run_host(coro: Any) -> Any:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: the device rolls back whatever was not committed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise report_interrupted(interrupted) from None
+
+
+def check_timeout(value: float) -> float:
+    """``--timeout`` is a positive number of seconds: checked as the options are parsed,
+    before any radio is opened (-1 or nan would end a scan at once, inf never)."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter("give a positive number of seconds")
+    return value
+
+
+def check_broker_url(value: str | None) -> str | None:
+    """``--via`` is a broker URL: a typo is bad usage before any secret is asked for."""
+    if value is not None:
+        from bleprov.broker.client import BrokerConfig, BrokerUrlError
+
+        try:
+            BrokerConfig.from_url(value)
+        except BrokerUrlError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 peer_app = typer.Typer(help="Devices bound to this host as peers (no hub, pinned keys).")
@@ -897,7 +1032,9 @@ AllowUnknownArg = Annotated[
     ),
 ]
 HostDirArg = Annotated[Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")]
-TimeoutArg = Annotated[float, typer.Option(help="Seconds to find the device.")]
+TimeoutArg = Annotated[
+    float, typer.Option(help="Seconds to find the device.", callback=check_timeout)
+]
 RadioArg = Annotated[
     str,
     typer.Option(
@@ -916,7 +1053,9 @@ def register(app: typer.Typer) -> None:
     @app.command("scan")
     def scan_command(
         radio: RadioArg = "system",
-        timeout: Annotated[float, typer.Option(help="Seconds to listen.")] = 5.0,
+        timeout: Annotated[
+            float, typer.Option(help="Seconds to listen.", callback=check_timeout)
+        ] = 5.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """List nearby bleprov devices: state, modes, discriminator, signal."""
@@ -1001,7 +1140,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="Reach the device through an MQTT broker instead of Bluetooth: "
-                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV})."
+                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV}).",
+                callback=check_broker_url,
             ),
         ] = None,
         device_id: Annotated[
@@ -1084,7 +1224,8 @@ def register(app: typer.Typer) -> None:
                 device_id=device_id,
                 broker_ca=broker_ca,
                 reprovision=reprovision,
-            )
+            ),
+            interrupted=ROLLED_BACK,
         )
 
     @peer_app.command("bind")
@@ -1130,7 +1271,8 @@ def register(app: typer.Typer) -> None:
                 timeout=timeout,
                 as_json=False,
                 reprovision=reprovision,
-            )
+            ),
+            interrupted=ROLLED_BACK,
         )
 
     @peer_app.command("open-window")

@@ -13,14 +13,16 @@ The user interface is a :class:`WifiChooser` (pick a network, answer a failure) 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from bleprov.core.advertising import DeviceState
 from bleprov.core.enrolment.messages import WifiState, WifiStatus
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerPin
-from bleprov.core.wifi import ScanResult, WifiCredentials
+from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials
+from bleprov.core.words import words
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.service.trust import HostTrust
@@ -33,6 +35,28 @@ if TYPE_CHECKING:
 
 class WifiNotJoined(BleprovError):
     """The device could not join any of the networks given; nothing was committed."""
+
+
+#: What to do when the device could not join, by the reason the device gives: the same
+#: "check the password" for every failure sent people retyping a password that was right.
+JOIN_ADVICE: Final[Mapping[JoinFailure, str]] = {
+    JoinFailure.WRONG_PASSWORD: "the network refused the password: type it again, "
+    "exactly (it is case-sensitive)",
+    JoinFailure.NETWORK_NOT_FOUND: "the device does not hear that network: check its name "
+    "(SSID) letter by letter, that it is on 2.4 GHz if the device has no 5 GHz radio, and "
+    "that the device is in range",
+    JoinFailure.DHCP_FAILED: "the device joined but got no IP address: check the router's "
+    "DHCP server (on, with addresses left, no MAC filter)",
+    JoinFailure.TIMEOUT: "the join timed out: the signal may be too weak; move the device "
+    "closer to the access point",
+    JoinFailure.OTHER: "the access point refused the device: check the network's security "
+    "setting and the router's (MAC filter, client limit)",
+}
+
+
+def join_advice(reason: JoinFailure | None) -> str:
+    """What the user should do after a join failed for ``reason``."""
+    return JOIN_ADVICE[reason or JoinFailure.OTHER]
 
 
 class PeerPinConflict(BleprovError):
@@ -187,9 +211,10 @@ async def provision(
         report.wifi_cost = meter.since(mark)
         if report.wifi is not None and report.wifi.state is not WifiState.CONNECTED:
             await client.abort()
+            reason = report.wifi.reason or JoinFailure.OTHER
             raise WifiNotJoined(
-                "the device could not join the network; nothing was changed on it: check "
-                "the password and that the network is in range, then provision again"
+                f"the device could not join the network ({words(reason)}); nothing was "
+                f"changed on it: {join_advice(reason)}"
             )
     mark = meter.mark()
     pending: PendingEnrolment | None = None
