@@ -122,7 +122,9 @@ def _parse_advertisement(
     except ProtocolError as exc:
         logger.debug("ignoring %s: %s", device.address, exc)
         return None
-    return FoundDevice(device, data, adv.rssi, adv.local_name)
+    # An advertisement heard without its scan response has no name: the name the stack
+    # keeps for the device (bleak's BLEDevice.name, None when it knows none) is the same.
+    return FoundDevice(device, data, adv.rssi, adv.local_name or device.name)
 
 
 async def scan(
