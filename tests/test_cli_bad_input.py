@@ -104,6 +104,10 @@ CASES: dict[str, list[Case]] = {
         C("unreadable trust root", ERROR,
           "--radio {dead} --qr-file {label} --trust {tmp}/missing --no-wifi"),
         C("no label source", USAGE, "--radio {dead}"),
+        C("hex discriminator without its 0x", USAGE, "--radio {dead} --compare --discriminator F00",
+          says="0xF00"),
+        C("discriminator over 12 bits", USAGE,
+          "--radio {dead} --compare --discriminator 0x1000", says="0xFFF"),
         C("unreadable Wi-Fi password file, before any radio", ERROR,
           "--radio {dead} --qr-file {label} --trust {root} --wifi-ssid home "
           "--wifi-password-file {tmp}/missing", says="Wi-Fi password"),
@@ -112,12 +116,14 @@ CASES: dict[str, list[Case]] = {
         C("missing --radio", USAGE, ""),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
         C("bumble radio nobody answers", ERROR, "--radio {dead}", says=HUB),
+        C("discriminator not a number", USAGE, "--radio {dead} --discriminator kitchen"),
     ],
     "linktest run": [
         C("missing --radio", USAGE, ""),
         C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
         C("MTU out of range", USAGE, "--radio {dead} --mtu 5", says="--mtu"),
         C("no system bus", ERROR, "--radio system --timeout 1", says=BT),
+        C("discriminator over 12 bits", USAGE, "--radio {dead} --discriminator 4096"),
     ],
     "radio hub": [
         C("ports not numbers", USAGE, "--ports a,b"),
@@ -209,6 +215,7 @@ CASES: dict[str, list[Case]] = {
           "--radio {dead} --qr-file {label} --trust {root} --timeout 1", says=HUB),
         C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
         C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
+        C("discriminator in words", USAGE, "--radio {dead} --compare --discriminator 0xkitchen"),
     ],
     "peer open-window": [
         C("bad purpose", USAGE, "DEV --purpose party"),

@@ -29,7 +29,7 @@ from bleprov.broker.wire import (
     device_of_info_topic,
     new_session_id,
 )
-from bleprov.core.advertising import DeviceInfo
+from bleprov.core.advertising import DeviceInfo, format_discriminator
 from bleprov.core.attempts import DeviceBusy
 from bleprov.core.errors import BleprovError, ChannelClosed, MalformedData, OversizedMessage
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE
@@ -85,7 +85,7 @@ async def find_broker_device(
         raise BrokerError(f"could not read announcements from the broker: {exc}") from None
     which = f" {device_id}" if device_id else ""
     if discriminator is not None:
-        which += f" with discriminator {discriminator}"
+        which += f" with discriminator {format_discriminator(discriminator)}"
     raise DeviceNotAnnounced(
         f"no bleprov device{which} announced on {config} within {timeout:g} s: is it "
         "powered and online?"

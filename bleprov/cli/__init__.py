@@ -79,6 +79,21 @@ def check_radio(text: str | None) -> str | None:
     return text
 
 
+def parse_discriminator_option(text: str) -> int:
+    """``--discriminator`` as typed: ``0x874`` (hex, as on the label) or decimal; anything
+    else is bad usage (exit 2)."""
+    from bleprov.core.advertising import parse_discriminator
+
+    try:
+        return parse_discriminator(text)
+    except BleprovError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+#: How ``--discriminator`` reads in help texts.
+DISCRIMINATOR_METAVAR = "0xNNN"
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"bleprov {__version__}")
@@ -151,14 +166,19 @@ def linktest_serve(
         str, typer.Option(help="Radio: bluez, or bumble:<transport>.", callback=check_radio)
     ],
     discriminator: Annotated[
-        int, typer.Option(help="12-bit discriminator to advertise (random if omitted).")
-    ] = -1,
+        int | None,
+        typer.Option(
+            parser=parse_discriminator_option,
+            metavar=DISCRIMINATOR_METAVAR,
+            help="12-bit discriminator to advertise, 0x874 or decimal (random if omitted).",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
 ) -> None:
     """Device side: advertise and echo every message until interrupted."""
     from bleprov.cli.linktest import serve
 
-    disc = secrets.randbelow(4096) if discriminator < 0 else discriminator
+    disc = secrets.randbelow(4096) if discriminator is None else discriminator
     run(serve(console, radio, disc, name))
 
 
@@ -167,7 +187,14 @@ def linktest_run(
     radio: Annotated[
         str, typer.Option(help="Radio: system, or bumble:<transport>.", callback=check_radio)
     ],
-    discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
+    discriminator: Annotated[
+        int | None,
+        typer.Option(
+            parser=parse_discriminator_option,
+            metavar=DISCRIMINATOR_METAVAR,
+            help="Only a device with this discriminator (0x874, as on the label, or decimal).",
+        ),
+    ] = None,
     size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
     mtu: Annotated[
         int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
@@ -177,8 +204,7 @@ def linktest_run(
     """Host side: find a link-test device, echo messages, report time and frames."""
     from bleprov.cli.linktest import run_host
 
-    disc = None if discriminator < 0 else discriminator
-    run(run_host(console, radio, disc, size or [65536], mtu, timeout))
+    run(run_host(console, radio, discriminator, size or [65536], mtu, timeout))
 
 
 def _check_ports(text: str) -> str:
@@ -328,8 +354,14 @@ def factory_device(
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
     """
+    from bleprov.core.advertising import format_discriminator
+
     issued = issue_from_factory(directory, out, modes, scratch_card=scratch_card)
-    console.print(f"device {issued.device_id}: {issued.directory}")
+    console.print(
+        f"device {issued.device_id}, discriminator "
+        f"{format_discriminator(issued.label.payload.discriminator)}: {issued.directory}",
+        highlight=False,
+    )
     console.print(
         f"label: {issued.directory / 'label.txt'} (keep it with the device; it is secret)"
     )

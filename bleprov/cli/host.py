@@ -30,8 +30,13 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from bleprov.cli import check_radio
-from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
+from bleprov.cli import DISCRIMINATOR_METAVAR, check_radio, parse_discriminator_option
+from bleprov.core.advertising import (
+    AdvertisedFlags,
+    ServiceData,
+    as_mapping,
+    format_discriminator,
+)
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
 from bleprov.core.identity import TrustPolicy
@@ -153,7 +158,7 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
             escape(f.local_name or ""),
             words(data.state),
             ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
-            str(data.discriminator),
+            format_discriminator(data.discriminator),
             f"{f.rssi} dBm",
             _open_to(data),
             "yes" if AdvertisedFlags.BUSY in data.flags else "",
@@ -555,7 +560,9 @@ async def provision_device(
                     found = await find(central, auth, timeout=timeout)
                 console.print(
                     f"found {found.device.address}, discriminator "
-                    f"{found.service_data.discriminator}, {words(found.service_data.state)}"
+                    f"{format_discriminator(found.service_data.discriminator)}, "
+                    f"{words(found.service_data.state)}",
+                    highlight=False,
                 )
                 # Before any attempt: the advertisement says whether someone set it up. An
                 # owned device offers no mode at all (its label is dead); only the owner's
@@ -804,7 +811,12 @@ ReprovisionArg = Annotated[
 ]
 DiscriminatorArg = Annotated[
     int | None,
-    typer.Option(help="Which device, for --compare/--passkey/--button/--scratch-card."),
+    typer.Option(
+        parser=parse_discriminator_option,
+        metavar=DISCRIMINATOR_METAVAR,
+        help="Which device, for --compare/--passkey/--button/--scratch-card: as on its "
+        "label (0x874), or in decimal.",
+    ),
 ]
 TrustArg = Annotated[
     list[Path] | None,

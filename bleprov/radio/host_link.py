@@ -22,7 +22,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from bleprov.core.advertising import DeviceInfo, ServiceData, decode_service_data
+from bleprov.core.advertising import (
+    DeviceInfo,
+    ServiceData,
+    decode_service_data,
+    format_discriminator,
+)
 from bleprov.core.errors import BleprovError, ChannelClosed, FramingError, ProtocolError
 from bleprov.core.frames import (
     DEFAULT_MAX_MESSAGE,
@@ -178,7 +183,11 @@ async def find_device(
     except (BleakError, OSError) as exc:
         raise radio.unavailable(exc) from None
     if device is None or result is None:
-        which = f" with discriminator {discriminator}" if discriminator is not None else ""
+        which = (
+            f" with discriminator {format_discriminator(discriminator)}"
+            if discriminator is not None
+            else ""
+        )
         raise DeviceNotFound(f"no bleprov device{which} found within {timeout:g} s")
     return result
 

@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 
 from bleprov.broker.client import BrokerConfig
 from bleprov.broker.host import BrokerHostLink, find_broker_device
-from bleprov.core.advertising import AdvertisedFlags, DeviceInfo, ServiceData
+from bleprov.core.advertising import (
+    AdvertisedFlags,
+    DeviceInfo,
+    ServiceData,
+    format_discriminator,
+)
 from bleprov.core.errors import BleprovError
 from bleprov.core.onboarding import (
     OnboardingPayload,
@@ -55,7 +60,8 @@ class DeviceAuthentication:
     matches: Callable[[ServiceData], bool] | None = None
 
     def __repr__(self) -> str:
-        return f"DeviceAuthentication(mode={self.mode.label}, discriminator={self.discriminator})"
+        which = None if self.discriminator is None else format_discriminator(self.discriminator)
+        return f"DeviceAuthentication(mode={self.mode.label}, discriminator={which})"
 
     @classmethod
     def from_payload(cls, payload: OnboardingPayload) -> DeviceAuthentication:

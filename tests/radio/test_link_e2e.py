@@ -49,7 +49,7 @@ async def test_host_finds_the_device_by_its_service_data(radio: VirtualRadio) ->
 async def test_no_device_with_that_discriminator(radio: VirtualRadio) -> None:
     await radio.make_device(discriminator=1)
     host = await radio.make_host()
-    with pytest.raises(LinkError, match="discriminator 2"):
+    with pytest.raises(LinkError, match="discriminator 0x002 found"):
         await find_device(host, discriminator=2, timeout=0.5)
 
 
