@@ -102,7 +102,17 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log to stderr: -v what bleprov does (scanning, connecting, each step), "
+            "-vv protocol events too (messages by type and size; never their contents), "
+            "-vvv bleak's and bumble's own debug as well.",
+        ),
+    ] = 0,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -110,18 +120,32 @@ def _main(
         ),
     ] = False,
 ) -> None:
+    configure_logging(verbose)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Logging to stderr for ``verbosity`` times -v.
+
+    bleprov's loggers log what it does at INFO and protocol events at DEBUG, never a
+    secret. Libraries (bleak, bumble, aiomqtt) stay at WARNING below -vvv: their debug
+    is radio traffic in bulk. Without -vv a record is one line (no traceback): a
+    library logging a lost radio with its stack (bumble) reads as one line."""
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if verbosity >= 3 else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    if not verbose:
-        for handler in logging.getLogger().handlers:
+    # Without -v bleprov's loggers follow the root (WARNING), as a library's would.
+    own = {0: logging.NOTSET, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.getLogger("bleprov").setLevel(own)
+    for handler in logging.getLogger().handlers:
+        handler.removeFilter(_one_line)
+        if verbosity < 2:
             handler.addFilter(_one_line)
 
 
 def _one_line(record: logging.LogRecord) -> bool:
     """Log records without their traceback (a library logging a lost radio with its
-    stack, e.g. bumble): one line a person reads; ``--verbose`` keeps the stack."""
+    stack, e.g. bumble): one line a person reads; ``-vv`` keeps the stack."""
     record.exc_info = None
     record.exc_text = None
     record.stack_info = None

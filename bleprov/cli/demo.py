@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
 from rich.table import Table
 
+from bleprov.cli.output import print_table
 from bleprov.core.advertising import OobMode, describe, format_discriminator
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import WifiStatus
@@ -322,7 +323,7 @@ async def run_demo(
         if interval_ms > 0:
             table.add_row("modelled connection interval", f"{interval_ms:g} ms")
         table.add_row("total demo time", f"{(time.perf_counter() - started) * 1000:.0f} ms")
-        console.print(table)
+        print_table(console, table)
         console.print("[bold green]demo complete[/]")
     finally:
         await runtime.close()

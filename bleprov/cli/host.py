@@ -31,6 +31,7 @@ from rich.status import Status
 from rich.table import Table
 
 from bleprov.cli import DISCRIMINATOR_METAVAR, check_radio, parse_discriminator_option
+from bleprov.cli.output import print_table
 from bleprov.core.advertising import (
     AdvertisedFlags,
     ServiceData,
@@ -163,7 +164,7 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
             _open_to(data),
             "yes" if AdvertisedFlags.BUSY in data.flags else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _open_to(data: ServiceData) -> str:
@@ -374,7 +375,7 @@ class PromptingChooser:
                 str(r.channel),
                 words(r.security),
             )
-        self.console.print(table)
+        print_table(self.console, table)
 
     def _security(self, seen: ScanResult | None) -> WifiSecurity:
         if self.choice.security != "auto":
@@ -677,10 +678,11 @@ def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
         return
     table = Table(title=f"devices bound to {trust.name}")
     table.add_column("device")
-    table.add_column("key fingerprint (SHA-256)")
+    # On a narrow terminal the fingerprint folds onto two lines: never an ellipsis.
+    table.add_column("key fingerprint (SHA-256)", overflow="fold")
     for row in rows:
         table.add_row(row["name"], row["fingerprint"])
-    console.print(table)
+    print_table(console, table)
 
 
 async def unbind_peer(

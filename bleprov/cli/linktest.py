@@ -7,6 +7,7 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
+from bleprov.cli.output import print_table
 from bleprov.core.advertising import describe, format_discriminator
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import HostLink, find_device
@@ -57,5 +58,5 @@ async def run_host(
                 str(r.frames_sent),
                 str(r.frames_received),
             )
-        console.print(table)
+        print_table(console, table)
         console.print("linktest ok", highlight=False)

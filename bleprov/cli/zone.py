@@ -30,6 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import bleprov.cli as cli
+from bleprov.cli.output import print_table
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ def _print_audit(entries: list[AuditEntry]) -> None:
             escape(entry.subject),
             escape(entry.detail),
         )
-    cli.console.print(table)
+    print_table(cli.console, table)
 
 
 # ----------------------------------------------------------------------- commands
@@ -298,7 +299,7 @@ def zone_list(
                 )
             )
         )
-    cli.console.print(table)
+    print_table(cli.console, table)
 
 
 @zone_app.command("show")
@@ -579,4 +580,4 @@ def user_list(
             str(row["created_at"]),
             "disabled" if row["disabled"] else "enabled",
         )
-    cli.console.print(table)
+    print_table(cli.console, table)

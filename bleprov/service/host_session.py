@@ -9,6 +9,7 @@ and the attestation check.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
 from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
 from bleprov.radio.secure_link import NumberConfirmer, PasskeyReader, SecureHostLink
+
+logger = logging.getLogger(__name__)
 
 
 async def _refuse_numbers(number: int) -> bool:
@@ -199,6 +202,7 @@ async def open_broker_session(
         else BrokerConfig.from_url(broker, tls=tls, username=username, password=password)
     )
     matches = auth.matches
+    logger.info("looking for the device's announcement on %s", config)
 
     def info_matches(info: DeviceInfo) -> bool:
         return matches is None or matches(info.service_data(AdvertisedFlags.NONE))
