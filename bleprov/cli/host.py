@@ -41,7 +41,14 @@ from bleprov.core.advertising import (
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
 from bleprov.core.identity import TrustPolicy
-from bleprov.core.onboarding import PayloadError
+from bleprov.core.onboarding import (
+    PRINTED_KEY_GROUP,
+    OnboardingPayload,
+    PayloadError,
+    PrintedKeyError,
+    parse_printed_key,
+    regroup_printed_key,
+)
 from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
@@ -248,9 +255,7 @@ class LabelSource:
             except OSError as exc:
                 raise HostError(f"cannot read {self.ndef}: {exc.strerror}") from None
         if self.printed_key:
-            return DeviceAuthentication.from_printed_key(
-                _secret_text(PRINTED_KEY_ENV, "Printed key")
-            )
+            return DeviceAuthentication.from_payload(read_printed_key())
         if self.manual_code:
             return DeviceAuthentication.from_manual_code(
                 _secret_text(MANUAL_CODE_ENV, "Manual code")
@@ -267,6 +272,61 @@ class LabelSource:
         if self.passkey:
             return DeviceAuthentication.passkey(discriminator=self.discriminator)
         return DeviceAuthentication.button(discriminator=self.discriminator)
+
+
+#: Tries at typing the printed key, each told where it went wrong, before giving up.
+PRINTED_KEY_TRIES = 5
+#: What the echo of a typed key starts with: as wide as the prompt, so the two align.
+_READ_BACK = "    read as: "
+
+
+def read_printed_key() -> OnboardingPayload:
+    """The label's long printed key, from BLEPROV_PRINTED_KEY or typed at a prompt.
+
+    Typed, it is shown as it is typed and read back in the label's groups of four, and a
+    mistake is located as precisely as the key's format tells (a wrong character, a
+    short group; a wrong or swapped one only as "somewhere": the key has one check
+    character), then asked again. Blind, 83 characters were mistyped with no way to find
+    where. The key is secret until the device is bound, but it is read off a label in
+    the user's hand on the user's own terminal, as a Matter manual code or a WPS PIN is:
+    whoever sees the screen sees the label beside it. It never goes to argv or a log.
+    """
+    from bleprov.cli import err_console
+
+    if (given := os.environ.get(PRINTED_KEY_ENV)) is not None:
+        try:
+            return parse_printed_key(given)
+        except PrintedKeyError as exc:
+            raise HostError(f"{PRINTED_KEY_ENV}: {exc}") from None
+    if not sys.stdin.isatty():
+        raise HostError(f"set {PRINTED_KEY_ENV} or run interactively")
+    err_console.print(
+        "Type the printed key from the label, in its groups of four: spaces, dashes and case "
+        "do not matter, O reads as 0, I and L as 1. It shows as you type (keep this screen "
+        "to yourself until the device is bound).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for _ in range(PRINTED_KEY_TRIES):
+        typed = str(typer.prompt("Printed key", err=True))  # "Printed key: ", as _READ_BACK
+        shown = regroup_printed_key(typed)
+        err_console.print(_READ_BACK + shown, markup=False, highlight=False, soft_wrap=True)
+        try:
+            return parse_printed_key(typed)
+        except PrintedKeyError as exc:
+            step = PRINTED_KEY_GROUP + 1  # a group and its dash, in the echo
+            if exc.group is not None and len(shown) > (exc.group - 1) * step:
+                # Under the group, in the echo: the label's groups, as typed up to there.
+                mark = " " * (len(_READ_BACK) + (exc.group - 1) * step) + "^" * PRINTED_KEY_GROUP
+                err_console.print(mark, markup=False, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]{escape(str(exc))}[/]; type it again", highlight=False, soft_wrap=True
+            )
+    raise HostError(
+        f"the printed key was mistyped {PRINTED_KEY_TRIES} times: check that the label is "
+        "this device's; its QR code (--qr-image, a photo) or manual code (--manual-code, "
+        "11 digits) are quicker"
+    )
 
 
 def _read(path: Path, what: str) -> str:
