@@ -142,6 +142,9 @@ class BrokerHostLink:
 
     async def connect(self) -> DeviceInfo:
         """Connect to the broker, open a session topic pair, wait for the device's ACCEPT."""
+        logger.info(
+            "opening a session with device %s through %s", self.topics.device_id, self.config
+        )
         loop = asyncio.get_running_loop()
         up = self.topics.up(self.session_id)
         will = aiomqtt.Will(up, close(Kind.CLOSE_UP, CloseReason.ERROR), qos=1)

@@ -541,7 +541,7 @@ class SecureHostLink:
             "trusted" if attestation.trusted else "not trusted",
         )
         logger.debug(
-            "handshake: %d messages sent, %d received",
+            "handshake: %d message(s) sent, %d received",
             self.handshake_sent,
             self.handshake_received,
         )
