@@ -223,7 +223,7 @@ async def test_daemon_follows_the_state_and_tells_its_services() -> None:
     )
     await daemon.start()
     assert lines[-1] == (
-        "ready: device 0123456789ABCDEF advertising on virtual:9100, discriminator 291, "
+        "ready: device 0123456789ABCDEF advertising on virtual:9100, discriminator 0x123, "
         "state virgin"
     )
     runtime.current = DeviceState.ENROLLED

@@ -93,6 +93,21 @@ def check_radio(ctx: typer.Context, param: typer.CallbackParam, text: str | None
     return text
 
 
+def parse_discriminator_option(text: str) -> int:
+    """``--discriminator`` as typed: ``0x874`` (hex, as on the label) or decimal; anything
+    else is bad usage (exit 2)."""
+    from bleprov.core.advertising import parse_discriminator
+
+    try:
+        return parse_discriminator(text)
+    except BleprovError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+#: How ``--discriminator`` reads in help texts.
+DISCRIMINATOR_METAVAR = "0xNNN"
+
+
 def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"bleprov {__version__}")
@@ -102,7 +117,17 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _main(
     ctx: typer.Context,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log to stderr: -v what bleprov does (scanning, connecting, each step), "
+            "-vv protocol events too (messages by type and size; never their contents), "
+            "-vvv bleak's and bumble's own debug as well.",
+        ),
+    ] = 0,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -114,18 +139,32 @@ def _main(
 
     # The config file's defaults (bleprov help config), before any subcommand parses.
     ctx.default_map = ctx.default_map or default_map(ctx.command)
+    configure_logging(verbose)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Logging to stderr for ``verbosity`` times -v.
+
+    bleprov's loggers log what it does at INFO and protocol events at DEBUG, never a
+    secret. Libraries (bleak, bumble, aiomqtt) stay at WARNING below -vvv: their debug
+    is radio traffic in bulk. Without -vv a record is one line (no traceback): a
+    library logging a lost radio with its stack (bumble) reads as one line."""
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if verbosity >= 3 else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    if not verbose:
-        for handler in logging.getLogger().handlers:
+    # Without -v bleprov's loggers follow the root (WARNING), as a library's would.
+    own = {0: logging.NOTSET, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.getLogger("bleprov").setLevel(own)
+    for handler in logging.getLogger().handlers:
+        handler.removeFilter(_one_line)
+        if verbosity < 2:
             handler.addFilter(_one_line)
 
 
 def _one_line(record: logging.LogRecord) -> bool:
     """Log records without their traceback (a library logging a lost radio with its
-    stack, e.g. bumble): one line a person reads; ``--verbose`` keeps the stack."""
+    stack, e.g. bumble): one line a person reads; ``-vv`` keeps the stack."""
     record.exc_info = None
     record.exc_text = None
     record.stack_info = None
@@ -170,14 +209,19 @@ def linktest_serve(
         str, typer.Option(help="Radio: bluez, or bumble:<transport>.", callback=check_radio)
     ],
     discriminator: Annotated[
-        int, typer.Option(help="12-bit discriminator to advertise (random if omitted).")
-    ] = -1,
+        int | None,
+        typer.Option(
+            parser=parse_discriminator_option,
+            metavar=DISCRIMINATOR_METAVAR,
+            help="12-bit discriminator to advertise, 0x874 or decimal (random if omitted).",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
 ) -> None:
     """Device side: advertise and echo every message until interrupted."""
     from bleprov.cli.linktest import serve
 
-    disc = secrets.randbelow(4096) if discriminator < 0 else discriminator
+    disc = secrets.randbelow(4096) if discriminator is None else discriminator
     run(serve(console, radio, disc, name))
 
 
@@ -191,7 +235,14 @@ def linktest_run(
             callback=check_radio,
         ),
     ],
-    discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
+    discriminator: Annotated[
+        int | None,
+        typer.Option(
+            parser=parse_discriminator_option,
+            metavar=DISCRIMINATOR_METAVAR,
+            help="Only a device with this discriminator (0x874, as on the label, or decimal).",
+        ),
+    ] = None,
     size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
     mtu: Annotated[
         int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
@@ -201,8 +252,7 @@ def linktest_run(
     """Host side: find a link-test device, echo messages, report time and frames."""
     from bleprov.cli.linktest import run_host
 
-    disc = None if discriminator < 0 else discriminator
-    run(run_host(console, radio, disc, size or [65536], mtu, timeout))
+    run(run_host(console, radio, discriminator, size or [65536], mtu, timeout))
 
 
 def _check_ports(text: str) -> str:
@@ -359,8 +409,14 @@ def factory_device(
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
     """
+    from bleprov.core.advertising import format_discriminator
+
     issued = issue_from_factory(directory, out, modes, scratch_card=scratch_card)
-    console.print(f"device {issued.device_id}: {issued.directory}")
+    console.print(
+        f"device {issued.device_id}, discriminator "
+        f"{format_discriminator(issued.label.payload.discriminator)}: {issued.directory}",
+        highlight=False,
+    )
     console.print(
         f"label: {issued.directory / 'label.txt'} (keep it with the device; it is secret)"
     )

@@ -87,6 +87,7 @@ def device_init(
     Passphrase of the sealed record: BLEPROV_DEVICE_PASSPHRASE, systemd's credential
     device-passphrase, or typed without echo; never an argument.
     """
+    from bleprov.core.advertising import format_discriminator
     from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
     from bleprov.store.factory_files import load_device
     from bleprov.store.keys import PROVIDER_NAMES, make_key_provider
@@ -121,7 +122,7 @@ def device_init(
         raise typer.Exit(EXIT_ERROR) from None
     _emit(
         f"device {device.identity.device_id} imported into {store} "
-        f"(key provider {key_provider}, discriminator {device.discriminator})"
+        f"(key provider {key_provider}, discriminator {format_discriminator(device.discriminator)})"
     )
 
 

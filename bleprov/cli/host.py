@@ -38,14 +38,27 @@ from rich.markup import escape
 from rich.status import Status
 from rich.table import Table
 
-from bleprov.cli import check_radio
+from bleprov.cli import DISCRIMINATOR_METAVAR, check_radio, parse_discriminator_option
 from bleprov.cli.config import RADIO_ENV, TRUST_ENV, USER_ENV, ZONE_ENV, zone_default
+from bleprov.cli.output import print_table
 from bleprov.cli.prompts import ask, ask_yes_no, seconds_at_prompts
-from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
+from bleprov.core.advertising import (
+    AdvertisedFlags,
+    ServiceData,
+    as_mapping,
+    format_discriminator,
+)
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
 from bleprov.core.identity import TrustPolicy
-from bleprov.core.onboarding import PayloadError
+from bleprov.core.onboarding import (
+    PRINTED_KEY_GROUP,
+    OnboardingPayload,
+    PayloadError,
+    PrintedKeyError,
+    parse_printed_key,
+    regroup_printed_key,
+)
 from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned
 from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
@@ -175,12 +188,12 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
             escape(f.local_name or ""),
             words(data.state),
             ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
-            str(data.discriminator),
+            format_discriminator(data.discriminator),
             f"{f.rssi} dBm",
             _open_to(data),
             "yes" if AdvertisedFlags.BUSY in data.flags else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _open_to(data: ServiceData) -> str:
@@ -264,9 +277,7 @@ class LabelSource:
             except OSError as exc:
                 raise HostError(f"cannot read {self.ndef}: {exc.strerror}") from None
         if self.printed_key:
-            return DeviceAuthentication.from_printed_key(
-                _secret_text(PRINTED_KEY_ENV, "Printed key")
-            )
+            return DeviceAuthentication.from_payload(read_printed_key())
         if self.manual_code:
             return DeviceAuthentication.from_manual_code(
                 _secret_text(MANUAL_CODE_ENV, "Manual code")
@@ -283,6 +294,61 @@ class LabelSource:
         if self.passkey:
             return DeviceAuthentication.passkey(discriminator=self.discriminator)
         return DeviceAuthentication.button(discriminator=self.discriminator)
+
+
+#: Tries at typing the printed key, each told where it went wrong, before giving up.
+PRINTED_KEY_TRIES = 5
+#: What the echo of a typed key starts with: as wide as the prompt, so the two align.
+_READ_BACK = "    read as: "
+
+
+def read_printed_key() -> OnboardingPayload:
+    """The label's long printed key, from BLEPROV_PRINTED_KEY or typed at a prompt.
+
+    Typed, it is shown as it is typed and read back in the label's groups of four, and a
+    mistake is located as precisely as the key's format tells (a wrong character, a
+    short group; a wrong or swapped one only as "somewhere": the key has one check
+    character), then asked again. Blind, 83 characters were mistyped with no way to find
+    where. The key is secret until the device is bound, but it is read off a label in
+    the user's hand on the user's own terminal, as a Matter manual code or a WPS PIN is:
+    whoever sees the screen sees the label beside it. It never goes to argv or a log.
+    """
+    from bleprov.cli import err_console
+
+    if (given := os.environ.get(PRINTED_KEY_ENV)) is not None:
+        try:
+            return parse_printed_key(given)
+        except PrintedKeyError as exc:
+            raise HostError(f"{PRINTED_KEY_ENV}: {exc}") from None
+    if not sys.stdin.isatty():
+        raise HostError(f"set {PRINTED_KEY_ENV} or run interactively")
+    err_console.print(
+        "Type the printed key from the label, in its groups of four: spaces, dashes and case "
+        "do not matter, O reads as 0, I and L as 1. It shows as you type (keep this screen "
+        "to yourself until the device is bound).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for _ in range(PRINTED_KEY_TRIES):
+        typed = str(typer.prompt("Printed key", err=True))  # "Printed key: ", as _READ_BACK
+        shown = regroup_printed_key(typed)
+        err_console.print(_READ_BACK + shown, markup=False, highlight=False, soft_wrap=True)
+        try:
+            return parse_printed_key(typed)
+        except PrintedKeyError as exc:
+            step = PRINTED_KEY_GROUP + 1  # a group and its dash, in the echo
+            if exc.group is not None and len(shown) > (exc.group - 1) * step:
+                # Under the group, in the echo: the label's groups, as typed up to there.
+                mark = " " * (len(_READ_BACK) + (exc.group - 1) * step) + "^" * PRINTED_KEY_GROUP
+                err_console.print(mark, markup=False, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]{escape(str(exc))}[/]; type it again", highlight=False, soft_wrap=True
+            )
+    raise HostError(
+        f"the printed key was mistyped {PRINTED_KEY_TRIES} times: check that the label is "
+        "this device's; its QR code (--qr-image, a photo) or manual code (--manual-code, "
+        "11 digits) are quicker"
+    )
 
 
 def _read(path: Path, what: str) -> str:
@@ -407,7 +473,7 @@ class PromptingChooser:
                 str(r.channel),
                 words(r.security),
             )
-        self.console.print(table)
+        print_table(self.console, table)
 
     def _security(self, seen: ScanResult | None) -> WifiSecurity:
         if self.choice.security != "auto":
@@ -700,8 +766,9 @@ async def open_radio_session(
         timings.steps["find"] = found_in
     console.print(
         f"found {found.device.address}, discriminator "
-        f"{found.service_data.discriminator}, {words(found.service_data.state)} "
-        f"({found_in:.1f} s)"
+        f"{format_discriminator(found.service_data.discriminator)}, "
+        f"{words(found.service_data.state)} ({found_in:.1f} s)",
+        highlight=False,
     )
     # Before any attempt: the advertisement says whether someone set it up. An owned
     # device offers no mode at all (its label is dead); only the owner's window gets in.
@@ -856,10 +923,11 @@ def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
         return
     table = Table(title=f"devices bound to {trust.name}")
     table.add_column("device")
-    table.add_column("key fingerprint (SHA-256)")
+    # On a narrow terminal the fingerprint folds onto two lines: never an ellipsis.
+    table.add_column("key fingerprint (SHA-256)", overflow="fold")
     for row in rows:
         table.add_row(row["name"], row["fingerprint"])
-    console.print(table)
+    print_table(console, table)
 
 
 async def unbind_peer(
@@ -1015,7 +1083,12 @@ ReprovisionArg = Annotated[
 ]
 DiscriminatorArg = Annotated[
     int | None,
-    typer.Option(help="Which device, for --compare/--passkey/--button/--scratch-card."),
+    typer.Option(
+        parser=parse_discriminator_option,
+        metavar=DISCRIMINATOR_METAVAR,
+        help="Which device, for --compare/--passkey/--button/--scratch-card: as on its "
+        "label (0x874), or in decimal.",
+    ),
 ]
 TrustArg = Annotated[
     list[Path] | None,

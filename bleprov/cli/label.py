@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, console, err_console, issue_from_factory
-from bleprov.core.advertising import OobMode
+from bleprov.core.advertising import OobMode, format_discriminator
 from bleprov.core.errors import BleprovError
 from bleprov.core.factory import Label
 from bleprov.core.onboarding import OnboardingPayload, encode_user_password, parse_qr
@@ -63,7 +63,10 @@ def print_label(label: Label, device_id: str) -> None:
     from bleprov.labels import qr_terminal
 
     console.print(f"[bold yellow]{LABEL_WARNING}[/]", highlight=False)
-    console.print(f"device {device_id}, discriminator 0x{label.payload.discriminator:03X}")
+    console.print(
+        f"device {device_id}, discriminator {format_discriminator(label.payload.discriminator)}",
+        highlight=False,
+    )
     typer.echo(qr_terminal(label, ansi=_use_ansi()), nl=False)
     console.print(
         f"Printed key:  {label.printed_key}", highlight=False, markup=False, soft_wrap=True
@@ -98,7 +101,11 @@ def make(
         written = write_label_files(issued.directory, issued.label, issued.device_id)
     except BleprovError as exc:
         raise _fail(exc) from None
-    console.print(f"device {issued.device_id}: {issued.directory}", highlight=False)
+    console.print(
+        f"device {issued.device_id}, discriminator "
+        f"{format_discriminator(issued.label.payload.discriminator)}: {issued.directory}",
+        highlight=False,
+    )
     for path in written:
         console.print(f"  {path}", highlight=False)
     console.print(
@@ -154,7 +161,9 @@ def decode(
         typer.echo(json.dumps(fields, sort_keys=True))
         return
     console.print("bleprov setup code found", highlight=False)
-    console.print(f"  discriminator  0x{fields['discriminator']:03X}", highlight=False)
+    console.print(
+        f"  discriminator  {format_discriminator(fields['discriminator'])}", highlight=False
+    )
     console.print(f"  modes          {', '.join(fields['modes'])}", highlight=False)
     console.print(
         f"  passcode       {'on the label' if fields['passcode_on_label'] else 'none'}",

@@ -31,6 +31,7 @@ from rich.table import Table
 
 import bleprov.cli as cli
 from bleprov.cli.config import USER_ENV, ZONE_ENV
+from bleprov.cli.output import print_table
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ def _print_audit(entries: list[AuditEntry]) -> None:
             escape(entry.subject),
             escape(entry.detail),
         )
-    cli.console.print(table)
+    print_table(cli.console, table)
 
 
 # ----------------------------------------------------------------------- commands
@@ -301,7 +302,7 @@ def zone_list(
                 )
             )
         )
-    cli.console.print(table)
+    print_table(cli.console, table)
 
 
 @zone_app.command("show")
@@ -584,4 +585,4 @@ def user_list(
             str(row["created_at"]),
             "disabled" if row["disabled"] else "enabled",
         )
-    cli.console.print(table)
+    print_table(cli.console, table)

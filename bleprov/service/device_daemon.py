@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from bleprov.core import membership as mb
-from bleprov.core.advertising import DeviceState
+from bleprov.core.advertising import DeviceState, format_discriminator
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
 from bleprov.core.words import words
@@ -409,7 +409,8 @@ class DeviceDaemon:
         await self._changed(state, announce=False)
         self.emit(
             f"ready: device {self.runtime.device_id} advertising on {self.radio_name}, "
-            f"discriminator {self.runtime.discriminator}, state {state_name(state)}"
+            f"discriminator {format_discriminator(self.runtime.discriminator)}, "
+            f"state {state_name(state)}"
         )
         self.notify(f"READY=1\n{self._status(state)}")
         self._watch = asyncio.create_task(self._watch_state(), name="state-watch")
