@@ -6,11 +6,9 @@ Exit codes: 0 success, 1 a bleprov error (the message says what to do), 2 bad us
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
-import secrets
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -56,6 +54,8 @@ EXIT_INTERRUPTED = 130
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; turn bleprov errors into a message and exit code 1."""
+    import asyncio
+
     try:
         return asyncio.run(coro)
     except BleprovError as exc:
@@ -156,6 +156,8 @@ def linktest_serve(
     name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
 ) -> None:
     """Device side: advertise and echo every message until interrupted."""
+    import secrets
+
     from bleprov.cli.linktest import serve
 
     disc = secrets.randbelow(4096) if discriminator < 0 else discriminator
@@ -397,16 +399,19 @@ def plain_words(message: str) -> str:
 def main() -> None:
     """``bleprov``: typer runs the command; its usage errors are shown in words (exit 2),
     and a file or directory the system refuses is one line (exit 1), never a traceback."""
-    from typer import rich_utils
     from typer._click.exceptions import ClickException
 
     try:
         code = app(standalone_mode=False)
     except ClickException as exc:
+        from typer import rich_utils  # 0.05 s of markdown parsing: only for a message
+
         exc.message = plain_words(exc.message)
         rich_utils.rich_format_error(exc)
         sys.exit(exc.exit_code)
     except typer.Abort:
+        from typer import rich_utils
+
         rich_utils.rich_abort_error()
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:

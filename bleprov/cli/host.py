@@ -17,45 +17,33 @@ import contextlib
 import json
 import os
 import re
-import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status
-from rich.table import Table
 
 from bleprov.cli import check_radio
-from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
-from bleprov.core.enrolment.messages import WifiStatus
-from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
-from bleprov.core.identity import TrustPolicy
-from bleprov.core.onboarding import PayloadError
-from bleprov.core.session import host as hst
-from bleprov.core.session.device import DeviceOwned
-from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
-from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
-from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
-from bleprov.core.words import words
-from bleprov.radio.host_link import DeviceNotFound, scan
-from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
-from bleprov.service.host_session import DeviceAuthentication, find, open_session
-from bleprov.service.provisioning import (
-    PeerPlan,
-    ProvisionReport,
-    WifiNotJoined,
-    ZonePlan,
-    check_virgin,
-    provision,
-)
-from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
-from bleprov.store.device_store import DeviceStore
-from bleprov.store.keys import KeyFileProvider
+from bleprov.core.errors import BleprovError
+
+if TYPE_CHECKING:
+    # The protocol, the radio and the stores are imported by the commands that use them:
+    # ``--help`` and the command line's parsing load none of them (docs/performance.md).
+    import ssl
+
+    from rich.status import Status
+
+    from bleprov.core.advertising import ServiceData
+    from bleprov.core.enrolment.messages import WifiStatus
+    from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+    from bleprov.core.window import WindowPurpose
+    from bleprov.service.host_session import DeviceAuthentication
+    from bleprov.service.provisioning import ProvisionReport
+    from bleprov.service.trust import HostTrust
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
@@ -73,11 +61,12 @@ BROKER_USER_ENV = "BLEPROV_BROKER_USER"
 BROKER_PASSWORD_ENV = "BLEPROV_BROKER_PASSWORD"  # noqa: S105 (a variable's name)
 
 _QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
+#: ``--wifi-security``'s words and the :class:`WifiSecurity` each names.
 _SECURITY = {
-    "open": WifiSecurity.OPEN,
-    "wpa2": WifiSecurity.WPA2_PERSONAL,
-    "wpa3": WifiSecurity.WPA3_PERSONAL,
-    "wpa2-wpa3": WifiSecurity.WPA2_WPA3_PERSONAL,
+    "open": "OPEN",
+    "wpa2": "WPA2_PERSONAL",
+    "wpa3": "WPA3_PERSONAL",
+    "wpa2-wpa3": "WPA2_WPA3_PERSONAL",
 }
 
 
@@ -100,6 +89,10 @@ def default_host_dir() -> Path:
 
 def host_trust(directory: Path, name: str | None = None) -> HostTrust:
     """The host's encrypted store (0600 key file beside it) and its peer identity."""
+    from bleprov.service.trust import HostTrust
+    from bleprov.store.device_store import DeviceStore
+    from bleprov.store.keys import KeyFileProvider
+
     store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
     return HostTrust(store, name=name or _host_name())
 
@@ -120,13 +113,26 @@ def _host_name() -> str:
 
 
 async def scan_devices(console: Console, radio: str, timeout: float, as_json: bool) -> None:
+    """``bleprov scan``. On a terminal the first line (a spinner) shows before the radio
+    stack is imported and opened: bleak, and bumble for a bumble radio, take longer to
+    load than the rest of the command."""
+    from bleprov.radio.spec import RadioSpec
+
     spec = RadioSpec.parse(radio)
-    async with open_central(spec) as central:
-        if as_json:
+    with contextlib.ExitStack() as spinner:
+        status = None if as_json else spinner.enter_context(console.status(f"opening {spec}..."))
+        from bleprov.radio.host_link import scan
+        from bleprov.radio.spec import open_central
+
+        async with open_central(spec) as central:
+            if status is not None:
+                status.update(f"scanning on {spec} for {timeout:g} s...")
             found = await scan(central, timeout=timeout)
-        else:
-            with console.status(f"scanning on {spec} for {timeout:g} s..."):
-                found = await scan(central, timeout=timeout)
+    from rich.table import Table
+
+    from bleprov.core.advertising import AdvertisedFlags, as_mapping
+    from bleprov.core.words import words
+
     rows = [
         {
             "address": f.device.address,
@@ -163,6 +169,8 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
 
 def _open_to(data: ServiceData) -> str:
     """Who may get in now, beyond the label: the owner's window code, or a button press."""
+    from bleprov.core.advertising import AdvertisedFlags
+
     if AdvertisedFlags.WINDOW_OPEN in data.flags:
         return "window code"
     if AdvertisedFlags.BUTTON_WINDOW_OPEN in data.flags:
@@ -190,6 +198,8 @@ class LabelSource:
     passkey: bool = False
 
     def authentication(self) -> DeviceAuthentication:
+        from bleprov.core.onboarding import PayloadError
+
         try:
             return self._authentication()
         except PayloadError as exc:
@@ -199,6 +209,9 @@ class LabelSource:
             ) from None
 
     def _authentication(self) -> DeviceAuthentication:
+        from bleprov.core.errors import MalformedData
+        from bleprov.service.host_session import DeviceAuthentication
+
         chosen = [
             name
             for name in (
@@ -278,6 +291,8 @@ def _secret_text(env: str, prompt: str) -> str:
 
 def _broker_tls(ca_file: Path | None) -> ssl.SSLContext:
     """TLS to the broker: the system's CAs, or the broker's own CA file."""
+    import ssl
+
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -323,6 +338,8 @@ class PromptingChooser:
         self.interactive = sys.stdin.isatty()
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
+        from bleprov.core.wifi import WifiCredentials, WifiSecurity
+
         self._show(results)
         if self.choice.ssid is not None:
             ssid = self.choice.ssid.encode()
@@ -342,6 +359,8 @@ class PromptingChooser:
         )
 
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
+        from bleprov.core.wifi import WifiCredentials, WifiSecurity
+
         reason = status.reason.name.lower().replace("_", " ") if status.reason else "failed"
         self.console.print(
             f"[yellow]wifi:[/] {reason} ({status.attempts_left} attempts left in this session)"
@@ -358,6 +377,10 @@ class PromptingChooser:
         )
 
     def _show(self, results: list[ScanResult]) -> None:
+        from rich.table import Table
+
+        from bleprov.core.words import words
+
         table = Table(title=f"Wi-Fi networks the device sees ({len(results)})")
         for column in ("#", "SSID", "signal", "channel", "security"):
             table.add_column(column)
@@ -372,8 +395,10 @@ class PromptingChooser:
         self.console.print(table)
 
     def _security(self, seen: ScanResult | None) -> WifiSecurity:
+        from bleprov.core.wifi import WifiSecurity
+
         if self.choice.security != "auto":
-            return _SECURITY[self.choice.security]
+            return WifiSecurity[_SECURITY[self.choice.security]]
         if seen is None:
             raise HostError("the device does not see that network: give --wifi-security")
         return seen.security
@@ -439,6 +464,9 @@ class HandshakePrompts:
     async def passkey(self) -> str:
         """passkey mode: the number the device shows, as the user types it (six digits;
         asked again until it is; a wrong number fails the handshake)."""
+        from bleprov.core.errors import LocalProtocolError
+        from bleprov.core.session.modes import parse_passkey
+
         with self._paused():
             while True:
                 typed = str(typer.prompt("Type the number shown on the device"))
@@ -490,6 +518,13 @@ async def provision_device(
 
     A device that says it is enrolled or bound is refused unless ``reprovision``."""
     from bleprov.cli.zone import _authenticate, _open_hub
+    from bleprov.core.identity import TrustPolicy
+    from bleprov.core.session import host as hst
+    from bleprov.core.session.device import DeviceOwned
+    from bleprov.core.words import words
+    from bleprov.radio.spec import RadioSpec, open_central
+    from bleprov.service.host_session import find, open_session
+    from bleprov.service.provisioning import PeerPlan, ZonePlan, check_virgin, provision
 
     auth = label.authentication()
     if not wifi.skip and wifi.password_file is not None:
@@ -641,6 +676,13 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
 def exit_code_for(exc: BleprovError) -> int:
     """The documented exit code of a failure (module docstring)."""
     from bleprov.broker.host import DeviceNotAnnounced
+    from bleprov.core.session import host as hst
+    from bleprov.core.session.device import DeviceOwned
+    from bleprov.core.session.modes import AuthenticationFailed, UserRejected
+    from bleprov.core.window import WindowClosed
+    from bleprov.radio.host_link import DeviceNotFound
+    from bleprov.radio.spec import RadioSpecError
+    from bleprov.service.provisioning import WifiNotJoined
 
     if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
         return EXIT_NOT_FOUND
@@ -659,6 +701,8 @@ def exit_code_for(exc: BleprovError) -> int:
 
 
 def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
+    from rich.table import Table
+
     trust = host_trust(host_dir)
     pins = trust.pins()
     rows = [{"name": p.name, "fingerprint": p.fingerprint.hex()} for p in pins]
@@ -709,6 +753,8 @@ async def open_device_window(
     seconds: int,
 ) -> None:
     """As the device's owner: open a commissioning window and show its one-time code."""
+    from bleprov.core.window import WindowPurpose
+
     trust = host_trust(host_dir)
     if device not in trust.pins():
         raise HostError(f"no device {device} is bound to this host (bleprov peer list)")
@@ -736,6 +782,8 @@ async def open_device_window(
 async def close_device_window(
     console: Console, host_dir: Path, device: str, address: str | None
 ) -> None:
+    from bleprov.service.trust import OP_WINDOW_CLOSE
+
     trust = host_trust(host_dir)
     host, port = _address(address)
     async with await trust.connect(host, port, device) as connection:
@@ -1033,6 +1081,8 @@ def register(app: typer.Typer) -> None:
         host_dir: HostDirArg = None,
     ) -> None:
         """As the owner: let one more host in, with a one-time code (Matter's multi-admin)."""
+        from bleprov.core.window import WindowError, WindowPurpose, window_seconds
+
         try:
             chosen, seconds = WindowPurpose.parse(purpose), window_seconds(minutes)
         except WindowError as exc:
