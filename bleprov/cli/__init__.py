@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 a bleprov error (the message says what to do), 2 bad us
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import sys
@@ -23,6 +22,8 @@ from bleprov.cli.zone import zone_app
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    import logging
+
     from bleprov.core.advertising import OobMode
     from bleprov.store.factory_files import IssuedDevice
 
@@ -95,6 +96,8 @@ def _main(
         ),
     ] = False,
 ) -> None:
+    import logging
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
