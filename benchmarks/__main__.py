@@ -308,7 +308,13 @@ def render(r: Results) -> str:
         "How long `bleprov` takes to answer `--help`, and to show the first line of a "
         "`scan` (on a terminal, a virtual radio), beside what any typer + rich command "
         'pays (`python -c "import typer, rich"`, the floor) in the same run '
-        "(benchmarks/startup.py). The ratio is the figure to compare across machines.",
+        "(benchmarks/startup.py). The ratio is the figure to compare across machines. "
+        "Beyond the floor, `--help` pays rich's console, typer's help renderer (it imports "
+        "a Markdown parser and pygments), typer building every command from its signature, "
+        "and bleprov's own modules (about 10 ms: the commands import the protocol, radios "
+        "and stores when they run). A command that runs also pays pydantic, through which "
+        "typer coerces every option, before its first line; `scan` shows that line before "
+        "it imports and opens the radio stack (bleak, and bumble for a bumble radio).",
         "",
         startup.render(r.startup),
         "",
