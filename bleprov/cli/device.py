@@ -6,12 +6,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +18,8 @@ from bleprov.cli import EXIT_ERROR, device_app, err_console, run
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from bleprov.broker.client import BrokerConfig
     from bleprov.network.base import NetworkBackend
     from bleprov.radio.spec import RadioSpec
@@ -266,6 +264,9 @@ def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | 
 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
+    import asyncio
+    import signal
+
     from bleprov.core.wifi import network_tag
     from bleprov.service.device_daemon import LoggedNetwork, open_network
     from bleprov.service.device_ui import ConsoleUi, GpioUi
@@ -321,6 +322,9 @@ async def _serve(
     stop: asyncio.Event,
 ) -> None:
     """The daemon on its radio until ``stop`` is set or the radio goes away."""
+    import contextlib
+    from datetime import timedelta
+
     from bleprov.radio.spec import device_address, open_watched_peripheral
     from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
     from bleprov.service.device_runtime import DeviceRuntime

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import re
-import ssl
 import sys
 import time
 from collections.abc import Iterator
@@ -35,56 +34,30 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status
-from rich.table import Table
 
 from bleprov.cli import DISCRIMINATOR_METAVAR, check_radio, parse_discriminator_option
 from bleprov.cli.config import RADIO_ENV, TRUST_ENV, USER_ENV, ZONE_ENV, zone_default
 from bleprov.cli.output import print_table
 from bleprov.cli.prompts import ask, ask_yes_no, seconds_at_prompts
-from bleprov.core.advertising import (
-    AdvertisedFlags,
-    ServiceData,
-    as_mapping,
-    format_discriminator,
-)
-from bleprov.core.enrolment.messages import WifiStatus
-from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
-from bleprov.core.identity import TrustPolicy
-from bleprov.core.onboarding import (
-    PRINTED_KEY_GROUP,
-    OnboardingPayload,
-    PayloadError,
-    PrintedKeyError,
-    parse_printed_key,
-    regroup_printed_key,
-)
-from bleprov.core.session import host as hst
-from bleprov.core.session.device import DeviceOwned
-from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
-from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials, WifiSecurity
-from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
-from bleprov.core.words import words
-from bleprov.radio.host_link import DeviceNotFound, scan
-from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
-from bleprov.service.host_session import DeviceAuthentication, find, open_session
-from bleprov.service.provisioning import (
-    PeerPlan,
-    ProvisionReport,
-    WifiNotJoined,
-    ZonePlan,
-    check_virgin,
-    join_advice,
-    provision,
-)
-from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
-from bleprov.store.device_store import DeviceStore
-from bleprov.store.keys import KeyFileProvider
+from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    import ssl
+
+    from rich.status import Status
+
+    from bleprov.core.advertising import ServiceData
+    from bleprov.core.enrolment.messages import WifiStatus
+    from bleprov.core.onboarding import OnboardingPayload
+    from bleprov.core.session import host as hst
+    from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+    from bleprov.core.window import WindowPurpose
     from bleprov.radio.host_link import CentralRadio
     from bleprov.radio.secure_link import SecureHostLink
-    from bleprov.service.provisioning import WifiChooser
+    from bleprov.radio.spec import RadioSpec
+    from bleprov.service.host_session import DeviceAuthentication
+    from bleprov.service.provisioning import PeerPlan, ProvisionReport, WifiChooser, ZonePlan
+    from bleprov.service.trust import HostTrust
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
@@ -102,11 +75,12 @@ BROKER_USER_ENV = "BLEPROV_BROKER_USER"
 BROKER_PASSWORD_ENV = "BLEPROV_BROKER_PASSWORD"  # noqa: S105 (a variable's name)
 
 _QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
+#: ``--wifi-security``'s words and the :class:`WifiSecurity` each names.
 _SECURITY = {
-    "open": WifiSecurity.OPEN,
-    "wpa2": WifiSecurity.WPA2_PERSONAL,
-    "wpa3": WifiSecurity.WPA3_PERSONAL,
-    "wpa2-wpa3": WifiSecurity.WPA2_WPA3_PERSONAL,
+    "open": "OPEN",
+    "wpa2": "WPA2_PERSONAL",
+    "wpa3": "WPA3_PERSONAL",
+    "wpa2-wpa3": "WPA2_WPA3_PERSONAL",
 }
 #: The device's scan shows at most this many networks; the user picks one of them.
 SHOWN_NETWORKS = 30
@@ -135,6 +109,10 @@ def default_host_dir() -> Path:
 
 def host_trust(directory: Path, name: str | None = None) -> HostTrust:
     """The host's encrypted store (0600 key file beside it) and its peer identity."""
+    from bleprov.service.trust import HostTrust
+    from bleprov.store.device_store import DeviceStore
+    from bleprov.store.keys import KeyFileProvider
+
     store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
     return HostTrust(store, name=name or _host_name())
 
@@ -155,13 +133,26 @@ def _host_name() -> str:
 
 
 async def scan_devices(console: Console, radio: str, timeout: float, as_json: bool) -> None:
+    """``bleprov scan``. On a terminal the first line (a spinner) shows before the radio
+    stack is imported and opened: bleak, and bumble for a bumble radio, take longer to
+    load than the rest of the command."""
+    from bleprov.radio.spec import RadioSpec
+
     spec = RadioSpec.parse(radio)
-    async with open_central(spec) as central:
-        if as_json:
+    with contextlib.ExitStack() as spinner:
+        status = None if as_json else spinner.enter_context(console.status(f"opening {spec}..."))
+        from bleprov.radio.host_link import scan
+        from bleprov.radio.spec import open_central
+
+        async with open_central(spec) as central:
+            if status is not None:
+                status.update(f"scanning on {spec} for {timeout:g} s...")
             found = await scan(central, timeout=timeout)
-        else:
-            with console.status(f"scanning on {spec} for {timeout:g} s..."):
-                found = await scan(central, timeout=timeout)
+    from rich.table import Table
+
+    from bleprov.core.advertising import AdvertisedFlags, as_mapping
+    from bleprov.core.words import words
+
     rows = [
         {
             "address": f.device.address,
@@ -177,6 +168,8 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
     if not rows:
         console.print(f"no bleprov device heard on {spec} within {timeout:g} s")
         return
+    from bleprov.core.advertising import format_discriminator
+
     table = Table(title=f"bleprov devices on {spec}")
     columns = ("address", "name", "state", "modes", "discriminator", "RSSI", "open to", "busy")
     for column in columns:
@@ -198,6 +191,8 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
 
 def _open_to(data: ServiceData) -> str:
     """Who may get in now, beyond the label: the owner's window code, or a button press."""
+    from bleprov.core.advertising import AdvertisedFlags
+
     if AdvertisedFlags.WINDOW_OPEN in data.flags:
         return "window code"
     if AdvertisedFlags.BUTTON_WINDOW_OPEN in data.flags:
@@ -225,6 +220,8 @@ class LabelSource:
     passkey: bool = False
 
     def authentication(self) -> DeviceAuthentication:
+        from bleprov.core.onboarding import PayloadError
+
         try:
             return self._authentication()
         except PayloadError as exc:
@@ -234,6 +231,9 @@ class LabelSource:
             ) from None
 
     def _authentication(self) -> DeviceAuthentication:
+        from bleprov.core.errors import MalformedData
+        from bleprov.service.host_session import DeviceAuthentication
+
         chosen = [
             name
             for name in (
@@ -314,6 +314,12 @@ def read_printed_key() -> OnboardingPayload:
     whoever sees the screen sees the label beside it. It never goes to argv or a log.
     """
     from bleprov.cli import err_console
+    from bleprov.core.onboarding import (
+        PRINTED_KEY_GROUP,
+        PrintedKeyError,
+        parse_printed_key,
+        regroup_printed_key,
+    )
 
     if (given := os.environ.get(PRINTED_KEY_ENV)) is not None:
         try:
@@ -366,6 +372,8 @@ def _secret_text(env: str, prompt: str) -> str:
 
 def _broker_tls(ca_file: Path | None) -> ssl.SSLContext:
     """TLS to the broker: the system's CAs, or the broker's own CA file."""
+    import ssl
+
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -411,6 +419,8 @@ class PromptingChooser:
         self.interactive = sys.stdin.isatty()
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
+        from bleprov.core.wifi import WifiCredentials, WifiSecurity
+
         self._show(results)
         if self.choice.ssid is not None:
             ssid = self.choice.ssid.encode()
@@ -442,6 +452,10 @@ class PromptingChooser:
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
         """After a failed join: what the device said and what to do about it; then, at a
         terminal, the password again (refused) or the same network again (anything else)."""
+        from bleprov.core.wifi import JoinFailure, WifiCredentials, WifiSecurity
+        from bleprov.core.words import words
+        from bleprov.service.provisioning import join_advice
+
         reason = status.reason or JoinFailure.OTHER
         if not self.interactive:
             self.console.print(f"[yellow]wifi:[/] {words(reason)}")
@@ -462,6 +476,10 @@ class PromptingChooser:
         return tried
 
     def _show(self, results: list[ScanResult]) -> None:
+        from rich.table import Table
+
+        from bleprov.core.words import words
+
         table = Table(title=f"Wi-Fi networks the device sees ({len(results)})")
         for column in ("#", "SSID", "signal", "channel", "security"):
             table.add_column(column)
@@ -476,8 +494,10 @@ class PromptingChooser:
         print_table(self.console, table)
 
     def _security(self, seen: ScanResult | None) -> WifiSecurity:
+        from bleprov.core.wifi import WifiSecurity
+
         if self.choice.security != "auto":
-            return _SECURITY[self.choice.security]
+            return WifiSecurity[_SECURITY[self.choice.security]]
         if seen is None:
             raise HostError("the device does not see that network: give --wifi-security")
         return seen.security
@@ -543,6 +563,9 @@ class HandshakePrompts:
     async def passkey(self) -> str:
         """passkey mode: the number the device shows, as the user types it (six digits;
         asked again until it is; a wrong number fails the handshake)."""
+        from bleprov.core.errors import LocalProtocolError
+        from bleprov.core.session.modes import parse_passkey
+
         with self._paused():
             while True:
                 typed = str(ask("Type the number shown on the device"))
@@ -661,6 +684,8 @@ async def provision_device(
                     )
                 timings.steps["reach and authenticate"] = step.seconds()
             else:
+                from bleprov.radio.spec import RadioSpec, open_central
+
                 spec = RadioSpec.parse(radio)
                 central = await stack.enter_async_context(open_central(spec, mtu=mtu))
                 session = await open_radio_session(
@@ -691,6 +716,9 @@ def provisioning_trust(
 ) -> hst.Trust:
     """The options checked before any radio or hub opens or any secret is asked for (a
     mistake costs no scan), and the manufacturer roots the host trusts."""
+    from bleprov.core.identity import TrustPolicy
+    from bleprov.core.session import host as hst
+
     check_options(wifi, target, interactive=sys.stdin.isatty())
     if not roots and not allow_unknown_manufacturer:
         raise HostUsage(
@@ -716,6 +744,7 @@ def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan
     """What the device is bound to: the zone (its hub opened, the admin authenticated,
     once for any number of devices) or this host as a peer; the hub closed afterwards."""
     from bleprov.cli.zone import _authenticate, _open_hub
+    from bleprov.service.provisioning import PeerPlan, ZonePlan
 
     zone_plan = None
     hub = None
@@ -757,6 +786,13 @@ async def open_radio_session(
 ) -> SecureHostLink:
     """Find the device the label is for on ``central``, check from its advertisement that
     nobody set it up, and open the authenticated session."""
+    from bleprov.core.advertising import format_discriminator
+    from bleprov.core.session import host as hst
+    from bleprov.core.session.device import DeviceOwned
+    from bleprov.core.words import words
+    from bleprov.service.host_session import find, open_session
+    from bleprov.service.provisioning import check_virgin
+
     _warn_button(console, auth)
     step = Stopwatch()
     with console.status(f"looking for the device on {spec}..."):
@@ -803,6 +839,8 @@ async def provision_session(
     timings: Timings | None = None,
 ) -> ProvisionReport:
     """Wi-Fi, zone or peer over an authenticated session, one commit; the session closed."""
+    from bleprov.service.provisioning import provision
+
     try:
         assert session.info is not None
         attestation = session.info.attestation
@@ -894,6 +932,13 @@ def summary_json(report: ProvisionReport, timings: Timings) -> dict[str, Any]:
 def exit_code_for(exc: BleprovError) -> int:
     """The documented exit code of a failure (module docstring)."""
     from bleprov.broker.host import DeviceNotAnnounced
+    from bleprov.core.session import host as hst
+    from bleprov.core.session.device import DeviceOwned
+    from bleprov.core.session.modes import AuthenticationFailed, UserRejected
+    from bleprov.core.window import WindowClosed
+    from bleprov.radio.host_link import DeviceNotFound
+    from bleprov.radio.spec import RadioSpecError
+    from bleprov.service.provisioning import WifiNotJoined
 
     if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
         return EXIT_NOT_FOUND
@@ -912,6 +957,8 @@ def exit_code_for(exc: BleprovError) -> int:
 
 
 def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
+    from rich.table import Table
+
     trust = host_trust(host_dir)
     pins = trust.pins()
     rows = [{"name": p.name, "fingerprint": p.fingerprint.hex()} for p in pins]
@@ -963,6 +1010,8 @@ async def open_device_window(
     seconds: int,
 ) -> None:
     """As the device's owner: open a commissioning window and show its one-time code."""
+    from bleprov.core.window import WindowPurpose
+
     trust = host_trust(host_dir)
     if device not in trust.pins():
         raise HostError(f"no device {device} is bound to this host (bleprov peer list)")
@@ -990,6 +1039,8 @@ async def open_device_window(
 async def close_device_window(
     console: Console, host_dir: Path, device: str, address: str | None
 ) -> None:
+    from bleprov.service.trust import OP_WINDOW_CLOSE
+
     trust = host_trust(host_dir)
     host, port = _address(address)
     async with await trust.connect(host, port, device) as connection:
@@ -1367,6 +1418,8 @@ def register(app: typer.Typer) -> None:
         host_dir: HostDirArg = None,
     ) -> None:
         """As the owner: let one more host in, with a one-time code (Matter's multi-admin)."""
+        from bleprov.core.window import WindowError, WindowPurpose, window_seconds
+
         try:
             chosen, seconds = WindowPurpose.parse(purpose), window_seconds(minutes)
         except WindowError as exc:

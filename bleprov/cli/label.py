@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, console, err_console, issue_from_factory
-from bleprov.core.advertising import OobMode, format_discriminator
 from bleprov.core.errors import BleprovError
-from bleprov.core.factory import Label
-from bleprov.core.onboarding import OnboardingPayload, encode_user_password, parse_qr
+
+if TYPE_CHECKING:  # imported where used: ``--help`` loads no cryptography
+    from bleprov.core.factory import Label
+    from bleprov.core.onboarding import OnboardingPayload
 
 label_app = typer.Typer(help="Device labels: make (PNG, SVG, sheet, NFC), show, decode a photo.")
 
@@ -60,6 +61,8 @@ def write_label_files(directory: Path, label: Label, device_id: str) -> list[Pat
 
 def print_label(label: Label, device_id: str) -> None:
     """The QR code in the terminal and the printed codes, under a secret warning."""
+    from bleprov.core.advertising import format_discriminator
+    from bleprov.core.onboarding import encode_user_password
     from bleprov.labels import qr_terminal
 
     console.print(f"[bold yellow]{LABEL_WARNING}[/]", highlight=False)
@@ -96,6 +99,8 @@ def make(
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
     """
+    from bleprov.core.advertising import format_discriminator
+
     issued = issue_from_factory(directory, out, modes, scratch_card=scratch_card)
     try:
         written = write_label_files(issued.directory, issued.label, issued.device_id)
@@ -135,6 +140,8 @@ def show(
 
 def public_fields(payload: OnboardingPayload) -> dict[str, Any]:
     """What a label tells anyone: no key, no label secret, no passcode."""
+    from bleprov.core.advertising import OobMode
+
     return {
         "version": payload.version,
         "discriminator": payload.discriminator,
@@ -151,6 +158,8 @@ def decode(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Read the QR code in a photo or screenshot; print its public fields only."""
+    from bleprov.core.advertising import format_discriminator
+    from bleprov.core.onboarding import parse_qr
     from bleprov.labels import decode_qr_image
 
     try:

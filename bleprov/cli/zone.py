@@ -14,9 +14,7 @@ members over validated connections, until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 import bleprov.cli as cli
 from bleprov.cli.config import USER_ENV, ZONE_ENV
@@ -35,6 +32,8 @@ from bleprov.cli.output import print_table
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from bleprov.core.window import WindowCode, WindowPurpose
     from bleprov.store.hub_files import Hub
     from bleprov.store.registry import AuditEntry, Device, Registry, User
@@ -212,6 +211,8 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 def _table(*columns: str) -> Table:
     """A plain table that folds long values (serials) instead of cutting them short."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -381,6 +382,8 @@ def zone_open_window(
     with _errors(), _open_hub(directory, registry_url) as hub:
         actor = _authenticate(hub, hub.registry, user, user_key)
         hub.registry.require_admin(actor)
+        import asyncio
+
         code = asyncio.run(_open_member_window(hub, device_id, host, port, chosen, seconds))
         cli.console.print(
             f"window open for {seconds // 60} min on {escape(device_id)} ({purpose}).\n"
@@ -430,6 +433,8 @@ def zone_serve(
     except DaemonConfigError as exc:
         cli.err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    import asyncio
+
     with _errors(), _open_hub(directory, registry_url) as hub:
         try:
             asyncio.run(_serve_hub(hub, host, port))
@@ -449,6 +454,9 @@ def _emit(line: str) -> None:
 
 
 async def _serve_hub(hub: Hub, host: str, port: int) -> None:
+    import asyncio
+    import signal
+
     from bleprov.service.systemd import notify, watchdog
     from bleprov.service.zone_hub import run_hub
 

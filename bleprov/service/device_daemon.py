@@ -33,7 +33,7 @@ from bleprov.core.words import words
 from bleprov.core.zone import ZoneError, crl_info, crl_supersedes
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.errors import RadioLost, reason
-from bleprov.radio.spec import TRANSPORT_ERRORS, RadioSpec
+from bleprov.radio.spec import RadioSpec, transport_errors
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.device_ui import DeviceUiHooks, UiActions, state_name
 
@@ -499,7 +499,7 @@ class DeviceDaemon:
             try:
                 await self.start()
                 radio_lost = await _stop_or_lost(stop, lost)
-            except TRANSPORT_ERRORS as exc:  # gone while starting: a command unanswered
+            except transport_errors() as exc:  # gone while starting: a command unanswered
                 self.emit(f"radio: {self.radio_name} failed ({reason(exc)})")
                 radio_lost = True
             if radio_lost:
@@ -524,7 +524,7 @@ class DeviceDaemon:
                 await self.close()
         except TimeoutError:
             self.emit(f"error: closing took over {CLOSE_TIMEOUT:g} s (the radio does not answer)")
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             self.emit(f"error: the radio failed while closing ({reason(exc)})")
 
 
