@@ -62,9 +62,14 @@ debootstrap "${options[@]}" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 
 }
 debootstrap_seconds=$(elapsed "$t")
 
-# Name resolution for PyPI, and localhost.
+# Name resolution for PyPI, and localhost. The host's CA bundle: where the host reaches
+# PyPI through a TLS proxy, its bundle holds that proxy's CA (a machine's network setting,
+# as a newcomer's machine on that network would have it; no package changes).
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
 cp -L /etc/hosts "$root/etc/hosts"
+if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+  cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+fi
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount --make-rslave "$root/dev"
