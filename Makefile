@@ -3,7 +3,8 @@
 #                 the runtime only
 #   make test   - lint, type checks, layer contracts and the test suite (the dev extra)
 # CI's other proofs of installation (.ci/run), each in a venv of its own:
-#   make test-lowest - the suite with every direct dependency at its lowest allowed version
+#   make test-lowest - make test's checks and suite with every direct dependency at its
+#                      lowest allowed version
 #   make test-py313  - the suite on Python 3.13 (test-py312: on 3.12)
 PYTHON  ?= python3
 VENV    := .venv
@@ -65,7 +66,11 @@ $(LOWEST)/.installed: pyproject.toml
 
 test-lowest: $(LOWEST)/.installed
 	$(LOWEST)/bin/python -m pip list --format=freeze | grep -iE \
-	  '^(bleak|bless|bumble|cbor2|construct|cryptography|typer|click|rich|sqlalchemy|pytest[a-z-]*|hypothesis)=='
+	  '^(bleak|bless|bumble|cbor2|construct|cryptography|typer|rich|sqlalchemy|pytest[a-z-]*|mypy|ruff)=='
+	$(LOWEST)/bin/ruff check .
+	$(LOWEST)/bin/ruff format --check .
+	$(LOWEST)/bin/lint-imports
+	$(LOWEST)/bin/mypy
 	$(LOWEST)/bin/pytest $(PYTEST_ARGS)
 
 # Another Python: contrib/ci/find-python finds (or has uv install) CPython X.Y.
