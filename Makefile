@@ -2,19 +2,30 @@
 #   make demo   - a full bleprov exchange over the virtual radio (no hardware): installs
 #                 the runtime only
 #   make test   - lint, type checks, layer contracts and the test suite (the dev extra)
+# CI's other proofs of installation (.ci/run), each in a venv of its own:
+#   make test-lowest - make test's checks and suite with every direct dependency at its
+#                      lowest allowed version
+#   make test-py313  - the suite on Python 3.13 (test-py312: on 3.12)
 PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
+# Two workers (CI has two cores), one test module per worker: a module's process tests
+# share module-scoped daemons and run in order. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS    ?= -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: demo test lint typecheck unit hw-test bench docs clean
+.PHONY: demo test lint typecheck unit hw-test bench docs clean test-lowest test-python \
+        test-py312 test-py313
 
 # A Debian python3 without python3-venv has no ensurepip: make the venv without pip, then
-# fetch pip's wheel from PyPI (contrib/bootstrap-pip.py).
+# fetch pip's wheel from PyPI (contrib/bootstrap-pip.py). $(call make-venv,DIR,PYTHON)
+make-venv = { $(2) -m venv $(1) 2>/dev/null || { rm -rf $(1) && \
+	  $(2) -m venv --without-pip $(1) && $(1)/bin/python contrib/bootstrap-pip.py; }; }
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV) && \
-	  $(PYTHON) -m venv --without-pip $(VENV) && $(BIN)/python contrib/bootstrap-pip.py; }
+	$(call make-venv,$(VENV),$(PYTHON))
 
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -37,9 +48,44 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The lowest allowed versions: uv resolves every direct dependency (runtime and dev extra)
+# to the lowest version pyproject.toml allows, the rest to their newest; made anew whenever
+# pyproject.toml changes, so a raised minimum is never hidden by an older install.
+LOWEST := .venv-lowest
+$(LOWEST)/.installed: pyproject.toml
+	rm -rf $(LOWEST)
+	$(call make-venv,$(LOWEST),$(PYTHON))
+	$(LOWEST)/bin/python -m pip install --quiet uv
+	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python \
+	  --resolution lowest-direct -e ".[dev]"
+	touch $@
+
+test-lowest: $(LOWEST)/.installed
+	$(LOWEST)/bin/python -m pip list --format=freeze | grep -iE \
+	  '^(bleak|bless|bumble|cbor2|construct|cryptography|typer|rich|sqlalchemy|pytest[a-z-]*|mypy|ruff)=='
+	$(LOWEST)/bin/ruff check .
+	$(LOWEST)/bin/ruff format --check .
+	$(LOWEST)/bin/lint-imports
+	$(LOWEST)/bin/mypy
+	$(LOWEST)/bin/pytest $(PYTEST_ARGS)
+
+# Another Python: contrib/ci/find-python finds (or has uv install) CPython X.Y.
+test-py312 test-py313: test-py3%:
+	$(MAKE) --no-print-directory test-python PY_VERSION=3.$*
+
+test-python:
+	@test -n "$(PY_VERSION)" || { echo "say which Python: make test-python PY_VERSION=3.13"; exit 2; }
+	[ -x .venv-py$(PY_VERSION)/bin/python ] || \
+	  { py=$$(contrib/ci/find-python $(PY_VERSION)) && $(call make-venv,.venv-py$(PY_VERSION),$$py); }
+	.venv-py$(PY_VERSION)/bin/python --version
+	[ .venv-py$(PY_VERSION)/.installed -nt pyproject.toml ] || { \
+	  .venv-py$(PY_VERSION)/bin/python -m pip install --quiet -e ".[dev]" && \
+	  touch .venv-py$(PY_VERSION)/.installed; }
+	.venv-py$(PY_VERSION)/bin/pytest $(PYTEST_ARGS)
 
 hw-test: $(STAMP)
 	$(BIN)/pytest hw_tests
@@ -51,4 +97,4 @@ docs: $(STAMP)
 	$(BIN)/python -m bleprov.core.profile --markdown > docs/gatt-profile.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .venv-py3.* .pytest_cache .mypy_cache .ruff_cache

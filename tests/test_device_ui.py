@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
 import signal
@@ -41,13 +40,16 @@ class Recorder:
 
 
 @pytest.fixture
-def pipe() -> Iterator[tuple[Any, int]]:
+def pipe() -> Iterator[tuple[Any, io.RawIOBase]]:
+    """Both ends as file objects: a test may close the writer, and closing it again here is
+    a no-op. (os.close on the bare number twice closed whatever had reused it, e.g. the
+    event loop pytest-asyncio < 1.0 makes at teardown, failing the next test.)"""
     read_fd, write_fd = os.pipe()
     reader = os.fdopen(read_fd, "r")
-    yield reader, write_fd
+    writer = os.fdopen(write_fd, "wb", buffering=0)
+    yield reader, writer
     reader.close()
-    with contextlib.suppress(OSError):
-        os.close(write_fd)
+    writer.close()
 
 
 def test_state_names_are_what_the_ready_line_says() -> None:
@@ -59,30 +61,32 @@ def test_state_names_are_what_the_ready_line_says() -> None:
     ]
 
 
-async def test_console_reads_button_and_reset_lines_from_stdin(pipe: tuple[Any, int]) -> None:
-    reader, write_fd = pipe
+async def test_console_reads_button_and_reset_lines_from_stdin(
+    pipe: tuple[Any, io.RawIOBase],
+) -> None:
+    reader, writer = pipe
     out = io.StringIO()
     ui = ConsoleUi(out, reader, signals=False)
     recorder = Recorder()
     await ui.start(recorder.actions())
-    os.write(write_fd, b"b\nhello\nr")
+    writer.write(b"b\nhello\nr")
     assert await recorder.wait_for(1) == ["button"]
-    os.write(write_fd, b"\n")
+    writer.write(b"\n")
     assert await recorder.wait_for(2) == ["button", "reset"]
     assert "console: unknown input 'hello'" in out.getvalue()
-    os.close(write_fd)  # end of input: the reader goes, nothing breaks
+    writer.close()  # end of input: the reader goes, nothing breaks
     await asyncio.sleep(0.05)
     assert ui._reading is None
     await ui.close()
 
 
-async def test_console_drops_an_endless_line(pipe: tuple[Any, int]) -> None:
-    reader, write_fd = pipe
+async def test_console_drops_an_endless_line(pipe: tuple[Any, io.RawIOBase]) -> None:
+    reader, writer = pipe
     ui = ConsoleUi(io.StringIO(), reader, signals=False)
     recorder = Recorder()
     await ui.start(recorder.actions())
-    os.write(write_fd, b"x" * 5000)
-    os.write(write_fd, b"\nb\n")
+    writer.write(b"x" * 5000)
+    writer.write(b"\nb\n")
     assert await recorder.wait_for(1) == ["button"]
     assert len(ui._buffer) == 0
     await ui.close()

@@ -125,7 +125,8 @@ def test_show_prints_the_code_to_scan_and_type(factory: Path, tmp_path: Path) ->
 def test_show_a_directory_without_a_label(tmp_path: Path) -> None:
     result = runner.invoke(app, ["label", "show", str(tmp_path)], env=ENV)
     assert result.exit_code == 1
-    assert "label.ndef is missing" in " ".join(result.output.split())
+    # rich folds a path longer than the line anywhere (xdist's tmp_path is longer: popen-gw1/)
+    assert "label.ndefismissing" in "".join(result.output.split())
 
 
 def test_show_refuses_label_files_that_disagree(factory: Path, tmp_path: Path) -> None:

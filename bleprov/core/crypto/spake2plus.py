@@ -64,8 +64,9 @@ from dataclasses import dataclass
 from typing import Final
 
 # EccPoint is documented public API of Crypto.PublicKey.ECC, which re-exports it without
-# ``__all__``; mypy --strict calls that an implicit re-export.
-from Crypto.PublicKey.ECC import EccPoint  # type: ignore[attr-defined]
+# ``__all__``; mypy --strict calls that an implicit re-export (pycryptodome 3.21's stubs
+# did not, hence unused-ignore).
+from Crypto.PublicKey.ECC import EccPoint  # type: ignore[attr-defined, unused-ignore]
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
