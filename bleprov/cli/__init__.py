@@ -48,7 +48,9 @@ app.add_typer(device_app, name="device")
 app.add_typer(zone_app, name="zone")
 
 console = Console()
-err_console = Console(stderr=True)
+# Messages are lines a person copies (paths, commands): rich does not fold them at 80
+# columns when stderr is no terminal; the terminal wraps them where it must.
+err_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
