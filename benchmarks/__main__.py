@@ -24,7 +24,18 @@ import bumble
 import cryptography
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
 
-from benchmarks import anchors, cpu, enrolment, growth, link, protocol, scale, session, zone
+from benchmarks import (
+    anchors,
+    cpu,
+    enrolment,
+    growth,
+    link,
+    protocol,
+    scale,
+    session,
+    startup,
+    zone,
+)
 from benchmarks.anchors import AnchorRow
 from benchmarks.common import MODES, ZONE, Enrolled
 from benchmarks.cpu import CpuRow
@@ -34,6 +45,7 @@ from benchmarks.link import Row as LinkRow
 from benchmarks.protocol import Case
 from benchmarks.scale import MemoryRow, ScaleRow
 from benchmarks.session import Row as SessionRow
+from benchmarks.startup import Row as StartupRow
 from benchmarks.zone import RateRow, StepRow
 
 REPORT: Final = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
@@ -57,6 +69,7 @@ class Results:
     scan: list[ScanRow]
     chains: list[ChainRow]
     link: list[LinkRow]
+    startup: list[StartupRow]
 
 
 def _step(name: str) -> None:
@@ -82,6 +95,8 @@ async def collect(quick: bool) -> Results:
     chains = growth.run()
     _step("link: framing and flow control")
     link_rows = await link.run_all(quick)
+    _step("start-up: fresh bleprov processes")
+    startup_rows = startup.run_all(quick)
     return Results(
         quick,
         started,
@@ -99,6 +114,7 @@ async def collect(quick: bool) -> Results:
         scan,
         chains,
         link_rows,
+        startup_rows,
     )
 
 
@@ -286,6 +302,21 @@ def render(r: Results) -> str:
         "## 7. Link: framing and flow control",
         "",
         link.render(r.link),
+        "",
+        "## 8. Start-up: a command before it does anything",
+        "",
+        "How long `bleprov` takes to answer `--help`, and to show the first line of a "
+        "`scan` (on a terminal, a virtual radio), beside what any typer + rich command "
+        'pays (`python -c "import typer, rich"`, the floor) in the same run '
+        "(benchmarks/startup.py). The ratio is the figure to compare across machines. "
+        "Beyond the floor, `--help` pays rich's console, typer's help renderer (it imports "
+        "a Markdown parser and pygments), typer building every command from its signature, "
+        "and bleprov's own modules (about 10 ms: the commands import the protocol, radios "
+        "and stores when they run). A command that runs also pays pydantic, through which "
+        "typer coerces every option, before its first line; `scan` shows that line before "
+        "it imports and opens the radio stack (bleak, and bumble for a bumble radio).",
+        "",
+        startup.render(r.startup),
         "",
     ]
     return "\n".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,15 @@ from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from tests.worlds import world  # noqa: F401  (the hub-and-devices fixture, for every test)
 
 _addresses = itertools.count(1)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test reads the developer's bleprov defaults (bleprov help config): no config
+    file, no BLEPROV_RADIO/TRUST/ZONE/USER; the child processes inherit this too. A test
+    that wants a config sets its own."""
+    os.environ["BLEPROV_CONFIG"] = os.devnull
+    for name in ("BLEPROV_RADIO", "BLEPROV_TRUST", "BLEPROV_ZONE", "BLEPROV_USER"):
+        os.environ.pop(name, None)
 
 
 def next_address(prefix: str) -> str:

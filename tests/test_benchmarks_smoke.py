@@ -185,9 +185,37 @@ def test_growth_counts_a_second_intermediate() -> None:
     assert "second intermediate" in render(rows)
 
 
+def test_startup_benchmark_times_fresh_processes(quick: Results) -> None:
+    from benchmarks.startup import render as render_startup
+
+    rows = quick.startup
+    assert [r.what for r in rows] == [
+        'python -c "import typer, rich" (floor)',
+        "bleprov --version",
+        "bleprov --help",
+        "bleprov scan --help",
+        "bleprov scan: first line",
+        "bleprov scan: scanning (radio open)",
+    ]
+    assert all(len(r.seconds) == 2 and min(r.seconds) > 0 for r in rows)
+    first_line, scanning = rows[-2:]
+    assert all(a < b for a, b in zip(first_line.seconds, scanning.seconds, strict=True))
+    assert [r.what for r in rows if r.target is not None] == [
+        "bleprov --help",
+        "bleprov scan: first line",
+    ]
+    table = render_startup(rows)
+    assert "x floor" in table
+    assert "<= 0.3 s:" in table
+    assert "<= 3.3x:" in table
+    assert "<= 0.5 s:" in table
+    assert "<= 5.6x:" in table
+
+
 def test_report_renders_every_section(quick: Results) -> None:
     text = render(quick)
-    for heading in ("## Summary", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
+    headings = ("## Summary", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.")
+    for heading in (*headings, "## 8."):
         assert heading in text
     assert "SRP-6a 3072/SHA-512" in text
     assert "OpenSSL" in text

@@ -65,6 +65,16 @@ class Case:
     says: str = ""  # in the message, when the code alone does not tell which error
 
 
+#: Broken config files (bleprov help config), by name in the module's directory.
+CONFIG_FILES = {
+    "config-broken.toml": "radio = [\n",
+    "config-secret.toml": 'passphrase = "hunter2 in a config file"\n',
+    "config-unknown.toml": 'raido = "system"\n',
+    "config-radio.toml": 'radio = "carrier-pigeon"\n',
+    "config-type.toml": "radio = 3\n",
+}
+
+
 def C(why: str, code: int, args: str, says: str = "", **env: str) -> Case:
     """A row of the table: ``args`` split on spaces (no fixture path has one)."""
     return Case(why, tuple(args.split()), code, env, says)
@@ -73,6 +83,25 @@ def C(why: str, code: int, args: str, says: str = "", **env: str) -> Case:
 #: Bad inputs per command. Every command the app has must appear (test_every_command...).
 CASES: dict[str, list[Case]] = {
     "version": [C("unknown option", USAGE, "--bogus")],
+    "help": [
+        C("unknown topic", USAGE, "exitcodes", says="no help topic"),
+        C("unknown command", USAGE, "zone nope", says="no help topic"),
+    ],
+    "completion": [
+        C("unknown shell", USAGE, "tcsh"),
+        C("missing shell", USAGE, ""),
+    ],
+    "config show": [
+        C("config file not TOML", USAGE, "", BLEPROV_CONFIG="{tmp}/config-broken.toml",
+          says="config-broken.toml: not valid TOML"),
+        C("a secret in the config file", USAGE, "", BLEPROV_CONFIG="{tmp}/config-secret.toml",
+          says="passphrase: bleprov never reads a secret"),
+        C("unknown key in the config file", USAGE, "",
+          BLEPROV_CONFIG="{tmp}/config-unknown.toml", says="unknown key 'raido'"),
+        C("config file named but missing", USAGE, "", BLEPROV_CONFIG="{tmp}/missing.toml",
+          says="no such file"),
+        C("config file is a directory", USAGE, "", BLEPROV_CONFIG="{tmp}", says=""),
+    ],
     "demo": [
         C("unknown mode", USAGE, "--mode nope"),
         C("MTU out of range", USAGE, "--mtu 5", says="--mtu"),
@@ -85,39 +114,104 @@ CASES: dict[str, list[Case]] = {
         C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
         C("timeout not a number", USAGE, "--timeout soon"),
+        C("unknown radio in BLEPROV_RADIO", USAGE, "--timeout 1",
+          BLEPROV_RADIO="carrier-pigeon", says="BLEPROV_RADIO"),
+        C("unknown radio in the config file", USAGE, "--timeout 1",
+          BLEPROV_CONFIG="{tmp}/config-radio.toml", says="config-radio.toml: radio:"),
+        C("radio of the wrong type in the config file", USAGE, "--timeout 1",
+          BLEPROV_CONFIG="{tmp}/config-type.toml", says="radio: give a non-empty string"),
+        C("negative timeout, before any radio", USAGE, "--radio {dead} --timeout -1",
+          says="--timeout"),
+        C("timeout not a finite number", USAGE, "--radio {dead} --timeout nan", says="--timeout"),
     ],
     "provision": [
         C("MTU out of range, before any radio", USAGE,
           "--radio {dead} --qr-file {label} --trust {root} --no-wifi --mtu 5", says="--mtu"),
         C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
-        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
-        C("a label file that is no label", ERROR, "--radio {dead} --qr-file {tmp}/garbage"),
+        C("unreadable label file", ERROR,
+          "--radio {dead} --qr-file {tmp}/missing --trust {root} --peer --no-wifi"),
+        C("a label file that is no label", ERROR,
+          "--radio {dead} --qr-file {tmp}/garbage --trust {root} --peer --no-wifi"),
+        C("no trusted root, before the code is asked for", USAGE,
+          "--radio {dead} --manual-code --peer --no-wifi", BLEPROV_MANUAL_CODE=UNSET,
+          says="--trust"),
         C("bad Wi-Fi security", USAGE, "--radio {dead} --qr-file {label} --wifi-security wep"),
         C("bumble radio nobody answers", ERROR,
-          "--radio {dead} --qr-file {label} --trust {root} --no-wifi --timeout 1", says=HUB),
-        C("no system bus", ERROR, "--qr-file {label} --trust {root} --no-wifi --timeout 1",
-          says=BT),
+          "--radio {dead} --qr-file {label} --trust {root} --peer --no-wifi --timeout 1",
+          says=HUB),
+        C("no system bus", ERROR,
+          "--qr-file {label} --trust {root} --peer --no-wifi --timeout 1", says=BT),
         C("no BlueZ on the system bus", ERROR,
-          "--qr-file {label} --trust {root} --no-wifi --timeout 1",
+          "--qr-file {label} --trust {root} --peer --no-wifi --timeout 1",
           DBUS_SYSTEM_BUS_ADDRESS="{bus}", says=BT),
-        C("no trusted root", USAGE, "--radio {dead} --qr-file {label} --no-wifi"),
+        C("no trusted root", USAGE, "--radio {dead} --qr-file {label} --peer --no-wifi"),
         C("unreadable trust root", ERROR,
-          "--radio {dead} --qr-file {label} --trust {tmp}/missing --no-wifi"),
-        C("no label source", USAGE, "--radio {dead}"),
+          "--radio {dead} --qr-file {label} --trust {tmp}/missing --peer --no-wifi"),
+        C("no label source", USAGE, "--radio {dead} --trust {root} --peer --no-wifi",
+          says="exactly once"),
+        C("--no-wifi and nothing else to do, before any radio", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --no-wifi", says="--peer"),
+        C("no network named and no terminal to choose one, before any radio", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --peer", says="--wifi-ssid"),
+        C("--zone without --user, before any passphrase", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --zone {tmp}/missing --no-wifi",
+          BLEPROV_ZONE_PASSPHRASE=UNSET, says="--user"),
+        C("--zone and --peer", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --zone {tmp}/missing --user alice "
+          "--peer --no-wifi", says="not both"),
+        C("negative timeout, before any radio", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --peer --no-wifi --timeout -1",
+          says="--timeout"),
+        C("not a broker URL", USAGE,
+          "--via ftp://broker --qr-file {label} --trust {root} --peer --no-wifi", says="--via"),
+        C("--device-id without --via", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --peer --no-wifi --device-id ABC",
+          says="--via"),
+        C("printed key with a short group, before any radio", ERROR,
+          "--radio {dead} --printed-key --trust {root} --peer --no-wifi", says="group 4 has 3",
+          BLEPROV_PRINTED_KEY="24VR-M56D-8PGR-SBH-17FP"),
+        C("printed key neither given nor typed", ERROR,
+          "--radio {dead} --printed-key --trust {root} --peer --no-wifi",
+          says="BLEPROV_PRINTED_KEY",
+          BLEPROV_PRINTED_KEY=UNSET),
+        C("hex discriminator without its 0x", USAGE, "--radio {dead} --compare --discriminator F00",
+          says="0xF00"),
+        C("discriminator over 12 bits", USAGE,
+          "--radio {dead} --compare --discriminator 0x1000", says="0xFFF"),
         C("unreadable Wi-Fi password file, before any radio", ERROR,
           "--radio {dead} --qr-file {label} --trust {root} --wifi-ssid home "
           "--wifi-password-file {tmp}/missing", says="Wi-Fi password"),
+        C("a broken config file", USAGE, "--qr-file {label} --no-wifi",
+          BLEPROV_CONFIG="{tmp}/config-broken.toml", says="config-broken.toml"),
+        C("--zone and --no-zone", USAGE,
+          "--radio {dead} --qr-file {label} --trust {root} --zone {tmp} --no-zone"),
+        C("--labels with another label", USAGE,
+          "--radio {dead} --labels {tmp}/devs --qr-file {label} --trust {root}",
+          says="drop --qr-file"),
+        C("--labels of a directory with no labels", USAGE,
+          "--radio {dead} --labels {tmp}/home --trust {root} --peer --no-wifi", says="no labels"),
+        C("--labels list with a line that is no label", USAGE,
+          "--radio {dead} --labels {tmp}/garbage --trust {root} --peer --no-wifi",
+          says="garbage:1: not a label file"),
+        C("--labels list unreadable", ERROR,
+          "--radio {dead} --labels {tmp}/missing --trust {root} --peer --no-wifi",
+          says="cannot read the label list"),
+        C("--labels, radio nobody answers", ERROR,
+          "--radio {dead} --labels {tmp}/devs --trust {root} --peer --no-wifi --timeout 1",
+          says=HUB),
     ],
     "linktest serve": [
         C("missing --radio", USAGE, ""),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
         C("bumble radio nobody answers", ERROR, "--radio {dead}", says=HUB),
+        C("discriminator not a number", USAGE, "--radio {dead} --discriminator kitchen"),
     ],
     "linktest run": [
         C("missing --radio", USAGE, ""),
         C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
         C("MTU out of range", USAGE, "--radio {dead} --mtu 5", says="--mtu"),
         C("no system bus", ERROR, "--radio system --timeout 1", says=BT),
+        C("discriminator over 12 bits", USAGE, "--radio {dead} --discriminator 4096"),
     ],
     "radio hub": [
         C("ports not numbers", USAGE, "--ports a,b"),
@@ -134,11 +228,12 @@ CASES: dict[str, list[Case]] = {
         C("unknown mode", USAGE, "--dir {tmp}/factory --out {tmp}/d2 --modes qr,x"),
         C("no factory there", ERROR, "--dir {tmp}/missing --out {tmp}/d2"),
         C("wrong factory passphrase", ERROR, "--dir {tmp}/factory --out {tmp}/d2",
-          BLEPROV_FACTORY_PASSPHRASE=WRONG["BLEPROV_FACTORY_PASSPHRASE"]),
+          BLEPROV_FACTORY_PASSPHRASE=WRONG["BLEPROV_FACTORY_PASSPHRASE"],
+          says="factory passphrase"),
     ],
     "device factory-reset": [
         C("no store there", ERROR, "--store {tmp}/missing --yes"),
-        C("no confirmation, no terminal", ERROR, "--store {store}"),
+        C("no confirmation, no terminal", USAGE, "--store {store}", says="--yes"),
     ],
     "device init": [
         C("unknown key provider", USAGE, "--store {tmp}/s2 --from {device} --key-provider nope"),
@@ -146,6 +241,8 @@ CASES: dict[str, list[Case]] = {
         C("wrong device passphrase", ERROR, "--store {tmp}/s2 --from {device}",
           BLEPROV_DEVICE_PASSPHRASE=WRONG["BLEPROV_DEVICE_PASSPHRASE"]),
         C("a store there already", ERROR, "--store {store} --from {device}"),
+        C("--tpm-pcrs without the TPM key provider", USAGE,
+          "--store {tmp}/s2 --from {device} --tpm-pcrs sha256:7", says="--key-provider tpm"),
         C("no passphrase, no terminal", ERROR, "--store {tmp}/s2 --from {device}",
           BLEPROV_DEVICE_PASSPHRASE=UNSET),
     ],
@@ -195,6 +292,13 @@ CASES: dict[str, list[Case]] = {
     "label make": [
         C("unknown mode", USAGE, "--dir {tmp}/factory --out {tmp}/d3 --modes x"),
         C("no factory there", ERROR, "--dir {tmp}/missing --out {tmp}/d3"),
+        C("no factory there: no passphrase asked for", ERROR,
+          "--dir {tmp}/missing --out {tmp}/d3", BLEPROV_FACTORY_PASSPHRASE=UNSET,
+          says="factory init"),
+        C("wrong factory passphrase, said before the device passphrase is asked for", ERROR,
+          "--dir {tmp}/factory --out {tmp}/d3", BLEPROV_DEVICE_PASSPHRASE=UNSET,
+          BLEPROV_FACTORY_PASSPHRASE=WRONG["BLEPROV_FACTORY_PASSPHRASE"],
+          says="factory passphrase does not open"),
     ],
     "label show": [
         C("no device directory", ERROR, "{tmp}/missing"),
@@ -207,8 +311,11 @@ CASES: dict[str, list[Case]] = {
     "peer bind": [
         C("bumble radio nobody answers", ERROR,
           "--radio {dead} --qr-file {label} --trust {root} --timeout 1", says=HUB),
-        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing"),
+        C("unreadable label file", ERROR, "--radio {dead} --qr-file {tmp}/missing --trust {root}"),
         C("unknown radio", USAGE, "--radio carrier-pigeon --qr-file {label}"),
+        C("negative timeout", USAGE, "--radio {dead} --qr-file {label} --timeout -1",
+          says="--timeout"),
+        C("discriminator in words", USAGE, "--radio {dead} --compare --discriminator 0xkitchen"),
     ],
     "peer open-window": [
         C("bad purpose", USAGE, "DEV --purpose party"),
@@ -217,6 +324,20 @@ CASES: dict[str, list[Case]] = {
     ],
     "peer close-window": [C("device not bound here", ERROR, "DEV --address 127.0.0.1:1")],
     "peer list": [C("host dir is a file", ERROR, "--host-dir {tmp}/garbage")],
+    "contrib list": [C("unknown option", USAGE, "--bogus")],
+    "contrib show": [
+        C("no such shipped file", USAGE, "nope.conf", says="bleprov contrib list"),
+        C("missing name", USAGE, ""),
+    ],
+    "contrib path": [C("no such shipped file", USAGE, "nope.conf", says="bleprov contrib list")],
+    "contrib install-systemd": [
+        C("unknown service", USAGE, "printer --root {tmp}/sysroot"),
+        C("missing service", USAGE, "--root {tmp}/sysroot"),
+        C("relative --command", USAGE, "device --root {tmp}/sysroot --command bin/bleprov"),
+        C("root is a file", ERROR, "device --root {tmp}/garbage", says="not a directory"),
+        C("an installed unit edited by hand", ERROR, "device --root {tmp}/edited",
+          says="--force"),
+    ],
     "peer unbind": [
         C("device not bound here", ERROR, "DEV --address 127.0.0.1:1"),
         C("missing device", USAGE, ""),
@@ -312,7 +433,12 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
 def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matrix]:
     tmp = tmp_path_factory.mktemp("bad-input")
     (tmp / "garbage").write_text("this is not what you are looking for\n")
+    for name, text in CONFIG_FILES.items():
+        (tmp / name).write_text(text)
     (tmp / "home").mkdir()
+    edited = tmp / "edited/etc/systemd/system/bleprov-device.service"
+    edited.parent.mkdir(parents=True)
+    edited.write_text("[Service]\nExecStart=/usr/local/bin/bleprov device serve\n")
     env = _base_env(tmp)
 
     def case(*argv: str, **extra: str) -> dict[str, Any]:
@@ -380,6 +506,7 @@ def check_output(result: dict[str, Any], case: Case, env: dict[str, str], comman
     for name, value in {**env, **case.env, **WRONG}.items():
         if name.endswith(("PASSPHRASE", "PASSWORD", "CODE", "KEY")) and len(value) > 3:
             assert value not in output, f"{case.why}: {name} echoed\n{shown}"
+    assert "hunter2" not in output, f"{case.why}: a config file's secret echoed\n{shown}"
     if case.code == OK:
         return
     for pattern in _REPRS:

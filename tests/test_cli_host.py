@@ -92,6 +92,71 @@ def test_codes_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert user and password
 
 
+class Typist:
+    """Answers typer.prompt with each text in turn; records how it was asked."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.asked: list[dict[str, object]] = []
+
+    def __call__(self, text: str, **options: object) -> str:
+        self.asked.append({"text": text, **options})
+        return self.answers.pop(0)
+
+
+@pytest.fixture
+def at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BLEPROV_PRINTED_KEY", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+
+
+def _short_group_7(key: str) -> str:
+    groups = key.split("-")
+    return "-".join([*groups[:6], groups[6][:3], *groups[7:]])
+
+
+def test_the_printed_key_is_typed_in_sight_and_read_back_in_groups(
+    at_a_terminal: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not blind: shown as typed, read back in the label's groups, a typo located, and
+    asked again rather than failing the command (issue 13)."""
+    typist = Typist(_short_group_7(LABEL.printed_key), LABEL.printed_key.lower().replace("-", " "))
+    monkeypatch.setattr("typer.prompt", typist)
+    auth = LabelSource(printed_key=True).authentication()
+    assert auth.mode is Mode.QR and auth.discriminator == DEVICE.discriminator
+    assert len(typist.asked) == 2
+    assert not any(asked.get("hide_input") for asked in typist.asked)
+    told = capsys.readouterr().err
+    assert "group 7 has 3 characters, not 4" in told and "type it again" in told
+    assert f"read as: {LABEL.printed_key}" in told  # the second try, as the label prints it
+    [echo, mark] = [line for line in told.splitlines() if "read as:" in line or "^" in line][:2]
+    assert mark.index("^") == echo.index("read as: ") + len("read as: ") + 6 * 5
+
+
+def test_a_printed_key_mistyped_every_time_gives_up_saying_what_else_works(
+    at_a_terminal: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = _short_group_7(LABEL.printed_key)
+    monkeypatch.setattr("typer.prompt", Typist(*[wrong] * 5))
+    with pytest.raises(HostError, match=r"mistyped 5 times.*--manual-code"):
+        LabelSource(printed_key=True).authentication()
+
+
+def test_a_printed_key_from_the_environment_says_where_it_is_wrong(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BLEPROV_PRINTED_KEY", _short_group_7(LABEL.printed_key))
+    with pytest.raises(HostError, match="group 7 has 3 characters") as caught:
+        LabelSource(printed_key=True).authentication()
+    assert LABEL.printed_key[:9] not in str(caught.value)
+    monkeypatch.setenv("BLEPROV_PRINTED_KEY", LABEL.printed_key)
+    assert LabelSource(printed_key=True).authentication().mode is Mode.QR
+    monkeypatch.delenv("BLEPROV_PRINTED_KEY")
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(HostError, match="set BLEPROV_PRINTED_KEY or run interactively"):
+        LabelSource(printed_key=True).authentication()
+
+
 def test_trust_roots_in_pem_or_der(tmp_path: Path) -> None:
     root = MANUFACTURER.root_certificate
     pem, der = tmp_path / "root.pem", tmp_path / "root.der"
@@ -158,7 +223,7 @@ def test_exit_codes() -> None:
 def test_provision_without_a_trust_root_says_what_to_do(tmp_path: Path) -> None:
     label_txt = tmp_path / "label.txt"
     label_txt.write_text(LABEL.qr_text)
-    result = runner.invoke(app, ["provision", "--qr-file", str(label_txt), "--no-wifi"])
+    result = runner.invoke(app, ["provision", "--qr-file", str(label_txt), "--no-wifi", "--peer"])
     assert result.exit_code == 2  # a missing option: usage (README, "Exit codes")
     assert "--trust" in result.output
     assert LABEL.qr_text not in result.output

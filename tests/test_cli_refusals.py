@@ -19,6 +19,7 @@ def test_button_mode_before_the_press_says_press_the_button(tmp_path: Path) -> N
         [device] = json.loads(scanned.stdout)
         result = bleprov(
             "provision", "--radio", served.host_radio, "--button", "--no-wifi",
+            "--peer", "--host-dir", str(tmp_path / "laptop"),
             "--discriminator", str(device["discriminator"]), *served.trust,
         )  # fmt: skip
     output = result.stdout + result.stderr

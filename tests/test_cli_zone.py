@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +116,24 @@ def test_list_show_and_audit(hub_dir: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert [e["action"] for e in audit] == ["add_user", "enrol"]
     result = invoke(["zone", "show", "NOPE"], **env)
     assert result.exit_code == 1 and "no device" in result.output
+
+
+def test_piped_the_table_keeps_every_value_whole(hub_dir: Path) -> None:
+    """Without a terminal (a pipe, no COLUMNS) rich sized the table to 80 columns and
+    folded the serial over lines; piped, each row is whole on its line (issue 13)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["BLEPROV_HUB_DIR"] = str(hub_dir)
+    piped = subprocess.run(
+        [sys.executable, "-m", "bleprov", "zone", "list"],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stdout + piped.stderr
+    serial = serial_of_device(hub_dir)
+    rows = [line for line in piped.stdout.splitlines() if DEVICE in line]
+    assert len(rows) == 1, piped.stdout  # the device ID was folded over two lines
+    [row] = rows
+    assert serial in row, piped.stdout
+    assert "alice" in row and "enrolled" in row and "…" not in piped.stdout
 
 
 def test_user_add_and_only_admins_revoke(hub_dir: Path) -> None:

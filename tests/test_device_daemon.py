@@ -215,7 +215,7 @@ async def test_enrol_over_the_air_then_serve_a_validated_connection(rig: Rig) ->
     assert ready == (
         f"ready: device {rig.issued.device_id} advertising on virtual:"
         f"{ready.split('virtual:')[1].split(',')[0]}, discriminator "
-        f"{rig.issued.label.payload.discriminator}, state virgin"
+        f"0x{rig.issued.label.payload.discriminator:03X}, state virgin"
     )
     admin = rig.hub.authenticate("alice", "alice passphrase")
     async with open_central(rig.host_spec(), mtu=247) as radio:

@@ -3,6 +3,7 @@ and the runtime re-applying the stored Wi-Fi."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from bleprov.core.wifi import Failed, WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.network.wpa_supplicant import WpaSupplicantWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
+from bleprov.radio.errors import RadioLost
 from bleprov.radio.spec import RadioSpec
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_daemon import (
@@ -221,7 +223,7 @@ async def test_daemon_follows_the_state_and_tells_its_services() -> None:
     )
     await daemon.start()
     assert lines[-1] == (
-        "ready: device 0123456789ABCDEF advertising on virtual:9100, discriminator 291, "
+        "ready: device 0123456789ABCDEF advertising on virtual:9100, discriminator 0x123, "
         "state virgin"
     )
     runtime.current = DeviceState.ENROLLED
@@ -237,6 +239,43 @@ async def test_daemon_follows_the_state_and_tells_its_services() -> None:
     )
     await daemon.close()
     assert good.closed and bad.closed and runtime.closed
+
+
+@pytest.mark.parametrize("lose_radio", [False, True], ids=["stopped", "radio lost"])
+async def test_daemon_tells_systemd_ready_status_and_stopping(lose_radio: bool) -> None:
+    """sd_notify's messages at the same moments as the event lines (tests/test_systemd.py
+    runs the real socket); a lost radio says so on systemd's status line."""
+    runtime, told, ready = FakeRuntime(), [], asyncio.Event()
+
+    def notify(message: str) -> None:
+        told.append(message)
+        ready.set()
+
+    daemon = DeviceDaemon(
+        cast(DeviceRuntime, runtime),
+        ConsoleUi(io.StringIO(), None, signals=False),
+        radio_name="virtual:9100",
+        emit=lambda _line: None,
+        poll_interval=3600,
+        notify=notify,
+    )
+    stop, lost = asyncio.Event(), asyncio.get_running_loop().create_future()
+    running = asyncio.create_task(daemon.run(stop, lost))
+    await asyncio.wait_for(ready.wait(), 5)
+    status = "STATUS=device 0123456789ABCDEF advertising on virtual:9100, state"
+    assert told == [f"READY=1\n{status} virgin"]
+    runtime.current = DeviceState.ENROLLED
+    await daemon.check_state()
+    assert told[-1] == f"{status} enrolled"
+    if lose_radio:
+        lost.set_result(None)
+        with pytest.raises(RadioLost):
+            await running
+        assert told[-2:] == ["STATUS=lost the radio virtual:9100", "STOPPING=1\nSTATUS=stopping"]
+    else:
+        stop.set()
+        await running
+        assert told[-1] == "STOPPING=1\nSTATUS=stopping"
 
 
 # -------------------------------------------------------- stored Wi-Fi at start

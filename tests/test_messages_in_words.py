@@ -26,7 +26,7 @@ def test_an_advertisement_reads_as_words() -> None:
     data = ServiceData(
         1, DeviceState.PEER_BOUND, OobMode.QR | OobMode.CODE, 311, AdvertisedFlags.WINDOW_OPEN
     )
-    assert describe(data) == "discriminator 311, peer bound, modes qr, code, window open"
+    assert describe(data) == "discriminator 0x137, peer bound, modes qr, code, window open"
 
 
 def test_enum_members_read_as_words() -> None:

@@ -74,8 +74,15 @@ class World:
     devices: list[VirginDevice] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    async def new_device(self, device_id: str | None = None) -> VirginDevice:
-        """A virgin device as the daemon runs it: factory record in its store, on a radio."""
+    async def new_device(
+        self,
+        device_id: str | None = None,
+        *,
+        environment: dict[str, Any] | None = None,
+        join_timeout: float = 5,
+    ) -> VirginDevice:
+        """A virgin device as the daemon runs it: factory record in its store, on a radio;
+        its Wi-Fi is ``environment`` (simulated; default: one network, rig.HOME)."""
         index = next(_addresses)
         device, label = provision_device(
             MANUFACTURER.issue_device(device_id, now=NOW), modes=OobMode.QR, cost=CHEAP
@@ -83,9 +90,9 @@ class World:
         directory = self.tmp / f"device-{index}"
         store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
         store.put_provisioning(device)
-        network = SimulatedWifi.from_config(ENVIRONMENT)
+        network = SimulatedWifi.from_config(environment or ENVIRONMENT)
         bumble = make_virtual_device(self.radio, name="dev", address=f"F0:B1:00:00:01:{index:02X}")
-        runtime = DeviceRuntime(store, BumblePeripheral(bumble), network, join_timeout=5)
+        runtime = DeviceRuntime(store, BumblePeripheral(bumble), network, join_timeout=join_timeout)
         await runtime.start()
         self.closers.append(runtime.close)
         virgin = VirginDevice(runtime, network, label.qr_text)

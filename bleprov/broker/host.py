@@ -29,7 +29,7 @@ from bleprov.broker.wire import (
     device_of_info_topic,
     new_session_id,
 )
-from bleprov.core.advertising import DeviceInfo
+from bleprov.core.advertising import DeviceInfo, format_discriminator
 from bleprov.core.attempts import DeviceBusy
 from bleprov.core.errors import BleprovError, ChannelClosed, MalformedData, OversizedMessage
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE
@@ -85,7 +85,7 @@ async def find_broker_device(
         raise BrokerError(f"could not read announcements from the broker: {exc}") from None
     which = f" {device_id}" if device_id else ""
     if discriminator is not None:
-        which += f" with discriminator {discriminator}"
+        which += f" with discriminator {format_discriminator(discriminator)}"
     raise DeviceNotAnnounced(
         f"no bleprov device{which} announced on {config} within {timeout:g} s: is it "
         "powered and online?"
@@ -142,6 +142,9 @@ class BrokerHostLink:
 
     async def connect(self) -> DeviceInfo:
         """Connect to the broker, open a session topic pair, wait for the device's ACCEPT."""
+        logger.info(
+            "opening a session with device %s through %s", self.topics.device_id, self.config
+        )
         loop = asyncio.get_running_loop()
         up = self.topics.up(self.session_id)
         will = aiomqtt.Will(up, close(Kind.CLOSE_UP, CloseReason.ERROR), qos=1)

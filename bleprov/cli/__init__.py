@@ -6,11 +6,8 @@ Exit codes: 0 success, 1 a bleprov error (the message says what to do), 2 bad us
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import re
-import secrets
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -21,10 +18,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from bleprov import __version__
+from bleprov.cli.config import RADIO_ENV
 from bleprov.cli.zone import zone_app
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    import logging
+
     from bleprov.core.advertising import OobMode
     from bleprov.store.factory_files import IssuedDevice
 
@@ -52,31 +52,61 @@ err_console = Console(stderr=True)
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: Whether this process has said why it ends with exit 130 (see :func:`main`).
+_interrupt_reported = False
+
+
+def report_interrupted(message: str = "interrupted") -> typer.Exit:
+    """Ctrl-C: say so in one line (what it means, if anything) and exit 130."""
+    global _interrupt_reported
+    err_console.print(message)
+    _interrupt_reported = True
+    return typer.Exit(EXIT_INTERRUPTED)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; turn bleprov errors into a message and exit code 1."""
+    import asyncio
+
     try:
         return asyncio.run(coro)
     except BleprovError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise report_interrupted() from None
 
 
-def check_radio(text: str | None) -> str | None:
+def check_radio(ctx: typer.Context, param: typer.CallbackParam, text: str | None) -> str | None:
     """``--radio`` checked as the options are parsed, before anything opens: a typo is
-    bad usage (exit 2), not a failure after a scan."""
+    bad usage (exit 2), not a failure after a scan. One from the config file names the
+    file (click names the environment variable)."""
+    from bleprov.cli.config import ConfigError, config_path, from_config_file
     from bleprov.radio.spec import RadioSpec, RadioSpecError
 
     if text is not None:
         try:
             RadioSpec.parse(text)
         except RadioSpecError as exc:
+            if from_config_file(ctx, param.name or "radio"):
+                raise ConfigError(f"{config_path()}: radio: {exc}") from None
             raise typer.BadParameter(str(exc)) from None
     return text
+
+
+def parse_discriminator_option(text: str) -> int:
+    """``--discriminator`` as typed: ``0x874`` (hex, as on the label) or decimal; anything
+    else is bad usage (exit 2)."""
+    from bleprov.core.advertising import parse_discriminator
+
+    try:
+        return parse_discriminator(text)
+    except BleprovError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+#: How ``--discriminator`` reads in help texts.
+DISCRIMINATOR_METAVAR = "0xNNN"
 
 
 def _print_version(value: bool) -> None:
@@ -87,7 +117,18 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log protocol events.")] = False,
+    ctx: typer.Context,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log to stderr: -v what bleprov does (scanning, connecting, each step), "
+            "-vv protocol events too (messages by type and size; never their contents), "
+            "-vvv bleak's and bumble's own debug as well.",
+        ),
+    ] = 0,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -95,18 +136,38 @@ def _main(
         ),
     ] = False,
 ) -> None:
+    from bleprov.cli.config import default_map
+
+    # The config file's defaults (bleprov help config), before any subcommand parses.
+    ctx.default_map = ctx.default_map or default_map(ctx.command)
+    configure_logging(verbose)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Logging to stderr for ``verbosity`` times -v.
+
+    bleprov's loggers log what it does at INFO and protocol events at DEBUG, never a
+    secret. Libraries (bleak, bumble, aiomqtt) stay at WARNING below -vvv: their debug
+    is radio traffic in bulk. Without -vv a record is one line (no traceback): a
+    library logging a lost radio with its stack (bumble) reads as one line."""
+    import logging
+
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if verbosity >= 3 else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    if not verbose:
-        for handler in logging.getLogger().handlers:
+    # Without -v bleprov's loggers follow the root (WARNING), as a library's would.
+    own = {0: logging.NOTSET, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.getLogger("bleprov").setLevel(own)
+    for handler in logging.getLogger().handlers:
+        handler.removeFilter(_one_line)
+        if verbosity < 2:
             handler.addFilter(_one_line)
 
 
 def _one_line(record: logging.LogRecord) -> bool:
     """Log records without their traceback (a library logging a lost radio with its
-    stack, e.g. bumble): one line a person reads; ``--verbose`` keeps the stack."""
+    stack, e.g. bumble): one line a person reads; ``-vv`` keeps the stack."""
     record.exc_info = None
     record.exc_text = None
     record.stack_info = None
@@ -151,23 +212,42 @@ def linktest_serve(
         str, typer.Option(help="Radio: bluez, or bumble:<transport>.", callback=check_radio)
     ],
     discriminator: Annotated[
-        int, typer.Option(help="12-bit discriminator to advertise (random if omitted).")
-    ] = -1,
+        int | None,
+        typer.Option(
+            parser=parse_discriminator_option,
+            metavar=DISCRIMINATOR_METAVAR,
+            help="12-bit discriminator to advertise, 0x874 or decimal (random if omitted).",
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Local name in the scan response.")] = "bleprov",
 ) -> None:
     """Device side: advertise and echo every message until interrupted."""
+    import secrets
+
     from bleprov.cli.linktest import serve
 
-    disc = secrets.randbelow(4096) if discriminator < 0 else discriminator
+    disc = secrets.randbelow(4096) if discriminator is None else discriminator
     run(serve(console, radio, disc, name))
 
 
 @linktest_app.command("run")
 def linktest_run(
     radio: Annotated[
-        str, typer.Option(help="Radio: system, or bumble:<transport>.", callback=check_radio)
+        str,
+        typer.Option(
+            envvar=RADIO_ENV,
+            help="Radio: system, or bumble:<transport>.",
+            callback=check_radio,
+        ),
     ],
-    discriminator: Annotated[int, typer.Option(help="Only a device with this discriminator.")] = -1,
+    discriminator: Annotated[
+        int | None,
+        typer.Option(
+            parser=parse_discriminator_option,
+            metavar=DISCRIMINATOR_METAVAR,
+            help="Only a device with this discriminator (0x874, as on the label, or decimal).",
+        ),
+    ] = None,
     size: Annotated[list[int] | None, typer.Option(help="Message size (repeatable).")] = None,
     mtu: Annotated[
         int, typer.Option(min=23, max=517, help="ATT MTU to ask for (bumble radios).")
@@ -177,8 +257,7 @@ def linktest_run(
     """Host side: find a link-test device, echo messages, report time and frames."""
     from bleprov.cli.linktest import run_host
 
-    disc = None if discriminator < 0 else discriminator
-    run(run_host(console, radio, disc, size or [65536], mtu, timeout))
+    run(run_host(console, radio, discriminator, size or [65536], mtu, timeout))
 
 
 def _check_ports(text: str) -> str:
@@ -243,12 +322,14 @@ def secret_input(env: str, prompt: str, *, confirm: bool = False) -> bytes:
     """A passphrase from the environment or typed without echo; never from argv."""
     import os
 
+    from bleprov.cli.prompts import ask
+
     value = os.environ.get(env)
     if value is None:
         if not sys.stdin.isatty():
             err_console.print(f"[bold red]error:[/] set {env} or run interactively")
             raise typer.Exit(EXIT_ERROR)
-        value = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+        value = str(ask(prompt, hide_input=True, confirmation_prompt=confirm))
     if not value:
         err_console.print(f"[bold red]error:[/] {env} is empty")
         raise typer.Exit(EXIT_ERROR)
@@ -296,20 +377,25 @@ def issue_from_factory(
     """Issue one device from a factory directory, as ``factory device`` and ``label make`` do.
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
+    The factory passphrase is checked before the device passphrase is asked for (twice):
+    a typo in the first is said at once, not after both were typed.
     """
+    from bleprov.core.identity import IdentityError
     from bleprov.store.factory_files import issue_device, load_manufacturer
 
     flags = parse_modes(modes)
-    factory_pass = secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
-    device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
     try:
-        return issue_device(
-            load_manufacturer(directory, factory_pass),
-            out,
-            device_pass,
-            modes=flags,
-            scratch_card=scratch_card,
-        )
+        try:
+            manufacturer = load_manufacturer(
+                directory, lambda: secret_input("BLEPROV_FACTORY_PASSPHRASE", "Factory passphrase")
+            )
+        except IdentityError as exc:
+            raise IdentityError(
+                f"the factory passphrase does not open {directory} ({exc}): type it "
+                "again, or check BLEPROV_FACTORY_PASSPHRASE"
+            ) from None
+        device_pass = secret_input("BLEPROV_DEVICE_PASSPHRASE", "Device passphrase", confirm=True)
+        return issue_device(manufacturer, out, device_pass, modes=flags, scratch_card=scratch_card)
     except BleprovError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
@@ -328,8 +414,14 @@ def factory_device(
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
     """
+    from bleprov.core.advertising import format_discriminator
+
     issued = issue_from_factory(directory, out, modes, scratch_card=scratch_card)
-    console.print(f"device {issued.device_id}: {issued.directory}")
+    console.print(
+        f"device {issued.device_id}, discriminator "
+        f"{format_discriminator(issued.label.payload.discriminator)}: {issued.directory}",
+        highlight=False,
+    )
     console.print(
         f"label: {issued.directory / 'label.txt'} (keep it with the device; it is secret)"
     )
@@ -354,9 +446,10 @@ def device_factory_reset(
         )
         raise typer.Exit(EXIT_ERROR)
     if not yes and not sys.stdin.isatty():
-        err_console.print("[bold red]error:[/] no terminal to confirm on: give --yes")
-        raise typer.Exit(EXIT_ERROR)
-    if not yes and not typer.confirm(f"Factory-reset the device store in {store}?"):
+        raise typer.BadParameter("no terminal to confirm on: give --yes", param_hint="--yes")
+    from bleprov.cli.prompts import ask_yes_no
+
+    if not yes and not ask_yes_no(f"Factory-reset the device store in {store}?", default=False):
         raise typer.Exit(EXIT_ERROR)
     try:
         DeviceStore.open(store).factory_reset()
@@ -366,7 +459,14 @@ def device_factory_reset(
     console.print("factory reset done: the device is back to its factory state")
 
 
+from bleprov.cli.completion import completion  # noqa: E402
+from bleprov.cli.config import config_app  # noqa: E402
 from bleprov.cli.label import label_app  # noqa: E402  (it uses the helpers above)
+from bleprov.cli.topics import help_command  # noqa: E402
+
+app.add_typer(config_app, name="config")
+app.command("help")(help_command)
+app.command("completion")(completion)
 
 app.add_typer(label_app, name="label")
 
@@ -374,6 +474,9 @@ from bleprov.cli.host import register as _register_host_commands  # noqa: E402
 
 _register_host_commands(app)
 from bleprov.cli import device as _device_commands  # noqa: E402, F401  (registers device init/serve)
+from bleprov.cli.contrib import contrib_app  # noqa: E402
+
+app.add_typer(contrib_app, name="contrib")
 
 #: pydantic's wording, which typer passes through for a value it cannot convert.
 _PYDANTIC_WORDS = re.compile(r"^Input should be (?:a valid |an? )?(?P<what>[^,]+?)(?:,.*)?$")
@@ -394,19 +497,55 @@ def plain_words(message: str) -> str:
     )
 
 
+def resolve_annotations(typer_app: typer.Typer) -> None:
+    """Evaluate the commands' annotations once, before typer builds the command line.
+
+    Under ``from __future__ import annotations`` they are strings, which typer compiles
+    and evaluates twice for each parameter (``inspect.signature``, then
+    ``get_type_hints``): done here once, a start costs 0.03 to 0.05 s less, every command
+    and ``--help`` alike (docs/performance.md, section 8)."""
+    import typing
+
+    infos = [*typer_app.registered_commands, typer_app.registered_callback]
+    for info in infos:
+        function = None if info is None else info.callback
+        if function is not None:
+            function.__annotations__ = typing.get_type_hints(function, include_extras=True)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            resolve_annotations(group.typer_instance)
+
+
 def main() -> None:
     """``bleprov``: typer runs the command; its usage errors are shown in words (exit 2),
     and a file or directory the system refuses is one line (exit 1), never a traceback."""
-    from typer import rich_utils
     from typer._click.exceptions import ClickException
 
+    resolve_annotations(app)
+    from bleprov.cli.completion import prepare as prepare_completion
+    from bleprov.cli.config import ConfigError
+
+    prepare_completion()
     try:
-        code = app(standalone_mode=False)
+        # prog_name: ``python -m bleprov`` is bleprov too (its usage lines, and the
+        # _BLEPROV_COMPLETE variable shell completion sets).
+        code = app(standalone_mode=False, prog_name="bleprov")
+        # typer turns a KeyboardInterrupt it sees into exit 130, silently (a prompt
+        # outside the event loop, a sync command): the one line is said here.
+        if code == EXIT_INTERRUPTED and not _interrupt_reported:
+            err_console.print("interrupted")
+    except ConfigError as exc:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(2)
     except ClickException as exc:
+        from typer import rich_utils  # 0.05 s of markdown parsing: only for a message
+
         exc.message = plain_words(exc.message)
         rich_utils.rich_format_error(exc)
         sys.exit(exc.exit_code)
     except typer.Abort:
+        from typer import rich_utils
+
         rich_utils.rich_abort_error()
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:

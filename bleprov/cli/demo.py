@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
 from rich.table import Table
 
-from bleprov.core.advertising import OobMode, describe
+from bleprov.cli.output import print_table
+from bleprov.core.advertising import OobMode, describe, format_discriminator
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.factory import provision_device
@@ -173,7 +174,10 @@ async def run_demo(
         if chosen is Mode.BUTTON:
             runtime.press_button()
             console.print("device: button pressed, window open for 120 s")
-        console.print(f"device: advertising, discriminator {runtime.discriminator}")
+        console.print(
+            f"device: advertising, discriminator {format_discriminator(runtime.discriminator)}",
+            highlight=False,
+        )
 
         host = make_virtual_device(link, name="bleprov-host", address="C0:B1:E9:00:00:01")
         await host.power_on()
@@ -319,7 +323,7 @@ async def run_demo(
         if interval_ms > 0:
             table.add_row("modelled connection interval", f"{interval_ms:g} ms")
         table.add_row("total demo time", f"{(time.perf_counter() - started) * 1000:.0f} ms")
-        console.print(table)
+        print_table(console, table)
         console.print("[bold green]demo complete[/]")
     finally:
         await runtime.close()

@@ -6,12 +6,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +18,8 @@ from bleprov.cli import EXIT_ERROR, device_app, err_console, run
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from bleprov.broker.client import BrokerConfig
     from bleprov.network.base import NetworkBackend
     from bleprov.radio.spec import RadioSpec
@@ -87,6 +85,7 @@ def device_init(
     Passphrase of the sealed record: BLEPROV_DEVICE_PASSPHRASE, systemd's credential
     device-passphrase, or typed without echo; never an argument.
     """
+    from bleprov.core.advertising import format_discriminator
     from bleprov.store.device_store import STORE_FILE_NAME, DeviceStore
     from bleprov.store.factory_files import load_device
     from bleprov.store.keys import PROVIDER_NAMES, make_key_provider
@@ -96,6 +95,8 @@ def device_init(
             f"[bold red]error:[/] unknown key provider {key_provider!r}: use file, keyring or tpm"
         )
         raise typer.Exit(2)
+    if tpm_pcrs is not None and key_provider != "tpm":
+        raise typer.BadParameter("--tpm-pcrs needs --key-provider tpm", param_hint="--tpm-pcrs")
     if exist_ok and (store / STORE_FILE_NAME).exists():
         _emit(f"{store} already holds a device store: left as it is")
         return
@@ -105,8 +106,6 @@ def device_init(
                 f"{store} already holds a device store: refusing to overwrite it (to import "
                 "another record, move the directory away first)"
             )
-        if tpm_pcrs is not None and key_provider != "tpm":
-            raise DeviceInitError("--tpm-pcrs needs --key-provider tpm")
         passphrase = device_passphrase()
         device = load_device(source, passphrase)
         provider = make_key_provider(key_provider, directory=store, tpm_pcrs=tpm_pcrs)
@@ -121,7 +120,7 @@ def device_init(
         raise typer.Exit(EXIT_ERROR) from None
     _emit(
         f"device {device.identity.device_id} imported into {store} "
-        f"(key provider {key_provider}, discriminator {device.discriminator})"
+        f"(key provider {key_provider}, discriminator {format_discriminator(device.discriminator)})"
     )
 
 
@@ -186,8 +185,9 @@ def device_serve(
 ) -> None:
     """Run the device: advertise, serve enrolment, then validated connections.
 
-    Prints one `ready: ...` line once advertising; SIGTERM or SIGINT stop it cleanly
-    (an enrolment in progress is rolled back).
+    Prints one `ready: ...` line once advertising, and tells systemd READY=1
+    (Type=notify; WATCHDOG=1 pings when WatchdogSec= is set); SIGTERM or SIGINT stop it
+    cleanly (an enrolment in progress is rolled back).
     """
     from bleprov.service.device_daemon import parse_endpoint, parse_network, parse_radio
 
@@ -264,6 +264,9 @@ def _broker_config(options: ServeOptions, store: DeviceStore) -> BrokerConfig | 
 
 
 async def serve(options: ServeOptions, spec: RadioSpec) -> None:
+    import asyncio
+    import signal
+
     from bleprov.core.wifi import network_tag
     from bleprov.service.device_daemon import LoggedNetwork, open_network
     from bleprov.service.device_ui import ConsoleUi, GpioUi
@@ -299,8 +302,11 @@ async def serve(options: ServeOptions, spec: RadioSpec) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
+    from bleprov.service.systemd import watchdog
+
     try:
-        await _serve(options, spec, store, interface, backend, stop)
+        async with watchdog():  # systemd's WatchdogSec=: pinged from this loop
+            await _serve(options, spec, store, interface, backend, stop)
     except asyncio.CancelledError:
         if not stop.is_set():
             raise
@@ -316,9 +322,13 @@ async def _serve(
     stop: asyncio.Event,
 ) -> None:
     """The daemon on its radio until ``stop`` is set or the radio goes away."""
+    import contextlib
+    from datetime import timedelta
+
     from bleprov.radio.spec import device_address, open_watched_peripheral
     from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
     from bleprov.service.device_runtime import DeviceRuntime
+    from bleprov.service.systemd import notify
 
     provisioning = store.provisioning()
     address = None if provisioning is None else device_address(provisioning.identity.device_id)
@@ -348,6 +358,11 @@ async def _serve(
                 )
             )
         daemon = DeviceDaemon(
-            runtime, interface, radio_name=options.radio, emit=_emit, services=services
+            runtime,
+            interface,
+            radio_name=options.radio,
+            emit=_emit,
+            services=services,
+            notify=notify,
         )
         await daemon.run(stop, radio.lost)

@@ -8,54 +8,56 @@ label, code or number; the device counts the attempt), 5 the device could not jo
 Wi-Fi network (nothing was changed on it).
 
 Questions asked during the handshake (compare the number, type the device's number) are
-asked with the spinner stopped: a rich status redraws its line and erased them.
+asked with the spinner stopped: a rich status redraws its line and erased them. Every
+question goes through :mod:`bleprov.cli.prompts`: one Ctrl-C is exit 130, and the time a
+person takes to answer is not counted in the durations ``provision`` reports.
+
+What the options cannot do is refused before any radio is opened (exit 2): no way to
+authenticate, nothing to do (``--no-wifi`` without ``--zone`` or ``--peer``), no network
+named and no terminal to choose one on, a timeout that is not a positive number.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
-import ssl
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status
-from rich.table import Table
 
-from bleprov.cli import check_radio
-from bleprov.core.advertising import AdvertisedFlags, ServiceData, as_mapping
-from bleprov.core.enrolment.messages import WifiStatus
-from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData
-from bleprov.core.identity import TrustPolicy
-from bleprov.core.onboarding import PayloadError
-from bleprov.core.session import host as hst
-from bleprov.core.session.device import DeviceOwned
-from bleprov.core.session.modes import AuthenticationFailed, UserRejected, parse_passkey
-from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
-from bleprov.core.window import WindowClosed, WindowError, WindowPurpose, window_seconds
-from bleprov.core.words import words
-from bleprov.radio.host_link import DeviceNotFound, scan
-from bleprov.radio.spec import RadioSpec, RadioSpecError, open_central
-from bleprov.service.host_session import DeviceAuthentication, find, open_session
-from bleprov.service.provisioning import (
-    PeerPlan,
-    ProvisionReport,
-    WifiNotJoined,
-    ZonePlan,
-    check_virgin,
-    provision,
-)
-from bleprov.service.trust import OP_WINDOW_CLOSE, HostTrust
-from bleprov.store.device_store import DeviceStore
-from bleprov.store.keys import KeyFileProvider
+from bleprov.cli import DISCRIMINATOR_METAVAR, check_radio, parse_discriminator_option
+from bleprov.cli.config import RADIO_ENV, TRUST_ENV, USER_ENV, ZONE_ENV, zone_default
+from bleprov.cli.output import print_table
+from bleprov.cli.prompts import ask, ask_yes_no, seconds_at_prompts
+from bleprov.core.errors import BleprovError
+
+if TYPE_CHECKING:
+    import ssl
+
+    from rich.status import Status
+
+    from bleprov.core.advertising import ServiceData
+    from bleprov.core.enrolment.messages import WifiStatus
+    from bleprov.core.onboarding import OnboardingPayload
+    from bleprov.core.session import host as hst
+    from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
+    from bleprov.core.window import WindowPurpose
+    from bleprov.radio.host_link import CentralRadio
+    from bleprov.radio.secure_link import SecureHostLink
+    from bleprov.radio.spec import RadioSpec
+    from bleprov.service.host_session import DeviceAuthentication
+    from bleprov.service.provisioning import PeerPlan, ProvisionReport, WifiChooser, ZonePlan
+    from bleprov.service.trust import HostTrust
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
@@ -73,12 +75,19 @@ BROKER_USER_ENV = "BLEPROV_BROKER_USER"
 BROKER_PASSWORD_ENV = "BLEPROV_BROKER_PASSWORD"  # noqa: S105 (a variable's name)
 
 _QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
+#: ``--wifi-security``'s words and the :class:`WifiSecurity` each names.
 _SECURITY = {
-    "open": WifiSecurity.OPEN,
-    "wpa2": WifiSecurity.WPA2_PERSONAL,
-    "wpa3": WifiSecurity.WPA3_PERSONAL,
-    "wpa2-wpa3": WifiSecurity.WPA2_WPA3_PERSONAL,
+    "open": "OPEN",
+    "wpa2": "WPA2_PERSONAL",
+    "wpa3": "WPA3_PERSONAL",
+    "wpa2-wpa3": "WPA2_WPA3_PERSONAL",
 }
+#: The device's scan shows at most this many networks; the user picks one of them.
+SHOWN_NETWORKS = 30
+NO_NETWORK_NAMED = (
+    "no terminal to choose the Wi-Fi network on: name it with --wifi-ssid (or skip the "
+    "Wi-Fi step with --no-wifi)"
+)
 
 
 class HostError(BleprovError):
@@ -100,6 +109,10 @@ def default_host_dir() -> Path:
 
 def host_trust(directory: Path, name: str | None = None) -> HostTrust:
     """The host's encrypted store (0600 key file beside it) and its peer identity."""
+    from bleprov.service.trust import HostTrust
+    from bleprov.store.device_store import DeviceStore
+    from bleprov.store.keys import KeyFileProvider
+
     store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
     return HostTrust(store, name=name or _host_name())
 
@@ -120,13 +133,26 @@ def _host_name() -> str:
 
 
 async def scan_devices(console: Console, radio: str, timeout: float, as_json: bool) -> None:
+    """``bleprov scan``. On a terminal the first line (a spinner) shows before the radio
+    stack is imported and opened: bleak, and bumble for a bumble radio, take longer to
+    load than the rest of the command."""
+    from bleprov.radio.spec import RadioSpec
+
     spec = RadioSpec.parse(radio)
-    async with open_central(spec) as central:
-        if as_json:
+    with contextlib.ExitStack() as spinner:
+        status = None if as_json else spinner.enter_context(console.status(f"opening {spec}..."))
+        from bleprov.radio.host_link import scan
+        from bleprov.radio.spec import open_central
+
+        async with open_central(spec) as central:
+            if status is not None:
+                status.update(f"scanning on {spec} for {timeout:g} s...")
             found = await scan(central, timeout=timeout)
-        else:
-            with console.status(f"scanning on {spec} for {timeout:g} s..."):
-                found = await scan(central, timeout=timeout)
+    from rich.table import Table
+
+    from bleprov.core.advertising import AdvertisedFlags, as_mapping
+    from bleprov.core.words import words
+
     rows = [
         {
             "address": f.device.address,
@@ -142,6 +168,8 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
     if not rows:
         console.print(f"no bleprov device heard on {spec} within {timeout:g} s")
         return
+    from bleprov.core.advertising import format_discriminator
+
     table = Table(title=f"bleprov devices on {spec}")
     columns = ("address", "name", "state", "modes", "discriminator", "RSSI", "open to", "busy")
     for column in columns:
@@ -153,16 +181,18 @@ async def scan_devices(console: Console, radio: str, timeout: float, as_json: bo
             escape(f.local_name or ""),
             words(data.state),
             ",".join(m.name.lower() for m in type(data.modes) if m in data.modes and m.name),
-            str(data.discriminator),
+            format_discriminator(data.discriminator),
             f"{f.rssi} dBm",
             _open_to(data),
             "yes" if AdvertisedFlags.BUSY in data.flags else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def _open_to(data: ServiceData) -> str:
     """Who may get in now, beyond the label: the owner's window code, or a button press."""
+    from bleprov.core.advertising import AdvertisedFlags
+
     if AdvertisedFlags.WINDOW_OPEN in data.flags:
         return "window code"
     if AdvertisedFlags.BUTTON_WINDOW_OPEN in data.flags:
@@ -190,6 +220,8 @@ class LabelSource:
     passkey: bool = False
 
     def authentication(self) -> DeviceAuthentication:
+        from bleprov.core.onboarding import PayloadError
+
         try:
             return self._authentication()
         except PayloadError as exc:
@@ -199,6 +231,9 @@ class LabelSource:
             ) from None
 
     def _authentication(self) -> DeviceAuthentication:
+        from bleprov.core.errors import MalformedData
+        from bleprov.service.host_session import DeviceAuthentication
+
         chosen = [
             name
             for name in (
@@ -242,15 +277,13 @@ class LabelSource:
             except OSError as exc:
                 raise HostError(f"cannot read {self.ndef}: {exc.strerror}") from None
         if self.printed_key:
-            return DeviceAuthentication.from_printed_key(
-                _secret_text(PRINTED_KEY_ENV, "Printed key")
-            )
+            return DeviceAuthentication.from_payload(read_printed_key())
         if self.manual_code:
             return DeviceAuthentication.from_manual_code(
                 _secret_text(MANUAL_CODE_ENV, "Manual code")
             )
         if self.scratch_card:
-            user = os.environ.get(CARD_USER_ENV) or typer.prompt("Scratch card user")
+            user = os.environ.get(CARD_USER_ENV) or str(ask("Scratch card user"))
             return DeviceAuthentication.from_scratch_card(
                 user,
                 _secret_text(CARD_PASSWORD_ENV, "Scratch card password"),
@@ -261,6 +294,67 @@ class LabelSource:
         if self.passkey:
             return DeviceAuthentication.passkey(discriminator=self.discriminator)
         return DeviceAuthentication.button(discriminator=self.discriminator)
+
+
+#: Tries at typing the printed key, each told where it went wrong, before giving up.
+PRINTED_KEY_TRIES = 5
+#: What the echo of a typed key starts with: as wide as the prompt, so the two align.
+_READ_BACK = "    read as: "
+
+
+def read_printed_key() -> OnboardingPayload:
+    """The label's long printed key, from BLEPROV_PRINTED_KEY or typed at a prompt.
+
+    Typed, it is shown as it is typed and read back in the label's groups of four, and a
+    mistake is located as precisely as the key's format tells (a wrong character, a
+    short group; a wrong or swapped one only as "somewhere": the key has one check
+    character), then asked again. Blind, 83 characters were mistyped with no way to find
+    where. The key is secret until the device is bound, but it is read off a label in
+    the user's hand on the user's own terminal, as a Matter manual code or a WPS PIN is:
+    whoever sees the screen sees the label beside it. It never goes to argv or a log.
+    """
+    from bleprov.cli import err_console
+    from bleprov.core.onboarding import (
+        PRINTED_KEY_GROUP,
+        PrintedKeyError,
+        parse_printed_key,
+        regroup_printed_key,
+    )
+
+    if (given := os.environ.get(PRINTED_KEY_ENV)) is not None:
+        try:
+            return parse_printed_key(given)
+        except PrintedKeyError as exc:
+            raise HostError(f"{PRINTED_KEY_ENV}: {exc}") from None
+    if not sys.stdin.isatty():
+        raise HostError(f"set {PRINTED_KEY_ENV} or run interactively")
+    err_console.print(
+        "Type the printed key from the label, in its groups of four: spaces, dashes and case "
+        "do not matter, O reads as 0, I and L as 1. It shows as you type (keep this screen "
+        "to yourself until the device is bound).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for _ in range(PRINTED_KEY_TRIES):
+        typed = str(typer.prompt("Printed key", err=True))  # "Printed key: ", as _READ_BACK
+        shown = regroup_printed_key(typed)
+        err_console.print(_READ_BACK + shown, markup=False, highlight=False, soft_wrap=True)
+        try:
+            return parse_printed_key(typed)
+        except PrintedKeyError as exc:
+            step = PRINTED_KEY_GROUP + 1  # a group and its dash, in the echo
+            if exc.group is not None and len(shown) > (exc.group - 1) * step:
+                # Under the group, in the echo: the label's groups, as typed up to there.
+                mark = " " * (len(_READ_BACK) + (exc.group - 1) * step) + "^" * PRINTED_KEY_GROUP
+                err_console.print(mark, markup=False, highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[yellow]{escape(str(exc))}[/]; type it again", highlight=False, soft_wrap=True
+            )
+    raise HostError(
+        f"the printed key was mistyped {PRINTED_KEY_TRIES} times: check that the label is "
+        "this device's; its QR code (--qr-image, a photo) or manual code (--manual-code, "
+        "11 digits) are quicker"
+    )
 
 
 def _read(path: Path, what: str) -> str:
@@ -278,6 +372,8 @@ def _secret_text(env: str, prompt: str) -> str:
 
 def _broker_tls(ca_file: Path | None) -> ssl.SSLContext:
     """TLS to the broker: the system's CAs, or the broker's own CA file."""
+    import ssl
+
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -323,17 +419,21 @@ class PromptingChooser:
         self.interactive = sys.stdin.isatty()
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
+        from bleprov.core.wifi import WifiCredentials, WifiSecurity
+
         self._show(results)
         if self.choice.ssid is not None:
             ssid = self.choice.ssid.encode()
             seen = next((r for r in results if r.ssid == ssid), None)
         else:
-            if not self.interactive or not results:
-                raise HostError("name the network with --wifi-ssid (or run interactively)")
-            index = typer.prompt("Network number", type=int)
-            if not 1 <= index <= len(results):
-                raise HostError(f"choose a network number from 1 to {len(results)}")
-            seen = results[index - 1]
+            if not self.interactive:
+                raise HostUsage(NO_NETWORK_NAMED)
+            if not results:
+                raise HostError(
+                    "the device sees no Wi-Fi network: move it closer to the access point, "
+                    "or name a hidden one with --wifi-ssid and --wifi-security"
+                )
+            seen = results[self._network_number(min(len(results), SHOWN_NETWORKS)) - 1]
             ssid = seen.ssid
         security = self._security(seen)
         passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
@@ -341,23 +441,45 @@ class PromptingChooser:
             ssid, security, passphrase=passphrase, hidden=seen is None and bool(ssid)
         )
 
+    def _network_number(self, count: int) -> int:
+        """The number of a network in the table, asked until it is one."""
+        while True:
+            number = int(ask("Network number", type=int))
+            if 1 <= number <= count:
+                return number
+            self.console.print(f"[yellow]choose a network number from 1 to {count}[/]")
+
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
-        reason = status.reason.name.lower().replace("_", " ") if status.reason else "failed"
-        self.console.print(
-            f"[yellow]wifi:[/] {reason} ({status.attempts_left} attempts left in this session)"
-        )
-        if not self.interactive or tried.security is WifiSecurity.OPEN:
+        """After a failed join: what the device said and what to do about it; then, at a
+        terminal, the password again (refused) or the same network again (anything else)."""
+        from bleprov.core.wifi import JoinFailure, WifiCredentials, WifiSecurity
+        from bleprov.core.words import words
+        from bleprov.service.provisioning import join_advice
+
+        reason = status.reason or JoinFailure.OTHER
+        if not self.interactive:
+            self.console.print(f"[yellow]wifi:[/] {words(reason)}")
+            return None  # nobody to ask: WifiNotJoined gives the advice
+        left = f"{status.attempts_left} attempts left in this session"
+        self.console.print(f"[yellow]wifi:[/] {words(reason)}: {join_advice(reason)} ({left})")
+        if reason is JoinFailure.WRONG_PASSWORD and tried.security is not WifiSecurity.OPEN:
+            if not ask_yes_no("Type the password again?", default=True):
+                return None
+            return WifiCredentials(
+                tried.ssid,
+                tried.security,
+                passphrase=self._password(tried.ssid, first=False),
+                hidden=tried.hidden,
+            )
+        if not ask_yes_no(f"Try {tried.ssid.decode(errors='replace')} again?", default=True):
             return None
-        if not typer.confirm("Try another password?", default=True):
-            return None
-        return WifiCredentials(
-            tried.ssid,
-            tried.security,
-            passphrase=self._password(tried.ssid, first=False),
-            hidden=tried.hidden,
-        )
+        return tried
 
     def _show(self, results: list[ScanResult]) -> None:
+        from rich.table import Table
+
+        from bleprov.core.words import words
+
         table = Table(title=f"Wi-Fi networks the device sees ({len(results)})")
         for column in ("#", "SSID", "signal", "channel", "security"):
             table.add_column(column)
@@ -369,11 +491,13 @@ class PromptingChooser:
                 str(r.channel),
                 words(r.security),
             )
-        self.console.print(table)
+        print_table(self.console, table)
 
     def _security(self, seen: ScanResult | None) -> WifiSecurity:
+        from bleprov.core.wifi import WifiSecurity
+
         if self.choice.security != "auto":
-            return _SECURITY[self.choice.security]
+            return WifiSecurity[_SECURITY[self.choice.security]]
         if seen is None:
             raise HostError("the device does not see that network: give --wifi-security")
         return seen.security
@@ -384,8 +508,8 @@ class PromptingChooser:
         elif first and (env := os.environ.get(WIFI_PASSWORD_ENV)) is not None:
             value = env
         elif self.interactive:
-            value = typer.prompt(
-                f"Password for {ssid.decode(errors='replace')}", hide_input=True, default=""
+            value = str(
+                ask(f"Password for {ssid.decode(errors='replace')}", hide_input=True, default="")
             )
         else:
             raise HostError(
@@ -432,16 +556,19 @@ class HandshakePrompts:
         """compare mode: the same number on both screens?"""
         with self._paused():
             self.console.print(f"This host shows [bold]{number:06d}[/].")
-            return typer.confirm(
+            return ask_yes_no(
                 f"Does the device show {number:06d}? (compare digit by digit)", default=False
             )
 
     async def passkey(self) -> str:
         """passkey mode: the number the device shows, as the user types it (six digits;
         asked again until it is; a wrong number fails the handshake)."""
+        from bleprov.core.errors import LocalProtocolError
+        from bleprov.core.session.modes import parse_passkey
+
         with self._paused():
             while True:
-                typed = str(typer.prompt("Type the number shown on the device"))
+                typed = str(ask("Type the number shown on the device"))
                 try:
                     parse_passkey(typed)
                 except LocalProtocolError as exc:
@@ -469,6 +596,46 @@ class TrustTarget:
     host_dir: Path
 
 
+class Stopwatch:
+    """How long the user has waited on bleprov since it started: wall time, less the
+    time a question waited for their answer (that is the person's time, not the
+    protocol's, and it is reported apart)."""
+
+    def __init__(self) -> None:
+        self._started = time.perf_counter()
+        self._prompts = seconds_at_prompts()
+
+    def at_prompts(self) -> float:
+        return seconds_at_prompts() - self._prompts
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started - self.at_prompts()
+
+
+@dataclass
+class Timings:
+    """What ``provision`` reports: each step's time without prompts, and the prompts'."""
+
+    total: Stopwatch
+    steps: dict[str, float]
+
+
+def check_options(wifi: WifiChoice, target: TrustTarget, *, interactive: bool) -> None:
+    """Refuse, before any radio is opened or secret asked for, options that cannot make a
+    provisioning (exit 2)."""
+    if wifi.skip and target.zone is None and not target.peer:
+        raise HostUsage(
+            "--no-wifi leaves nothing to do: add --zone HUB --user NAME (enrol into a zone) "
+            "or --peer (bind to this host)"
+        )
+    if not wifi.skip and wifi.ssid is None and not interactive:
+        raise HostUsage(NO_NETWORK_NAMED)
+    if target.zone is not None and target.peer:
+        raise HostUsage("choose --zone or --peer, not both")
+    if target.zone is not None and target.user is None:
+        raise HostUsage("--zone needs --user (an admin of the zone)")
+
+
 async def provision_device(
     console: Console,
     *,
@@ -489,52 +656,19 @@ async def provision_device(
     """``bleprov provision``: the whole enrolment of one device, as a person runs it.
 
     A device that says it is enrolled or bound is refused unless ``reprovision``."""
-    from bleprov.cli.zone import _authenticate, _open_hub
-
-    auth = label.authentication()
-    if not wifi.skip and wifi.password_file is not None:
-        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
-    trust = hst.Trust(
-        load_roots(roots),
-        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
-    )
-    if not trust.roots and not allow_unknown_manufacturer:
-        raise HostUsage(
-            "no manufacturer root to check the device against: give --trust ROOT.pem "
-            "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
-        )
-    if target.zone is not None and target.peer:
-        raise HostUsage("choose --zone or --peer, not both")
-    if target.zone is not None and allow_unknown_manufacturer:
-        raise HostUsage(
-            "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
-            "only a device whose attestation chains to a trusted manufacturer root; give "
-            "the factory's root.pem with --trust"
-        )
-    zone_plan = None
-    hub = None
-    try:
-        if target.zone is not None:
-            if target.user is None:
-                raise HostUsage("--zone needs --user (an admin of the zone)")
-            hub = _open_hub(target.zone, target.registry_url)
-            user = _authenticate(hub, hub.registry, target.user, target.user_key)
-            from bleprov.service.zone_hub import ZoneEnroller
-
-            hub.registry.require_admin(user)
-            zone_plan = ZonePlan(ZoneEnroller(hub, user), target.owner or target.user)
-        peer_plan = PeerPlan(host_trust(target.host_dir)) if target.peer else None
-        if auth.mode.label == "button":
-            console.print(
-                "[yellow]button mode:[/] anyone in radio range during the device's button "
-                "window could enrol it instead of you; use it only where nobody else can be"
-            )
-
+    timings = Timings(Stopwatch(), {})
+    if via is None and (device_id is not None or broker_ca is not None):
+        raise HostUsage("--device-id and --broker-ca go with --via (a device behind a broker)")
+    trust = provisioning_trust(roots, allow_unknown_manufacturer, wifi, target)
+    auth = label.authentication()  # may ask for a code: after every usage check
+    with trust_plans(target) as (zone_plan, peer_plan):
         prompts = HandshakePrompts(console)
         async with contextlib.AsyncExitStack() as stack:
             if via is not None:
                 from bleprov.service.host_session import open_broker_session
 
+                _warn_button(console, auth)
+                step = Stopwatch()
                 with prompts.spinner(f"reaching the device through {via} ..."):
                     session = await open_broker_session(
                         via,
@@ -548,58 +682,230 @@ async def provision_device(
                         enter_passkey=prompts.passkey,
                         timeout=timeout,
                     )
+                timings.steps["reach and authenticate"] = step.seconds()
             else:
+                from bleprov.radio.spec import RadioSpec, open_central
+
                 spec = RadioSpec.parse(radio)
                 central = await stack.enter_async_context(open_central(spec, mtu=mtu))
-                with console.status(f"looking for the device on {spec}..."):
-                    found = await find(central, auth, timeout=timeout)
-                console.print(
-                    f"found {found.device.address}, discriminator "
-                    f"{found.service_data.discriminator}, {words(found.service_data.state)}"
+                session = await open_radio_session(
+                    console,
+                    central,
+                    spec,
+                    auth,
+                    trust,
+                    prompts,
+                    timeout=timeout,
+                    reprovision=reprovision,
+                    timings=timings,
                 )
-                # Before any attempt: the advertisement says whether someone set it up. An
-                # owned device offers no mode at all (its label is dead); only the owner's
-                # window gets in.
-                advertised = found.service_data
-                if not isinstance(auth.secret, hst.WindowSecret):
-                    if advertised.owned:
-                        raise hst.refusal(DeviceOwned.code, 0)
-                    check_virgin(advertised.state, allow_owned=reprovision)
-                with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
-                    session = await open_session(
-                        central,
-                        auth,
-                        trust,
-                        found=found,
-                        confirm_number=prompts.confirm,
-                        enter_passkey=prompts.passkey,
-                    )
-            try:
-                assert session.info is not None
-                attestation = session.info.attestation
-                console.print(
-                    f"authenticated device {attestation.device_id} made by "
-                    f"{escape(attestation.manufacturer)}"
-                    + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
-                )
-                report = await provision(
-                    session,
-                    wifi=None if wifi.skip else PromptingChooser(console, wifi),
-                    zone=zone_plan,
-                    peer=peer_plan,
-                    progress=_Progress(console),
-                    allow_owned=reprovision,
-                )
-            finally:
-                await session.close()
+            report = await provision_session(
+                console,
+                session,
+                wifi=None if wifi.skip else PromptingChooser(console, wifi),
+                zone=zone_plan,
+                peer=peer_plan,
+                reprovision=reprovision,
+                timings=timings,
+            )
+    _summary(console, report, timings, as_json)
+
+
+def provisioning_trust(
+    roots: list[Path], allow_unknown_manufacturer: bool, wifi: WifiChoice, target: TrustTarget
+) -> hst.Trust:
+    """The options checked before any radio or hub opens or any secret is asked for (a
+    mistake costs no scan), and the manufacturer roots the host trusts."""
+    from bleprov.core.identity import TrustPolicy
+    from bleprov.core.session import host as hst
+
+    check_options(wifi, target, interactive=sys.stdin.isatty())
+    if not roots and not allow_unknown_manufacturer:
+        raise HostUsage(
+            "no manufacturer root to check the device against: give --trust ROOT.pem "
+            "(the factory's root.pem), or --allow-unknown-manufacturer to only warn"
+        )
+    if target.zone is not None and allow_unknown_manufacturer:
+        raise HostUsage(
+            "--zone cannot be combined with --allow-unknown-manufacturer: the hub certifies "
+            "only a device whose attestation chains to a trusted manufacturer root; give "
+            "the factory's root.pem with --trust"
+        )
+    if not wifi.skip and wifi.password_file is not None:
+        _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
+    return hst.Trust(
+        load_roots(roots),
+        TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
+    )
+
+
+@contextlib.contextmanager
+def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan | None]]:
+    """What the device is bound to: the zone (its hub opened, the admin authenticated,
+    once for any number of devices) or this host as a peer; the hub closed afterwards."""
+    from bleprov.cli.zone import _authenticate, _open_hub
+    from bleprov.service.provisioning import PeerPlan, ZonePlan
+
+    zone_plan = None
+    hub = None
+    try:
+        if target.zone is not None:
+            assert target.user is not None  # check_options
+            hub = _open_hub(target.zone, target.registry_url)
+            user = _authenticate(hub, hub.registry, target.user, target.user_key)
+            from bleprov.service.zone_hub import ZoneEnroller
+
+            hub.registry.require_admin(user)
+            zone_plan = ZonePlan(ZoneEnroller(hub, user), target.owner or target.user)
+        peer_plan = PeerPlan(host_trust(target.host_dir)) if target.peer else None
+        yield zone_plan, peer_plan
     finally:
         if hub is not None:
             hub.close()
-    _summary(console, report, as_json)
 
 
-def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
-    summary: dict[str, Any] = {
+def _warn_button(console: Console, auth: DeviceAuthentication) -> None:
+    if auth.mode.label == "button":
+        console.print(
+            "[yellow]button mode:[/] anyone in radio range during the device's button "
+            "window could enrol it instead of you; use it only where nobody else can be"
+        )
+
+
+async def open_radio_session(
+    console: Console,
+    central: CentralRadio,
+    spec: RadioSpec,
+    auth: DeviceAuthentication,
+    trust: hst.Trust,
+    prompts: HandshakePrompts,
+    *,
+    timeout: float,
+    reprovision: bool,
+    timings: Timings | None = None,
+) -> SecureHostLink:
+    """Find the device the label is for on ``central``, check from its advertisement that
+    nobody set it up, and open the authenticated session."""
+    from bleprov.core.advertising import format_discriminator
+    from bleprov.core.session import host as hst
+    from bleprov.core.session.device import DeviceOwned
+    from bleprov.core.words import words
+    from bleprov.service.host_session import find, open_session
+    from bleprov.service.provisioning import check_virgin
+
+    _warn_button(console, auth)
+    step = Stopwatch()
+    with console.status(f"looking for the device on {spec}..."):
+        found = await find(central, auth, timeout=timeout)
+    found_in = step.seconds()
+    if timings is not None:
+        timings.steps["find"] = found_in
+    console.print(
+        f"found {found.device.address}, discriminator "
+        f"{format_discriminator(found.service_data.discriminator)}, "
+        f"{words(found.service_data.state)} ({found_in:.1f} s)",
+        highlight=False,
+    )
+    # Before any attempt: the advertisement says whether someone set it up. An owned
+    # device offers no mode at all (its label is dead); only the owner's window gets in.
+    advertised = found.service_data
+    if not isinstance(auth.secret, hst.WindowSecret):
+        if advertised.owned:
+            raise hst.refusal(DeviceOwned.code, 0)
+        check_virgin(advertised.state, allow_owned=reprovision)
+    step = Stopwatch()
+    with prompts.spinner(f"authenticating ({auth.mode.label} mode)..."):
+        session = await open_session(
+            central,
+            auth,
+            trust,
+            found=found,
+            confirm_number=prompts.confirm,
+            enter_passkey=prompts.passkey,
+        )
+    if timings is not None:
+        timings.steps["authenticate"] = step.seconds()
+    return session
+
+
+async def provision_session(
+    console: Console,
+    session: SecureHostLink,
+    *,
+    wifi: WifiChooser | None,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+    reprovision: bool,
+    timings: Timings | None = None,
+) -> ProvisionReport:
+    """Wi-Fi, zone or peer over an authenticated session, one commit; the session closed."""
+    from bleprov.service.provisioning import provision
+
+    try:
+        assert session.info is not None
+        attestation = session.info.attestation
+        console.print(
+            f"authenticated device {attestation.device_id} made by "
+            f"{escape(attestation.manufacturer)}"
+            + ("" if attestation.trusted else " [yellow](manufacturer not trusted)[/]")
+            + _authenticated_in(timings)
+        )
+        step = Stopwatch()
+        report = await provision(
+            session,
+            wifi=wifi,
+            zone=zone,
+            peer=peer,
+            progress=_Progress(console),
+            allow_owned=reprovision,
+        )
+        if timings is not None:
+            timings.steps["enrol"] = step.seconds()
+        return report
+    finally:
+        await session.close()
+
+
+def _authenticated_in(timings: Timings | None) -> str:
+    if timings is None:
+        return ""
+    for step in ("authenticate", "reach and authenticate"):
+        if step in timings.steps:
+            return f" ({timings.steps[step]:.1f} s)"
+    return ""
+
+
+def _summary(console: Console, report: ProvisionReport, timings: Timings, as_json: bool) -> None:
+    """The result, and honest times: from the start of the command's work (opening the
+    hub, finding the device, authenticating: all of the user's wait), with the time the
+    user took to answer questions left out and said apart."""
+    total, at_prompts = timings.total.seconds(), timings.total.at_prompts()
+    if as_json:
+        typer.echo(json.dumps(summary_json(report, timings), indent=2))
+        return
+    if report.wifi is not None:
+        console.print(f"wifi: connected, IP {report.wifi.ip}")
+    if report.zone is not None:
+        console.print(
+            f"zone: enrolled for {report.zone.owner}, certificate valid to "
+            f"{report.zone.not_after:%Y-%m-%d}"
+        )
+    if report.peer is not None:
+        console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
+    steps = ", ".join(f"{step} {value:.1f} s" for step, value in timings.steps.items())
+    waited = f"; not counting {at_prompts:.1f} s at prompts" if at_prompts >= 0.05 else ""
+    console.print(
+        f"[bold green]device {report.device_id} provisioned[/] in {total:.1f} s "
+        f"({steps}{waited}); after authentication: {report.total_cost.requests} round "
+        f"trips, {report.total_cost.bytes_up} bytes up, {report.total_cost.bytes_down} down"
+    )
+
+
+def summary_json(report: ProvisionReport, timings: Timings) -> dict[str, Any]:
+    """What ``provision --json`` prints for one device: times from the start of the
+    user's wait, prompts left out and said apart."""
+    total, at_prompts = timings.total.seconds(), timings.total.at_prompts()
+    return {
         "device_id": report.device_id,
         "wifi": None
         if report.wifi is None
@@ -617,30 +923,22 @@ def _summary(console: Console, report: ProvisionReport, as_json: bool) -> None:
         "round_trips": report.total_cost.requests,
         "bytes_up": report.total_cost.bytes_up,
         "bytes_down": report.total_cost.bytes_down,
-        "seconds": round(report.total_cost.seconds, 3),
+        "seconds": round(total, 3),
+        "seconds_by_step": {step: round(value, 3) for step, value in timings.steps.items()},
+        "seconds_at_prompts": round(at_prompts, 3),
     }
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    if report.wifi is not None:
-        console.print(f"wifi: connected, IP {report.wifi.ip}")
-    if report.zone is not None:
-        console.print(
-            f"zone: enrolled for {report.zone.owner}, certificate valid to "
-            f"{report.zone.not_after:%Y-%m-%d}"
-        )
-    if report.peer is not None:
-        console.print(f"peer: bound; device key {report.peer.fingerprint.hex()[:16]}... pinned")
-    console.print(
-        f"[bold green]device {report.device_id} provisioned[/] "
-        f"({report.total_cost.requests} round trips, {report.total_cost.bytes_up} bytes up, "
-        f"{report.total_cost.bytes_down} down, {report.total_cost.seconds:.1f} s)"
-    )
 
 
 def exit_code_for(exc: BleprovError) -> int:
     """The documented exit code of a failure (module docstring)."""
     from bleprov.broker.host import DeviceNotAnnounced
+    from bleprov.core.session import host as hst
+    from bleprov.core.session.device import DeviceOwned
+    from bleprov.core.session.modes import AuthenticationFailed, UserRejected
+    from bleprov.core.window import WindowClosed
+    from bleprov.radio.host_link import DeviceNotFound
+    from bleprov.radio.spec import RadioSpecError
+    from bleprov.service.provisioning import WifiNotJoined
 
     if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
         return EXIT_NOT_FOUND
@@ -659,6 +957,8 @@ def exit_code_for(exc: BleprovError) -> int:
 
 
 def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
+    from rich.table import Table
+
     trust = host_trust(host_dir)
     pins = trust.pins()
     rows = [{"name": p.name, "fingerprint": p.fingerprint.hex()} for p in pins]
@@ -670,10 +970,11 @@ def list_peers(console: Console, host_dir: Path, as_json: bool) -> None:
         return
     table = Table(title=f"devices bound to {trust.name}")
     table.add_column("device")
-    table.add_column("key fingerprint (SHA-256)")
+    # On a narrow terminal the fingerprint folds onto two lines: never an ellipsis.
+    table.add_column("key fingerprint (SHA-256)", overflow="fold")
     for row in rows:
         table.add_row(row["name"], row["fingerprint"])
-    console.print(table)
+    print_table(console, table)
 
 
 async def unbind_peer(
@@ -709,6 +1010,8 @@ async def open_device_window(
     seconds: int,
 ) -> None:
     """As the device's owner: open a commissioning window and show its one-time code."""
+    from bleprov.core.window import WindowPurpose
+
     trust = host_trust(host_dir)
     if device not in trust.pins():
         raise HostError(f"no device {device} is bound to this host (bleprov peer list)")
@@ -736,6 +1039,8 @@ async def open_device_window(
 async def close_device_window(
     console: Console, host_dir: Path, device: str, address: str | None
 ) -> None:
+    from bleprov.service.trust import OP_WINDOW_CLOSE
+
     trust = host_trust(host_dir)
     host, port = _address(address)
     async with await trust.connect(host, port, device) as connection:
@@ -746,20 +1051,45 @@ async def close_device_window(
 # --------------------------------------------------------------------- the commands
 
 
-def _run_host(coro: Any) -> None:
-    """Run a host command: errors become one line and the documented exit code."""
+#: What Ctrl-C means for a command that opens a session with a device.
+ROLLED_BACK = "interrupted: the device rolls back whatever was not committed"
+
+
+def _run_host(coro: Any, interrupted: str = "interrupted") -> Any:
+    """Run a host command (its coroutine's result): errors become one line and the
+    documented exit code; Ctrl-C is exit 130 and the line ``interrupted`` (what it means
+    for the device, if anything)."""
     import asyncio
 
-    from bleprov.cli import EXIT_INTERRUPTED, err_console
+    from bleprov.cli import err_console, report_interrupted
 
     try:
-        asyncio.run(coro)
+        return asyncio.run(coro)
     except BleprovError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(exit_code_for(exc)) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted: the device rolls back whatever was not committed")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise report_interrupted(interrupted) from None
+
+
+def check_timeout(value: float) -> float:
+    """``--timeout`` is a positive number of seconds: checked as the options are parsed,
+    before any radio is opened (-1 or nan would end a scan at once, inf never)."""
+    if not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter("give a positive number of seconds")
+    return value
+
+
+def check_broker_url(value: str | None) -> str | None:
+    """``--via`` is a broker URL: a typo is bad usage before any secret is asked for."""
+    if value is not None:
+        from bleprov.broker.client import BrokerConfig, BrokerUrlError
+
+        try:
+            BrokerConfig.from_url(value)
+        except BrokerUrlError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 peer_app = typer.Typer(help="Devices bound to this host as peers (no hub, pinned keys).")
@@ -804,11 +1134,20 @@ ReprovisionArg = Annotated[
 ]
 DiscriminatorArg = Annotated[
     int | None,
-    typer.Option(help="Which device, for --compare/--passkey/--button/--scratch-card."),
+    typer.Option(
+        parser=parse_discriminator_option,
+        metavar=DISCRIMINATOR_METAVAR,
+        help="Which device, for --compare/--passkey/--button/--scratch-card: as on its "
+        "label (0x874), or in decimal.",
+    ),
 ]
 TrustArg = Annotated[
     list[Path] | None,
-    typer.Option("--trust", help="Manufacturer root certificate (repeatable)."),
+    typer.Option(
+        "--trust",
+        envvar=TRUST_ENV,
+        help="Manufacturer root certificate (repeatable; in the variable, ':' between paths).",
+    ),
 ]
 AllowUnknownArg = Annotated[
     bool,
@@ -817,11 +1156,14 @@ AllowUnknownArg = Annotated[
     ),
 ]
 HostDirArg = Annotated[Path | None, typer.Option(help=f"This host's state ({HOST_DIR_ENV}).")]
-TimeoutArg = Annotated[float, typer.Option(help="Seconds to find the device.")]
+TimeoutArg = Annotated[
+    float, typer.Option(help="Seconds to find the device.", callback=check_timeout)
+]
 RadioArg = Annotated[
     str,
     typer.Option(
         "--radio",
+        envvar=RADIO_ENV,
         help="Radio: system (BlueZ, CoreBluetooth, WinRT) or bumble:<transport>.",
         callback=check_radio,
     ),
@@ -835,7 +1177,9 @@ def register(app: typer.Typer) -> None:
     @app.command("scan")
     def scan_command(
         radio: RadioArg = "system",
-        timeout: Annotated[float, typer.Option(help="Seconds to listen.")] = 5.0,
+        timeout: Annotated[
+            float, typer.Option(help="Seconds to listen.", callback=check_timeout)
+        ] = 5.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """List nearby bleprov devices: state, modes, discriminator, signal."""
@@ -843,6 +1187,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("provision")
     def provision_command(
+        ctx: typer.Context,
         radio: RadioArg = "system",
         qr_file: QrFileArg = None,
         qr_image: QrImageArg = None,
@@ -867,6 +1212,13 @@ def register(app: typer.Typer) -> None:
         ] = False,
         window_code: WindowCodeArg = False,
         discriminator: DiscriminatorArg = None,
+        labels: Annotated[
+            Path | None,
+            typer.Option(
+                help="Several devices, one after another: a directory of labels (the "
+                "factory's devices/, or photos) or a file listing them (bleprov help batch).",
+            ),
+        ] = None,
         reprovision: ReprovisionArg = False,
         trust: TrustArg = None,
         allow_unknown_manufacturer: AllowUnknownArg = False,
@@ -882,10 +1234,20 @@ def register(app: typer.Typer) -> None:
         ] = None,
         no_wifi: Annotated[bool, typer.Option("--no-wifi", help="Skip the Wi-Fi step.")] = False,
         zone: Annotated[
-            Path | None, typer.Option(help="Enrol into this hub's zone (hub directory).")
+            Path | None,
+            typer.Option(envvar=ZONE_ENV, help="Enrol into this hub's zone (hub directory)."),
         ] = None,
+        no_zone: Annotated[
+            bool,
+            typer.Option(
+                "--no-zone", help=f"Enrol into no zone, whatever {ZONE_ENV} or the config says."
+            ),
+        ] = False,
         user: Annotated[
-            str | None, typer.Option(help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE).")
+            str | None,
+            typer.Option(
+                envvar=USER_ENV, help="The zone admin enrolling (BLEPROV_USER_PASSPHRASE)."
+            ),
         ] = None,
         user_key: Annotated[
             Path | None, typer.Option(help="Directory of a zone-issued user credential.")
@@ -902,7 +1264,8 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="Reach the device through an MQTT broker instead of Bluetooth: "
-                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV})."
+                f"mqtt(s)://host:port ({BROKER_USER_ENV}, {BROKER_PASSWORD_ENV}).",
+                callback=check_broker_url,
             ),
         ] = None,
         device_id: Annotated[
@@ -928,44 +1291,65 @@ def register(app: typer.Typer) -> None:
             )
         from bleprov.cli import err_console
 
+        # With --json, stdout is the JSON alone: progress goes to stderr.
+        shown = err_console if as_json else console
+        zone = zone_default(ctx, zone, no_zone=no_zone, peer=peer, console=shown)
+        label = LabelSource(
+            qr_file,
+            qr_image,
+            ndef,
+            printed_key,
+            manual_code,
+            scratch_card,
+            compare,
+            button,
+            window_code,
+            discriminator,
+            passkey,
+        )
+        target = TrustTarget(
+            zone, user, user_key, owner, registry_url, peer, host_dir or default_host_dir()
+        )
+        wifi = WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi)
+        if labels is not None:
+            from bleprov.cli.batch import provision_labels, report_batch
+
+            results = _run_host(
+                provision_labels(
+                    shown,
+                    labels,
+                    label,
+                    via,
+                    radio=radio,
+                    mtu=mtu,
+                    roots=trust or [],
+                    allow_unknown_manufacturer=allow_unknown_manufacturer,
+                    wifi=wifi,
+                    target=target,
+                    timeout=timeout,
+                    reprovision=reprovision,
+                )
+            )
+            report_batch(shown, results, as_json)
+            return
         _run_host(
             provision_device(
-                # With --json, stdout is the JSON alone: progress goes to stderr.
-                err_console if as_json else console,
+                shown,
                 radio=radio,
                 mtu=mtu,
-                label=LabelSource(
-                    qr_file,
-                    qr_image,
-                    ndef,
-                    printed_key,
-                    manual_code,
-                    scratch_card,
-                    compare,
-                    button,
-                    window_code,
-                    discriminator,
-                    passkey,
-                ),
+                label=label,
                 roots=trust or [],
                 allow_unknown_manufacturer=allow_unknown_manufacturer,
-                wifi=WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi),
-                target=TrustTarget(
-                    zone,
-                    user,
-                    user_key,
-                    owner,
-                    registry_url,
-                    peer,
-                    host_dir or default_host_dir(),
-                ),
+                wifi=wifi,
+                target=target,
                 timeout=timeout,
                 as_json=as_json,
                 via=via,
                 device_id=device_id,
                 broker_ca=broker_ca,
                 reprovision=reprovision,
-            )
+            ),
+            interrupted=ROLLED_BACK,
         )
 
     @peer_app.command("bind")
@@ -1011,7 +1395,8 @@ def register(app: typer.Typer) -> None:
                 timeout=timeout,
                 as_json=False,
                 reprovision=reprovision,
-            )
+            ),
+            interrupted=ROLLED_BACK,
         )
 
     @peer_app.command("open-window")
@@ -1033,6 +1418,8 @@ def register(app: typer.Typer) -> None:
         host_dir: HostDirArg = None,
     ) -> None:
         """As the owner: let one more host in, with a one-time code (Matter's multi-admin)."""
+        from bleprov.core.window import WindowError, WindowPurpose, window_seconds
+
         try:
             chosen, seconds = WindowPurpose.parse(purpose), window_seconds(minutes)
         except WindowError as exc:

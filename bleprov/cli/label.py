@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from bleprov.cli import EXIT_ERROR, console, err_console, issue_from_factory
-from bleprov.core.advertising import OobMode
 from bleprov.core.errors import BleprovError
-from bleprov.core.factory import Label
-from bleprov.core.onboarding import OnboardingPayload, encode_user_password, parse_qr
+
+if TYPE_CHECKING:  # imported where used: ``--help`` loads no cryptography
+    from bleprov.core.factory import Label
+    from bleprov.core.onboarding import OnboardingPayload
 
 label_app = typer.Typer(help="Device labels: make (PNG, SVG, sheet, NFC), show, decode a photo.")
 
@@ -60,10 +61,15 @@ def write_label_files(directory: Path, label: Label, device_id: str) -> list[Pat
 
 def print_label(label: Label, device_id: str) -> None:
     """The QR code in the terminal and the printed codes, under a secret warning."""
+    from bleprov.core.advertising import format_discriminator
+    from bleprov.core.onboarding import encode_user_password
     from bleprov.labels import qr_terminal
 
     console.print(f"[bold yellow]{LABEL_WARNING}[/]", highlight=False)
-    console.print(f"device {device_id}, discriminator 0x{label.payload.discriminator:03X}")
+    console.print(
+        f"device {device_id}, discriminator {format_discriminator(label.payload.discriminator)}",
+        highlight=False,
+    )
     typer.echo(qr_terminal(label, ansi=_use_ansi()), nl=False)
     console.print(
         f"Printed key:  {label.printed_key}", highlight=False, markup=False, soft_wrap=True
@@ -93,12 +99,18 @@ def make(
 
     Passphrases: BLEPROV_FACTORY_PASSPHRASE and BLEPROV_DEVICE_PASSPHRASE (or prompts).
     """
+    from bleprov.core.advertising import format_discriminator
+
     issued = issue_from_factory(directory, out, modes, scratch_card=scratch_card)
     try:
         written = write_label_files(issued.directory, issued.label, issued.device_id)
     except BleprovError as exc:
         raise _fail(exc) from None
-    console.print(f"device {issued.device_id}: {issued.directory}", highlight=False)
+    console.print(
+        f"device {issued.device_id}, discriminator "
+        f"{format_discriminator(issued.label.payload.discriminator)}: {issued.directory}",
+        highlight=False,
+    )
     for path in written:
         console.print(f"  {path}", highlight=False)
     console.print(
@@ -128,6 +140,8 @@ def show(
 
 def public_fields(payload: OnboardingPayload) -> dict[str, Any]:
     """What a label tells anyone: no key, no label secret, no passcode."""
+    from bleprov.core.advertising import OobMode
+
     return {
         "version": payload.version,
         "discriminator": payload.discriminator,
@@ -144,6 +158,8 @@ def decode(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Read the QR code in a photo or screenshot; print its public fields only."""
+    from bleprov.core.advertising import format_discriminator
+    from bleprov.core.onboarding import parse_qr
     from bleprov.labels import decode_qr_image
 
     try:
@@ -154,7 +170,9 @@ def decode(
         typer.echo(json.dumps(fields, sort_keys=True))
         return
     console.print("bleprov setup code found", highlight=False)
-    console.print(f"  discriminator  0x{fields['discriminator']:03X}", highlight=False)
+    console.print(
+        f"  discriminator  {format_discriminator(fields['discriminator'])}", highlight=False
+    )
     console.print(f"  modes          {', '.join(fields['modes'])}", highlight=False)
     console.print(
         f"  passcode       {'on the label' if fields['passcode_on_label'] else 'none'}",

@@ -7,7 +7,8 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
-from bleprov.core.advertising import describe
+from bleprov.cli.output import print_table
+from bleprov.core.advertising import describe, format_discriminator
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import HostLink, find_device
 from bleprov.radio.linktest import EchoApplication, linktest_info, run_link_test
@@ -21,7 +22,10 @@ async def serve(console: Console, radio: str, discriminator: int, name: str) -> 
             peripheral, EchoApplication(), lambda: linktest_info(discriminator), local_name=name
         )
         await link.start()
-        console.print(f"advertising on {spec}, discriminator {discriminator}", highlight=False)
+        console.print(
+            f"advertising on {spec}, discriminator {format_discriminator(discriminator)}",
+            highlight=False,
+        )
         console.print("ready", highlight=False)
         try:
             await asyncio.Event().wait()
@@ -54,5 +58,5 @@ async def run_host(
                 str(r.frames_sent),
                 str(r.frames_received),
             )
-        console.print(table)
+        print_table(console, table)
         console.print("linktest ok", highlight=False)

@@ -14,9 +14,7 @@ members over validated connections, until SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,12 +25,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 import bleprov.cli as cli
+from bleprov.cli.config import USER_ENV, ZONE_ENV
+from bleprov.cli.output import print_table
 from bleprov.core.errors import BleprovError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from bleprov.core.window import WindowCode, WindowPurpose
     from bleprov.store.hub_files import Hub
     from bleprov.store.registry import AuditEntry, Device, Registry, User
@@ -62,7 +63,9 @@ class RoleChoice(StrEnum):
 HubDir = Annotated[
     Path,
     typer.Option(
-        "--dir", envvar="BLEPROV_HUB_DIR", help="Hub directory (default: $BLEPROV_HUB_DIR)."
+        "--dir",
+        envvar=["BLEPROV_HUB_DIR", ZONE_ENV],
+        help="Hub directory (default: $BLEPROV_HUB_DIR, $BLEPROV_ZONE, zone in the config).",
     ),
 ]
 RegistryUrl = Annotated[
@@ -74,7 +77,7 @@ RegistryUrl = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ActingUser = Annotated[str, typer.Option("--user", help="The admin doing this.")]
+ActingUser = Annotated[str, typer.Option("--user", envvar=USER_ENV, help="The admin doing this.")]
 UserKey = Annotated[
     Path | None,
     typer.Option(
@@ -208,6 +211,8 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 def _table(*columns: str) -> Table:
     """A plain table that folds long values (serials) instead of cutting them short."""
+    from rich.table import Table
+
     table = Table(box=None, pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -224,7 +229,7 @@ def _print_audit(entries: list[AuditEntry]) -> None:
             escape(entry.subject),
             escape(entry.detail),
         )
-    cli.console.print(table)
+    print_table(cli.console, table)
 
 
 # ----------------------------------------------------------------------- commands
@@ -298,7 +303,7 @@ def zone_list(
                 )
             )
         )
-    cli.console.print(table)
+    print_table(cli.console, table)
 
 
 @zone_app.command("show")
@@ -377,6 +382,8 @@ def zone_open_window(
     with _errors(), _open_hub(directory, registry_url) as hub:
         actor = _authenticate(hub, hub.registry, user, user_key)
         hub.registry.require_admin(actor)
+        import asyncio
+
         code = asyncio.run(_open_member_window(hub, device_id, host, port, chosen, seconds))
         cli.console.print(
             f"window open for {seconds // 60} min on {escape(device_id)} ({purpose}).\n"
@@ -416,7 +423,8 @@ def zone_serve(
     TLS identity: a hub certificate for a key made at start and kept in memory only,
     re-issued every 12 h. Zone passphrase: BLEPROV_ZONE_PASSPHRASE, systemd's credential
     zone-passphrase, or a prompt. Prints one `ready: ...` line ending with the address it
-    listens on, and tells systemd READY=1 (Type=notify).
+    listens on, and tells systemd READY=1 (Type=notify; WATCHDOG=1 pings when WatchdogSec=
+    is set).
     """
     from bleprov.service.device_daemon import DaemonConfigError, parse_endpoint
 
@@ -425,6 +433,8 @@ def zone_serve(
     except DaemonConfigError as exc:
         cli.err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    import asyncio
+
     with _errors(), _open_hub(directory, registry_url) as hub:
         try:
             asyncio.run(_serve_hub(hub, host, port))
@@ -444,14 +454,18 @@ def _emit(line: str) -> None:
 
 
 async def _serve_hub(hub: Hub, host: str, port: int) -> None:
-    from bleprov.service.systemd import notify
+    import asyncio
+    import signal
+
+    from bleprov.service.systemd import notify, watchdog
     from bleprov.service.zone_hub import run_hub
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await run_hub(hub, host, port, stop=stop, emit=_emit, notify=notify)
+    async with watchdog():  # systemd's WatchdogSec=: pinged from this loop
+        await run_hub(hub, host, port, stop=stop, emit=_emit, notify=notify)
 
 
 @zone_app.command("export")
@@ -579,4 +593,4 @@ def user_list(
             str(row["created_at"]),
             "disabled" if row["disabled"] else "enabled",
         )
-    cli.console.print(table)
+    print_table(cli.console, table)

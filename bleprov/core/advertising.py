@@ -22,6 +22,9 @@ from bleprov.core.words import words
 
 DISCRIMINATOR_BITS: Final = 12
 DISCRIMINATOR_MAX: Final = (1 << DISCRIMINATOR_BITS) - 1
+#: Longer text is not a discriminator (and is not converted: int() of thousands of digits).
+_DISCRIMINATOR_TEXT_MAX: Final = 12
+_DISCRIMINATOR_FORMS: Final = "give it as on the label, e.g. 0x874, or in decimal, e.g. 2164"
 #: Largest info value a host accepts: one ATT read at the minimum MTU is 22 bytes, long
 #: reads go to 512 (the largest attribute value).
 INFO_MAX_BYTES: Final = 512
@@ -279,12 +282,48 @@ def _window_info(value: object) -> WindowInfo | None:
     return WindowInfo(value[0], cost, WindowPurpose(value[2]))
 
 
+def format_discriminator(value: int) -> str:
+    """A discriminator as the label prints it, and as every output shows it: ``0x874``
+    (three upper-case hex digits). The label is what the user holds, so what a screen
+    shows is compared with it digit by digit."""
+    return f"0x{value:03X}"
+
+
+def parse_discriminator(text: str) -> int:
+    """A discriminator as typed: ``0x874`` (hex, with its prefix, as on the label) or
+    ``2164`` (decimal, without one). A bare number is decimal, as it always was on the
+    command line; hex digits without the prefix (``F00``) are refused, not guessed."""
+    typed = text.strip()
+    if len(typed) > _DISCRIMINATOR_TEXT_MAX:
+        raise MalformedData(f"that is not a discriminator (too long): {_DISCRIMINATOR_FORMS}")
+    if typed[:2] in ("0x", "0X") and _is_hex(typed[2:]):
+        value = int(typed[2:], 16)
+    elif typed.isascii() and typed.isdigit():
+        value = int(typed, 10)
+    else:
+        hint = f" (hex needs its prefix, as on the label: 0x{typed})" if _is_hex(typed) else ""
+        raise MalformedData(f"{typed!r} is not a discriminator: {_DISCRIMINATOR_FORMS}{hint}")
+    if value > DISCRIMINATOR_MAX:
+        raise MalformedData(
+            f"a discriminator is {DISCRIMINATOR_BITS} bits: 0x000 to "
+            f"{format_discriminator(DISCRIMINATOR_MAX)} (0 to {DISCRIMINATOR_MAX})"
+        )
+    return value
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 def describe(data: ServiceData) -> str:
-    """One line for a person: "discriminator 311, virgin, modes qr, code"."""
+    """One line for a person: "discriminator 0x137, virgin, modes qr, code"."""
     modes = ", ".join(m.name.lower() for m in OobMode if m in data.modes and m.name) or "none"
     flags = [words(f) for f in AdvertisedFlags if f and f in data.flags and f.name]
     extra = f", {', '.join(flags)}" if flags else ""
-    return f"discriminator {data.discriminator}, {words(data.state)}, modes {modes}{extra}"
+    return (
+        f"discriminator {format_discriminator(data.discriminator)}, {words(data.state)}, "
+        f"modes {modes}{extra}"
+    )
 
 
 def as_mapping(data: ServiceData) -> Mapping[str, object]:

@@ -139,6 +139,9 @@ class MalformedAttestation(AttestationError, MalformedData):
 _LAZY_PARSE_ERRORS: Final = (
     ValueError,
     TypeError,
+    # A name whose string tag no ASN.1 string has (e.g. 13): cryptography before 50
+    # raised KeyError from the name's lazy parse, not ValueError.
+    KeyError,
     x509.InvalidVersion,  # not a ValueError: a damaged version field raises it
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,

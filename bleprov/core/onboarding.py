@@ -66,6 +66,20 @@ class MistypedCode(PayloadError):
     """A check digit or check symbol does not match: the user mistyped the code."""
 
 
+class PrintedKeyError(PayloadError):
+    """A typed printed key that is not one. ``group`` is where it goes wrong (1-based, in
+    the label's groups of four, or as typed when typed in groups), when the format can
+    tell; None when it cannot."""
+
+    def __init__(self, message: str, *, group: int | None = None) -> None:
+        super().__init__(message)
+        self.group = group
+
+
+class PrintedKeyMistyped(PrintedKeyError, MistypedCode):
+    """A printed key whose check symbol does not match the characters before it."""
+
+
 class TrivialPasscode(PayloadError):
     """A passcode is guessable (a repeated digit, a sequence, a repeated block)."""
 
@@ -508,6 +522,7 @@ _CROCKFORD_VALUES: Final = {
 }
 PRINTED_KEY_GROUP: Final = 4
 _SEPARATORS: Final = frozenset(" -\t\r\n")
+_SEPARATOR_RUNS: Final = re.compile(r"[ \-\t\r\n]+")
 
 
 def _group(text: str, size: int, separator: str = "-") -> str:
@@ -532,32 +547,123 @@ def encode_printed_key(payload: OnboardingPayload) -> str:
     return _group(body + check, PRINTED_KEY_GROUP)
 
 
-def parse_printed_key(text: str) -> OnboardingPayload:
-    """Parse a typed printed key: spaces, dashes, line breaks and case do not matter."""
-    stripped = _require_ascii(text, "printed key")
-    values: list[int] = []
-    for index, char in enumerate(stripped.upper()):
+#: Key symbols in a label's printed key: without a passcode, and with one.
+PRINTED_KEY_LENGTHS: Final = (
+    math.ceil(8 * PAYLOAD_BYTES / 5) + 1,
+    math.ceil(8 * PAYLOAD_BYTES_WITH_PASSCODE / 5) + 1,
+)
+
+
+@dataclass(frozen=True)
+class _TypedKey:
+    """A typed printed key read symbol by symbol, and how the person grouped it."""
+
+    #: Each symbol's value (0-36), -1 for a character that is not a key character.
+    values: list[int]
+    #: Symbols per typed group (one group if typed in a run).
+    groups: list[int]
+
+    @classmethod
+    def read(cls, text: str) -> _TypedKey:
+        typed = _require_ascii(text, "printed key").upper()
+        chunks = [chunk for chunk in _SEPARATOR_RUNS.split(typed) if chunk]
+        values = [_CROCKFORD_VALUES.get(char, -1) for char in "".join(chunks)]
+        return cls(values, [len(chunk) for chunk in chunks])
+
+    def where(self, index: int) -> tuple[int, int]:
+        """Symbol ``index`` (0-based) as (group, place), 1-based: in the groups as typed
+        if typed in groups, else in the label's fours."""
+        if len(self.groups) < 2:
+            return index // PRINTED_KEY_GROUP + 1, index % PRINTED_KEY_GROUP + 1
+        for group, size in enumerate(self.groups, 1):
+            if index < size:
+                return group, index + 1
+            index -= size
+        raise IndexError(index)
+
+    def odd_group(self) -> tuple[int, int] | None:
+        """The first typed group, the last aside, that is not four characters long (and
+        its length), if the key was typed in groups at all."""
+        for number, size in enumerate(self.groups[:-1], 1):
+            if size != PRINTED_KEY_GROUP:
+                return number, size
+        return None
+
+
+def _odd_words(odd: tuple[int, int]) -> str:
+    return f"group {odd[0]} has {odd[1]} characters, not {PRINTED_KEY_GROUP}"
+
+
+def regroup_printed_key(text: str) -> str:
+    """A typed printed key as it was read, grouped in fours as the label prints it: upper
+    case, O read as 0, I and L as 1, a character that is not a key character as ``?``.
+    For echoing what a person typed, beside the label."""
+    shown = []
+    for char in text:
         if char in _SEPARATORS:
             continue
-        value = _CROCKFORD_VALUES.get(char)
-        if value is None:
-            raise PayloadError(f"printed key character {index + 1} is not a key character")
-        values.append(value)
+        # Only ASCII is upper-cased: str.upper maps some other letters onto ASCII ones.
+        value = _CROCKFORD_VALUES.get(char.upper()) if char.isascii() else None
+        shown.append("?" if value is None else _CROCKFORD_CHECK[value])
+    return _group("".join(shown), PRINTED_KEY_GROUP)
+
+
+def parse_printed_key(text: str) -> OnboardingPayload:
+    """Parse a typed printed key: spaces, dashes, line breaks and case do not matter.
+
+    A mistake is located as precisely as the format allows (:class:`PrintedKeyError`'s
+    ``group``): a character that is not a key character, a check character before the
+    end, a group typed short or long. A wrong or swapped character is caught by the one
+    check symbol at the end, which says that the key is wrong, not where.
+    """
+    typed = _TypedKey.read(text)
+    values = typed.values
+    if values and min(values) < 0:
+        group, place = typed.where(values.index(-1))
+        raise PrintedKeyError(
+            f"printed key group {group}, character {place} is not a key character "
+            "(0-9 and A-Z, no U)",
+            group=group,
+        )
     if len(values) < 2:
-        raise PayloadError("printed key is too short")
+        raise PrintedKeyError("printed key is too short")
     *body, check = values
-    if any(digit >= 32 for digit in body):
-        raise PayloadError("printed key has a check character (* ~ $ = U) before its end")
+    if max(body) >= 32:
+        group, place = typed.where(next(i for i, digit in enumerate(body) if digit >= 32))
+        raise PrintedKeyError(
+            "printed key has a check character (* ~ $ = U) before its end: group "
+            f"{group}, character {place}",
+            group=group,
+        )
     size = len(body) * 5 // 8
+    lengths = " or ".join(map(str, PRINTED_KEY_LENGTHS))
     if math.ceil(8 * size / 5) != len(body):
-        raise PayloadError(f"printed key has {len(values)} characters, not a valid length")
+        odd = typed.odd_group()
+        where = f": {_odd_words(odd)}" if odd else f"; a label's has {lengths}"
+        raise PrintedKeyError(
+            f"printed key has {len(values)} characters, not a valid length{where}",
+            group=odd[0] if odd else None,
+        )
     value = 0
     for digit in body:
         value = value * 32 + digit
     if value >> (8 * size):
-        raise PayloadError("printed key is not canonical (its first character is too large)")
+        raise PrintedKeyError(
+            "printed key is not canonical (its first character is too large)", group=1
+        )
     if value % 37 != check:
-        raise MistypedCode("the printed key was mistyped (its check character does not match)")
+        mistyped = "the printed key was mistyped (its check character does not match)"
+        if odd := typed.odd_group():
+            raise PrintedKeyMistyped(f"{mistyped}: {_odd_words(odd)}", group=odd[0])
+        if len(values) not in PRINTED_KEY_LENGTHS:
+            raise PrintedKeyMistyped(
+                f"{mistyped}: it has {len(values)} characters and a label's has {lengths}: "
+                "one is missing, or one too many"
+            )
+        raise PrintedKeyMistyped(
+            f"{mistyped}: a character is wrong, or two neighbours are swapped; its one "
+            "check character cannot tell which, so compare it with the label group by group"
+        )
     return parse_payload(value.to_bytes(size, "big"))
 
 
@@ -772,6 +878,7 @@ __all__ = [
     "PAYLOAD_BYTES",
     "PAYLOAD_BYTES_WITH_PASSCODE",
     "PAYLOAD_VERSION",
+    "PRINTED_KEY_LENGTHS",
     "PUBLIC_KEY_BYTES",
     "QR_ALPHANUMERIC",
     "QR_PREFIX",
@@ -780,6 +887,8 @@ __all__ = [
     "MistypedCode",
     "OnboardingPayload",
     "PayloadError",
+    "PrintedKeyError",
+    "PrintedKeyMistyped",
     "QrErrorCorrection",
     "TrivialPasscode",
     "UnsupportedPayloadVersion",
@@ -802,6 +911,7 @@ __all__ = [
     "parse_user_password",
     "passcode_password",
     "qr_alphanumeric_capacity",
+    "regroup_printed_key",
     "smallest_qr_version",
     "validate_passcode",
     "verhoeff_check_digit",

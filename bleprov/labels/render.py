@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import segno
 
-from bleprov.core.advertising import OobMode
+from bleprov.core.advertising import OobMode, format_discriminator
 from bleprov.core.factory import Label
 from bleprov.core.identity import validate_device_id
 from bleprov.core.onboarding import (
@@ -206,7 +206,9 @@ def label_sheet_svg(label: Label, device_id: str) -> bytes:
         _text(right, 7.5, "bleprov setup label", size=3.4, bold=True),
         _text(right, 12.0, "Device ID", size=2.2),
         _text(right, 15.2, device_id, size=2.8, mono=True),
-        _text(right, 19.6, f"Discriminator 0x{payload.discriminator:03X}", size=2.4),
+        _text(
+            right, 19.6, f"Discriminator {format_discriminator(payload.discriminator)}", size=2.4
+        ),
         _text(right, 23.2, f"Modes: {_modes_text(payload.modes)}", size=2.4),
     ]
     if label.manual_code is not None:

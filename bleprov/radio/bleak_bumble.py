@@ -471,6 +471,10 @@ class BumbleScanner(BaseBleakScanner):
         name = data.local_name
         if name is None and (previous := self.seen_devices.get(str(adv.address))):
             name = previous[0].name  # a later packet without the name must not erase it
+        if name is None:
+            # Nor a scan started between an advertisement and its scan response: the
+            # name this radio last heard, as BlueZ keeps a device's Alias across scans.
+            name = state.names.get(address)
         device = self.create_or_update_device(str(adv.address), address, name, adv.address, data)
         self.call_detection_callbacks(device, data)
 

@@ -22,7 +22,13 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from bleprov.core.advertising import DeviceInfo, ServiceData, decode_service_data
+from bleprov.core.advertising import (
+    DeviceInfo,
+    ServiceData,
+    decode_service_data,
+    describe,
+    format_discriminator,
+)
 from bleprov.core.errors import BleprovError, ChannelClosed, FramingError, ProtocolError
 from bleprov.core.frames import (
     DEFAULT_MAX_MESSAGE,
@@ -30,6 +36,7 @@ from bleprov.core.frames import (
     DEFAULT_RX_WINDOW,
     ChannelState,
     FrameChannel,
+    FrameKind,
     MessageReceived,
     Role,
 )
@@ -122,7 +129,9 @@ def _parse_advertisement(
     except ProtocolError as exc:
         logger.debug("ignoring %s: %s", device.address, exc)
         return None
-    return FoundDevice(device, data, adv.rssi, adv.local_name)
+    # An advertisement heard without its scan response has no name: the name the stack
+    # keeps for the device (bleak's BLEDevice.name, None when it knows none) is the same.
+    return FoundDevice(device, data, adv.rssi, adv.local_name or device.name)
 
 
 async def scan(
@@ -130,6 +139,7 @@ async def scan(
 ) -> list[FoundDevice]:
     """Every bleprov device heard within ``timeout``, strongest first."""
     profile = profile or default_profile()
+    logger.info("scanning for %g s on the %s radio", timeout, radio.name)
     try:
         seen = await BleakScanner.discover(
             timeout=timeout, return_adv=True, **radio.scanner_kwargs()
@@ -141,6 +151,9 @@ async def scan(
         for device, adv in seen.values()
         if (f := _parse_advertisement(device, adv, profile)) is not None
     ]
+    logger.info("heard %d bleprov device(s)", len(found))
+    for f in found:
+        logger.debug("heard %s: %s", f.device.address, describe(f.service_data))
     return sorted(found, key=lambda f: -f.rssi)
 
 
@@ -156,6 +169,14 @@ async def find_device(
     for which ``matches`` (if given) holds, e.g. a manual code's short discriminator."""
     profile = profile or default_profile()
     result: FoundDevice | None = None
+    which = (
+        f" with discriminator {format_discriminator(discriminator)}"
+        if discriminator is not None
+        else ""
+    )
+    logger.info(
+        "scanning on the %s radio for a bleprov device%s (up to %g s)", radio.name, which, timeout
+    )
 
     def match(device: BLEDevice, adv: AdvertisementData) -> bool:
         nonlocal result
@@ -176,9 +197,14 @@ async def find_device(
     except (BleakError, OSError) as exc:
         raise radio.unavailable(exc) from None
     if device is None or result is None:
-        which = f" with discriminator {discriminator}" if discriminator is not None else ""
         raise DeviceNotFound(f"no bleprov device{which} found within {timeout:g} s")
+    logger.info("found %s: %s", result.device.address, describe(result.service_data))
     return result
+
+
+def _frame_kind(frame: bytes) -> str:
+    """A frame's kind for a debug line (its control byte's top bits); never its payload."""
+    return FrameKind(frame[0] >> 6).name if frame else "empty"
 
 
 class HostLink:
@@ -248,6 +274,7 @@ class HostLink:
 
     async def connect(self) -> DeviceInfo:
         """Connect, read the device info, subscribe to frames and open the channel."""
+        logger.info("connecting to %s", self._client.address)
         try:
             await self._client.connect()
             service = self._client.services.get_service(self.profile.service_uuid)
@@ -259,6 +286,7 @@ class HostLink:
             if self._rx_char is None or tx is None or info_char is None:
                 raise LinkError("the device's bleprov service lacks a characteristic")
             self.info_raw = bytes(await self._client.read_gatt_char(info_char))
+            logger.debug("read the device info (%d bytes)", len(self.info_raw))
             info = DeviceInfo.decode(self.info_raw)
             self.write_round_trips += 1
             if info.protocol_version != self.profile.protocol_version:
@@ -279,6 +307,14 @@ class HostLink:
         except BaseException:
             await self._abort()
             raise
+        logger.info(
+            "connected to %s: ATT MTU %d; the device takes messages up to %d bytes, "
+            "%d frames ahead",
+            self._client.address,
+            self.channel.att_mtu,
+            info.max_message,
+            info.rx_window,
+        )
         self._pump = self._loop.create_task(self._run())
         self._wakeup.set()
         return info
@@ -348,6 +384,8 @@ class HostLink:
     def _on_notification(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
         if self.channel.state is not ChannelState.OPEN:
             return
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("frame in: %s, %d bytes", _frame_kind(bytes(data)), len(data))
         try:
             events = self.channel.receive_frame(bytes(data), self.now())
         except FramingError as exc:
@@ -359,6 +397,7 @@ class HostLink:
         self._wakeup.set()
 
     def _on_disconnect(self, _client: BleakClient) -> None:
+        logger.debug("disconnected from %s", self._client.address)
         try:
             self.channel.connection_lost()
         except FramingError as exc:
@@ -383,6 +422,8 @@ class HostLink:
             frames = self.channel.data_to_send(self.now())
             try:
                 for frame in frames:
+                    if logger.isEnabledFor(logging.DEBUG):
+                        logger.debug("frame out: %s, %d bytes", _frame_kind(frame), len(frame))
                     await self._client.write_gatt_char(
                         self._rx_char, frame, response=self.write_with_response
                     )

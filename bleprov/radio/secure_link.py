@@ -36,7 +36,7 @@ from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.identity import AttestationResult
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
-from bleprov.core.session.messages import Mode, Refused, encode
+from bleprov.core.session.messages import Handshake, Hello, Mode, Refused, Secure, decode, encode
 from bleprov.core.window import CommissioningWindow
 from bleprov.radio.host_link import CentralRadio, HostLink
 
@@ -395,6 +395,28 @@ NumberConfirmer = Callable[[int], Awaitable[bool]]
 PasskeyReader = Callable[[], Awaitable[str]]
 
 
+def _message_kind(raw: bytes) -> str:
+    """A session message's type for a debug line: never its body (a handshake share, a
+    ciphertext), only what it is."""
+    try:
+        message = decode(raw)
+    except MalformedData:
+        return "unreadable"
+    if isinstance(message, Hello):
+        return f"HELLO ({message.mode.label} mode)"
+    if isinstance(message, Refused):
+        return f"REFUSED (code {message.code})"
+    if isinstance(message, Handshake):
+        return "HANDSHAKE"
+    assert isinstance(message, Secure)
+    return "SECURE"
+
+
+def _log_message(direction: str, raw: bytes) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("session %s: %s, %d bytes", direction, _message_kind(raw), len(raw))
+
+
 async def _always_reject(number: int) -> bool:
     return False
 
@@ -474,6 +496,7 @@ class SecureHostLink:
                 "use it only where nobody else can be in range (docs/security.md)"
             )
         info = await self.link.connect()
+        logger.info("authenticating in %s mode", self.mode.label)
         try:
             if self._advertised is not None:
                 hst.check_advertisement(self._advertised, info)
@@ -494,8 +517,11 @@ class SecureHostLink:
                         established = await self._handle(events)
                         if established is not None:
                             self.info = SessionInfo(self.mode, established.attestation, info)
+                            self._log_established()
                             return self.info
-                        events = self.machine.receive(await self.link.receive(), loop.time())
+                        raw = await self.link.receive()
+                        _log_message("in", raw)
+                        events = self.machine.receive(raw, loop.time())
                         self.handshake_received += 1
             except TimeoutError:
                 raise dev.HandshakeTimeout(
@@ -505,6 +531,21 @@ class SecureHostLink:
             await self.link.close()
             raise
 
+    def _log_established(self) -> None:
+        assert self.info is not None
+        attestation = self.info.attestation
+        logger.info(
+            "secure session established with device %s made by %s (manufacturer %s)",
+            attestation.device_id,
+            attestation.manufacturer,
+            "trusted" if attestation.trusted else "not trusted",
+        )
+        logger.debug(
+            "handshake: %d message(s) sent, %d received",
+            self.handshake_sent,
+            self.handshake_received,
+        )
+
     async def _handle(self, events: list[hst.HostEvent]) -> hst.Established | None:
         assert self.machine is not None
         established = None
@@ -512,14 +553,17 @@ class SecureHostLink:
         while pending:
             event = pending.pop(0)
             if isinstance(event, hst.SendMessage):
+                _log_message("out", event.data)
                 self.link.send(event.data)
                 if self.info is None:
                     self.handshake_sent += 1
             elif isinstance(event, hst.CompareNumber):
+                logger.debug("compare mode: asking the user to compare the number")
                 accepted = await self._confirm(event.number)
                 loop = asyncio.get_running_loop()
                 pending.extend(self.machine.confirm_number(accepted, loop.time()))
             elif isinstance(event, hst.PasskeyRequested):
+                logger.debug("passkey mode: asking the user for the device's number")
                 typed = await self._passkey()
                 loop = asyncio.get_running_loop()
                 pending.extend(self.machine.enter_passkey(typed, loop.time()))
@@ -549,13 +593,16 @@ class SecureHostLink:
         loop = asyncio.get_running_loop()
         for event in self.machine.send(data, loop.time()):
             if isinstance(event, hst.SendMessage):
+                _log_message("out", event.data)
                 self.link.send(event.data)
 
     async def receive(self, timeout: float | None = None) -> bytes:
         assert self.machine is not None
         loop = asyncio.get_running_loop()
         while self._inbox.empty():
-            events = self.machine.receive(await self.link.receive(timeout), loop.time())
+            raw = await self.link.receive(timeout)
+            _log_message("in", raw)
+            events = self.machine.receive(raw, loop.time())
             await self._handle(events)
         item = self._inbox.get_nowait()
         if isinstance(item, BleprovError):
@@ -567,6 +614,7 @@ class SecureHostLink:
         return await self.receive(timeout)
 
     async def close(self) -> None:
+        logger.debug("closing the session")
         if self.machine is not None:
             with contextlib.suppress(BleprovError):
                 for event in self.machine.close(asyncio.get_running_loop().time()):

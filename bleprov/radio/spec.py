@@ -12,24 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from bumble.core import CommandTimeoutError
-from bumble.transport.common import TransportInitError, TransportLostError, TransportSpecError
-
 from bleprov.core.errors import BleprovError
 from bleprov.radio.errors import RadioUnavailable, bumble_radio_unavailable
-from bleprov.radio.host_link import CentralRadio
-from bleprov.radio.peripheral import Peripheral
 
 if TYPE_CHECKING:
-    from bumble.core import CommandTimeoutError
+    # Imported where a radio is opened: parsing a spec (``--radio`` checked as the command
+    # line is parsed, ``--help``) must not load bumble (0.3 s) or bleak.
     from bumble.device import Device
-from bumble.transport.common import Transport
+    from bumble.transport.common import Transport
+
+    from bleprov.radio.host_link import CentralRadio
+    from bleprov.radio.peripheral import Peripheral
 
 DEFAULT_DEVICE_ADDRESS: Final = "F0:B1:E9:00:00:01"
 DEFAULT_HOST_ADDRESS: Final = "C0:B1:E9:00:00:01"
@@ -66,6 +66,8 @@ async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[Cent
 
     ``mtu`` is what a bumble central asks for; system stacks negotiate their own.
     """
+    from bleprov.radio.host_link import CentralRadio
+
     if spec.kind == "system":
         yield CentralRadio.system()
         return
@@ -74,7 +76,7 @@ async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[Cent
     try:
         try:
             await device.power_on()
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             raise bumble_radio_unavailable(spec.transport, exc) from None
         yield CentralRadio.bumble(device, mtu=mtu)
     finally:
@@ -139,20 +141,30 @@ async def open_watched_peripheral(
 
 async def close_transport(transport: Transport) -> None:
     """Close a bumble transport, promptly even when its other end is gone."""
-    with contextlib.suppress(*TRANSPORT_ERRORS, TimeoutError):
+    with contextlib.suppress(*transport_errors(), TimeoutError):
         async with asyncio.timeout(TRANSPORT_CLOSE_TIMEOUT):
             await transport.close()
 
 
-#: What a bumble transport raises when nothing (or no controller) answers there, or when
-#: a command goes unanswered after the other end went away.
-TRANSPORT_ERRORS: Final = (
-    OSError,
-    TransportInitError,
-    TransportLostError,
-    TransportSpecError,
-    CommandTimeoutError,
-)
+@functools.cache
+def transport_errors() -> tuple[type[Exception], ...]:
+    """What a bumble transport raises when nothing (or no controller) answers there, or
+    when a command goes unanswered after the other end went away. A function, so that
+    bumble is imported only where a radio is used (or such an error is caught)."""
+    from bumble.core import CommandTimeoutError
+    from bumble.transport.common import (
+        TransportInitError,
+        TransportLostError,
+        TransportSpecError,
+    )
+
+    return (
+        OSError,
+        TransportInitError,
+        TransportLostError,
+        TransportSpecError,
+        CommandTimeoutError,
+    )
 
 
 async def _open_bumble(spec: RadioSpec, *, name: str, address: str) -> tuple[Device, Transport]:
@@ -162,12 +174,11 @@ async def _open_bumble(spec: RadioSpec, *, name: str, address: str) -> tuple[Dev
 
     try:
         return await open_hci_device(spec.transport, name=name, address=address)
-    except TRANSPORT_ERRORS as exc:
+    except transport_errors() as exc:
         raise bumble_radio_unavailable(spec.transport, exc) from None
 
 
 __all__ = [
-    "TRANSPORT_ERRORS",
     "RadioSpec",
     "RadioSpecError",
     "RadioUnavailable",
@@ -176,4 +187,5 @@ __all__ = [
     "open_central",
     "open_peripheral",
     "open_watched_peripheral",
+    "transport_errors",
 ]

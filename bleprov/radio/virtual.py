@@ -78,6 +78,7 @@ __all__ = [
     "PERIPHERAL_TO_CENTRAL",
     "DirectionStats",
     "LinkStats",
+    "VirtualController",
     "VirtualLink",
     "VirtualRadioHub",
     "air_bytes_for",
@@ -439,7 +440,9 @@ class VirtualLink(LocalLink):
     def send_advertising_pdu(
         self, sender_controller: Controller, packet: ll.AdvertisingPdu
     ) -> None:
-        """Broadcast immediately (not delayed); a CONNECT_IND clears the pair's encryption."""
+        """Broadcast immediately (not delayed); a CONNECT_IND clears the pair's encryption.
+        An advertisement carries its advertiser's scan response to each scanner
+        (:class:`VirtualController`)."""
         if isinstance(packet, ll.ConnectInd):
             self._encrypted.discard(
                 frozenset(
@@ -449,12 +452,84 @@ class VirtualLink(LocalLink):
                     )
                 )
             )
-        super().send_advertising_pdu(sender_controller, packet)
+        if not isinstance(packet, ll.AdvInd | ll.AdvExtInd):
+            super().send_advertising_pdu(sender_controller, packet)
+            return
+        scan_response = _scan_response_of(sender_controller, packet)
+        loop = asyncio.get_running_loop()
+        for controller in self.controllers:
+            if controller is sender_controller:
+                continue
+            if isinstance(controller, VirtualController):
+                loop.call_soon(controller.hear_advertisement, packet, scan_response)
+            else:
+                loop.call_soon(controller.on_ll_advertising_pdu, packet)
 
     def remove_controller(self, controller: Controller) -> None:
         """Detach ``controller`` (no-op if it is not on the link)."""
         if controller in self.controllers:
             super().remove_controller(controller)
+
+
+class VirtualController(Controller):
+    """bumble's software controller, answering a scan with the advertiser's scan response.
+
+    bumble's own (0.0.236) reports its advertising data a second time as the scan
+    response, so nothing in a scan response (bleprov's local name) ever reached a
+    scanner on the virtual radio. :class:`VirtualLink` hands each scanner the
+    advertiser's scan response data beside the advertising PDU; this controller puts it
+    into the SCAN_RSP report it sends its host.
+    """
+
+    _scan_response: bytes | None = None
+
+    def hear_advertisement(self, packet: ll.AdvertisingPdu, scan_response: bytes | None) -> None:
+        """``packet`` heard on air; ``scan_response``: what its advertiser answers a scan
+        request with (None: leave bumble's report as it is)."""
+        self._scan_response = scan_response
+        try:
+            self.on_ll_advertising_pdu(packet)
+        finally:
+            self._scan_response = None
+
+    def send_hci_packet(self, packet: hci.HCI_Packet) -> None:
+        if self._scan_response is not None:
+            packet = _with_scan_response(packet, self._scan_response)
+        super().send_hci_packet(packet)
+
+
+def _with_scan_response(packet: hci.HCI_Packet, data: bytes) -> hci.HCI_Packet:
+    """An advertising report whose scan-response entries carry ``data``."""
+    if isinstance(packet, hci.HCI_LE_Advertising_Report_Event):
+        scan_rsp = hci.HCI_LE_Advertising_Report_Event.EventType.SCAN_RSP
+        return hci.HCI_LE_Advertising_Report_Event(
+            [
+                dataclasses.replace(r, data=data) if r.event_type == scan_rsp else r
+                for r in packet.reports
+            ]
+        )
+    if isinstance(packet, hci.HCI_LE_Extended_Advertising_Report_Event):
+        flag = hci.HCI_LE_Extended_Advertising_Report_Event.EventType.SCAN_RESPONSE
+        return hci.HCI_LE_Extended_Advertising_Report_Event(
+            [
+                dataclasses.replace(r, data=data) if r.event_type & flag else r
+                for r in packet.reports
+            ]
+        )
+    return packet
+
+
+def _scan_response_of(sender: Controller, packet: ll.AdvertisingPdu) -> bytes | None:
+    """The scan response data the advertiser of ``packet`` set (legacy or extended)."""
+    if isinstance(packet, ll.AdvInd):
+        legacy = sender.le_legacy_advertiser
+        if legacy.enabled and legacy.address == packet.advertiser_address:
+            return bytes(legacy.scan_response_data)
+    elif isinstance(packet, ll.AdvExtInd):
+        for advertising_set in sender.advertising_sets.values():
+            if advertising_set.enabled and advertising_set.address == packet.advertiser_address:
+                return bytes(advertising_set.scan_response_data)
+    return None
 
 
 def make_virtual_device(link: LocalLink, *, name: str, address: str) -> Device:
@@ -465,7 +540,7 @@ def make_virtual_device(link: LocalLink, *, name: str, address: str) -> Device:
     is the device's (random static) address, e.g. ``"F0:F0:F0:F0:F0:F0"``. The caller
     powers it on with ``await device.power_on()``.
     """
-    controller = Controller(name, link=link)
+    controller = VirtualController(name, link=link)
     host = Host(controller, AsyncPipeSink(controller))
     return Device(name=name, address=hci.Address(address), host=host)
 
@@ -534,7 +609,7 @@ class _HciSession(asyncio.Protocol):
             self._endpoint.session.detach()
         self._transport = transport
         self._endpoint.session = self
-        self.controller = Controller(
+        self.controller = VirtualController(
             f"hub-{self._endpoint.index}", host_sink=self, link=self._endpoint.link
         )
         self._parser = PacketParser(self.controller)

@@ -10,7 +10,9 @@ and tells every :class:`DaemonService` when it changes. Validated connections
 added by appending to ``services``, nothing else changes.
 
 Event lines (``ready: ...``, ``state: ...``) go to ``emit``: stdout for the CLI, which tests
-and systemd's journal read. Nothing secret is ever emitted.
+and systemd's journal read. The same moments go to ``notify`` (systemd's sd_notify, under
+``Type=notify``): ``READY=1`` once advertising, ``STATUS=`` on every state change,
+``STOPPING=1`` on the way out. Nothing secret is ever emitted.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from bleprov.core import membership as mb
-from bleprov.core.advertising import DeviceState
+from bleprov.core.advertising import DeviceState, format_discriminator
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
 from bleprov.core.words import words
 from bleprov.core.zone import ZoneError, crl_info, crl_supersedes
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.errors import RadioLost, reason
-from bleprov.radio.spec import TRANSPORT_ERRORS, RadioSpec
+from bleprov.radio.spec import RadioSpec, transport_errors
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.device_ui import DeviceUiHooks, UiActions, state_name
 
@@ -101,7 +103,7 @@ def parse_network(text: str) -> tuple[str, str]:
     if kind == "simulated" and not argument:
         raise DaemonConfigError(
             "simulated needs its environment file: simulated:FILE "
-            "(see bleprov/network/simulated_example.toml)"
+            "(`bleprov contrib show simulated_example.toml` prints an example)"
         )
     return kind, argument
 
@@ -387,11 +389,13 @@ class DeviceDaemon:
         emit: Emit,
         services: list[DaemonService] | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        notify: Callable[[str], object] = lambda _message: None,
     ) -> None:
         self.runtime = runtime
         self.ui = ui
         self.radio_name = radio_name
         self.emit = emit
+        self.notify = notify
         self.services: list[DaemonService] = list(services or [])
         self.poll_interval = poll_interval
         self.state: DeviceState | None = None
@@ -405,8 +409,10 @@ class DeviceDaemon:
         await self._changed(state, announce=False)
         self.emit(
             f"ready: device {self.runtime.device_id} advertising on {self.radio_name}, "
-            f"discriminator {self.runtime.discriminator}, state {state_name(state)}"
+            f"discriminator {format_discriminator(self.runtime.discriminator)}, "
+            f"state {state_name(state)}"
         )
+        self.notify(f"READY=1\n{self._status(state)}")
         self._watch = asyncio.create_task(self._watch_state(), name="state-watch")
 
     def press_button(self) -> None:
@@ -445,6 +451,7 @@ class DeviceDaemon:
                 await self.runtime.link.readvertise()
             except BleprovError as exc:
                 logger.warning("could not re-advertise: %s", exc)
+            self.notify(self._status(state))
         self.state = state
         self.ui.show_state(state)
         for service in self.services:
@@ -452,6 +459,13 @@ class DeviceDaemon:
                 await service.state_changed(state)
             except (BleprovError, OSError) as exc:
                 self.emit(f"error: {type(service).__name__} could not follow the state: {exc}")
+
+    def _status(self, state: DeviceState) -> str:
+        """systemd's one-line status (``systemctl status``)."""
+        return (
+            f"STATUS=device {self.runtime.device_id} advertising on {self.radio_name}, "
+            f"state {state_name(state)}"
+        )
 
     async def _watch_state(self) -> None:
         while True:
@@ -485,12 +499,14 @@ class DeviceDaemon:
             try:
                 await self.start()
                 radio_lost = await _stop_or_lost(stop, lost)
-            except TRANSPORT_ERRORS as exc:  # gone while starting: a command unanswered
+            except transport_errors() as exc:  # gone while starting: a command unanswered
                 self.emit(f"radio: {self.radio_name} failed ({reason(exc)})")
                 radio_lost = True
             if radio_lost:
                 self.emit(f"radio: lost {self.radio_name}")
+                self.notify(f"STATUS=lost the radio {self.radio_name}")
         finally:
+            self.notify("STOPPING=1\nSTATUS=stopping")
             self.emit("stopping")
             await self._close_promptly()
             self.emit("stopped")
@@ -508,7 +524,7 @@ class DeviceDaemon:
                 await self.close()
         except TimeoutError:
             self.emit(f"error: closing took over {CLOSE_TIMEOUT:g} s (the radio does not answer)")
-        except TRANSPORT_ERRORS as exc:
+        except transport_errors() as exc:
             self.emit(f"error: the radio failed while closing ({reason(exc)})")
 
 

@@ -259,6 +259,13 @@ class HostChannel(Protocol):
     async def receive(self, timeout: float | None = None) -> bytes: ...
 
 
+def _status_name(status: int) -> str:
+    try:
+        return Status(status).name.lower()
+    except ValueError:
+        return f"status {status}"
+
+
 class EnrolmentClient:
     """Requests over a secure session; notifications routed by topic."""
 
@@ -284,8 +291,15 @@ class EnrolmentClient:
             self.bytes_received += len(raw)
             message = decode(raw)
             if isinstance(message, Response):
+                logger.debug(
+                    "enrolment response %d: %s, %d bytes",
+                    message.id,
+                    _status_name(message.status),
+                    len(raw),
+                )
                 self._responses[message.id] = message
             elif isinstance(message, Notification):
+                logger.debug("enrolment notification %s: %d bytes", message.topic, len(raw))
                 # "error" reports a message the device could not even read (so no id):
                 # kept for the caller, it does not fail the request being waited for.
                 self._notifications.setdefault(message.topic, []).append(message.body)
@@ -296,6 +310,8 @@ class EnrolmentClient:
         request_id = self._next_id
         self._next_id += 1
         data = encode(Request(request_id, endpoint, body))
+        # The endpoint and the size only: a body may hold a Wi-Fi password.
+        logger.debug("enrolment request %d %s: %d bytes", request_id, endpoint, len(data))
         self.requests += 1
         self.bytes_sent += len(data)
         self.link.send(data)

@@ -9,13 +9,19 @@ and the attestation check.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bleprov.broker.client import BrokerConfig
 from bleprov.broker.host import BrokerHostLink, find_broker_device
-from bleprov.core.advertising import AdvertisedFlags, DeviceInfo, ServiceData
+from bleprov.core.advertising import (
+    AdvertisedFlags,
+    DeviceInfo,
+    ServiceData,
+    format_discriminator,
+)
 from bleprov.core.errors import BleprovError
 from bleprov.core.onboarding import (
     OnboardingPayload,
@@ -31,6 +37,8 @@ from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
 from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
 from bleprov.radio.secure_link import NumberConfirmer, PasskeyReader, SecureHostLink
+
+logger = logging.getLogger(__name__)
 
 
 async def _refuse_numbers(number: int) -> bool:
@@ -55,7 +63,8 @@ class DeviceAuthentication:
     matches: Callable[[ServiceData], bool] | None = None
 
     def __repr__(self) -> str:
-        return f"DeviceAuthentication(mode={self.mode.label}, discriminator={self.discriminator})"
+        which = None if self.discriminator is None else format_discriminator(self.discriminator)
+        return f"DeviceAuthentication(mode={self.mode.label}, discriminator={which})"
 
     @classmethod
     def from_payload(cls, payload: OnboardingPayload) -> DeviceAuthentication:
@@ -193,6 +202,7 @@ async def open_broker_session(
         else BrokerConfig.from_url(broker, tls=tls, username=username, password=password)
     )
     matches = auth.matches
+    logger.info("looking for the device's announcement on %s", config)
 
     def info_matches(info: DeviceInfo) -> bool:
         return matches is None or matches(info.service_data(AdvertisedFlags.NONE))

@@ -12,18 +12,23 @@ The user interface is a :class:`WifiChooser` (pick a network, answer a failure) 
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from bleprov.core.advertising import DeviceState
 from bleprov.core.enrolment.messages import WifiState, WifiStatus
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerPin
-from bleprov.core.wifi import ScanResult, WifiCredentials
+from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials
+from bleprov.core.words import words
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.service.trust import HostTrust
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     # Imported where a zone is enrolled: the hub's database stack (SQLAlchemy, Alembic,
@@ -33,6 +38,28 @@ if TYPE_CHECKING:
 
 class WifiNotJoined(BleprovError):
     """The device could not join any of the networks given; nothing was committed."""
+
+
+#: What to do when the device could not join, by the reason the device gives: the same
+#: "check the password" for every failure sent people retyping a password that was right.
+JOIN_ADVICE: Final[Mapping[JoinFailure, str]] = {
+    JoinFailure.WRONG_PASSWORD: "the network refused the password: type it again, "
+    "exactly (it is case-sensitive)",
+    JoinFailure.NETWORK_NOT_FOUND: "the device does not hear that network: check its name "
+    "(SSID) letter by letter, that it is on 2.4 GHz if the device has no 5 GHz radio, and "
+    "that the device is in range",
+    JoinFailure.DHCP_FAILED: "the device joined but got no IP address: check the router's "
+    "DHCP server (on, with addresses left, no MAC filter)",
+    JoinFailure.TIMEOUT: "the join timed out: the signal may be too weak; move the device "
+    "closer to the access point",
+    JoinFailure.OTHER: "the access point refused the device: check the network's security "
+    "setting and the router's (MAC filter, client limit)",
+}
+
+
+def join_advice(reason: JoinFailure | None) -> str:
+    """What the user should do after a join failed for ``reason``."""
+    return JOIN_ADVICE[reason or JoinFailure.OTHER]
 
 
 class PeerPinConflict(BleprovError):
@@ -82,6 +109,18 @@ class Progress(Protocol):
 class _Silent:
     def step(self, text: str) -> None:
         pass
+
+
+class _Logged:
+    """Each step also at INFO (``-v``): what the user's progress shows, in the log."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def step(self, text: str, *, logged: str | None = None) -> None:
+        """``logged``: the step's words for the log where ``text`` names the network."""
+        logger.info("%s", logged or text)
+        self.progress.step(text)
 
 
 @dataclass(frozen=True)
@@ -151,7 +190,7 @@ async def provision(
     A device whose info says it is enrolled or peer-bound is refused
     (:class:`DeviceNotVirgin`) before anything is sent, unless ``allow_owned``: the info
     is bound by the handshake, so this is what the authenticated device says."""
-    progress = progress or _Silent()
+    steps = _Logged(progress or _Silent())
     if session.info is None:
         raise BleprovError("the session is not open: call open() first")
     # A session through the owner's window is how an owned device is meant to be reached.
@@ -173,13 +212,23 @@ async def provision(
     start = meter.mark()
     if wifi is not None:
         mark = meter.mark()
-        progress.step("asking the device which Wi-Fi networks it sees")
+        steps.step("asking the device which Wi-Fi networks it sees")
         report.scan = await client.scan()
+        logger.info("the device sees %d Wi-Fi network(s)", len(report.scan))
         credentials = await wifi.choose(report.scan)
         while credentials is not None:
             report.wifi_attempts += 1
-            progress.step(f"sending credentials for {credentials.ssid.decode(errors='replace')}")
+            steps.step(
+                f"sending credentials for {credentials.ssid.decode(errors='replace')}",
+                # The log names no network (the device's journal neither: a keyed tag).
+                logged=f"sending Wi-Fi credentials (attempt {report.wifi_attempts})",
+            )
             status = await client.set_wifi(credentials)
+            logger.info(
+                "Wi-Fi: %s%s",
+                words(status.state),
+                f" ({words(status.reason)})" if status.reason is not None else "",
+            )
             report.wifi = status
             if status.state is WifiState.CONNECTED:
                 break
@@ -187,18 +236,22 @@ async def provision(
         report.wifi_cost = meter.since(mark)
         if report.wifi is not None and report.wifi.state is not WifiState.CONNECTED:
             await client.abort()
+            reason = report.wifi.reason or JoinFailure.OTHER
             raise WifiNotJoined(
-                "the device could not join the network; nothing was changed on it: check "
-                "the password and that the network is in range, then provision again"
+                f"the device could not join the network ({words(reason)}); nothing was "
+                f"changed on it: {join_advice(reason)}"
             )
     mark = meter.mark()
     pending: PendingEnrolment | None = None
     if zone is not None:
-        progress.step("enrolling into the zone: the device makes its key and a CSR")
+        steps.step("enrolling into the zone: the device makes its key and a CSR")
         pending = await zone.enroller.stage(client, session, device_id=device_id, owner=zone.owner)
         report.zone = pending
+        logger.info(
+            "zone certificate %x issued for %s, staged on the device", pending.serial, zone.owner
+        )
     if peer is not None:
-        progress.step("binding as peers: exchanging long-term keys")
+        steps.step("binding as peers: exchanging long-term keys")
         pin = await client.peer_bind(peer.host.identity())
         if pin.name != device_id:
             # The attested ID is the only name a device's pin may carry: anything else
@@ -210,7 +263,7 @@ async def provision(
             )
         report.peer = pin
     report.trust_cost = meter.since(mark)
-    progress.step("committing on the device (one atomic write)")
+    steps.step("committing on the device (one atomic write)")
     try:
         await client.commit()
     except BaseException:
@@ -219,5 +272,13 @@ async def provision(
         raise
     if peer is not None and report.peer is not None:
         peer.host.pin(report.peer)  # only once the device holds our pin too
+        logger.info("pinned the device's key %s", report.peer.fingerprint.hex())
     report.total_cost = meter.since(start)
+    logger.info(
+        "device %s provisioned: %d round trips, %d bytes up, %d down",
+        device_id,
+        report.total_cost.requests,
+        report.total_cost.bytes_up,
+        report.total_cost.bytes_down,
+    )
     return report

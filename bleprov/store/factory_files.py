@@ -13,6 +13,7 @@ never from the command line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,11 +42,16 @@ def init_manufacturer(directory: Path, name: str, passphrase: bytes) -> Manufact
     return manufacturer
 
 
-def load_manufacturer(directory: Path, passphrase: bytes) -> Manufacturer:
+def load_manufacturer(directory: Path, passphrase: bytes | Callable[[], bytes]) -> Manufacturer:
+    """The manufacturer in ``directory``; ``passphrase`` may be a function that asks for
+    it, called only once the directory is known to hold one (no prompt for nothing)."""
     path = Path(directory) / "manufacturer.bin"
     if not path.exists():
         raise FactoryError(f"no manufacturer in {directory}: run `bleprov factory init` first")
-    return Manufacturer.from_bytes(path.read_bytes(), passphrase)
+    data = path.read_bytes()
+    return Manufacturer.from_bytes(
+        data, passphrase if isinstance(passphrase, bytes) else passphrase()
+    )
 
 
 @dataclass(frozen=True)

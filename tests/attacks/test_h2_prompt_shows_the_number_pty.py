@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,47 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.processes import HOME_PASSWORD, child_env, read_until, served_device
+from tests.terminal import Terminal, command_script, needs_tmux, open_terminal
 
-pytestmark = [
-    pytest.mark.multiprocess,
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (a terminal emulator)"),
-]
-
-
-@dataclass
-class Terminal:
-    """One tmux server of our own (its own socket) with one pane running a command."""
-
-    socket: Path
-
-    def tmux(self, *args: str) -> str:
-        done = subprocess.run(
-            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, timeout=10
-        )
-        return done.stdout
-
-    def start(self, script: Path) -> None:
-        self.tmux("new-session", "-d", "-x", "160", "-y", "40", f"sh {shlex.quote(str(script))}")
-
-    def screen(self) -> str:
-        """The visible screen, as a person sees it now."""
-        return self.tmux("capture-pane", "-p")
-
-    def type(self, text: str) -> None:
-        self.tmux("send-keys", "-l", text)
-        self.tmux("send-keys", "Enter")
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.screen())
-            if found:
-                return found
-            time.sleep(0.05)
-        raise AssertionError(f"{pattern!r} not on the screen within {timeout} s:\n{self.screen()}")
-
-    def kill(self) -> None:
-        self.tmux("kill-server")
+pytestmark = [pytest.mark.multiprocess, needs_tmux]
 
 
 @dataclass
@@ -98,23 +57,15 @@ def _provision_script(rig: Rig, how: str, name: str) -> Path:
         "--trust", str(rig.work / "factory" / "root.pem"),
         "--wifi-ssid", "Home", "--timeout", "20",
     ]  # fmt: skip
-    script = rig.work / f"{name}.sh"
     env = {k: v for k, v in child_env().items() if k.startswith(("BLEPROV_", "PYTHON", "PATH"))}
     env["BLEPROV_WIFI_PASSWORD"] = HOME_PASSWORD
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
-    command = " ".join(shlex.quote(a) for a in argv)
-    script.write_text(f"{exports}{command}\necho EXIT=$?\nsleep 60\n")
-    return script
+    return command_script(rig.work / f"{name}.sh", argv, env)
 
 
 @pytest.fixture
 def terminal() -> Iterator[Terminal]:
-    # A short socket path (sun_path is 108 bytes at most).
-    directory = Path(tempfile.mkdtemp(prefix="bleprov-tmux-", dir="/tmp"))
-    term = Terminal(directory / "s")
-    yield term
-    term.kill()
-    shutil.rmtree(directory, ignore_errors=True)
+    with open_terminal() as term:
+        yield term
 
 
 def test_the_compare_prompt_shows_the_number_while_it_waits(rig: Rig, terminal: Terminal) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import cbor2
 import pytest
@@ -18,6 +19,8 @@ from bleprov.core.advertising import (
     advertising_data,
     decode_service_data,
     encode_service_data,
+    format_discriminator,
+    parse_discriminator,
     scan_response_data,
 )
 from bleprov.core.errors import MalformedData
@@ -136,3 +139,30 @@ def test_an_owned_device_is_one_that_offers_no_factory_mode() -> None:
     # Set up but offering its label (the owner released it): not owned.
     assert not data(DeviceState.PEER_BOUND, OobMode.QR, none).owned
     assert not data(DeviceState.VIRGIN, OobMode(0), none).owned
+
+
+@pytest.mark.parametrize(
+    ("typed", "value"),
+    [("0x874", 0x874), ("0X874", 0x874), ("0xf00", 0xF00), (" 0x000 ", 0), ("2164", 0x874),
+     ("4095", 0xFFF), ("0xFFF", 0xFFF), ("0002164", 0x874)],
+)  # fmt: skip
+def test_a_discriminator_is_typed_as_on_the_label_or_in_decimal(typed: str, value: int) -> None:
+    assert parse_discriminator(typed) == value
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [("F00", "0xF00"), ("874A", "0x874A"), ("0x", "not a discriminator"),
+     ("0x1000", "0xFFF"), ("4096", "0 to 4095"), ("-1", "not a discriminator"),
+     ("0x-1", "not a discriminator"), ("kitchen", "e.g. 0x874"), ("", "not a discriminator"),
+     ("٣", "not a discriminator"), ("9" * 5000, "too long")],
+)  # fmt: skip
+def test_anything_else_is_refused_saying_how(typed: str, says: str) -> None:
+    with pytest.raises(MalformedData, match=re.escape(says)):
+        parse_discriminator(typed)
+
+
+def test_a_discriminator_is_shown_as_the_label_prints_it() -> None:
+    assert format_discriminator(0x874) == "0x874"
+    assert format_discriminator(0x1F) == "0x01F"
+    assert all(parse_discriminator(format_discriminator(v)) == v for v in range(4096))

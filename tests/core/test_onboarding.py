@@ -32,6 +32,8 @@ from bleprov.core.onboarding import (
     MistypedCode,
     OnboardingPayload,
     PayloadError,
+    PrintedKeyError,
+    PrintedKeyMistyped,
     QrErrorCorrection,
     TrivialPasscode,
     UnsupportedPayloadVersion,
@@ -54,6 +56,7 @@ from bleprov.core.onboarding import (
     parse_user_password,
     passcode_password,
     qr_alphanumeric_capacity,
+    regroup_printed_key,
     smallest_qr_version,
     validate_passcode,
     verhoeff_check_digit,
@@ -796,6 +799,62 @@ def test_malformed_printed_keys_are_refused(
 ) -> None:
     with pytest.raises(error, match=message):
         parse_printed_key(text)
+
+
+def _regrouped(groups: list[str]) -> str:
+    return "-".join(groups)
+
+
+GROUPS = EXAMPLE_PRINTED_KEY.split("-")
+
+
+def _other(char: str) -> str:
+    return "Z" if char != "Z" else "Y"
+
+
+@pytest.mark.parametrize(
+    ("typed", "group", "says"),
+    [
+        # Not a key character: its group and place, as typed in groups.
+        (_regrouped([*GROUPS[:4], GROUPS[4][:2] + "!" + GROUPS[4][3:], *GROUPS[5:]]), 5,
+         "group 5, character 3 is not a key character"),
+        # ... or in the label's fours when typed in one run.
+        ("".join(GROUPS)[:9] + "U" + "".join(GROUPS)[10:], 3,
+         "check character (* ~ $ = U) before its end: group 3, character 2"),
+        # A group typed short: the length is wrong, and where.
+        (_regrouped([*GROUPS[:6], GROUPS[6][:3], *GROUPS[7:]]), 7,
+         "group 7 has 3 characters, not 4"),
+        # A character typed into the next group: the length is right, the check is not.
+        (_regrouped([*GROUPS[:3], GROUPS[3][:3], GROUPS[4] + GROUPS[3][3], *GROUPS[5:]]), 4,
+         "group 4 has 3 characters, not 4"),
+        # A wrong character in well-typed groups: the one check symbol cannot say where.
+        (_regrouped([*GROUPS[:8], _other(GROUPS[8][0]) + GROUPS[8][1:], *GROUPS[9:]]), None,
+         "compare it with the label group by group"),
+        # Typed in one run, a character short: how many a label's has.
+        ("".join(GROUPS)[:30] + "".join(GROUPS)[31:], None, "a label's has 83 or 89"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_printed_key_says_where_as_precisely_as_it_can(
+    typed: str, group: int | None, says: str
+) -> None:
+    with pytest.raises(PrintedKeyError, match=re.escape(says)) as caught:
+        parse_printed_key(typed)
+    assert caught.value.group == group
+    assert EXAMPLE_PRINTED_KEY[:9] not in str(caught.value)
+
+
+def test_a_check_mismatch_is_still_a_mistyped_code() -> None:
+    wrong = _regrouped([*GROUPS[:8], _other(GROUPS[8][0]) + GROUPS[8][1:], *GROUPS[9:]])
+    with pytest.raises(PrintedKeyMistyped) as caught:
+        parse_printed_key(wrong)
+    assert isinstance(caught.value, MistypedCode)
+
+
+def test_a_typed_key_is_echoed_as_read_in_the_label_s_groups() -> None:
+    typed = " ".join(GROUPS).lower().replace("0", "o")
+    assert regroup_printed_key(typed) == EXAMPLE_PRINTED_KEY
+    assert regroup_printed_key("abc0 il!u 5") == "ABC0-11?U-5"
+    assert regroup_printed_key("ab\u0131c") == "AB?C"
 
 
 # ----------------------------------------------------------------- no leaks

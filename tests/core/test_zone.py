@@ -573,7 +573,7 @@ def test_verify_member_fuzz_only_typed_errors(
 )
 @given(flips=_flips)
 # The CN's string tag made 13, a tag no ASN.1 string has: cryptography before 50 raised
-# KeyError from csr.subject instead of a parse error (hence cryptography>=50).
+# KeyError from csr.subject instead of a parse error (core/identity.py takes it).
 @example(flips=[(21, 1)])
 def test_csr_fuzz_only_typed_errors(
     fuzz_material: tuple[Zone, MemberCertificate, bytes, bytes], flips: list[tuple[int, int]]

@@ -49,7 +49,7 @@ async def test_host_finds_the_device_by_its_service_data(radio: VirtualRadio) ->
 async def test_no_device_with_that_discriminator(radio: VirtualRadio) -> None:
     await radio.make_device(discriminator=1)
     host = await radio.make_host()
-    with pytest.raises(LinkError, match="discriminator 2"):
+    with pytest.raises(LinkError, match="discriminator 0x002 found"):
         await find_device(host, discriminator=2, timeout=0.5)
 
 
@@ -297,3 +297,14 @@ async def test_the_host_frames_at_the_links_mtu_when_bleak_reports_the_minimum(
         assert link.mtu == 247
         [result] = await run_link_test(link, [4096])
     assert result.frames_sent <= 4096 // 200 + 1
+
+
+async def test_a_scan_hears_the_name_in_the_scan_response(radio: VirtualRadio) -> None:
+    """The local name travels in the scan response only (the advertisement is full): the
+    virtual controller answered a scan with the advertising data again (bumble's), so a
+    scan never heard a name (issue 13)."""
+    await radio.make_device(discriminator=0x874, local_name="Kitchen")
+    host = await radio.make_host()
+    [found] = await scan(host, timeout=1.0)
+    assert found.local_name == "Kitchen"
+    assert (await find_device(host, discriminator=0x874, timeout=5)).local_name == "Kitchen"
