@@ -271,4 +271,6 @@ def test_the_device_is_still_virgin_and_provisions_with_honest_times(
     assert enrol < PERSON_TYPES, words  # the protocol's time, not the person's
     assert total + at_prompts <= wall, words
     assert total >= find + authenticate + enrol - 0.2, words  # four numbers, each ±0.05
-    assert find > 0 and authenticate > 0, words
+    # Times print to 0.1 s: a find under 0.05 s (the device already advertising) says 0.0
+    # (seen in CI); the sum above still counts it.
+    assert find >= 0 and authenticate > 0, words
