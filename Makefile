@@ -17,7 +17,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_ARGS    ?= -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo test lint typecheck unit hw-test bench docs clean test-lowest test-python \
-        test-py312 test-py313
+        test-py312 test-py313 lab
 
 # A Debian python3 without python3-venv has no ensurepip: make the venv without pip, then
 # fetch pip's wheel from PyPI (contrib/bootstrap-pip.py). $(call make-venv,DIR,PYTHON)
@@ -93,6 +93,20 @@ test-python:
 	  touch .venv-py$(PY_VERSION)/.installed; }
 	.venv-py$(PY_VERSION)/bin/pytest $(PYTEST_ARGS)
 
+# The real Linux stack (bluetoothd, NetworkManager, wpa_supplicant, hostapd) in a Debian
+# kernel under qemu, with virtual radios; the scenarios in lab/ (docs/lab.md). As root it
+# installs the Debian packages it needs, else it prints the apt line. virtme-ng boots the VM
+# from a venv of its own. LAB_ARGS: e.g. --scenario zone-networkmanager.
+LAB_VENV := .venv-lab
+LAB_ARGS ?=
+$(LAB_VENV)/.installed:
+	$(call make-venv,$(LAB_VENV),$(PYTHON))
+	$(LAB_VENV)/bin/python -m pip install --quiet "virtme-ng>=1.30"
+	touch $@
+
+lab: $(RUNTIME) $(LAB_VENV)/.installed
+	$(BIN)/python -m lab --vng $(LAB_VENV)/bin/vng $(LAB_ARGS)
+
 hw-test: $(STAMP)
 	$(BIN)/pytest hw_tests
 
@@ -103,4 +117,4 @@ docs: $(STAMP)
 	$(BIN)/python -m bleprov.core.profile --markdown > docs/gatt-profile.md
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .venv-py3.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) $(LAB_VENV) lab-results .venv-py3.* .pytest_cache .mypy_cache .ruff_cache

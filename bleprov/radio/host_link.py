@@ -75,9 +75,13 @@ class CentralRadio:
     backend_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def system(cls) -> CentralRadio:
-        """The operating system's Bluetooth stack, as bleak picks it."""
-        return cls("system")
+    def system(cls, adapter: str | None = None) -> CentralRadio:
+        """The operating system's Bluetooth stack, as bleak picks it; on BlueZ ``adapter``
+        (``hci1``) chooses among several."""
+        if not adapter:
+            return cls("system")
+        kwargs = {"bluez": {"adapter": adapter}}
+        return cls("system", {"scanner": kwargs, "client": kwargs})
 
     @classmethod
     def bumble(cls, device: BumbleDevice | None = None, *, mtu: int = 517) -> CentralRadio:

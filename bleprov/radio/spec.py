@@ -1,7 +1,8 @@
 """Radio specifications: one string names the radio a command runs on.
 
 - ``system`` (host) / ``bluez`` (device): the operating system's stack; bleak on the
-  host, bless (with BlueZ over D-Bus) on the device.
+  host, bless (with BlueZ over D-Bus) on the device. ``system:hci1`` / ``bluez:hci0``
+  name the adapter on Linux (a machine with two; default: BlueZ's first).
 - ``bumble:<transport>``: bumble driving a controller through a bumble transport, e.g.
   ``bumble:tcp-client:127.0.0.1:9100`` (a virtual controller served by
   ``python -m bleprov.radio.virtual hub``), ``bumble:usb:0`` or ``bumble:serial:/dev/ttyACM0``
@@ -15,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DEVICE_ADDRESS: Final = "F0:B1:E9:00:00:01"
 DEFAULT_HOST_ADDRESS: Final = "C0:B1:E9:00:00:01"
+#: A BlueZ adapter's name as the kernel gives it.
+_ADAPTER_NAME: Final = re.compile(r"hci[0-9]{1,3}")
 
 
 class RadioSpecError(BleprovError):
@@ -43,21 +47,34 @@ class RadioSpecError(BleprovError):
 class RadioSpec:
     kind: str  # "system" or "bumble"
     transport: str = ""
+    #: The system stack's adapter (``hci1``); empty: the stack's default.
+    adapter: str = ""
 
     @classmethod
     def parse(cls, text: str) -> RadioSpec:
         text = text.strip()
         if text in ("system", "bluez"):
             return cls("system")
+        for prefix in ("system:", "bluez:"):
+            if text.startswith(prefix):
+                adapter = text[len(prefix) :]
+                if not _ADAPTER_NAME.fullmatch(adapter):
+                    raise RadioSpecError(
+                        f"unknown adapter {adapter!r} in {text!r}: name a BlueZ adapter "
+                        "such as hci0 (bluetoothctl list; btmgmt info)"
+                    )
+                return cls("system", adapter=adapter)
         if text.startswith("bumble:") and len(text) > len("bumble:"):
             return cls("bumble", text[len("bumble:") :])
         raise RadioSpecError(
             f"unknown radio {text!r}: use 'system' (or 'bluez'), or 'bumble:<transport>' "
-            "such as bumble:tcp-client:127.0.0.1:9100"
+            "such as bumble:tcp-client:127.0.0.1:9100; 'system:hci1' names an adapter"
         )
 
     def __str__(self) -> str:
-        return self.kind if self.kind == "system" else f"bumble:{self.transport}"
+        if self.kind == "system":
+            return f"system:{self.adapter}" if self.adapter else "system"
+        return f"bumble:{self.transport}"
 
 
 @contextlib.asynccontextmanager
@@ -69,7 +86,7 @@ async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[Cent
     from bleprov.radio.host_link import CentralRadio
 
     if spec.kind == "system":
-        yield CentralRadio.system()
+        yield CentralRadio.system(spec.adapter or None)
         return
     address = os.environ.get("BLEPROV_BUMBLE_ADDRESS", DEFAULT_HOST_ADDRESS)
     device, transport = await _open_bumble(spec, name="bleprov-host", address=address)
@@ -125,7 +142,7 @@ async def open_watched_peripheral(
 
         never = asyncio.get_running_loop().create_future()
         try:
-            yield WatchedPeripheral(BlessPeripheral(name=name), never)
+            yield WatchedPeripheral(BlessPeripheral(name=name, adapter=spec.adapter or None), never)
         finally:
             never.cancel()
         return

@@ -93,6 +93,10 @@ class RegistryError(BleprovError):
     """The registry refused a request or could not serve it."""
 
 
+class RegistryUnavailable(RegistryError):
+    """The registry's database cannot be opened where it is."""
+
+
 class NotAuthorized(RegistryError):
     """The acting user may not do this (not an admin, or disabled)."""
 
@@ -773,6 +777,15 @@ def _configure_sqlite(dbapi_connection: Any, _record: object) -> None:
         cursor.close()
 
 
+#: Seen with the hub directory on a 9p share (a VM's shared folder): SQLite's WAL keeps its
+#: index in shared memory, which network and shared file systems do not give.
+_NO_SHARED_MEMORY: Final = (
+    "the registry database cannot be opened (SQLite: disk I/O error): its write-ahead log "
+    "needs a local file system; move the hub directory off NFS, SMB or a VM's shared "
+    "folder, or give --registry-url postgresql://..."
+)
+
+
 def _enable_wal(cursor: Any) -> None:
     """Switch a new database file to WAL mode (persistent: later connections find it set).
 
@@ -787,7 +800,9 @@ def _enable_wal(cursor: Any) -> None:
             if str(mode).lower() == "wal":
                 return
             cursor.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if "disk i/o error" in str(exc).lower():
+                raise RegistryUnavailable(_NO_SHARED_MEMORY) from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.01)

@@ -750,3 +750,23 @@ def test_hubs_opening_a_fresh_database_together_migrate_it_once(url: str) -> Non
     assert errors == []
     assert len(opened) == 3
     assert current_revision(url) == HEAD_REVISION
+
+
+def test_a_database_on_a_file_system_without_shared_memory_is_a_clear_error() -> None:
+    """Seen in the lab with the hub directory on the VM's 9p share: SQLite answers "disk
+    I/O error" to the first PRAGMA on a WAL database whose index it cannot map. That is a
+    RegistryError saying what to do, at once (it used to be retried, then a traceback)."""
+    import sqlite3
+
+    from bleprov.store import registry as registry_module
+
+    class SharedFolderCursor:
+        calls = 0
+
+        def execute(self, _sql: str) -> None:
+            SharedFolderCursor.calls += 1
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(registry_module.RegistryUnavailable, match="local file system"):
+        registry_module._enable_wal(SharedFolderCursor())
+    assert SharedFolderCursor.calls == 1
