@@ -11,14 +11,51 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from bumble.controller import Controller
+from bumble.core import PhysicalTransport
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 
 
+class LabLink(LocalLink):
+    """bumble's local link, sending LE data from the connection's own address.
+
+    bumble 0.0.236 sends every LE ACL packet "from" the controller's LE random address.
+    A controller that bluetoothd advertises with extended advertising has its address on
+    the advertising set only (LE Set Advertising Set Random Address), and its random
+    address stays 00:00:00:00:00:00: the central then finds no connection for the data
+    ("!!! no connection for 00:00:00:00:00:00") and drops it. Seen in the lab: the
+    peripheral's Exchange MTU response never reached the central, which gave up on
+    service discovery.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+
+    def send_acl_data(
+        self,
+        sender_controller: Controller,
+        destination_address: Any,
+        transport: PhysicalTransport,
+        data: bytes,
+    ) -> None:
+        if transport != PhysicalTransport.LE:
+            super().send_acl_data(sender_controller, destination_address, transport, data)
+            return
+        connection = sender_controller.le_connections.get(destination_address)
+        destination = self.find_le_controller(destination_address)
+        if connection is None or destination is None:
+            return
+        source = connection.self_address
+        asyncio.get_running_loop().call_soon(
+            lambda: destination.on_link_acl_data(source, transport, data)
+        )
+
+
 async def serve(port: int) -> None:
-    link = LocalLink()
+    link = LabLink()
     names = ["vhci", "vhci", f"tcp-server:127.0.0.1:{port}"]
     transports = []
     controllers = []

@@ -19,7 +19,8 @@ from pathlib import Path
 from lab import stack as st
 from lab.scenarios import SCENARIOS, Lab, ScenarioResult, WifiNetwork, run_scenario
 
-LOCAL_WORK = Path("/root/bleprov-lab-work")
+#: On the VM's own tmpfs (its root file system is read-only).
+LOCAL_WORK = Path("/tmp/bleprov-lab-work")
 
 
 class VmDaemons:

@@ -334,7 +334,8 @@ class Terminal:
         self.proc = subprocess.Popen(
             list(argv), stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )
-        os.close(slave)
+        #: Kept to see the terminal's modes: a hidden prompt turns echo off.
+        self._slave = slave
         self._raw = bytearray()
         self._seen = 0
 
@@ -372,7 +373,18 @@ class Terminal:
                 raise ScenarioFailed(f"no {pattern!r} within {timeout:.0f} s: {text[-800:]}")
             self._pump(0.5)
 
-    def answer(self, text: str) -> None:
+    def answer(self, text: str, *, hidden: bool = False) -> None:
+        """Type ``text`` and Enter. ``hidden``: first wait until the prompt has turned the
+        terminal's echo off, as it has long done when a person starts typing (typed at
+        once, the terminal would still echo it)."""
+        if hidden:
+            import termios
+
+            deadline = time.monotonic() + 30
+            while termios.tcgetattr(self._slave)[3] & termios.ECHO:
+                if time.monotonic() > deadline:
+                    raise ScenarioFailed("the password prompt never turned echo off")
+                self._pump(0.05)
         os.write(self._master, text.encode() + b"\r")
 
     def wait(self, timeout: float) -> int:
@@ -385,6 +397,7 @@ class Terminal:
         for _ in range(10):
             self._pump(0.05)
         os.close(self._master)
+        os.close(self._slave)
         return self.proc.returncode
 
 
@@ -410,7 +423,7 @@ def zone_networkmanager(lab: Lab, result: ScenarioResult) -> None:
         terminal = Terminal(argv, child_env(), lab.out / "provision.transcript")
         terminal.expect(rf"Password for {re.escape(lab.wpa2.ssid)}", PROVISION_TIMEOUT)
         _step(result, "provision: asked the Wi-Fi password", time.monotonic() - start)
-        terminal.answer(WRONG_PASSPHRASE)
+        terminal.answer(WRONG_PASSPHRASE, hidden=True)
         refused = terminal.expect(r"Type the password again\?", 240)
         said = [line for line in refused.splitlines() if line.startswith("wifi:")]
         result.facts["wrong_password_message"] = said[-1] if said else ""
@@ -421,7 +434,7 @@ def zone_networkmanager(lab: Lab, result: ScenarioResult) -> None:
         _step(result, "provision: wrong password reported", time.monotonic() - start)
         terminal.answer("y")
         terminal.expect(rf"Password for {re.escape(lab.wpa2.ssid)}", 60)
-        terminal.answer(lab.wpa2.passphrase)
+        terminal.answer(lab.wpa2.passphrase, hidden=True)
         code = terminal.wait(PROVISION_TIMEOUT)
         result.windows.append(Window("provision", start_wall, time.time()))
         output = terminal.text()

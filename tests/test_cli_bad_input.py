@@ -113,6 +113,8 @@ CASES: dict[str, list[Case]] = {
           says=BT),
         C("bumble radio nobody answers", ERROR, "--radio {dead} --timeout 1", says=HUB),
         C("unknown radio", USAGE, "--radio carrier-pigeon"),
+        C("not a BlueZ adapter's name", USAGE, "--radio system:wlan0", says="adapter"),
+        C("an adapter, and no system bus", ERROR, "--radio system:hci7 --timeout 1", says=BT),
         C("timeout not a number", USAGE, "--timeout soon"),
         C("unknown radio in BLEPROV_RADIO", USAGE, "--timeout 1",
           BLEPROV_RADIO="carrier-pigeon", says="BLEPROV_RADIO"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -336,7 +337,12 @@ class HostLink:
         if MIN_ATT_MTU < from_characteristic < MAX_ATTRIBUTE_VALUE + 3:
             return from_characteristic
         # At the minimum, or capped by the largest attribute value (an MTU above 515).
-        return max(self._client.mtu_size, from_characteristic, MIN_ATT_MTU)
+        # bleak's BlueZ backend warns here ("Call _acquire_mtu()") and says 23: the
+        # characteristic's size is then the better answer, and the warning no news.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Using default MTU value", UserWarning)
+            reported = self._client.mtu_size
+        return max(reported, from_characteristic, MIN_ATT_MTU)
 
     async def _abort(self) -> None:
         with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):

@@ -299,6 +299,30 @@ async def test_the_host_frames_at_the_links_mtu_when_bleak_reports_the_minimum(
     assert result.frames_sent <= 4096 // 200 + 1
 
 
+async def test_bleaks_bluez_mtu_warning_does_not_reach_the_user(
+    radio: VirtualRadio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in the lab on bleak's real BlueZ backend at MTU 517: ``mtu_size`` (asked when
+    the characteristic's size says the MTU is above 515) warned "Using default MTU value.
+    Call _acquire_mtu()" on the user's terminal at every provisioning."""
+    import warnings
+
+    from bleprov.radio.bleak_bumble import BumbleClient
+
+    def bluez_like(_self: object) -> int:
+        warnings.warn("Using default MTU value. Call _acquire_mtu()", UserWarning, stacklevel=2)
+        return 23
+
+    monkeypatch.setattr(BumbleClient, "mtu_size", property(bluez_like))
+    dev = await radio.make_device()
+    host = await radio.make_host(mtu=517)
+    found = await find_device(host, discriminator=dev.discriminator, timeout=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        async with HostLink(found.device, host) as link:
+            assert link.mtu == 515  # the characteristic's size: 512 + 3
+
+
 async def test_a_scan_hears_the_name_in_the_scan_response(radio: VirtualRadio) -> None:
     """The local name travels in the scan response only (the advertisement is full): the
     virtual controller answered a scan with the advertising data again (bumble's), so a

@@ -1,0 +1,31 @@
+"""Radio specifications name an adapter where a machine has several (the lab has two)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.spec import RadioSpec, RadioSpecError
+
+
+@pytest.mark.parametrize(
+    ("text", "adapter"),
+    [("system", ""), ("bluez", ""), ("system:hci1", "hci1"), ("bluez:hci0", "hci0")],
+)
+def test_a_system_radio_may_name_its_adapter(text: str, adapter: str) -> None:
+    spec = RadioSpec.parse(text)
+    assert (spec.kind, spec.adapter) == ("system", adapter)
+    assert RadioSpec.parse(str(spec)) == spec
+
+
+@pytest.mark.parametrize("text", ["system:", "bluez:wlan0", "system:hci1;rm", "bluez:hci"])
+def test_an_adapter_that_is_no_bluez_adapter_name_is_refused(text: str) -> None:
+    with pytest.raises(RadioSpecError, match="adapter"):
+        RadioSpec.parse(text)
+
+
+def test_bleak_gets_the_adapter_for_scanning_and_connecting() -> None:
+    radio = CentralRadio.system("hci1")
+    assert radio.scanner_kwargs() == {"bluez": {"adapter": "hci1"}}
+    assert radio.client_kwargs() == {"bluez": {"adapter": "hci1"}}
+    assert CentralRadio.system().scanner_kwargs() == {}
