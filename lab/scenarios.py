@@ -332,7 +332,15 @@ class Terminal:
         self.transcript = transcript
         self._master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            list(argv), stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+            list(argv),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            # The terminal becomes the session's controlling terminal, as a login's is:
+            # getpass opens /dev/tty (without one it reads stdin, echoing the password).
+            preexec_fn=_take_controlling_terminal,
         )
         #: Kept to see the terminal's modes: a hidden prompt turns echo off.
         self._slave = slave
@@ -401,6 +409,13 @@ class Terminal:
         return self.proc.returncode
 
 
+def _take_controlling_terminal() -> None:
+    import fcntl
+    import termios
+
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 ANSI: Final = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
@@ -421,22 +436,13 @@ def zone_networkmanager(lab: Lab, result: ScenarioResult) -> None:
         argv = [lab.python, "-m", "bleprov", *(["-v"] if lab.verbose else []), *args]
         start_wall, start = time.time(), time.monotonic()
         terminal = Terminal(argv, child_env(), lab.out / "provision.transcript")
-        terminal.expect(rf"Password for {re.escape(lab.wpa2.ssid)}", PROVISION_TIMEOUT)
-        _step(result, "provision: asked the Wi-Fi password", time.monotonic() - start)
-        terminal.answer(WRONG_PASSPHRASE, hidden=True)
-        refused = terminal.expect(r"Type the password again\?", 240)
-        said = [line for line in refused.splitlines() if line.startswith("wifi:")]
-        result.facts["wrong_password_message"] = said[-1] if said else ""
-        if not said or "wrong password" not in said[-1].lower():
-            raise ScenarioFailed(f"a wrong passphrase not reported as such: {said}")
-        if _in_subnet(lab.daemons.station_address(), lab.wpa2):
-            raise ScenarioFailed("the station has an address after a refused join")
-        _step(result, "provision: wrong password reported", time.monotonic() - start)
-        terminal.answer("y")
-        terminal.expect(rf"Password for {re.escape(lab.wpa2.ssid)}", 60)
-        terminal.answer(lab.wpa2.passphrase, hidden=True)
-        code = terminal.wait(PROVISION_TIMEOUT)
-        result.windows.append(Window("provision", start_wall, time.time()))
+        try:
+            _provision_at_terminal(lab, result, terminal, start)
+        finally:
+            if terminal.proc.poll() is None:
+                terminal.proc.kill()
+            result.windows.append(Window("provision", start_wall, time.time()))
+        code = terminal.proc.returncode
         output = terminal.text()
         _step(result, "provision (zone, Wi-Fi) done", time.monotonic() - start, f"exit {code}")
         _no_secret_in("provision's terminal", output, lab)
@@ -472,6 +478,27 @@ def zone_networkmanager(lab: Lab, result: ScenarioResult) -> None:
         address = lab.daemons.station_address()
         _step(result, "stored Wi-Fi re-applied (DHCP address)", rejoined, str(address))
     _no_secret_in("device serve's log", daemon.text(), lab)
+
+
+def _provision_at_terminal(
+    lab: Lab, result: ScenarioResult, terminal: Terminal, start: float
+) -> None:
+    """A person at the terminal: the wrong password, "type it again", the right one."""
+    terminal.expect(rf"Password for {re.escape(lab.wpa2.ssid)}", PROVISION_TIMEOUT)
+    _step(result, "provision: asked the Wi-Fi password", time.monotonic() - start)
+    terminal.answer(WRONG_PASSPHRASE, hidden=True)
+    refused = terminal.expect(r"Type the password again\?", 240)
+    said = [line for line in refused.splitlines() if line.startswith("wifi:")]
+    result.facts["wrong_password_message"] = said[-1] if said else ""
+    if not said or "wrong password" not in said[-1].lower():
+        raise ScenarioFailed(f"a wrong passphrase not reported as such: {said}")
+    if _in_subnet(lab.daemons.station_address(), lab.wpa2):
+        raise ScenarioFailed("the station has an address after a refused join")
+    _step(result, "provision: wrong password reported", time.monotonic() - start)
+    terminal.answer("y")
+    terminal.expect(rf"Password for {re.escape(lab.wpa2.ssid)}", 60)
+    terminal.answer(lab.wpa2.passphrase, hidden=True)
+    terminal.wait(PROVISION_TIMEOUT)
 
 
 def _last_json(output: str) -> dict[str, Any]:

@@ -291,7 +291,8 @@ class Stack:
             "interface-name:eth0;interface-name:lo\n"
             "[logging]\nlevel=INFO\n"
         )
-        log = self.spawn("NetworkManager", ["NetworkManager", "--no-daemon"])
+        # --debug: its log on stderr (into NetworkManager.log); it would go to the journal.
+        log = self.spawn("NetworkManager", ["NetworkManager", "--no-daemon", "--debug"])
 
         def station_ready() -> bool:
             if not self.alive("NetworkManager"):
