@@ -1,13 +1,15 @@
 """``bleprov device serve`` when its radio goes away, and when it is told to stop (issue 13).
 
-The daemon runs on a ``bleprov radio hub`` controller, each its own process. When the hub
-dies the daemon says so and exits non-zero (systemd's Restart=on-failure starts it again),
+The daemon runs on a ``bleprov radio hub`` controller, each its own process (or on
+bluetoothd's double, for ``--radio bluez``). When the hub (bluetoothd) dies the daemon says
+so and exits non-zero (systemd's Restart=on-failure starts it again),
 instead of advertising into nothing; SIGTERM and SIGINT stop it within seconds, and
 never with a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -121,3 +123,32 @@ def test_sigterm_as_the_radio_goes_away_stops_it_promptly(
     no_traceback(output)
     assert took < PROMPT
     assert code in (0, 1), output
+
+
+async def test_bluetoothd_going_away_is_a_lost_radio(store: Path, system_bus: str) -> None:
+    """On Linux ``--radio bluez`` is our GATT application on bluetoothd (here its double on
+    a private bus): when bluetoothd leaves the bus, the application and the advertisement
+    are gone with it, so the daemon exits non-zero like for any lost radio."""
+    from tests.dbus_doubles.bluez import FakeBluez
+
+    bluetoothd = FakeBluez()
+    await bluetoothd.start(system_bus)
+    try:
+        bluetoothd.add_adapter("hci0", "pi")
+        # The double answers on this loop: the child process is waited for off it.
+        daemon = start(
+            "device", "serve", "--store", str(store), "--radio", "bluez",
+            "--network", f"simulated:{EXAMPLE_NETWORK}",
+        )  # fmt: skip
+        await asyncio.to_thread(read_until, daemon, "ready:", 30)
+        [(_, app)] = list(bluetoothd.applications)
+        assert app == "/org/bleprov/gatt"
+        assert len(bluetoothd.registrations) == 1  # advertising, with its service data
+    finally:
+        await bluetoothd.stop()
+    code, output, _ = await asyncio.to_thread(finish, daemon, 10)
+    no_traceback(output)
+    assert code == 1, output
+    assert "radio: lost bluez" in output
+    assert output.strip().splitlines()[-1].startswith("error: lost the radio bluez"), output
+    assert "bluetoothd stopped" in output

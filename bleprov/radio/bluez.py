@@ -37,7 +37,7 @@ OBJECT_MANAGER_IFACE: Final = "org.freedesktop.DBus.ObjectManager"
 PROPERTIES_IFACE: Final = "org.freedesktop.DBus.Properties"
 DEFAULT_SYSTEM_BUS: Final = "unix:path=/var/run/dbus/system_bus_socket"
 #: D-Bus errors meaning "nobody owns org.bluez": bluetoothd is not running.
-_NO_SERVICE_ERRORS: Final = frozenset(
+NO_SERVICE_ERRORS: Final = frozenset(
     {"org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NameHasNoOwner"}
 )
 
@@ -105,8 +105,8 @@ async def call(
     if reply.message_type == MessageType.ERROR:
         name = reply.error_name or "unknown"
         text = reply.body[0] if reply.body else ""
-        error = BluezUnavailable if name in _NO_SERVICE_ERRORS else BluezError
-        hint = " (is bluetoothd running?)" if name in _NO_SERVICE_ERRORS else ""
+        error = BluezUnavailable if name in NO_SERVICE_ERRORS else BluezError
+        hint = " (is bluetoothd running?)" if name in NO_SERVICE_ERRORS else ""
         raise error(f"BlueZ {interface}.{member} on {path} failed: {name}: {text}{hint}", name)
     body_out: list[Any] = reply.body
     return body_out

@@ -25,8 +25,8 @@ class RadioUnavailable(BleprovError):
 
 
 class RadioLost(RadioUnavailable):
-    """The radio went away while the daemon ran (the hub stopped, the dongle was pulled):
-    the daemon exits non-zero so that its service manager starts it again."""
+    """The radio went away while the daemon ran (the hub or bluetoothd stopped, the dongle
+    was pulled): the daemon exits non-zero so that its service manager starts it again."""
 
 
 def system_radio_unavailable(cause: BaseException) -> RadioUnavailable:

@@ -4,8 +4,9 @@ A :class:`Peripheral` builds the GATT database from a :class:`~bleprov.core.prof
 advertises the profile's service data, delivers frames written to the ``rx`` characteristic,
 sends frames on ``tx`` and reports connection, disconnection, subscription and MTU as
 :class:`PeripheralEvent` objects. Adapters: :mod:`bleprov.radio.bumble_peripheral` (virtual
-radio or an HCI dongle driven directly) and :mod:`bleprov.radio.bless_peripheral` (bless on
-BlueZ/macOS/Windows, with BlueZ D-Bus for what bless does not carry).
+radio or an HCI dongle driven directly), :mod:`bleprov.radio.bluez_peripheral` (our own GATT
+application on BlueZ over D-Bus, Linux) and :mod:`bleprov.radio.bless_peripheral` (bless on
+macOS/Windows).
 """
 
 from __future__ import annotations

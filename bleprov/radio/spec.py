@@ -1,8 +1,9 @@
 """Radio specifications: one string names the radio a command runs on.
 
 - ``system`` (host) / ``bluez`` (device): the operating system's stack; bleak on the
-  host, bless (with BlueZ over D-Bus) on the device. ``system:hci1`` / ``bluez:hci0``
-  name the adapter on Linux (a machine with two; default: BlueZ's first).
+  host; on the device our own GATT application on BlueZ over D-Bus (Linux), bless on
+  macOS and Windows. ``system:hci1`` / ``bluez:hci0`` name the adapter on Linux (a
+  machine with two; default: BlueZ's first).
 - ``bumble:<transport>``: bumble driving a controller through a bumble transport, e.g.
   ``bumble:tcp-client:127.0.0.1:9100`` (a virtual controller served by
   ``python -m bleprov.radio.virtual hub``), ``bumble:usb:0`` or ``bumble:serial:/dev/ttyACM0``
@@ -17,6 +18,7 @@ import functools
 import hashlib
 import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -110,7 +112,8 @@ async def open_peripheral(spec: RadioSpec, *, name: str = "bleprov") -> AsyncIte
 @dataclass(frozen=True)
 class WatchedPeripheral:
     """A peripheral and a future that completes when its radio goes away (a bumble
-    transport closed by the other end: the hub stopped, the dongle unplugged). A daemon
+    transport closed by the other end: the hub stopped, the dongle unplugged; bluetoothd
+    stopped or the adapter removed). A daemon
     waits on ``lost`` so that it does not advertise into nothing."""
 
     peripheral: Peripheral
@@ -134,9 +137,21 @@ def device_address(device_id: str) -> str:
 async def open_watched_peripheral(
     spec: RadioSpec, *, name: str = "bleprov", address: str | None = None
 ) -> AsyncIterator[WatchedPeripheral]:
-    """:func:`open_peripheral`, and how to know its radio went away. The system stack
-    reports its own failures as errors, so its ``lost`` never completes. A bumble radio
-    takes ``address`` (:func:`device_address`); ``BLEPROV_BUMBLE_ADDRESS`` overrides it."""
+    """:func:`open_peripheral`, and how to know its radio went away. On Linux the system
+    stack is our own BlueZ GATT application (:mod:`bleprov.radio.bluez_peripheral`), whose
+    ``lost`` completes when bluetoothd or the adapter goes away; bless on macOS and Windows
+    reports its failures as errors, so its ``lost`` never completes. ``adapter`` on the spec
+    (``hci1``), where given, picks the BlueZ controller. A bumble radio takes ``address``
+    (:func:`device_address`); ``BLEPROV_BUMBLE_ADDRESS`` overrides it."""
+    if spec.kind == "system" and sys.platform == "linux":
+        from bleprov.radio.bluez_peripheral import BluezPeripheral
+
+        bluez = BluezPeripheral(adapter=spec.adapter or None, name=name)
+        try:
+            yield WatchedPeripheral(bluez, bluez.lost)
+        finally:
+            bluez.lost.cancel()
+        return
     if spec.kind == "system":
         from bleprov.radio.bless_peripheral import BlessPeripheral
 

@@ -512,8 +512,9 @@ class DeviceDaemon:
             self.emit("stopped")
         if radio_lost:
             raise RadioLost(
-                f"lost the radio {self.radio_name} (the hub stopped or the dongle was "
-                "unplugged): exiting so that the service manager starts the daemon again"
+                f"lost the radio {self.radio_name} (the hub or bluetoothd stopped, or the "
+                "dongle was unplugged): exiting so that the service manager starts the "
+                "daemon again"
             )
 
     async def _close_promptly(self) -> None:

@@ -8,7 +8,15 @@ bleprov.radio.bluez and bless's BlueZ backend use it:
   owner (``Properties.GetAll``) before it answers, refuses what bluetoothd's parser would,
   and keys registrations by (owner, path): only the owner may unregister.
 * ``GattManager1.RegisterApplication`` reads the application's objects back
-  (``ObjectManager.GetManagedObjects``) before it answers.
+  (``ObjectManager.GetManagedObjects``) before it answers, then watches the application's
+  ``PropertiesChanged`` signals: a ``Value`` change of a notifying characteristic that a
+  central subscribed to is a notification (:attr:`FakeBluez.notifications`).
+* A central's ATT requests become calls on the application as bluetoothd 5.66 makes them
+  (src/gatt-database.c): :meth:`FakeBluez.gatt_read` is a read, continued with Read Blob
+  requests while a response fills MTU - 1 bytes (src/shared/gatt-client.c, read_long_cb);
+  ``ReadValue``/``WriteValue`` options carry ``device``, ``link``, ``mtu`` and a nonzero
+  ``offset`` only (5.66 sends no ``type``); each answer is cut to MTU - 1 bytes as
+  src/shared/gatt-server.c does, the application must apply the offset itself.
 * ``Device1.Connected`` changes are announced with ``PropertiesChanged``; devices come and go
   with the ObjectManager's ``InterfacesAdded``/``InterfacesRemoved`` (dbus-fast emits these
   on export, from the object's own path where bluetoothd emits them from ``/``).
@@ -19,9 +27,10 @@ bluetoothd's clean-up when a client leaves the bus is not modelled, so a test se
 bleprov unregistered what it registered.
 """
 
+import asyncio
 from typing import Annotated, Final
 
-from dbus_fast import DBusError, Variant
+from dbus_fast import DBusError, Message, MessageType, Variant
 from dbus_fast.annotations import (
     DBusBool,
     DBusByte,
@@ -41,6 +50,10 @@ DEVICE_IFACE: Final = "org.bluez.Device1"
 LE_ADVERTISING_MANAGER_IFACE: Final = "org.bluez.LEAdvertisingManager1"
 LE_ADVERTISEMENT_IFACE: Final = "org.bluez.LEAdvertisement1"
 GATT_MANAGER_IFACE: Final = "org.bluez.GattManager1"
+GATT_CHARACTERISTIC_IFACE: Final = "org.bluez.GattCharacteristic1"
+GATT_DESCRIPTOR_IFACE: Final = "org.bluez.GattDescriptor1"
+#: BT_ATT_MAX_VALUE_LEN: a long read stops there.
+ATT_MAX_VALUE_LEN: Final = 512
 OBJECT_MANAGER_IFACE: Final = "org.freedesktop.DBus.ObjectManager"
 PROPERTIES_IFACE: Final = "org.freedesktop.DBus.Properties"
 #: How many advertisements a controller takes at once (a common BlueZ default).
@@ -232,12 +245,21 @@ class GattManager(ServiceInterface):
         key = (caller(), application)
         if key in self.bluez.applications:
             raise _error("AlreadyExists", "Already Exists")
+        if self.bluez.refuse_applications:
+            raise _error(*self.bluez.refuse_applications)
         try:
             (objects,) = await self.bluez.call_client(
                 key[0], application, OBJECT_MANAGER_IFACE, "GetManagedObjects"
             )
         except (DBusError, TimeoutError) as exc:
             raise _error("Failed", f"Failed to read the application: {exc}") from exc
+        # gdbus's client watches the application's signals (bluetoothd's property watch)
+        await self.bluez.call_client(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+            "AddMatch", "s",
+            [f"type='signal',sender='{key[0]}',interface='{PROPERTIES_IFACE}',"
+             f"member='PropertiesChanged',path_namespace='{application}'"],
+        )  # fmt: skip
         self.bluez.applications[key] = objects
 
     @dbus_method()
@@ -301,9 +323,87 @@ class FakeBluez(Daemon):
         self.history: list[tuple[str, str, str]] = []
         #: (owner, application path) -> its objects as read back
         self.applications: dict[tuple[str, str], ManagedObjects] = {}
+        #: (error name after org.bluez.Error., text) the next RegisterApplication fails with
+        self.refuse_applications: tuple[str, str] | None = None
+        #: (owner, characteristic path) a central enabled notifications on (its CCC)
+        self.subscribed: set[tuple[str, str]] = set()
+        #: (characteristic path, value) of each notification sent to a central
+        self.notifications: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        #: (method, object path, options) of each call made on an application
+        self.gatt_calls: list[tuple[str, str, dict[str, object]]] = []
 
     def export(self) -> None:
         self.bus.export("/", Controls(self))
+        self.bus.add_message_handler(self._on_application_signal)
+
+    def _on_application_signal(self, msg: Message) -> None:
+        """bluetoothd's property watch: a Value change of a subscribed characteristic
+        goes out as a notification."""
+        if msg.message_type is not MessageType.SIGNAL or msg.member != "PropertiesChanged":
+            return
+        interface, changed = msg.body[0], msg.body[1]
+        key = (msg.sender or "", msg.path or "")
+        if interface == GATT_CHARACTERISTIC_IFACE and "Value" in changed and key in self.subscribed:
+            self.notifications.put_nowait((key[1], bytes(changed["Value"].value)))
+
+    @staticmethod
+    def att_options(device: str, mtu: int, offset: int = 0) -> dict[str, Variant]:
+        """The options bluetoothd 5.66 passes (append_options in src/gatt-database.c)."""
+        options = {"device": Variant("o", device), "link": Variant("s", "LE")}
+        if offset:
+            options["offset"] = Variant("q", offset)
+        options["mtu"] = Variant("q", mtu)
+        return options
+
+    async def gatt_read(
+        self,
+        owner: str,
+        path: str,
+        *,
+        device: str,
+        mtu: int = 23,
+        interface: str = GATT_CHARACTERISTIC_IFACE,
+    ) -> bytes:
+        """A central reads a characteristic or descriptor: a Read Request, then Read Blob
+        requests while each response fills MTU - 1 bytes, as BlueZ's client does."""
+        value = b""
+        while True:
+            options = self.att_options(device, mtu, len(value))
+            self.gatt_calls.append(("ReadValue", path, {k: v.value for k, v in options.items()}))
+            (answer,) = await self.call_client(
+                owner, path, interface, "ReadValue", "a{sv}", [options]
+            )
+            chunk = bytes(answer)[:ATT_MAX_VALUE_LEN][: mtu - 1]
+            value += chunk
+            if not chunk or len(value) >= ATT_MAX_VALUE_LEN or len(chunk) < mtu - 1:
+                return value
+
+    async def gatt_write(
+        self, owner: str, path: str, value: bytes, *, device: str, mtu: int = 23, offset: int = 0
+    ) -> None:
+        """A central writes (request or command: 5.66 passes no ``type``)."""
+        options = self.att_options(device, mtu, offset)
+        self.gatt_calls.append(("WriteValue", path, {k: v.value for k, v in options.items()}))
+        await self.call_client(
+            owner, path, GATT_CHARACTERISTIC_IFACE, "WriteValue", "aya{sv}", [value, options]
+        )
+
+    async def gatt_subscribe(self, owner: str, path: str, enabled: bool = True) -> None:
+        """A central writes the CCC: bluetoothd calls StartNotify (first subscriber) or
+        StopNotify (last one)."""
+        if enabled:
+            self.subscribed.add((owner, path))
+        else:
+            self.subscribed.discard((owner, path))
+        member = "StartNotify" if enabled else "StopNotify"
+        await self.call_client(owner, path, GATT_CHARACTERISTIC_IFACE, member)
+
+    def remove_adapter(self, path: str) -> None:
+        """The controller went away (a dongle unplugged): its objects are removed."""
+        del self.adapters[path]
+        for device in [d for d in self.devices if d.startswith(path + "/")]:
+            self.remove_device(device)
+        self.bus.unexport(path)
 
     def add_adapter(self, name: str, system_name: str) -> str:
         path = f"/org/bluez/{name}"
