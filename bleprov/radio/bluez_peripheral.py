@@ -19,6 +19,11 @@ serves the profile as a GATT application of its own (BlueZ's doc/gatt-api.txt):
 - :attr:`lost` completes when bluetoothd leaves the bus, the adapter goes away or the bus
   connection drops: the application and the advertisement are gone with them.
 
+Seen on bluetoothd 5.66 (two vhci controllers under qemu, a bleak central): ``ReadValue`` and
+``WriteValue`` options are ``device``, ``link`` ("LE") and ``mtu``, plus ``offset`` on each
+Read Blob (47, 94, ... at MTU 48) and never ``type``; the MTU (517, or the configured
+ExchangeMTU) comes with the first read or write, after ``Device1.Connected``.
+
 One dbus-fast connection to the system bus carries all of it; neither bless nor dbus-next
 is used. ``AcquireWrite``/``AcquireNotify`` (file descriptors instead of a D-Bus message per
 frame) are not offered: bluetoothd 5.66 does not wait for our ``WriteValue`` reply on a
