@@ -120,6 +120,9 @@ def att_summary(
         "mtu": mtu,
         "mtu_exchanged": bool(asked and answered),
         "requests": sum(p.opcode in ATT_REQUESTS for p in out),
+        # bluetoothd on the device is a GATT client too: it discovers the central's
+        # database on every connection (its requests cross the same link).
+        "peripheral_requests": sum(p.opcode in ATT_REQUESTS for p in incoming),
         "read_blob_requests": sum(p.opcode == READ_BLOB_REQ for p in out),
         "write_requests": sum(p.opcode == WRITE_REQ for p in out),
         "write_commands": sum(p.opcode == WRITE_CMD for p in out),
@@ -141,5 +144,6 @@ def describe(summary: dict[str, Any]) -> str:
         f"({summary['read_blob_requests']} Read Blob), {summary['write_commands']} write "
         f"commands, {summary['notifications']} notifications, "
         f"{summary['bytes_out']} B out / {summary['bytes_in']} B in, "
-        f"largest write value {summary['largest_write_value']} B"
+        f"largest write value {summary['largest_write_value']} B; the peripheral's own "
+        f"GATT client: {summary['peripheral_requests']} requests"
     )

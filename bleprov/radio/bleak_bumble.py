@@ -588,6 +588,9 @@ class BumbleClient(BaseBleakClient):
         if self._name is None:
             self._name = state.names.get(_address_text(peer_address))
 
+        # The peripheral's own GATT client may exchange the MTU too (bluetoothd's does, at
+        # every connection): our server answers no more than we asked, so ``mtu`` holds.
+        device.gatt_server.max_mtu = self._requested_mtu
         connection = await _establish_link(device, state, peer_address, deadline, timeout)
         self._device = device
         self._connection = connection

@@ -447,6 +447,18 @@ async def test_connect_negotiates_mtu(rig: Rig, mtu: int) -> None:
     assert client.mtu_size == mtu  # the last negotiated value, as BlueZ reports it
 
 
+@pytest.mark.parametrize("mtu", [23, 247])
+async def test_the_mtu_holds_when_the_peripheral_exchanges_it_too(rig: Rig, mtu: int) -> None:
+    """bluetoothd on a device is a GATT client of the central as well and asks MTU 517 at
+    every connection (seen in the lab): ``mtu=23`` framed at 517 all the same."""
+    device = await _find()
+    async with BleakClient(device, backend=BumbleClient, mtu=mtu) as client:
+        peripheral_side = await _peripheral_connection(rig)
+        await peripheral_side.gatt_client.request_mtu(517)
+        assert peripheral_side.att_mtu == mtu
+        assert client.mtu_size == mtu
+
+
 async def test_discovered_services_characteristics_descriptors(rig: Rig) -> None:
     device = await _find()
     async with BleakClient(device, backend=BumbleClient, services=[SVC]) as client:
