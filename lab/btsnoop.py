@@ -32,6 +32,9 @@ READ_BLOB_REQ: Final = 0x0C
 WRITE_REQ: Final = 0x12
 WRITE_CMD: Final = 0x52
 NOTIFICATION: Final = 0x1B
+#: Handle Value Multiple Notification: bluetoothd sends these to a client that supports
+#: them (another bluetoothd does).
+MULTIPLE_NOTIFICATION: Final = 0x23
 INDICATION: Final = 0x1D
 MIN_MTU: Final = 23
 
@@ -107,18 +110,20 @@ def att_summary(
     chosen = [p for p in packets if p.index == index and start <= p.time <= end]
     out = [p for p in chosen if p.outgoing == central]
     incoming = [p for p in chosen if p.outgoing != central]
-    asked = [p for p in out if p.opcode == EXCHANGE_MTU_REQ and len(p.pdu) >= 3]
-    answered = [p for p in incoming if p.opcode == EXCHANGE_MTU_RSP and len(p.pdu) >= 3]
-    mtu = MIN_MTU
-    if asked and answered:
-        client = struct.unpack("<H", asked[-1].pdu[1:3])[0]
-        server = struct.unpack("<H", answered[-1].pdu[1:3])[0]
-        mtu = max(MIN_MTU, min(client, server))
+    # Either side may exchange the MTU (bluetoothd on the device is a GATT client too).
+    mtu, exchanged = MIN_MTU, False
+    for requests, responses in ((out, incoming), (incoming, out)):
+        asked = [p for p in requests if p.opcode == EXCHANGE_MTU_REQ and len(p.pdu) >= 3]
+        answered = [p for p in responses if p.opcode == EXCHANGE_MTU_RSP and len(p.pdu) >= 3]
+        if asked and answered:
+            client = struct.unpack("<H", asked[-1].pdu[1:3])[0]
+            server = struct.unpack("<H", answered[-1].pdu[1:3])[0]
+            mtu, exchanged = max(mtu, min(client, server)), True
     writes = [p for p in out if p.opcode in (WRITE_REQ, WRITE_CMD)]
     return {
         "packets": len(chosen),
         "mtu": mtu,
-        "mtu_exchanged": bool(asked and answered),
+        "mtu_exchanged": exchanged,
         "requests": sum(p.opcode in ATT_REQUESTS for p in out),
         # bluetoothd on the device is a GATT client too: it discovers the central's
         # database on every connection (its requests cross the same link).
@@ -126,7 +131,7 @@ def att_summary(
         "read_blob_requests": sum(p.opcode == READ_BLOB_REQ for p in out),
         "write_requests": sum(p.opcode == WRITE_REQ for p in out),
         "write_commands": sum(p.opcode == WRITE_CMD for p in out),
-        "notifications": sum(p.opcode == NOTIFICATION for p in incoming),
+        "notifications": sum(p.opcode in (NOTIFICATION, MULTIPLE_NOTIFICATION) for p in incoming),
         "indications": sum(p.opcode == INDICATION for p in incoming),
         "bytes_out": sum(len(p.pdu) for p in out),
         "bytes_in": sum(len(p.pdu) for p in incoming),

@@ -200,6 +200,7 @@ class Stack:
         if binary is None:
             raise StackError("bluetoothd is not installed (Debian package bluez)")
         Path("/var/lib/bluetooth").mkdir(parents=True, exist_ok=True)
+        one_att_bearer()
         argv = [binary, "-n", "-d"]
         log = self.spawn("bluetoothd", argv)
 
@@ -361,6 +362,21 @@ class Stack:
         shown = run(["btmgmt", "--index", str(index), "info"], check=False)
         found = re.search(r"addr ([0-9A-F:]{17})", shown)
         return found.group(1) if found else ""
+
+
+def one_att_bearer(conf: Path = Path("/etc/bluetooth/main.conf")) -> None:
+    """``[GATT] Channels = 1`` in bluetoothd's main.conf, as docs/raspberry-pi.md has a
+    device's owner set it: with BlueZ's default (3 bearers, Enhanced ATT) on both sides
+    notifications can overtake each other (docs/lab.md)."""
+    text = conf.read_text() if conf.exists() else ""
+    if re.search(r"^Channels\s*=\s*1\s*$", text, flags=re.MULTILINE):
+        return
+    if re.search(r"^\[GATT\]\s*$", text, flags=re.MULTILINE):
+        text = re.sub(r"^\[GATT\]\s*$", "[GATT]\nChannels = 1", text, count=1, flags=re.MULTILINE)
+    else:
+        text += "\n[GATT]\nChannels = 1\n"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(text)
 
 
 #: busybox udhcpc's event script: set the lease's address on the interface.

@@ -100,6 +100,13 @@ class ChannelState(enum.Enum):
     CLOSED = "closed"
 
 
+#: The most an ATT stack takes of a value for itself. BlueZ (5.62 and later, up to at least
+#: 5.66) sends a peripheral's notifications as Multiple Handle Value Notifications (ATT
+#: 0x23) to a client that supports them (another BlueZ does), where each value carries a
+#: 2-byte length: a value longer than ``MTU - 5`` is cut to that, silently.
+MAX_SEND_OVERHEAD: Final = 2
+
+
 def frame_size_for_mtu(mtu: int) -> int:
     """Largest frame for an ATT MTU: one ATT value, ``min(MTU - 3, 512)``."""
     if not ATT_MIN_MTU <= mtu <= ATT_MAX_MTU:
@@ -171,14 +178,22 @@ class FrameChannel:
         rx_window: int = DEFAULT_RX_WINDOW,
         message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
         open_timeout: float = DEFAULT_OPEN_TIMEOUT,
+        send_overhead: int = 0,
     ) -> None:
+        """``send_overhead``: bytes of each ATT value the sender's stack takes for itself
+        beyond the ATT header, so frames sent are that much shorter than ``MTU - 3`` (a
+        peripheral on BlueZ: 2; see :data:`MAX_SEND_OVERHEAD`). Frames received may still
+        be ``MTU - 3`` long."""
         if not 0 < max_message <= MAX_MESSAGE_LIMIT:
             raise LocalProtocolError(f"max_message must be in [1, {MAX_MESSAGE_LIMIT}]")
         if not 0 < rx_window <= MAX_WINDOW:
             raise LocalProtocolError(f"rx_window must be in [1, {MAX_WINDOW}]")
         if message_timeout <= 0 or open_timeout <= 0:
             raise LocalProtocolError("message_timeout and open_timeout must be positive")
+        if not 0 <= send_overhead <= MAX_SEND_OVERHEAD:
+            raise LocalProtocolError(f"send_overhead must be in [0, {MAX_SEND_OVERHEAD}]")
         self.role = role
+        self.send_overhead = send_overhead
         self.max_message = max_message
         self.rx_window = rx_window
         self.message_timeout = message_timeout
@@ -214,7 +229,14 @@ class FrameChannel:
 
     @property
     def frame_size(self) -> int:
+        """The largest frame the peer may send (and this channel accept)."""
         return frame_size_for_mtu(self._att_mtu)
+
+    @property
+    def send_frame_size(self) -> int:
+        """The largest frame this channel sends: :attr:`frame_size` less the stack's
+        :attr:`send_overhead`."""
+        return min(self._att_mtu - 3 - self.send_overhead, MAX_ATTRIBUTE_VALUE)
 
     @property
     def is_idle(self) -> bool:
@@ -309,7 +331,7 @@ class FrameChannel:
             self._rx_limit = self._rx_count + self.rx_window
             frames.append(bytes([FrameKind.CREDIT << _KIND_SHIFT, self._rx_limit & 0xFF]))
             self.stats.credits_sent += 1
-        size = self.frame_size
+        size = self.send_frame_size
         while self._outgoing and self._tx_count < self._tx_limit:
             msg = self._outgoing[0]
             seq = self._tx_count & 0xFF

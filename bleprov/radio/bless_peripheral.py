@@ -202,7 +202,10 @@ def _platform_kind() -> BackendKind:
 
 CAPABILITIES: Final[dict[BackendKind, PeripheralCapabilities]] = {
     "hooks": PeripheralCapabilities(reports_mtu=True, advertises_service_data=True),
-    "bluez": PeripheralCapabilities(reports_mtu=False, advertises_service_data=True),
+    # bluetoothd cuts notifications to MTU - 5 (BluezPeripheral.capabilities says why).
+    "bluez": PeripheralCapabilities(
+        reports_mtu=False, advertises_service_data=True, notification_overhead=2
+    ),
     "generic": PeripheralCapabilities(reports_mtu=False, advertises_service_data=False),
 }
 

@@ -361,3 +361,43 @@ def _is_true(value: object) -> bool:
     if isinstance(value, Variant):
         value = value.value
     return value is True
+
+
+#: bluetoothd's configuration, where its [GATT] Channels setting lives.
+MAIN_CONF: Final = "/etc/bluetooth/main.conf"
+#: BlueZ's default number of ATT bearers per connection (5.66: 3, i.e. EATT on).
+DEFAULT_GATT_CHANNELS: Final = 3
+
+
+def gatt_channels(path: str = MAIN_CONF) -> int:
+    """The ATT bearers bluetoothd opens per connection, from its main.conf (``[GATT]
+    Channels``; absent or unreadable: BlueZ's default, 3).
+
+    Above 1, Enhanced ATT (EATT) is on and a central running BlueZ too opens several
+    bearers; bluetoothd then sends our notifications over whichever bearer is free, so
+    they can arrive out of order (seen in the lab: "DATA frame 4 arrived, expected 3"),
+    and bleprov's frames must arrive in order."""
+    import configparser
+
+    parser = configparser.ConfigParser(
+        comment_prefixes=("#",), inline_comment_prefixes=None, strict=False
+    )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+        return int(parser.get("GATT", "Channels", fallback=str(DEFAULT_GATT_CHANNELS)))
+    except (OSError, ValueError, configparser.Error):
+        return DEFAULT_GATT_CHANNELS
+
+
+def eatt_warning(path: str = MAIN_CONF) -> str | None:
+    """What to tell the person running the device when EATT is on, else None."""
+    channels = gatt_channels(path)
+    if channels <= 1:
+        return None
+    return (
+        f"BlueZ opens {channels} ATT bearers per connection (Enhanced ATT; {path} [GATT] "
+        "Channels): a central running BlueZ may then receive the device's frames out of "
+        "order and fail the session. Set 'Channels = 1' under [GATT] in "
+        f"{path} and restart bluetooth (docs/raspberry-pi.md)"
+    )

@@ -241,7 +241,13 @@ class BluezPeripheral(Peripheral):
 
     #: MtuChanged arrives with the first read or write of a central (bluetoothd passes the
     #: MTU only then); the host announces its MTU in OPEN, itself a write, anyway.
-    capabilities = PeripheralCapabilities(reports_mtu=True, advertises_service_data=True)
+    #: bluetoothd sends notifications to a client that supports them (another BlueZ does)
+    #: as Multiple Handle Value Notifications, a 2-byte length before each value, and cuts
+    #: a value longer than MTU - 5 to fit, silently (src/shared/gatt-server.c; seen in the
+    #: lab: a 514-byte frame arrived as 512, and the host lost frame 3 of a message).
+    capabilities = PeripheralCapabilities(
+        reports_mtu=True, advertises_service_data=True, notification_overhead=2
+    )
 
     def __init__(self, *, adapter: str | None = None, name: str = "bleprov") -> None:
         self._adapter = adapter
@@ -290,6 +296,8 @@ class BluezPeripheral(Peripheral):
         self._started = True
         self._profile, self._on_event = profile, on_event
         _ = self.lost  # made in this loop, before anything can complete it
+        if (warning := bluez.eatt_warning()) is not None:
+            logger.warning("%s", warning)
         try:
             self._bus = await bluez.connect_system_bus()
             self._adapter_path = await self._find_adapter(self._bus)

@@ -234,6 +234,7 @@ class DeviceLink:
             rx_window=self.rx_window,
             message_timeout=self.message_timeout,
             open_timeout=self.open_timeout,
+            send_overhead=self.peripheral.capabilities.notification_overhead,
         )
         # With the time: the channel's deadline for OPEN, which run() below honours.
         channel.connection_made(event.mtu, now=self.now())

@@ -70,6 +70,9 @@ class PeripheralCapabilities:
     reports_mtu: bool
     #: The service data can be advertised (otherwise only the service UUID and name).
     advertises_service_data: bool
+    #: Bytes of each notification's value the stack takes for itself: frames sent on
+    #: ``tx`` are that much shorter (``FrameChannel.send_overhead``).
+    notification_overhead: int = 0
 
 
 class Peripheral(abc.ABC):
