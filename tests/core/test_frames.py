@@ -89,6 +89,34 @@ def test_frames_never_exceed_the_frame_size(mtu: int) -> None:
     assert frames and all(len(f) <= frame_size_for_mtu(mtu) for f in frames)
 
 
+@pytest.mark.parametrize("mtu", MTUS)
+def test_a_sender_with_send_overhead_leaves_room_and_the_peer_reads_it(mtu: int) -> None:
+    """A device on BlueZ: bluetoothd's Multiple Handle Value Notification puts a 2-byte
+    length before each value and cuts one above MTU - 5. The device's frames leave that
+    room; the host's frames may still be MTU - 3 long."""
+    host = FrameChannel(Role.HOST)
+    device = FrameChannel(Role.DEVICE, send_overhead=2)
+    host.connection_made(mtu)
+    device.connection_made(mtu)
+    host.open(peer_rx_window=device.rx_window, peer_max_message=device.max_message, now=0.0)
+    for frame in host.data_to_send(0.0):
+        device.receive_frame(frame, 0.0)
+    down, up = os.urandom(3000), os.urandom(3000)
+    device.send_message(down, 0.0)
+    host.send_message(up, 0.0)
+    device_frames = device.data_to_send(0.0)
+    assert device_frames and max(len(f) for f in device_frames) == min(mtu - 5, 512)
+    host_frames = host.data_to_send(0.0)
+    assert max(len(f) for f in host_frames) == frame_size_for_mtu(mtu)
+    events = [e for f in host_frames for e in device.receive_frame(f, 0.0)]
+    events += [e for f in device_frames for e in host.receive_frame(f, 0.0)]
+    got = [e.payload for e in events if isinstance(e, MessageReceived)] + pump(host, device)
+    assert sorted(got) == sorted([down, up])
+    assert device.stats.bytes_sent // device.stats.frames_sent <= min(mtu - 5, 512)
+    with pytest.raises(LocalProtocolError):
+        FrameChannel(Role.DEVICE, send_overhead=3)
+
+
 def test_frame_size_caps_at_512_and_rejects_bad_mtu() -> None:
     assert frame_size_for_mtu(517) == 512
     assert frame_size_for_mtu(23) == 20

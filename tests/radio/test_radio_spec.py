@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bleprov.radio.host_link import CentralRadio
@@ -29,3 +31,19 @@ def test_bleak_gets_the_adapter_for_scanning_and_connecting() -> None:
     assert radio.scanner_kwargs() == {"bluez": {"adapter": "hci1"}}
     assert radio.client_kwargs() == {"bluez": {"adapter": "hci1"}}
     assert CentralRadio.system().scanner_kwargs() == {}
+
+
+def test_bluez_main_conf_with_eatt_on_draws_a_warning(tmp_path: Path) -> None:
+    """Seen in the lab: with BlueZ's default of 3 ATT bearers on both sides, the device's
+    notifications overtook each other ("DATA frame 4 arrived, expected 3")."""
+    from bleprov.radio import bluez
+
+    conf = tmp_path / "main.conf"
+    assert bluez.gatt_channels(str(tmp_path / "absent.conf")) == 3  # BlueZ's default
+    conf.write_text("[General]\nName = x\n[GATT]\n#Channels = 3\n")
+    warning = bluez.eatt_warning(str(conf))
+    assert warning is not None and "Channels = 1" in warning
+    conf.write_text("[GATT]\n# one bearer: frames stay in order\nChannels = 1\n")
+    assert bluez.gatt_channels(str(conf)) == 1 and bluez.eatt_warning(str(conf)) is None
+    conf.write_text("[GATT]\nChannels = many\n")
+    assert bluez.gatt_channels(str(conf)) == 3
