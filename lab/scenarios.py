@@ -682,14 +682,7 @@ def _is_configuration(path: Path) -> bool:
 
 #: Scenarios known to fail, and why: the lab reports them and does not fail for them, but
 #: fails when one passes (then it is fixed: take it out of here). Each is an open bug.
-KNOWN_FAILURES: Final = {
-    "zone-networkmanager": (
-        "bleak's BlueZ central to bluetoothd to our GATT application: the three 512-byte "
-        "frames of the zone step reach bluetoothd (btmon, its 'Write Cmd' lines) but not "
-        "the device ('DATA frame 8 arrived, expected 5'); smaller frames pass. Cause not "
-        "yet found; issue 14 stays open"
-    ),
-}
+KNOWN_FAILURES: Final[dict[str, str]] = {}
 
 #: Scenario name -> function, in the order a full lab runs them.
 SCENARIOS: Final[dict[str, Callable[[Lab, ScenarioResult], None]]] = {

@@ -159,6 +159,15 @@ class Stack:
         Path("/run/dbus").mkdir(parents=True, exist_ok=True)
         log = self.spawn("dbus", ["dbus-daemon", "--system", "--nofork", "--nopidfile"])
         self._timed("dbus", wait_for("the system D-Bus", SYSTEM_BUS_SOCKET.exists, 30, log=log))
+        # What bluetoothd and the GATT application say to each other (method calls only).
+        self.spawn(
+            "dbus-monitor",
+            [
+                "dbus-monitor",
+                "--system",
+                "type='method_call',interface='org.bluez.GattCharacteristic1'",
+            ],
+        )
 
     def start_syslog(self) -> None:
         """busybox's syslogd stands in for the journal: daemons that log to syslog

@@ -107,6 +107,14 @@ class ChannelState(enum.Enum):
 MAX_SEND_OVERHEAD: Final = 2
 
 
+#: The longest value BlueZ 5.66 (Debian 12, Raspberry Pi OS Bookworm) lets a central
+#: write: its ATT server checks the PDU's length with the 2-byte handle against the
+#: 512-byte limit (src/shared/gatt-server.c, write_cb; fixed in 5.69, commit 8bf3a4a),
+#: and a longer Write Command is dropped without a word. Seen in the lab: three 512-byte
+#: frames from the host never reached the device.
+BLUEZ_MAX_WRITE_VALUE: Final = MAX_ATTRIBUTE_VALUE - 2
+
+
 def frame_size_for_mtu(mtu: int) -> int:
     """Largest frame for an ATT MTU: one ATT value, ``min(MTU - 3, 512)``."""
     if not ATT_MIN_MTU <= mtu <= ATT_MAX_MTU:
@@ -179,11 +187,13 @@ class FrameChannel:
         message_timeout: float = DEFAULT_MESSAGE_TIMEOUT,
         open_timeout: float = DEFAULT_OPEN_TIMEOUT,
         send_overhead: int = 0,
+        max_send_frame: int = MAX_ATTRIBUTE_VALUE,
     ) -> None:
         """``send_overhead``: bytes of each ATT value the sender's stack takes for itself
         beyond the ATT header, so frames sent are that much shorter than ``MTU - 3`` (a
         peripheral on BlueZ: 2; see :data:`MAX_SEND_OVERHEAD`). Frames received may still
-        be ``MTU - 3`` long."""
+        be ``MTU - 3`` long. ``max_send_frame``: the longest frame sent, whatever the MTU
+        (a host: :data:`BLUEZ_MAX_WRITE_VALUE`)."""
         if not 0 < max_message <= MAX_MESSAGE_LIMIT:
             raise LocalProtocolError(f"max_message must be in [1, {MAX_MESSAGE_LIMIT}]")
         if not 0 < rx_window <= MAX_WINDOW:
@@ -192,8 +202,13 @@ class FrameChannel:
             raise LocalProtocolError("message_timeout and open_timeout must be positive")
         if not 0 <= send_overhead <= MAX_SEND_OVERHEAD:
             raise LocalProtocolError(f"send_overhead must be in [0, {MAX_SEND_OVERHEAD}]")
+        if not ATT_MIN_MTU - 3 <= max_send_frame <= MAX_ATTRIBUTE_VALUE:
+            raise LocalProtocolError(
+                f"max_send_frame must be in [{ATT_MIN_MTU - 3}, {MAX_ATTRIBUTE_VALUE}]"
+            )
         self.role = role
         self.send_overhead = send_overhead
+        self.max_send_frame = max_send_frame
         self.max_message = max_message
         self.rx_window = rx_window
         self.message_timeout = message_timeout
@@ -236,7 +251,7 @@ class FrameChannel:
     def send_frame_size(self) -> int:
         """The largest frame this channel sends: :attr:`frame_size` less the stack's
         :attr:`send_overhead`."""
-        return min(self._att_mtu - 3 - self.send_overhead, MAX_ATTRIBUTE_VALUE)
+        return min(self._att_mtu - 3 - self.send_overhead, self.max_send_frame)
 
     @property
     def is_idle(self) -> bool:

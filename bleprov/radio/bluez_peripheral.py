@@ -420,6 +420,7 @@ class BluezPeripheral(Peripheral):
         """
         if spec.key != "rx":
             raise _bluez_error("NotPermitted", f"{spec.key} is not writable")
+        logger.debug("WriteValue on rx: %d bytes, options %s", len(value), sorted(options))
         offset = _int_option(options, "offset") or 0
         if offset:
             logger.warning("refusing a prepared write at offset %d to rx", offset)

@@ -32,6 +32,7 @@ from bleprov.core.advertising import (
 )
 from bleprov.core.errors import BleprovError, ChannelClosed, FramingError, ProtocolError
 from bleprov.core.frames import (
+    BLUEZ_MAX_WRITE_VALUE,
     DEFAULT_MAX_MESSAGE,
     DEFAULT_MESSAGE_TIMEOUT,
     DEFAULT_RX_WINDOW,
@@ -233,6 +234,8 @@ class HostLink:
             max_message=max_message,
             rx_window=rx_window,
             message_timeout=message_timeout,
+            # The device may run BlueZ 5.66, which drops writes above 510 bytes.
+            max_send_frame=BLUEZ_MAX_WRITE_VALUE,
         )
         self.write_with_response = write_with_response
         self._client = BleakClient(

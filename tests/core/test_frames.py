@@ -22,6 +22,7 @@ from bleprov.core.errors import (
     UnsupportedVersion,
 )
 from bleprov.core.frames import (
+    BLUEZ_MAX_WRITE_VALUE,
     ChannelOpened,
     ChannelState,
     FrameChannel,
@@ -115,6 +116,33 @@ def test_a_sender_with_send_overhead_leaves_room_and_the_peer_reads_it(mtu: int)
     assert device.stats.bytes_sent // device.stats.frames_sent <= min(mtu - 5, 512)
     with pytest.raises(LocalProtocolError):
         FrameChannel(Role.DEVICE, send_overhead=3)
+
+
+def test_a_host_never_sends_a_frame_bluez_5_66_would_drop() -> None:
+    """BlueZ 5.66 drops a written value above 510 bytes without a word (seen in the lab:
+    the zone step's three 512-byte frames never reached the device). A channel with
+    ``max_send_frame`` sends no longer frame at any MTU, and still takes 512 from its
+    peer."""
+    host = FrameChannel(Role.HOST, max_send_frame=BLUEZ_MAX_WRITE_VALUE)
+    device = FrameChannel(Role.DEVICE)
+    host.connection_made(517)
+    device.connection_made(517)
+    host.open(peer_rx_window=device.rx_window, peer_max_message=device.max_message, now=0.0)
+    for frame in host.data_to_send(0.0):
+        device.receive_frame(frame, 0.0)
+    up, down = os.urandom(2000), os.urandom(2000)
+    host.send_message(up, 0.0)
+    device.send_message(down, 0.0)
+    host_frames = host.data_to_send(0.0)
+    assert max(len(f) for f in host_frames) == BLUEZ_MAX_WRITE_VALUE == 510
+    device_frames = device.data_to_send(0.0)
+    assert max(len(f) for f in device_frames) == 512
+    events = [e for f in host_frames for e in device.receive_frame(f, 0.0)]
+    events += [e for f in device_frames for e in host.receive_frame(f, 0.0)]
+    got = [e.payload for e in events if isinstance(e, MessageReceived)] + pump(host, device)
+    assert sorted(got) == sorted([up, down])
+    with pytest.raises(LocalProtocolError):
+        FrameChannel(Role.HOST, max_send_frame=513)
 
 
 def test_frame_size_caps_at_512_and_rejects_bad_mtu() -> None:

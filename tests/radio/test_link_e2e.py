@@ -323,6 +323,18 @@ async def test_bleaks_bluez_mtu_warning_does_not_reach_the_user(
             assert link.mtu == 515  # the characteristic's size: 512 + 3
 
 
+async def test_the_host_writes_no_frame_bluez_5_66_would_drop(radio: VirtualRadio) -> None:
+    """Seen in the lab: BlueZ 5.66 on the device dropped the host's 512-byte writes."""
+    dev = await radio.make_device()
+    host = await radio.make_host(mtu=517)
+    found = await find_device(host, discriminator=dev.discriminator, timeout=5)
+    async with HostLink(found.device, host) as link:
+        assert link.channel.frame_size == 512  # what the device may send
+        assert link.channel.send_frame_size == 510  # what the host sends
+        [result] = await run_link_test(link, [8192])
+    assert result.frames_sent >= 8192 // 510
+
+
 async def test_a_scan_hears_the_name_in_the_scan_response(radio: VirtualRadio) -> None:
     """The local name travels in the scan response only (the advertisement is full): the
     virtual controller answered a scan with the advertising data again (bumble's), so a
