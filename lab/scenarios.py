@@ -633,8 +633,9 @@ def no_wifi_secret_on_disk(lab: Lab, result: ScenarioResult) -> None:
     bleprov wrote (NetworkManager's and wpa_supplicant's configuration and state, every
     daemon's log, syslog, the device stores, the host's state), and neither SSID is in a
     file bleprov wrote or in a configuration a backend could have saved. The daemons' own
-    logs may name the SSIDs (NetworkManager and wpa_supplicant log what they join): they
-    are listed, not failed."""
+    logs may name the SSIDs (NetworkManager and wpa_supplicant log what they join), and
+    NetworkManager's in-memory profile under /run (a tmpfs, gone at power-off) names the
+    network it is on, without its key: they are listed, not failed."""
     roots = [Path(p) for p in SEARCHED] + [lab.out, lab.work]
     # The access points' own configuration holds the passphrases by necessity.
     skip = {p.resolve() for p in lab.out.glob("hostapd-*.conf")}
@@ -644,6 +645,7 @@ def no_wifi_secret_on_disk(lab: Lab, result: ScenarioResult) -> None:
     with_passphrase: list[str] = []
     ssid_in_config: list[str] = []
     ssid_in_daemon_log: list[str] = []
+    ssid_in_memory: list[str] = []
     for path in _files(roots):
         if path.resolve() in skip:
             continue
@@ -655,7 +657,9 @@ def no_wifi_secret_on_disk(lab: Lab, result: ScenarioResult) -> None:
         if any(p in data for p in passphrases):
             with_passphrase.append(str(path))
         if any(s in data for s in ssids) and not _host_output(path, lab):
-            if _written_by_bleprov(path, lab) or _is_configuration(path):
+            if _is_volatile(path) and not _written_by_bleprov(path, lab):
+                ssid_in_memory.append(str(path))
+            elif _written_by_bleprov(path, lab) or _is_configuration(path):
                 ssid_in_config.append(str(path))
             else:
                 ssid_in_daemon_log.append(str(path))
@@ -664,6 +668,7 @@ def no_wifi_secret_on_disk(lab: Lab, result: ScenarioResult) -> None:
         files_with_a_passphrase=with_passphrase,
         bleprov_or_config_files_with_an_ssid=ssid_in_config,
         daemon_logs_naming_an_ssid=ssid_in_daemon_log,
+        in_memory_files_naming_an_ssid=ssid_in_memory,
     )
     _step(result, "files scanned", 0, str(scanned))
     if with_passphrase:
@@ -699,6 +704,12 @@ def _host_output(path: Path, lab: Lab) -> bool:
     return path.is_relative_to(lab.out) and (
         path.name.startswith("provision") or path.name == "results.json"
     )
+
+
+def _is_volatile(path: Path) -> bool:
+    """Under /run: a tmpfs, gone at power-off (NetworkManager keeps its in-memory profile
+    of the joined network there, with the SSID but, agent-owned, without the key)."""
+    return path.is_relative_to(Path("/run"))
 
 
 def _is_configuration(path: Path) -> bool:
