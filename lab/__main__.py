@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from lab import btsnoop
-from lab.scenarios import KNOWN_FAILURES, SCENARIOS, prepare
+from lab.scenarios import KNOWN_FAILURES, SCENARIOS, Window, check_capture, prepare
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 #: Debian packages the lab uses, on the machine and (the same root) in the VM.
@@ -161,15 +161,8 @@ def report(out: Path, names: list[str], vm_rc: int | str, vm_seconds: float) -> 
             print(f"  {name}: not run")
             failed = True
             continue
-        known = KNOWN_FAILURES.get(name)
-        if scenario["passed"]:
-            verdict = "passed" if known is None else "PASSED, but listed as a known failure"
-        else:
-            verdict = "FAILED" if known is None else "failed, as known"
-        print(f"  {name}: {verdict} in {scenario['seconds']:.0f} s")
-        for step in scenario["steps"]:
-            detail = f" ({step['detail']})" if step["detail"] else ""
-            print(f"      {step['name']}: {step['seconds']:.1f} s{detail}")
+        # The capture first: its checks can fail a scenario that passed inside the VM.
+        lines = []
         for window in scenario["windows"]:
             att = btsnoop.att_summary(
                 packets,
@@ -179,7 +172,22 @@ def report(out: Path, names: list[str], vm_rc: int | str, vm_seconds: float) -> 
                 central=window.get("central", True),
             )
             scenario.setdefault("att", {})[window["name"]] = att
-            print(f"      {window['name']}: {btsnoop.describe(att)}")
+            lines.append(f"      {window['name']}: {btsnoop.describe(att)}")
+            broken = check_capture(Window(**window), att)
+            if broken and scenario["passed"]:
+                scenario["passed"] = False
+                scenario["error"] = "the capture says: " + "; ".join(broken)
+        known = KNOWN_FAILURES.get(name)
+        if scenario["passed"]:
+            verdict = "passed" if known is None else "PASSED, but listed as a known failure"
+        else:
+            verdict = "FAILED" if known is None else "failed, as known"
+        print(f"  {name}: {verdict} in {scenario['seconds']:.0f} s")
+        for step in scenario["steps"]:
+            detail = f" ({step['detail']})" if step["detail"] else ""
+            print(f"      {step['name']}: {step['seconds']:.1f} s{detail}")
+        for line in lines:
+            print(line)
         if not scenario["passed"]:
             print(f"      error: {scenario['error'][:3000]}")
             failed = failed or known is None

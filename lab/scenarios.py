@@ -106,6 +106,36 @@ class Window:
     #: host's), and whether it is the central's (else the device's).
     controller: int = 1
     central: bool = True
+    #: What the capture must show (checked by :func:`check_capture`): ``mtu`` the ATT
+    #: MTU, ``max_write`` the longest value the central wrote, ``min_write`` a value at
+    #: least that long (the negotiated MTU was used), ``min_read_blobs`` long reads.
+    expect: dict[str, int] = field(default_factory=dict)
+
+
+def check_capture(window: Window, summary: dict[str, Any]) -> list[str]:
+    """What in ``summary`` (:func:`lab.btsnoop.att_summary`) breaks the window's
+    expectations: the frame size and MTU as BlueZ saw them on air."""
+    broken: list[str] = []
+    expect = window.expect
+    if not expect:
+        return broken
+    if not summary.get("packets"):
+        return [f"{window.name}: no ATT traffic captured"]
+    if "mtu" in expect and summary["mtu"] != expect["mtu"]:
+        broken.append(f"{window.name}: ATT MTU {summary['mtu']}, not {expect['mtu']}")
+    if "max_write" in expect and summary["largest_write_value"] > expect["max_write"]:
+        broken.append(
+            f"{window.name}: a {summary['largest_write_value']}-byte write, above "
+            f"{expect['max_write']}"
+        )
+    if "min_write" in expect and summary["largest_write_value"] < expect["min_write"]:
+        broken.append(
+            f"{window.name}: no write above {summary['largest_write_value']} bytes: the "
+            "negotiated MTU was not used"
+        )
+    if summary["read_blob_requests"] < expect.get("min_read_blobs", 0):
+        broken.append(f"{window.name}: no Read Blob: info was not read in parts")
+    return broken
 
 
 @dataclass
@@ -283,7 +313,9 @@ def host(
         )
     seconds = time.monotonic() - start
     if seen_by_device:  # a central BlueZ does not run: the device's controller shows it
-        result.windows.append(Window(name, start_wall, time.time(), 0, central=False))
+        # At MTU 23: info (longer than 22 bytes) in several reads, frames of 20 bytes.
+        expect = {"mtu": 23, "max_write": 20, "min_read_blobs": 1}
+        result.windows.append(Window(name, start_wall, time.time(), 0, False, expect))
     else:
         result.windows.append(Window(name, start_wall, time.time()))
     out_text, err_text = stdout_file.read_text(), stderr_file.read_text()
@@ -438,18 +470,21 @@ def zone_networkmanager(lab: Lab, result: ScenarioResult) -> None:
             start_wall, start = time.time(), time.monotonic()
             name = "provision" if attempt == 1 else f"provision-{attempt}"
             terminal = Terminal(argv, child_env(), lab.out / f"{name}.transcript")
+            # MTU 517 used: the host's frames go up to 510 bytes (BlueZ 5.66's limit).
+            expect = {"mtu": 517, "max_write": 510, "min_write": 100}
             try:
                 _provision_at_terminal(lab, result, terminal, start)
             except ScenarioFailed:
                 if attempt < CONNECT_ATTEMPTS and _connection_failed(terminal):
                     # As a person would: the same command again (counted in the results).
                     result.facts["connection_retries"] = attempt
+                    expect = {}  # the lost connection's traffic is only reported
                     continue
                 raise
             finally:
                 if terminal.proc.poll() is None:
                     terminal.proc.kill()
-                result.windows.append(Window(name, start_wall, time.time()))
+                result.windows.append(Window(name, start_wall, time.time(), expect=expect))
             break
         code = terminal.proc.returncode
         output = terminal.text()
