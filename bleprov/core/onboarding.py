@@ -664,7 +664,16 @@ def parse_printed_key(text: str) -> OnboardingPayload:
             f"{mistyped}: a character is wrong, or two neighbours are swapped; its one "
             "check character cannot tell which, so compare it with the label group by group"
         )
-    return parse_payload(value.to_bytes(size, "big"))
+    try:
+        return parse_payload(value.to_bytes(size, "big"))
+    except PayloadError:
+        # A key typed one character short is a valid shorter length, and its check
+        # character matches 1 time in 37: it decodes to nonsense. Say what was mistyped.
+        if odd := typed.odd_group():
+            raise PrintedKeyMistyped(
+                f"the printed key was mistyped: {_odd_words(odd)}", group=odd[0]
+            ) from None
+        raise
 
 
 # ------------------------------------------------------------ Verhoeff / manual code
