@@ -671,9 +671,11 @@ def no_wifi_secret_on_disk(lab: Lab, result: ScenarioResult) -> None:
     logs may name the SSIDs (NetworkManager and wpa_supplicant log what they join), and
     NetworkManager's in-memory profile under /run (a tmpfs, gone at power-off) names the
     network it is on, without its key: they are listed, not failed."""
-    roots = [Path(p) for p in SEARCHED] + [lab.out, lab.work]
+    # Every log of the run: the daemons' (stack/) and each scenario's, beside this one's.
+    results = lab.out.parent
+    roots = [Path(p) for p in SEARCHED] + [results, lab.work]
     # The access points' own configuration holds the passphrases by necessity.
-    skip = {p.resolve() for p in lab.out.glob("hostapd-*.conf")}
+    skip = {p.resolve() for p in results.rglob("hostapd-*.conf")}
     passphrases = [lab.wpa2.passphrase.encode(), lab.wpa3.passphrase.encode()]
     ssids = [lab.wpa2.ssid.encode(), lab.wpa3.ssid.encode()]
     scanned = 0
@@ -732,11 +734,11 @@ def _written_by_bleprov(path: Path, lab: Lab) -> bool:
     typed the SSID sees it there."""
     if path.is_relative_to(lab.work):
         return True
-    return path.is_relative_to(lab.out) and path.name.startswith("serve-")
+    return path.is_relative_to(lab.out.parent) and path.name.startswith("serve-")
 
 
 def _host_output(path: Path, lab: Lab) -> bool:
-    return path.is_relative_to(lab.out) and (
+    return path.is_relative_to(lab.out.parent) and (
         path.name.startswith("provision") or path.name == "results.json"
     )
 
