@@ -41,9 +41,11 @@ from bless.backends.characteristic import GATTCharacteristicProperties
 from bless.backends.descriptor import GATTDescriptorProperties
 from bless.backends.server import BaseBlessServer
 
+from bleprov.core.frames import ATT_MIN_MTU
 from bleprov.core.profile import USER_DESCRIPTION_UUID, GattProfile
 from bleprov.radio.errors import SYSTEM_RADIO_HINT, RadioUnavailable
 from bleprov.radio.peripheral import (
+    MAX_PENDING_EVENTS,
     CentralConnected,
     CentralDisconnected,
     ConnectionId,
@@ -65,11 +67,6 @@ logger = logging.getLogger(__name__)
 
 #: Connection id on platforms that report no connections (macOS, Windows).
 SYNTHETIC_CONNECTION: Final = "central"
-#: ATT MTU before any exchange.
-DEFAULT_ATT_MTU: Final = 23
-#: Events kept while a frame arrives before its connection is known (BlueZ signal race).
-MAX_PENDING_EVENTS: Final = 64
-ADVERTISEMENT_PATH: Final = "/org/bleprov/advertisement"
 
 _PROPERTIES: Final = {
     "read": GATTCharacteristicProperties.read,
@@ -90,10 +87,6 @@ _AD_TYPE_COMPLETE_128_BIT_UUIDS: Final = 0x07
 _AD_TYPE_SHORTENED_LOCAL_NAME: Final = 0x08
 _AD_TYPE_SERVICE_DATA_128: Final = 0x21
 
-#: Disconnect errors meaning the central is already gone.
-_ALREADY_GONE: Final = frozenset(
-    {"org.bluez.Error.NotConnected", "org.freedesktop.DBus.Error.UnknownObject"}
-)
 
 BackendKind = Literal["hooks", "bluez", "generic"]
 #: Builds a bless server from the advertised name (called inside the running loop).
@@ -499,7 +492,7 @@ class BlessPeripheral(Peripheral):
         """Attribute a connection-less bless callback to the current central."""
         if not self._links:
             if self._kind == "generic":
-                self._link_up(SYNTHETIC_CONNECTION, DEFAULT_ATT_MTU)
+                self._link_up(SYNTHETIC_CONNECTION, ATT_MIN_MTU)
             elif len(self._pending) < MAX_PENDING_EVENTS:
                 self._pending.append(make)
                 return
@@ -566,7 +559,7 @@ class BlessPeripheral(Peripheral):
 
     def _on_bluez_connection(self, device_path: str, connected: bool) -> None:
         if connected:
-            self._link_up(device_path, DEFAULT_ATT_MTU)
+            self._link_up(device_path, ATT_MIN_MTU)
         else:
             self._link_down(device_path, "disconnected")
 
@@ -582,7 +575,7 @@ class BlessPeripheral(Peripheral):
         )
         self._adv_serial += 1
         advertisement = bluez.BluezAdvertisement(
-            f"{ADVERTISEMENT_PATH}{self._adv_serial}",
+            f"{bluez.ADVERTISEMENT_PATH}{self._adv_serial}",
             service_data={adv.service_data_uuid: service_data},
             local_name=short_name(profile, local_name) or self._name,
             scan_response_service_uuids=scan_uuids,
@@ -610,11 +603,7 @@ class BlessPeripheral(Peripheral):
         from bleprov.radio import bluez
 
         assert self._bus is not None
-        try:
-            await bluez.disconnect_device(self._bus, connection)
-        except bluez.BluezError as exc:
-            if exc.name not in _ALREADY_GONE:
-                raise
+        if not await bluez.disconnect_device(self._bus, connection):
             self._link_down(connection, "disconnected")
 
     async def _close_bluez(self, server: Any) -> None:

@@ -243,9 +243,24 @@ async def unregister_advertisement(
         bus.unexport(adv.path, adv)
 
 
-async def disconnect_device(bus: MessageBus, device_path: str) -> None:
-    """Drop the link to a connected central (``org.bluez.Device1.Disconnect``)."""
-    await call(bus, device_path, DEVICE_IFACE, "Disconnect")
+#: Disconnect errors meaning the central is already gone.
+_ALREADY_GONE: Final = frozenset(
+    {"org.bluez.Error.NotConnected", "org.freedesktop.DBus.Error.UnknownObject"}
+)
+#: Where a peripheral adapter exports its LEAdvertisement1 (a serial number follows).
+ADVERTISEMENT_PATH: Final = "/org/bleprov/advertisement"
+
+
+async def disconnect_device(bus: MessageBus, device_path: str) -> bool:
+    """Drop the link to a connected central (``org.bluez.Device1.Disconnect``). False
+    when it was already gone (BlueZ then sends no Connected change to report it)."""
+    try:
+        await call(bus, device_path, DEVICE_IFACE, "Disconnect")
+    except BluezError as exc:
+        if exc.name not in _ALREADY_GONE:
+            raise
+        return False
+    return True
 
 
 ConnectionCallback = Callable[[str, bool], None]

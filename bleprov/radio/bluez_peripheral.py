@@ -45,10 +45,12 @@ from dbus_fast.annotations import DBusBool, DBusBytes, DBusDict, DBusObjectPath,
 from dbus_fast.constants import PropertyAccess
 from dbus_fast.service import ServiceInterface, dbus_method, dbus_property
 
+from bleprov.core.frames import ATT_MIN_MTU
 from bleprov.core.profile import USER_DESCRIPTION_UUID, CharacteristicSpec, GattProfile
 from bleprov.radio import bluez
 from bleprov.radio.errors import SYSTEM_RADIO_HINT, reason
 from bleprov.radio.peripheral import (
+    MAX_PENDING_EVENTS,
     CentralConnected,
     CentralDisconnected,
     ConnectionId,
@@ -69,21 +71,12 @@ logger = logging.getLogger(__name__)
 #: Root of our GATT application (its ObjectManager); the objects live below it.
 APP_ROOT: Final = "/org/bleprov/gatt"
 SERVICE_PATH: Final = f"{APP_ROOT}/service0"
-ADVERTISEMENT_PATH: Final = "/org/bleprov/advertisement"
 GATT_MANAGER_IFACE: Final = "org.bluez.GattManager1"
 GATT_SERVICE_IFACE: Final = "org.bluez.GattService1"
 GATT_CHARACTERISTIC_IFACE: Final = "org.bluez.GattCharacteristic1"
 GATT_DESCRIPTOR_IFACE: Final = "org.bluez.GattDescriptor1"
-#: ATT MTU before any exchange.
-DEFAULT_ATT_MTU: Final = 23
-#: Events kept while a subscription arrives before its central is known.
-MAX_PENDING_EVENTS: Final = 64
 
 _ERROR_PREFIX: Final = "org.bluez.Error."
-#: Disconnect errors meaning the central is already gone.
-_ALREADY_GONE: Final = frozenset(
-    {"org.bluez.Error.NotConnected", "org.freedesktop.DBus.Error.UnknownObject"}
-)
 #: Profile permissions that turn a BlueZ flag into its encrypted form (as bless does).
 _ENCRYPTED: Final = {
     "read": ("read-encryption-required", "encrypt-read"),
@@ -331,7 +324,7 @@ class BluezPeripheral(Peripheral):
         )
         self._adv_serial += 1
         advertisement = bluez.BluezAdvertisement(
-            f"{ADVERTISEMENT_PATH}{self._adv_serial}",
+            f"{bluez.ADVERTISEMENT_PATH}{self._adv_serial}",
             service_data={adv.service_data_uuid: service_data},
             local_name=_short_name(profile, local_name) or self._name,
             scan_response_service_uuids=scan_uuids,
@@ -375,11 +368,7 @@ class BluezPeripheral(Peripheral):
         bus, _ = self._require_started()
         if connection not in self._links:
             return
-        try:
-            await bluez.disconnect_device(bus, connection)
-        except bluez.BluezError as exc:
-            if exc.name not in _ALREADY_GONE:
-                raise
+        if not await bluez.disconnect_device(bus, connection):
             self._link_down(connection, "disconnected")
 
     async def close(self) -> None:
@@ -457,7 +446,7 @@ class BluezPeripheral(Peripheral):
         mtu = _int_option(options, "mtu")
         known = self._links.get(device)
         if known is None:
-            self._link_up(device, mtu or DEFAULT_ATT_MTU)
+            self._link_up(device, mtu or ATT_MIN_MTU)
         elif mtu is not None and mtu != known:
             self._links[device] = mtu
             self._emit(MtuChanged(device, mtu))
@@ -471,7 +460,7 @@ class BluezPeripheral(Peripheral):
 
     def _on_connection(self, device_path: str, connected: bool) -> None:
         if connected:
-            self._link_up(device_path, DEFAULT_ATT_MTU)
+            self._link_up(device_path, ATT_MIN_MTU)
         else:
             self._link_down(device_path, "disconnected")
 

@@ -14,8 +14,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from bleprov.core.profile import GattProfile
+
+#: Events an adapter keeps while their central is not yet known (a BlueZ signal race).
+MAX_PENDING_EVENTS: Final = 64
 
 #: Identifies one central's connection: its address on bumble, the D-Bus device path on BlueZ.
 ConnectionId = str

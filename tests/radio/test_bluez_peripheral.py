@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -134,12 +134,6 @@ async def connections(bus: MessageBus) -> set[str]:
     return {name for name in reply.body[0] if name.startswith(":")}
 
 
-def _bless() -> Peripheral:
-    from bleprov.radio.bless_peripheral import BlessPeripheral
-
-    return BlessPeripheral(name="bleprov")
-
-
 # -- the GATT application ---------------------------------------------------------------
 
 
@@ -194,25 +188,12 @@ def test_encryption_permissions_become_encrypted_flags() -> None:
 # -- reads ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        pytest.param(lambda: BluezPeripheral(), id="bluez"),
-        pytest.param(
-            _bless,
-            id="bless",
-            marks=pytest.mark.xfail(
-                strict=True, reason="bless ignores ReadValue's offset: a long read repeats"
-            ),
-        ),
-    ],
-)
-async def test_long_read_of_info_at_mtu_23(
-    bus: MessageBus, fake_bluez: FakeBluez, make: Callable[[], Peripheral]
-) -> None:
+async def test_long_read_of_info_at_mtu_23(bus: MessageBus, fake_bluez: FakeBluez) -> None:
     """bluetoothd sends each Read Blob as ReadValue with the offset and cuts the answer to
-    22 bytes: the reassembled value is the info only if the offset is applied."""
-    served = Served(make(), None)
+    22 bytes: the reassembled value is the info only if the offset is applied. (bless
+    0.3.0 ignored the offset: this test failed on it, and in the lab its read came back
+    as the first 47 bytes repeated up to 512.)"""
+    served = Served(BluezPeripheral(), None)
     await served.start(bus, default_profile())
     try:
         served.peripheral.set_info(LONG_INFO)
