@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cbor2
 import construct as cs
 
+from bleprov.core import cbor
 from bleprov.core.errors import MalformedData
 from bleprov.core.profile import GattProfile, default_profile
 from bleprov.core.window import WindowInfo, WindowPurpose
@@ -194,7 +194,7 @@ class DeviceInfo:
         if self.window is not None:
             w = self.window
             value[InfoKey.WINDOW] = [w.salt, list(w.cost), int(w.purpose)]
-        encoded: bytes = cbor2.dumps({int(k): v for k, v in value.items()}, canonical=True)
+        encoded = cbor.dumps({int(k): v for k, v in value.items()})
         return encoded
 
     @classmethod
@@ -203,9 +203,9 @@ class DeviceInfo:
         if not 0 < len(raw) <= INFO_MAX_BYTES:
             raise MalformedData(f"info value is {len(raw)} bytes, expected 1..{INFO_MAX_BYTES}")
         try:
-            value = cbor2.loads(raw)
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError) as exc:
-            raise MalformedData(f"info value is not CBOR: {type(exc).__name__}") from None
+            value = cbor.loads(raw, max_size=INFO_MAX_BYTES)
+        except cbor.CborError as exc:
+            raise MalformedData(f"info value: {exc}") from None
         if not isinstance(value, dict):
             raise MalformedData("info value must be a CBOR map")
 

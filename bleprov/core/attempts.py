@@ -25,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-import cbor2
-
+from bleprov.core import cbor
 from bleprov.core.errors import MalformedData, ProtocolError
 
 DEFAULT_MAX_FAILURES: Final = 20
@@ -169,14 +168,14 @@ class AttemptLimiter:
         self.last_failure = None
 
     def to_bytes(self) -> bytes:
-        data: bytes = cbor2.dumps([1, self.failures, self.locked_out], canonical=True)
+        data = cbor.dumps([1, self.failures, self.locked_out])
         return data
 
     @classmethod
     def from_bytes(cls, raw: bytes, **limits: int) -> AttemptLimiter:
         try:
-            value = cbor2.loads(raw) if len(raw) <= 32 else None
-        except (cbor2.CBORDecodeError, ValueError, TypeError):
+            value = cbor.loads(raw, max_size=32)
+        except cbor.CborError:
             value = None
         if (
             not isinstance(value, list)
@@ -237,7 +236,7 @@ class AttemptLimits:
             credential.value: [limiter.failures, limiter.locked_out]
             for credential, limiter in self.limiters.items()
         }
-        data: bytes = cbor2.dumps([ATTEMPTS_FORMAT, counters], canonical=True)
+        data = cbor.dumps([ATTEMPTS_FORMAT, counters])
         return data
 
     @classmethod
@@ -253,8 +252,8 @@ class AttemptLimits:
         cls, raw: bytes, template: Callable[[], AttemptLimiter] = AttemptLimiter
     ) -> AttemptLimits:
         try:
-            value = cbor2.loads(raw) if 0 < len(raw) <= MAX_ATTEMPTS_RECORD else None
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
+            value = cbor.loads(raw, max_size=MAX_ATTEMPTS_RECORD) if raw else None
+        except cbor.CborError:
             value = None
         if isinstance(value, list) and value[:1] == [1]:
             shared = AttemptLimiter.from_bytes(raw)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
-import cbor2
-
+from bleprov.core import cbor
 from bleprov.core.advertising import DISCRIMINATOR_MAX, DeviceInfo, DeviceState, OobMode
 from bleprov.core.crypto.spake2plus import (
     DEFAULT_COST,
@@ -85,7 +84,7 @@ class DeviceProvisioning:
     def to_bytes(self, identity_passphrase: bytes | None) -> bytes:
         """Deterministic CBOR; the identity's keys encrypted under ``identity_passphrase``.
         The whole record is encrypted again by the store adapter."""
-        out: bytes = cbor2.dumps(
+        return cbor.dumps(
             [
                 "bleprov device provisioning",
                 1,
@@ -96,16 +95,14 @@ class DeviceProvisioning:
                 self.pbkdf_salt,
                 [self.pbkdf_cost.n, self.pbkdf_cost.r, self.pbkdf_cost.p],
                 {user: record.encode() for user, record in self.code_records.items()},
-            ],
-            canonical=True,
+            ]
         )
-        return out
 
     @classmethod
     def from_bytes(cls, raw: bytes, identity_passphrase: bytes | None) -> DeviceProvisioning:
         try:
-            value = cbor2.loads(raw) if len(raw) <= 65536 else None
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+            value = cbor.loads(raw, max_size=65536)
+        except cbor.CborError:
             value = None
         if (
             not isinstance(value, list)

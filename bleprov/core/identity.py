@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-import cbor2
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -51,6 +50,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from bleprov.core import cbor
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 
 # ------------------------------------------------------------------------ constants
@@ -317,8 +317,7 @@ def _same_public_key(key: ec.EllipticCurvePrivateKey, certificate: x509.Certific
 
 
 def _dumps(value: object) -> bytes:
-    out: bytes = cbor2.dumps(value, canonical=True)
-    return out
+    return cbor.dumps(value)
 
 
 def _loads_strict(raw: bytes, limit: int, error: type[BleprovError], what: str) -> list[object]:
@@ -329,14 +328,12 @@ def _loads_strict(raw: bytes, limit: int, error: type[BleprovError], what: str) 
     if len(raw) > limit:
         raise error(f"{what} of {len(raw)} bytes exceeds {limit}")
     try:
-        value = cbor2.loads(raw, max_depth=4)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
-        raise error(f"{what} is not well-formed CBOR") from None
+        value = cbor.loads(raw, max_size=limit)
+    except cbor.CborError as exc:
+        raise error(f"{what}: {exc}") from None
     if not isinstance(value, list):
         raise error(f"{what} must be a CBOR array")
-    if _dumps(value) != raw:
-        raise error(f"{what} is not in deterministic CBOR encoding")
-    return value
+    return list(value)
 
 
 def _is_int(value: object, expected: int) -> bool:

@@ -28,11 +28,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bleprov.core import cbor
 from bleprov.core.enrolment.device import Authority, SessionContext, Staged
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.errors import MalformedData
@@ -81,17 +81,16 @@ class MembershipError(MalformedData):
 
 
 def _dumps(value: object) -> bytes:
-    out: bytes = cbor2.dumps(value, canonical=True)
-    return out
+    return cbor.dumps(value)
 
 
 def _loads_map(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(raw, bytes) or not 0 < len(raw) <= MAX_RECORD:
         raise MembershipError(f"{what} must be 1..{MAX_RECORD} bytes")
     try:
-        value = cbor2.loads(raw)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
-        raise MembershipError(f"{what} is not CBOR") from None
+        value = cbor.loads(raw, max_size=MAX_RECORD)
+    except cbor.CborError as exc:
+        raise MembershipError(f"{what}: {exc}") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise MembershipError(f"{what} must be a map with text keys")
     return value

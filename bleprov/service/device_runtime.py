@@ -16,10 +16,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import cbor2
-
 from bleprov.broker.client import BrokerConfig
 from bleprov.broker.device import DEFAULT_BROKER_MODES, BrokerDeviceTransport, BrokerSession
+from bleprov.core import cbor
 from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.enrolment.device import Authority, DeviceEnrolmentConfig
@@ -227,11 +226,11 @@ class DeviceRuntime:
         if raw is None:
             return None
         try:
-            body = cbor2.loads(raw)
+            body = cbor.loads(raw, max_size=len(raw))
             if not isinstance(body, dict):
                 raise MalformedData("the stored Wi-Fi record is not a map")
             credentials = parse_credentials(body)
-        except (ValueError, cbor2.CBORDecodeError, MalformedData) as exc:
+        except MalformedData as exc:
             # Only the error's kind: a decoder's message could quote the record.
             logger.error("stored Wi-Fi unreadable (%s): enrol the device again", type(exc).__name__)
             return None

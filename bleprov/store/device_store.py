@@ -46,12 +46,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-import cbor2
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bleprov.core import cbor
 from bleprov.core.errors import BleprovError
 from bleprov.core.factory import DeviceProvisioning
 from bleprov.store.files import read_optional, write_atomic
@@ -357,8 +357,8 @@ class DeviceStore:
         if len(body) != length or any(plaintext[4 + length :]):
             raise self._corrupt("has a malformed record map")
         try:
-            value = cbor2.loads(body)
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+            value = cbor.loads(body, max_size=len(body), max_depth=1)
+        except cbor.CborError:
             value = None
         if not isinstance(value, dict):
             raise self._corrupt("has a malformed record map")
@@ -371,7 +371,7 @@ class DeviceStore:
     def _write(self, records: Mapping[str, bytes], generation: int) -> None:
         if generation > MAX_GENERATION:
             raise StoreError(f"device store {self.path} has used up its generation counter")
-        body: bytes = cbor2.dumps(dict(records), canonical=True)
+        body = cbor.dumps(dict(records))
         plaintext = struct.pack(">I", len(body)) + body
         plaintext += bytes(-len(plaintext) % PAD_TO)
         if HEADER.size + len(plaintext) + TAG_BYTES > MAX_STORE_BYTES:

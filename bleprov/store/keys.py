@@ -33,8 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-import cbor2
-
+from bleprov.core import cbor
 from bleprov.core.errors import BleprovError
 from bleprov.store.files import write_atomic
 
@@ -403,7 +402,7 @@ class TpmProvider(KeyProvider):
                     fields: list[object] = [_TPM_BLOB_LABEL, 1, public, private]
                     if self.pcrs is not None:
                         fields = [_TPM_BLOB_LABEL, 2, public, private, self.pcrs]
-                    blob: bytes = cbor2.dumps(fields, canonical=True)
+                    blob = cbor.dumps(fields)
                     write_atomic(self.blob_path, blob)
         return self._unseal()
 
@@ -491,8 +490,8 @@ class TpmProvider(KeyProvider):
         (version 1: none; version 2: bound to PCRs)."""
         raw = self.blob_path.read_bytes()
         try:
-            value = cbor2.loads(raw) if len(raw) <= 4096 else None
-        except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+            value = cbor.loads(raw, max_size=4096)
+        except cbor.CborError:
             value = None
         version1 = isinstance(value, list) and len(value) == 4 and value[:2] == [_TPM_BLOB_LABEL, 1]
         version2 = (

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cbor2
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from bleprov.core import cbor
 from bleprov.core.errors import BleprovError
 from bleprov.store.files import write_atomic
 
@@ -37,16 +37,15 @@ def seal(data: bytes, passphrase: bytes, *, log2_n: int = DEFAULT_LOG2_N) -> byt
         raise SealedFileError("an empty passphrase protects nothing")
     salt, nonce = os.urandom(16), os.urandom(12)
     cost = [log2_n, 8, 1]
-    header: bytes = cbor2.dumps([LABEL, 1, salt, cost, nonce], canonical=True)
+    header = cbor.dumps([LABEL, 1, salt, cost, nonce])
     ciphertext = ChaCha20Poly1305(_key(passphrase, salt, log2_n, 8, 1)).encrypt(nonce, data, header)
-    out: bytes = cbor2.dumps([LABEL, 1, salt, cost, nonce, ciphertext], canonical=True)
-    return out
+    return cbor.dumps([LABEL, 1, salt, cost, nonce, ciphertext])
 
 
 def unseal(raw: bytes, passphrase: bytes) -> bytes:
     try:
-        value = cbor2.loads(raw) if len(raw) <= 1 << 20 else None
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+        value = cbor.loads(raw, max_size=1 << 20)
+    except cbor.CborError:
         value = None
     if (
         not isinstance(value, list)
@@ -63,7 +62,7 @@ def unseal(raw: bytes, passphrase: bytes) -> bytes:
     ):
         raise SealedFileError("not a bleprov sealed file, or it is damaged")
     salt, (log2_n, r, p), nonce, ciphertext = value[2], value[3], value[4], value[5]
-    header: bytes = cbor2.dumps(value[:5], canonical=True)
+    header = cbor.dumps(value[:5])
     try:
         return ChaCha20Poly1305(_key(passphrase, salt, log2_n, r, p)).decrypt(
             nonce, ciphertext, header

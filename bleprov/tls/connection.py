@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import io
 import logging
 import os
 import ssl
@@ -27,10 +26,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
 
-import cbor2
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bleprov.core import cbor
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.peer import PeerError, PeerIdentity, PeerPin, PinSet
 from bleprov.core.zone import (
@@ -171,8 +170,8 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
     if not isinstance(message, Mapping) or not all(isinstance(k, str) for k in message):
         raise TypeError("a message is a mapping with text keys")
     try:
-        data: bytes = cbor2.dumps(dict(message), canonical=True)
-    except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:
+        data = cbor.dumps(dict(message))
+    except TypeError as exc:
         raise TypeError(f"message cannot be encoded as CBOR: {exc}") from None
     if len(data) > MAX_MESSAGE_SIZE:
         raise MessageTooLarge(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_SIZE}")
@@ -181,20 +180,10 @@ def encode_message(message: Mapping[str, Any]) -> bytes:
 
 def decode_message(data: bytes) -> dict[str, Any]:
     """A frame's payload: exactly one CBOR map with text keys, else BadMessage."""
-    stream = io.BytesIO(data)
     try:
-        value = cbor2.CBORDecoder(
-            stream,
-            read_size=1,  # so that the position tells trailing bytes apart
-            max_depth=MAX_MESSAGE_DEPTH,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            strict_hashable_types=True,
-        ).decode()
-    except Exception:  # peer bytes: whatever the decoder or a tag decoder raises
-        raise BadMessage("message is not well-formed CBOR") from None
-    if stream.tell() != len(data):
-        raise BadMessage("message has bytes after its CBOR item")
+        value = cbor.loads(data, max_size=MAX_MESSAGE_SIZE, max_depth=MAX_MESSAGE_DEPTH)
+    except cbor.CborError:
+        raise BadMessage("message is not one deterministic CBOR item") from None
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise BadMessage("message must be a CBOR map with text keys")
     return value

@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-import cbor2
-
+from bleprov.core import cbor
 from bleprov.core.enrolment.messages import (
     SCAN_CHUNK,
     Endpoint,
@@ -518,5 +517,4 @@ class DeviceEnrolment:
 
 def encode_credentials(credentials: WifiCredentials) -> bytes:
     """The committed Wi-Fi record as the store keeps it (encrypted at rest by the store)."""
-    out: bytes = cbor2.dumps(credentials_body(credentials), canonical=True)
-    return out
+    return cbor.dumps(credentials_body(credentials))

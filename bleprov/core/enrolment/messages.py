@@ -18,8 +18,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Final
 
-import cbor2
-
+from bleprov.core import cbor
 from bleprov.core.errors import MalformedData, ProtocolError
 from bleprov.core.wifi import (
     Connected,
@@ -106,8 +105,7 @@ Message = Request | Response | Notification
 
 
 def _dumps(value: object) -> bytes:
-    out: bytes = cbor2.dumps(value, canonical=True)
-    return out
+    return cbor.dumps(value)
 
 
 def encode(message: Message) -> bytes:
@@ -140,14 +138,9 @@ def decode(raw: bytes) -> Message:
     """Parse one enrolment message; anything malformed raises :class:`MalformedData`."""
     if len(raw) > MAX_ENROLMENT_MESSAGE:
         raise MalformedData(f"enrolment message of {len(raw)} bytes is too large")
-    try:
-        value = cbor2.loads(raw)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
-        raise MalformedData("enrolment message is not CBOR") from None
+    value = cbor.loads(raw, max_size=MAX_ENROLMENT_MESSAGE)
     if not isinstance(value, list) or not value:
         raise MalformedData("enrolment message must be a non-empty array")
-    if _dumps(value) != raw:
-        raise MalformedData("enrolment message is not in deterministic encoding")
     kind = value[0]
     if kind == 0 and len(value) == 4:
         return Request(_uint(value[1], "id"), _name(value[2], "endpoint"), _body(value[3]))

@@ -20,8 +20,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-import cbor2
-
+from bleprov.core import cbor
 from bleprov.core.errors import MalformedData
 
 #: Handshake messages are small (the largest is an attestation-free SPAKE2+ share);
@@ -90,8 +89,7 @@ class Inner:
 
 
 def _dumps(value: object) -> bytes:
-    out: bytes = cbor2.dumps(value, canonical=True)
-    return out
+    return cbor.dumps(value)
 
 
 def encode(message: SessionMessage) -> bytes:
@@ -107,15 +105,10 @@ def encode(message: SessionMessage) -> bytes:
 def _loads(raw: bytes, limit: int) -> list[object]:
     if len(raw) > limit:
         raise MalformedData(f"message of {len(raw)} bytes exceeds {limit}")
-    try:
-        value = cbor2.loads(raw)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
-        raise MalformedData("message is not well-formed CBOR") from None
+    value = cbor.loads(raw, max_size=limit)
     if not isinstance(value, list) or not value:
         raise MalformedData("message must be a non-empty CBOR array")
-    if _dumps(value) != raw:
-        raise MalformedData("message is not in deterministic CBOR encoding")
-    return value
+    return list(value)
 
 
 def _bytes(value: object, what: str, limit: int) -> bytes:
