@@ -763,6 +763,21 @@ def write_corpus(seeds: Seeds, *, keep_demo: bool) -> dict[str, int]:
     return sizes
 
 
+def write_regressions() -> None:
+    """Write the regression cases that have no file yet (several are made with fresh
+    randomness, so rewriting them all would change files for nothing: delete a file to
+    have it written again)."""
+    from fuzz.regressions import cases
+
+    for case in cases():
+        if case.harness not in HARNESSES:
+            raise KeyError(f"regression case for an unknown harness: {case.harness}")
+        path = CORPUS / case.harness / case.file_name
+        if not path.exists():
+            path.write_bytes(case.data)
+            print(f"written: {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz.capture", description=__doc__)
     parser.add_argument(
@@ -771,7 +786,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-demo", action="store_true", help="keep the demo seeds there are; record the rest"
     )
+    parser.add_argument(
+        "--regressions-only",
+        action="store_true",
+        help="write the regression cases that have no file yet, nothing else",
+    )
     args = parser.parse_args(argv)
+    if args.regressions_only:
+        write_regressions()
+        return 0
     if args.new_fixtures or not (fx.FIXTURES / fx.ZONE_FILE).exists():
         fx.write_fixtures()
     seeds = Seeds()

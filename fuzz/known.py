@@ -111,6 +111,7 @@ OPEN: Final[dict[str, str]] = {
     "F5": "F5: fixed on the F3-F6 branch",
     "F6": "F6: fixed on the F3-F6 branch",
     "N1": "N1: found by this campaign, not fixed yet (next to F3: stored certificates)",
+    "N2": "N2: found by this campaign, not fixed yet (wpa_supplicant reply parsing)",
 }
 
 

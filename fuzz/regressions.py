@@ -180,6 +180,8 @@ def cases() -> Iterator[Case]:
         "key-off-curve",
         _with_item(zone_bin, 4, _point_off_curve(m.zone.root_der)),
     )
+    # N2: a LIST_NETWORKS row whose id is a digit to str.isdigit(), not to int().
+    yield Case("N2", "wpa_supplicant", "superscript-digit", "network id\n1\u00b2\n".encode())
     # F6: load_profile's other exceptions.
     yield Case("F6", "profile_toml", "not-utf8", b"\xff")
     yield Case("F6", "profile_toml", "wrong-type", PROFILE_WRONG_TYPE)
