@@ -11,6 +11,7 @@ is merged they pass, the xfail turns into a failure, and the entry comes out of 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +60,15 @@ def test_every_harness_has_seeds_and_a_dictionary() -> None:
     empty = [name for name, harness in HARNESSES.items() if not _seeds(harness)]
     assert not empty, f"harnesses without seeds in fuzz/corpus: {empty}"
     assert len(load_dictionary(DICTIONARY)) > 100
+
+
+def test_the_docs_table_is_the_harness_table() -> None:
+    """docs/fuzzing.md shows the table as the code has it (regenerate it with
+    ``python -m fuzz --list --markdown``)."""
+    from fuzz.__main__ import harness_table
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "fuzzing.md"
+    assert harness_table() in docs.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))
