@@ -98,6 +98,16 @@ KNOWN: Final[tuple[Known, ...]] = (
             and "public_key()" in f.code
         ),
     ),
+    Known(
+        "N2",
+        "wpa_supplicant replies: a network id that str.isdigit() accepts and int() does not "
+        "(a non-ASCII digit such as '\u00b2'): ValueError from parse_network_list",
+        lambda f: (
+            f.error == "ValueError"
+            and _file(f) == "bleprov/network/wpa_supplicant.py"
+            and "int(" in f.code
+        ),
+    ),
 )
 
 #: Findings not fixed on this branch, with what fixes them: their regression cases are
