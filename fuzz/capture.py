@@ -337,41 +337,21 @@ def _pump(host: Any, device: Any, seeds: Seeds, mode: str, *, owned: bool = Fals
 def capture_fixture_sessions(seeds: Seeds) -> None:
     from bleprov.core.session import host as hst
     from bleprov.core.session.messages import Mode
-    from fuzz.harnesses import _device_session
+    from fuzz.harnesses import _device_session, _host_session
 
     m = fx.material()
     for mode in ("qr", "code", "compare", "passkey", "button"):
-        _pump(_fresh_host(mode), _device_session(), seeds, mode)
+        _pump(_host_session(mode, start=False), _device_session(), seeds, mode)
     owned = _device_session(owned=True)
     window_host = hst.HostSession(
         mode=Mode.CODE,
         secret=hst.WindowSecret(fx.WINDOW_CODE),
-        device_info=owned._info,
+        device_info=fx.device_info(window=_window_info(), owned=True),
         trust=m.trust,
         wall_clock=fx.FIXED_NOW,
         now=0.0,
     )
     _pump(window_host, owned, seeds, "code", owned=True)
-
-
-def _fresh_host(mode: str) -> Any:
-    from bleprov.core.session import host as hst
-    from bleprov.core.session.messages import Mode
-
-    m = fx.material()
-    secret: hst.OutOfBand = None
-    if mode == "qr":
-        secret = m.qr_secret
-    elif mode == "code":
-        secret = hst.CodeSecret(fx.CODE)
-    return hst.HostSession(
-        mode=Mode[mode.upper()],
-        secret=secret,
-        device_info=fx.device_info(),
-        trust=m.trust,
-        wall_clock=fx.FIXED_NOW,
-        now=0.0,
-    )
 
 
 def capture_handshake_parts(seeds: Seeds) -> None:

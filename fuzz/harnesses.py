@@ -32,11 +32,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from bleprov.core.errors import BleprovError, FramingError, MalformedData, ProtocolError
 from fuzz import material as fx
 from fuzz.guard import DEFAULT_TIME_BOUND, Finding, run_input
+
+if TYPE_CHECKING:
+    from bleprov.core.session.device import DeviceSession
+    from bleprov.core.session.host import HostSession
 
 CORPUS: Final = Path(__file__).resolve().parent / "corpus"
 DICTIONARY: Final = Path(__file__).resolve().parent / "cbor.dict"
@@ -291,7 +295,7 @@ def handshake_fields(data: bytes) -> None:
             split_fields(data, count, "fields")
 
 
-def _device_session(*, owned: bool = False) -> Any:
+def _device_session(*, owned: bool = False) -> DeviceSession:
     from bleprov.core.attempts import AttemptLimits, ButtonWindow
     from bleprov.core.session import device as dev
     from bleprov.core.window import CommissioningWindow
@@ -336,7 +340,7 @@ def device_session_owned(data: bytes) -> None:
     session.receive(data, 1.0)
 
 
-def _host_session(mode_name: str) -> Any:
+def _host_session(mode_name: str, *, start: bool = True) -> HostSession:
     from bleprov.core.session import host as hst
     from bleprov.core.session.messages import Mode
 
@@ -355,7 +359,8 @@ def _host_session(mode_name: str) -> Any:
         wall_clock=fx.FIXED_NOW,
         now=0.0,
     )
-    session.start(0.0)
+    if start:
+        session.start(0.0)
     return session
 
 
