@@ -6,6 +6,8 @@
 #   make test-lowest - make test's checks and suite with every direct dependency at its
 #                      lowest allowed version
 #   make test-py313  - the suite on Python 3.13 (test-py312: on 3.12)
+#   make fuzz        - the long fuzzing campaign (docs/fuzzing.md): every decoder harness
+#                      in its own process, 10^6 inputs each (FUZZ_RUNS, FUZZ_HARNESS)
 PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -17,7 +19,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_ARGS    ?= -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo test lint typecheck unit hw-test bench docs clean test-lowest test-python \
-        test-py312 test-py313 lab
+        test-py312 test-py313 lab fuzz
 
 # A Debian python3 without python3-venv has no ensurepip: make the venv without pip, then
 # fetch pip's wheel from PyPI (contrib/bootstrap-pip.py). $(call make-venv,DIR,PYTHON)
@@ -107,6 +109,20 @@ $(LAB_VENV)/.installed:
 lab: $(RUNTIME) $(LAB_VENV)/.installed
 	$(BIN)/python -m lab --vng $(LAB_VENV)/bin/vng $(LAB_ARGS)
 
+# The fuzzing campaign: the fuzz extra (atheris: libFuzzer, coverage-guided; x86-64 wheels
+# only, so elsewhere the pure-Python mutator runs) in the same venv, never in the runtime
+# or the dev extra. Results in fuzz-results/ (summary.md).
+FUZZ_RUNS    ?= 1000000
+FUZZ_HARNESS ?=
+FUZZ_ARGS    ?=
+FUZZ_STAMP   := $(VENV)/.fuzz-installed
+$(FUZZ_STAMP): $(RUNTIME)
+	$(BIN)/python -m pip install --quiet -e ".[fuzz]"
+	touch $@
+
+fuzz: $(FUZZ_STAMP)
+	FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_HARNESS="$(FUZZ_HARNESS)" $(BIN)/python -m fuzz $(FUZZ_ARGS)
+
 hw-test: $(STAMP)
 	$(BIN)/pytest hw_tests
 
@@ -117,4 +133,5 @@ docs: $(STAMP)
 	$(BIN)/python -m bleprov.core.profile --markdown > docs/gatt-profile.md
 
 clean:
-	rm -rf $(VENV) $(LOWEST) $(LAB_VENV) lab-results .venv-py3.* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) $(LAB_VENV) lab-results fuzz-results .venv-py3.* .pytest_cache \
+	  .mypy_cache .ruff_cache
