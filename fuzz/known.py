@@ -114,8 +114,6 @@ KNOWN: Final[tuple[Known, ...]] = (
 #: expected to fail (strictly) and make test's short runs tolerate them. Remove an entry
 #: once the fix is merged.
 OPEN: Final[dict[str, str]] = {
-    "F1": "F1: fixed on the lead's branch (one strict, bounded CBOR decoder)",
-    "F2": "F2: fixed on the lead's branch (one strict, bounded CBOR decoder)",
     "F3": "F3: fixed on the F3-F6 branch",
     "F4": "F4: fixed on the F3-F6 branch",
     "F5": "F5: fixed on the F3-F6 branch",
