@@ -33,6 +33,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bleprov.core.crypto.loading import (
+    UnreadableCertificate,
+    UnreadableKey,
+    load_der_certificate,
+    load_der_private_key,
+)
 from bleprov.core.enrolment.device import Authority, SessionContext, Staged
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.errors import MalformedData
@@ -177,8 +183,8 @@ class ZoneMembership:
         if body.get("v") != 1:
             raise MembershipError("zone record: unknown version")
         try:
-            key = serialization.load_der_private_key(_bytes(body, "key"), None)
-        except (ValueError, TypeError):
+            key = load_der_private_key(_bytes(body, "key"), None)
+        except UnreadableKey:
             raise MembershipError("zone record: the key does not load") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise MembershipError("zone record: the key is not an EC key")
@@ -196,12 +202,12 @@ def spki_fingerprint(cert_der: bytes) -> bytes:
     """SHA-256 of a certificate's SubjectPublicKeyInfo: how owners are compared (never by
     name). MembershipError if the certificate does not parse."""
     try:
-        key = x509.load_der_x509_certificate(cert_der).public_key()
-        spki = key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    except (ValueError, TypeError):
+        key = load_der_certificate(cert_der).public_key()
+    except UnreadableCertificate:
         raise MembershipError("not a DER certificate with a usable key") from None
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(spki).digest()
 
 
@@ -379,11 +385,10 @@ class ZoneMembershipExtension:
         root = _bytes(body, "root")
         owner = _text(body, "owner")
         try:
-            leaf = x509.load_der_x509_certificate(cert_der)
-            matches = leaf.public_key() == key.public_key()
-        except ValueError:
+            leaf = load_der_certificate(cert_der)
+        except UnreadableCertificate:
             raise MembershipError("field 'cert' is not a DER certificate") from None
-        if not matches:
+        if leaf.public_key() != key.public_key():
             raise _refuse("the certificate is not for the key this device made")
         member = self._verify(cert_der, chain, root, leaf, context.wall_clock)
         if not hmac.compare_digest(member.device_id, context.device_id):

@@ -40,6 +40,13 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bleprov.core.crypto.loading import (
+    PARSE_ERRORS,
+    UnreadableCertificate,
+    UnreadableKey,
+    load_pem_certificate,
+    load_pem_private_key,
+)
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.zone import (
@@ -531,7 +538,7 @@ def _published_crl_number(path: Path, issuer: x509.Certificate) -> int:
         ):
             return 0
         return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
-    except (ValueError, TypeError, x509.ExtensionNotFound):
+    except (*PARSE_ERRORS, x509.ExtensionNotFound, InvalidSignature):
         return 0
 
 
@@ -539,8 +546,8 @@ def _load_user_certificate(cert_pem: bytes) -> bytes:
     if not isinstance(cert_pem, bytes) or not 0 < len(cert_pem) <= MAX_USER_PEM_SIZE:
         raise BadCredential(f"a user certificate file is 1 to {MAX_USER_PEM_SIZE} bytes of PEM")
     try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
+        certificate = load_pem_certificate(cert_pem)
+    except UnreadableCertificate:
         raise BadCredential("the user certificate is not a PEM certificate") from None
     return certificate.public_bytes(serialization.Encoding.DER)
 
@@ -551,8 +558,8 @@ def _load_user_key(key_pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivate
     if not isinstance(passphrase, bytes) or not 0 < len(passphrase) <= MAX_KEY_PASSPHRASE_BYTES:
         raise BadCredential(f"a key passphrase is 1 to {MAX_KEY_PASSPHRASE_BYTES} bytes")
     try:
-        key = serialization.load_pem_private_key(key_pem, passphrase)
-    except (TypeError, ValueError):
+        key = load_pem_private_key(key_pem, passphrase)
+    except UnreadableKey:
         raise BadCredential(
             "cannot decrypt the user key: wrong key passphrase, or not an encrypted key file"
         ) from None
