@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -131,7 +131,12 @@ def _chain(body: dict[str, Any]) -> tuple[bytes, ...]:
 
 @dataclass(frozen=True, repr=False)
 class ZoneMembership:
-    """What a member device keeps: its key, certificate, chain, the zone root, its owner."""
+    """What a member device keeps: its key, certificate, chain, the zone root, its owner.
+
+    The certificate is parsed when the membership is made, and must be for ``key``: a
+    membership that exists answers :attr:`serial` and :meth:`renew_after` (the renewal
+    timer's question) without raising (issue 15, F4).
+    """
 
     key: ec.EllipticCurvePrivateKey
     cert_der: bytes
@@ -139,6 +144,16 @@ class ZoneMembership:
     root_der: bytes
     zone_id: str
     owner: str
+    _leaf: x509.Certificate = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            leaf = load_der_certificate(self.cert_der)
+        except UnreadableCertificate:
+            raise MembershipError("zone record: the certificate is not DER") from None
+        if leaf.public_key() != self.key.public_key():
+            raise MembershipError("zone record: the certificate is not for the record's key")
+        object.__setattr__(self, "_leaf", leaf)
 
     def __repr__(self) -> str:
         return f"ZoneMembership(zone_id={self.zone_id!r}, owner={self.owner!r})"
@@ -149,14 +164,31 @@ class ZoneMembership:
 
     @property
     def serial(self) -> int:
-        return x509.load_der_x509_certificate(self.cert_der).serial_number
+        return self._leaf.serial_number
 
     def renew_after(self) -> datetime:
         """When to renew: two thirds into the certificate's validity, so a member keeps
         a third of it (10 days of the default 30) to reach its hub."""
-        leaf = x509.load_der_x509_certificate(self.cert_der)
-        start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        start, end = self._leaf.not_valid_before_utc, self._leaf.not_valid_after_utc
         return start + (end - start) * 2 / 3
+
+    def _check_profile(self) -> None:
+        """The certificate is a member certificate of this record's zone and owner that
+        chains to this record's root: checked at the start of its validity, as
+        ``zone/install`` checks it on a device without a clock (expiry is every TLS
+        peer's to enforce, and a stored certificate outlives its validity until renewed)."""
+        try:
+            member = verify_member(
+                self.cert_der,
+                self.chain_der,
+                zone_root_der=self.root_der,
+                crl_der=None,
+                now=self._leaf.not_valid_before_utc + CLOCK_SKEW_ALLOWANCE,
+            )
+        except (ZoneError, ZoneSetupError) as exc:
+            raise MembershipError(f"zone record: the certificate does not verify: {exc}") from None
+        if member.zone_id != self.zone_id or member.owner != self.owner:
+            raise MembershipError("zone record: the certificate names another zone or owner")
 
     def encode(self) -> bytes:
         """The ``zone`` record; the key is PKCS#8 DER (the device store encrypts records)."""
@@ -188,7 +220,7 @@ class ZoneMembership:
             raise MembershipError("zone record: the key does not load") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise MembershipError("zone record: the key is not an EC key")
-        return cls(
+        membership = cls(
             key=key,
             cert_der=_bytes(body, "cert"),
             chain_der=_chain(body),
@@ -196,6 +228,8 @@ class ZoneMembership:
             zone_id=_text(body, "zone", 16),
             owner=_text(body, "owner"),
         )
+        membership._check_profile()
+        return membership
 
 
 def spki_fingerprint(cert_der: bytes) -> bytes:
