@@ -53,6 +53,7 @@ from cryptography.x509.verification import (
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
     KeyPassphraseMismatch,
+    KeyTooDear,
     UnreadableCertificate,
     UnreadableKey,
     load_der_certificate,
@@ -276,6 +277,8 @@ def _load_key(data: object, passphrase: bytes | None, what: str) -> object:
         raise IdentityError(
             f"{what}: passphrase given for a plain key, or missing for an encrypted one"
         ) from None
+    except KeyTooDear as exc:
+        raise IdentityError(f"{what}: {exc}") from None
     except UnreadableKey:
         raise IdentityError(f"{what}: wrong passphrase or corrupt key") from None
 

@@ -63,7 +63,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from bleprov.core.crypto.loading import UnreadableKey, load_der_private_key
+from bleprov.core.crypto.loading import KeyTooDear, UnreadableKey, load_der_private_key
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
     _LAZY_PARSE_ERRORS,
@@ -1064,6 +1064,8 @@ def _load_store_key(data: object, key: bytes, what: str) -> ec.EllipticCurvePriv
         raise ZoneSetupError(f"{what} must be at most {_MAX_KEY_SIZE} bytes")
     try:
         private_key = load_der_private_key(data, key)
+    except KeyTooDear as exc:
+        raise ZoneSetupError(f"{what}: {exc}") from None
     except UnreadableKey:
         raise ZoneSetupError(f"{what}: wrong passphrase or corrupt key") from None
     if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not _is_p256(

@@ -42,6 +42,7 @@ from sqlalchemy.exc import ArgumentError
 
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
+    KeyTooDear,
     UnreadableCertificate,
     UnreadableKey,
     load_pem_certificate,
@@ -59,12 +60,15 @@ from bleprov.core.zone import (
 )
 from bleprov.store.files import write_atomic
 from bleprov.store.registry import (
+    MAX_PASSPHRASE_MEMORY,
+    MAX_PASSPHRASE_WORK,
     PASSPHRASE_COST,
     AuthenticationFailed,
     NotAuthorized,
     Registry,
     Role,
     User,
+    passphrase_cost_allowed,
 )
 
 ZONE_FILE: Final = "zone.bin"
@@ -435,6 +439,12 @@ def _read_config(directory: Path) -> _Config:
         passphrase_cost = ScryptCost(n=cost["n"], r=cost["r"], p=cost["p"])
     except MalformedData as exc:
         raise HubError(f"{path}: passphrase_cost: {exc}") from None
+    if not passphrase_cost_allowed(passphrase_cost):
+        raise HubError(
+            f"{path}: passphrase_cost is above what the registry runs (at most "
+            f"{MAX_PASSPHRASE_MEMORY >> 20} MiB and {MAX_PASSPHRASE_WORK} for n x r x p): "
+            "lower it"
+        )
     return _Config(name, zone_id, url, passphrase_cost)
 
 
@@ -559,6 +569,8 @@ def _load_user_key(key_pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivate
         raise BadCredential(f"a key passphrase is 1 to {MAX_KEY_PASSPHRASE_BYTES} bytes")
     try:
         key = load_pem_private_key(key_pem, passphrase)
+    except KeyTooDear as exc:
+        raise BadCredential(f"the user key file is not one bleprov wrote: {exc}") from None
     except UnreadableKey:
         raise BadCredential(
             "cannot decrypt the user key: wrong key passphrase, or not an encrypted key file"
