@@ -25,7 +25,6 @@ import fcntl
 import hashlib
 import os
 import secrets
-import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +49,7 @@ from bleprov.core.crypto.loading import (
 )
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.toml_text import TomlUnreadable, parse_toml
 from bleprov.core.zone import (
     MAX_CRL_SIZE,
     OWNER_PATTERN,
@@ -424,9 +424,9 @@ def _read_config(directory: Path) -> _Config:
     if len(data) > _MAX_CONFIG_SIZE:
         raise HubError(f"{path} is larger than {_MAX_CONFIG_SIZE} bytes: fix or restore it")
     try:
-        value = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise HubError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
+        value = parse_toml(data, limit=_MAX_CONFIG_SIZE)
+    except TomlUnreadable as exc:
+        raise HubError(f"{path} is {exc}: fix or restore it") from None
     if value.get("version") != _CONFIG_VERSION:
         raise HubError(f"{path}: unknown version; this bleprov reads version {_CONFIG_VERSION}")
     name, zone_id, url = value.get("name"), value.get("zone_id"), value.get("registry_url")
