@@ -18,11 +18,14 @@ Each cost is now bounded by a named constant before anything is derived.
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
 import cbor2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.crypto import loading
@@ -253,3 +256,33 @@ def test_hub_toml_with_a_passphrase_cost_above_the_bound_is_refused(tmp_path: Pa
     )
     with pytest.raises(HubError, match="passphrase_cost"):
         open_registry(hub)
+
+
+def _keys() -> list[bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    der, pkcs8 = serialization.Encoding.DER, serialization.PrivateFormat.PKCS8
+    return [
+        key.private_bytes(der, pkcs8, serialization.BestAvailableEncryption(b"pw")),
+        key.private_bytes(der, pkcs8, serialization.NoEncryption()),
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=60)
+    | st.builds(
+        lambda key, at, chunk: key[:at] + chunk + key[at + len(chunk) :],
+        st.sampled_from(_keys()),
+        st.integers(0, 60),
+        st.binary(min_size=1, max_size=3),
+    )
+)
+def test_the_key_encryption_header_reader_raises_only_unreadable_key(data: bytes) -> None:
+    """The DER walk that reads the KDF cost parses hostile bytes itself: only its typed
+    error may leave it, and the loader after it."""
+    for passphrase in (b"pw", None):
+        with suppress(loading.UnreadableKey):
+            loading.load_der_private_key(data, passphrase)
