@@ -114,12 +114,6 @@ KNOWN: Final[tuple[Known, ...]] = (
 #: expected to fail (strictly) and make test's short runs tolerate them. Remove an entry
 #: once the fix is merged.
 OPEN: Final[dict[str, str]] = {
-    "F3": "F3: fixed on the F3-F6 branch",
-    "F4": "F4: fixed on the F3-F6 branch",
-    "F5": "F5: fixed on the F3-F6 branch",
-    "F6": "F6: fixed on the F3-F6 branch",
-    "N1": "N1: found by this campaign, not fixed yet (next to F3: stored certificates)",
-    "N2": "N2: found by this campaign, not fixed yet (wpa_supplicant reply parsing)",
 }
 
 

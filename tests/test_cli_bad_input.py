@@ -72,6 +72,8 @@ CONFIG_FILES = {
     "config-unknown.toml": 'raido = "system"\n',
     "config-radio.toml": 'radio = "carrier-pigeon"\n',
     "config-type.toml": "radio = 3\n",
+    # Issue 15, F6: RecursionError escaped tomllib (a traceback).
+    "config-deep.toml": "radio = " + "[" * 5000 + "\n",
 }
 
 
@@ -101,6 +103,8 @@ CASES: dict[str, list[Case]] = {
         C("config file named but missing", USAGE, "", BLEPROV_CONFIG="{tmp}/missing.toml",
           says="no such file"),
         C("config file is a directory", USAGE, "", BLEPROV_CONFIG="{tmp}", says=""),
+        C("config file nested too deeply", USAGE, "", BLEPROV_CONFIG="{tmp}/config-deep.toml",
+          says="config-deep.toml: not valid TOML: nested too deeply"),
     ],
     "demo": [
         C("unknown mode", USAGE, "--mode nope"),

@@ -75,11 +75,12 @@ def config_path() -> Path:
 def load_config(path: Path | None = None) -> Config:
     """Read and check the config file; a missing file at the default place is no config,
     one ``$BLEPROV_CONFIG`` names is an error (a typo would silently change nothing)."""
-    import tomllib
+    from bleprov.core.toml_text import MAX_TOML_BYTES, TomlUnreadable, parse_toml
 
     path = path or config_path()
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         if os.environ.get(CONFIG_ENV):
             raise ConfigError(f"{path}: no such file ({CONFIG_ENV} names it)") from None
@@ -88,12 +89,9 @@ def load_config(path: Path | None = None) -> Config:
         reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         raise ConfigError(f"{path}: {reason} (check the config file's path)") from None
     try:
-        table = tomllib.loads(data.decode())
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text (a TOML file is)") from None
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message is a position, never the text found there.
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        table = parse_toml(data)
+    except TomlUnreadable as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return Config(path, found=True, values=_checked(path, table))
 
 

@@ -381,8 +381,13 @@ def _broker_tls(ca_file: Path | None) -> ssl.SSLContext:
 
 def load_roots(paths: list[Path]) -> tuple[bytes, ...]:
     """Manufacturer roots (PEM or DER files) the host trusts for attestation."""
-    from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bleprov.core.crypto.loading import (
+        UnreadableCertificate,
+        load_der_certificate,
+        load_pem_certificates,
+    )
 
     roots: list[bytes] = []
     for path in paths:
@@ -392,11 +397,11 @@ def load_roots(paths: list[Path]) -> tuple[bytes, ...]:
             raise HostError(f"cannot read the trust root {path}: {exc.strerror}") from None
         try:
             certificates = (
-                x509.load_pem_x509_certificates(data)
+                load_pem_certificates(data)
                 if b"-----BEGIN" in data
-                else [x509.load_der_x509_certificate(data)]
+                else [load_der_certificate(data)]
             )
-        except ValueError:
+        except UnreadableCertificate:
             raise HostError(f"{path} is not a PEM or DER certificate") from None
         roots += [c.public_bytes(Encoding.DER) for c in certificates]
     return tuple(roots)

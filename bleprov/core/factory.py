@@ -13,9 +13,16 @@ import secrets
 from dataclasses import dataclass, field
 
 from bleprov.core import cbor
-from bleprov.core.advertising import DISCRIMINATOR_MAX, DeviceInfo, DeviceState, OobMode
+from bleprov.core.advertising import (
+    ALL_MODES,
+    DISCRIMINATOR_MAX,
+    DeviceInfo,
+    DeviceState,
+    OobMode,
+)
 from bleprov.core.crypto.spake2plus import (
     DEFAULT_COST,
+    HOST_MAX_COST,
     ScryptCost,
     VerifierRecord,
     derive_verifier,
@@ -37,7 +44,6 @@ from bleprov.core.onboarding import (
 )
 from bleprov.core.profile import default_profile
 from bleprov.core.session.device import DeviceSecrets
-from bleprov.core.session.host import MAX_SCRYPT_LOG2_N, MAX_SCRYPT_P, MAX_SCRYPT_R
 from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 
 SALT_BYTES = 16
@@ -119,6 +125,24 @@ class DeviceProvisioning:
             or not isinstance(value[8], dict)
         ):
             raise MalformedData("device provisioning record is corrupt")
+        cost = value[7]
+        if (
+            not all(type(c) is int for c in cost)
+            or type(value[3]) is not int
+            or not 0 <= value[3] <= DISCRIMINATOR_MAX
+            or type(value[4]) is not int
+            or value[4] & ~int(ALL_MODES)
+        ):
+            raise MalformedData("device provisioning record is corrupt")
+        try:
+            pbkdf_cost = ScryptCost(n=cost[0], r=cost[1], p=cost[2])
+        except MalformedData:
+            raise MalformedData(
+                "device provisioning record holds an impossible scrypt cost"
+            ) from None
+        if pbkdf_cost.exceeds(HOST_MAX_COST):
+            # It is what the device advertises for its printed code: no host would run it.
+            raise MalformedData("device provisioning record's scrypt cost is above what hosts run")
         records = {}
         for user, record in value[8].items():
             if not isinstance(user, bytes) or not isinstance(record, bytes):
@@ -130,7 +154,7 @@ class DeviceProvisioning:
             modes=OobMode(value[4]),
             label_secret=value[5],
             pbkdf_salt=value[6],
-            pbkdf_cost=ScryptCost(n=value[7][0], r=value[7][1], p=value[7][2]),
+            pbkdf_cost=pbkdf_cost,
             code_records=records,
         )
 
@@ -191,10 +215,10 @@ def provision_device(
     """Make a device's secrets and its label. ``modes`` must include qr (the label)."""
     if OobMode.QR not in modes:
         raise LocalProtocolError("every bleprov label carries the qr mode's key and secret")
-    if cost.log2_n > MAX_SCRYPT_LOG2_N or cost.r > MAX_SCRYPT_R or cost.p > MAX_SCRYPT_P:
+    if cost.exceeds(HOST_MAX_COST):
         raise LocalProtocolError(
-            f"scrypt cost above what hosts run (2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, "
-            f"p {MAX_SCRYPT_P}): no host could use this device's code"
+            f"scrypt cost above what hosts run (2^{HOST_MAX_COST.log2_n}, r {HOST_MAX_COST.r}, "
+            f"p {HOST_MAX_COST.p}): no host could use this device's code"
         )
     disc = secrets.randbelow(DISCRIMINATOR_MAX + 1) if discriminator is None else discriminator
     label_secret = secrets.token_bytes(16)

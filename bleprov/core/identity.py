@@ -34,12 +34,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     Criticality,
@@ -51,6 +50,15 @@ from cryptography.x509.verification import (
 )
 
 from bleprov.core import cbor
+from bleprov.core.crypto.loading import (
+    PARSE_ERRORS,
+    KeyPassphraseMismatch,
+    KeyTooDear,
+    UnreadableCertificate,
+    UnreadableKey,
+    load_der_certificate,
+    load_der_private_key,
+)
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 
 # ------------------------------------------------------------------------ constants
@@ -136,17 +144,7 @@ class MalformedAttestation(AttestationError, MalformedData):
 
 #: cryptography parses names and extensions on first access; these are what a hostile
 #: certificate that loaded can still raise there.
-_LAZY_PARSE_ERRORS: Final = (
-    ValueError,
-    TypeError,
-    # A name whose string tag no ASN.1 string has (e.g. 13): cryptography before 50
-    # raised KeyError from the name's lazy parse, not ValueError.
-    KeyError,
-    x509.InvalidVersion,  # not a ValueError: a damaged version field raises it
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-    UnsupportedAlgorithm,
-)
+_LAZY_PARSE_ERRORS: Final = PARSE_ERRORS
 
 
 def _utc(now: datetime) -> datetime:
@@ -274,12 +272,14 @@ def _load_key(data: object, passphrase: bytes | None, what: str) -> object:
     if not isinstance(data, bytes) or not 0 < len(data) <= _MAX_KEY_SIZE:
         raise IdentityError(f"{what} must be a byte string of at most {_MAX_KEY_SIZE} bytes")
     try:
-        return serialization.load_der_private_key(data, passphrase)
-    except TypeError:
+        return load_der_private_key(data, passphrase)
+    except KeyPassphraseMismatch:
         raise IdentityError(
             f"{what}: passphrase given for a plain key, or missing for an encrypted one"
         ) from None
-    except ValueError:
+    except KeyTooDear as exc:
+        raise IdentityError(f"{what}: {exc}") from None
+    except UnreadableKey:
         raise IdentityError(f"{what}: wrong passphrase or corrupt key") from None
 
 
@@ -300,16 +300,12 @@ def _load_stored_certificate(data: object, what: str) -> x509.Certificate:
 
 
 def _parse_certificate(data: bytes) -> x509.Certificate | None:
-    """A DER certificate, or None for anything cryptography will not accept cleanly.
-
-    A non-positive serial number (RFC 5280 forbids it) counts as malformed; cryptography
-    only warns about it today, and raises that warning when run with ``-W error``.
-    """
+    """A DER certificate whose key, serial and dates parse (:func:`load_der_certificate`),
+    or None for anything cryptography will not accept cleanly."""
     try:
-        certificate = x509.load_der_x509_certificate(data)
-    except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning):
+        return load_der_certificate(data)
+    except UnreadableCertificate:
         return None
-    return certificate if certificate.serial_number > 0 else None
 
 
 def _same_public_key(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -33,6 +33,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bleprov.core import cbor
+from bleprov.core.crypto.loading import (
+    UnreadableCertificate,
+    UnreadableKey,
+    load_der_certificate,
+    load_der_private_key,
+)
 from bleprov.core.enrolment.device import Authority, SessionContext, Staged
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.errors import MalformedData
@@ -124,7 +130,12 @@ def _chain(body: dict[str, Any]) -> tuple[bytes, ...]:
 
 @dataclass(frozen=True, repr=False)
 class ZoneMembership:
-    """What a member device keeps: its key, certificate, chain, the zone root, its owner."""
+    """What a member device keeps: its key, certificate, chain, the zone root, its owner.
+
+    The certificate is parsed when the membership is made, and must be for ``key``: a
+    membership that exists answers :attr:`serial` and :meth:`renew_after` (the renewal
+    timer's question) without raising (issue 15, F4).
+    """
 
     key: ec.EllipticCurvePrivateKey
     cert_der: bytes
@@ -132,6 +143,16 @@ class ZoneMembership:
     root_der: bytes
     zone_id: str
     owner: str
+    _leaf: x509.Certificate = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            leaf = load_der_certificate(self.cert_der)
+        except UnreadableCertificate:
+            raise MembershipError("zone record: the certificate is not DER") from None
+        if leaf.public_key() != self.key.public_key():
+            raise MembershipError("zone record: the certificate is not for the record's key")
+        object.__setattr__(self, "_leaf", leaf)
 
     def __repr__(self) -> str:
         return f"ZoneMembership(zone_id={self.zone_id!r}, owner={self.owner!r})"
@@ -142,14 +163,31 @@ class ZoneMembership:
 
     @property
     def serial(self) -> int:
-        return x509.load_der_x509_certificate(self.cert_der).serial_number
+        return self._leaf.serial_number
 
     def renew_after(self) -> datetime:
         """When to renew: two thirds into the certificate's validity, so a member keeps
         a third of it (10 days of the default 30) to reach its hub."""
-        leaf = x509.load_der_x509_certificate(self.cert_der)
-        start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        start, end = self._leaf.not_valid_before_utc, self._leaf.not_valid_after_utc
         return start + (end - start) * 2 / 3
+
+    def _check_profile(self) -> None:
+        """The certificate is a member certificate of this record's zone and owner that
+        chains to this record's root: checked at the start of its validity, as
+        ``zone/install`` checks it on a device without a clock (expiry is every TLS
+        peer's to enforce, and a stored certificate outlives its validity until renewed)."""
+        try:
+            member = verify_member(
+                self.cert_der,
+                self.chain_der,
+                zone_root_der=self.root_der,
+                crl_der=None,
+                now=self._leaf.not_valid_before_utc + CLOCK_SKEW_ALLOWANCE,
+            )
+        except (ZoneError, ZoneSetupError) as exc:
+            raise MembershipError(f"zone record: the certificate does not verify: {exc}") from None
+        if member.zone_id != self.zone_id or member.owner != self.owner:
+            raise MembershipError("zone record: the certificate names another zone or owner")
 
     def encode(self) -> bytes:
         """The ``zone`` record; the key is PKCS#8 DER (the device store encrypts records)."""
@@ -176,12 +214,12 @@ class ZoneMembership:
         if body.get("v") != 1:
             raise MembershipError("zone record: unknown version")
         try:
-            key = serialization.load_der_private_key(_bytes(body, "key"), None)
-        except (ValueError, TypeError):
+            key = load_der_private_key(_bytes(body, "key"), None)
+        except UnreadableKey:
             raise MembershipError("zone record: the key does not load") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise MembershipError("zone record: the key is not an EC key")
-        return cls(
+        membership = cls(
             key=key,
             cert_der=_bytes(body, "cert"),
             chain_der=_chain(body),
@@ -189,18 +227,20 @@ class ZoneMembership:
             zone_id=_text(body, "zone", 16),
             owner=_text(body, "owner"),
         )
+        membership._check_profile()
+        return membership
 
 
 def spki_fingerprint(cert_der: bytes) -> bytes:
     """SHA-256 of a certificate's SubjectPublicKeyInfo: how owners are compared (never by
     name). MembershipError if the certificate does not parse."""
     try:
-        key = x509.load_der_x509_certificate(cert_der).public_key()
-        spki = key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    except (ValueError, TypeError):
+        key = load_der_certificate(cert_der).public_key()
+    except UnreadableCertificate:
         raise MembershipError("not a DER certificate with a usable key") from None
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return hashlib.sha256(spki).digest()
 
 
@@ -378,11 +418,10 @@ class ZoneMembershipExtension:
         root = _bytes(body, "root")
         owner = _text(body, "owner")
         try:
-            leaf = x509.load_der_x509_certificate(cert_der)
-            matches = leaf.public_key() == key.public_key()
-        except ValueError:
+            leaf = load_der_certificate(cert_der)
+        except UnreadableCertificate:
             raise MembershipError("field 'cert' is not a DER certificate") from None
-        if not matches:
+        if leaf.public_key() != key.public_key():
             raise _refuse("the certificate is not for the key this device made")
         member = self._verify(cert_der, chain, root, leaf, context.wall_clock)
         if not hmac.compare_digest(member.device_id, context.device_id):

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from bleprov.core.crypto.loading import UnreadableKey, load_der_private_key
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
     _LAZY_PARSE_ERRORS,
@@ -402,8 +403,8 @@ class PeerIdentity:
         if not isinstance(key_der, bytes) or not 0 < len(key_der) <= _MAX_KEY_SIZE:
             raise BadPeerIdentity(f"peer key must be 1 to {_MAX_KEY_SIZE} bytes of PKCS#8")
         try:
-            key = serialization.load_der_private_key(key_der, None)
-        except (TypeError, ValueError, *_LAZY_PARSE_ERRORS):
+            key = load_der_private_key(key_der, None)
+        except UnreadableKey:
             raise BadPeerIdentity("peer key is not an unencrypted PKCS#8 key") from None
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not _is_p256(key.public_key()):
             raise BadPeerIdentity("peer key is not a P-256 key")

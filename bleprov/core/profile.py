@@ -8,7 +8,6 @@ finds characteristics by key through it, and ``docs/gatt-profile.md`` is rendere
 from __future__ import annotations
 
 import sys
-import tomllib
 import uuid as uuid_module
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bleprov.core.errors import ProfileError
+from bleprov.core.toml_text import MAX_TOML_BYTES, TomlUnreadable, parse_toml
 
 DEFAULT_PROFILE: Final = "bleprov-provisioning-v1.toml"
 
@@ -110,6 +110,14 @@ class GattProfile:
         return self.characteristic("info")
 
 
+def _table(value: object, where: str) -> Mapping[str, Any]:
+    """A TOML table where the profile needs one (a string or a number there is an error,
+    not an AttributeError from the first lookup)."""
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"{where}: must be a table")
+    return value
+
+
 def _uuid(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise ProfileError(f"{where}: UUID must be a string")
@@ -151,18 +159,19 @@ def _words(
 def parse_profile(data: Mapping[str, Any], source: str = "<memory>") -> GattProfile:
     """Validate a decoded TOML document and build the profile."""
     try:
-        head = data["profile"]
-        service = data["service"]
+        head = _table(data["profile"], f"{source}: [profile]")
+        service = _table(data["service"], f"{source}: [service]")
         chars = data["characteristic"]
-        adv = data["advertisement"]
+        adv = _table(data["advertisement"], f"{source}: [advertisement]")
     except KeyError as exc:
         raise ProfileError(f"{source}: missing table [{exc.args[0]}]") from None
     if not isinstance(chars, list) or not chars:
         raise ProfileError(f"{source}: at least one [[characteristic]] is required")
 
     characteristics: list[CharacteristicSpec] = []
-    for i, c in enumerate(chars):
+    for i, item in enumerate(chars):
         where = f"{source}: characteristic #{i + 1}"
+        c = _table(item, where)
         spec = CharacteristicSpec(
             key=_str(c, "key", where),
             uuid=_uuid(c.get("uuid"), where),
@@ -187,8 +196,9 @@ def parse_profile(data: Mapping[str, Any], source: str = "<memory>") -> GattProf
     if not isinstance(fields, list) or not fields:
         raise ProfileError(f"{source}: [[advertisement.service_data]] is required")
     service_data = []
-    for i, f in enumerate(fields):
+    for i, item in enumerate(fields):
         where = f"{source}: service_data field #{i + 1}"
+        f = _table(item, where)
         ftype = _str(f, "type", where)
         if ftype not in FIELD_SIZES:
             raise ProfileError(f"{where}: type must be one of {sorted(FIELD_SIZES)}")
@@ -225,14 +235,14 @@ def parse_profile(data: Mapping[str, Any], source: str = "<memory>") -> GattProf
     )
 
 
-def _profile_text(name: str) -> tuple[str, str]:
+def _profile_text(name: str) -> tuple[bytes, str]:
     """Find a profile file: in the installed wheel, else in the source tree."""
     shipped = resources.files("bleprov").joinpath("_gatt_profiles", name)
     if shipped.is_file():
-        return shipped.read_text(encoding="utf-8"), name
+        return shipped.read_bytes(), name
     in_tree = Path(__file__).resolve().parents[2] / "gatt_profiles" / name
     if in_tree.is_file():
-        return in_tree.read_text(encoding="utf-8"), name
+        return in_tree.read_bytes(), name
     raise ProfileError(
         f"GATT profile {name!r} not found (looked in the package and gatt_profiles/)"
     )
@@ -242,13 +252,18 @@ def load_profile(name_or_path: str | Path = DEFAULT_PROFILE) -> GattProfile:
     """Load and validate a profile by file name (shipped ones) or by path."""
     path = Path(name_or_path)
     if path.is_file():
-        text, source = path.read_text(encoding="utf-8"), path.name
+        source = path.name
+        try:
+            with path.open("rb") as file:
+                raw = file.read(MAX_TOML_BYTES + 1)
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot read ({exc.strerror or exc})") from None
     else:
-        text, source = _profile_text(str(name_or_path))
+        raw, source = _profile_text(str(name_or_path))
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{source}: not valid TOML: {exc}") from exc
+        data = parse_toml(raw)
+    except TomlUnreadable as exc:
+        raise ProfileError(f"{source}: {exc}") from None
     return parse_profile(data, source)
 
 

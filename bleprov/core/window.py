@@ -180,15 +180,21 @@ class WindowOffer:
         return offer
 
     def check(self) -> None:
+        """Bounds, the cost included: a window whose scrypt no host runs
+        (:data:`~bleprov.core.crypto.spake2plus.HOST_MAX_COST`) would open for nobody."""
+        from bleprov.core.crypto.spake2plus import HOST_MAX_COST
+
         if not MIN_WINDOW_SECONDS <= self.seconds <= MAX_WINDOW_SECONDS:
             raise WindowError(
                 f"a window lasts {MIN_WINDOW_SECONDS} to {MAX_WINDOW_SECONDS} seconds"
             )
         if not 16 <= len(self.salt) <= 32:
             raise WindowError("the window salt must be 16..32 bytes")
-        log_n = self.cost.n.bit_length() - 1
-        if not (10 <= log_n <= 22 and 1 <= self.cost.r <= 32 and 1 <= self.cost.p <= 16):
-            raise WindowError("the window's scrypt cost is outside what hosts accept")
+        if self.cost.log2_n < 10 or self.cost.exceeds(HOST_MAX_COST):
+            raise WindowError(
+                "the window's scrypt cost is outside what hosts accept (log2 N 10.."
+                f"{HOST_MAX_COST.log2_n}, r up to {HOST_MAX_COST.r}, p up to {HOST_MAX_COST.p})"
+            )
 
     def to_body(self) -> dict[str, Any]:
         """The ``window/open`` request body (docs/protocol.md, "Commissioning window")."""

@@ -63,6 +63,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from bleprov.core.crypto.loading import KeyTooDear, UnreadableKey, load_der_private_key
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
     _LAZY_PARSE_ERRORS,
@@ -1062,8 +1063,10 @@ def _load_store_key(data: object, key: bytes, what: str) -> ec.EllipticCurvePriv
     if not isinstance(data, bytes) or not 0 < len(data) <= _MAX_KEY_SIZE:
         raise ZoneSetupError(f"{what} must be at most {_MAX_KEY_SIZE} bytes")
     try:
-        private_key = serialization.load_der_private_key(data, key)
-    except (TypeError, ValueError):
+        private_key = load_der_private_key(data, key)
+    except KeyTooDear as exc:
+        raise ZoneSetupError(f"{what}: {exc}") from None
+    except UnreadableKey:
         raise ZoneSetupError(f"{what}: wrong passphrase or corrupt key") from None
     if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not _is_p256(
         private_key.public_key()

@@ -45,6 +45,7 @@ from typing import Any, Final
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusFastError
+from dbus_fast.validators import is_object_path_valid
 
 from bleprov.core.wifi import (
     SSID_MAX,
@@ -182,14 +183,45 @@ class NetworkManagerUnavailable(NetworkManagerError):
     """No system bus, no NetworkManager on it, or no Wi-Fi device it manages."""
 
 
-def failure_for_reason(reason: int) -> Failed:
+def _uint32(value: object) -> int | None:
+    """A D-Bus ``u`` as NetworkManager sends it, or None for anything else (a variant of
+    another type, a float, a bool): its replies are checked, not trusted (issue 15)."""
+    if type(value) is int and 0 <= value <= 0xFFFFFFFF:
+        return value
+    return None
+
+
+#: The most object paths a list in a reply may hold (devices, access points, profiles):
+#: far above what a device sees, low enough that a confused reply cannot make us walk
+#: millions (each costs a round trip).
+MAX_OBJECTS: Final = 1024
+
+
+def _path(value: object, what: str) -> str:
+    """An object path from a reply, checked before it names the next call's object."""
+    if not isinstance(value, str) or not is_object_path_valid(value):
+        raise NetworkManagerError(f"NetworkManager's {what} is not an object path")
+    return value
+
+
+def _paths(value: object, what: str) -> list[str]:
+    """A list of object paths from a reply (at most :data:`MAX_OBJECTS`)."""
+    if not isinstance(value, list) or len(value) > MAX_OBJECTS:
+        raise NetworkManagerError(f"NetworkManager's {what} are not a list of object paths")
+    return [_path(item, what) for item in value]
+
+
+def failure_for_reason(reason: object) -> Failed:
     """The join outcome of a device that failed with NMDeviceStateReason ``reason``."""
+    code = _uint32(reason)
+    if code is None:
+        return Failed(JoinFailure.OTHER, "NetworkManager gave no device state reason")
     try:
-        name = DeviceStateReason(reason).name.lower().replace("_", "-")
+        name = DeviceStateReason(code).name.lower().replace("_", "-")
     except ValueError:
         name = "unlisted"
-    failure = FAILURE_FOR_REASON.get(reason, JoinFailure.OTHER)
-    return Failed(failure, f"NetworkManager device state reason {reason} ({name})")
+    failure = FAILURE_FOR_REASON.get(code, JoinFailure.OTHER)
+    return Failed(failure, f"NetworkManager device state reason {code} ({name})")
 
 
 def security_of_access_point(flags: int, wpa_flags: int, rsn_flags: int) -> WifiSecurity | None:
@@ -217,18 +249,28 @@ def dbm_of_strength(percent: int) -> int:
 
 def access_point_scan_result(props: Mapping[str, Any]) -> ScanResult | None:
     """An AccessPoint object's properties (unwrapped) as a scan result, or None."""
-    try:
-        ssid = bytes(props["Ssid"])
-        bssid = str(props["HwAddress"]).upper()
-        channel = channel_of_frequency(int(props["Frequency"]))
-        security = security_of_access_point(
-            int(props.get("Flags", 0)), int(props["WpaFlags"]), int(props["RsnFlags"])
-        )
-        rssi = dbm_of_strength(int(props["Strength"]))
-    except (KeyError, TypeError, ValueError):
+    raw_ssid, bssid = props.get("Ssid"), props.get("HwAddress")
+    numbers = [
+        _uint32(props.get(name, 0 if name == "Flags" else None))
+        for name in ("Frequency", "Flags", "WpaFlags", "RsnFlags", "Strength")
+    ]
+    if not isinstance(raw_ssid, bytes | bytearray | list) or not isinstance(bssid, str):
+        return None  # bytes(an int) would allocate that many bytes
+    frequency, flags, wpa_flags, rsn_flags, strength = numbers
+    if frequency is None or flags is None or wpa_flags is None or rsn_flags is None:
         return None
-    if not 0 < len(ssid) <= SSID_MAX or ssid == bytes(len(ssid)):
+    if strength is None or not 0 < len(raw_ssid) <= SSID_MAX:
+        return None
+    try:
+        ssid = bytes(raw_ssid)
+    except (TypeError, ValueError):
+        return None  # a list of other than bytes
+    if ssid == bytes(len(ssid)):
         return None  # hidden: no name to show
+    bssid = bssid.upper()
+    channel = channel_of_frequency(frequency)
+    security = security_of_access_point(flags, wpa_flags, rsn_flags)
+    rssi = dbm_of_strength(strength)
     if channel is None or security is None:
         return None
     return ScanResult(ssid, bssid, rssi, channel, security)
@@ -275,15 +317,20 @@ def secret_of(credentials: WifiCredentials) -> str | None:
 
 def address_of_ip_config(props: Mapping[str, Any]) -> str | None:
     """The first address of an IP4Config/IP6Config object's properties (unwrapped)."""
-    for entry in props.get("AddressData", []):
-        value = entry.get("address")
+    data = props.get("AddressData")
+    for entry in data if isinstance(data, list) else []:
+        value = entry.get("address") if isinstance(entry, dict) else None
         address = value.value if isinstance(value, Variant) else value
-        with contextlib.suppress(ValueError, TypeError):
-            return str(ipaddress.ip_address(address))
-    for entry in props.get("Addresses", []):  # the deprecated IPv4 form: [addr, prefix, gw]
-        if entry and isinstance(entry[0], int):
-            # A u32 holding the address in network byte order, read in host order.
-            return socket.inet_ntoa(struct.pack("=I", entry[0]))
+        if isinstance(address, str):
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.ip_address(address))
+    legacy = props.get("Addresses")
+    for entry in legacy if isinstance(legacy, list) else []:
+        # The deprecated IPv4 form, [addr, prefix, gw]: a u32 holding the address in
+        # network byte order, read in host order.
+        packed = _uint32(entry[0]) if isinstance(entry, list) and entry else None
+        if packed is not None:
+            return socket.inet_ntoa(struct.pack("=I", packed))
     return None
 
 
@@ -418,9 +465,9 @@ class NetworkManagerWifi(NetworkBackend):
             ) from exc
 
     async def _find_wifi_device(self) -> str:
-        (devices,) = await self._call(NM_PATH, NM_IFACE, "GetDevices")
+        (devices,) = await self._call(NM_PATH, NM_IFACE, "GetDevices", returns=1)
         seen = []
-        for path in devices:
+        for path in _paths(devices, "devices"):
             if await self._get(path, DEVICE_IFACE, "DeviceType") != DEVICE_TYPE_WIFI:
                 continue
             name = await self._get(path, DEVICE_IFACE, "Interface")
@@ -440,6 +487,7 @@ class NetworkManagerWifi(NetworkBackend):
             "s",
             [NM_SERVICE],
             destination="org.freedesktop.DBus",
+            returns=1,
         )
         return str(owner)
 
@@ -514,7 +562,7 @@ class NetworkManagerWifi(NetworkBackend):
         ):
             new_state, _old_state, reason = message.body
             if new_state == DEVICE_STATE_FAILED:
-                self._failure_reason = reason
+                self._failure_reason = _uint32(reason)
             elif (
                 new_state == DEVICE_STATE_NEED_AUTH
                 and reason == DeviceStateReason.SUPPLICANT_DISCONNECT
@@ -606,7 +654,9 @@ class NetworkManagerWifi(NetworkBackend):
         return await self._read_access_points()
 
     async def _read_access_points(self) -> list[ScanResult]:
-        paths = await self._get(self._device, WIRELESS_IFACE, "AccessPoints")
+        paths = _paths(
+            await self._get(self._device, WIRELESS_IFACE, "AccessPoints"), "access points"
+        )
         found: list[tuple[ScanResult, str]] = []
         for path in paths:
             try:
@@ -694,26 +744,38 @@ class NetworkManagerWifi(NetworkBackend):
                     "AddAndActivateConnection2",
                     "a{sa{sv}}ooa{sv}",
                     [settings, self._device, specific, options],
+                    returns=3,
                 )
                 self._has_add_and_activate2 = True
-                return str(connection), str(active)
+                return _path(connection, "new profile"), _path(active, "activation")
             except NetworkManagerError as exc:
                 if exc.name != _UNKNOWN_METHOD:
                     raise
                 logger.info("NetworkManager before 1.16: staging with AddConnectionUnsaved")
                 self._has_add_and_activate2 = False
-        (connection,) = await self._call(
-            SETTINGS_PATH, SETTINGS_IFACE, "AddConnectionUnsaved", "a{sa{sv}}", [settings]
+        (added,) = await self._call(
+            SETTINGS_PATH,
+            SETTINGS_IFACE,
+            "AddConnectionUnsaved",
+            "a{sa{sv}}",
+            [settings],
+            returns=1,
         )
+        connection = _path(added, "new profile")
         try:
             (active,) = await self._call(
-                NM_PATH, NM_IFACE, "ActivateConnection", "ooo", [connection, self._device, specific]
+                NM_PATH,
+                NM_IFACE,
+                "ActivateConnection",
+                "ooo",
+                [connection, self._device, specific],
+                returns=1,
             )
+            return connection, _path(active, "activation")
         except NetworkManagerError:
             with contextlib.suppress(NetworkManagerError):
                 await self._call(connection, CONNECTION_IFACE, "Delete")
             raise
-        return str(connection), str(active)
 
     async def _await_activation(
         self, active: str, woken: asyncio.Event, deadline: float, timeout: float
@@ -757,7 +819,8 @@ class NetworkManagerWifi(NetworkBackend):
             _state, reason = await self._get(self._device, DEVICE_IFACE, "StateReason")
         except (NetworkManagerError, ValueError, TypeError):
             return DeviceStateReason.UNKNOWN
-        return int(reason)
+        code = _uint32(reason)
+        return DeviceStateReason.UNKNOWN if code is None else code
 
     async def _address_of(self, active: str) -> str | None:
         for prop, interface in (("Ip4Config", IP4_IFACE), ("Ip6Config", IP6_IFACE)):
@@ -765,7 +828,8 @@ class NetworkManagerWifi(NetworkBackend):
                 path = await self._get(active, ACTIVE_IFACE, prop)
                 if path in ("", "/"):
                     continue
-                address = address_of_ip_config(await self._get_all(path, interface))
+                config = await self._get_all(_path(path, prop), interface)
+                address = address_of_ip_config(config)
             except NetworkManagerError:
                 continue
             if address is not None:
@@ -777,8 +841,9 @@ class NetworkManagerWifi(NetworkBackend):
         active = await self._get(self._device, DEVICE_IFACE, "ActiveConnection")
         if active in ("", "/"):
             return None
+        active = _path(active, "active connection")
         try:
-            return str(await self._get(active, ACTIVE_IFACE, "Connection"))
+            return _path(await self._get(active, ACTIVE_IFACE, "Connection"), "connection")
         except NetworkManagerError:
             return None  # it went away meanwhile
 
@@ -822,8 +887,10 @@ class NetworkManagerWifi(NetworkBackend):
             logger.info("re-applied the stored network through NetworkManager: %s", outcome)
             return outcome
 
-    def _is_ours(self, settings: Mapping[str, Mapping[str, Any]]) -> bool:
-        connection = settings.get("connection", {})
+    def _is_ours(self, settings: object) -> bool:
+        connection = settings.get("connection") if isinstance(settings, dict) else None
+        if not isinstance(connection, dict):
+            return False
         values = {k: getattr(v, "value", v) for k, v in connection.items()}
         name = str(values.get("id", ""))
         return values.get("type") == "802-11-wireless" and (
@@ -831,11 +898,12 @@ class NetworkManagerWifi(NetworkBackend):
         )
 
     async def _remove_earlier_profiles(self) -> None:
-        for path in await self._get(SETTINGS_PATH, SETTINGS_IFACE, "Connections"):
+        profiles = await self._get(SETTINGS_PATH, SETTINGS_IFACE, "Connections")
+        for path in _paths(profiles, "profiles"):
             if path == (self._kept.connection if self._kept else None):
                 continue
             try:
-                (settings,) = await self._call(path, CONNECTION_IFACE, "GetSettings")
+                (settings,) = await self._call(path, CONNECTION_IFACE, "GetSettings", returns=1)
             except NetworkManagerError:
                 continue  # it went away meanwhile
             if self._is_ours(settings):
@@ -886,9 +954,11 @@ class NetworkManagerWifi(NetworkBackend):
         body: Sequence[Any] = (),
         *,
         destination: str = NM_SERVICE,
+        returns: int | None = None,
     ) -> list[Any]:
         """Call a method; an error reply raises :class:`NetworkManagerError` (no arguments
-        in the message: they may hold a passphrase)."""
+        in the message: they may hold a passphrase), and so does a reply of other than
+        ``returns`` values when the caller unpacks it."""
         if self._bus is None:
             raise NetworkManagerUnavailable("not connected to the system bus")
         reply = await self._bus.call(
@@ -912,12 +982,18 @@ class NetworkManagerWifi(NetworkBackend):
                 f"{interface}.{member} on {path} failed: {name}: {text}", name
             )
         result: list[Any] = reply.body
+        if returns is not None and (not isinstance(result, list) or len(result) != returns):
+            raise NetworkManagerError(f"{interface}.{member} on {path}: an unexpected reply")
         return result
 
     async def _get(self, path: str, interface: str, name: str) -> Any:
-        (value,) = await self._call(path, PROPERTIES_IFACE, "Get", "ss", [interface, name])
+        (value,) = await self._call(
+            path, PROPERTIES_IFACE, "Get", "ss", [interface, name], returns=1
+        )
         return value.value if isinstance(value, Variant) else value
 
     async def _get_all(self, path: str, interface: str) -> dict[str, Any]:
-        (values,) = await self._call(path, PROPERTIES_IFACE, "GetAll", "s", [interface])
+        (values,) = await self._call(path, PROPERTIES_IFACE, "GetAll", "s", [interface], returns=1)
+        if not isinstance(values, dict):
+            raise NetworkManagerError(f"GetAll {interface} on {path}: not a property map")
         return {k: v.value if isinstance(v, Variant) else v for k, v in values.items()}

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.toml_text import MAX_TOML_BYTES, TomlUnreadable, parse_toml
 from bleprov.core.wifi import (
     PSK_BYTES,
     SSID_MAX,
@@ -325,7 +325,10 @@ class _Table:
             except ValueError:
                 raise self.error(f"{key}_hex", "must be hexadecimal") from None
         elif text is not None:
-            raw = text.encode("utf-8")
+            try:
+                raw = text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate, which JSON can spell
+                raise self.error(key, "must be Unicode text") from None
         elif required:
             raise self.error(key, "is required")
         else:
@@ -419,11 +422,14 @@ class SimulatedWifi(NetworkBackend):
     def from_file(cls, path: Path | str, *, state: ProfileStore | None = None) -> SimulatedWifi:
         path = Path(path)
         try:
-            config = tomllib.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as file:
+                raw = file.read(MAX_TOML_BYTES + 1)
         except OSError as exc:
             raise SimulatedConfigError(f"{path}: cannot read ({exc.strerror})") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise SimulatedConfigError(f"{path}: not valid TOML ({exc})") from exc
+        try:
+            config = parse_toml(raw)
+        except TomlUnreadable as exc:
+            raise SimulatedConfigError(f"{path}: {exc}") from None
         return cls.from_config(config, state=state, source=str(path))
 
     # -- what tests and demos look at --------------------------------------------------
@@ -657,7 +663,9 @@ def _encode_state(saved: WifiCredentials) -> bytes:
 def _decode_state(data: bytes, source: str) -> WifiCredentials | None:
     try:
         document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors, and so is an integer
+        # longer than Python converts; nesting a few thousand deep recurses too far.
         raise SimulatedConfigError(f"{source}: not a JSON state file") from None
     if not isinstance(document, dict):
         raise SimulatedConfigError(f"{source}: not a JSON state file")

@@ -69,12 +69,17 @@ ID_STR: Final = '"bleprov"'
 #: wpa_supplicant before 2.6 lacks it: the join goes on (we never save; others might).
 _OPTIONAL_VARIABLES: Final = frozenset({"mem_only_psk"})
 
+#: A network or BSS ID as wpa_supplicant prints it: ASCII digits, at most nine (its IDs are
+#: C ints). ``str.isdigit`` takes "²", which int() refuses, and ``\d+`` any length, and
+#: int() refuses 5000 digits: a reply is checked against this instead (issue 15).
+_ID: Final = "[0-9]{1,9}"
+_ID_PATTERN: Final = re.compile(_ID)
 _CONNECTED = re.compile(
-    r"CTRL-EVENT-CONNECTED - Connection to [0-9a-fA-F:]{17} completed \[id=(-?\d+) "
+    rf"CTRL-EVENT-CONNECTED - Connection to [0-9a-fA-F:]{{17}} completed \[id=(-?{_ID}) "
 )
 _TEMP_DISABLED = re.compile(
-    r'CTRL-EVENT-SSID-TEMP-DISABLED id=(\d+) ssid="(?:[^"\\]|\\.)*" '
-    r"auth_failures=\d+ duration=\d+ reason=(\S+)"
+    rf'CTRL-EVENT-SSID-TEMP-DISABLED id=({_ID}) ssid="(?:[^"\\]|\\.)*" '
+    r"auth_failures=[0-9]+ duration=[0-9]+ reason=(\S+)"
 )
 
 
@@ -244,11 +249,38 @@ def parse_network_list(reply: str) -> list[KnownNetwork]:
     networks = []
     for line in reply.splitlines()[1:]:  # the first line is the header
         parts = line.split("\t")
-        if not parts[0].isdigit():
+        if not _ID_PATTERN.fullmatch(parts[0]):
             continue
         flags = parts[3] if len(parts) > 3 else ""
         networks.append(KnownNetwork(int(parts[0]), "[DISABLED]" in flags, "[CURRENT]" in flags))
     return networks
+
+
+def network_id_of(reply: str, command: str) -> int:
+    """The network ID a command (``ADD_NETWORK``) answered; WpaSupplicantError if the
+    reply is no ID."""
+    text = reply.strip()
+    if not _ID_PATTERN.fullmatch(text):
+        raise WpaSupplicantError(f"wpa_supplicant answered {text[:20]!r} to {command}")
+    return int(text)
+
+
+def bss_id(fields: Mapping[str, str]) -> int | None:
+    """A ``BSS`` entry's ``id`` (which names the next entry to ask for), if it is one."""
+    value = fields.get("id", "")
+    return int(value) if _ID_PATTERN.fullmatch(value) else None
+
+
+def connected_network(event: str) -> int | None:
+    """The network a ``CTRL-EVENT-CONNECTED`` event names, or None for any other event."""
+    match = _CONNECTED.match(event)
+    return int(match[1]) if match else None
+
+
+def temp_disabled_network(event: str) -> tuple[int, str] | None:
+    """The network and reason of a ``CTRL-EVENT-SSID-TEMP-DISABLED`` event, else None."""
+    match = _TEMP_DISABLED.match(event)
+    return (int(match[1]), match[2]) if match else None
 
 
 # -- the control socket ---------------------------------------------------------------------
@@ -493,12 +525,13 @@ class WpaSupplicantWifi(NetworkBackend):
         reply = await self._command("BSS FIRST")
         for _ in range(MAX_BSS_ENTRIES):
             fields = parse_key_values(reply)
-            if "id" not in fields:
+            entry = bss_id(fields)
+            if entry is None:
                 break
             result = bss_scan_result(fields)
             if result is not None:
                 results.append(result)
-            reply = await self._command(f"BSS NEXT-{fields['id']}")
+            reply = await self._command(f"BSS NEXT-{entry}")
         return sorted(results, key=lambda r: r.rssi, reverse=True)
 
     async def _scan_forever(self) -> None:
@@ -533,10 +566,7 @@ class WpaSupplicantWifi(NetworkBackend):
     ) -> JoinOutcome:
         deadline = asyncio.get_running_loop().time() + timeout
         with self._events() as events:
-            added = (await self._command("ADD_NETWORK")).strip()
-            if not added.isdigit():
-                raise WpaSupplicantError(f"wpa_supplicant answered {added!r} to ADD_NETWORK")
-            network_id = int(added)
+            network_id = network_id_of(await self._command("ADD_NETWORK"), "ADD_NETWORK")
             self._staged = _Staged(network_id)
             for name, value in [("id_str", ID_STR), *network_variables(credentials)]:
                 try:
@@ -586,11 +616,11 @@ class WpaSupplicantWifi(NetworkBackend):
                 continue
             if isinstance(event, _Terminated):
                 raise WpaSupplicantUnavailable("wpa_supplicant stopped during the join")
-            if match := _CONNECTED.match(event):
-                associated = associated or int(match[1]) == network_id
-            elif match := _TEMP_DISABLED.match(event):
-                if int(match[1]) == network_id:
-                    return join_failure_for_temp_disabled(match[2], credentials.security)
+            if (connected := connected_network(event)) is not None:
+                associated = associated or connected == network_id
+            elif (disabled := temp_disabled_network(event)) is not None:
+                if disabled[0] == network_id:
+                    return join_failure_for_temp_disabled(disabled[1], credentials.security)
             elif event.startswith("CTRL-EVENT-NETWORK-NOT-FOUND"):
                 not_found += 1
                 if not_found >= self.not_found_after:

@@ -25,7 +25,6 @@ import fcntl
 import hashlib
 import os
 import secrets
-import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +39,17 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bleprov.core.crypto.loading import (
+    PARSE_ERRORS,
+    KeyTooDear,
+    UnreadableCertificate,
+    UnreadableKey,
+    load_pem_certificate,
+    load_pem_private_key,
+)
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.toml_text import TomlUnreadable, parse_toml
 from bleprov.core.zone import (
     MAX_CRL_SIZE,
     OWNER_PATTERN,
@@ -52,12 +60,15 @@ from bleprov.core.zone import (
 )
 from bleprov.store.files import write_atomic
 from bleprov.store.registry import (
+    MAX_PASSPHRASE_MEMORY,
+    MAX_PASSPHRASE_WORK,
     PASSPHRASE_COST,
     AuthenticationFailed,
     NotAuthorized,
     Registry,
     Role,
     User,
+    passphrase_cost_allowed,
 )
 
 ZONE_FILE: Final = "zone.bin"
@@ -413,9 +424,9 @@ def _read_config(directory: Path) -> _Config:
     if len(data) > _MAX_CONFIG_SIZE:
         raise HubError(f"{path} is larger than {_MAX_CONFIG_SIZE} bytes: fix or restore it")
     try:
-        value = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise HubError(f"{path} is not valid TOML ({exc}): fix or restore it") from None
+        value = parse_toml(data, limit=_MAX_CONFIG_SIZE)
+    except TomlUnreadable as exc:
+        raise HubError(f"{path} is {exc}: fix or restore it") from None
     if value.get("version") != _CONFIG_VERSION:
         raise HubError(f"{path}: unknown version; this bleprov reads version {_CONFIG_VERSION}")
     name, zone_id, url = value.get("name"), value.get("zone_id"), value.get("registry_url")
@@ -428,6 +439,12 @@ def _read_config(directory: Path) -> _Config:
         passphrase_cost = ScryptCost(n=cost["n"], r=cost["r"], p=cost["p"])
     except MalformedData as exc:
         raise HubError(f"{path}: passphrase_cost: {exc}") from None
+    if not passphrase_cost_allowed(passphrase_cost):
+        raise HubError(
+            f"{path}: passphrase_cost is above what the registry runs (at most "
+            f"{MAX_PASSPHRASE_MEMORY >> 20} MiB and {MAX_PASSPHRASE_WORK} for n x r x p): "
+            "lower it"
+        )
     return _Config(name, zone_id, url, passphrase_cost)
 
 
@@ -531,7 +548,7 @@ def _published_crl_number(path: Path, issuer: x509.Certificate) -> int:
         ):
             return 0
         return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
-    except (ValueError, TypeError, x509.ExtensionNotFound):
+    except (*PARSE_ERRORS, x509.ExtensionNotFound, InvalidSignature):
         return 0
 
 
@@ -539,8 +556,8 @@ def _load_user_certificate(cert_pem: bytes) -> bytes:
     if not isinstance(cert_pem, bytes) or not 0 < len(cert_pem) <= MAX_USER_PEM_SIZE:
         raise BadCredential(f"a user certificate file is 1 to {MAX_USER_PEM_SIZE} bytes of PEM")
     try:
-        certificate = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
+        certificate = load_pem_certificate(cert_pem)
+    except UnreadableCertificate:
         raise BadCredential("the user certificate is not a PEM certificate") from None
     return certificate.public_bytes(serialization.Encoding.DER)
 
@@ -551,8 +568,10 @@ def _load_user_key(key_pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivate
     if not isinstance(passphrase, bytes) or not 0 < len(passphrase) <= MAX_KEY_PASSPHRASE_BYTES:
         raise BadCredential(f"a key passphrase is 1 to {MAX_KEY_PASSPHRASE_BYTES} bytes")
     try:
-        key = serialization.load_pem_private_key(key_pem, passphrase)
-    except (TypeError, ValueError):
+        key = load_pem_private_key(key_pem, passphrase)
+    except KeyTooDear as exc:
+        raise BadCredential(f"the user key file is not one bleprov wrote: {exc}") from None
+    except UnreadableKey:
         raise BadCredential(
             "cannot decrypt the user key: wrong key passphrase, or not an encrypted key file"
         ) from None

@@ -313,6 +313,8 @@ TPM_TOOLS: Final = (
 #: Needed only for a key bound to PCRs (``pcrs=``).
 TPM_POLICY_TOOLS: Final = ("tpm2_createpolicy", "tpm2_startauthsession", "tpm2_policypcr")
 _TPM_BLOB_LABEL: Final = "bleprov tpm sealed key"
+#: A sealed object's public and private parts take about 300 bytes; read no more than this.
+_MAX_TPM_BLOB: Final = 4096
 #: A PCR selection as tpm2-tools writes it: one bank, PCRs 0-23 (``sha256:7`` or
 #: ``sha256:0,2,7``).
 _PCR_SELECTION = re.compile(
@@ -488,9 +490,15 @@ class TpmProvider(KeyProvider):
     def _read_blob(self) -> tuple[bytes, bytes, str | None]:
         """The sealed object's public and private parts, and its PCR selection if any
         (version 1: none; version 2: bound to PCRs)."""
-        raw = self.blob_path.read_bytes()
         try:
-            value = cbor.loads(raw, max_size=4096)
+            with self.blob_path.open("rb") as file:
+                raw = file.read(_MAX_TPM_BLOB + 1)
+        except OSError as exc:
+            raise KeyUnavailable(
+                f"cannot read the sealed key {self.blob_path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            value = cbor.loads(raw, max_size=_MAX_TPM_BLOB)
         except cbor.CborError:
             value = None
         version1 = isinstance(value, list) and len(value) == 4 and value[:2] == [_TPM_BLOB_LABEL, 1]

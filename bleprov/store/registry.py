@@ -76,6 +76,21 @@ HEAD_REVISION: Final = "0003"
 
 #: OWASP's scrypt recommendation for password storage: N=2**17, r=8, p=1 (128 MiB).
 PASSPHRASE_COST: Final = ScryptCost(n=2**17, r=8, p=1)
+#: The dearest scrypt the registry runs: twice :data:`PASSPHRASE_COST`'s memory (256 MiB)
+#: and twice its work (``n * r * p``, which time follows). Each hash carries its own cost,
+#: read back from the database, and hub.toml's ``passphrase_cost`` is a file: neither may
+#: make a login allocate a GiB or run sixteen passes (issue 15, F5). Room to raise the
+#: default once; RFC 7914's test costs fit.
+MAX_PASSPHRASE_MEMORY: Final = 2 * PASSPHRASE_COST.memory_bytes
+MAX_PASSPHRASE_WORK: Final = 2 * PASSPHRASE_COST.n * PASSPHRASE_COST.r * PASSPHRASE_COST.p
+
+
+def passphrase_cost_allowed(cost: ScryptCost) -> bool:
+    """Whether the registry runs scrypt at ``cost`` (:data:`MAX_PASSPHRASE_MEMORY`,
+    :data:`MAX_PASSPHRASE_WORK`)."""
+    work = cost.n * cost.r * cost.p
+    return cost.memory_bytes <= MAX_PASSPHRASE_MEMORY and work <= MAX_PASSPHRASE_WORK
+
 
 MAX_NAME_LENGTH: Final = 64
 MAX_DEVICE_ID_LENGTH: Final = 128
@@ -327,6 +342,11 @@ def verify_passphrase(passphrase: str, stored: str) -> bool:
         raise RegistryError("a stored passphrase hash is malformed") from exc
     if scheme != "scrypt":
         raise RegistryError("a stored passphrase hash uses an unknown scheme")
+    if not passphrase_cost_allowed(cost):
+        raise RegistryError(
+            "a stored passphrase hash asks for a scrypt cost above the registry's bound: "
+            "reset that user's passphrase"
+        )
     candidate = _scrypt(passphrase.encode(), expected[0], cost, len(expected[1]))
     return hmac.compare_digest(candidate, expected[1])
 

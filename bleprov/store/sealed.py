@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -21,6 +22,17 @@ from bleprov.store.files import write_atomic
 
 LABEL = "bleprov sealed"
 DEFAULT_LOG2_N = 15
+#: The cost range a sealed file may claim. Its header is read before anything is
+#: authenticated (the tag is checked after scrypt ran), so a tampered device.bin chose
+#: scrypt's cost: r 0 or 2^64 crashed the reader, (20, 8, 1) allocated 1 GiB before the
+#: tag check, p was bounded by nothing (issue 15, F5). We write r 8, p 1 and log2 N 15
+#: (tests 10); 16 (64 MiB) leaves room to raise the default once.
+MIN_LOG2_N: Final = 10
+MAX_LOG2_N: Final = 16
+SCRYPT_R: Final = 8
+SCRYPT_P: Final = 1
+SALT_SIZE: Final = 16
+NONCE_SIZE: Final = 12
 
 
 class SealedFileError(BleprovError):
@@ -35,10 +47,13 @@ def _key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
 def seal(data: bytes, passphrase: bytes, *, log2_n: int = DEFAULT_LOG2_N) -> bytes:
     if not passphrase:
         raise SealedFileError("an empty passphrase protects nothing")
-    salt, nonce = os.urandom(16), os.urandom(12)
-    cost = [log2_n, 8, 1]
+    if not MIN_LOG2_N <= log2_n <= MAX_LOG2_N:
+        raise SealedFileError(f"a sealed file's log2 N is {MIN_LOG2_N}..{MAX_LOG2_N}")
+    salt, nonce = os.urandom(SALT_SIZE), os.urandom(NONCE_SIZE)
+    cost = [log2_n, SCRYPT_R, SCRYPT_P]
     header = cbor.dumps([LABEL, 1, salt, cost, nonce])
-    ciphertext = ChaCha20Poly1305(_key(passphrase, salt, log2_n, 8, 1)).encrypt(nonce, data, header)
+    key = _key(passphrase, salt, log2_n, SCRYPT_R, SCRYPT_P)
+    ciphertext = ChaCha20Poly1305(key).encrypt(nonce, data, header)
     return cbor.dumps([LABEL, 1, salt, cost, nonce, ciphertext])
 
 
@@ -52,16 +67,25 @@ def unseal(raw: bytes, passphrase: bytes) -> bytes:
         or len(value) != 6
         or value[:2] != [LABEL, 1]
         or not isinstance(value[2], bytes)
+        or len(value[2]) != SALT_SIZE
         or not isinstance(value[3], list)
         or len(value[3]) != 3
-        or not all(isinstance(v, int) for v in value[3])
-        or not 10 <= value[3][0] <= 20
         or not isinstance(value[4], bytes)
-        or len(value[4]) != 12
+        or len(value[4]) != NONCE_SIZE
         or not isinstance(value[5], bytes)
     ):
         raise SealedFileError("not a bleprov sealed file, or it is damaged")
-    salt, (log2_n, r, p), nonce, ciphertext = value[2], value[3], value[4], value[5]
+    log2_n, r, p = value[3]
+    if (
+        not all(type(v) is int for v in (log2_n, r, p))
+        or not MIN_LOG2_N <= log2_n <= MAX_LOG2_N
+        or (r, p) != (SCRYPT_R, SCRYPT_P)
+    ):
+        raise SealedFileError(
+            "the sealed file asks for a scrypt cost bleprov does not write: it is damaged "
+            "or was altered"
+        )
+    salt, nonce, ciphertext = value[2], value[4], value[5]
     header = cbor.dumps(value[:5])
     try:
         return ChaCha20Poly1305(_key(passphrase, salt, log2_n, r, p)).decrypt(

@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bleprov.core import cbor
+from bleprov.core.crypto.loading import UnreadableCertificate, load_der_certificate
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.peer import PeerError, PeerIdentity, PeerPin, PinSet
 from bleprov.core.zone import (
@@ -135,11 +136,10 @@ class MemberCredentials:
 
     def __post_init__(self) -> None:
         try:
-            certificate = x509.load_der_x509_certificate(self.cert_der)
-            matches = self.key.public_key() == certificate.public_key()
-        except (ValueError, TypeError):
+            certificate = load_der_certificate(self.cert_der)
+        except (UnreadableCertificate, TypeError):
             raise TlsSetupError("member certificate is not DER") from None
-        if not matches:
+        if self.key.public_key() != certificate.public_key():
             raise TlsSetupError("member key does not match the member certificate")
         if not isinstance(self.chain_der, tuple) or not 1 <= len(self.chain_der) <= 2:
             raise TlsSetupError("member chain must be a tuple holding the issuing CA")

@@ -15,10 +15,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bleprov.core.crypto.loading import UnreadableCertificate, load_der_certificate
 from bleprov.core.errors import BleprovError
 
 
@@ -28,8 +28,8 @@ class TlsSetupError(BleprovError):
 
 def _pem(cert_der: bytes) -> bytes:
     try:
-        return x509.load_der_x509_certificate(cert_der).public_bytes(serialization.Encoding.PEM)
-    except ValueError:
+        return load_der_certificate(cert_der).public_bytes(serialization.Encoding.PEM)
+    except (UnreadableCertificate, TypeError):
         raise TlsSetupError("a certificate of our own credentials is not DER") from None
 
 

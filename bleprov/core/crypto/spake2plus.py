@@ -236,8 +236,19 @@ class ScryptCost:
         """The memory scrypt's ROMix needs: ``128 * n * r`` bytes."""
         return 128 * self.n * self.r
 
+    def exceeds(self, bound: ScryptCost) -> bool:
+        """Whether any of ``n``, ``r``, ``p`` is above ``bound``'s."""
+        return self.n > bound.n or self.r > bound.r or self.p > bound.p
+
 
 DEFAULT_COST: Final = ScryptCost(n=2**15, r=8, p=1)
+#: The dearest scrypt a host runs for a code, the device's printed code or an owner's
+#: window (docs/protocol.md, section 3): the cost comes from the device's info, which a
+#: fake device chooses, so it must not make the host allocate or spin at will. 2^17 x 8
+#: is 128 MiB, p 2 two passes: eight times :data:`DEFAULT_COST` (what factories and
+#: windows write) at most, which leaves room to raise the default twice. Factories do
+#: not issue, and devices do not accept windows, above it: no host would use them.
+HOST_MAX_COST: Final = ScryptCost(n=2**17, r=8, p=2)
 
 
 @dataclass(frozen=True, repr=False)

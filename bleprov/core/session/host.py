@@ -21,7 +21,7 @@ from bleprov.core.attempts import (
     TryLater,
 )
 from bleprov.core.channel import ChannelClosedError
-from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.crypto.spake2plus import HOST_MAX_COST, ScryptCost
 from bleprov.core.errors import (
     BleprovError,
     LocalProtocolError,
@@ -57,12 +57,11 @@ from bleprov.core.session.messages import (
 )
 from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
 
-#: The dearest scrypt cost a host runs for the code mode (the cost comes from the
-#: device's info, which a fake device chooses): 2^17 x 8 is 128 MiB, p 2 two passes;
-#: eight times the default cost (2^15, 8, 1) at most.
-MAX_SCRYPT_LOG2_N: Final = 17
-MAX_SCRYPT_R: Final = 8
-MAX_SCRYPT_P: Final = 2
+#: The dearest scrypt cost a host runs for the code mode, printed code or window
+#: (:data:`~bleprov.core.crypto.spake2plus.HOST_MAX_COST`, as the info value writes it).
+MAX_SCRYPT_LOG2_N: Final = HOST_MAX_COST.log2_n
+MAX_SCRYPT_R: Final = HOST_MAX_COST.r
+MAX_SCRYPT_P: Final = HOST_MAX_COST.p
 
 
 class Downgrade(ProtocolError):
@@ -74,6 +73,17 @@ class Downgrade(ProtocolError):
 class ExcessiveCost(MalformedData):
     """The device asks for a dearer scrypt than a host runs (a fake device's denial of
     service on the host, or a factory error)."""
+
+
+def _bounded_cost(log_n: int, r: int, p: int) -> ScryptCost:
+    """The cost the device's info asks for (printed code or window), if a host runs it:
+    checked before anything is derived, whichever of the two paths asks."""
+    if log_n > MAX_SCRYPT_LOG2_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
+        raise ExcessiveCost(
+            f"the device asks for scrypt cost 2^{log_n}, r {r}, p {p}; a host runs at "
+            f"most 2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, p {MAX_SCRYPT_P}"
+        )
+    return ScryptCost(n=1 << log_n, r=r, p=p)
 
 
 class DeviceRefused(ProtocolError):
@@ -240,12 +250,11 @@ class HostSession(ChannelHolder):
         if mode is Mode.CODE and isinstance(secret, WindowSecret):
             if info.window is None:
                 raise WindowClosed("the device has no commissioning window open")
-            log_n, r, p = info.window.cost
             return modes.CodeHost(
                 password=secret.code.password,
                 user=WINDOW_USER,
                 salt=info.window.salt,
-                cost=ScryptCost(n=1 << log_n, r=r, p=p),
+                cost=_bounded_cost(*info.window.cost),
                 device_info=raw,
             )
         if mode is Mode.CODE:
@@ -253,17 +262,11 @@ class HostSession(ChannelHolder):
                 raise LocalProtocolError("code mode needs the code or user and password")
             if info.pbkdf_salt is None or info.pbkdf_cost is None:
                 raise Downgrade("the device offers code mode without its PBKDF parameters")
-            log_n, r, p = info.pbkdf_cost
-            if log_n > MAX_SCRYPT_LOG2_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
-                raise ExcessiveCost(
-                    f"the device asks for scrypt cost 2^{log_n}, r {r}, p {p}; a host runs at "
-                    f"most 2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, p {MAX_SCRYPT_P}"
-                )
             return modes.CodeHost(
                 password=secret.password,
                 user=secret.user,
                 salt=info.pbkdf_salt,
-                cost=ScryptCost(n=1 << log_n, r=r, p=p),
+                cost=_bounded_cost(*info.pbkdf_cost),
                 device_info=raw,
             )
         if mode is Mode.COMPARE:
