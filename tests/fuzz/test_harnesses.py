@@ -112,17 +112,17 @@ def test_every_open_finding_is_known_and_has_a_case() -> None:
     assert set(OPEN) <= ids
 
 
-@pytest.mark.parametrize(
-    ("name", "file_name"),
-    [c for c in _all_cases() if c[1].removeprefix(REGRESSION_PREFIX).split("-", 1)[0] in OPEN],
-)
-def test_an_open_finding_is_recognised_as_itself(name: str, file_name: str) -> None:
+def test_an_open_finding_is_recognised_as_itself() -> None:
     """Until its fix is merged, a regression case finds what its name says (so that the
-    mutation runs tolerate exactly the open findings, and reports name them right)."""
-    data, finding = _replay(name, file_name)
-    expected = file_name.removeprefix(REGRESSION_PREFIX).split("-", 1)[0]
-    assert finding is not None, f"{expected} no longer found: remove it from fuzz.known.OPEN"
-    assert classify(finding) == expected, _describe(finding, data)
+    mutation runs tolerate exactly the open findings, and reports name them right). One
+    test over the open cases: none open is nothing to check, not a skip in make test."""
+    for name, file_name in _all_cases():
+        expected = file_name.removeprefix(REGRESSION_PREFIX).split("-", 1)[0]
+        if expected not in OPEN:
+            continue
+        data, finding = _replay(name, file_name)
+        assert finding is not None, f"{expected} no longer found: remove it from fuzz.known.OPEN"
+        assert classify(finding) == expected, _describe(finding, data)
 
 
 @pytest.mark.parametrize("name", sorted(HARNESSES))
