@@ -87,6 +87,9 @@ def stats(runtime: DeviceRuntime) -> dict[str, Any]:
         "max_cpu_stall": _meter["max_cpu_stall"],
         "ticks": _meter["ticks"],
         "tasks": len(asyncio.all_tasks()),
+        "task_names": sorted(
+            getattr(task.get_coro(), "__qualname__", "?") for task in asyncio.all_tasks()
+        ),
         "channels": len(server.channels),
         "timers": len(server._timers),
         "enrolments": len(runtime.service.machines),

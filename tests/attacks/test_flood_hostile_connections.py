@@ -9,18 +9,20 @@ process, does what the CLI does (find the device, authenticate with its label, o
 enrolment request, close) and times it. Afterwards the device must hold no session and
 no extra task, file or memory, and its loop must never have stalled for long.
 
-What the design promises, and so what is asserted (docs/security.md, "Hostile
-connections"): through the broker, where any number of hosts may knock at once, the
-owner is served during the flood; over the radio, where one central at a time is served
-and anyone in range can take the next turn, every hostile connection is let go at its
-deadline and the owner is served when the flood stops. Wrong codes count on the code's
-counters (the broker's apart from BLE's); the owner's label is another secret.
+What the design promises, and so what is asserted (docs/security.md, the row on floods
+and "Known limits"): through the broker, where any number of hosts may knock at once,
+the owner is served during the flood; over the radio, where one central at a time is
+served and anyone in range can take the next turn, every hostile connection is let go at
+its deadline and the owner is served when the flood stops (how it fared meanwhile is
+reported). Wrong codes count on the code's counters (the broker's apart from BLE's); the
+owner's label is another secret. ``pytest -s`` prints the figures.
 
-Found with it: an OPEN through the broker held the device's only session until the
-handshake deadline (60 s), BLE included, so one stranger with publish rights could keep
-the owner out for good; and a handshake started through the broker and left silent held
-it for that minute too. The two smaller tests below pin each down; the last one is F1/F2
-(the CBOR inputs) sent through the broker.
+Found with it: an OPEN through the broker opened the device's only session and held it
+until the handshake deadline (60 s), BLE included, so one stranger with publish rights
+kept the owner out for good; a HELLO through the broker left silent held it for that
+minute too (now 10 s, an attempt each); a BLE central that sent OPEN and no HELLO held it
+75 s at no cost (now 30 s at most). The smaller tests below pin these down, and the
+device's incoming queue; the last one is F1/F2 (the CBOR inputs) through the broker.
 """
 
 from __future__ import annotations
@@ -349,14 +351,16 @@ async def test_a_flood_of_hostile_connections_neither_starves_the_owner_nor_stal
     assert flooded_broker.times and not flooded_broker.failures, figures
     # Over the radio every hostile connection was let go at its deadline (one central at
     # a time: the next turn may be anyone's), and the owner is served once it stops.
+    # (The margin is a loaded machine's: 15 s and 60 s were the holds before.)
     holds = result["holds"]
-    assert holds.get("squat", 0) < OPEN_TIMEOUT + 0.5, holds
-    assert holds.get("open-stall", 0) < HELLO_TIMEOUT + 0.5, holds
-    assert max(holds.get("garbage", 0), holds.get("malformed", 0)) < 0.5, holds
+    assert holds.get("squat", 0) < OPEN_TIMEOUT + 1, holds
+    assert holds.get("open-stall", 0) < HELLO_TIMEOUT + 1, holds
+    assert max(holds.get("garbage", 0), holds.get("malformed", 0)) < 1, holds
     assert not again_broker.failures and not again_radio.failures, figures
-    # Nothing left behind, and the loop never froze.
+    # Nothing left behind (aiomqtt's message iterator has a task of its own now and then),
+    # and the loop never froze.
     assert before["idle"] and after["idle"], figures
-    assert after["tasks"] <= before["tasks"] + 1, figures
+    assert after["tasks"] <= before["tasks"] + 2, figures
     assert after["fds"] <= before["fds"] + 2, figures
     assert after["rss_kib"] < before["rss_kib"] + 16 * 1024, figures
     assert during["max_cpu_stall"] < MAX_CPU_STALL, figures
