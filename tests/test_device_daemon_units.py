@@ -184,6 +184,9 @@ class FakeRuntime:
     async def close(self) -> None:
         self.closed = True
 
+    async def republish(self) -> None:
+        await self.link.readvertise()  # (no broker here)
+
     def press_button(self) -> None:
         self.pressed += 1
 

@@ -8,6 +8,7 @@ store for a host.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from typing import Final
@@ -96,9 +97,14 @@ class BrokerConfig:
         )
 
     def client(
-        self, *, identifier: str | None = None, will: aiomqtt.Will | None = None
+        self,
+        *,
+        identifier: str | None = None,
+        will: aiomqtt.Will | None = None,
+        queue_type: type[asyncio.Queue[aiomqtt.Message]] | None = None,
     ) -> aiomqtt.Client:
-        """A fresh (clean-session) aiomqtt client for this broker."""
+        """A fresh (clean-session) aiomqtt client for this broker; ``queue_type`` holds
+        its incoming messages (the device's :class:`~bleprov.broker.device.Inbox`)."""
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -111,4 +117,5 @@ class BrokerConfig:
             timeout=self.timeout,
             tls_context=self.tls,
             max_queued_incoming_messages=self.max_queued_incoming,
+            queue_type=queue_type,
         )

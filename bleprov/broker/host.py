@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import aiomqtt
 
@@ -37,6 +38,9 @@ from bleprov.core.session.host import DeviceRefused
 from bleprov.core.words import words
 
 logger = logging.getLogger(__name__)
+
+#: Seconds before an unanswered OPEN is sent again.
+OPEN_AGAIN: Final = 1.0
 
 
 class DeviceNotAnnounced(BrokerError):
@@ -162,10 +166,15 @@ class BrokerHostLink:
                 loop.create_task(self._reader(client)),
                 loop.create_task(self._sender(client)),
             ]
-            self._outbox.put_nowait(Envelope(Kind.OPEN).encode())
             try:
                 async with asyncio.timeout(self.accept_timeout):
-                    raw = await self._accepted
+                    # OPEN again until answered: the device keeps nothing for an OPEN, so
+                    # a repeat is harmless, and one lost on the way (a device shedding a
+                    # flood) costs a second rather than the whole timeout.
+                    while not self._accepted.done():
+                        self._outbox.put_nowait(Envelope(Kind.OPEN).encode())
+                        await asyncio.wait({self._accepted}, timeout=OPEN_AGAIN)
+                    raw = self._accepted.result()
             except TimeoutError:
                 raise BrokerError(
                     f"device {self.topics.device_id} did not answer within "

@@ -8,6 +8,21 @@ field names.
 
 from __future__ import annotations
 
+from typing import Final, TypeVar
+
+T = TypeVar("T")
+
+#: How many of the latest errors a link or server keeps for inspection (tests, counters).
+RECENT_ERRORS: Final = 64
+
+
+def keep_recent(history: list[T], item: T, limit: int = RECENT_ERRORS) -> None:
+    """Append ``item``, keeping only about the latest ``limit``: a flood of failed
+    connections must cost bounded memory (an exception holds its traceback's frames)."""
+    history.append(item)
+    if len(history) > 2 * limit:
+        del history[:-limit]
+
 
 class BleprovError(Exception):
     """Base class of every error bleprov raises on purpose."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bleprov.core.advertising import AdvertisedFlags, DeviceInfo, encode_service_data
-from bleprov.core.errors import BleprovError, FramingError
+from bleprov.core.errors import BleprovError, FramingError, keep_recent
 from bleprov.core.frames import (
     DEFAULT_MAX_MESSAGE,
     DEFAULT_MESSAGE_TIMEOUT,
@@ -143,6 +143,8 @@ class DeviceLink:
         self.counters = LinkCounters()
         self.session: DeviceSession | None = None
         self.advertising = asyncio.Event()
+        #: What the last idle advertisement carried (info, service data, name).
+        self._on_air: tuple[bytes, bytes, str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
 
@@ -160,20 +162,28 @@ class DeviceLink:
         await self.readvertise()
 
     async def readvertise(self) -> None:
-        """Publish the current info and advertise it (after start, state changes, errors)."""
+        """Publish the current info and advertise it (after start, state changes, errors).
+
+        A no-op while idle and advertising exactly this already: sessions on the other
+        link (the broker) ask after each one, and a flood of failed ones must not become
+        a flood of radio commands."""
         info = self.current_info()
-        self.peripheral.set_info(info.encode())
+        encoded = info.encode()
         flags = AdvertisedFlags.BUSY if self.session else AdvertisedFlags.NONE
         window_open = self.keep_advertising()
         if window_open:
             # Scanners see the button window: a host in button mode picks this device, and
             # anyone can tell that a device near them is open to whoever connects first.
             flags |= AdvertisedFlags.BUTTON_WINDOW_OPEN
+        advertisement = encode_service_data(info.service_data(flags), self.profile)
+        on_air = (encoded, advertisement, self.local_name)
+        if self.session is None and self.advertising.is_set() and on_air == self._on_air:
+            return
+        self.peripheral.set_info(encoded)
         if self.session is None or window_open:
-            await self.peripheral.start_advertising(
-                encode_service_data(info.service_data(flags), self.profile), self.local_name
-            )
+            await self.peripheral.start_advertising(advertisement, self.local_name)
             if self.session is None:
+                self._on_air = on_air
                 self.advertising.set()
 
     async def close(self) -> None:
@@ -188,7 +198,7 @@ class DeviceLink:
     def record_error(self, session: DeviceSession, error: BleprovError) -> None:
         # Error texts carry no secrets (core.errors); they are safe to log.
         logger.warning("exchange with %s reset: %s", session.connection, error)
-        self.counters.errors.append(error)
+        keep_recent(self.counters.errors, error)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)

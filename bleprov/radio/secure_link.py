@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from bleak.backends.device import BLEDevice
 
@@ -32,7 +32,7 @@ from bleprov.core.attempts import (
 )
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.enrolment.device import Authority
-from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.errors import BleprovError, MalformedData, keep_recent
 from bleprov.core.identity import AttestationResult
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
@@ -41,6 +41,15 @@ from bleprov.core.window import CommissioningWindow
 from bleprov.radio.host_link import CentralRadio, HostLink
 
 logger = logging.getLogger(__name__)
+
+#: Seconds between two log lines about sessions that failed before authentication.
+FAILED_SESSION_LOG_INTERVAL: Final = 10.0
+#: The handshake deadline of a remote session. It starts with the host's HELLO (a broker
+#: session starts there), and through a broker only the label's modes run, with nobody to
+#: wait for after HELLO: a round trip or two. The 60 s a person may need on BLE (a number
+#: to compare or type) would let anyone with publish rights hold the device, BLE
+#: included, a minute per attempt.
+REMOTE_HANDSHAKE_TIMEOUT: Final = 10.0
 
 
 # ------------------------------------------------------------------ device side
@@ -138,6 +147,13 @@ class SecureDeviceChannel:
         self.machine = machine
         #: Where this session's failed attempts are counted (its link's counter).
         self.attempts = attempts if attempts is not None else server.attempts
+        #: The host authenticated in this session.
+        self.authenticated = False
+        #: This session authenticated or counted an attempt: the only ways a session
+        #: changes what the device announces (its state, a lockout).
+        self.changed_state = False
+        #: A number was shown for this session (compare, passkey).
+        self.showed_number = False
 
     @property
     def mode(self) -> Mode | None:
@@ -181,6 +197,8 @@ class SecureDeviceServer:
         idle_timeout: float = 120.0,
         limiter_factory: Callable[[], AttemptLimiter] = AttemptLimiter,
         remote_attempts: AttemptStore | None = None,
+        remote_handshake_timeout: float = REMOTE_HANDSHAKE_TIMEOUT,
+        hello_timeout: float = dev.DEFAULT_HELLO_TIMEOUT,
     ) -> None:
         """``device_confirms``: the device has a display *and* a button its user presses
         to accept a compared number; without it the device does not offer compare
@@ -194,6 +212,11 @@ class SecureDeviceServer:
         self.button = button or ButtonWindow()
         self.device_confirms = device_confirms
         self.handshake_timeout = handshake_timeout
+        #: The handshake deadline of a remote session (the broker; see
+        #: REMOTE_HANDSHAKE_TIMEOUT).
+        self.remote_handshake_timeout = remote_handshake_timeout
+        #: How soon after a session opened its HELLO is due.
+        self.hello_timeout = hello_timeout
         self.idle_timeout = idle_timeout
         self.limits = self._load_limits(limiter_factory, attempts)
         #: Remote links (the broker: sessions whose ``remote`` is true) count failures
@@ -206,6 +229,7 @@ class SecureDeviceServer:
             else None
         )
         self.channels: dict[LinkSession, SecureDeviceChannel] = {}
+        #: How the latest sessions ended (None: normally), the most recent last.
         self.ended: list[BleprovError | None] = []
         #: Whether the device has an owner (its factory credentials then open nothing).
         self.owned: Callable[[], bool] = lambda: False
@@ -218,6 +242,10 @@ class SecureDeviceServer:
         self.after_session: Callable[[LinkSession], None] = lambda session: None
         self._timers: dict[LinkSession, asyncio.TimerHandle] = {}
         self._loop = asyncio.get_running_loop()
+        #: Failures before authentication are logged at most every
+        #: FAILED_SESSION_LOG_INTERVAL, with a count of those not logged.
+        self._quiet_until = float("-inf")
+        self._unlogged_failures = 0
 
     @staticmethod
     def _load_limits(
@@ -288,7 +316,8 @@ class SecureDeviceServer:
             session.send(encode(Refused(DeviceBusy.code, 0)))
             self._loop.create_task(session.disconnect())
             return
-        remote = bool(getattr(session, "remote", False)) and self.remote_limits is not None
+        is_remote = bool(getattr(session, "remote", False))
+        remote = is_remote and self.remote_limits is not None
         machine = dev.DeviceSession(
             secrets=self.secrets,
             policy=self.policy & session.allowed_modes,
@@ -299,8 +328,11 @@ class SecureDeviceServer:
             connection=session.connection,
             now=self.now(),
             device_confirms=self.device_confirms,
-            handshake_timeout=self.handshake_timeout,
+            handshake_timeout=(
+                self.remote_handshake_timeout if is_remote else self.handshake_timeout
+            ),
             idle_timeout=self.idle_timeout,
+            hello_timeout=self.hello_timeout,
             owned=self.owned(),
             window=self.window,
         )
@@ -321,7 +353,8 @@ class SecureDeviceServer:
         if channel is not None:
             events = channel.machine.close(self.now())
             self._dispatch(channel, [e for e in events if isinstance(e, dev.SessionEnded)])
-            self.after_session(session)
+            if channel.changed_state:
+                self.after_session(session)
 
     def central_turned_away(self, connection: str) -> None:
         """A second host tried to connect. During a push-button window that is a
@@ -355,26 +388,50 @@ class SecureDeviceServer:
         if channel is not None:
             self._dispatch(channel, channel.machine.handle_timer(self.now()))
 
+    def _log_ended(self, channel: SecureDeviceChannel, error: BleprovError) -> None:
+        """One line per failed session, except before authentication: those are logged
+        at most every FAILED_SESSION_LOG_INTERVAL, so that a flood of hostile
+        connections cannot flood the journal (the count says how many there were)."""
+        connection = channel.link.connection
+        if channel.authenticated:
+            logger.warning("session with %s ended: %s", connection, error)
+            return
+        now = self.now()
+        if now < self._quiet_until:
+            self._unlogged_failures += 1
+            return
+        more = self._unlogged_failures
+        logger.warning(
+            "session with %s ended before authentication: %s%s",
+            connection,
+            error,
+            f" ({more} more since the last such line)" if more else "",
+        )
+        self._unlogged_failures = 0
+        self._quiet_until = now + FAILED_SESSION_LOG_INTERVAL
+
     def _dispatch(self, channel: SecureDeviceChannel, events: list[dev.DeviceEvent]) -> None:
         for event in events:
             if isinstance(event, dev.PersistAttempts):
                 # Synchronous on purpose: stored before any later message leaves.
                 channel.attempts.save(event.state)
+                channel.changed_state = True
             elif isinstance(event, dev.SendMessage):
                 channel.link.send(event.data)
             elif isinstance(event, dev.ShowNumber):
+                channel.showed_number = True
                 self.ui.show_number(event.number)
             elif isinstance(event, dev.Authenticated):
+                channel.authenticated = channel.changed_state = True
                 self.application.opened(channel)
             elif isinstance(event, dev.ApplicationData):
                 self.application.received(channel, event.data)
             elif isinstance(event, dev.SessionEnded):
-                self.ui.clear()
-                self.ended.append(event.error)
+                if channel.showed_number:
+                    self.ui.clear()
+                keep_recent(self.ended, event.error)
                 if event.error is not None:
-                    logger.warning(
-                        "session with %s ended: %s", channel.link.connection, event.error
-                    )
+                    self._log_ended(channel, event.error)
                 self.application.closed(channel, event.error)
                 self._loop.create_task(channel.link.disconnect())
         self._arm(channel.link)

@@ -446,9 +446,10 @@ class DeviceDaemon:
     async def _changed(self, state: DeviceState, *, announce: bool = True) -> None:
         if announce and self.state is not None:
             self.emit(f"state: {state_name(self.state)} -> {state_name(state)}")
-            # The advertisement carries the state: publish it (a no-op while connected).
+            # The advertisement and the broker's announcement carry the state: publish it
+            # (BLE: a no-op while connected).
             try:
-                await self.runtime.link.readvertise()
+                await self.runtime.republish()
             except BleprovError as exc:
                 logger.warning("could not re-advertise: %s", exc)
             self.notify(self._status(state))

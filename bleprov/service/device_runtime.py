@@ -118,12 +118,14 @@ class DeviceRuntime:
     def discriminator(self) -> int:
         return self.provisioning.discriminator
 
-    def state(self) -> DeviceState:
-        """What the advertisement says: from the store and the attempt limiters (any
-        secret locked out needs the physical reset, so the device says so)."""
+    def state(self, records: dict[str, bytes] | None = None) -> DeviceState:
+        """What the advertisement says: from the store (``records``, if already read) and
+        the attempt limiters (any secret locked out needs the physical reset, so the
+        device says so)."""
         if self.server.limits.locked_out:
             return DeviceState.LOCKED_OUT
-        records = self.store.load()
+        if records is None:
+            records = self.store.load()
         if mb.RECORD_ZONE in records:
             return DeviceState.ENROLLED
         if mb.RECORD_PEER_PINS in records:
@@ -139,8 +141,9 @@ class DeviceRuntime:
         device can run them (no compare unless it confirms numbers itself); an owned device
         offers only the code mode, and that only while its owner's window is open (with
         the window's KDF inputs instead of the label's)."""
-        info = self.provisioning.info(self.state())
-        if not self.owned():
+        records = self.store.load()  # once: every session start asks
+        info = self.provisioning.info(self.state(records))
+        if mb.RECORD_OWNER not in records:
             return dataclasses.replace(info, modes=OobMode(self.server.offered_modes))
         window = self._open_window()
         return dataclasses.replace(
@@ -165,13 +168,13 @@ class DeviceRuntime:
         now = self.server.now()
         self.server.window = CommissioningWindow(offer, opened_by=opened_by, now=now)
         if self._started:
-            await self._republish_now()
+            await self.republish()
             asyncio.get_running_loop().call_later(offer.seconds + 0.05, self._readvertise_soon)
 
     async def close_window(self) -> bool:
         was_open = self._drop_window()
         if self._started:
-            await self._republish_now()
+            await self.republish()
         return was_open
 
     def _drop_window(self) -> bool:
@@ -181,7 +184,9 @@ class DeviceRuntime:
             window.close()
         return was_open
 
-    async def _republish_now(self) -> None:
+    async def republish(self) -> None:
+        """Publish the current state on both links now (each skips what it already
+        says): after a change made elsewhere (a window, another process's write)."""
         await self.link.readvertise()
         if self.broker is not None:
             self.broker.reannounce()
@@ -194,14 +199,13 @@ class DeviceRuntime:
             logger.info("commissioning window used (%s) and closed", authority.value)
 
     def _republish(self, session: object) -> None:
-        """A session on one link may have changed the state: the other link says so too
-        (each link re-publishes after its own sessions)."""
+        """A session may have changed the state (it authenticated, or counted a failed
+        attempt): both links say so (BLE also re-advertises after its own sessions)."""
         if self.broker is None or not self._started:
             return
         if isinstance(session, BrokerSession):
             self._readvertise_soon()
-        else:
-            self.broker.reannounce()
+        self.broker.reannounce()
 
     async def start(self) -> None:
         """Claim the store (one daemon per device), start the network backend, re-apply

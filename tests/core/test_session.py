@@ -442,6 +442,25 @@ def test_handshake_timeout() -> None:
     assert isinstance(ended(events), dev.HandshakeTimeout)
 
 
+def test_hello_is_due_long_before_the_handshake_deadline() -> None:
+    """A host that opens a session and never says HELLO spends no attempt, so it must
+    not hold the device for the handshake deadline (60 s, for people comparing or typing
+    numbers after HELLO): HELLO is due within 15 s (issue 15, flood). A HELLO in time
+    gets the whole handshake deadline."""
+    silent = make_device()
+    assert silent.next_deadline() == dev.DEFAULT_HELLO_TIMEOUT < dev.DEFAULT_HANDSHAKE_TIMEOUT
+    events = silent.handle_timer(dev.DEFAULT_HELLO_TIMEOUT)
+    assert isinstance(ended(events), dev.HandshakeTimeout)
+    assert not any(isinstance(e, dev.PersistAttempts) for e in events)
+
+    talking = make_device()
+    [hello] = make_host(Mode.COMPARE, None).start(0.0)
+    assert isinstance(hello, hst.SendMessage)
+    talking.receive(hello.data, 1.0)
+    assert talking.next_deadline() == dev.DEFAULT_HANDSHAKE_TIMEOUT
+    assert talking.handle_timer(dev.DEFAULT_HELLO_TIMEOUT) == []
+
+
 def test_malformed_messages_get_typed_errors_and_end_the_session() -> None:
     for raw in [b"", b"\xff", b"\x80", b"\x83\x01\x63\x40", b"\x82\x04\x41\x00"]:
         device = make_device()

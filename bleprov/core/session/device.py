@@ -57,6 +57,11 @@ from bleprov.core.window import WINDOW_USER, CommissioningWindow, WindowClosed, 
 
 ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
+#: HELLO is due this soon after the session opened. A host sends it at once (a person
+#: acts only after it: a number to compare or type), so waiting the whole handshake
+#: timeout for it let a host that opened and said nothing hold the device a minute at no
+#: cost (no attempt is counted before HELLO).
+DEFAULT_HELLO_TIMEOUT: Final = 15.0
 UNKNOWN_USER_KEY_INFO: Final = b"bleprov/1 unknown user key"
 
 #: The secret each mode proves (and whose attempt counter it uses).
@@ -176,6 +181,7 @@ class DeviceSession(ChannelHolder):
         device_confirms: bool = False,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         idle_timeout: float = 120.0,
+        hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
         owned: bool = False,
         window: CommissioningWindow | None = None,
     ) -> None:
@@ -188,6 +194,7 @@ class DeviceSession(ChannelHolder):
         self._connection = connection
         self._device_confirms = device_confirms
         self._handshake_deadline = now + handshake_timeout
+        self._hello_deadline = now + min(hello_timeout, handshake_timeout)
         self._state = _State.WAIT_HELLO
         self._mode: Mode | None = None
         self._credential: Credential | None = None
@@ -262,7 +269,9 @@ class DeviceSession(ChannelHolder):
         return [*self._close_records(0, now), *self._end(None)]
 
     def next_deadline(self) -> float | None:
-        if self._state in (_State.WAIT_HELLO, _State.HANDSHAKE, _State.WAIT_CONFIRMATION):
+        if self._state is _State.WAIT_HELLO:
+            return self._hello_deadline
+        if self._state in (_State.HANDSHAKE, _State.WAIT_CONFIRMATION):
             return self._handshake_deadline
         if self._state is _State.OPEN and self._channel is not None:
             return self._channel.next_deadline()
@@ -279,6 +288,8 @@ class DeviceSession(ChannelHolder):
             except ProtocolError as error:
                 return self._end(error)
             return []
+        if self._state is _State.WAIT_HELLO:
+            return self._fail(HandshakeTimeout("no HELLO arrived in time"), now)
         return self._fail(HandshakeTimeout("the handshake did not complete in time"), now)
 
     # -------------------------------------------------------------- internals
