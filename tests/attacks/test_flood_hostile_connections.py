@@ -543,10 +543,6 @@ def f2_maps_nested_as_keys(levels: int) -> bytes:
     return b"\x82\x01" + value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F1/F2: fixed on main (bleprov.core.cbor); drop this mark once merged with it",
-)
 async def test_f1_and_f2_through_the_broker_neither_drop_nor_freeze_the_device(
     in_process: InProcess,
 ) -> None:
