@@ -140,6 +140,7 @@ class World:
         except BaseException:
             await enroller.abandon(pending)
             raise
+        await enroller.confirm(pending)
         await session.close()
         await target.service.drain()
         membership = mb.membership_of(target.store.load())

@@ -196,6 +196,7 @@ class Cloud:
         except BaseException:
             await enroller.abandon(pending)
             raise
+        await enroller.confirm(pending)
         await session.close()
         await target.service.drain()
         membership = mb.membership_of(target.store.load())
