@@ -114,6 +114,12 @@ class World:
         self.devices.append(virgin)
         return virgin
 
+    async def retire(self, target: VirginDevice) -> None:
+        """Switch a device off (its radio too): later devices are the only ones heard."""
+        self.closers.remove(target.runtime.close)
+        self.devices.remove(target)
+        await target.runtime.close()
+
     async def session(
         self, target: VirginDevice, trust: hst.Trust = TRUST
     ) -> tuple[SecureHostLink, EnrolmentClient]:
