@@ -81,6 +81,8 @@ class CuttingPeripheral(Peripheral):
     #: Every complete message of the current connection, in order (both directions).
     trace: list[MessageTrace] = field(default_factory=list)
     done: bool = False
+    #: While set, the device does not advertise: out of every host's reach.
+    hidden: bool = False
 
     def __post_init__(self) -> None:
         self.capabilities = self.inner.capabilities
@@ -109,6 +111,9 @@ class CuttingPeripheral(Peripheral):
         self.inner.set_info(value)
 
     async def start_advertising(self, service_data: bytes, local_name: str) -> None:
+        if self.hidden:
+            await self.inner.stop_advertising()
+            return
         await self.inner.start_advertising(service_data, local_name)
 
     async def stop_advertising(self) -> None:

@@ -112,6 +112,7 @@ async def provision_device(
     owner: str = "alice",
     redial_within: float = 15.0,
     before: Callable[[SecureHostLink], Awaitable[None]] | None = None,
+    unresolved: HostTrust | None = None,
 ) -> Outcome:
     """One ``bleprov provision`` of ``device``: Wi-Fi (always), then the trust ``step``
     (``wifi``: none; ``zone``: the world's hub; ``peer``: ``host``), one commit. A
@@ -129,6 +130,7 @@ async def provision_device(
             return await open_host(world, device, again_auth)
 
         kwargs["redial"] = Redial(again, auth, within=redial_within)
+        kwargs["unresolved"] = unresolved
     zone = ZonePlan(ZoneEnroller(world.hub, world.admin), owner) if step == "zone" else None
     peer = PeerPlan(host) if step == "peer" else None
     try:

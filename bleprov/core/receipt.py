@@ -38,6 +38,8 @@ from bleprov.core.crypto.spake2plus import (
     derive_verifier,
 )
 from bleprov.core.errors import MalformedData
+from bleprov.core.identity import _dumps, _loads_strict
+from bleprov.core.peer import PeerError, PeerPin
 
 #: SPAKE2+ prover identity of receipt sessions, followed by the enrolment ID in hex.
 RECEIPT_USER_PREFIX: Final = b"bleprov enrolment "
@@ -54,6 +56,10 @@ RECORD_VERSION: Final = 1
 RECORD_SIZE: Final = 1 + ENROLMENT_ID_SIZE + SCALAR_LEN + POINT_LEN
 #: Rolled-back sessions whose receipts a device keeps (RAM only).
 MAX_ROLLED_BACK: Final = 4
+#: Enrolments whose outcome a host keeps to learn later (its encrypted store).
+MAX_UNRESOLVED: Final = 64
+_UNRESOLVED_LABEL: Final = "bleprov unresolved enrolments"
+_MAX_UNRESOLVED_SIZE: Final = 64 + MAX_UNRESOLVED * 2400
 
 
 @dataclass(frozen=True, repr=False)
@@ -144,6 +150,73 @@ def decode_record(raw: bytes) -> CommittedEnrolment:
     return CommittedEnrolment(raw[1:start], VerifierRecord.decode(raw[start:]))
 
 
+@dataclass(frozen=True, repr=False)
+class UnresolvedEnrolment:
+    """An enrolment whose COMMIT answer was lost and whose device could not be asked: what
+    a later run needs to ask it (the receipt) and to finish (the pin to add, the hub's
+    pending certificate). Kept in the host's encrypted store (the receipt is a secret)."""
+
+    device_id: str
+    discriminator: int
+    receipt: EnrolmentReceipt
+    #: Peer binding: the device's pin, pinned once the device says it committed.
+    peer: PeerPin | None = None
+    #: Zone enrolment: the serial of the certificate the hub keeps pending.
+    zone_serial: int | None = None
+
+    def __repr__(self) -> str:
+        return f"UnresolvedEnrolment({self.device_id}, {self.receipt!r})"
+
+    def _fields(self) -> list[object]:
+        return [
+            self.device_id,
+            self.discriminator,
+            self.receipt.enrolment_id,
+            self.receipt.secret,
+            self.zone_serial,
+            None if self.peer is None else self.peer.cert_der,
+        ]
+
+
+def encode_unresolved(entries: list[UnresolvedEnrolment]) -> bytes:
+    """Deterministic CBOR ``[label, 1, [[device, discriminator, id, secret, serial / null,
+    pin certificate / null], ...]]``, by device."""
+    ordered = sorted(entries, key=lambda entry: entry.device_id)
+    return _dumps([_UNRESOLVED_LABEL, 1, [entry._fields() for entry in ordered]])
+
+
+def decode_unresolved(raw: bytes) -> list[UnresolvedEnrolment]:
+    """Strict inverse of :func:`encode_unresolved`; MalformedData for anything else."""
+    value = _loads_strict(raw, _MAX_UNRESOLVED_SIZE, MalformedData, "unresolved enrolments")
+    if len(value) != 3 or value[0] != _UNRESOLVED_LABEL or type(value[1]) is not int:
+        raise MalformedData("not a bleprov record of unresolved enrolments")
+    rows = value[2]
+    if value[1] != 1 or not isinstance(rows, list) or len(rows) > MAX_UNRESOLVED:
+        raise MalformedData(f"unresolved enrolments: version 1, at most {MAX_UNRESOLVED}")
+    entries = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != 6:
+            raise MalformedData("an unresolved enrolment has six fields")
+        device_id, discriminator, enrolment_id, secret, serial, cert = row
+        if not isinstance(device_id, str) or not 0 < len(device_id) <= 128:
+            raise MalformedData("an unresolved enrolment names its device")
+        if type(discriminator) is not int or not 0 <= discriminator < 1 << 12:
+            raise MalformedData("an unresolved enrolment's discriminator is 12 bits")
+        if not isinstance(enrolment_id, bytes) or not isinstance(secret, bytes):
+            raise MalformedData("an unresolved enrolment's receipt is two byte strings")
+        if serial is not None and (type(serial) is not int or not 0 < serial < 1 << 160):
+            raise MalformedData("an unresolved enrolment's serial is a certificate serial")
+        if cert is not None and not isinstance(cert, bytes):
+            raise MalformedData("an unresolved enrolment's pin is a certificate")
+        try:
+            pin = None if cert is None else PeerPin.from_certificate(cert)
+        except PeerError as exc:
+            raise MalformedData(f"an unresolved enrolment's pin: {exc}") from None
+        receipt = EnrolmentReceipt(enrolment_id, secret)
+        entries.append(UnresolvedEnrolment(device_id, discriminator, receipt, pin, serial))
+    return entries
+
+
 __all__ = [
     "ENROLMENT_ID_SIZE",
     "MAX_ROLLED_BACK",
@@ -152,8 +225,11 @@ __all__ = [
     "RECORD_ENROLMENT",
     "CommittedEnrolment",
     "EnrolmentReceipt",
+    "UnresolvedEnrolment",
     "decode_record",
+    "decode_unresolved",
     "encode_record",
+    "encode_unresolved",
     "enrolment_id_of",
     "is_receipt_user",
     "receipt_user",

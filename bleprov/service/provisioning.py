@@ -32,7 +32,7 @@ from bleprov.core.advertising import DeviceState
 from bleprov.core.enrolment.messages import EnrolmentError, WifiState, WifiStatus
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerPin
-from bleprov.core.receipt import EnrolmentReceipt
+from bleprov.core.receipt import EnrolmentReceipt, UnresolvedEnrolment
 from bleprov.core.session import host as hst
 from bleprov.core.session.device import DeviceOwned, ModeNotAllowed
 from bleprov.core.session.modes import AuthenticationFailed
@@ -104,21 +104,14 @@ class Redial:
     within: float = DEFAULT_REDIAL_SECONDS
 
 
-@dataclass(frozen=True, repr=False)
-class UnresolvedEnrolment:
-    """An enrolment whose outcome provision() could not learn: what a later run needs
-    to ask the device (its receipt) and to finish (the pin to add)."""
+class UnresolvedStore(Protocol):
+    """Where a host keeps enrolments whose outcome it could not learn (HostTrust)."""
 
-    device_id: str
-    discriminator: int
-    receipt: EnrolmentReceipt
-    #: Peer binding: the device's pin, pinned here once the device says it committed.
-    peer: PeerPin | None = None
-    #: Zone enrolment: the certificate the hub keeps pending.
-    zone_serial: int | None = None
+    def get_unresolved(self, device_id: str) -> UnresolvedEnrolment | None: ...
 
-    def __repr__(self) -> str:
-        return f"UnresolvedEnrolment({self.device_id}, {self.receipt!r})"
+    def remember_unresolved(self, enrolment: UnresolvedEnrolment) -> None: ...
+
+    def forget_unresolved(self, device_id: str) -> None: ...
 
 
 class PeerPinConflict(BleprovError):
@@ -242,13 +235,14 @@ async def provision(
     progress: Progress | None = None,
     allow_owned: bool = False,
     redial: Redial | None = None,
-    unresolved: Callable[[UnresolvedEnrolment], None] | None = None,
+    unresolved: UnresolvedStore | None = None,
 ) -> ProvisionReport:
     """Wi-Fi, then zone or peer trust, then one commit. Raises on any failure, after which
     the device has rolled back (or will, when the session ends) and the hub has revoked
     what it issued; or, the COMMIT answer lost, :class:`EnrolmentOutcomeUnknown` (the
-    device may have committed: the hub keeps the enrolment pending, ``unresolved`` is told
-    what a later run needs).
+    device may have committed: the hub keeps the enrolment pending, ``unresolved`` keeps
+    what a later run needs to ask it). An enrolment of this device that ``unresolved``
+    keeps from an earlier run is settled first, from the device's answer in this session.
 
     A device whose info says it is enrolled or peer-bound is refused
     (:class:`DeviceNotVirgin`) before anything is sent, unless ``allow_owned``: the info
@@ -271,6 +265,9 @@ async def provision(
 
         attested(session, device_id)  # an unattested device: refused before anything changes
     client = EnrolmentClient(session)
+    earlier = None if unresolved is None else unresolved.get_unresolved(device_id)
+    if earlier is not None and unresolved is not None:
+        await _settle_earlier(client, earlier, unresolved, zone, peer, steps)
     meter = _Meter(client)
     report = ProvisionReport(device_id)
     # Derived now, while the session has its keys: the device derives the same.
@@ -367,7 +364,7 @@ async def _commit_answer_lost(
     report: ProvisionReport,
     zone: ZonePlan | None,
     redial: Redial | None,
-    unresolved: Callable[[UnresolvedEnrolment], None] | None,
+    unresolved: UnresolvedStore | None,
     steps: _Logged,
 ) -> None:
     """Learn whether the device committed; return if it did, raise if not or unknown."""
@@ -392,7 +389,7 @@ async def _commit_answer_lost(
             "command again"
         ) from None
     if unresolved is not None:
-        unresolved(
+        unresolved.remember_unresolved(
             UnresolvedEnrolment(
                 device_id,
                 discriminator,
@@ -480,3 +477,70 @@ async def _ask(
             raise _Refused(f"the device cannot say ({exc})") from None
     finally:
         await session.close()
+
+
+async def finish_unresolved(
+    earlier: UnresolvedEnrolment,
+    committed: bool,
+    *,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+) -> bool:
+    """Act on the device's answer about an earlier enrolment: pin it or confirm it on the
+    hub (committed), or revoke its pending certificate (not committed). False where this
+    run lacks what that needs (a zone enrolment without the hub): keep it for later."""
+    device_id = earlier.device_id
+    enrolment_id = earlier.receipt.enrolment_id.hex()
+    if earlier.zone_serial is not None:
+        if zone is None:
+            return False
+        if committed:
+            await zone.enroller.confirm_id(device_id, enrolment_id, how="asked again later")
+        else:
+            await zone.enroller.revoke_pending(device_id, enrolment_id)
+    if earlier.peer is not None and committed:
+        if peer is None:
+            return False
+        if device_id not in peer.host.pins():
+            peer.host.pin(earlier.peer)
+    return True
+
+
+async def _settle_earlier(
+    client: EnrolmentClient,
+    earlier: UnresolvedEnrolment,
+    unresolved: UnresolvedStore,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+    steps: _Logged,
+) -> None:
+    """An earlier run lost this device's COMMIT answer: ask in this session."""
+    steps.step("an earlier enrolment of this device was not finished: asking what became of it")
+    try:
+        committed = await client.enrolment_status(earlier.receipt.enrolment_id)
+    except EnrolmentError as exc:
+        if isinstance(exc, NoAnswer):
+            raise
+        logger.warning("the device cannot say what became of %s: %s", earlier, exc)
+        return
+    logger.info("earlier enrolment %s: %s", earlier, "committed" if committed else "not committed")
+    if await finish_unresolved(earlier, committed, zone=zone, peer=peer):
+        unresolved.forget_unresolved(earlier.device_id)
+
+
+async def resolve_unresolved(
+    redial: Redial,
+    earlier: UnresolvedEnrolment,
+    unresolved: UnresolvedStore,
+    *,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+) -> bool | None:
+    """Ask the device an earlier run could not (its receipt, over ``redial``) and finish
+    that enrolment: True if it had committed, False if not, None if it gave no answer."""
+    committed = await learn_outcome(
+        redial, earlier.receipt, earlier.device_id, discriminator=earlier.discriminator
+    )
+    if committed is not None and await finish_unresolved(earlier, committed, zone=zone, peer=peer):
+        unresolved.forget_unresolved(earlier.device_id)
+    return committed

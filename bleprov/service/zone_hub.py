@@ -193,16 +193,35 @@ class ZoneEnroller:
 
     async def confirm(self, pending: PendingEnrolment, *, how: str = "the device answered") -> None:
         """The device committed the enrolment: the registry counts it enrolled."""
-        if pending.enrolment_id is None:
-            return
+        if pending.enrolment_id is not None:
+            await self.confirm_id(pending.device_id, pending.enrolment_id, how=how)
+
+    async def confirm_id(self, device_id: str, enrolment_id: str, *, how: str) -> None:
+        """The device said it committed the enrolment ``enrolment_id`` (hex)."""
         await asyncio.to_thread(
             self.hub.registry.confirm_enrolment,
-            pending.device_id,
-            enrolment_id=pending.enrolment_id,
+            device_id,
+            enrolment_id=enrolment_id,
             actor=self.user,
             how=how,
         )
-        logger.info("enrolment of %s confirmed (%s)", pending.device_id, how)
+        logger.info("enrolment of %s confirmed (%s)", device_id, how)
+
+    async def revoke_pending(self, device_id: str, enrolment_id: str) -> bool:
+        """The device said it did not commit the enrolment ``enrolment_id`` (hex): revoke
+        its certificate if the registry still keeps exactly that enrolment pending (a
+        newer one, or a revocation since, is left alone). Whether it revoked."""
+        record = await asyncio.to_thread(self.hub.registry.device, device_id)
+        if record.status is not DeviceStatus.PENDING or record.enrolment_id != enrolment_id:
+            return False
+        logger.warning(
+            "enrolment %s of %s was not committed: revoking certificate %x",
+            enrolment_id,
+            device_id,
+            record.certificate_serial,
+        )
+        await asyncio.to_thread(self.hub.revoke, device_id, actor=self.user, now=self.clock())
+        return True
 
     async def abandon(self, pending: PendingEnrolment) -> None:
         """The device did not commit (it said so, or refused the commit): revoke what

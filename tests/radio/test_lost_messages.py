@@ -12,16 +12,25 @@ refused to enrol it again until an admin revoked it.
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
+from rich.console import Console
 
 from bleprov.core import membership as mb
 from bleprov.core.enrolment.messages import Endpoint, Request, decode
-from bleprov.radio.secure_link import SecureDeviceChannel
+from bleprov.radio.secure_link import SecureDeviceChannel, SecureHostLink
+from bleprov.service.host_session import DeviceAuthentication
 from bleprov.service.zone_hub import ZoneEnroller
 from bleprov.store.registry import DeviceStatus
 from tests.cuts import CuttingPeripheral
-from tests.pairing import PAIRING_MODES, device_options, provision_device
+from tests.pairing import (
+    PAIRING_MODES,
+    authentication,
+    device_options,
+    open_host,
+    provision_device,
+)
 from tests.worlds import VirginDevice, World
 
 
@@ -114,3 +123,143 @@ async def test_s3_a_host_dying_before_commit_leaves_the_hub_pending_until_supers
     revoked = {entry.serial for entry in world.hub.registry.revoked_serials()}
     assert staged.serial in revoked  # the superseded certificate is dead
     assert membership.serial not in revoked
+
+
+def hide_after_the_cut(device: VirginDevice) -> CuttingPeripheral:
+    """The device goes out of reach the moment its COMMIT answer is lost (taken out of
+    range, powered off): provision() cannot ask it."""
+    radio = device.peripheral
+    assert isinstance(radio, CuttingPeripheral)
+    cut_now = radio.cut_now
+
+    def cut_and_hide() -> None:
+        radio.hidden = True
+        cut_now()
+
+    radio.cut_now = cut_and_hide  # type: ignore[method-assign]
+    return radio
+
+
+async def back_in_reach(device: VirginDevice, radio: CuttingPeripheral) -> None:
+    radio.hidden = False
+    await device.link.readvertise()
+
+
+@pytest.mark.parametrize("step", ["zone", "peer"])
+async def test_an_outcome_not_learnt_stays_pending_and_the_next_run_finishes_it(
+    world: World, step: str
+) -> None:
+    """The device committed, its answer was lost and it went out of reach: nothing is
+    revoked or pinned blindly, the hub keeps the enrolment pending, one line says what to
+    do; the next run (the same command) asks the device with the receipt and finishes."""
+    from bleprov.cli.host import finish_earlier
+    from bleprov.service.provisioning import EnrolmentOutcomeUnknown, PeerPlan, ZonePlan
+
+    host = world.host("laptop")
+    device = await world.new_device(peripheral=CuttingPeripheral)
+    lose_the_commit_answer(device)
+    radio = hide_after_the_cut(device)
+    outcome = await provision_device(
+        world, device, "qr", step, host, redial_within=1.5, unresolved=host
+    )
+    await device.service.drain()
+    assert isinstance(outcome.error, EnrolmentOutcomeUnknown)
+    message = str(outcome.error)
+    assert "\n" not in message and "run the same command again" in message
+    records = device.store.load()
+    assert mb.RECORD_OWNER in records  # it did commit
+    [kept] = host.unresolved()
+    assert kept.device_id == device.device_id
+    assert device.device_id not in host.pins()
+    if step == "zone":
+        assert "pending" in message
+        record = world.hub.registry.device(device.device_id)
+        assert record.status is DeviceStatus.PENDING
+        assert record.certificate_serial not in {
+            entry.serial for entry in world.hub.registry.revoked_serials()
+        }
+
+    # The next run: the device's label opens nothing now (it has an owner), so the CLI
+    # asks it with the receipt of the enrolment it kept.
+    await back_in_reach(device, radio)
+    zone = ZonePlan(ZoneEnroller(world.hub, world.admin), "alice") if step == "zone" else None
+    peer = PeerPlan(host) if step == "peer" else None
+    auth = authentication(device, "qr")
+
+    async def again(again_auth: DeviceAuthentication) -> SecureHostLink:
+        return await open_host(world, device, again_auth)
+
+    quiet = Console(file=io.StringIO())
+    assert await finish_earlier(quiet, host, again, auth, zone, peer, as_json=False)
+    assert host.unresolved() == []
+    if step == "zone":
+        membership = mb.membership_of(device.store.load())
+        assert membership is not None
+        record = world.hub.registry.device(device.device_id)
+        assert record.status is DeviceStatus.ENROLLED
+        assert record.certificate_serial == membership.serial
+    else:
+        identity = mb.peer_identity_of(device.store.load())
+        assert identity is not None
+        assert {pin.name: pin.fingerprint for pin in host.pins()} == {
+            device.device_id: identity.fingerprint
+        }
+
+
+async def test_an_outcome_not_learnt_of_a_device_that_rolled_back_is_settled_by_the_next_run(
+    world: World,
+) -> None:
+    """The link and the device are gone before COMMIT arrives: the device rolls back, the
+    host cannot tell. The next run opens a session with the label (the device has no
+    owner), learns there that the earlier enrolment was not committed, revokes its
+    pending certificate, and enrols the device afresh."""
+    from bleprov.service.provisioning import EnrolmentOutcomeUnknown
+
+    host = world.host("laptop")
+    device = await world.new_device(peripheral=CuttingPeripheral)
+    radio = device.peripheral
+    assert isinstance(radio, CuttingPeripheral)
+    hide_after_the_cut(device)
+    service = device.service
+    original = service.received
+
+    def received(channel: SecureDeviceChannel, data: bytes) -> None:
+        message = decode(data)
+        if isinstance(message, Request) and message.endpoint == Endpoint.COMMIT:
+            service.received = original  # type: ignore[method-assign]
+            radio.cut_now()  # COMMIT never reaches the enrolment service
+            return
+        original(channel, data)
+
+    service.received = received  # type: ignore[method-assign]
+    outcome = await provision_device(
+        world, device, "qr", "zone", host, redial_within=1.5, unresolved=host
+    )
+    await settled_hidden(device)
+    assert isinstance(outcome.error, EnrolmentOutcomeUnknown)
+    assert device.store.load().keys() <= {"provisioning", "attempts"}  # rolled back
+    [kept] = host.unresolved()
+    first = world.hub.registry.device(device.device_id)
+    assert first.status is DeviceStatus.PENDING
+
+    await back_in_reach(device, radio)
+    again = await provision_device(world, device, "qr", "zone", host, unresolved=host)
+    assert again.error is None, again.error
+    assert host.unresolved() == []
+    membership = mb.membership_of(device.store.load())
+    assert membership is not None and membership.serial != kept.zone_serial
+    record = world.hub.registry.device(device.device_id)
+    assert (record.status, record.certificate_serial) == (DeviceStatus.ENROLLED, membership.serial)
+    revoked = {entry.serial for entry in world.hub.registry.revoked_serials()}
+    assert kept.zone_serial in revoked and membership.serial not in revoked
+    actions = [entry.action for entry in world.hub.registry.audit(subject=device.device_id)]
+    assert actions == ["enrol", "revoke", "enrol", "confirm"]
+
+
+async def settled_hidden(device: VirginDevice) -> None:
+    """Wait for the device's session to end while it advertises nothing."""
+    for _ in range(200):
+        if device.link.session is None:
+            break
+        await asyncio.sleep(0.02)
+    await device.service.drain()
