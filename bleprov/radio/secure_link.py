@@ -222,8 +222,11 @@ class SecureDeviceServer:
         #: The owner's commissioning window, while one is open (RAM only).
         self.window: CommissioningWindow | None = None
         #: The enrolment receipts a host may ask with (bleprov.core.receipt), by prover
-        #: identity: the runtime's committed and rolled-back enrolments.
-        self.receipts: Callable[[], dict[bytes, VerifierRecord]] = dict
+        #: identity: the committed and rolled-back enrolments of the application (the
+        #: enrolment service's), if it keeps any.
+        self.receipts: Callable[[], dict[bytes, VerifierRecord]] = getattr(
+            application, "receipt_records", dict
+        )
         #: Sessions refused because another one (on any link) was under way.
         self.refused_busy = 0
         #: Called after a session on any link closed (the device's state may have

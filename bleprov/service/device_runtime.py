@@ -93,7 +93,6 @@ class DeviceRuntime:
             device_confirms=device_confirms,
         )
         self.server.owned = self.owned
-        self.server.receipts = self.service.receipt_records
         self.service.after_commit = self._committed
         self.link = DeviceLink(peripheral, self.server, self.current_info, local_name=local_name)
         self.link.keep_advertising = self.server.button_window_open
