@@ -338,6 +338,11 @@ async def provision(
         raise
     except BleprovError as lost:
         await _commit_answer_lost(lost, session, receipt, report, zone, redial, unresolved, steps)
+    except BaseException:
+        # Interrupted while COMMIT was on its way: the device may have committed. Nothing
+        # is revoked; the next run asks it (the hub keeps the enrolment pending).
+        _remember(unresolved, session, receipt, report)
+        raise
     if pending is not None and zone is not None:
         await zone.enroller.confirm(pending)
     if peer is not None and report.peer is not None:
@@ -388,22 +393,33 @@ async def _commit_answer_lost(
             "it was (and the hub revoked the certificate it had issued); run the same "
             "command again"
         ) from None
-    if unresolved is not None:
-        unresolved.remember_unresolved(
-            UnresolvedEnrolment(
-                device_id,
-                discriminator,
-                receipt,
-                report.peer,
-                None if report.zone is None else report.zone.serial,
-            )
-        )
+    _remember(unresolved, session, receipt, report)
     kept = " (the hub keeps its enrolment pending)" if report.zone is not None else ""
     raise EnrolmentOutcomeUnknown(
         f"the answer of {device_id} to COMMIT was lost and the device could not be asked "
         f"whether it committed{kept}: with the device in range, run the same command again "
         "to find out and finish"
     ) from None
+
+
+def _remember(
+    unresolved: UnresolvedStore | None,
+    session: SecureHostLink,
+    receipt: EnrolmentReceipt,
+    report: ProvisionReport,
+) -> None:
+    """Keep what the next run needs to learn this enrolment's outcome and finish it."""
+    if unresolved is None or session.info is None:
+        return
+    unresolved.remember_unresolved(
+        UnresolvedEnrolment(
+            report.device_id,
+            session.info.device_info.discriminator,
+            receipt,
+            report.peer,
+            None if report.zone is None else report.zone.serial,
+        )
+    )
 
 
 def _needs_no_person(auth: DeviceAuthentication) -> bool:

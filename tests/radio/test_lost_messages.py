@@ -263,3 +263,40 @@ async def settled_hidden(device: VirginDevice) -> None:
             break
         await asyncio.sleep(0.02)
     await device.service.drain()
+
+
+async def test_an_interrupted_commit_revokes_nothing_and_is_kept_for_the_next_run(
+    world: World,
+) -> None:
+    """Ctrl-C while COMMIT is on its way: the device may have committed (here it did), so
+    the certificate is not revoked; the hub keeps it pending and the host keeps the
+    receipt for the next run."""
+    host = world.host("laptop")
+    device = await world.new_device()
+    service = device.service
+    original = service.received
+    running: list[asyncio.Task[object]] = []
+
+    def received(channel: SecureDeviceChannel, data: bytes) -> None:
+        original(channel, data)
+        message = decode(data)
+        if isinstance(message, Request) and message.endpoint == Endpoint.COMMIT:
+            service.received = original  # type: ignore[method-assign]
+            running[0].cancel()  # the person presses Ctrl-C
+
+    service.received = received  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(
+        provision_device(world, device, "qr", "zone", host, unresolved=host)
+    )
+    running.append(task)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await device.service.drain()
+    assert mb.membership_of(device.store.load()) is not None
+    record = world.hub.registry.device(device.device_id)
+    assert record.status is DeviceStatus.PENDING
+    assert record.certificate_serial not in {
+        entry.serial for entry in world.hub.registry.revoked_serials()
+    }
+    [kept] = host.unresolved()
+    assert (kept.device_id, kept.zone_serial) == (device.device_id, record.certificate_serial)
