@@ -56,7 +56,7 @@ test: lint typecheck unit
 # message boundary and inside every message of several frames, in 4 modes x 3 trust steps
 # (make test runs a slice of it).
 cut-matrix: $(STAMP)
-	BLEPROV_CUT_MATRIX=full $(BIN)/pytest tests/radio/test_cut_matrix.py -s
+	BLEPROV_CUT_MATRIX=full $(BIN)/pytest -m cut_matrix tests/radio/test_cut_matrix.py -s
 
 # The lowest allowed versions, in two passes; in each, uv takes every direct dependency at
 # the lowest version pyproject.toml allows and the rest at their newest. First make test's

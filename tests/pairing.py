@@ -64,7 +64,7 @@ def authentication(device: VirginDevice, mode: str) -> DeviceAuthentication:
 
 
 async def open_host(
-    world: World, device: VirginDevice, auth: DeviceAuthentication
+    world: World, device: VirginDevice, auth: DeviceAuthentication, *, mtu: int = 247
 ) -> SecureHostLink:
     """A new host on the world's radio opens an authenticated session with ``device``
     (in compare mode both users accept the number: the host's and the device's)."""
@@ -73,7 +73,7 @@ async def open_host(
         world.radio, name="host", address=f"C0:B3:00:00:{index >> 8:02X}:{index & 0xFF:02X}"
     )
     await central.power_on()
-    radio = CentralRadio.bumble(central, mtu=247)
+    radio = CentralRadio.bumble(central, mtu=mtu)
 
     async def both_accept(number: int) -> bool:
         device.runtime.accept_number()  # the device's user, if it still shows a number
@@ -113,13 +113,14 @@ async def provision_device(
     redial_within: float = 15.0,
     before: Callable[[SecureHostLink], Awaitable[None]] | None = None,
     unresolved: HostTrust | None = None,
+    mtu: int = 247,
 ) -> Outcome:
     """One ``bleprov provision`` of ``device``: Wi-Fi (always), then the trust ``step``
     (``wifi``: none; ``zone``: the world's hub; ``peer``: ``host``), one commit. A
     failure is returned, not raised: the caller checks what each side was left with."""
     auth = authentication(device, mode)
     try:
-        session = await open_host(world, device, auth)
+        session = await open_host(world, device, auth, mtu=mtu)
     except BleprovError as exc:
         return Outcome(None, exc)
     kwargs: dict[str, Any] = {}
@@ -127,7 +128,7 @@ async def provision_device(
         from bleprov.service.provisioning import Redial  # type: ignore[attr-defined, unused-ignore]
 
         async def again(again_auth: DeviceAuthentication) -> SecureHostLink:
-            return await open_host(world, device, again_auth)
+            return await open_host(world, device, again_auth, mtu=mtu)
 
         kwargs["redial"] = Redial(again, auth, within=redial_within)
         kwargs["unresolved"] = unresolved

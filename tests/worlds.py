@@ -44,6 +44,11 @@ LOOPBACK = "127.0.0.1"
 _addresses = itertools.count(1)
 
 
+def _address(prefix: str, index: int) -> str:
+    """A virtual radio address, unique for the first 2**24 devices of a test run."""
+    return f"{prefix}:{index >> 16 & 0xFF:02X}:{index >> 8 & 0xFF:02X}:{index & 0xFF:02X}:01"
+
+
 @dataclass
 class VirginDevice:
     runtime: DeviceRuntime
@@ -101,7 +106,7 @@ class World:
         store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
         store.put_provisioning(device)
         network = SimulatedWifi.from_config(environment or ENVIRONMENT)
-        bumble = make_virtual_device(self.radio, name="dev", address=f"F0:B1:00:00:01:{index:02X}")
+        bumble = make_virtual_device(self.radio, name="dev", address=_address("F0:B1", index))
         radio: Peripheral = BumblePeripheral(bumble)
         if peripheral is not None:
             radio = peripheral(radio)
@@ -124,7 +129,7 @@ class World:
         self, target: VirginDevice, trust: hst.Trust = TRUST
     ) -> tuple[SecureHostLink, EnrolmentClient]:
         index = next(_addresses)
-        host = make_virtual_device(self.radio, name="host", address=f"C0:B1:00:00:01:{index:02X}")
+        host = make_virtual_device(self.radio, name="host", address=_address("C0:B1", index))
         await host.power_on()
         radio = CentralRadio.bumble(host, mtu=247)
         auth = DeviceAuthentication.from_qr_text(target.label_qr)
@@ -174,9 +179,7 @@ class World:
         """A new host with an owner's window code. With ``device``: connect to it even when
         it advertises no window (to hear the device's own refusal)."""
         index = next(_addresses)
-        central = make_virtual_device(
-            self.radio, name="new-host", address=f"C0:B2:00:00:01:{index:02X}"
-        )
+        central = make_virtual_device(self.radio, name="new-host", address=_address("C0:B2", index))
         await central.power_on()
         radio = CentralRadio.bumble(central, mtu=247)
         text = code if isinstance(code, str) else code.formatted()
