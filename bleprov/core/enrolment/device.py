@@ -16,6 +16,12 @@ session authenticated by the owner's commissioning window may bind itself as an 
 take the device over (handover), as the owner chose. The machine enforces the rights of
 its own endpoints and asks each extension about its own.
 
+A lost answer to COMMIT is not guessed at: every COMMIT also writes which enrolment it
+was (its ID) and the verifier of its receipt, a secret of the session's two ends
+(:mod:`bleprov.core.receipt`), and ``enrolment/status`` says whether an ID is the
+enrolment committed last; its host asks that in a new session (docs/protocol.md,
+"Enrolment outcome").
+
 Fail-safe, as Matter's: everything the host sends is staged. The first staging request
 arms a timer (default 120 s, extendable by the host up to 900 s). Only COMMIT makes
 the staged state durable, in one atomic store write, and only after the credentials were
@@ -108,7 +114,7 @@ _RIGHTS: Final[dict[str, frozenset[Authority]]] = {
     Endpoint.FAILSAFE: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
     Endpoint.COMMIT: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
     Endpoint.ABORT: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
-    Endpoint.ENROLMENT_STATUS: frozenset(Authority),
+    Endpoint.ENROLMENT_STATUS: frozenset(Authority) - {Authority.OBSERVER},
 }
 #: Authorities that change nothing: no extension serves them.
 _READ_ONLY: Final = frozenset({Authority.OBSERVER, Authority.RECEIPT})
