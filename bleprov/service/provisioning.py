@@ -386,12 +386,13 @@ async def _commit_answer_lost(
         steps.step("the device had committed")
         return
     if committed is False:
+        revoked = ""
         if report.zone is not None and zone is not None:
             await zone.enroller.abandon(report.zone)
+            revoked = " (and the hub revoked the certificate it had issued)"
         raise NotCommitted(
             f"the connection to {device_id} was lost before the device committed: it is as "
-            "it was (and the hub revoked the certificate it had issued); run the same "
-            "command again"
+            f"it was{revoked}; run the same command again"
         ) from None
     _remember(unresolved, session, receipt, report)
     kept = " (the hub keeps its enrolment pending)" if report.zone is not None else ""
