@@ -300,3 +300,38 @@ async def test_an_interrupted_commit_revokes_nothing_and_is_kept_for_the_next_ru
     }
     [kept] = host.unresolved()
     assert (kept.device_id, kept.zone_serial) == (device.device_id, record.certificate_serial)
+
+
+async def test_a_commit_that_never_arrived_is_learnt_from_the_rolled_back_receipt(
+    world: World,
+) -> None:
+    """COMMIT never reaches the device (compare mode: nothing the host holds reopens a
+    session without a person). The device rolled back, and still answers the receipt of
+    the session it rolled back: not committed. The certificate is revoked, nothing is
+    pinned or kept, one line says to run the command again."""
+    from bleprov.service.provisioning import NotCommitted
+
+    host = world.host("laptop")
+    device = await world.new_device(**device_options("compare"), peripheral=CuttingPeripheral)
+    radio = device.peripheral
+    assert isinstance(radio, CuttingPeripheral)
+    service = device.service
+    original = service.received
+
+    def received(channel: SecureDeviceChannel, data: bytes) -> None:
+        message = decode(data)
+        if isinstance(message, Request) and message.endpoint == Endpoint.COMMIT:
+            service.received = original  # type: ignore[method-assign]
+            radio.cut_now()  # lost on its way: the device never acts on it
+            return
+        original(channel, data)
+
+    service.received = received  # type: ignore[method-assign]
+    outcome = await provision_device(world, device, "compare", "zone", host, unresolved=host)
+    await settled(device)
+    assert isinstance(outcome.error, NotCommitted), outcome.error
+    assert "\n" not in str(outcome.error) and "run the same command again" in str(outcome.error)
+    assert device.store.load().keys() <= {"provisioning", "attempts"}
+    record = world.hub.registry.device(device.device_id)
+    assert record.status is DeviceStatus.REVOKED
+    assert host.unresolved() == [] and device.device_id not in host.pins()
