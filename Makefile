@@ -19,7 +19,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_ARGS    ?= -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: demo test lint typecheck unit hw-test bench docs clean test-lowest test-python \
-        test-py312 test-py313 lab fuzz
+        test-py312 test-py313 lab fuzz cut-matrix
 
 # A Debian python3 without python3-venv has no ensurepip: make the venv without pip, then
 # fetch pip's wheel from PyPI (contrib/bootstrap-pip.py). $(call make-venv,DIR,PYTHON)
@@ -53,6 +53,12 @@ unit: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# Every cell of the cut matrix (tests/radio/test_cut_matrix.py): the link cut at every
+# message boundary and inside every message of several frames, in 4 modes x 3 trust steps
+# (make test runs a slice of it).
+cut-matrix: $(STAMP)
+	BLEPROV_CUT_MATRIX=full $(BIN)/pytest -m cut_matrix tests/radio/test_cut_matrix.py -s
 
 # The lowest allowed versions, in two passes; in each, uv takes every direct dependency at
 # the lowest version pyproject.toml allows and the rest at their newest. First make test's

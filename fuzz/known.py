@@ -113,8 +113,7 @@ KNOWN: Final[tuple[Known, ...]] = (
 #: Findings not fixed on this branch, with what fixes them: their regression cases are
 #: expected to fail (strictly) and make test's short runs tolerate them. Remove an entry
 #: once the fix is merged.
-OPEN: Final[dict[str, str]] = {
-}
+OPEN: Final[dict[str, str]] = {}
 
 
 def classify(finding: Finding) -> str | None:

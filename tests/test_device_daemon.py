@@ -234,6 +234,7 @@ async def test_enrol_over_the_air_then_serve_a_validated_connection(rig: Rig) ->
         except BaseException:
             await enroller.abandon(pending)
             raise
+        await enroller.confirm(pending)
         await session.close()
 
     assert await daemon.expect("state:") == "state: virgin -> enrolled"

@@ -144,6 +144,7 @@ class Rig:
                 client, session, device_id=session.info.attestation.device_id, owner="admin"
             )
             await client.commit()
+            await enroller.confirm(pending)
             await session.close()
         return pending.serial
 

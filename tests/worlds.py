@@ -16,12 +16,14 @@ import pytest_asyncio
 
 from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
-from bleprov.core.factory import provision_device
+from bleprov.core.crypto.spake2plus import ScryptCost
+from bleprov.core.factory import Label, provision_device
 from bleprov.core.session import host as hst
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import CentralRadio
+from bleprov.radio.peripheral import Peripheral
 from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
@@ -42,11 +44,19 @@ LOOPBACK = "127.0.0.1"
 _addresses = itertools.count(1)
 
 
+def _address(prefix: str, index: int) -> str:
+    """A virtual radio address, unique for the first 2**24 devices of a test run."""
+    return f"{prefix}:{index >> 16 & 0xFF:02X}:{index >> 8 & 0xFF:02X}:{index & 0xFF:02X}:01"
+
+
 @dataclass
 class VirginDevice:
     runtime: DeviceRuntime
     network: SimulatedWifi
     label_qr: str
+    label: Label | None = None
+    #: The device's radio as the runtime uses it (a test's wrapper, if it gave one).
+    peripheral: Peripheral | None = None
 
     @property
     def device_id(self) -> str:
@@ -80,30 +90,46 @@ class World:
         *,
         environment: dict[str, Any] | None = None,
         join_timeout: float = 5,
+        modes: OobMode = OobMode.QR,
+        device_confirms: bool = False,
+        peripheral: Callable[[Peripheral], Peripheral] | None = None,
+        cost: ScryptCost = CHEAP,
     ) -> VirginDevice:
         """A virgin device as the daemon runs it: factory record in its store, on a radio;
-        its Wi-Fi is ``environment`` (simulated; default: one network, rig.HOME)."""
+        its Wi-Fi is ``environment`` (simulated; default: one network, rig.HOME).
+        ``peripheral`` wraps its radio (e.g. tests.cuts.CuttingPeripheral)."""
         index = next(_addresses)
         device, label = provision_device(
-            MANUFACTURER.issue_device(device_id, now=NOW), modes=OobMode.QR, cost=CHEAP
+            MANUFACTURER.issue_device(device_id, now=NOW), modes=modes, cost=cost
         )
         directory = self.tmp / f"device-{index}"
         store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
         store.put_provisioning(device)
         network = SimulatedWifi.from_config(environment or ENVIRONMENT)
-        bumble = make_virtual_device(self.radio, name="dev", address=f"F0:B1:00:00:01:{index:02X}")
-        runtime = DeviceRuntime(store, BumblePeripheral(bumble), network, join_timeout=join_timeout)
+        bumble = make_virtual_device(self.radio, name="dev", address=_address("F0:B1", index))
+        radio: Peripheral = BumblePeripheral(bumble)
+        if peripheral is not None:
+            radio = peripheral(radio)
+        runtime = DeviceRuntime(
+            store, radio, network, join_timeout=join_timeout, device_confirms=device_confirms
+        )
         await runtime.start()
         self.closers.append(runtime.close)
-        virgin = VirginDevice(runtime, network, label.qr_text)
+        virgin = VirginDevice(runtime, network, label.qr_text, label, radio)
         self.devices.append(virgin)
         return virgin
+
+    async def retire(self, target: VirginDevice) -> None:
+        """Switch a device off (its radio too): later devices are the only ones heard."""
+        self.closers.remove(target.runtime.close)
+        self.devices.remove(target)
+        await target.runtime.close()
 
     async def session(
         self, target: VirginDevice, trust: hst.Trust = TRUST
     ) -> tuple[SecureHostLink, EnrolmentClient]:
         index = next(_addresses)
-        host = make_virtual_device(self.radio, name="host", address=f"C0:B1:00:00:01:{index:02X}")
+        host = make_virtual_device(self.radio, name="host", address=_address("C0:B1", index))
         await host.power_on()
         radio = CentralRadio.bumble(host, mtu=247)
         auth = DeviceAuthentication.from_qr_text(target.label_qr)
@@ -125,6 +151,7 @@ class World:
         except BaseException:
             await enroller.abandon(pending)
             raise
+        await enroller.confirm(pending)
         await session.close()
         await target.service.drain()
         membership = mb.membership_of(target.store.load())
@@ -152,9 +179,7 @@ class World:
         """A new host with an owner's window code. With ``device``: connect to it even when
         it advertises no window (to hear the device's own refusal)."""
         index = next(_addresses)
-        central = make_virtual_device(
-            self.radio, name="new-host", address=f"C0:B2:00:00:01:{index:02X}"
-        )
+        central = make_virtual_device(self.radio, name="new-host", address=_address("C0:B2", index))
         await central.power_on()
         radio = CentralRadio.bumble(central, mtu=247)
         text = code if isinstance(code, str) else code.formatted()

@@ -44,8 +44,10 @@ from bleprov.cli.host import (
     open_radio_session,
     provision_session,
     provisioning_trust,
+    radio_redial,
     summary_json,
     trust_plans,
+    unresolved_store,
 )
 from bleprov.core.errors import BleprovError
 from bleprov.core.onboarding import PayloadError
@@ -231,6 +233,7 @@ async def provision_batch(
     with trust_plans(target) as (zone_plan, peer_plan):
         chooser = None if wifi.skip else RememberedWifi(console, PromptingChooser(console, wifi))
         prompts = HandshakePrompts(console)
+        unresolved = unresolved_store(target, peer_plan)
         spec = RadioSpec.parse(radio)
         async with open_central(spec, mtu=mtu) as central:
             for number, entry in enumerate(entries, 1):
@@ -238,11 +241,12 @@ async def provision_batch(
                 timings = Timings(Stopwatch(), {})
                 device_id = None
                 try:
+                    auth = entry.authentication()
                     session = await open_radio_session(
                         console,
                         central,
                         spec,
-                        entry.authentication(),
+                        auth,
                         trust,
                         prompts,
                         timeout=timeout,
@@ -259,6 +263,8 @@ async def provision_batch(
                         peer=peer_plan,
                         reprovision=reprovision,
                         timings=timings,
+                        redial=radio_redial(central, auth, trust, prompts, timeout=timeout),
+                        unresolved=unresolved,
                     )
                 except BleprovError as exc:
                     seconds = timings.total.seconds()

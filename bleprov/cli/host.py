@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -56,7 +56,13 @@ if TYPE_CHECKING:
     from bleprov.radio.secure_link import SecureHostLink
     from bleprov.radio.spec import RadioSpec
     from bleprov.service.host_session import DeviceAuthentication
-    from bleprov.service.provisioning import PeerPlan, ProvisionReport, WifiChooser, ZonePlan
+    from bleprov.service.provisioning import (
+        PeerPlan,
+        ProvisionReport,
+        Redial,
+        WifiChooser,
+        ZonePlan,
+    )
     from bleprov.service.trust import HostTrust
 
 EXIT_USAGE = 2
@@ -667,19 +673,26 @@ async def provision_device(
     trust = provisioning_trust(roots, allow_unknown_manufacturer, wifi, target)
     auth = label.authentication()  # may ask for a code: after every usage check
     with trust_plans(target) as (zone_plan, peer_plan):
+        from bleprov.core.session.device import DeviceOwned
+        from bleprov.service.provisioning import Redial
+
         prompts = HandshakePrompts(console)
+        host = unresolved_store(target, peer_plan)
         async with contextlib.AsyncExitStack() as stack:
             if via is not None:
                 from bleprov.service.host_session import open_broker_session
 
-                _warn_button(console, auth)
-                step = Stopwatch()
-                with prompts.spinner(f"reaching the device through {via} ..."):
-                    session = await open_broker_session(
+                def open_again(
+                    again: DeviceAuthentication, device: str | None = device_id
+                ) -> Awaitable[SecureHostLink]:
+                    """A session with the device through the broker (again: after a lost
+                    answer, with the enrolment's receipt)."""
+                    assert via is not None
+                    return open_broker_session(
                         via,
-                        auth,
+                        again,
                         trust,
-                        device_id=device_id,
+                        device_id=device,
                         username=os.environ.get(BROKER_USER_ENV),
                         password=os.environ.get(BROKER_PASSWORD_ENV),
                         tls=_broker_tls(broker_ca) if via.startswith("mqtts:") else None,
@@ -687,23 +700,47 @@ async def provision_device(
                         enter_passkey=prompts.passkey,
                         timeout=timeout,
                     )
+
+                _warn_button(console, auth)
+                step = Stopwatch()
+                try:
+                    with prompts.spinner(f"reaching the device through {via} ..."):
+                        session = await open_again(auth)
+                except DeviceOwned:
+                    if await finish_earlier(
+                        console, host, open_again, auth, zone_plan, peer_plan, as_json
+                    ):
+                        return
+                    raise
                 timings.steps["reach and authenticate"] = step.seconds()
+                assert session.info is not None
+                attested = session.info.attestation.device_id
+                redial = Redial(lambda again: open_again(again, attested), auth)
             else:
                 from bleprov.radio.spec import RadioSpec, open_central
 
                 spec = RadioSpec.parse(radio)
                 central = await stack.enter_async_context(open_central(spec, mtu=mtu))
-                session = await open_radio_session(
-                    console,
-                    central,
-                    spec,
-                    auth,
-                    trust,
-                    prompts,
-                    timeout=timeout,
-                    reprovision=reprovision,
-                    timings=timings,
-                )
+
+                redial = radio_redial(central, auth, trust, prompts, timeout=timeout)
+                try:
+                    session = await open_radio_session(
+                        console,
+                        central,
+                        spec,
+                        auth,
+                        trust,
+                        prompts,
+                        timeout=timeout,
+                        reprovision=reprovision,
+                        timings=timings,
+                    )
+                except DeviceOwned:
+                    if await finish_earlier(
+                        console, host, redial.open, auth, zone_plan, peer_plan, as_json
+                    ):
+                        return
+                    raise
             report = await provision_session(
                 console,
                 session,
@@ -712,6 +749,8 @@ async def provision_device(
                 peer=peer_plan,
                 reprovision=reprovision,
                 timings=timings,
+                redial=redial,
+                unresolved=host,
             )
     _summary(console, report, timings, as_json)
 
@@ -842,8 +881,13 @@ async def provision_session(
     peer: PeerPlan | None,
     reprovision: bool,
     timings: Timings | None = None,
+    redial: Redial | None = None,
+    unresolved: HostTrust | None = None,
 ) -> ProvisionReport:
-    """Wi-Fi, zone or peer over an authenticated session, one commit; the session closed."""
+    """Wi-Fi, zone or peer over an authenticated session, one commit; the session closed.
+
+    ``redial`` reaches the device again if COMMIT's answer is lost; ``unresolved`` keeps
+    what is not learnt then, for the next run with this device."""
     from bleprov.service.provisioning import provision
 
     try:
@@ -863,12 +907,85 @@ async def provision_session(
             peer=peer,
             progress=_Progress(console),
             allow_owned=reprovision,
+            redial=redial,
+            unresolved=unresolved,
         )
         if timings is not None:
             timings.steps["enrol"] = step.seconds()
         return report
     finally:
         await session.close()
+
+
+def unresolved_store(target: TrustTarget, peer: PeerPlan | None) -> HostTrust:
+    """Where this host keeps enrolments whose COMMIT answer was lost, to finish them in a
+    later run: its encrypted store (the peer plan's, or the one in --host-dir)."""
+    return peer.host if peer is not None else host_trust(target.host_dir)
+
+
+def radio_redial(
+    central: CentralRadio,
+    auth: DeviceAuthentication,
+    trust: hst.Trust,
+    prompts: HandshakePrompts,
+    *,
+    timeout: float,
+) -> Redial:
+    """How provision() reaches the device again over the radio after a lost answer."""
+    from bleprov.service.host_session import open_session
+    from bleprov.service.provisioning import Redial
+
+    def open_nearby(again: DeviceAuthentication) -> Awaitable[SecureHostLink]:
+        return open_session(
+            central,
+            again,
+            trust,
+            confirm_number=prompts.confirm,
+            enter_passkey=prompts.passkey,
+            timeout=timeout,
+        )
+
+    return Redial(open_nearby, auth)
+
+
+async def finish_earlier(
+    console: Console,
+    host: HostTrust,
+    open_again: Callable[[DeviceAuthentication], Awaitable[SecureHostLink]],
+    auth: DeviceAuthentication,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+    as_json: bool,
+) -> bool:
+    """The device says it has an owner, so its label opens nothing. If an earlier run of
+    this host lost the answer to an enrolment's COMMIT, it may be that one: ask the device
+    with that enrolment's receipt and finish it (confirmed on the hub, or pinned here).
+    True if it was."""
+    from bleprov.service.provisioning import Redial, resolve_unresolved
+
+    candidates = [
+        earlier
+        for earlier in host.unresolved()
+        if auth.discriminator is None or earlier.discriminator == auth.discriminator
+    ]
+    for earlier in candidates:
+        redial = Redial(open_again, auth)
+        with console.status(f"asking {earlier.device_id} what became of an earlier enrolment..."):
+            committed = await resolve_unresolved(redial, earlier, host, zone=zone, peer=peer)
+        if not committed:
+            continue
+        done = "confirmed on the hub" if earlier.zone_serial is not None else "finished"
+        if earlier.peer is not None:
+            done = "pinned here"
+        if as_json:
+            typer.echo(json.dumps({"device_id": earlier.device_id, "earlier_enrolment": done}))
+        else:
+            console.print(
+                f"[bold green]device {earlier.device_id} had committed the earlier "
+                f"enrolment[/] whose answer was lost: {done}"
+            )
+        return True
+    return False
 
 
 def _authenticated_in(timings: Timings | None) -> str:

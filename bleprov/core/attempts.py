@@ -58,12 +58,15 @@ class Credential(enum.Enum):
     #: code mode with the owner's commissioning window (bleprov.core.window): its wrong
     #: codes are counted by the window itself, in RAM, and close it at its limit.
     WINDOW = "window"
+    #: code mode with an enrolment receipt (bleprov.core.receipt): a 256-bit secret from
+    #: the enrolment session's keys, not guessable, so not counted.
+    RECEIPT = "receipt"
 
     @property
     def limited(self) -> bool:
-        """Whether failures with this secret are counted here (all but the button and
-        the owner's window, which guard themselves)."""
-        return self not in (Credential.BUTTON, Credential.WINDOW)
+        """Whether failures with this secret are counted here (all but the button, the
+        owner's window, which guard themselves, and receipts, which need no guard)."""
+        return self not in (Credential.BUTTON, Credential.WINDOW, Credential.RECEIPT)
 
 
 class SessionRefused(ProtocolError):

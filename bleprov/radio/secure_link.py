@@ -27,10 +27,12 @@ from bleprov.core.attempts import (
     AttemptLimiter,
     AttemptLimits,
     ButtonWindow,
+    Credential,
     DeviceBusy,
     SessionOverlap,
 )
 from bleprov.core.channel import ChannelClosedError
+from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.enrolment.device import Authority
 from bleprov.core.errors import BleprovError, MalformedData, keep_recent
 from bleprov.core.identity import AttestationResult
@@ -162,7 +164,11 @@ class SecureDeviceChannel:
     @property
     def authority(self) -> Authority:
         """What this session may change: from its credential and the device's ownership."""
-        return Authority.of(owned=self.machine.owned, window=self.machine.window_purpose)
+        return Authority.of(
+            owned=self.machine.owned,
+            window=self.machine.window_purpose,
+            receipt=self.machine.credential is Credential.RECEIPT,
+        )
 
     def send(self, data: bytes) -> None:
         self._server._dispatch(self, self.machine.send(data, self._server.now()))
@@ -170,6 +176,10 @@ class SecureDeviceChannel:
     def channel_binding(self, label: bytes) -> bytes:
         """This session's channel binding for ``label`` (CSRs are bound to it)."""
         return self.machine.channel_binding(label)
+
+    def exporter(self, label: bytes) -> bytes:
+        """This session's secret export for ``label`` (enrolment receipts)."""
+        return self.machine.exporter(label)
 
     def confirm_number(self, accepted: bool) -> None:
         """The device's own button, in compare mode."""
@@ -235,6 +245,12 @@ class SecureDeviceServer:
         self.owned: Callable[[], bool] = lambda: False
         #: The owner's commissioning window, while one is open (RAM only).
         self.window: CommissioningWindow | None = None
+        #: The enrolment receipts a host may ask with (bleprov.core.receipt), by prover
+        #: identity: the committed and rolled-back enrolments of the application (the
+        #: enrolment service's), if it keeps any.
+        self.receipts: Callable[[], dict[bytes, VerifierRecord]] = getattr(
+            application, "receipt_records", dict
+        )
         #: Sessions refused because another one (on any link) was under way.
         self.refused_busy = 0
         #: Called after a session on any link closed (the device's state may have
@@ -335,6 +351,7 @@ class SecureDeviceServer:
             hello_timeout=self.hello_timeout,
             owned=self.owned(),
             window=self.window,
+            receipts=self.receipts(),
         )
         attempts = self.remote_attempts if remote else self.attempts
         self.channels[session] = SecureDeviceChannel(self, session, machine, attempts)
@@ -644,6 +661,12 @@ class SecureHostLink:
         if self.machine is None:
             raise ChannelClosedError("the session is not open")
         return self.machine.channel_binding(label)
+
+    def exporter(self, label: bytes) -> bytes:
+        """This session's secret export for ``label``, the same the device derives."""
+        if self.machine is None:
+            raise ChannelClosedError("the session is not open")
+        return self.machine.exporter(label)
 
     def send(self, data: bytes) -> None:
         assert self.machine is not None

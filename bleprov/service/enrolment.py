@@ -11,6 +11,7 @@ Host: :class:`EnrolmentClient` speaks the same protocol over a secure host link.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import time
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bleprov.core import membership
+from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.enrolment import device as enr
 from bleprov.core.enrolment.messages import (
     Endpoint,
@@ -38,6 +40,12 @@ from bleprov.core.enrolment.messages import (
 )
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.peer import PeerIdentity, PeerPin
+from bleprov.core.receipt import (
+    MAX_ROLLED_BACK,
+    RECORD_ENROLMENT,
+    EnrolmentReceipt,
+    decode_record,
+)
 from bleprov.core.wifi import ScanResult, WifiCredentials
 from bleprov.core.zone import MemberCertificate
 from bleprov.network.base import NetworkBackend
@@ -53,12 +61,14 @@ class CommitStore(Protocol):
     def update(self, changes: dict[str, bytes | None]) -> None: ...
 
 
-#: Committed records the enrolment extensions may read (never Wi-Fi or factory secrets).
+#: Committed records the enrolment machine and its extensions may read (never Wi-Fi or
+#: factory secrets): the trust records, and the last enrolment's ID and receipt verifier.
 TRUST_RECORDS = (
     membership.RECORD_ZONE,
     membership.RECORD_OWNER,
     membership.RECORD_PEER_IDENTITY,
     membership.RECORD_PEER_PINS,
+    RECORD_ENROLMENT,
 )
 
 
@@ -91,6 +101,8 @@ class Channel(Protocol):
 
     def channel_binding(self, label: bytes) -> bytes: ...
 
+    def exporter(self, label: bytes) -> bytes: ...
+
 
 class EnrolmentService:
     """The device's enrolment application, one machine per authenticated session."""
@@ -118,6 +130,11 @@ class EnrolmentService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
         self.committed: list[dict[str, bytes | None]] = []
+        #: Receipt verifiers of the last sessions that ended without committing (RAM
+        #: only): their hosts may still ask what became of them (bleprov.core.receipt).
+        self.rolled_back: collections.deque[tuple[bytes, VerifierRecord]] = collections.deque(
+            maxlen=MAX_ROLLED_BACK
+        )
         #: Called after a session's records were committed (the runtime closes the
         #: commissioning window a window session used).
         self.after_commit: Callable[[Channel], None] = lambda channel: None
@@ -133,6 +150,7 @@ class EnrolmentService:
         config = dataclasses.replace(
             self.config(),
             channel_binding=channel.channel_binding,
+            exporter=channel.exporter,
             wall_clock=self.clock(),
             committed={name: stored[name] for name in TRUST_RECORDS if name in stored},
             extensions=self.extensions(),
@@ -154,7 +172,28 @@ class EnrolmentService:
             timer.cancel()
         if machine is not None:
             self._run(key, machine.connection_lost(self.now()), machine=machine)
+            self._remember(machine.receipt, committed=machine.committed)
         self._channels.pop(key, None)
+
+    def _remember(self, receipt: EnrolmentReceipt | None, *, committed: bool) -> None:
+        """A session ended without committing (yet: a commit under way lands in the
+        store, which answers for it): keep its receipt, so its host can learn that."""
+        if receipt is not None and not committed:
+            self.rolled_back.append((receipt.user, receipt.verifier()))
+
+    def receipt_records(self) -> dict[bytes, VerifierRecord]:
+        """The receipts a receipt session may prove, by prover identity: the committed
+        enrolment's, and those of the sessions rolled back since the device started."""
+        records = dict(self.rolled_back)
+        raw = self.store.load().get(RECORD_ENROLMENT)
+        if raw is not None:
+            try:
+                committed = decode_record(raw)
+            except MalformedData:
+                logger.error("the enrolment record is unreadable: its receipt is not answered")
+            else:
+                records[committed.user] = committed.verifier
+        return records
 
     async def drain(self) -> None:
         """Wait for the effects in flight (tests, shutdown)."""
@@ -259,6 +298,13 @@ class HostChannel(Protocol):
     async def receive(self, timeout: float | None = None) -> bytes: ...
 
 
+class NoAnswer(EnrolmentError):
+    """The device did not answer a request in time: whether it acted on it is unknown."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Status.INTERNAL, message)
+
+
 def _status_name(status: int) -> str:
     try:
         return Status(status).name.lower()
@@ -285,7 +331,7 @@ class EnrolmentClient:
         while not done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise EnrolmentError(Status.INTERNAL, "the device did not answer in time")
+                raise NoAnswer("the device did not answer in time")
             raw = await self.link.receive(remaining)
             self.messages_received += 1
             self.bytes_received += len(raw)
@@ -391,10 +437,19 @@ class EnrolmentClient:
     async def abort(self) -> None:
         await self.request(Endpoint.ABORT)
 
+    async def enrolment_status(self, enrolment_id: bytes) -> bool:
+        """Whether the enrolment ``enrolment_id`` is the one the device committed last."""
+        body = await self.request(Endpoint.ENROLMENT_STATUS, {"id": enrolment_id})
+        committed = body.get("committed")
+        if not isinstance(committed, bool):
+            raise MalformedData("field 'committed' must be a boolean")
+        return committed
+
 
 __all__ = [
     "CommitStore",
     "EnrolmentClient",
     "EnrolmentService",
     "MemoryCommitStore",
+    "NoAnswer",
 ]

@@ -32,6 +32,7 @@ from bleprov.core.onboarding import (
     parse_qr,
     passcode_password,
 )
+from bleprov.core.receipt import EnrolmentReceipt
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
@@ -120,6 +121,12 @@ class DeviceAuthentication:
             discriminator,
             lambda data: AdvertisedFlags.WINDOW_OPEN in data.flags,
         )
+
+    @classmethod
+    def receipt(cls, receipt: EnrolmentReceipt, *, discriminator: int) -> DeviceAuthentication:
+        """code mode with an enrolment's receipt: asks the device with ``discriminator``
+        what became of that enrolment, whatever the device offers (owned or not)."""
+        return cls(Mode.CODE, receipt, discriminator)
 
     @classmethod
     def compare(cls, *, discriminator: int | None = None) -> DeviceAuthentication:

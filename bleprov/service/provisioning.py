@@ -3,8 +3,17 @@
 What the laptop owner, the demo and the tests all run once a session is open: show the
 device's Wi-Fi scan, send credentials (and new ones after a failed join, in the same
 session), enrol the device into a zone or bind it as a peer, commit everything in the
-device's one atomic write, then record the result on the host (the peer pin) or undo it
-on the hub (a zone certificate whose commit was not confirmed is revoked).
+device's one atomic write, then record the result: the peer pin here, the enrolment
+confirmed on the hub; or, when the device refused the commit, the zone certificate
+revoked.
+
+A COMMIT whose answer is lost does not say whether the device committed. provision()
+then reaches the device again (:class:`Redial`: the same link, BLE or the broker) and
+asks it, in a session the device accepts after enrolment (the enrolment's receipt:
+:mod:`bleprov.core.receipt`), whether it committed this enrolment; only that
+authenticated answer confirms (pin, hub record enrolled) or undoes (certificate revoked).
+An answer not learnt within the bound leaves the hub's record pending and nothing pinned,
+and says what to run later (:class:`EnrolmentOutcomeUnknown`).
 
 The user interface is a :class:`WifiChooser` (pick a network, answer a failure) and a
 :class:`Progress` sink; the CLI implements them with prompts, the demo with a script.
@@ -12,20 +21,27 @@ The user interface is a :class:`WifiChooser` (pick a network, answer a failure) 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
 from bleprov.core.advertising import DeviceState
-from bleprov.core.enrolment.messages import WifiState, WifiStatus
+from bleprov.core.enrolment.messages import EnrolmentError, WifiState, WifiStatus
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerPin
+from bleprov.core.receipt import EnrolmentReceipt, UnresolvedEnrolment
+from bleprov.core.session import host as hst
+from bleprov.core.session.device import DeviceOwned, ModeNotAllowed
+from bleprov.core.session.modes import AuthenticationFailed
 from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials
+from bleprov.core.window import WindowClosed
 from bleprov.core.words import words
 from bleprov.radio.secure_link import SecureHostLink
-from bleprov.service.enrolment import EnrolmentClient
+from bleprov.service.enrolment import EnrolmentClient, NoAnswer
+from bleprov.service.host_session import DeviceAuthentication
 from bleprov.service.trust import HostTrust
 
 logger = logging.getLogger(__name__)
@@ -60,6 +76,42 @@ JOIN_ADVICE: Final[Mapping[JoinFailure, str]] = {
 def join_advice(reason: JoinFailure | None) -> str:
     """What the user should do after a join failed for ``reason``."""
     return JOIN_ADVICE[reason or JoinFailure.OTHER]
+
+
+class NotCommitted(BleprovError):
+    """The COMMIT answer was lost, and the device, asked again, had not committed."""
+
+
+class EnrolmentOutcomeUnknown(BleprovError):
+    """The COMMIT answer was lost and the device could not be asked again in time."""
+
+
+#: How long provision() keeps trying to reach the device after a lost COMMIT answer.
+DEFAULT_REDIAL_SECONDS: Final = 30.0
+
+
+@dataclass(frozen=True)
+class Redial:
+    """How provision() reaches the same device again after a lost answer, on the link the
+    first session used (BLE, or the broker).
+
+    ``open`` opens an authenticated session with the given authentication (the same
+    trust in manufacturers); ``first`` is what opened the first session, tried again only
+    where it needs no person (a label, a code); ``within`` bounds the whole attempt."""
+
+    open: Callable[[DeviceAuthentication], Awaitable[SecureHostLink]]
+    first: DeviceAuthentication
+    within: float = DEFAULT_REDIAL_SECONDS
+
+
+class UnresolvedStore(Protocol):
+    """Where a host keeps enrolments whose outcome it could not learn (HostTrust)."""
+
+    def get_unresolved(self, device_id: str) -> UnresolvedEnrolment | None: ...
+
+    def remember_unresolved(self, enrolment: UnresolvedEnrolment) -> None: ...
+
+    def forget_unresolved(self, device_id: str) -> None: ...
 
 
 class PeerPinConflict(BleprovError):
@@ -182,14 +234,20 @@ async def provision(
     peer: PeerPlan | None = None,
     progress: Progress | None = None,
     allow_owned: bool = False,
+    redial: Redial | None = None,
+    unresolved: UnresolvedStore | None = None,
 ) -> ProvisionReport:
     """Wi-Fi, then zone or peer trust, then one commit. Raises on any failure, after which
     the device has rolled back (or will, when the session ends) and the hub has revoked
-    what it issued.
+    what it issued; or, the COMMIT answer lost, :class:`EnrolmentOutcomeUnknown` (the
+    device may have committed: the hub keeps the enrolment pending, ``unresolved`` keeps
+    what a later run needs to ask it). An enrolment of this device that ``unresolved``
+    keeps from an earlier run is settled first, from the device's answer in this session.
 
     A device whose info says it is enrolled or peer-bound is refused
     (:class:`DeviceNotVirgin`) before anything is sent, unless ``allow_owned``: the info
-    is bound by the handshake, so this is what the authenticated device says."""
+    is bound by the handshake, so this is what the authenticated device says. Without
+    ``redial`` a lost COMMIT answer is never asked about (the outcome stays unknown)."""
     steps = _Logged(progress or _Silent())
     if session.info is None:
         raise BleprovError("the session is not open: call open() first")
@@ -207,8 +265,13 @@ async def provision(
 
         attested(session, device_id)  # an unattested device: refused before anything changes
     client = EnrolmentClient(session)
+    earlier = None if unresolved is None else unresolved.get_unresolved(device_id)
+    if earlier is not None and unresolved is not None:
+        await _settle_earlier(client, earlier, unresolved, zone, peer, steps)
     meter = _Meter(client)
     report = ProvisionReport(device_id)
+    # Derived now, while the session has its keys: the device derives the same.
+    receipt = EnrolmentReceipt.of_session(session.channel_binding, session.exporter)
     start = meter.mark()
     if wifi is not None:
         mark = meter.mark()
@@ -266,10 +329,22 @@ async def provision(
     steps.step("committing on the device (one atomic write)")
     try:
         await client.commit()
-    except BaseException:
+    except NoAnswer as lost:
+        await _commit_answer_lost(lost, session, receipt, report, zone, redial, unresolved, steps)
+    except EnrolmentError:
+        # The device answered: it refused the commit and rolled back.
         if pending is not None and zone is not None:
             await zone.enroller.abandon(pending)
         raise
+    except BleprovError as lost:
+        await _commit_answer_lost(lost, session, receipt, report, zone, redial, unresolved, steps)
+    except BaseException:
+        # Interrupted while COMMIT was on its way: the device may have committed. Nothing
+        # is revoked; the next run asks it (the hub keeps the enrolment pending).
+        _remember(unresolved, session, receipt, report)
+        raise
+    if pending is not None and zone is not None:
+        await zone.enroller.confirm(pending)
     if peer is not None and report.peer is not None:
         peer.host.pin(report.peer)  # only once the device holds our pin too
         logger.info("pinned the device's key %s", report.peer.fingerprint.hex())
@@ -282,3 +357,207 @@ async def provision(
         report.total_cost.bytes_down,
     )
     return report
+
+
+# ------------------------------------------------------------- a lost COMMIT answer
+
+
+async def _commit_answer_lost(
+    lost: BleprovError,
+    session: SecureHostLink,
+    receipt: EnrolmentReceipt,
+    report: ProvisionReport,
+    zone: ZonePlan | None,
+    redial: Redial | None,
+    unresolved: UnresolvedStore | None,
+    steps: _Logged,
+) -> None:
+    """Learn whether the device committed; return if it did, raise if not or unknown."""
+    device_id = report.device_id
+    logger.warning("no answer to COMMIT (%s): asking the device what it committed", lost)
+    assert session.info is not None
+    discriminator = session.info.device_info.discriminator
+    committed: bool | None = None
+    if redial is not None:
+        steps.step("the device's answer was lost: reaching it again to ask what it committed")
+        committed = await learn_outcome(redial, receipt, device_id, discriminator=discriminator)
+    if committed:
+        logger.info("device %s says it committed enrolment %s", device_id, receipt)
+        steps.step("the device had committed")
+        return
+    if committed is False:
+        revoked = ""
+        if report.zone is not None and zone is not None:
+            await zone.enroller.abandon(report.zone)
+            revoked = " (and the hub revoked the certificate it had issued)"
+        raise NotCommitted(
+            f"the connection to {device_id} was lost before the device committed: it is as "
+            f"it was{revoked}; run the same command again"
+        ) from None
+    _remember(unresolved, session, receipt, report)
+    kept = " (the hub keeps its enrolment pending)" if report.zone is not None else ""
+    raise EnrolmentOutcomeUnknown(
+        f"the answer of {device_id} to COMMIT was lost and the device could not be asked "
+        f"whether it committed{kept}: with the device in range, run the same command again "
+        "to find out and finish"
+    ) from None
+
+
+def _remember(
+    unresolved: UnresolvedStore | None,
+    session: SecureHostLink,
+    receipt: EnrolmentReceipt,
+    report: ProvisionReport,
+) -> None:
+    """Keep what the next run needs to learn this enrolment's outcome and finish it."""
+    if unresolved is None or session.info is None:
+        return
+    unresolved.remember_unresolved(
+        UnresolvedEnrolment(
+            report.device_id,
+            session.info.device_info.discriminator,
+            receipt,
+            report.peer,
+            None if report.zone is None else report.zone.serial,
+        )
+    )
+
+
+def _needs_no_person(auth: DeviceAuthentication) -> bool:
+    """A credential provision() holds itself: a label's secret, a code, a window code."""
+    return isinstance(auth.secret, hst.QrSecret | hst.CodeSecret | hst.WindowSecret)
+
+
+class _Refused(Exception):
+    """This credential gets no authenticated answer from the device (another may)."""
+
+
+async def learn_outcome(
+    redial: Redial, receipt: EnrolmentReceipt, device_id: str, *, discriminator: int
+) -> bool | None:
+    """Whether device ``device_id`` committed the enrolment ``receipt`` names, as it says
+    in a new authenticated session; None if no such answer came within ``redial.within``.
+
+    The receipt first (a device that committed, or lately rolled back, answers it), then
+    the first session's credential where it needs no person (a device that did not commit
+    still takes its label). A refusal is no answer: only what the attested device says in
+    a session decides (a stranger could refuse anything)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + redial.within
+    tries = [DeviceAuthentication.receipt(receipt, discriminator=discriminator)]
+    if _needs_no_person(redial.first):
+        tries.append(redial.first)
+    delay = 0.25
+    while True:
+        unreachable = False
+        for auth in tries:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                async with asyncio.timeout(remaining):
+                    return await _ask(redial, auth, receipt, device_id, timeout=remaining)
+            except _Refused as refused:
+                logger.info("%s: %s", auth, refused)
+            except (BleprovError, TimeoutError) as exc:
+                logger.info("could not reach the device with %s: %s", auth, exc)
+                unreachable = True
+        remaining = deadline - loop.time()
+        if not unreachable or remaining <= 0:
+            return None
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 2.0)
+
+
+async def _ask(
+    redial: Redial,
+    auth: DeviceAuthentication,
+    receipt: EnrolmentReceipt,
+    device_id: str,
+    *,
+    timeout: float,
+) -> bool:
+    try:
+        session = await redial.open(auth)
+    except (AuthenticationFailed, DeviceOwned, ModeNotAllowed, WindowClosed) as exc:
+        raise _Refused(f"refused ({exc})") from None
+    try:
+        info = session.info
+        if info is None or info.attestation.device_id != device_id:
+            raise _Refused("another device answered")
+        client = EnrolmentClient(session, timeout=timeout)
+        try:
+            return await client.enrolment_status(receipt.enrolment_id)
+        except EnrolmentError as exc:
+            if isinstance(exc, NoAnswer):
+                raise
+            raise _Refused(f"the device cannot say ({exc})") from None
+    finally:
+        await session.close()
+
+
+async def finish_unresolved(
+    earlier: UnresolvedEnrolment,
+    committed: bool,
+    *,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+) -> bool:
+    """Act on the device's answer about an earlier enrolment: pin it or confirm it on the
+    hub (committed), or revoke its pending certificate (not committed). False where this
+    run lacks what that needs (a zone enrolment without the hub): keep it for later."""
+    device_id = earlier.device_id
+    enrolment_id = earlier.receipt.enrolment_id.hex()
+    if earlier.zone_serial is not None:
+        if zone is None:
+            return False
+        if committed:
+            await zone.enroller.confirm_id(device_id, enrolment_id, how="asked again later")
+        else:
+            await zone.enroller.revoke_pending(device_id, enrolment_id)
+    if earlier.peer is not None and committed:
+        if peer is None:
+            return False
+        if device_id not in peer.host.pins():
+            peer.host.pin(earlier.peer)
+    return True
+
+
+async def _settle_earlier(
+    client: EnrolmentClient,
+    earlier: UnresolvedEnrolment,
+    unresolved: UnresolvedStore,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+    steps: _Logged,
+) -> None:
+    """An earlier run lost this device's COMMIT answer: ask in this session."""
+    steps.step("an earlier enrolment of this device was not finished: asking what became of it")
+    try:
+        committed = await client.enrolment_status(earlier.receipt.enrolment_id)
+    except EnrolmentError as exc:
+        if isinstance(exc, NoAnswer):
+            raise
+        logger.warning("the device cannot say what became of %s: %s", earlier, exc)
+        return
+    logger.info("earlier enrolment %s: %s", earlier, "committed" if committed else "not committed")
+    if await finish_unresolved(earlier, committed, zone=zone, peer=peer):
+        unresolved.forget_unresolved(earlier.device_id)
+
+
+async def resolve_unresolved(
+    redial: Redial,
+    earlier: UnresolvedEnrolment,
+    unresolved: UnresolvedStore,
+    *,
+    zone: ZonePlan | None,
+    peer: PeerPlan | None,
+) -> bool | None:
+    """Ask the device an earlier run could not (its receipt, over ``redial``) and finish
+    that enrolment: True if it had committed, False if not, None if it gave no answer."""
+    committed = await learn_outcome(
+        redial, earlier.receipt, earlier.device_id, discriminator=earlier.discriminator
+    )
+    if committed is not None and await finish_unresolved(earlier, committed, zone=zone, peer=peer):
+        unresolved.forget_unresolved(earlier.device_id)
+    return committed

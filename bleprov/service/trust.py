@@ -31,8 +31,14 @@ from typing import Any, Final, Protocol
 
 from bleprov.core import membership as mb
 from bleprov.core.crypto.spake2plus import ScryptCost
-from bleprov.core.errors import BleprovError
+from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.peer import PeerIdentity, PeerPin, PinSet
+from bleprov.core.receipt import (
+    MAX_UNRESOLVED,
+    UnresolvedEnrolment,
+    decode_unresolved,
+    encode_unresolved,
+)
 from bleprov.core.window import (
     DEFAULT_WINDOW_SECONDS,
     WindowCode,
@@ -304,6 +310,8 @@ class DeviceTrust:
 
 RECORD_HOST_IDENTITY: Final = "host.peer-identity"
 RECORD_HOST_PINS: Final = "host.peer-pins"
+#: Enrolments whose COMMIT answer was lost and not learnt yet (bleprov.core.receipt).
+RECORD_HOST_UNRESOLVED: Final = "host.unresolved"
 
 
 class HostTrust:
@@ -339,6 +347,37 @@ class HostTrust:
     def unpin(self, name: str) -> None:
         pins = self.pins().remove(name)
         self.store.update({RECORD_HOST_PINS: pins.to_bytes() if len(pins) else None})
+
+    # ------------------------------------------- enrolments whose outcome is not known
+
+    def unresolved(self) -> list[UnresolvedEnrolment]:
+        """Enrolments whose COMMIT answer was lost, to ask their devices about later.
+
+        An unreadable record is logged and read as none: it only ever held questions."""
+        raw = self.store.load().get(RECORD_HOST_UNRESOLVED)
+        if raw is None:
+            return []
+        try:
+            return decode_unresolved(raw)
+        except MalformedData as exc:
+            logger.error("the host's unresolved enrolments are unreadable: %s", exc)
+            return []
+
+    def get_unresolved(self, device_id: str) -> UnresolvedEnrolment | None:
+        return next((e for e in self.unresolved() if e.device_id == device_id), None)
+
+    def remember_unresolved(self, enrolment: UnresolvedEnrolment) -> None:
+        """Keep it (replacing an earlier one of the same device) until it is learnt."""
+        kept = [e for e in self.unresolved() if e.device_id != enrolment.device_id]
+        self._save_unresolved([*kept, enrolment])
+
+    def forget_unresolved(self, device_id: str) -> None:
+        kept = [e for e in self.unresolved() if e.device_id != device_id]
+        self._save_unresolved(kept)
+
+    def _save_unresolved(self, entries: list[UnresolvedEnrolment]) -> None:
+        entries = entries[-MAX_UNRESOLVED:]  # the newest: the oldest are the least likely
+        self.store.update({RECORD_HOST_UNRESOLVED: encode_unresolved(entries) if entries else None})
 
     async def connect(self, host: str, port: int, device: str) -> ValidatedConnection:
         """A mutually authenticated connection to a device we bound (no CA)."""

@@ -4,10 +4,14 @@
 that the acting user is an admin, asks the device for a CSR bound to this session, has the
 zone CA certify it for the device named by the verified attestation, records who enrolled
 what for whom, and stages the certificate on the device. The caller commits (with the
-Wi-Fi credentials, in the device's one atomic write) and then calls
-:meth:`ZoneEnroller.confirm`, or :meth:`ZoneEnroller.abandon` when the commit failed or
-its outcome is unknown: the certificate is then revoked, so an interrupted enrolment fails
-closed on the hub as the fail-safe makes it fail closed on the device.
+Wi-Fi credentials, in the device's one atomic write). Until the caller learns the device's
+answer the registry keeps the enrolment *pending*: :meth:`ZoneEnroller.confirm` once the
+device committed, :meth:`ZoneEnroller.abandon` (the certificate revoked) once it is known
+not to have. An outcome never learnt (the answer lost, the device gone) stays pending,
+never revoked blindly: the device may hold that certificate. A pending enrolment is
+confirmed when the device later authenticates with its certificate (a renewal) and
+superseded by a new enrolment of the same device (docs/protocol.md, "Enrolment
+outcome").
 
 :class:`HubAuthority` is the zone CA behind the hub's validated-connection server
 (:mod:`bleprov.tls`): members renew and fetch CRLs there. :class:`HubIdentity` is that
@@ -37,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from bleprov.core.errors import BleprovError
 from bleprov.core.identity import AttestationResult
 from bleprov.core.membership import ZONE_CSR_BINDING
+from bleprov.core.receipt import enrolment_id_of
 from bleprov.core.zone import (
     DEFAULT_CRL_LIFETIME,
     DEFAULT_HUB_VALIDITY,
@@ -50,7 +55,7 @@ from bleprov.core.zone import hub_device_id as _hub_device_id
 from bleprov.radio.secure_link import SessionInfo
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.store.hub_files import Hub
-from bleprov.store.registry import DeviceStatus, UnknownDevice, User
+from bleprov.store.registry import DeviceStatus, NotPending, UnknownDevice, User
 from bleprov.tls.connection import MemberCredentials
 from bleprov.tls.hub import start_hub_server
 
@@ -98,6 +103,8 @@ class PendingEnrolment:
     serial: int
     not_after: datetime
     csr_bytes: int
+    #: The enrolment's ID (hex), bound to its session: what the device's receipt names.
+    enrolment_id: str | None = None
 
 
 class ZoneEnroller:
@@ -142,6 +149,8 @@ class ZoneEnroller:
                 f"device {device_id} is already enrolled (owner {existing.owner}); "
                 "revoke it first (bleprov zone revoke) to enrol it again"
             )
+        # A pending enrolment is superseded (its certificate revoked) when this one is
+        # recorded: its device answers its label again, so it did not commit it.
         binding = session.channel_binding(ZONE_CSR_BINDING)
         csr = await client.zone_csr()
         now = self.clock()
@@ -161,8 +170,10 @@ class ZoneEnroller:
             leaf.serial_number,
             leaf.not_valid_after_utc,
             len(csr),
+            enrolment_id_of(session.channel_binding).hex(),
         )
-        # Recorded before the device sees it: a certificate in the wild is always on record.
+        # Recorded before the device sees it, pending until the device's commit is known:
+        # a certificate in the wild is always on record.
         await asyncio.to_thread(
             registry.record_enrolment,
             device_id,
@@ -171,6 +182,7 @@ class ZoneEnroller:
             serial=pending.serial,
             not_after=pending.not_after,
             manufacturer_root=attestation.manufacturer_root_fingerprint.hex(),
+            enrolment_id=pending.enrolment_id,
         )
         try:
             await client.zone_install(certificate, owner)
@@ -179,10 +191,43 @@ class ZoneEnroller:
             raise
         return pending
 
-    async def abandon(self, pending: PendingEnrolment) -> None:
-        """The device did not (or may not have) committed: revoke what was issued."""
+    async def confirm(self, pending: PendingEnrolment, *, how: str = "the device answered") -> None:
+        """The device committed the enrolment: the registry counts it enrolled."""
+        if pending.enrolment_id is not None:
+            await self.confirm_id(pending.device_id, pending.enrolment_id, how=how)
+
+    async def confirm_id(self, device_id: str, enrolment_id: str, *, how: str) -> None:
+        """The device said it committed the enrolment ``enrolment_id`` (hex)."""
+        await asyncio.to_thread(
+            self.hub.registry.confirm_enrolment,
+            device_id,
+            enrolment_id=enrolment_id,
+            actor=self.user,
+            how=how,
+        )
+        logger.info("enrolment of %s confirmed (%s)", device_id, how)
+
+    async def revoke_pending(self, device_id: str, enrolment_id: str) -> bool:
+        """The device said it did not commit the enrolment ``enrolment_id`` (hex): revoke
+        its certificate if the registry still keeps exactly that enrolment pending (a
+        newer one, or a revocation since, is left alone). Whether it revoked."""
+        record = await asyncio.to_thread(self.hub.registry.device, device_id)
+        if record.status is not DeviceStatus.PENDING or record.enrolment_id != enrolment_id:
+            return False
         logger.warning(
-            "enrolment of %s not confirmed: revoking certificate %x",
+            "enrolment %s of %s was not committed: revoking certificate %x",
+            enrolment_id,
+            device_id,
+            record.certificate_serial,
+        )
+        await asyncio.to_thread(self.hub.revoke, device_id, actor=self.user, now=self.clock())
+        return True
+
+    async def abandon(self, pending: PendingEnrolment) -> None:
+        """The device did not commit (it said so, or refused the commit): revoke what
+        was issued. Never for an outcome not known: that stays pending."""
+        logger.warning(
+            "enrolment of %s not committed: revoking certificate %x",
             pending.device_id,
             pending.serial,
         )
@@ -242,8 +287,15 @@ class HubAuthority:
         current = x509.load_der_x509_certificate(current_cert_der)
         _, device_id, _ = member_names(current)
         record = self.hub.registry.device(device_id)
+        if record.status is DeviceStatus.PENDING:
+            # The member authenticated with the pending certificate: it holds the key the
+            # enrolment committed, so the device committed it.
+            with contextlib.suppress(NotPending):
+                record = self.hub.registry.confirm_enrolment(
+                    device_id, serial=current.serial_number, actor=None, how="by renewal"
+                )
         if record.status is not DeviceStatus.ENROLLED:
-            raise EnrolmentRefused(f"device {device_id} is revoked; it cannot renew")
+            raise EnrolmentRefused(f"device {device_id} is {record.status}; it cannot renew")
         renewed = self.hub.zone.renew(current_cert_der, csr_der, now=now, expected_binding=binding)
         leaf = x509.load_der_x509_certificate(renewed.cert_der)
         self.hub.registry.record_renewal(device_id, leaf.serial_number, leaf.not_valid_after_utc)

@@ -72,7 +72,7 @@ from bleprov.core.errors import BleprovError
 VERSION_TABLE: Final = "bleprov_registry_version"
 
 #: The newest schema revision (the last file in ``migrations/versions``).
-HEAD_REVISION: Final = "0003"
+HEAD_REVISION: Final = "0004"
 
 #: OWASP's scrypt recommendation for password storage: N=2**17, r=8, p=1 (128 MiB).
 PASSPHRASE_COST: Final = ScryptCost(n=2**17, r=8, p=1)
@@ -99,6 +99,7 @@ _SALT_BYTES: Final = 16
 _HASH_BYTES: Final = 32
 _MAX_SERIAL: Final = 1 << 160  # RFC 5280 section 4.1.2.2: at most 20 octets
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_ENROLMENT_ID = re.compile(r"[0-9a-f]{32}")
 _SQLITE_BUSY_SECONDS: Final = 30
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK_KEY: Final = int.from_bytes(b"bleprov\x01", "big")  # a PostgreSQL bigint
@@ -135,6 +136,14 @@ class DuplicateDevice(RegistryError):
     """The device is already enrolled; revoke it before enrolling it again."""
 
 
+class NotPending(RegistryError):
+    """No pending enrolment of the device has that ID: nothing to confirm."""
+
+
+class EnrolmentPending(RegistryError):
+    """The device's enrolment is pending: whether it committed is not known yet."""
+
+
 class UnknownDevice(RegistryError):
     """No device has this id."""
 
@@ -162,9 +171,13 @@ class CredentialKind(StrEnum):
 
 
 class DeviceStatus(StrEnum):
-    """A device's standing in the zone."""
+    """A device's standing in the zone.
+
+    ``pending``: a certificate was issued and staged on the device, and whether the device
+    committed it is not known yet (stored as ``enrolled`` with no ``confirmed_at``)."""
 
     ENROLLED = "enrolled"
+    PENDING = "pending"
     REVOKED = "revoked"
 
 
@@ -197,6 +210,9 @@ class Device:
     certificate_serial: int
     certificate_not_after: datetime
     manufacturer_root: str | None = None
+    #: The enrolment's ID (32 hex digits, bound to its session); None before schema 0004
+    #: and for enrolments recorded without one.
+    enrolment_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -294,6 +310,8 @@ class DeviceRow(Base):
     certificate_serial: Mapped[str] = mapped_column(String(40))
     certificate_not_after: Mapped[datetime] = mapped_column(UtcDateTime())
     manufacturer_root: Mapped[str | None] = mapped_column(String(64))
+    enrolment_id: Mapped[str | None] = mapped_column(String(32))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class CertificateRow(Base):
@@ -561,6 +579,7 @@ class Registry:
         serial: int,
         not_after: datetime,
         manufacturer_root: str | None = None,
+        enrolment_id: str | None = None,
     ) -> Device:
         """Record that admin ``enrolled_by`` enrolled ``device_id`` for user ``owner``.
 
@@ -569,18 +588,31 @@ class Registry:
         devices of a root found compromised can be listed. A revoked device may be
         enrolled again (after a factory reset); its record then names the new owner and
         root, and its old certificates stay revoked.
+
+        With ``enrolment_id`` (32 hex digits, the enrolment's session-bound ID) the
+        enrolment is *pending* until :meth:`confirm_enrolment`: the certificate is on
+        record before the device has it, and the device may yet roll it back. A pending
+        enrolment is superseded by a new one of the same device (its certificates are
+        revoked in the same transaction): the device did not commit it, or it could not
+        be enrolled again with its label. Without an ID it counts as enrolled at once.
         """
         _check_name(device_id, "device id", MAX_DEVICE_ID_LENGTH)
         serial_text = _serial_text(serial)
         _check_aware(not_after)
         root = None if manufacturer_root is None else normalize_fingerprint(manufacturer_root)
+        if enrolment_id is not None and not _ENROLMENT_ID.fullmatch(enrolment_id):
+            raise RegistryError("an enrolment ID is 32 lowercase hex digits")
         with self._transaction() as session:
             admin = self._admin(session, enrolled_by)
             owner_row = self._user_by_name(session, owner)
             now = self._now()
             row = self._find_device_row(session, device_id, lock=True)
-            if row is not None and row.status == DeviceStatus.ENROLLED:
+            if row is not None and _status(row) is DeviceStatus.ENROLLED:
                 raise DuplicateDevice(f"device {device_id!r} is already enrolled")
+            if row is not None and _status(row) is DeviceStatus.PENDING:
+                serials = self._revoke_certificates(session, device_id, now)
+                detail = f"enrolment={row.enrolment_id} serials={','.join(serials)}"
+                self._audit(session, admin.id, "supersede", device_id, detail)
             if row is None:
                 row = DeviceRow(device_id=device_id)
                 session.add(row)
@@ -591,13 +623,56 @@ class Registry:
             row.certificate_serial = serial_text
             row.certificate_not_after = not_after
             row.manufacturer_root = root
+            row.enrolment_id = enrolment_id
+            row.confirmed_at = None if enrolment_id is not None else now
             session.flush()
             self._add_certificate(session, device_id, serial_text, now, not_after)
             detail = f"owner={owner} serial={serial_text}"
             if root is not None:
                 detail += f" manufacturer_root={root}"
+            if enrolment_id is not None:
+                detail += f" enrolment={enrolment_id} pending"
             self._audit(session, admin.id, "enrol", device_id, detail)
             return _device(row, owner_row.name, admin.name)
+
+    def confirm_enrolment(
+        self,
+        device_id: str,
+        *,
+        enrolment_id: str | None = None,
+        serial: int | None = None,
+        actor: User | None,
+        how: str,
+    ) -> Device:
+        """The device committed its pending enrolment: it counts as enrolled from now.
+
+        The enrolment is named by its ID (the device said so in an authenticated
+        session) or by its certificate's serial (the device authenticated with that
+        certificate, so it holds the committed key); ``how`` says which, for the audit.
+        Confirming a confirmed enrolment again changes nothing; anything else (another
+        enrolment, a revoked or unknown device) raises :class:`NotPending`."""
+        if (enrolment_id is None) == (serial is None):
+            raise RegistryError("name the enrolment by its ID or by its certificate's serial")
+        serial_text = None if serial is None else _serial_text(serial)
+        with self._transaction() as session:
+            actor_id = None if actor is None else self._admin(session, actor).id
+            row = self._device_row(session, device_id, lock=True)
+            status = _status(row)
+            matches = (
+                row.enrolment_id == enrolment_id
+                if enrolment_id is not None
+                else row.certificate_serial == serial_text
+            )
+            if not matches or status is DeviceStatus.REVOKED:
+                raise NotPending(
+                    f"device {device_id!r} has no pending enrolment {enrolment_id or serial_text}"
+                )
+            if status is DeviceStatus.PENDING:
+                row.confirmed_at = self._now()
+                self._audit(
+                    session, actor_id, "confirm", device_id, f"enrolment={row.enrolment_id} {how}"
+                )
+            return self._load_device(session, row)
 
     def record_renewal(self, device_id: str, serial: int, not_after: datetime) -> Device:
         """Record a renewed certificate; the previous one is superseded, not revoked."""
@@ -605,8 +680,11 @@ class Registry:
         _check_aware(not_after)
         with self._transaction() as session:
             row = self._device_row(session, device_id, lock=True)
-            if row.status != DeviceStatus.ENROLLED:
+            status = _status(row)
+            if status is DeviceStatus.REVOKED:
                 raise DeviceRevoked(f"device {device_id!r} is revoked")
+            if status is DeviceStatus.PENDING:
+                raise EnrolmentPending(f"device {device_id!r}: its enrolment is not confirmed yet")
             now = self._now()
             self._add_certificate(session, device_id, serial_text, now, not_after)
             previous = row.certificate_serial
@@ -620,17 +698,8 @@ class Registry:
         with self._transaction() as session:
             admin = self._admin(session, actor)
             row = self._device_row(session, device_id, lock=True)
-            now = self._now()
-            certificates = session.scalars(
-                select(CertificateRow)
-                .where(CertificateRow.device_id == device_id, CertificateRow.revoked_at.is_(None))
-                .order_by(CertificateRow.id)
-                .with_for_update()
-            ).all()
-            for certificate in certificates:
-                certificate.revoked_at = now
+            serials = self._revoke_certificates(session, device_id, self._now())
             row.status = DeviceStatus.REVOKED.value
-            serials = [certificate.serial for certificate in certificates]
             self._audit(session, admin.id, "revoke", device_id, f"serials={','.join(serials)}")
             return [int(serial, 16) for serial in serials]
 
@@ -730,6 +799,18 @@ class Registry:
         assert enroller is not None
         return _device(row, owner.name, enroller.name)
 
+    def _revoke_certificates(self, session: Session, device_id: str, now: datetime) -> list[str]:
+        """Revoke every still-valid certificate of the device; their serials (hex)."""
+        certificates = session.scalars(
+            select(CertificateRow)
+            .where(CertificateRow.device_id == device_id, CertificateRow.revoked_at.is_(None))
+            .order_by(CertificateRow.id)
+            .with_for_update()
+        ).all()
+        for certificate in certificates:
+            certificate.revoked_at = now
+        return [certificate.serial for certificate in certificates]
+
     def _add_certificate(
         self, session: Session, device_id: str, serial: str, now: datetime, not_after: datetime
     ) -> None:
@@ -751,16 +832,25 @@ class Registry:
         )
 
 
+def _status(row: DeviceRow) -> DeviceStatus:
+    """Pending is stored as enrolled with no confirmation time (schema 0004)."""
+    status = DeviceStatus(row.status)
+    if status is DeviceStatus.ENROLLED and row.confirmed_at is None:
+        return DeviceStatus.PENDING
+    return status
+
+
 def _device(row: DeviceRow, owner: str, enrolled_by: str) -> Device:
     return Device(
         device_id=row.device_id,
         owner=owner,
         enrolled_by=enrolled_by,
         enrolled_at=row.enrolled_at,
-        status=DeviceStatus(row.status),
+        status=_status(row),
         certificate_serial=int(row.certificate_serial, 16),
         certificate_not_after=row.certificate_not_after,
         manufacturer_root=row.manufacturer_root,
+        enrolment_id=row.enrolment_id,
     )
 
 

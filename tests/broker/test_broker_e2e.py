@@ -196,6 +196,7 @@ class Cloud:
         except BaseException:
             await enroller.abandon(pending)
             raise
+        await enroller.confirm(pending)
         await session.close()
         await target.service.drain()
         membership = mb.membership_of(target.store.load())
@@ -460,6 +461,69 @@ async def announced_or_empty(config: BrokerConfig, topic: str) -> bytes:
         except TimeoutError:
             pass
     return b""
+
+
+async def test_a_lost_commit_answer_is_asked_about_again_through_the_broker(
+    cloud: Cloud,
+) -> None:
+    """S1 over the broker: the device commits and its answer never reaches the host; the
+    same provision() reaches the device again through the broker, with the enrolment's
+    receipt, and confirms the enrolment instead of revoking it."""
+    from bleprov.core.enrolment.messages import Endpoint, Request, decode
+    from bleprov.radio.secure_link import SecureDeviceChannel
+    from bleprov.service.provisioning import ZonePlan, provision
+
+    try:
+        from bleprov.service.provisioning import Redial  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        Redial = None  # noqa: N806 (the old code: no way back to the device)
+    device = await cloud.new_device()
+    service = device.service
+    original = service.received
+
+    def received(channel: SecureDeviceChannel, data: bytes) -> None:
+        original(channel, data)
+        message = decode(data)
+        if isinstance(message, Request) and message.endpoint == Endpoint.COMMIT:
+            service.received = original  # type: ignore[method-assign]
+            link: Any = channel.link
+            link.send = lambda payload: None  # the answer is lost on its way ...
+            asyncio.get_running_loop().create_task(link.disconnect())  # ... and the link
+
+    service.received = received  # type: ignore[method-assign]
+
+    async def reach(auth: DeviceAuthentication) -> SecureHostLink:
+        return await open_broker_session(
+            cloud.broker.url, auth, TRUST, device_id=device.device_id, timeout=10
+        )
+
+    class Home:
+        async def choose(self, results: list[Any]) -> Any:
+            return HOME
+
+        async def retry(self, status: Any, tried: Any) -> Any:
+            return None
+
+    auth = DeviceAuthentication.from_qr_text(device.label_qr)
+    session = await reach(auth)
+    extra: dict[str, Any] = {} if Redial is None else {"redial": Redial(reach, auth)}
+    try:
+        await provision(
+            session,
+            wifi=Home(),
+            zone=ZonePlan(ZoneEnroller(cloud.hub, cloud.admin), "alice"),
+            **extra,
+        )
+    except BleprovError:
+        pass
+    finally:
+        await session.close()
+    await device.service.drain()
+    membership = mb.membership_of(device.store.load())
+    assert membership is not None  # it committed
+    record = cloud.hub.registry.device(device.device_id)
+    assert record.status is DeviceStatus.ENROLLED
+    assert record.certificate_serial == membership.serial
 
 
 async def test_a_host_that_vanishes_leaves_its_will_and_the_device_rolls_back(

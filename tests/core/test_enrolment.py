@@ -259,3 +259,65 @@ def test_a_commit_under_way_is_not_undone_by_a_disconnect() -> None:
     host.ask(Endpoint.COMMIT)
     assert host.of(enr.Commit)
     assert host.m.connection_lost(3.0) == []
+
+
+# -------------------------------------------------------------- enrolment receipts
+
+
+def _session_keys() -> dict[str, Any]:
+    """What a session adapter gives the machine: a binding and an exporter by label."""
+    import hashlib
+
+    return {
+        "channel_binding": lambda label: hashlib.sha256(b"binding " + label).digest(),
+        "exporter": lambda label: hashlib.sha256(b"export " + label).digest(),
+    }
+
+
+def test_every_commit_writes_which_enrolment_it_was_and_its_receipt() -> None:
+    from bleprov.core.receipt import RECORD_ENROLMENT, EnrolmentReceipt, decode_record
+
+    keys = _session_keys()
+    host = Host(can_prove_join=False, **keys)
+    receipt = EnrolmentReceipt.of_session(keys["channel_binding"], keys["exporter"])
+    assert host.m.receipt == receipt
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD))
+    host.ask(Endpoint.COMMIT)
+    [commit] = host.of(enr.Commit)
+    record = decode_record(commit.records[RECORD_ENROLMENT])
+    assert record.enrolment_id == receipt.enrolment_id
+    assert record.verifier == receipt.verifier()  # the verifier only, never the secret
+    assert receipt.secret not in commit.records[RECORD_ENROLMENT]
+    # A later session, on the committed records, says which enrolment it was.
+    later = Host(committed={RECORD_ENROLMENT: commit.records[RECORD_ENROLMENT]})
+    rid = later.ask(Endpoint.ENROLMENT_STATUS, {"id": receipt.enrolment_id})
+    assert later.response(rid).body == {"committed": True}
+    rid = later.ask(Endpoint.ENROLMENT_STATUS, {"id": bytes(16)})
+    assert later.response(rid).body == {"committed": False}
+    rid = later.ask(Endpoint.ENROLMENT_STATUS, {"id": b"short"})
+    assert later.response(rid).status == Status.BAD_REQUEST
+    virgin = Host()  # nothing committed yet
+    rid = virgin.ask(Endpoint.ENROLMENT_STATUS, {"id": receipt.enrolment_id})
+    assert virgin.response(rid).body == {"committed": False}
+
+
+def test_a_receipt_session_may_only_ask_what_became_of_its_enrolment() -> None:
+    host = Host(authority=enr.Authority.RECEIPT, **_session_keys())
+    assert host.m.receipt is None  # it changes nothing, so it makes no receipt
+    rid = host.ask(Endpoint.INFO)
+    assert host.response(rid).status == Status.OK
+    rid = host.ask(Endpoint.ENROLMENT_STATUS, {"id": bytes(16)})
+    assert host.response(rid).body == {"committed": False}
+    for endpoint, body in [
+        (Endpoint.WIFI_SCAN, {}),
+        (Endpoint.WIFI_SET, credentials_body(GOOD)),
+        (Endpoint.FAILSAFE, {"seconds": 10}),
+        (Endpoint.COMMIT, {}),
+        (Endpoint.ABORT, {}),
+        ("vendor/led", {}),
+    ]:
+        rid = host.ask(endpoint, body)
+        response = host.response(rid)
+        assert response.status == Status.NOT_ALLOWED, endpoint
+        assert "receipt" in response.body["error"]
+    assert enr.Authority.of(owned=True, window=None, receipt=True) is enr.Authority.RECEIPT

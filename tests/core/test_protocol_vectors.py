@@ -49,6 +49,15 @@ def test_session_vectors_match_the_document() -> None:
     keys = _schedule(bytes(range(32)), bytes(range(32, 64)))
     assert keys.host_to_device.hex() == _documented("k_h2d")
     assert keys.device_to_host.hex() == _documented("k_d2h")
+    from bleprov.core.receipt import EnrolmentReceipt
+    from bleprov.core.session.modes import channel_binding, exporter
+
+    receipt = EnrolmentReceipt.of_session(
+        lambda label: channel_binding(keys.handshake_hash, label),
+        lambda label: exporter(keys, label),
+    )
+    assert receipt.enrolment_id.hex() == _documented("enrolment_id")
+    assert receipt.secret.hex() == _documented("receipt_secret")
     assert prologue(Mode.CODE, b"\xa1").hex() == _documented("prologue")
     from bleprov.core.session.modes import passkey_secrets
 

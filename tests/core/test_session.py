@@ -610,3 +610,95 @@ def test_a_used_button_window_has_its_own_refusal() -> None:
     again = make_device(button=button, connection="owner")
     host = make_host(Mode.BUTTON, None)
     assert established(pump(host, again, host.start(11.0))) is not None
+
+
+# -------------------------------------------------------- exporter and enrolment receipts
+
+
+def test_the_exporter_is_secret_shared_by_both_ends_and_unique_to_the_session() -> None:
+    """Unlike the channel binding (public: from the transcript), an export comes from the
+    session keys; both ends derive it alike, another session or label gives another."""
+    exports = []
+    for _ in range(2):
+        device = make_device()
+        host = make_host(Mode.QR, qr_secret())
+        with pytest.raises(SessionNotOpen):
+            host.exporter(b"enrolment receipt")
+        assert established(pump(host, device, host.start(0.0))) is not None
+        export = host.exporter(b"enrolment receipt")
+        assert export == device.exporter(b"enrolment receipt") and len(export) == 32
+        assert export != host.exporter(b"another use")
+        assert export != host.channel_binding(b"enrolment receipt")
+        exports.append(export)
+    assert exports[0] != exports[1]
+
+
+def _receipt_device(
+    receipts: dict[bytes, object], *, owned: bool = True, limits: AttemptLimits | None = None
+) -> dev.DeviceSession:
+    return dev.DeviceSession(
+        secrets=secrets_(),
+        policy=OobMode.QR,  # code mode is not even in the policy
+        device_info=info(OobMode(0)),  # what an owned device offers: nothing
+        limits=limits if limits is not None else AttemptLimits(),
+        button=ButtonWindow(),
+        connection="host-a",
+        now=0.0,
+        owned=owned,
+        receipts=receipts,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("owned", [True, False])
+def test_a_device_answers_the_receipt_it_holds_whatever_its_owner_and_policy(
+    owned: bool,
+) -> None:
+    from bleprov.core.receipt import EnrolmentReceipt
+
+    receipt = EnrolmentReceipt(os.urandom(16), os.urandom(32))
+    limits = AttemptLimits()
+    device = _receipt_device({receipt.user: receipt.verifier()}, owned=owned, limits=limits)
+    host = make_host(Mode.CODE, receipt, device_info=info(OobMode(0)))
+    run = pump(host, device, host.start(0.0))
+    assert established(run) is not None
+    assert device.credential is Credential.RECEIPT
+    authenticated = [e for e in run.device_events if isinstance(e, dev.Authenticated)]
+    assert authenticated == [dev.Authenticated(Mode.CODE, Credential.RECEIPT)]
+    # No counter is touched: the secret is 256 bits, nothing to guard.
+    assert not any(isinstance(e, dev.PersistAttempts) for e in run.device_events)
+    assert limits.to_bytes() == AttemptLimits().to_bytes()
+
+
+def test_a_receipt_the_device_does_not_hold_fails_like_a_wrong_code() -> None:
+    from bleprov.core.receipt import EnrolmentReceipt
+
+    held = EnrolmentReceipt(os.urandom(16), os.urandom(32))
+    device = _receipt_device({held.user: held.verifier()})
+    for receipt in (
+        EnrolmentReceipt(held.enrolment_id, os.urandom(32)),  # its ID, another secret
+        EnrolmentReceipt(os.urandom(16), held.secret),  # another enrolment
+    ):
+        device = _receipt_device({held.user: held.verifier()})
+        host = make_host(Mode.CODE, receipt, device_info=info(OobMode(0)))
+        run = pump(host, device, host.start(0.0))
+        assert established(run) is None
+        assert isinstance(ended(run.host_events), AuthenticationFailed)
+
+
+def test_an_owned_device_still_refuses_its_label_and_code() -> None:
+    """Receipts open nothing else: the factory credentials stay dead on an owned device."""
+    for mode, secret in ((Mode.QR, qr_secret()), (Mode.CODE, hst.CodeSecret(CODE))):
+        device = dev.DeviceSession(
+            secrets=secrets_(),
+            policy=ALL,
+            device_info=info(),
+            limits=AttemptLimits(),
+            button=ButtonWindow(),
+            connection="host-a",
+            now=0.0,
+            owned=True,
+            receipts={},
+        )
+        host = make_host(mode, secret)
+        error = ended(pump(host, device, host.start(0.0)).host_events)
+        assert isinstance(error, hst.DeviceRefused) and error.code == dev.DeviceOwned.code

@@ -295,11 +295,12 @@ async def test_the_daemon_renews_through_the_hub_and_serves_the_new_certificate(
     # A short-lived certificate: two thirds of its validity (clock skew included) are past.
     enroller = ZoneEnroller(world.hub, world.admin, validity=timedelta(minutes=1))
     await enroller.stage(client, session, device_id=device.device_id, owner="alice")
-    await client.commit()
+    await client.commit()  # and nobody tells the hub: the enrolment stays pending
     await session.close()
     await device.service.drain()
     before = mb.membership_of(device.store.load())
     assert before is not None and before.renew_after() <= datetime.now(UTC)
+    assert world.hub.registry.device(device.device_id).status is DeviceStatus.PENDING
 
     hub_server = await serve_hub(world.hub, LOOPBACK, 0)
     world.closers.append(_closer(hub_server))
@@ -321,6 +322,12 @@ async def test_the_daemon_renews_through_the_hub_and_serves_the_new_certificate(
     assert after.key.public_key() != before.key.public_key()  # a new key, too
     assert after.renew_after() > datetime.now(UTC)  # a full-length certificate now
     assert world.hub.registry.device(device.device_id).certificate_serial == after.serial
+    # Renewing with the pending certificate proved the device holds its key: confirmed.
+    assert world.hub.registry.device(device.device_id).status is DeviceStatus.ENROLLED
+    confirms = [
+        e for e in world.hub.registry.audit(subject=device.device_id) if e.action == "confirm"
+    ]
+    assert len(confirms) == 1 and confirms[0].detail.endswith("by renewal")
     port = device.runtime.trust.servers[-1].sockets[0].getsockname()[1]
     hub = hub_server_credentials(world.hub, now=datetime.now(UTC))
     async with await open_member_connection(

@@ -32,7 +32,9 @@ from bleprov.store.registry import (
     DuplicateCertificate,
     DuplicateDevice,
     DuplicateUser,
+    EnrolmentPending,
     NotAuthorized,
+    NotPending,
     Registry,
     RegistryError,
     Role,
@@ -213,7 +215,7 @@ def test_fingerprints_are_normalized() -> None:
 def test_open_migrates_an_empty_database_to_head(url: str) -> None:
     assert current_revision(url) is None
     Registry.open(url, passphrase_cost=TINY_COST).close()
-    assert current_revision(url) == HEAD_REVISION == "0003"
+    assert current_revision(url) == HEAD_REVISION == "0004"
     engine = sa.create_engine(url)
     try:
         inspector = sa.inspect(engine)
@@ -371,7 +373,7 @@ def test_upgrading_a_revision_2_database_adds_the_manufacturer_root(url: str) ->
         engine.dispose()
 
     with Registry.open(url, passphrase_cost=TINY_COST) as registry:
-        assert current_revision(url) == HEAD_REVISION == "0003"
+        assert current_revision(url) == HEAD_REVISION == "0004"
         old = registry.device("old-dev")
         assert (old.certificate_serial, old.manufacturer_root) == (0xBEEF, None)
         admin = registry.authenticate_certificate(FINGERPRINT)
@@ -395,6 +397,84 @@ def test_upgrading_a_revision_2_database_adds_the_manufacturer_root(url: str) ->
         }
         with engine.connect() as connection:
             assert connection.execute(sa.text("SELECT count(*) FROM devices")).scalar_one() == 2
+    finally:
+        engine.dispose()
+
+
+def test_upgrading_a_revision_3_database_counts_its_enrolments_confirmed(url: str) -> None:
+    """0003 -> 0004: devices enrolled before stay enrolled (confirmed when enrolled);
+    enrolments with an ID are pending from then on; 0004 -> 0003 drops both columns, and
+    the older code counts a pending enrolment as enrolled again (it revokes nothing)."""
+    migrate(url, "0003")
+    engine = sa.create_engine(url)
+    try:
+        timestamp = sa.DateTime(timezone=True)
+        users = sa.table(
+            "users",
+            *[sa.column(name) for name in ["id", "name", "role", "credential_kind"]],
+            sa.column("certificate_fingerprint"),
+            sa.column("created_at", timestamp),
+            sa.column("disabled", sa.Boolean()),
+        )
+        devices = sa.table(
+            "devices",
+            *[sa.column(name) for name in ["device_id", "owner_id", "enrolled_by_id", "status"]],
+            sa.column("certificate_serial"),
+            sa.column("enrolled_at", timestamp),
+            sa.column("certificate_not_after", timestamp),
+        )
+        with engine.begin() as connection:
+            admin_id = connection.execute(
+                sa.insert(users)
+                .values(
+                    name="root",
+                    role="admin",
+                    credential_kind="certificate",
+                    certificate_fingerprint=FINGERPRINT,
+                    created_at=START,
+                    disabled=False,
+                )
+                .returning(users.c.id)
+            ).scalar_one()
+            connection.execute(
+                sa.insert(devices).values(
+                    device_id="old-dev",
+                    owner_id=admin_id,
+                    enrolled_by_id=admin_id,
+                    status="enrolled",
+                    certificate_serial="beef",
+                    enrolled_at=START,
+                    certificate_not_after=NOT_AFTER,
+                )
+            )
+    finally:
+        engine.dispose()
+
+    with Registry.open(url, passphrase_cost=TINY_COST) as registry:
+        assert current_revision(url) == HEAD_REVISION == "0004"
+        old = registry.device("old-dev")
+        assert (old.status, old.enrolment_id) == (DeviceStatus.ENROLLED, None)
+        admin = registry.authenticate_certificate(FINGERPRINT)
+        registry.record_enrolment(
+            "new-dev",
+            owner="root",
+            enrolled_by=admin,
+            serial=0x1002,
+            not_after=NOT_AFTER,
+            enrolment_id="ab" * 16,
+        )
+        assert registry.device("new-dev").status is DeviceStatus.PENDING
+
+    downgrade(url, "0003")
+    engine = sa.create_engine(url)
+    try:
+        columns = {column["name"] for column in sa.inspect(engine).get_columns("devices")}
+        assert not {"enrolment_id", "confirmed_at"} & columns
+        with engine.connect() as connection:
+            statuses = dict(
+                connection.execute(sa.text("SELECT device_id, status FROM devices")).all()
+            )
+        assert statuses == {"old-dev": "enrolled", "new-dev": "enrolled"}
     finally:
         engine.dispose()
 
@@ -569,6 +649,90 @@ def test_enrolment_refusals(registry: Registry, admin: User, member: User) -> No
     assert [entry.action for entry in registry.audit()] == ["add_user", "add_user", "enrol"]
     with pytest.raises(UnknownDevice):
         registry.device("dev-2")
+
+
+ENROLMENT = "0123456789abcdef" * 2
+
+
+def test_an_enrolment_with_an_id_is_pending_until_confirmed(
+    registry: Registry, admin: User, member: User
+) -> None:
+    device = registry.record_enrolment(
+        "dev-1",
+        owner="bob",
+        enrolled_by=admin,
+        serial=0x1001,
+        not_after=NOT_AFTER,
+        enrolment_id=ENROLMENT,
+    )
+    assert (device.status, device.enrolment_id) == (DeviceStatus.PENDING, ENROLMENT)
+    assert registry.devices()[0].status is DeviceStatus.PENDING
+    with pytest.raises(EnrolmentPending):  # not counted enrolled: no renewal either
+        registry.record_renewal("dev-1", 0x1002, NOT_AFTER)
+    with pytest.raises(NotPending):
+        registry.confirm_enrolment("dev-1", enrolment_id="ff" * 16, actor=admin, how="test")
+    confirmed = registry.confirm_enrolment(
+        "dev-1", enrolment_id=ENROLMENT, actor=admin, how="the device answered"
+    )
+    assert confirmed.status is DeviceStatus.ENROLLED
+    # Again: nothing changes, nothing is audited twice.
+    registry.confirm_enrolment("dev-1", enrolment_id=ENROLMENT, actor=admin, how="again")
+    actions = [(entry.action, entry.detail) for entry in registry.audit(subject="dev-1")]
+    assert actions == [
+        ("enrol", f"owner=bob serial=1001 enrolment={ENROLMENT} pending"),
+        ("confirm", f"enrolment={ENROLMENT} the device answered"),
+    ]
+    with pytest.raises(DuplicateDevice):
+        enrol(registry, admin, serial=0x2002)
+    with pytest.raises(RegistryError, match="enrolment ID"):
+        registry.record_enrolment(
+            "dev-2",
+            owner="bob",
+            enrolled_by=admin,
+            serial=0x2002,
+            not_after=NOT_AFTER,
+            enrolment_id="not hex",
+        )
+
+
+def test_a_pending_enrolment_is_confirmed_by_its_certificate_or_superseded(
+    registry: Registry, admin: User, member: User
+) -> None:
+    for device_id, serial in (("dev-1", 0x1001), ("dev-2", 0x2001)):
+        registry.record_enrolment(
+            device_id,
+            owner="bob",
+            enrolled_by=admin,
+            serial=serial,
+            not_after=NOT_AFTER,
+            enrolment_id=ENROLMENT,
+        )
+    # The device authenticated with its certificate (a renewal): it committed.
+    with pytest.raises(NotPending):
+        registry.confirm_enrolment("dev-1", serial=0x2001, actor=None, how="by renewal")
+    device = registry.confirm_enrolment("dev-1", serial=0x1001, actor=None, how="by renewal")
+    assert device.status is DeviceStatus.ENROLLED
+    # A new enrolment of a device still pending supersedes it: its certificate is revoked.
+    device = registry.record_enrolment(
+        "dev-2",
+        owner="bob",
+        enrolled_by=admin,
+        serial=0x2002,
+        not_after=NOT_AFTER,
+        enrolment_id="fe" * 16,
+    )
+    assert (device.status, device.certificate_serial) == (DeviceStatus.PENDING, 0x2002)
+    assert [entry.serial for entry in registry.revoked_serials()] == [0x2001]
+    supersede = registry.audit(subject="dev-2")[-2]
+    assert (supersede.action, supersede.detail) == (
+        "supersede",
+        f"enrolment={ENROLMENT} serials=2001",
+    )
+    # An admin may still revoke a pending enrolment outright.
+    assert registry.revoke("dev-2", actor=admin) == [0x2002]
+    assert registry.device("dev-2").status is DeviceStatus.REVOKED
+    with pytest.raises(NotPending):
+        registry.confirm_enrolment("dev-2", enrolment_id="fe" * 16, actor=admin, how="late")
 
 
 def test_renewal_replaces_the_current_certificate(

@@ -16,6 +16,12 @@ session authenticated by the owner's commissioning window may bind itself as an 
 take the device over (handover), as the owner chose. The machine enforces the rights of
 its own endpoints and asks each extension about its own.
 
+A lost answer to COMMIT is not guessed at: every COMMIT also writes which enrolment it
+was (its ID) and the verifier of its receipt, a secret of the session's two ends
+(:mod:`bleprov.core.receipt`), and ``enrolment/status`` says whether an ID is the
+enrolment committed last; its host asks that in a new session (docs/protocol.md,
+"Enrolment outcome").
+
 Fail-safe, as Matter's: everything the host sends is staged. The first staging request
 arms a timer (default 120 s, extendable by the host up to 900 s). Only COMMIT makes
 the staged state durable, in one atomic store write, and only after the credentials were
@@ -52,6 +58,13 @@ from bleprov.core.enrolment.messages import (
     status_body,
 )
 from bleprov.core.errors import MalformedData
+from bleprov.core.receipt import (
+    ENROLMENT_ID_SIZE,
+    RECORD_ENROLMENT,
+    EnrolmentReceipt,
+    decode_record,
+    encode_record,
+)
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
 from bleprov.core.window import WindowPurpose
 
@@ -75,10 +88,16 @@ class Authority(enum.Enum):
     ADMIN = "admin"
     #: A factory credential on an owned device: the label is dead; ``info`` only.
     OBSERVER = "observer"
+    #: An enrolment's host with its receipt (bleprov.core.receipt), asking what became
+    #: of it: ``info`` and ``enrolment/status`` only.
+    RECEIPT = "receipt"
 
     @classmethod
-    def of(cls, *, owned: bool, window: WindowPurpose | None) -> Authority:
-        """The authority of a session: by its window's purpose, else by ownership."""
+    def of(cls, *, owned: bool, window: WindowPurpose | None, receipt: bool = False) -> Authority:
+        """The authority of a session: a receipt's, else by its window's purpose, else
+        by ownership."""
+        if receipt:
+            return cls.RECEIPT
         if window is WindowPurpose.HANDOVER:
             return cls.HANDOVER
         if window is WindowPurpose.ADMIN:
@@ -94,7 +113,10 @@ _RIGHTS: Final[dict[str, frozenset[Authority]]] = {
     Endpoint.FAILSAFE: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
     Endpoint.COMMIT: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
     Endpoint.ABORT: frozenset({Authority.INSTALLER, Authority.HANDOVER, Authority.ADMIN}),
+    Endpoint.ENROLMENT_STATUS: frozenset(Authority) - {Authority.OBSERVER},
 }
+#: Authorities that change nothing: no extension serves them.
+_READ_ONLY: Final = frozenset({Authority.OBSERVER, Authority.RECEIPT})
 #: Vendor endpoints change product configuration: installer or new owner only.
 _VENDOR_RIGHTS: Final = frozenset({Authority.INSTALLER, Authority.HANDOVER})
 
@@ -105,6 +127,11 @@ def _not_allowed(endpoint: str, authority: Authority) -> EnrolmentError:
             Status.NOT_ALLOWED,
             f"{endpoint}: this device has an owner, and its factory label no longer "
             "changes anything; ask the owner to open a window, or reset the device by hand",
+        )
+    if authority is Authority.RECEIPT:
+        return EnrolmentError(
+            Status.NOT_ALLOWED,
+            f"{endpoint}: a receipt session may only ask what became of its enrolment",
         )
     return EnrolmentError(
         Status.NOT_ALLOWED, f"{endpoint}: not allowed in a window opened for {authority.value}"
@@ -244,6 +271,8 @@ class DeviceEnrolmentConfig:
     owner_authenticated: bool = False
     #: The session's channel binding by label (filled in by the session adapter).
     channel_binding: Callable[[bytes], bytes] | None = None
+    #: The session's secret exporter by label (filled in by the session adapter).
+    exporter: Callable[[bytes], bytes] | None = None
     wall_clock: datetime | None = None
     #: Committed records extensions read (zone membership, peer pins); no Wi-Fi secrets.
     committed: Mapping[str, bytes] = field(default_factory=dict)
@@ -278,6 +307,15 @@ class DeviceEnrolment:
             # Whatever the adapter said: a factory credential never changes an owned device.
             config = dataclasses.replace(config, authority=Authority.OBSERVER)
             self.config = config
+        #: This session's enrolment ID and receipt: written by its COMMIT, remembered
+        #: by the adapter when it rolls back (None: a session that changes nothing).
+        self.receipt: EnrolmentReceipt | None = None
+        if (
+            config.channel_binding is not None
+            and config.exporter is not None
+            and config.authority not in _READ_ONLY
+        ):
+            self.receipt = EnrolmentReceipt.of_session(config.channel_binding, config.exporter)
         self._proven = False
         self._joining = False
         self._scan_requests: list[int] = []
@@ -378,7 +416,7 @@ class DeviceEnrolment:
         if rights is not None:
             allowed = authority in rights
         elif extension is not None:
-            allowed = authority is not Authority.OBSERVER and extension.allowed(endpoint, authority)
+            allowed = authority not in _READ_ONLY and extension.allowed(endpoint, authority)
         else:
             allowed = endpoint == Endpoint.FACTORY_RESET or authority in _VENDOR_RIGHTS
         if not allowed:
@@ -404,6 +442,8 @@ class DeviceEnrolment:
             return self._commit(request, now)
         if endpoint == Endpoint.ABORT:
             return [*self._rollback(), self._respond(request.id, Status.OK, {})]
+        if endpoint == Endpoint.ENROLMENT_STATUS:
+            return [self._respond(request.id, Status.OK, self._enrolment_status(request.body))]
         if endpoint == Endpoint.FACTORY_RESET:
             raise EnrolmentError(
                 Status.NOT_ALLOWED,
@@ -427,6 +467,18 @@ class DeviceEnrolment:
             "can_prove_join": self.config.can_prove_join,
             "failsafe_default": self.config.default_failsafe,
         }
+
+    def _enrolment_status(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Whether the enrolment ``id`` is the one this device committed last.
+
+        Another session can no longer commit it (the device serves one at a time, and a
+        session's staged changes die with it), so "no" is final."""
+        enrolment_id = body.get("id")
+        if not isinstance(enrolment_id, bytes) or len(enrolment_id) != ENROLMENT_ID_SIZE:
+            raise MalformedData(f"field 'id' must be {ENROLMENT_ID_SIZE} bytes")
+        raw = self.config.committed.get(RECORD_ENROLMENT)
+        committed = raw is not None and decode_record(raw).is_(enrolment_id)
+        return {"committed": committed}
 
     def _wifi_set(self, request: Request, now: float) -> list[Effect]:
         if self._joining:
@@ -488,6 +540,9 @@ class DeviceEnrolment:
         self._commit_request = request.id
         if self._staged_wifi is not None:
             records["wifi"] = encode_credentials(self._staged_wifi)
+        if self.receipt is not None:
+            # Which enrolment this is, and the receipt its host may ask with later.
+            records[RECORD_ENROLMENT] = encode_record(self.receipt)
         return [Commit(records)]
 
     # ------------------------------------------------------------- internals

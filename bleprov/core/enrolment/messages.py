@@ -43,6 +43,8 @@ class Endpoint(enum.StrEnum):
     COMMIT = "commit"
     ABORT = "abort"
     FACTORY_RESET = "factory-reset"
+    #: Whether an enrolment (by its ID) is the one this device committed last.
+    ENROLMENT_STATUS = "enrolment/status"
 
 
 class Topic(enum.StrEnum):

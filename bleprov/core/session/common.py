@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bleprov.core.channel import SecureChannel
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.session.messages import Inner, InnerKind, Secure, encode, encode_inner
-from bleprov.core.session.modes import SessionKeys, channel_binding
+from bleprov.core.session.modes import SessionKeys, channel_binding, exporter
 
 
 class SessionNotOpen(ProtocolError):
@@ -62,6 +62,14 @@ class ChannelHolder:
         if self._keys is None:
             raise SessionNotOpen("the session has no keys yet: no channel binding")
         return channel_binding(self._keys.handshake_hash, label)
+
+    def exporter(self, label: bytes) -> bytes:
+        """This session's secret export for ``label`` (see :func:`modes.exporter`).
+
+        Available while the session has keys (not before the handshake, not after it ended)."""
+        if self._keys is None:
+            raise SessionNotOpen("the session has no keys: nothing to export")
+        return exporter(self._keys, label)
 
     def _seal(self, inner: Inner, now: float) -> SendMessage:
         assert self._channel is not None

@@ -15,6 +15,7 @@ a device that cannot give it neither offers the mode (:func:`offered_modes`) nor
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,6 +34,7 @@ from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.identity import DeviceIdentity
+from bleprov.core.receipt import is_receipt_user
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
     ApplicationData,
@@ -184,7 +186,10 @@ class DeviceSession(ChannelHolder):
         hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
         owned: bool = False,
         window: CommissioningWindow | None = None,
+        receipts: Mapping[bytes, VerifierRecord] | None = None,
     ) -> None:
+        """``receipts``: the code-mode verifiers of the enrolment receipts this device
+        answers for (:mod:`bleprov.core.receipt`), by prover identity."""
         super().__init__(is_host=False, idle_timeout=idle_timeout)
         self._secrets = secrets
         self._policy = offered_modes(policy, device_confirms=device_confirms)
@@ -206,6 +211,7 @@ class DeviceSession(ChannelHolder):
         self._owned = owned
         self._window = window
         self._window_session: WindowPurpose | None = None
+        self._receipts = dict(receipts or {})
         #: Set once a session authenticated by the window: what it was opened for.
         self.window_purpose: WindowPurpose | None = None
 
@@ -311,6 +317,8 @@ class DeviceSession(ChannelHolder):
     def _hello(self, hello: Hello, now: float) -> list[DeviceEvent]:
         mode = hello.mode
         self._mode = mode
+        if self._is_receipt_hello(mode, hello.body):
+            return self._receipt_hello(hello.body, now)
         if self._owned or self._is_window_hello(mode, hello.body):
             # The owner's window is its own policy: the factory's modes no longer count.
             return self._window_hello(mode, hello.body, now)
@@ -341,6 +349,28 @@ class DeviceSession(ChannelHolder):
             return False
         user, _ = split_fields(body, 2, "code hello", limit=128)
         return user == WINDOW_USER
+
+    @staticmethod
+    def _is_receipt_hello(mode: Mode, body: bytes) -> bool:
+        if mode is not Mode.CODE:
+            return False
+        user, _ = split_fields(body, 2, "code hello", limit=128)
+        return is_receipt_user(user)
+
+    def _receipt_hello(self, body: bytes, now: float) -> list[DeviceEvent]:
+        """An enrolment's host asking what became of it: accepted whatever the owner and
+        the policy, for a receipt this device holds (unknown ones fail like a wrong code,
+        from the same fake verifiers as unknown users). Not counted: the secret is 256
+        bits from the enrolment session's keys."""
+        self._credential = Credential.RECEIPT
+        engine = modes.CodeDevice(
+            records=self._receipts,
+            device_info=self._info,
+            unknown_user_key=self._secrets.unknown_user_key,
+        )
+        self._engine = engine
+        self._state = _State.HANDSHAKE
+        return self._after_step(engine.hello(body), now)
 
     def _window_hello(self, mode: Mode, body: bytes, now: float) -> list[DeviceEvent]:
         """Owned device, or the window's prover identity: only an open window will do.
@@ -442,6 +472,8 @@ class DeviceSession(ChannelHolder):
         if self._window_session is not None:
             # The window counted this attempt itself; no factory counter is forgiven.
             self.window_purpose = self._window_session
+        elif self._credential is Credential.RECEIPT:
+            pass  # nothing counted, nothing forgiven
         elif self._credential.limited:
             # Forgives this secret's failures only: another secret's count stands.
             self._limits[self._credential].succeeded()

@@ -30,6 +30,7 @@ from bleprov.core.errors import (
     code_words,
 )
 from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
+from bleprov.core.receipt import RECEIPT_COST, EnrolmentReceipt
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
     ApplicationData,
@@ -146,7 +147,10 @@ class WindowSecret:
     code: WindowCode
 
 
-OutOfBand = QrSecret | CodeSecret | WindowSecret | None
+#: What the host proves: a label's secret, a code, the owner's window code, an enrolment
+#: receipt (asking a device what became of an enrolment), or nothing the user holds
+#: (compare, passkey and button modes).
+OutOfBand = QrSecret | CodeSecret | WindowSecret | EnrolmentReceipt | None
 
 
 @dataclass(frozen=True)
@@ -221,9 +225,12 @@ class HostSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
-        if info.service_data().owned and not isinstance(secret, WindowSecret):
+        # A receipt is answered whatever the device offers (it asks what became of an
+        # enrolment, and an owned device offers nothing): the device decides.
+        receipt = isinstance(secret, EnrolmentReceipt)
+        if info.service_data().owned and not isinstance(secret, WindowSecret) and not receipt:
             raise refusal(DeviceOwned.code, 0)  # its label opens nothing: say what does
-        if not info.modes & OobMode(int(mode)):
+        if not info.modes & OobMode(int(mode)) and not receipt:
             raise ModeNotAllowed(f"the device does not offer the {mode.label} mode")
         self._mode = mode
         self._info_raw = device_info
@@ -245,6 +252,14 @@ class HostSession(ChannelHolder):
             return modes.qr_host(
                 device_static_public=secret.device_static_public,
                 label_secret=secret.label_secret,
+                device_info=raw,
+            )
+        if mode is Mode.CODE and isinstance(secret, EnrolmentReceipt):
+            return modes.CodeHost(
+                password=secret.secret,
+                user=secret.user,
+                salt=secret.enrolment_id,
+                cost=RECEIPT_COST,
                 device_info=raw,
             )
         if mode is Mode.CODE and isinstance(secret, WindowSecret):

@@ -61,6 +61,8 @@ KEYS_INFO: Final = b"bleprov/1 session keys"
 #: Channel bindings: HKDF info prefix; the label follows (docs/protocol.md, "Channel binding").
 BINDING_INFO: Final = b"bleprov/1 channel binding "
 MAX_BINDING_LABEL: Final = 64
+#: Secret exports: HKDF info prefix; the label follows (docs/protocol.md, "Secure channel").
+EXPORTER_INFO: Final = b"bleprov/1 exporter "
 SPAKE_ID_VERIFIER: Final = b"bleprov device"
 #: code mode: HKDF info of the fake verifier an unknown user name gets (the user follows).
 UNKNOWN_USER_INFO: Final = b"bleprov/1 unknown user "
@@ -126,6 +128,20 @@ def channel_binding(handshake_hash: bytes, label: bytes) -> bytes:
     out: bytes = HKDF(hashes.SHA256(), 32, salt=None, info=BINDING_INFO + label).derive(
         handshake_hash
     )
+    return out
+
+
+def exporter(keys: SessionKeys, label: bytes) -> bytes:
+    """32 secret bytes both ends of *this* session derive from its keys, for ``label``.
+
+    Unlike :func:`channel_binding` (public: from the transcript), an export is known only
+    to the two ends: HKDF-SHA256 with the handshake hash as salt and both directions'
+    keys as input, as TLS exporters are (RFC 8446 section 7.5)."""
+    if not isinstance(label, bytes) or not 0 < len(label) <= MAX_BINDING_LABEL:
+        raise ValueError(f"exporter label must be 1..{MAX_BINDING_LABEL} bytes")
+    out: bytes = HKDF(
+        hashes.SHA256(), 32, salt=keys.handshake_hash, info=EXPORTER_INFO + label
+    ).derive(keys.host_to_device + keys.device_to_host)
     return out
 
 
