@@ -1123,6 +1123,28 @@ def attempts(data: bytes) -> None:
 
 
 @harness(
+    "enrolment_record",
+    allowed=(MalformedData,),
+    source="core/receipt.py decode_record: the committed enrolment's ID and receipt verifier",
+)
+def enrolment_record(data: bytes) -> None:
+    from bleprov.core.receipt import decode_record
+
+    decode_record(data)
+
+
+@harness(
+    "unresolved_enrolments",
+    allowed=(MalformedData,),
+    source="core/receipt.py decode_unresolved: the host's enrolments whose outcome is unknown",
+)
+def unresolved_enrolments(data: bytes) -> None:
+    from bleprov.core.receipt import decode_unresolved
+
+    decode_unresolved(data)
+
+
+@harness(
     "wifi_record",
     allowed=(),
     source="service/device_runtime.py DeviceRuntime.restore_wifi: the stored Wi-Fi record",
