@@ -108,6 +108,12 @@ KNOWN: Final[tuple[Known, ...]] = (
             and "int(" in f.code
         ),
     ),
+    Known(
+        "N3",
+        "a '~name/...' path of no user in the CLI config (trust, zone), BLEPROV_CONFIG or a "
+        "label list: RuntimeError from Path.expanduser, a traceback",
+        lambda f: f.error == "RuntimeError" and "expanduser" in f.code,
+    ),
 )
 
 #: Findings not fixed on this branch, with what fixes them: their regression cases are

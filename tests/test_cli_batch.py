@@ -216,6 +216,11 @@ def test_a_list_file_with_a_line_that_is_no_label_is_refused_without_echoing_it(
     listing.write_text("# nothing\n\n")
     with pytest.raises(HostUsage, match="lists no labels"):
         read_labels(listing)
+    # N3 (the fuzzing campaign): "~name" of no user raised RuntimeError, a traceback.
+    listing.write_text("~no-such-user-hunter2/label.txt\n")
+    with pytest.raises(HostUsage) as refused:
+        read_labels(listing)
+    assert "list:1" in str(refused.value) and "hunter2" not in str(refused.value)
 
 
 class CountingChooser:

@@ -197,6 +197,9 @@ def test_the_file_is_found_under_xdg_config_home(tmp_path: Path) -> None:
         ('wifi_password = "hunter2-in-a-file"\n', "never reads a secret"),
         ('zone_passphrase = "hunter2-in-a-file"\n', "never reads a secret"),
         (b"radio = '\xff'\n", "not UTF-8"),
+        # N3 (the fuzzing campaign): "~name" of no user raised RuntimeError, a traceback.
+        ('trust = ["~no-such-user-hunter2/root.pem"]\n', "trust: a '~' path of no home"),
+        ('zone = "~no-such-user-hunter2/zone"\n', "zone: a '~' path of no home"),
     ],
 )
 def test_a_broken_file_is_named_with_its_key(tmp_path: Path, text: str | bytes, says: str) -> None:
@@ -207,6 +210,18 @@ def test_a_broken_file_is_named_with_its_key(tmp_path: Path, text: str | bytes, 
     message = str(caught.value)
     assert message.startswith(f"{path}: ") and says in message, message
     assert "hunter2" not in message
+
+
+def test_a_config_variable_naming_no_home_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """N3: BLEPROV_CONFIG=~name/... of no user raised RuntimeError (a traceback)."""
+    from bleprov.cli.config import config_path
+
+    monkeypatch.setenv("BLEPROV_CONFIG", "~no-such-user-hunter2/config.toml")
+    with pytest.raises(ConfigError) as caught:
+        config_path()
+    assert "BLEPROV_CONFIG" in str(caught.value) and "hunter2" not in str(caught.value)
 
 
 def run_main(

@@ -133,7 +133,10 @@ def read_labels(path: Path) -> list[LabelEntry]:
         if match := _QR_TOKEN.fullmatch(line):
             entries.append(LabelEntry(where, qr_text=match.group(0)))
             continue
-        target = Path(line).expanduser()
+        try:
+            target = Path(line).expanduser()
+        except RuntimeError:  # "~name" of no user: said without the line (it may be a secret)
+            raise HostUsage(f"{where}: a '~' path of no home directory") from None
         target = target if target.is_absolute() else path.parent / target
         entry = _label_file(target, line)
         if entry is None:

@@ -63,11 +63,20 @@ class Config:
     values: dict[str, str | list[str]] = field(default_factory=dict)
 
 
+def expand_home(value: str, refusal: str) -> Path:
+    """``Path(value).expanduser()``, where ``~name`` of no user (or no home at all) is a
+    ConfigError saying ``refusal`` (pathlib raises RuntimeError), never the value."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        raise ConfigError(refusal) from None
+
+
 def config_path() -> Path:
     """``$BLEPROV_CONFIG``, else ``$XDG_CONFIG_HOME/bleprov/config.toml``, else
     ``~/.config/bleprov/config.toml``."""
     if named := os.environ.get(CONFIG_ENV):
-        return Path(named).expanduser()
+        return expand_home(named, f"{CONFIG_ENV}: a '~' path of no home directory")
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "bleprov" / "config.toml"
 
@@ -109,18 +118,18 @@ def _checked(path: Path, table: dict[str, Any]) -> dict[str, str | list[str]]:
             paths = [value] if isinstance(value, str) else value
             if not isinstance(paths, list) or not all(isinstance(p, str) and p for p in paths):
                 raise ConfigError(f"{path}: trust: give a path or a list of paths (strings)")
-            values[key] = [str(_resolve(path, p)) for p in paths]
+            values[key] = [str(_resolve(path, key, p)) for p in paths]
         elif not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {key}: give a non-empty string")
         else:
-            values[key] = str(_resolve(path, value)) if key == "zone" else value
+            values[key] = str(_resolve(path, key, value)) if key == "zone" else value
     return values
 
 
-def _resolve(config_file: Path, value: str) -> Path:
+def _resolve(config_file: Path, key: str, value: str) -> Path:
     """A path in the config file: ``~`` expanded, relative ones from the file's directory
     (not from wherever the command runs)."""
-    candidate = Path(value).expanduser()
+    candidate = expand_home(value, f"{config_file}: {key}: a '~' path of no home directory")
     return candidate if candidate.is_absolute() else config_file.parent / candidate
 
 
