@@ -91,6 +91,7 @@ class CuttingPeripheral(Peripheral):
         self._connection: ConnectionId | None = None
         self._state = {Direction.UP: _Reassembly(), Direction.DOWN: _Reassembly()}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wanted: tuple[bytes, str] | None = None
 
     def arm(self, cut: Cut) -> None:
         self.cut, self.done = cut, False
@@ -111,13 +112,22 @@ class CuttingPeripheral(Peripheral):
         self.inner.set_info(value)
 
     async def start_advertising(self, service_data: bytes, local_name: str) -> None:
+        self._wanted = (service_data, local_name)
         if self.hidden:
             await self.inner.stop_advertising()
             return
         await self.inner.start_advertising(service_data, local_name)
 
     async def stop_advertising(self) -> None:
+        self._wanted = None
         await self.inner.stop_advertising()
+
+    async def back_in_reach(self) -> None:
+        """Hosts hear it again: what the device last asked to advertise is on the air (the
+        device never knew it was out of reach, so it asks nothing new)."""
+        self.hidden = False
+        if self._wanted is not None:
+            await self.inner.start_advertising(*self._wanted)
 
     async def send(self, connection: ConnectionId, frame: bytes) -> None:
         if self._cutting:

@@ -141,8 +141,7 @@ def hide_after_the_cut(device: VirginDevice) -> CuttingPeripheral:
 
 
 async def back_in_reach(device: VirginDevice, radio: CuttingPeripheral) -> None:
-    radio.hidden = False
-    await device.link.readvertise()
+    await radio.back_in_reach()
 
 
 @pytest.mark.parametrize("step", ["zone", "peer"])
