@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bleprov.core.ca import CertificateAuthority, apply_revocations
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
     KeyTooDear,
@@ -267,6 +268,11 @@ class Hub:
 
     # ------------------------------------------------------------- zone and CRL
 
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The zone CA as the hub's rules use it (bleprov.service.hub_rules)."""
+        return self.zone
+
     def save(self) -> None:
         """Write zone.bin atomically (keys re-encrypted under the zone passphrase)."""
         write_atomic(self.directory / ZONE_FILE, self.zone.to_bytes(self._zone_passphrase))
@@ -378,11 +384,9 @@ class Hub:
 
     def _reconcile(self) -> bool:
         """Apply to the zone every serial the registry revoked; whether any was missing."""
-        known = self.zone.revoked_serials
-        missing = [r for r in self.registry.revoked_serials() if r.serial not in known]
-        for entry in missing:
-            self.zone.revoke(entry.serial, now=entry.revoked_at)
-        return bool(missing)
+        return apply_revocations(
+            self.zone, ((r.serial, r.revoked_at) for r in self.registry.revoked_serials())
+        )
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
