@@ -328,13 +328,13 @@ class Hub:
         cert_der = _load_user_certificate(cert_pem)
         try:
             identity = verify_user(
-                cert_der, [self.zone.issuer_der], zone_root_der=self.zone.root_der, now=when
+                cert_der, [self.ca.issuer_der], zone_root_der=self.ca.root_der, now=when
             )
         except ZoneError as exc:
             raise BadCredential(f"the user certificate is not this zone's: {exc}") from None
         if identity.name != name:
             raise BadCredential(f"the user certificate names {identity.name!r}, not {name!r}")
-        if identity.serial in self.zone.revoked_serials:
+        if identity.serial in self.ca.revoked_serials:
             raise BadCredential("the user certificate is revoked: ask an admin for a new one")
         key = _load_user_key(key_pem, key_passphrase)
         challenge = secrets.token_bytes(32)
@@ -371,7 +371,7 @@ class Hub:
             raise HubError("a user name is 1-64 characters of A-Z a-z 0-9 . _ @ -")
         self.registry.require_admin(actor)
         key = ec.generate_private_key(ec.SECP256R1())
-        cert_der = self.zone.issue_user(key.public_key(), name, now)
+        cert_der = self.ca.issue_user(key.public_key(), name, now)
         self.registry.add_user(
             name,
             role,
