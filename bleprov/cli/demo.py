@@ -169,7 +169,7 @@ async def run_demo(
     try:
         if not peer:
             admin = hub.authenticate(OWNER, admin_passphrase)
-            console.print(f"hub: zone {hub.zone.zone_id} created; {OWNER} signed in as admin")
+            console.print(f"hub: zone {hub.ca.zone_id} created; {OWNER} signed in as admin")
         await runtime.start()
         if chosen is Mode.BUTTON:
             runtime.press_button()

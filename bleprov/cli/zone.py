@@ -268,7 +268,7 @@ def zone_init(
             )
         with hub:
             fingerprint = hub.zone.root_certificate.fingerprint(hashes.SHA256()).hex()
-            cli.console.print(f"zone {escape(name)!r} ({hub.zone.zone_id}) created in {directory}")
+            cli.console.print(f"zone {escape(name)!r} ({hub.ca.zone_id}) created in {directory}")
             cli.console.print(f"root certificate: {directory / 'root.pem'} (SHA-256 {fingerprint})")
             cli.console.print(f"first admin: {escape(admin)}")
 
@@ -346,7 +346,7 @@ def zone_revoke(
                 f"{escape(device_id)} had no valid certificate left (already revoked)"
             )
         cli.console.print(
-            f"CRL {hub.zone.crl_number} written to {hub.directory / 'crl.pem'}: "
+            f"CRL {hub.ca.crl_number} written to {hub.directory / 'crl.pem'}: "
             "give it to the zone's members"
         )
 
@@ -482,8 +482,8 @@ def zone_export(
         hub.crl(now=datetime.now(UTC))
         for name in (ROOT_FILE, CRL_FILE):
             write_atomic(out / name, (hub.directory / name).read_bytes(), mode=0o644)
-        cli.console.print(f"{out / ROOT_FILE}: zone root ({hub.zone.zone_id})")
-        cli.console.print(f"{out / CRL_FILE}: CRL {hub.zone.crl_number}")
+        cli.console.print(f"{out / ROOT_FILE}: zone root ({hub.ca.zone_id})")
+        cli.console.print(f"{out / CRL_FILE}: CRL {hub.ca.crl_number}")
 
 
 @zone_app.command("audit")

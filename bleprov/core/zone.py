@@ -63,6 +63,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from bleprov.core.ca import CertificateAuthority
+from bleprov.core.ca import MemberCertificate as MemberCertificate  # its old home
 from bleprov.core.crypto.loading import KeyTooDear, UnreadableKey, load_der_private_key
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
@@ -175,15 +177,6 @@ class BadCrl(ZoneError):
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class MemberCertificate:
-    """What a device receives: its certificate, the chain above it (issuing CA), the root."""
-
-    cert_der: bytes
-    chain_der: tuple[bytes, ...]
-    root_der: bytes
 
 
 @dataclass(frozen=True)
@@ -653,7 +646,11 @@ def crl_supersedes(candidate_der: bytes, current_der: bytes | None) -> bool:
 
 
 class Zone:
-    """A hub's zone CA: root, issuing CA, revoked serials and the CRL counter."""
+    """A hub's zone CA: root, issuing CA, revoked serials and the CRL counter.
+
+    Our :class:`~bleprov.core.ca.CertificateAuthority`: the hub's store seals its keys
+    in zone.bin (:meth:`to_bytes`); the hub's rules use it only through that protocol.
+    """
 
     __slots__ = (
         "_crl_number",
@@ -1102,3 +1099,8 @@ def _load_revoked(value: object) -> dict[int, datetime]:
         except (OverflowError, OSError, ValueError):
             raise ZoneSetupError("revocation time out of range") from None
     return revoked
+
+
+def _zone_is_a_certificate_authority(zone: Zone) -> CertificateAuthority:
+    """Never called: mypy checks here that :class:`Zone` implements the CA protocol."""
+    return zone

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 from collections.abc import Callable
@@ -36,9 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from bleprov.core.errors import BleprovError
 from bleprov.core.identity import AttestationResult
 from bleprov.core.membership import ZONE_CSR_BINDING
 from bleprov.core.receipt import enrolment_id_of
@@ -54,16 +53,13 @@ from bleprov.core.zone import (
 from bleprov.core.zone import hub_device_id as _hub_device_id
 from bleprov.radio.secure_link import SessionInfo
 from bleprov.service.enrolment import EnrolmentClient
-from bleprov.store.hub_files import Hub
-from bleprov.store.registry import DeviceStatus, NotPending, UnknownDevice, User
+from bleprov.service.hub_rules import EnrolmentRefused as EnrolmentRefused
+from bleprov.service.hub_rules import ZoneHub, check_may_enrol, check_may_renew
+from bleprov.store.registry import DeviceStatus, User
 from bleprov.tls.connection import MemberCredentials
 from bleprov.tls.hub import start_hub_server
 
 logger = logging.getLogger(__name__)
-
-
-class EnrolmentRefused(BleprovError):
-    """The hub will not enrol this device (not an admin, already enrolled, ...)."""
 
 
 class BindingSource(Protocol):
@@ -112,7 +108,7 @@ class ZoneEnroller:
 
     def __init__(
         self,
-        hub: Hub,
+        hub: ZoneHub,
         user: User,
         *,
         validity: timedelta = DEFAULT_MEMBER_VALIDITY,
@@ -140,21 +136,11 @@ class ZoneEnroller:
         registry = self.hub.registry
         await asyncio.to_thread(registry.require_admin, self.user)
         attestation = attested(session, device_id)
-        try:
-            existing = await asyncio.to_thread(registry.device, device_id)
-        except UnknownDevice:
-            existing = None
-        if existing is not None and existing.status is DeviceStatus.ENROLLED:
-            raise EnrolmentRefused(
-                f"device {device_id} is already enrolled (owner {existing.owner}); "
-                "revoke it first (bleprov zone revoke) to enrol it again"
-            )
-        # A pending enrolment is superseded (its certificate revoked) when this one is
-        # recorded: its device answers its label again, so it did not commit it.
+        await asyncio.to_thread(check_may_enrol, registry, self.user, device_id)
         binding = session.channel_binding(ZONE_CSR_BINDING)
         csr = await client.zone_csr()
         now = self.clock()
-        certificate = self.hub.zone.issue_member(
+        certificate = self.hub.ca.issue_member(
             csr,
             device_id=device_id,
             owner=owner,
@@ -253,18 +239,18 @@ class HubAuthority:
     registry and so is in the very next CRL served.
     """
 
-    def __init__(self, hub: Hub, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(self, hub: ZoneHub, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.hub = hub
         self.clock = clock
         self._crl: _SignedCrl | None = None
 
     @property
     def root_der(self) -> bytes:
-        return self.hub.zone.root_der
+        return self.hub.ca.root_der
 
     @property
     def issuer_der(self) -> bytes:
-        return self.hub.zone.issuer_der
+        return self.hub.ca.issuer_der
 
     def crl(self, *, now: datetime) -> bytes:
         revoked = frozenset(r.serial for r in self.hub.registry.revoked_serials())
@@ -286,17 +272,8 @@ class HubAuthority:
         """
         current = x509.load_der_x509_certificate(current_cert_der)
         _, device_id, _ = member_names(current)
-        record = self.hub.registry.device(device_id)
-        if record.status is DeviceStatus.PENDING:
-            # The member authenticated with the pending certificate: it holds the key the
-            # enrolment committed, so the device committed it.
-            with contextlib.suppress(NotPending):
-                record = self.hub.registry.confirm_enrolment(
-                    device_id, serial=current.serial_number, actor=None, how="by renewal"
-                )
-        if record.status is not DeviceStatus.ENROLLED:
-            raise EnrolmentRefused(f"device {device_id} is {record.status}; it cannot renew")
-        renewed = self.hub.zone.renew(current_cert_der, csr_der, now=now, expected_binding=binding)
+        check_may_renew(self.hub.registry, device_id, current.serial_number)
+        renewed = self.hub.ca.renew(current_cert_der, csr_der, now=now, expected_binding=binding)
         leaf = x509.load_der_x509_certificate(renewed.cert_der)
         self.hub.registry.record_renewal(device_id, leaf.serial_number, leaf.not_valid_after_utc)
         return renewed
@@ -306,13 +283,13 @@ class HubAuthority:
 DEFAULT_HUB_PORT: Final = 8444
 
 
-def hub_device_id(hub: Hub) -> str:
+def hub_device_id(hub: ZoneHub) -> str:
     """The device ID in the hub's certificate: a name for logs, not the hub's proof."""
-    return _hub_device_id(hub.zone.zone_id)
+    return _hub_device_id(hub.ca.zone_id)
 
 
 def hub_server_credentials(
-    hub: Hub, *, now: datetime, validity: timedelta = DEFAULT_HUB_VALIDITY
+    hub: ZoneHub, *, now: datetime, validity: timedelta = DEFAULT_HUB_VALIDITY
 ) -> MemberCredentials:
     """A fresh key and a short-lived *hub* certificate (the hub role in its SAN).
 
@@ -320,7 +297,7 @@ def hub_server_credentials(
     talk hub operations (and let it factory-reset them) only for the role it carries.
     """
     key = make_member_key()
-    issued = hub.zone.issue_hub(key.public_key(), now=now, validity=validity)
+    issued = hub.ca.issue_hub(key.public_key(), now=now, validity=validity)
     return MemberCredentials.from_certificate(key, issued)
 
 
@@ -329,7 +306,7 @@ class HubIdentity:
 
     def __init__(
         self,
-        hub: Hub,
+        hub: ZoneHub,
         *,
         validity: timedelta = DEFAULT_HUB_VALIDITY,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -351,7 +328,7 @@ class HubIdentity:
 
 
 async def serve_hub(
-    hub: Hub,
+    hub: ZoneHub,
     host: str,
     port: int,
     *,
@@ -365,7 +342,7 @@ async def serve_hub(
 
 
 async def run_hub(
-    hub: Hub,
+    hub: ZoneHub,
     host: str,
     port: int,
     *,
@@ -384,14 +361,14 @@ async def run_hub(
     try:
         bound = server.sockets[0].getsockname()
         address = f"{bound[0]}:{bound[1]}"
-        root = hub.zone.root_certificate.fingerprint(hashes.SHA256()).hex()
+        root = hashlib.sha256(hub.ca.root_der).hexdigest()
         emit(
             f"tls: hub certificate {hub_device_id(hub)}, role {HUB_URN_PREFIX}"
-            f"{hub.zone.zone_id}, key in memory only, re-issued every "
+            f"{hub.ca.zone_id}, key in memory only, re-issued every "
             f"{identity.validity.total_seconds() / 7200:g} h; zone root SHA-256 {root}"
         )
-        emit(f"ready: hub of zone {hub.zone.zone_id} serving CRLs and renewals on {address}")
-        notify(f"READY=1\nSTATUS=serving zone {hub.zone.zone_id} on {address}")
+        emit(f"ready: hub of zone {hub.ca.zone_id} serving CRLs and renewals on {address}")
+        notify(f"READY=1\nSTATUS=serving zone {hub.ca.zone_id} on {address}")
         await stop.wait()
     finally:
         notify("STOPPING=1")

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bleprov.core.ca import CertificateAuthority, apply_revocations
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
     KeyTooDear,
@@ -267,6 +268,11 @@ class Hub:
 
     # ------------------------------------------------------------- zone and CRL
 
+    @property
+    def ca(self) -> CertificateAuthority:
+        """The zone CA as the hub's rules use it (bleprov.service.hub_rules)."""
+        return self.zone
+
     def save(self) -> None:
         """Write zone.bin atomically (keys re-encrypted under the zone passphrase)."""
         write_atomic(self.directory / ZONE_FILE, self.zone.to_bytes(self._zone_passphrase))
@@ -322,13 +328,13 @@ class Hub:
         cert_der = _load_user_certificate(cert_pem)
         try:
             identity = verify_user(
-                cert_der, [self.zone.issuer_der], zone_root_der=self.zone.root_der, now=when
+                cert_der, [self.ca.issuer_der], zone_root_der=self.ca.root_der, now=when
             )
         except ZoneError as exc:
             raise BadCredential(f"the user certificate is not this zone's: {exc}") from None
         if identity.name != name:
             raise BadCredential(f"the user certificate names {identity.name!r}, not {name!r}")
-        if identity.serial in self.zone.revoked_serials:
+        if identity.serial in self.ca.revoked_serials:
             raise BadCredential("the user certificate is revoked: ask an admin for a new one")
         key = _load_user_key(key_pem, key_passphrase)
         challenge = secrets.token_bytes(32)
@@ -365,7 +371,7 @@ class Hub:
             raise HubError("a user name is 1-64 characters of A-Z a-z 0-9 . _ @ -")
         self.registry.require_admin(actor)
         key = ec.generate_private_key(ec.SECP256R1())
-        cert_der = self.zone.issue_user(key.public_key(), name, now)
+        cert_der = self.ca.issue_user(key.public_key(), name, now)
         self.registry.add_user(
             name,
             role,
@@ -378,11 +384,9 @@ class Hub:
 
     def _reconcile(self) -> bool:
         """Apply to the zone every serial the registry revoked; whether any was missing."""
-        known = self.zone.revoked_serials
-        missing = [r for r in self.registry.revoked_serials() if r.serial not in known]
-        for entry in missing:
-            self.zone.revoke(entry.serial, now=entry.revoked_at)
-        return bool(missing)
+        return apply_revocations(
+            self.zone, ((r.serial, r.revoked_at) for r in self.registry.revoked_serials())
+        )
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

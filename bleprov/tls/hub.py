@@ -31,12 +31,12 @@ from typing import Any, Final, Protocol
 
 from cryptography import x509
 
+from bleprov.core.ca import CertificateAuthority
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.zone import (
     DEFAULT_MEMBER_VALIDITY,
     SESSION_BINDING_SIZE,
     MemberCertificate,
-    Zone,
     ZoneError,
     make_csr,
     make_member_key,
@@ -92,9 +92,11 @@ class ZoneAuthority(Protocol):
 
 
 class LocalZoneAuthority:
-    """A :class:`ZoneAuthority` over an in-memory :class:`~bleprov.core.zone.Zone`."""
+    """A :class:`ZoneAuthority` straight over a CA (no registry): tests, tools."""
 
-    def __init__(self, zone: Zone, *, validity: timedelta = DEFAULT_MEMBER_VALIDITY) -> None:
+    def __init__(
+        self, zone: CertificateAuthority, *, validity: timedelta = DEFAULT_MEMBER_VALIDITY
+    ) -> None:
         self.zone = zone
         self.validity = validity
 
