@@ -36,8 +36,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
+from bleprov.core.crypto import pki
 from bleprov.core.errors import BleprovError
 from bleprov.core.identity import AttestationResult
 from bleprov.core.membership import ZONE_CSR_BINDING
@@ -384,7 +384,7 @@ async def run_hub(
     try:
         bound = server.sockets[0].getsockname()
         address = f"{bound[0]}:{bound[1]}"
-        root = hub.zone.root_certificate.fingerprint(hashes.SHA256()).hex()
+        root = pki.fingerprint(hub.zone.root_certificate).hex()
         emit(
             f"tls: hub certificate {hub_device_id(hub)}, role {HUB_URN_PREFIX}"
             f"{hub.zone.zone_id}, key in memory only, re-issued every "
