@@ -20,12 +20,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from rich.console import Console
 from rich.table import Table
 
 from bleprov.cli.output import print_table
 from bleprov.core.advertising import OobMode, describe, format_discriminator
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.factory import provision_device
@@ -182,9 +182,7 @@ async def run_demo(
         host = make_virtual_device(link, name="bleprov-host", address="C0:B1:E9:00:00:01")
         await host.power_on()
         radio = CentralRadio.bumble(host, mtu=mtu)
-        trust = hst.Trust(
-            (manufacturer.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE
-        )
+        trust = hst.Trust((pki.der(manufacturer.root_certificate),), TrustPolicy.REFUSE)
         auth = _authentication(chosen, label.qr_text, label.manual_code)
 
         async def user_compares(number: int) -> bool:

@@ -387,8 +387,7 @@ def _broker_tls(ca_file: Path | None) -> ssl.SSLContext:
 
 def load_roots(paths: list[Path]) -> tuple[bytes, ...]:
     """Manufacturer roots (PEM or DER files) the host trusts for attestation."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
+    from bleprov.core.crypto import pki
     from bleprov.core.crypto.loading import (
         UnreadableCertificate,
         load_der_certificate,
@@ -409,7 +408,7 @@ def load_roots(paths: list[Path]) -> tuple[bytes, ...]:
             )
         except UnreadableCertificate:
             raise HostError(f"{path} is not a PEM or DER certificate") from None
-        roots += [c.public_bytes(Encoding.DER) for c in certificates]
+        roots += [pki.der(c) for c in certificates]
     return tuple(roots)
 
 

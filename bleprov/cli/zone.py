@@ -247,8 +247,7 @@ def zone_init(
     Passphrases: BLEPROV_ZONE_PASSPHRASE (the zone's keys) and BLEPROV_USER_PASSPHRASE (the
     admin's), or prompts.
     """
-    from cryptography.hazmat.primitives import hashes
-
+    from bleprov.core.crypto import pki
     from bleprov.store.hub_files import Hub
 
     zone_passphrase = cli.secret_input(ZONE_PASSPHRASE_ENV, "Zone passphrase", confirm=True)
@@ -267,7 +266,7 @@ def zone_init(
                 registry_url=registry_url,
             )
         with hub:
-            fingerprint = hub.zone.root_certificate.fingerprint(hashes.SHA256()).hex()
+            fingerprint = pki.fingerprint(hub.zone.root_certificate).hex()
             cli.console.print(f"zone {escape(name)!r} ({hub.ca.zone_id}) created in {directory}")
             cli.console.print(f"root certificate: {directory / 'root.pem'} (SHA-256 {fingerprint})")
             cli.console.print(f"first admin: {escape(admin)}")

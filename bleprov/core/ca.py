@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # a type only: keys are made and held by the caller
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+    from bleprov.core.crypto.pki import VerifyingKey
 
 
 @dataclass(frozen=True)
@@ -99,14 +99,14 @@ class CertificateAuthority(Protocol):
         ...
 
     def issue_hub(
-        self, public_key: EllipticCurvePublicKey, *, now: datetime, validity: timedelta = ...
+        self, public_key: VerifyingKey, *, now: datetime, validity: timedelta = ...
     ) -> MemberCertificate:
         """The hub's own certificate (the hub role in its SAN), for a key the hub made."""
         ...
 
     def issue_user(
         self,
-        public_key: EllipticCurvePublicKey,
+        public_key: VerifyingKey,
         name: str,
         now: datetime,
         *,

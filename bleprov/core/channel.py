@@ -14,9 +14,7 @@ from __future__ import annotations
 import enum
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
+from bleprov.core.crypto.primitives import AuthenticationFailed, ChaCha20Poly1305Key
 from bleprov.core.errors import LocalProtocolError, ProtocolError
 
 KEY_SIZE: Final = 32
@@ -60,7 +58,7 @@ class _CipherState:
         if len(key) != KEY_SIZE:
             raise LocalProtocolError("channel keys are 32 bytes")
         self._key = bytearray(key)
-        self._aead: ChaCha20Poly1305 | None = ChaCha20Poly1305(bytes(self._key))
+        self._aead: ChaCha20Poly1305Key | None = ChaCha20Poly1305Key(bytes(self._key))
         self.counter = 0
 
     def encrypt(self, plaintext: bytes, ad: bytes) -> bytes:
@@ -68,7 +66,7 @@ class _CipherState:
             raise ChannelClosedError("the channel is closed")
         if self.counter > MAX_MESSAGES:
             raise ChannelClosedError("message counter exhausted; open a new session")
-        out = self._aead.encrypt(_nonce(self.counter), plaintext, ad)
+        out = self._aead.seal(_nonce(self.counter), plaintext, ad)
         self.counter += 1
         return out
 
@@ -78,8 +76,8 @@ class _CipherState:
         if len(ciphertext) < TAG_SIZE:
             raise ChannelError("message shorter than an authentication tag")
         try:
-            out = self._aead.decrypt(_nonce(self.counter), ciphertext, ad)
-        except InvalidTag:
+            out = self._aead.open(_nonce(self.counter), ciphertext, ad)
+        except AuthenticationFailed:
             raise ChannelError(
                 "message failed authentication (tampered, replayed, reordered or truncated)"
             ) from None

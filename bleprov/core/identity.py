@@ -35,10 +35,6 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import (
     Criticality,
@@ -50,6 +46,7 @@ from cryptography.x509.verification import (
 )
 
 from bleprov.core import cbor
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
     KeyPassphraseMismatch,
@@ -59,6 +56,8 @@ from bleprov.core.crypto.loading import (
     load_der_certificate,
     load_der_private_key,
 )
+from bleprov.core.crypto.pki import SigningKey
+from bleprov.core.crypto.primitives import X25519PrivateKey, generate_x25519_key, scrypt
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 
 # ------------------------------------------------------------------------ constants
@@ -184,14 +183,6 @@ def signed_message(handshake_hash: bytes, context: bytes) -> bytes:
     )
 
 
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
-def _fingerprint(certificate: x509.Certificate) -> bytes:
-    return certificate.fingerprint(hashes.SHA256())
-
-
 def _printable(text: str, limit: int = 64) -> str:
     """Peer-chosen text made safe for a log line or a dialog."""
     return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
@@ -204,68 +195,6 @@ def _organization(certificate: x509.Certificate) -> str:
         return ""
     value = values[0].value if len(values) == 1 else ""
     return _printable(value) if isinstance(value, str) else ""
-
-
-def _key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _ca_certificate(
-    *,
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    path_length: int,
-    not_before: datetime,
-    not_after: datetime,
-    alt_name: x509.SubjectAlternativeName | None = None,
-) -> x509.Certificate:
-    """A CA certificate (self-signed when ``issuer`` is None); zone roots add a SAN."""
-    public_key = key.public_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject if issuer is None else issuer.subject)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-    if issuer is not None:
-        builder = builder.add_extension(_authority_key_id(issuer), critical=False)
-    if alt_name is not None:
-        builder = builder.add_extension(alt_name, critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-
-
-def _pkcs8(key: ec.EllipticCurvePrivateKey | X25519PrivateKey, passphrase: bytes | None) -> bytes:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.NoEncryption()
-        if passphrase is None
-        else serialization.BestAvailableEncryption(passphrase)
-    )
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, encryption
-    )
 
 
 def _load_key(data: object, passphrase: bytes | None, what: str) -> object:
@@ -283,9 +212,9 @@ def _load_key(data: object, passphrase: bytes | None, what: str) -> object:
         raise IdentityError(f"{what}: wrong passphrase or corrupt key") from None
 
 
-def _load_ec_key(data: object, passphrase: bytes | None, what: str) -> ec.EllipticCurvePrivateKey:
+def _load_ec_key(data: object, passphrase: bytes | None, what: str) -> SigningKey:
     key = _load_key(data, passphrase, what)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+    if not pki.is_p256_private_key(key):
         raise IdentityError(f"{what} is not a P-256 key")
     return key
 
@@ -308,7 +237,7 @@ def _parse_certificate(data: bytes) -> x509.Certificate | None:
         return None
 
 
-def _same_public_key(key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> bool:
+def _same_public_key(key: SigningKey, certificate: x509.Certificate) -> bool:
     return key.public_key() == certificate.public_key()
 
 
@@ -407,12 +336,12 @@ class DeviceIdentity:
     def __init__(
         self,
         *,
-        attestation_key: ec.EllipticCurvePrivateKey,
+        attestation_key: SigningKey,
         certificate: x509.Certificate,
         chain: Sequence[x509.Certificate],
         noise_static_key: X25519PrivateKey,
     ) -> None:
-        if not isinstance(attestation_key.curve, ec.SECP256R1):
+        if not pki.is_p256_private_key(attestation_key):
             raise IdentityError("attestation key must be P-256")
         if not _same_public_key(attestation_key, certificate):
             raise IdentityError("attestation key does not match the device certificate")
@@ -428,7 +357,7 @@ class DeviceIdentity:
         self._noise_static_key = noise_static_key
 
     @property
-    def attestation_key(self) -> ec.EllipticCurvePrivateKey:
+    def attestation_key(self) -> SigningKey:
         return self._attestation_key
 
     @property
@@ -442,14 +371,12 @@ class DeviceIdentity:
 
     def sign_handshake(self, handshake_hash: bytes, *, context: bytes) -> bytes:
         """DER ECDSA P-256/SHA-256 signature over :func:`signed_message`."""
-        return self._attestation_key.sign(
-            signed_message(handshake_hash, context), ec.ECDSA(hashes.SHA256())
-        )
+        return pki.ecdsa_sign(self._attestation_key, signed_message(handshake_hash, context))
 
     def attestation(self, handshake_hash: bytes, *, context: bytes) -> Attestation:
         return Attestation(
-            _der(self.certificate),
-            tuple(_der(c) for c in self.chain),
+            pki.der(self.certificate),
+            tuple(pki.der(c) for c in self.chain),
             self.sign_handshake(handshake_hash, context=context),
         )
 
@@ -468,10 +395,10 @@ class DeviceIdentity:
             [
                 _IDENTITY_LABEL,
                 _STORE_VERSION,
-                _pkcs8(self._attestation_key, passphrase),
-                _pkcs8(self._noise_static_key, passphrase),
-                _der(self.certificate),
-                [_der(c) for c in self.chain],
+                pki.pkcs8_der(self._attestation_key, passphrase),
+                pki.pkcs8_der(self._noise_static_key, passphrase),
+                pki.der(self.certificate),
+                [pki.der(c) for c in self.chain],
             ]
         )
 
@@ -519,9 +446,9 @@ class Manufacturer:
     def __init__(
         self,
         *,
-        root_key: ec.EllipticCurvePrivateKey,
+        root_key: SigningKey,
         root_certificate: x509.Certificate,
-        intermediate_key: ec.EllipticCurvePrivateKey,
+        intermediate_key: SigningKey,
         intermediate_certificate: x509.Certificate,
     ) -> None:
         if not _same_public_key(root_key, root_certificate) or not _same_public_key(
@@ -557,8 +484,8 @@ class Manufacturer:
                 f"manufacturer name must be 1-{MAX_MANUFACTURER_NAME} printable ASCII characters"
             )
         start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        root_key = ec.generate_private_key(ec.SECP256R1())
-        root = _ca_certificate(
+        root_key = pki.generate_signing_key()
+        root = pki.ca_certificate(
             subject=_ca_name(name, "Attestation Root"),
             key=root_key,
             issuer=None,
@@ -567,8 +494,8 @@ class Manufacturer:
             not_before=start,
             not_after=start + root_validity,
         )
-        intermediate_key = ec.generate_private_key(ec.SECP256R1())
-        intermediate = _ca_certificate(
+        intermediate_key = pki.generate_signing_key()
+        intermediate = pki.ca_certificate(
             subject=_ca_name(name, "Attestation Intermediate"),
             key=intermediate_key,
             issuer=root,
@@ -587,11 +514,11 @@ class Manufacturer:
     @property
     def root_fingerprint(self) -> bytes:
         """SHA-256 of the root certificate's DER, as :class:`AttestationResult` reports it."""
-        return _fingerprint(self.root_certificate)
+        return pki.fingerprint(self.root_certificate)
 
     def root_certificate_pem(self) -> bytes:
         """The root certificate to install on hosts (their ``trusted_roots``)."""
-        return self.root_certificate.public_bytes(serialization.Encoding.PEM)
+        return pki.certificate_pem(self.root_certificate)
 
     def issue_device(
         self,
@@ -606,7 +533,7 @@ class Manufacturer:
         end = min(_utc(now) + validity, self.intermediate_certificate.not_valid_after_utc)
         if end <= start:
             raise IdentityError("device certificate validity is empty (intermediate expired?)")
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = pki.generate_signing_key()
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.name),
@@ -614,7 +541,7 @@ class Manufacturer:
                 x509.NameAttribute(NameOID.SERIAL_NUMBER, device_id),
             ]
         )
-        certificate = (
+        certificate = pki.sign(
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.intermediate_certificate.subject)
@@ -623,7 +550,7 @@ class Manufacturer:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(pki.key_usage(digital_signature=True), critical=True)
             .add_extension(
                 x509.SubjectAlternativeName(
                     [x509.UniformResourceIdentifier(DEVICE_URN_PREFIX + device_id)]
@@ -633,14 +560,14 @@ class Manufacturer:
             .add_extension(
                 x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
             )
-            .add_extension(_authority_key_id(self.intermediate_certificate), critical=False)
-            .sign(self._intermediate_key, hashes.SHA256())
+            .add_extension(pki.authority_key_id(self.intermediate_certificate), critical=False),
+            self._intermediate_key,
         )
         return DeviceIdentity(
             attestation_key=key,
             certificate=certificate,
             chain=(self.intermediate_certificate, self.root_certificate),
-            noise_static_key=X25519PrivateKey.generate(),
+            noise_static_key=generate_x25519_key(),
         )
 
     def to_bytes(self, passphrase: bytes) -> bytes:
@@ -658,10 +585,10 @@ class Manufacturer:
                 _MANUFACTURER_LABEL,
                 _STORE_VERSION,
                 salt,
-                _pkcs8(self._root_key, key),
-                _der(self.root_certificate),
-                _pkcs8(self._intermediate_key, key),
-                _der(self.intermediate_certificate),
+                pki.pkcs8_der(self._root_key, key),
+                pki.der(self.root_certificate),
+                pki.pkcs8_der(self._intermediate_key, key),
+                pki.der(self.intermediate_certificate),
             ]
         )
 
@@ -704,7 +631,7 @@ def _ca_name(manufacturer: str, role: str) -> x509.Name:
 
 
 def _stretch(passphrase: bytes, salt: bytes) -> bytes:
-    return Scrypt(salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P).derive(passphrase)
+    return scrypt(passphrase, salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
 
 
 # ----------------------------------------------------------------------- verification
@@ -847,10 +774,12 @@ def _validate_chain(
         except _LAZY_PARSE_ERRORS:
             raise AttestationError("certificate chain could not be parsed") from None
     trusted_subjects = {root.subject for root in roots}
-    trusted_der = {_der(root) for root in roots}
+    trusted_der = {pki.der(root) for root in roots}
     try:
         claims_trusted = any(c.issuer in trusted_subjects for c in [leaf, *presented])
-        own_roots = [c for c in presented if c.issuer == c.subject and _der(c) not in trusted_der]
+        own_roots = [
+            c for c in presented if c.issuer == c.subject and pki.der(c) not in trusted_der
+        ]
     except _LAZY_PARSE_ERRORS:
         raise AttestationError("certificate chain could not be parsed") from None
     if claims_trusted:
@@ -898,17 +827,13 @@ def verify_attestation(
     path, trusted = _validate_chain(leaf, presented, roots, when)
     device_id = device_id_of(leaf)
     public_key = leaf.public_key()
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not isinstance(
-        public_key.curve, ec.SECP256R1
-    ):
+    if not pki.is_p256_public_key(public_key):
         raise AttestationError("device key must be P-256")
-    try:
-        public_key.verify(attestation.signature, message, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        raise AttestationError("attestation signature does not verify") from None
+    if not pki.ecdsa_verify(public_key, attestation.signature, message):
+        raise AttestationError("attestation signature does not verify")
 
     root = path[-1]
-    fingerprint = _fingerprint(root)
+    fingerprint = pki.fingerprint(root)
     manufacturer = _organization(root)
     if trusted:
         return AttestationResult(device_id, fingerprint, trusted=True, manufacturer=manufacturer)

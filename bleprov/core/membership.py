@@ -29,16 +29,16 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from bleprov.core import cbor
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.loading import (
     UnreadableCertificate,
     UnreadableKey,
     load_der_certificate,
     load_der_private_key,
 )
+from bleprov.core.crypto.pki import SigningKey
 from bleprov.core.enrolment.device import Authority, SessionContext, Staged
 from bleprov.core.enrolment.messages import EnrolmentError, Status
 from bleprov.core.errors import MalformedData
@@ -137,7 +137,7 @@ class ZoneMembership:
     timer's question) without raising (issue 15, F4).
     """
 
-    key: ec.EllipticCurvePrivateKey
+    key: SigningKey
     cert_der: bytes
     chain_der: tuple[bytes, ...]
     root_der: bytes
@@ -191,11 +191,7 @@ class ZoneMembership:
 
     def encode(self) -> bytes:
         """The ``zone`` record; the key is PKCS#8 DER (the device store encrypts records)."""
-        key = self.key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        key = pki.pkcs8_der(self.key)
         return _dumps(
             {
                 "v": 1,
@@ -217,7 +213,7 @@ class ZoneMembership:
             key = load_der_private_key(_bytes(body, "key"), None)
         except UnreadableKey:
             raise MembershipError("zone record: the key does not load") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
+        if not pki.is_ec_private_key(key):
             raise MembershipError("zone record: the key is not an EC key")
         membership = cls(
             key=key,
@@ -238,10 +234,7 @@ def spki_fingerprint(cert_der: bytes) -> bytes:
         key = load_der_certificate(cert_der).public_key()
     except UnreadableCertificate:
         raise MembershipError("not a DER certificate with a usable key") from None
-    spki = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
+    return hashlib.sha256(pki.spki_der(key)).digest()
 
 
 OWNER_KINDS: Final = ("zone", "peer")
@@ -378,7 +371,7 @@ class ZoneMembershipExtension:
     capabilities: tuple[str, ...] = ("zone",)
 
     def __init__(self) -> None:
-        self._pending: ec.EllipticCurvePrivateKey | None = None
+        self._pending: SigningKey | None = None
 
     def allowed(self, endpoint: str, authority: Authority) -> bool:
         """Joining a zone makes it the owner: the installer or a handover only."""

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import construct as cs
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from bleprov.core.advertising import DISCRIMINATOR_BITS, DISCRIMINATOR_MAX, OobMode
+from bleprov.core.crypto.primitives import X25519PublicKey, x25519_public_key
 from bleprov.core.errors import MalformedData
 
 # ---------------------------------------------------------------------------- errors
@@ -235,7 +235,7 @@ class OnboardingPayload:
 
     def public_key(self) -> X25519PublicKey:
         """The device's static key, as Noise NKpsk0's initiator needs it."""
-        return X25519PublicKey.from_public_bytes(self.device_public_key)
+        return x25519_public_key(self.device_public_key)
 
 
 def _require_key_material(value: bytes, size: int, what: str) -> None:

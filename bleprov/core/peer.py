@@ -28,19 +28,17 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.loading import UnreadableKey, load_der_private_key
+from bleprov.core.crypto.pki import SigningKey, VerifyingKey
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
     _LAZY_PARSE_ERRORS,
     CLOCK_SKEW_ALLOWANCE,
     MAX_CERTIFICATE_SIZE,
-    _der,
     _dumps,
-    _key_usage,
     _loads_strict,
     _parse_certificate,
     _utc,
@@ -98,21 +96,18 @@ def _validate_name(name: object) -> str:
     return name
 
 
-def _spki_fingerprint(public_key: ec.EllipticCurvePublicKey) -> bytes:
-    spki = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(spki).digest()
+def _spki_fingerprint(public_key: VerifyingKey) -> bytes:
+    return hashlib.sha256(pki.spki_der(public_key)).digest()
 
 
 def _is_p256(key: object) -> bool:
-    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    return pki.is_p256_public_key(key)
 
 
 @dataclass(frozen=True)
 class _Checked:
     name: str
-    public_key: ec.EllipticCurvePublicKey
+    public_key: VerifyingKey
 
 
 def _check_certificate(cert_der: object) -> _Checked:
@@ -136,7 +131,7 @@ def _check_certificate(cert_der: object) -> _Checked:
         raise BadPeerIdentity(
             "peer certificate is not self-signed or could not be parsed"
         ) from None
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not _is_p256(public_key):
+    if not pki.is_ec_public_key(public_key) or not _is_p256(public_key):
         raise BadPeerIdentity("peer key must be P-256 ECDSA")
     if (
         len(names) != 1
@@ -191,7 +186,7 @@ def fingerprint_of(cert_der: bytes) -> bytes:
         raise BadPeerIdentity("certificate key could not be parsed") from None
     if not _is_p256(public_key):
         raise BadPeerIdentity("peer key must be P-256 ECDSA")
-    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert pki.is_ec_public_key(public_key)
     return _spki_fingerprint(public_key)
 
 
@@ -312,16 +307,14 @@ class PeerIdentity:
     """Our own long-term peer identity: a P-256 key and its self-signed certificate."""
 
     name: str
-    key: ec.EllipticCurvePrivateKey
+    key: SigningKey
     cert_der: bytes
 
     def __post_init__(self) -> None:
         checked = _check_certificate(self.cert_der)
         if checked.name != self.name:
             raise BadPeerIdentity("identity name differs from its certificate's name")
-        if not isinstance(self.key, ec.EllipticCurvePrivateKey) or (
-            self.key.public_key() != checked.public_key
-        ):
+        if not pki.is_ec_private_key(self.key) or (self.key.public_key() != checked.public_key):
             raise BadPeerIdentity("identity key does not match its certificate")
 
     @classmethod
@@ -332,11 +325,11 @@ class PeerIdentity:
         _validate_name(name)
         if validity <= timedelta(0):
             raise PeerSetupError("validity must be positive")
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = pki.generate_signing_key()
         public_key = key.public_key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        certificate = (
+        certificate = pki.sign(
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(subject)
@@ -345,7 +338,7 @@ class PeerIdentity:
             .not_valid_before(start)
             .not_valid_after(_utc(now) + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(pki.key_usage(digital_signature=True), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
                     [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -358,10 +351,10 @@ class PeerIdentity:
                 ),
                 critical=False,
             )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .sign(key, hashes.SHA256())
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False),
+            key,
         )
-        return cls(name, key, _der(certificate))
+        return cls(name, key, pki.der(certificate))
 
     @property
     def fingerprint(self) -> bytes:
@@ -379,11 +372,7 @@ class PeerIdentity:
         The key is *not* encrypted here: the caller keeps this record in the encrypted
         device store, and a second layer would need a second secret to manage.
         """
-        key = self.key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        key = pki.pkcs8_der(self.key)
         return _dumps([_IDENTITY_LABEL, _VERSION, self.name, key, self.cert_der])
 
     @classmethod
@@ -406,7 +395,7 @@ class PeerIdentity:
             key = load_der_private_key(key_der, None)
         except UnreadableKey:
             raise BadPeerIdentity("peer key is not an unencrypted PKCS#8 key") from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not _is_p256(key.public_key()):
+        if not pki.is_ec_private_key(key) or not _is_p256(key.public_key()):
             raise BadPeerIdentity("peer key is not a P-256 key")
         if not isinstance(cert_der, bytes):
             raise BadPeerIdentity("peer certificate must be bytes")

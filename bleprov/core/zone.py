@@ -50,8 +50,6 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import AttributeOID, ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
@@ -65,18 +63,16 @@ from cryptography.x509.verification import (
 
 from bleprov.core.ca import CertificateAuthority
 from bleprov.core.ca import MemberCertificate as MemberCertificate  # its old home
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.loading import KeyTooDear, UnreadableKey, load_der_private_key
+from bleprov.core.crypto.pki import SigningKey, VerifyingKey
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
     _LAZY_PARSE_ERRORS,
     CLOCK_SKEW_ALLOWANCE,
     MAX_CERTIFICATE_SIZE,
     InvalidDeviceId,
-    _authority_key_id,
-    _ca_certificate,
-    _der,
     _dumps,
-    _key_usage,
     _loads_strict,
     _parse_certificate,
     _printable,
@@ -215,7 +211,7 @@ class CrlInfo:
 
 
 def _is_p256(key: object) -> bool:
-    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    return pki.is_p256_public_key(key)
 
 
 def _zone_name(name: str, zone_id: str, role: str) -> x509.Name:
@@ -348,28 +344,29 @@ def user_names(certificate: x509.Certificate) -> tuple[str, str]:
 # ------------------------------------------------------------------------ device side
 
 
-def make_member_key() -> ec.EllipticCurvePrivateKey:
+def make_member_key() -> SigningKey:
     """A device's zone key: P-256, generated on the device and never sent anywhere."""
-    return ec.generate_private_key(ec.SECP256R1())
+    return pki.generate_signing_key()
 
 
-def make_csr(key: ec.EllipticCurvePrivateKey, *, device_id: str, session_binding: bytes) -> bytes:
+def make_csr(key: SigningKey, *, device_id: str, session_binding: bytes) -> bytes:
     """DER CSR for ``key`` naming ``CN=device_id``, with the binding as challengePassword."""
     if not _is_p256(key.public_key()):
         raise ValueError("zone member keys are P-256")
     validate_device_id(device_id)
-    return (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
-        .add_attribute(AttributeOID.CHALLENGE_PASSWORD, _binding_text(session_binding))
-        .sign(key, hashes.SHA256())
-        .public_bytes(serialization.Encoding.DER)
+    return pki.der(
+        pki.sign(
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+            .add_attribute(AttributeOID.CHALLENGE_PASSWORD, _binding_text(session_binding)),
+            key,
+        )
     )
 
 
 @dataclass(frozen=True)
 class _CheckedCsr:
-    public_key: ec.EllipticCurvePublicKey
+    public_key: VerifyingKey
     device_id: str
     binding: bytes = field(repr=False)
 
@@ -390,7 +387,7 @@ def _check_csr(csr_der: bytes) -> _CheckedCsr:
         raise BadCsr("CSR could not be parsed") from None
     if not signature_ok:
         raise BadCsr("CSR signature does not verify")
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not _is_p256(public_key):
+    if not pki.is_ec_public_key(public_key) or not _is_p256(public_key):
         raise BadCsr("CSR key must be P-256 ECDSA")
     if len(common_names) != 1 or not isinstance(common_names[0].value, str):
         raise BadCsr("CSR subject needs exactly one CN")
@@ -481,7 +478,7 @@ def _check_crl(crl_der: bytes, issuer: x509.Certificate, serial: int, when: date
         issuer_key = issuer.public_key()
         signature_ok = (
             crl.issuer == issuer.subject
-            and isinstance(issuer_key, ec.EllipticCurvePublicKey)
+            and pki.is_ec_public_key(issuer_key)
             and crl.is_signature_valid(issuer_key)
         )
         crl.extensions.get_extension_for_class(x509.CRLNumber)
@@ -665,9 +662,9 @@ class Zone:
     def __init__(
         self,
         *,
-        root_key: ec.EllipticCurvePrivateKey,
+        root_key: SigningKey,
         root_certificate: x509.Certificate,
-        issuer_key: ec.EllipticCurvePrivateKey,
+        issuer_key: SigningKey,
         issuer_certificate: x509.Certificate,
         revoked: dict[int, datetime] | None = None,
         crl_number: int = 0,
@@ -707,9 +704,9 @@ class Zone:
             raise ZoneSetupError(f"zone name must be 1-{MAX_ZONE_NAME} printable ASCII characters")
         zone_id = secrets.token_hex(8)
         start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        root_key = ec.generate_private_key(ec.SECP256R1())
+        root_key = pki.generate_signing_key()
         root_subject = _zone_name(name, zone_id, "Root")
-        root = _ca_certificate(
+        root = pki.ca_certificate(
             subject=root_subject,
             key=root_key,
             issuer=None,
@@ -721,8 +718,8 @@ class Zone:
                 [x509.UniformResourceIdentifier(ZONE_URN_PREFIX + zone_id)]
             ),
         )
-        issuer_key = ec.generate_private_key(ec.SECP256R1())
-        issuer = _ca_certificate(
+        issuer_key = pki.generate_signing_key()
+        issuer = pki.ca_certificate(
             subject=_zone_name(name, zone_id, "Issuing CA"),
             key=issuer_key,
             issuer=root,
@@ -740,11 +737,11 @@ class Zone:
 
     @property
     def root_der(self) -> bytes:
-        return _der(self.root_certificate)
+        return pki.der(self.root_certificate)
 
     @property
     def issuer_der(self) -> bytes:
-        return _der(self.issuer_certificate)
+        return pki.der(self.issuer_certificate)
 
     @property
     def revoked_serials(self) -> frozenset[int]:
@@ -769,7 +766,7 @@ class Zone:
 
     def _leaf(
         self,
-        public_key: ec.EllipticCurvePublicKey,
+        public_key: VerifyingKey,
         *,
         common_name: str,
         uris: list[str],
@@ -787,7 +784,7 @@ class Zone:
         end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
         if end <= start:
             raise ZoneSetupError(f"{what} validity is empty (issuing CA expired?)")
-        return (
+        return pki.sign(
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
             .issuer_name(self.issuer_certificate.subject)
@@ -796,20 +793,20 @@ class Zone:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(digital_signature=True), critical=True)
+            .add_extension(pki.key_usage(digital_signature=True), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(
                 x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
                 critical=False,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
-            .sign(self._issuer_key, hashes.SHA256())
+            .add_extension(pki.authority_key_id(self.issuer_certificate), critical=False),
+            self._issuer_key,
         )
 
     def _issue(
         self,
-        public_key: ec.EllipticCurvePublicKey,
+        public_key: VerifyingKey,
         *,
         device_id: str,
         owner: str,
@@ -829,11 +826,11 @@ class Zone:
             limit=MAX_MEMBER_VALIDITY,
             what="member",
         )
-        return MemberCertificate(_der(certificate), (self.issuer_der,), self.root_der)
+        return MemberCertificate(pki.der(certificate), (self.issuer_der,), self.root_der)
 
     def issue_hub(
         self,
-        public_key: ec.EllipticCurvePublicKey,
+        public_key: VerifyingKey,
         *,
         now: datetime,
         validity: timedelta = DEFAULT_HUB_VALIDITY,
@@ -861,7 +858,7 @@ class Zone:
             limit=MAX_HUB_VALIDITY,
             what="hub",
         )
-        return MemberCertificate(_der(certificate), (self.issuer_der,), self.root_der)
+        return MemberCertificate(pki.der(certificate), (self.issuer_der,), self.root_der)
 
     def issue_member(
         self,
@@ -930,7 +927,7 @@ class Zone:
 
     def issue_user(
         self,
-        public_key: ec.EllipticCurvePublicKey,
+        public_key: VerifyingKey,
         name: str,
         now: datetime,
         *,
@@ -956,7 +953,7 @@ class Zone:
             limit=MAX_USER_VALIDITY,
             what="user",
         )
-        return _der(certificate)
+        return pki.der(certificate)
 
     # ------------------------------------------------------------------ revocation
 
@@ -978,7 +975,7 @@ class Zone:
             .last_update(when - CLOCK_SKEW_ALLOWANCE)
             .next_update(when + next_update)
             .add_extension(x509.CRLNumber(self._crl_number), critical=False)
-            .add_extension(_authority_key_id(self.issuer_certificate), critical=False)
+            .add_extension(pki.authority_key_id(self.issuer_certificate), critical=False)
         )
         for serial, revoked_at in sorted(self._revoked.items()):
             builder = builder.add_revoked_certificate(
@@ -987,9 +984,7 @@ class Zone:
                 .revocation_date(revoked_at)
                 .build()
             )
-        return builder.sign(self._issuer_key, hashes.SHA256()).public_bytes(
-            serialization.Encoding.DER
-        )
+        return pki.der(pki.sign(builder, self._issuer_key))
 
     # ----------------------------------------------------------------- persistence
 
@@ -1003,12 +998,10 @@ class Zone:
         if not isinstance(passphrase, bytes) or not passphrase:
             raise ZoneSetupError("a zone store needs a non-empty passphrase")
         salt = secrets.token_bytes(_SALT_SIZE)
-        encryption = serialization.BestAvailableEncryption(_stretch(passphrase, salt))
+        stretched = _stretch(passphrase, salt)
 
-        def pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
-            return key.private_bytes(
-                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, encryption
-            )
+        def pkcs8(key: SigningKey) -> bytes:
+            return pki.pkcs8_der(key, stretched)
 
         return _dumps(
             [
@@ -1056,7 +1049,7 @@ class Zone:
         return f"Zone(zone_id={self.zone_id!r}, revoked={len(self._revoked)})"
 
 
-def _load_store_key(data: object, key: bytes, what: str) -> ec.EllipticCurvePrivateKey:
+def _load_store_key(data: object, key: bytes, what: str) -> SigningKey:
     if not isinstance(data, bytes) or not 0 < len(data) <= _MAX_KEY_SIZE:
         raise ZoneSetupError(f"{what} must be at most {_MAX_KEY_SIZE} bytes")
     try:
@@ -1065,9 +1058,7 @@ def _load_store_key(data: object, key: bytes, what: str) -> ec.EllipticCurvePriv
         raise ZoneSetupError(f"{what}: {exc}") from None
     except UnreadableKey:
         raise ZoneSetupError(f"{what}: wrong passphrase or corrupt key") from None
-    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or not _is_p256(
-        private_key.public_key()
-    ):
+    if not pki.is_ec_private_key(private_key) or not _is_p256(private_key.public_key()):
         raise ZoneSetupError(f"{what} is not a P-256 key")
     return private_key
 

@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
-
+from bleprov.core.crypto.primitives import pbkdf2_hmac
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.toml_text import MAX_TOML_BYTES, TomlUnreadable, parse_toml
 from bleprov.core.wifi import (
@@ -93,13 +91,14 @@ class AccessPointBehaviour(enum.Enum):
 
 def wpa_psk(passphrase: str, ssid: bytes) -> bytes:
     """The 32-byte WPA PSK a passphrase stands for on ``ssid``."""
-    kdf = PBKDF2HMAC(
-        algorithm=hashes.SHA1(),  # noqa: S303 - WPA's PSK is defined over HMAC-SHA1
-        length=PSK_BYTES,
+    # WPA's PSK is defined over HMAC-SHA1.
+    return pbkdf2_hmac(
+        passphrase.encode("ascii"),
         salt=ssid,
         iterations=WPA_PSK_ITERATIONS,
+        length=PSK_BYTES,
+        hash_name="sha1",
     )
-    return kdf.derive(passphrase.encode("ascii"))
 
 
 @dataclass(frozen=True, repr=False)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import ssl
 
-from cryptography.hazmat.primitives.serialization import Encoding
-
+from bleprov.core.crypto import pki
 from bleprov.core.identity import DeviceIdentity
 from bleprov.tls.context import TlsSetupError, load_key_and_chain
 
@@ -35,7 +34,5 @@ def device_broker_tls(
             raise TlsSetupError("the broker CA file is not a PEM certificate") from None
     # Leaf and intermediate; the broker holds the root.
     chain = [identity.certificate, *identity.chain[:-1]]
-    load_key_and_chain(
-        context, identity.attestation_key, [c.public_bytes(Encoding.DER) for c in chain]
-    )
+    load_key_and_chain(context, identity.attestation_key, [pki.der(c) for c in chain])
     return context

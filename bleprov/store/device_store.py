@@ -46,12 +46,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from bleprov.core import cbor
+from bleprov.core.crypto.primitives import AuthenticationFailed, ChaCha20Poly1305Key, hkdf_sha256
 from bleprov.core.errors import BleprovError
 from bleprov.core.factory import DeviceProvisioning
 from bleprov.store.files import read_optional, write_atomic
@@ -118,8 +114,8 @@ def derive_store_keys(store_key: bytes) -> tuple[bytes, bytes]:
     """The AEAD key and the key id of a 32-byte store key (HKDF-SHA256, RFC 5869)."""
     if len(store_key) != KEY_BYTES:
         raise StoreError(f"a store key has {KEY_BYTES} bytes, the provider gave {len(store_key)}")
-    aead_key = HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=AEAD_INFO).derive(store_key)
-    key_id = HKDF(hashes.SHA256(), KEY_ID_BYTES, salt=None, info=KEY_ID_INFO).derive(store_key)
+    aead_key = hkdf_sha256(store_key, KEY_BYTES, salt=None, info=AEAD_INFO)
+    key_id = hkdf_sha256(store_key, KEY_ID_BYTES, salt=None, info=KEY_ID_INFO)
     return aead_key, key_id
 
 
@@ -259,7 +255,7 @@ class DeviceStore:
         """A per-device key for tagging names in logs (:func:`bleprov.core.wifi.network_tag`),
         derived from the store key: stable while the store is, unknown to log readers."""
         store_key = self.key_provider.load_or_create()
-        return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=LOG_TAG_INFO).derive(store_key)
+        return hkdf_sha256(store_key, KEY_BYTES, salt=None, info=LOG_TAG_INFO)
 
     def claim(self) -> StoreClaim:
         """Hold this store as its one server (:class:`StoreClaim`); StoreInUse if another
@@ -343,8 +339,8 @@ class DeviceStore:
             )
         header = raw[: HEADER.size]
         try:
-            plaintext = ChaCha20Poly1305(aead_key).decrypt(nonce, raw[HEADER.size :], header)
-        except InvalidTag:
+            plaintext = ChaCha20Poly1305Key(aead_key).open(nonce, raw[HEADER.size :], header)
+        except AuthenticationFailed:
             raise self._corrupt("was altered or truncated (authentication failed)") from None
         return self._decode(plaintext), generation
 
@@ -382,7 +378,7 @@ class DeviceStore:
         aead_key, key_id = self._store_keys()
         nonce = os.urandom(NONCE_BYTES)
         header = HEADER.pack(MAGIC, FORMAT_VERSION, generation, key_id, nonce)
-        ciphertext = ChaCha20Poly1305(aead_key).encrypt(nonce, plaintext, header)
+        ciphertext = ChaCha20Poly1305Key(aead_key).seal(nonce, plaintext, header)
         self._remove_stale_temporaries()
         write_atomic(self.path, header + ciphertext)
         self._highest_generation = generation

@@ -32,14 +32,11 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, padding, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bleprov.core.ca import CertificateAuthority, apply_revocations
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
     KeyTooDear,
@@ -48,6 +45,8 @@ from bleprov.core.crypto.loading import (
     load_pem_certificate,
     load_pem_private_key,
 )
+from bleprov.core.crypto.pki import SigningKey
+from bleprov.core.crypto.primitives import aes_cbc_pkcs7_encrypt, pbkdf2_hmac
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError, MalformedData
 from bleprov.core.toml_text import TomlUnreadable, parse_toml
@@ -338,14 +337,12 @@ class Hub:
             raise BadCredential("the user certificate is revoked: ask an admin for a new one")
         key = _load_user_key(key_pem, key_passphrase)
         challenge = secrets.token_bytes(32)
-        signature = key.sign(challenge, ec.ECDSA(hashes.SHA256()))
+        signature = pki.ecdsa_sign(key, challenge)
         public_key = x509.load_der_x509_certificate(cert_der).public_key()
-        try:
-            if not isinstance(public_key, ec.EllipticCurvePublicKey):
-                raise InvalidSignature
-            public_key.verify(signature, challenge, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            raise BadCredential("the user key does not belong to the user certificate") from None
+        if not pki.is_ec_public_key(public_key) or not pki.ecdsa_verify(
+            public_key, signature, challenge
+        ):
+            raise BadCredential("the user key does not belong to the user certificate")
         user = self.registry.authenticate_certificate(hashlib.sha256(cert_der).hexdigest())
         if user.name != name:
             raise AuthenticationFailed()
@@ -370,7 +367,7 @@ class Hub:
         if not isinstance(name, str) or OWNER_PATTERN.fullmatch(name) is None:
             raise HubError("a user name is 1-64 characters of A-Z a-z 0-9 . _ @ -")
         self.registry.require_admin(actor)
-        key = ec.generate_private_key(ec.SECP256R1())
+        key = pki.generate_signing_key()
         cert_der = self.ca.issue_user(key.public_key(), name, now)
         self.registry.add_user(
             name,
@@ -523,7 +520,7 @@ def _check_key_passphrase(passphrase: bytes) -> None:
 
 
 def _pem(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(serialization.Encoding.PEM)
+    return pki.certificate_pem(certificate)
 
 
 def _pem_der(der: bytes, label: str) -> bytes:
@@ -547,9 +544,7 @@ def _published_crl_number(path: Path, issuer: x509.Certificate) -> int:
     try:
         crl = x509.load_pem_x509_crl(data)
         issuer_key = issuer.public_key()
-        if not isinstance(issuer_key, ec.EllipticCurvePublicKey) or not crl.is_signature_valid(
-            issuer_key
-        ):
+        if not pki.is_ec_public_key(issuer_key) or not crl.is_signature_valid(issuer_key):
             return 0
         return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
     except (*PARSE_ERRORS, x509.ExtensionNotFound, InvalidSignature):
@@ -563,10 +558,10 @@ def _load_user_certificate(cert_pem: bytes) -> bytes:
         certificate = load_pem_certificate(cert_pem)
     except UnreadableCertificate:
         raise BadCredential("the user certificate is not a PEM certificate") from None
-    return certificate.public_bytes(serialization.Encoding.DER)
+    return pki.der(certificate)
 
 
-def _load_user_key(key_pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivateKey:
+def _load_user_key(key_pem: bytes, passphrase: bytes) -> SigningKey:
     if not isinstance(key_pem, bytes) or not 0 < len(key_pem) <= MAX_USER_PEM_SIZE:
         raise BadCredential(f"a user key file is 1 to {MAX_USER_PEM_SIZE} bytes of PEM")
     if not isinstance(passphrase, bytes) or not 0 < len(passphrase) <= MAX_KEY_PASSPHRASE_BYTES:
@@ -579,7 +574,7 @@ def _load_user_key(key_pem: bytes, passphrase: bytes) -> ec.EllipticCurvePrivate
         raise BadCredential(
             "cannot decrypt the user key: wrong key passphrase, or not an encrypted key file"
         ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+    if not pki.is_p256_private_key(key):
         raise BadCredential("the user key is not a P-256 key")
     return key
 
@@ -607,7 +602,7 @@ def _der_int(value: int) -> bytes:
 
 
 def encrypt_private_key_pem(
-    key: ec.EllipticCurvePrivateKey, passphrase: bytes, *, iterations: int = USER_KEY_ITERATIONS
+    key: SigningKey, passphrase: bytes, *, iterations: int = USER_KEY_ITERATIONS
 ) -> bytes:
     """``ENCRYPTED PRIVATE KEY`` PEM: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC (RFC 8018).
 
@@ -615,15 +610,10 @@ def encrypt_private_key_pem(
     instead of the 2048 iterations that ``BestAvailableEncryption`` uses.
     """
     _check_key_passphrase(passphrase)
-    plain = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    plain = pki.pkcs8_der(key)
     salt, iv = secrets.token_bytes(16), secrets.token_bytes(16)
-    secret = PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(passphrase)
-    padder = padding.PKCS7(128).padder()
-    padded = padder.update(plain) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(secret), modes.CBC(iv)).encryptor()
-    encrypted = encryptor.update(padded) + encryptor.finalize()
+    secret = pbkdf2_hmac(passphrase, salt=salt, iterations=iterations, length=32)
+    encrypted = aes_cbc_pkcs7_encrypt(secret, iv, plain)
     prf = _der_tlv(0x30, _OID_HMAC_SHA256 + b"\x05\x00")
     kdf_params = _der_tlv(0x30, _der_tlv(0x04, salt) + _der_int(iterations) + prf)
     kdf = _der_tlv(0x30, _OID_PBKDF2 + kdf_params)

@@ -36,7 +36,6 @@ from typing import Any, Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -64,6 +63,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from bleprov.core.crypto.primitives import scrypt
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError
 
@@ -944,7 +944,7 @@ def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:
 
 
 def _scrypt(secret: bytes, salt: bytes, cost: ScryptCost, length: int = _HASH_BYTES) -> bytes:
-    return Scrypt(salt=salt, length=length, n=cost.n, r=cost.r, p=cost.p).derive(secret)
+    return scrypt(secret, salt=salt, length=length, n=cost.n, r=cost.r, p=cost.p)
 
 
 def _check_passphrase(passphrase: str) -> None:

@@ -12,11 +12,8 @@ import os
 from pathlib import Path
 from typing import Final
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from bleprov.core import cbor
+from bleprov.core.crypto.primitives import AuthenticationFailed, ChaCha20Poly1305Key, scrypt
 from bleprov.core.errors import BleprovError
 from bleprov.store.files import write_atomic
 
@@ -40,8 +37,7 @@ class SealedFileError(BleprovError):
 
 
 def _key(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    key: bytes = Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase)
-    return key
+    return scrypt(passphrase, salt=salt, length=32, n=1 << log2_n, r=r, p=p)
 
 
 def seal(data: bytes, passphrase: bytes, *, log2_n: int = DEFAULT_LOG2_N) -> bytes:
@@ -53,7 +49,7 @@ def seal(data: bytes, passphrase: bytes, *, log2_n: int = DEFAULT_LOG2_N) -> byt
     cost = [log2_n, SCRYPT_R, SCRYPT_P]
     header = cbor.dumps([LABEL, 1, salt, cost, nonce])
     key = _key(passphrase, salt, log2_n, SCRYPT_R, SCRYPT_P)
-    ciphertext = ChaCha20Poly1305(key).encrypt(nonce, data, header)
+    ciphertext = ChaCha20Poly1305Key(key).seal(nonce, data, header)
     return cbor.dumps([LABEL, 1, salt, cost, nonce, ciphertext])
 
 
@@ -88,10 +84,10 @@ def unseal(raw: bytes, passphrase: bytes) -> bytes:
     salt, nonce, ciphertext = value[2], value[4], value[5]
     header = cbor.dumps(value[:5])
     try:
-        return ChaCha20Poly1305(_key(passphrase, salt, log2_n, r, p)).decrypt(
+        return ChaCha20Poly1305Key(_key(passphrase, salt, log2_n, r, p)).open(
             nonce, ciphertext, header
         )
-    except InvalidTag:
+    except AuthenticationFailed:
         raise SealedFileError("wrong passphrase, or the file was altered") from None
 
 

@@ -27,10 +27,10 @@ from types import TracebackType
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from bleprov.core import cbor
 from bleprov.core.crypto.loading import UnreadableCertificate, load_der_certificate
+from bleprov.core.crypto.pki import SigningKey
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.peer import PeerError, PeerIdentity, PeerPin, PinSet
 from bleprov.core.zone import (
@@ -129,7 +129,7 @@ class RequestFailed(ValidatedConnectionError):
 class MemberCredentials:
     """A zone member's key, its certificate, the chain above it (issuing CA) and the root."""
 
-    key: ec.EllipticCurvePrivateKey
+    key: SigningKey
     cert_der: bytes
     chain_der: tuple[bytes, ...]
     root_der: bytes
@@ -145,9 +145,7 @@ class MemberCredentials:
             raise TlsSetupError("member chain must be a tuple holding the issuing CA")
 
     @classmethod
-    def from_certificate(
-        cls, key: ec.EllipticCurvePrivateKey, issued: MemberCertificate
-    ) -> MemberCredentials:
+    def from_certificate(cls, key: SigningKey, issued: MemberCertificate) -> MemberCredentials:
         return cls(key, issued.cert_der, tuple(issued.chain_der), issued.root_der)
 
     @property

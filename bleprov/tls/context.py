@@ -15,10 +15,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from bleprov.core.crypto import pki
 from bleprov.core.crypto.loading import UnreadableCertificate, load_der_certificate
+from bleprov.core.crypto.pki import SigningKey
 from bleprov.core.errors import BleprovError
 
 
@@ -28,20 +27,17 @@ class TlsSetupError(BleprovError):
 
 def _pem(cert_der: bytes) -> bytes:
     try:
-        return load_der_certificate(cert_der).public_bytes(serialization.Encoding.PEM)
+        return pki.certificate_pem(load_der_certificate(cert_der))
     except (UnreadableCertificate, TypeError):
         raise TlsSetupError("a certificate of our own credentials is not DER") from None
 
 
 def load_key_and_chain(
-    context: ssl.SSLContext, key: ec.EllipticCurvePrivateKey, chain_der: Sequence[bytes]
+    context: ssl.SSLContext, key: SigningKey, chain_der: Sequence[bytes]
 ) -> None:
     """Load ``key`` and ``chain_der`` (leaf first) into ``context`` without plaintext on disk."""
     password = secrets.token_urlsafe(32).encode("ascii")
-    encryption = serialization.BestAvailableEncryption(password)  # PBES2, AES-256-CBC
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    key_pem = pki.pkcs8_pem(key, password)  # PBES2, AES-256-CBC
     data = b"".join(_pem(c) for c in chain_der) + key_pem
     with tempfile.TemporaryDirectory(prefix="bleprov-tls-") as directory:  # mkdtemp: 0700
         path = Path(directory) / "credentials.pem"
@@ -59,7 +55,7 @@ def load_key_and_chain(
 def make_context(
     *,
     server: bool,
-    key: ec.EllipticCurvePrivateKey,
+    key: SigningKey,
     chain_der: Sequence[bytes],
     trust_der: Sequence[bytes],
 ) -> ssl.SSLContext:

@@ -29,11 +29,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Final
 
-from cryptography.hazmat.primitives import cmac
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+from bleprov.core.crypto import primitives
+from bleprov.core.crypto.primitives import P256PrivateKey, P256PublicKey
 from bleprov.core.errors import MalformedData, ProtocolError
 
 #: Length of a P-256 coordinate, private key or DHKey.
@@ -79,9 +76,7 @@ def _require_length(name: str, value: bytes, length: int) -> None:
 def aes_cmac(key: bytes, message: bytes) -> bytes:
     """AES-CMAC with a 128-bit key (RFC 4493; Vol 3, Part H, section 2.2.5)."""
     _require_length("AES-CMAC key", key, AES_CMAC_KEY_LEN)
-    mac = cmac.CMAC(algorithms.AES(key))
-    mac.update(message)
-    return mac.finalize()
+    return primitives.aes_cmac(key, message)
 
 
 def f4(u: bytes, v: bytes, x: bytes, z: int) -> bytes:
@@ -172,35 +167,28 @@ def verify_commitment(
         raise CommitmentMismatch("the peer's nonce does not match its commitment")
 
 
-def generate_p256_private_key() -> ec.EllipticCurvePrivateKey:
+def generate_p256_private_key() -> P256PrivateKey:
     """A fresh P-256 key pair for one exchange (never reused across exchanges)."""
-    return ec.generate_private_key(ec.SECP256R1())
+    return primitives.generate_p256_key()
 
 
-def p256_private_key_from_bytes(d: bytes) -> ec.EllipticCurvePrivateKey:
+def p256_private_key_from_bytes(d: bytes) -> P256PrivateKey:
     """A P-256 private key from its 32-byte big-endian scalar (for test vectors)."""
     _require_length("private key", d, P256_COORDINATE_LEN)
-    return ec.derive_private_key(int.from_bytes(d, "big"), ec.SECP256R1())
+    return primitives.p256_private_key(int.from_bytes(d, "big"))
 
 
-def _public(
-    key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey,
-) -> ec.EllipticCurvePublicKey:
-    return key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
-
-
-def p256_public_key_bytes(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> bytes:
+def p256_public_key_bytes(key: P256PrivateKey | P256PublicKey) -> bytes:
     """The 64-byte public key to send: X || Y, both big-endian."""
-    point = _public(key).public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    return point[1:]
+    return primitives.p256_public_point(key)[1:]
 
 
-def public_key_x(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> bytes:
+def public_key_x(key: P256PrivateKey | P256PublicKey) -> bytes:
     """The 32-byte big-endian X coordinate that f4 and g2 take as U and V."""
     return p256_public_key_bytes(key)[:P256_COORDINATE_LEN]
 
 
-def p256_public_key_from_bytes(xy: bytes) -> ec.EllipticCurvePublicKey:
+def p256_public_key_from_bytes(xy: bytes) -> P256PublicKey:
     """Decode a peer's X || Y public key, refusing any point that is not on P-256.
 
     Checking the point defeats invalid-curve attacks, which recover the private key from
@@ -209,13 +197,11 @@ def p256_public_key_from_bytes(xy: bytes) -> ec.EllipticCurvePublicKey:
     if len(xy) != P256_PUBLIC_KEY_LEN:
         raise MalformedData(f"a P-256 public key is {P256_PUBLIC_KEY_LEN} bytes, got {len(xy)}")
     try:
-        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + xy)
+        return primitives.p256_public_key(b"\x04" + xy)
     except ValueError:
         raise MalformedData("the public key is not a point on P-256") from None
 
 
-def dh_key(
-    private_key: ec.EllipticCurvePrivateKey, peer_public_key: ec.EllipticCurvePublicKey
-) -> bytes:
+def dh_key(private_key: P256PrivateKey, peer_public_key: P256PublicKey) -> bytes:
     """The 32-byte DHKey: the big-endian X coordinate of ``private * peer_public``."""
-    return private_key.exchange(ec.ECDH(), peer_public_key)
+    return primitives.p256_ecdh(private_key, peer_public_key)

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from noise.connection import Keypair, NoiseConnection
 from noise.exceptions import (
     NoiseInvalidMessage,
     NoiseValueError,
 )
 
+from bleprov.core.crypto.primitives import X25519PrivateKey
 from bleprov.core.errors import LocalProtocolError, ProtocolError
 
 NoisePattern = Literal["NKpsk0", "NN"]

@@ -67,11 +67,8 @@ from typing import Final
 # ``__all__``; mypy --strict calls that an implicit re-export (pycryptodome 3.21's stubs
 # did not, hence unused-ignore).
 from Crypto.PublicKey.ECC import EccPoint  # type: ignore[attr-defined, unused-ignore]
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from bleprov.core.crypto.primitives import hkdf_sha256, p256_point, scrypt
 from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
 
 CIPHERSUITE: Final = "P256-SHA256-HKDF-SHA256-HMAC-SHA256"
@@ -140,8 +137,8 @@ class ConfirmationFailed(Spake2PlusError):
 
 def _point_from_compressed(encoded: bytes) -> EccPoint:
     """A constant point from its compressed encoding; decompression by ``cryptography``."""
-    numbers = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), encoded).public_numbers()
-    return EccPoint(numbers.x, numbers.y, _CURVE)
+    x, y = p256_point(encoded)
+    return EccPoint(x, y, _CURVE)
 
 
 GENERATOR: Final = EccPoint(_P256_GX, _P256_GY, _CURVE)
@@ -341,8 +338,14 @@ def derive_verifier(
     """
     if len(salt) < MIN_SALT_LEN:
         raise MalformedData(f"scrypt salt must be at least {MIN_SALT_LEN} bytes")
-    kdf = Scrypt(salt=salt, length=2 * PBKDF_HALF_LEN, n=cost.n, r=cost.r, p=cost.p)
-    output = kdf.derive(pbkdf_input(password, id_prover, id_verifier))
+    output = scrypt(
+        pbkdf_input(password, id_prover, id_verifier),
+        salt=salt,
+        length=2 * PBKDF_HALF_LEN,
+        n=cost.n,
+        r=cost.r,
+        p=cost.p,
+    )
     w0 = int.from_bytes(output[:PBKDF_HALF_LEN], "big") % P256_ORDER
     w1 = int.from_bytes(output[PBKDF_HALF_LEN:], "big") % P256_ORDER
     # ProverSecrets refuses a zero scalar, which happens with probability about 2**-255.
@@ -433,8 +436,7 @@ class KeySchedule:
 
 def _hkdf(k_main: bytes, info: bytes, length: int) -> bytes:
     """RFC 9383's ``KDF(nil, K_main, info)``: HKDF-SHA256 with an empty salt."""
-    derived: bytes = HKDF(hashes.SHA256(), length, salt=None, info=info).derive(k_main)
-    return derived
+    return hkdf_sha256(k_main, length, salt=None, info=info)
 
 
 def compute_key_schedule(transcript: bytes) -> KeySchedule:

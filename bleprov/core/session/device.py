@@ -19,10 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from bleprov.core.attempts import (
     AttemptLimits,
     ButtonWindow,
@@ -31,6 +27,7 @@ from bleprov.core.attempts import (
     SessionRefused,
 )
 from bleprov.core.channel import ChannelClosedError
+from bleprov.core.crypto.primitives import X25519PrivateKey, hkdf_sha256
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.identity import DeviceIdentity
@@ -121,10 +118,12 @@ class DeviceSecrets:
     def unknown_user_key(self) -> bytes:
         """Keys the fake verifiers unknown user names get (code mode): from the device's
         static key, so they are fixed per device and name, and nobody else can make them."""
-        key: bytes = HKDF(hashes.SHA256(), 32, salt=None, info=UNKNOWN_USER_KEY_INFO).derive(
-            self.identity.noise_static_key.private_bytes_raw()
+        return hkdf_sha256(
+            self.identity.noise_static_key.private_bytes_raw(),
+            32,
+            salt=None,
+            info=UNKNOWN_USER_KEY_INFO,
         )
-        return key
 
     def __repr__(self) -> str:
         return f"DeviceSecrets(device_id={self.identity.device_id!r})"
