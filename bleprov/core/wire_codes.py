@@ -403,7 +403,13 @@ _TRUST = "bleprov.service.trust"
 #: The validated connection's code field: ErrorCode values the TLS link sends, the TLS
 #: adapter's own codes, and the device's operation refusals, in wire order.
 CONNECTION_ROWS: Final[tuple[tuple[int, str, str, str], ...]] = (
-    (_E.MALFORMED_DATA, "MALFORMED_DATA", "malformed message (`BadMessage`)", _TLS),
+    (
+        _E.MALFORMED_DATA,
+        "MALFORMED_DATA",
+        "malformed message (a `BadMessage` closes the connection) or data (the hub's "
+        "answer to a renewal it cannot decode)",
+        f"{_TLS} {_HUB}",
+    ),
     (
         _E.UNEXPECTED_MESSAGE,
         "UNEXPECTED_MESSAGE",

@@ -1,4 +1,5 @@
-"""The wire-code registry: one value, one meaning per field; every code sent is registered."""
+"""The wire-code registry: one value, one meaning per field; every code sent is registered;
+docs/protocol.md's tables are the registry's."""
 
 from __future__ import annotations
 
@@ -210,3 +211,30 @@ def test_no_module_writes_an_error_code_literal() -> None:
         if literal.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_protocol_md_tables_are_the_registry() -> None:
+    """docs/protocol.md's code tables are generated; regenerate with `make docs`."""
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    assert doc == wc.update_document(doc)
+
+
+def test_every_table_has_its_markers() -> None:
+    with pytest.raises(ValueError, match="no wire-codes:statuses markers"):
+        wc.update_document("<!-- wire-codes:errors -->\n<!-- /wire-codes:errors -->\n")
+
+
+def test_main_rewrites_the_marked_tables(tmp_path: Path) -> None:
+    doc = tmp_path / "protocol.md"
+    doc.write_text(
+        "intro\n"
+        + "".join(
+            f"<!-- wire-codes:{name} -->\nOUTDATED ROWS\n<!-- /wire-codes:{name} -->\n"
+            for name in wc.SECTIONS
+        )
+    )
+    assert wc.main(["--update", str(doc)]) == 0
+    text = doc.read_text()
+    assert "OUTDATED ROWS" not in text
+    assert "| 0x4A | device busy |" in text
+    assert text == wc.update_document(text)
