@@ -1,4 +1,4 @@
-"""Every numeric code bleprov puts on the air, the broker or the TLS link: one registry.
+"""Every code (and coded name) bleprov puts on the air, the broker or the TLS link.
 
 A *namespace* is one field on the wire (the framing control byte's kind bits, a RESET
 frame's code, an enrolment response's status, a validated connection's error code, a
@@ -134,9 +134,10 @@ AD_FLAG_BITS: Final = {"le-general-discoverable": 0x02, "br-edr-not-supported": 
 
 @dataclass(frozen=True)
 class WireCode:
-    """One value of one namespace: its name in the code, what it means, who uses it."""
+    """One value of one namespace: its name in the code, what it means, who uses it.
+    Most fields hold numbers; the names of endpoints, topics and operations are text."""
 
-    value: int
+    value: int | str
     name: str
     meaning: str
     #: The modules (``module`` or ``module:Class``) that define or send it.
@@ -153,20 +154,24 @@ class Namespace:
     field: str
     codes: tuple[WireCode, ...]
 
-    def collisions(self) -> dict[int, tuple[str, ...]]:
+    def collisions(self) -> dict[int | str, tuple[str, ...]]:
         """Values given two different names in this field."""
-        names: dict[int, list[str]] = {}
+        names: dict[int | str, list[str]] = {}
         for code in self.codes:
             if code.name not in names.setdefault(code.value, []):
                 names[code.value].append(code.name)
         return {value: tuple(n) for value, n in names.items() if len(n) > 1}
 
-    def value(self, name: str) -> int:
+    def value(self, name: str) -> int | str:
         """The value registered under ``name`` (KeyError if none)."""
         for code in self.codes:
             if code.name == name:
                 return code.value
         raise KeyError(name)
+
+
+def _text_codes(where: str, rows: Iterable[tuple[str, str, str]]) -> tuple[WireCode, ...]:
+    return tuple(WireCode(value, name, meaning, (where,)) for value, name, meaning in rows)
 
 
 def _codes(rows: Iterable[tuple[int, str, str, str]]) -> tuple[WireCode, ...]:
@@ -472,10 +477,13 @@ CONNECTION_ROWS: Final[tuple[tuple[int, str, str, str], ...]] = (
 
 #: Values that mean two things in one field, which protocol v2 renumbers; a new one fails
 #: tests/core/test_wire_codes.py. (namespace key, value) -> the names sharing it.
-KNOWN_COLLISIONS: Final[dict[tuple[str, int], tuple[str, ...]]] = {
+KNOWN_COLLISIONS: Final[dict[tuple[str, int | str], tuple[str, ...]]] = {
     ("connection", 0x70): ("ZONE", "DEVICE_UNKNOWN_OP"),
     ("connection", 0x71): ("NOT_A_ZONE_MEMBER", "DEVICE_NOT_ALLOWED"),
     ("connection", 0x72): ("REVOKED", "DEVICE_BAD_WINDOW"),
+    # The server's greeting and a device's `hello` operation share the op; the greeting
+    # has id 0 and comes first, a reply has its request's id, so they never mix up.
+    ("connection-op", "hello"): ("GREETING", "HELLO"),
 }
 
 _ADV = "bleprov.core.advertising"
@@ -790,6 +798,74 @@ NAMESPACES: Final[tuple[Namespace, ...]] = (
             ]
         ),
     ),
+    Namespace(
+        "enrolment-endpoint",
+        "Enrolment endpoints",
+        "a request's endpoint (section 11); products add `vendor/...`",
+        _text_codes(
+            f"{_ENROLMENT}.messages",
+            [
+                ("info", "INFO", "the device's capabilities"),
+                ("wifi/scan", "WIFI_SCAN", "scan for networks"),
+                ("wifi/set", "WIFI_SET", "stage Wi-Fi credentials and join"),
+                ("failsafe", "FAILSAFE", "arm the fail-safe"),
+                ("commit", "COMMIT", "make the staged records durable"),
+                ("abort", "ABORT", "roll back"),
+                ("factory-reset", "FACTORY_RESET", "always refused here (section 13)"),
+                ("enrolment/status", "ENROLMENT_STATUS", "was this enrolment committed"),
+            ],
+        ),
+    ),
+    Namespace(
+        "enrolment-topic",
+        "Enrolment notification topics",
+        "a notification's topic (section 11)",
+        _text_codes(
+            f"{_ENROLMENT}.messages",
+            [
+                ("wifi/scan", "WIFI_SCAN", "scan results"),
+                ("wifi/status", "WIFI_STATUS", "join progress"),
+                ("failsafe", "FAILSAFE", "the fail-safe expired"),
+            ],
+        )
+        + _text_codes(
+            f"{_ENROLMENT}.device",
+            [("error", "ERROR", "a message that could not be answered (no id)")],
+        ),
+    ),
+    Namespace(
+        "connection-op",
+        "Validated-connection operations",
+        "a validated connection message's `op` (section 13)",
+        _text_codes(_TLS, [("hello", "GREETING", "the server accepted the client (id 0)")])
+        + _text_codes(
+            _TLS,
+            [
+                ("refused", "REFUSED", "the server refused the client, then closes"),
+                ("error", "ERROR", "an error reply"),
+            ],
+        )
+        + _text_codes(
+            _TRUST,
+            [
+                ("hello", "HELLO", "a device: its name and the caller's role"),
+                ("peer/unbind", "UNBIND", "a device: forget the calling peer"),
+                ("factory-reset", "FACTORY_RESET", "a device: reset, by its owner"),
+                ("window/open", "WINDOW_OPEN", "a device: open a commissioning window"),
+                ("window/close", "WINDOW_CLOSE", "a device: close it"),
+            ],
+        )
+        + _text_codes(
+            _HUB,
+            [
+                ("crl", "CRL", "the hub: the zone's CRL"),
+                ("renew", "RENEW", "the hub: a nonce for a renewal"),
+                ("nonce", "NONCE", "the hub's reply to renew"),
+                ("csr", "CSR", "the hub: renew with this CSR"),
+                ("renewed", "RENEWED", "the hub's reply to csr"),
+            ],
+        ),
+    ),
 )
 
 
@@ -804,8 +880,8 @@ def namespace(key: str) -> Namespace:
 # ------------------------------------------------------------------- docs/protocol.md
 
 
-def _hex(value: int) -> str:
-    return f"0x{value:02X}"
+def _hex(value: int | str) -> str:
+    return f"`{value}`" if isinstance(value, str) else f"0x{value:02X}"
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:

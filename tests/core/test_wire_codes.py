@@ -54,12 +54,14 @@ def test_no_value_means_two_things_in_one_field_but_the_known_collisions() -> No
 
 
 def test_the_known_collisions_are_the_device_refusals_against_the_zone_codes() -> None:
-    """What protocol v2 must renumber: the validated connection's 0x70, 0x71, 0x72."""
-    assert sorted(wc.KNOWN_COLLISIONS) == [
+    """What protocol v2 must renumber: the validated connection's 0x70, 0x71, 0x72; and
+    the op `hello`, which is the server's greeting and a device's operation."""
+    assert set(wc.KNOWN_COLLISIONS) == {
         ("connection", 0x70),
         ("connection", 0x71),
         ("connection", 0x72),
-    ]
+        ("connection-op", "hello"),
+    }
     assert {int(c) for c in wc.DeviceOpCode} == {0x70, 0x71, 0x72}
 
 
@@ -185,6 +187,35 @@ def test_the_modules_enums_are_the_registry() -> None:
             if issubclass(codes, enum.IntFlag):
                 members = {name: value for name, value in members.items() if value}
             assert members == registered, (key, codes)
+
+
+def test_the_names_on_the_wire_are_the_registry() -> None:
+    """Endpoints, topics and operations: the modules' names are the registered ones."""
+    from bleprov.core.enrolment.messages import Endpoint, Topic
+    from bleprov.service import trust
+    from bleprov.tls import connection, hub
+
+    def registered(key: str) -> dict[str, str | int]:
+        return {c.name: c.value for c in wc.namespace(key).codes}
+
+    assert registered("enrolment-endpoint") == {e.name: e.value for e in Endpoint}
+    assert registered("enrolment-topic") == {t.name: t.value for t in Topic} | {"ERROR": "error"}
+    ops = {
+        "GREETING": connection._HELLO,
+        "REFUSED": connection._REFUSED,
+        "ERROR": connection.ERROR_OP,
+        "HELLO": trust.OP_HELLO,
+        "UNBIND": trust.OP_UNBIND,
+        "FACTORY_RESET": trust.OP_FACTORY_RESET,
+        "WINDOW_OPEN": trust.OP_WINDOW_OPEN,
+        "WINDOW_CLOSE": trust.OP_WINDOW_CLOSE,
+        "CRL": hub.OP_CRL,
+        "RENEW": hub.OP_RENEW,
+        "NONCE": hub.OP_NONCE,
+        "CSR": hub.OP_CSR,
+        "RENEWED": hub.OP_RENEWED,
+    }
+    assert registered("connection-op") == ops
 
 
 def test_the_module_constants_are_the_registry() -> None:
