@@ -137,6 +137,7 @@ bench: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m bleprov.core.profile --markdown > docs/gatt-profile.md
+	$(BIN)/python -m bleprov.core.wire_codes --update docs/protocol.md
 
 clean:
 	rm -rf $(VENV) $(LOWEST) $(LAB_VENV) lab-results fuzz-results .venv-py3.* .pytest_cache \

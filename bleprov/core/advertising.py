@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import construct as cs
 
-from bleprov.core import cbor
+from bleprov.core import cbor, wire_codes
 from bleprov.core.errors import MalformedData
 from bleprov.core.profile import GattProfile, default_profile
 from bleprov.core.window import WindowInfo, WindowPurpose
@@ -338,11 +338,11 @@ def as_mapping(data: ServiceData) -> Mapping[str, object]:
 
 
 # Advertising data types (Bluetooth Assigned Numbers, "Common Data Types").
-AD_FLAGS: Final = 0x01
-AD_COMPLETE_128_BIT_UUIDS: Final = 0x07
-AD_SHORTENED_LOCAL_NAME: Final = 0x08
-AD_SERVICE_DATA_128: Final = 0x21
-_FLAG_BITS: Final = {"le-general-discoverable": 0x02, "br-edr-not-supported": 0x04}
+AD_FLAGS: Final = wire_codes.AD_FLAGS
+AD_COMPLETE_128_BIT_UUIDS: Final = wire_codes.AD_COMPLETE_128_BIT_UUIDS
+AD_SHORTENED_LOCAL_NAME: Final = wire_codes.AD_SHORTENED_LOCAL_NAME
+AD_SERVICE_DATA_128: Final = wire_codes.AD_SERVICE_DATA_128
+_FLAG_BITS: Final = wire_codes.AD_FLAG_BITS
 
 
 def _ad(ad_type: int, value: bytes) -> bytes:

@@ -27,6 +27,7 @@ from typing import Final
 
 from bleprov.core import cbor
 from bleprov.core.errors import MalformedData, ProtocolError
+from bleprov.core.wire_codes import ErrorCode
 
 DEFAULT_MAX_FAILURES: Final = 20
 DEFAULT_FREE_FAILURES: Final = 3
@@ -72,19 +73,19 @@ class Credential(enum.Enum):
 class SessionRefused(ProtocolError):
     """The device refuses to start a handshake; ``code`` says why (docs/protocol.md)."""
 
-    code = 0x40
+    code = ErrorCode.MODE_NOT_ALLOWED
 
 
 class LockedOut(SessionRefused):
     """Too many failed attempts: only a physical reset on the device lifts this."""
 
-    code = 0x41
+    code = ErrorCode.LOCKED_OUT
 
 
 class TryLater(SessionRefused):
     """Backoff after failed attempts: retry after ``retry_after`` seconds."""
 
-    code = 0x42
+    code = ErrorCode.TRY_LATER
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many failed attempts; retry in {retry_after:.0f} s")
@@ -94,19 +95,19 @@ class TryLater(SessionRefused):
 class ButtonNotPressed(SessionRefused):
     """Button mode needs a press on the device first (the window is closed)."""
 
-    code = 0x44
+    code = ErrorCode.BUTTON_NOT_PRESSED
 
 
 class DeviceBusy(SessionRefused):
     """The device is in a session on another link (BLE or the broker): one at a time."""
 
-    code = 0x4A
+    code = ErrorCode.DEVICE_BUSY
 
 
 class SessionOverlap(SessionRefused):
     """Two hosts tried button mode in one window; press the button again, one host only."""
 
-    code = 0x45
+    code = ErrorCode.SESSION_OVERLAP
 
 
 class ButtonWindowUsed(SessionRefused):
@@ -116,7 +117,7 @@ class ButtonWindowUsed(SessionRefused):
     the device up first; a new press does not undo that, a reset by hand does.
     """
 
-    code = 0x4B
+    code = ErrorCode.BUTTON_WINDOW_USED
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Final
 
 from bleprov.core.crypto.primitives import AuthenticationFailed, ChaCha20Poly1305Key
 from bleprov.core.errors import LocalProtocolError, ProtocolError
+from bleprov.core.wire_codes import ErrorCode
 
 KEY_SIZE: Final = 32
 TAG_SIZE: Final = 16
@@ -27,19 +28,19 @@ DEFAULT_IDLE_TIMEOUT: Final = 120.0
 class ChannelError(ProtocolError):
     """A message failed authentication (tampered, replayed, reordered or truncated)."""
 
-    code = 0x30
+    code = ErrorCode.CHANNEL
 
 
 class ChannelClosedError(ProtocolError):
     """The secure channel is closed: after an error, on request, or when idle too long."""
 
-    code = 0x31
+    code = ErrorCode.SECURE_CHANNEL_CLOSED
 
 
 class IdleTimeout(ChannelClosedError):
     """No message in either direction for the idle timeout."""
 
-    code = 0x32
+    code = ErrorCode.IDLE_TIMEOUT
 
 
 class Direction(enum.Enum):

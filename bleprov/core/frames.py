@@ -48,6 +48,7 @@ from bleprov.core.errors import (
     TruncatedMessage,
     UnsupportedVersion,
 )
+from bleprov.core.wire_codes import FRAME_FIRST_BIT, FRAME_KIND_SHIFT
 
 FRAMING_VERSION: Final = 1
 ATT_MIN_MTU: Final = 23
@@ -73,8 +74,8 @@ class FrameKind(enum.IntEnum):
     RESET = 3
 
 
-_KIND_SHIFT: Final = 6
-_FIRST_BIT: Final = 0x20
+_KIND_SHIFT: Final = FRAME_KIND_SHIFT
+_FIRST_BIT: Final = FRAME_FIRST_BIT
 
 _OPEN_BODY: Final = cs.Struct(
     "version" / cs.Int8ub,

@@ -59,6 +59,7 @@ from bleprov.core.crypto.loading import (
 from bleprov.core.crypto.pki import SigningKey
 from bleprov.core.crypto.primitives import X25519PrivateKey, generate_x25519_key, scrypt
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
+from bleprov.core.wire_codes import ErrorCode
 
 # ------------------------------------------------------------------------ constants
 
@@ -123,20 +124,20 @@ class InvalidDeviceId(IdentityError):
 class AttestationError(ProtocolError):
     """The device failed to prove its identity: broken chain, expiry, bad signature."""
 
-    code = 0x50
+    code = ErrorCode.ATTESTATION
 
 
 class UnknownManufacturer(AttestationError):
     """The chain does not reach a trusted root: it ends at a sound root of its own (REFUSE
     policy) or at an issuer that is neither trusted nor presented (any policy)."""
 
-    code = 0x51
+    code = ErrorCode.UNKNOWN_MANUFACTURER
 
 
 class MalformedAttestation(AttestationError, MalformedData):
     """The attestation message could not be decoded."""
 
-    code = 0x52
+    code = ErrorCode.MALFORMED_ATTESTATION
 
 
 # --------------------------------------------------------------------------- helpers

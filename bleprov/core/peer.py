@@ -43,6 +43,7 @@ from bleprov.core.identity import (
     _parse_certificate,
     _utc,
 )
+from bleprov.core.wire_codes import ErrorCode
 from bleprov.core.zone import OWNER_PATTERN
 
 # ------------------------------------------------------------------------ constants
@@ -72,19 +73,19 @@ class PeerSetupError(BleprovError):
 class PeerError(ProtocolError):
     """A peer's identity was refused."""
 
-    code = 0x78
+    code = ErrorCode.PEER
 
 
 class NotPinned(PeerError):
     """The certificate's key is not one of the pinned peers'."""
 
-    code = 0x79
+    code = ErrorCode.NOT_PINNED
 
 
 class BadPeerIdentity(PeerError):
     """A peer certificate, identity record or pin set is malformed or inconsistent."""
 
-    code = 0x7A
+    code = ErrorCode.BAD_PEER_IDENTITY
 
 
 # --------------------------------------------------------------------------- helpers

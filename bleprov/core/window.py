@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from bleprov.core.errors import MalformedData, ProtocolError
+from bleprov.core.wire_codes import ErrorCode
 
 if TYPE_CHECKING:
     # Imported where used: the advertisement and the enrolment rules need this module's
@@ -73,13 +74,13 @@ class WindowPurpose(enum.IntEnum):
 class WindowError(ProtocolError):
     """A window offer is malformed, or no window can be opened."""
 
-    code = 0x4D
+    code = ErrorCode.BAD_WINDOW
 
 
 class WindowClosed(ProtocolError):
     """The window code was refused: no window is open (it expired, was used, or closed)."""
 
-    code = 0x4E
+    code = ErrorCode.WINDOW_CLOSED
 
 
 def window_seconds(minutes: float) -> int:

@@ -81,6 +81,7 @@ from bleprov.core.identity import (
     _utc,
     validate_device_id,
 )
+from bleprov.core.wire_codes import ErrorCode
 
 # ------------------------------------------------------------------------ constants
 
@@ -133,43 +134,43 @@ class ZoneSetupError(BleprovError):
 class ZoneError(ProtocolError):
     """A peer's zone material was refused."""
 
-    code = 0x70
+    code = ErrorCode.ZONE
 
 
 class NotAZoneMember(ZoneError):
     """The certificate does not chain to the zone root, or is not a member certificate."""
 
-    code = 0x71
+    code = ErrorCode.NOT_A_ZONE_MEMBER
 
 
 class Revoked(ZoneError):
     """The certificate's serial is on the zone's CRL (or the hub's revocation list)."""
 
-    code = 0x72
+    code = ErrorCode.REVOKED
 
 
 class CertificateExpired(ZoneError):
     """The certificate is sound but outside its validity period."""
 
-    code = 0x73
+    code = ErrorCode.CERTIFICATE_EXPIRED
 
 
 class WrongZone(ZoneError):
     """The certificate names a zone other than the root's."""
 
-    code = 0x74
+    code = ErrorCode.WRONG_ZONE
 
 
 class BadCsr(ZoneError):
     """The CSR is malformed, badly signed, not P-256, or not bound to this session."""
 
-    code = 0x75
+    code = ErrorCode.BAD_CSR
 
 
 class BadCrl(ZoneError):
     """The CRL is malformed, not signed by the zone's issuing CA, or stale."""
 
-    code = 0x76
+    code = ErrorCode.BAD_CRL
 
 
 # --------------------------------------------------------------------------- results

@@ -41,6 +41,7 @@ from bless.backends.characteristic import GATTCharacteristicProperties
 from bless.backends.descriptor import GATTDescriptorProperties
 from bless.backends.server import BaseBlessServer
 
+from bleprov.core import wire_codes
 from bleprov.core.frames import ATT_MIN_MTU
 from bleprov.core.profile import USER_DESCRIPTION_UUID, GattProfile
 from bleprov.radio.errors import SYSTEM_RADIO_HINT, RadioUnavailable
@@ -81,11 +82,11 @@ _PERMISSIONS: Final = {
     "read-encryption-required": GATTAttributePermissions.read_encryption_required,
     "write-encryption-required": GATTAttributePermissions.write_encryption_required,
 }
-_AD_FLAGS: Final = {"le-general-discoverable": 0x02, "br-edr-not-supported": 0x04}
-_AD_TYPE_FLAGS: Final = 0x01
-_AD_TYPE_COMPLETE_128_BIT_UUIDS: Final = 0x07
-_AD_TYPE_SHORTENED_LOCAL_NAME: Final = 0x08
-_AD_TYPE_SERVICE_DATA_128: Final = 0x21
+_AD_FLAGS: Final = wire_codes.AD_FLAG_BITS
+_AD_TYPE_FLAGS: Final = wire_codes.AD_FLAGS
+_AD_TYPE_COMPLETE_128_BIT_UUIDS: Final = wire_codes.AD_COMPLETE_128_BIT_UUIDS
+_AD_TYPE_SHORTENED_LOCAL_NAME: Final = wire_codes.AD_SHORTENED_LOCAL_NAME
+_AD_TYPE_SERVICE_DATA_128: Final = wire_codes.AD_SERVICE_DATA_128
 
 
 BackendKind = Literal["hooks", "bluez", "generic"]

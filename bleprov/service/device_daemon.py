@@ -29,6 +29,7 @@ from bleprov.core import membership as mb
 from bleprov.core.advertising import DeviceState, format_discriminator
 from bleprov.core.errors import BleprovError
 from bleprov.core.wifi import Connected, JoinOutcome, ScanResult, WifiCredentials
+from bleprov.core.wire_codes import ErrorCode
 from bleprov.core.words import words
 from bleprov.core.zone import ZoneError, crl_info, crl_supersedes
 from bleprov.network.base import NetworkBackend
@@ -61,7 +62,9 @@ class DaemonConfigError(BleprovError):
 class NoFreshCrl(ZoneError):
     """No fresh CRL from the hub is known: zone members are refused until there is one."""
 
-    code = 0x76  # the same code as a bad CRL: the member learns only that the CRL failed
+    code = (
+        ErrorCode.BAD_CRL
+    )  # the same code as a bad CRL: the member learns only that the CRL failed
 
 
 # ------------------------------------------------------------------ option parsing

@@ -46,6 +46,7 @@ from bleprov.core.window import (
     WindowOffer,
     WindowPurpose,
 )
+from bleprov.core.wire_codes import DeviceOpCode
 from bleprov.tls.connection import (
     MemberCredentials,
     PeerNotTrusted,
@@ -66,9 +67,10 @@ OP_FACTORY_RESET: Final = "factory-reset"
 OP_WINDOW_OPEN: Final = "window/open"
 OP_WINDOW_CLOSE: Final = "window/close"
 #: Error codes on validated connections (beside the TLS adapter's own).
-ERROR_UNKNOWN_OP: Final = 0x70
-ERROR_NOT_ALLOWED: Final = 0x71
-ERROR_BAD_WINDOW: Final = 0x72
+#: They collide with the zone's codes 0x70-0x72 in the same field (bleprov.core.wire_codes).
+ERROR_UNKNOWN_OP: Final = DeviceOpCode.UNKNOWN_OP
+ERROR_NOT_ALLOWED: Final = DeviceOpCode.NOT_ALLOWED
+ERROR_BAD_WINDOW: Final = DeviceOpCode.BAD_WINDOW
 
 
 class _Refused(Exception):

@@ -33,6 +33,7 @@ from bleprov.core.crypto.loading import UnreadableCertificate, load_der_certific
 from bleprov.core.crypto.pki import SigningKey
 from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
 from bleprov.core.peer import PeerError, PeerIdentity, PeerPin, PinSet
+from bleprov.core.wire_codes import ConnectionCode, ErrorCode
 from bleprov.core.zone import (
     MemberCertificate,
     MemberIdentity,
@@ -56,11 +57,12 @@ _HELLO: Final = "hello"
 _REFUSED: Final = "refused"
 ERROR_OP: Final = "error"
 
-#: Reply status codes besides the ProtocolError codes (docs/protocol.md, section 12).
-UNKNOWN_OP: Final = 0x60
-BAD_REQUEST: Final = 0x61
-UNEXPECTED_MESSAGE: Final = 0x47
-INTERNAL: Final = 0x66
+#: Reply status codes besides the ProtocolError codes (docs/protocol.md, section 13;
+#: registered in bleprov.core.wire_codes).
+UNKNOWN_OP: Final = ConnectionCode.UNKNOWN_OP
+BAD_REQUEST: Final = ConnectionCode.BAD_REQUEST
+UNEXPECTED_MESSAGE: Final = ErrorCode.UNEXPECTED_MESSAGE
+INTERNAL: Final = ConnectionCode.INTERNAL
 
 # --------------------------------------------------------------------------- errors
 

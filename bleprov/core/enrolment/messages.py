@@ -28,6 +28,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
+from bleprov.core.wire_codes import EnrolmentKind, EnrolmentStatus
 
 MAX_ENROLMENT_MESSAGE: Final = 60 * 1024
 MAX_ENDPOINT_NAME: Final = 64
@@ -53,22 +54,14 @@ class Topic(enum.StrEnum):
     FAILSAFE = "failsafe"
 
 
-class Status(enum.IntEnum):
-    OK = 0
-    UNKNOWN_ENDPOINT = 0x60
-    BAD_REQUEST = 0x61
-    BUSY = 0x62
-    NOT_ALLOWED = 0x63
-    NOTHING_TO_COMMIT = 0x64
-    NOT_PROVEN = 0x65
-    INTERNAL = 0x66
-    FAILSAFE_EXPIRED = 0x67
+#: A response's status (0 = ok, else an error code); registered in bleprov.core.wire_codes.
+Status = EnrolmentStatus
 
 
 class EnrolmentError(ProtocolError):
     """A request was refused; ``status`` is its wire code."""
 
-    code = 0x60
+    code = int(Status.UNKNOWN_ENDPOINT)
 
     def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
@@ -112,10 +105,10 @@ def _dumps(value: object) -> bytes:
 
 def encode(message: Message) -> bytes:
     if isinstance(message, Request):
-        return _dumps([0, message.id, message.endpoint, message.body])
+        return _dumps([EnrolmentKind.REQUEST, message.id, message.endpoint, message.body])
     if isinstance(message, Response):
-        return _dumps([1, message.id, message.status, message.body])
-    return _dumps([2, message.topic, message.body])
+        return _dumps([EnrolmentKind.RESPONSE, message.id, message.status, message.body])
+    return _dumps([EnrolmentKind.NOTIFICATION, message.topic, message.body])
 
 
 def _uint(value: object, what: str, hi: int = (1 << 32) - 1) -> int:
@@ -144,11 +137,11 @@ def decode(raw: bytes) -> Message:
     if not isinstance(value, list) or not value:
         raise MalformedData("enrolment message must be a non-empty array")
     kind = value[0]
-    if kind == 0 and len(value) == 4:
+    if kind == EnrolmentKind.REQUEST and len(value) == 4:
         return Request(_uint(value[1], "id"), _name(value[2], "endpoint"), _body(value[3]))
-    if kind == 1 and len(value) == 4:
+    if kind == EnrolmentKind.RESPONSE and len(value) == 4:
         return Response(_uint(value[1], "id"), _uint(value[2], "status", 255), _body(value[3]))
-    if kind == 2 and len(value) == 3:
+    if kind == EnrolmentKind.NOTIFICATION and len(value) == 3:
         return Notification(_name(value[1], "topic"), _body(value[2]))
     raise MalformedData("unknown enrolment message kind or wrong field count")
 

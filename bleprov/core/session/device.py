@@ -53,6 +53,7 @@ from bleprov.core.session.messages import (
     split_fields,
 )
 from bleprov.core.window import WINDOW_USER, CommissioningWindow, WindowClosed, WindowPurpose
+from bleprov.core.wire_codes import ErrorCode
 
 ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
@@ -90,14 +91,14 @@ _Engine = modes.CodeDevice | modes.PasskeyDevice | modes.CompareDevice | modes._
 class ModeNotAllowed(SessionRefused):
     """The device's policy disables the mode the host asked for."""
 
-    code = 0x40
+    code = ErrorCode.MODE_NOT_ALLOWED
 
 
 class DeviceOwned(SessionRefused):
     """The device has an owner: its factory label, code and button no longer open a
     session; only a commissioning window the owner opened does."""
 
-    code = 0x4C
+    code = ErrorCode.DEVICE_OWNED
 
 
 @dataclass(frozen=True, repr=False)
@@ -514,7 +515,7 @@ class ClosedByPeer(ProtocolError):
 class HandshakeTimeout(ProtocolError):
     """The handshake did not complete within its time."""
 
-    code = 0x48
+    code = ErrorCode.HANDSHAKE_TIMEOUT
 
 
 __all__ = [

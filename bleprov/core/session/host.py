@@ -57,6 +57,7 @@ from bleprov.core.session.messages import (
     encode,
 )
 from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
+from bleprov.core.wire_codes import ErrorCode
 
 #: The dearest scrypt cost a host runs for the code mode, printed code or window
 #: (:data:`~bleprov.core.crypto.spake2plus.HOST_MAX_COST`, as the info value writes it).
@@ -68,7 +69,7 @@ MAX_SCRYPT_P: Final = HOST_MAX_COST.p
 class Downgrade(ProtocolError):
     """What the device advertised and what it says in its info disagree."""
 
-    code = 0x49
+    code = ErrorCode.DOWNGRADE
 
 
 class ExcessiveCost(MalformedData):

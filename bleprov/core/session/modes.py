@@ -54,6 +54,7 @@ from bleprov.core.crypto.spake2plus import (
 )
 from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
 from bleprov.core.session.messages import Mode, join_fields, split_fields
+from bleprov.core.wire_codes import ErrorCode
 
 PROTOCOL_LABEL: Final = b"bleprov/1"
 QR_PSK_INFO: Final = b"bleprov/1 qr psk"
@@ -76,19 +77,19 @@ PASSKEY_KDF_INFO: Final = b"bleprov/1 passkey w0w1"
 class AuthenticationFailed(ProtocolError):
     """The peer did not prove the out-of-band secret (wrong code, wrong label)."""
 
-    code = 0x43
+    code = ErrorCode.AUTHENTICATION_FAILED
 
 
 class UserRejected(ProtocolError):
     """The user said the numbers on the host and the device differ."""
 
-    code = 0x46
+    code = ErrorCode.USER_REJECTED
 
 
 class UnexpectedMessage(ProtocolError):
     """A handshake message arrived when another was due."""
 
-    code = 0x47
+    code = ErrorCode.UNEXPECTED_MESSAGE
 
 
 def prologue(mode: Mode, device_info: bytes) -> bytes:
