@@ -1,0 +1,59 @@
+"""``qr`` mode: Noise_NKpsk0_25519_ChaChaPoly_SHA256. The label carries the device's static
+key (authenticates the device) and a 128-bit secret, the PSK (authenticates the host).
+One round trip.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from bleprov.core.crypto.noise import NoiseHandshake
+from bleprov.core.errors import MalformedData
+from bleprov.core.session.messages import Mode
+from bleprov.core.session.modes.base import (
+    _NoiseDevice,
+    _NoiseHost,
+    prologue,
+)
+
+QR_PSK_INFO: Final = b"bleprov/1 qr psk"
+
+
+def qr_psk(label_secret: bytes) -> bytes:
+    """The Noise PSK from the label's 128-bit secret (HKDF-SHA256, fixed info)."""
+    if len(label_secret) != 16:
+        raise MalformedData("label secret must be 16 bytes")
+    derived: bytes = HKDF(hashes.SHA256(), 32, salt=None, info=QR_PSK_INFO).derive(label_secret)
+    return derived
+
+
+def qr_host(*, device_static_public: bytes, label_secret: bytes, device_info: bytes) -> _NoiseHost:
+    return _NoiseHost(
+        NoiseHandshake(
+            "NKpsk0",
+            initiator=True,
+            local_static=None,
+            remote_static=device_static_public,
+            psk=qr_psk(label_secret),
+            prologue=prologue(Mode.QR, device_info),
+        )
+    )
+
+
+def qr_device(
+    *, static_key: X25519PrivateKey, label_secret: bytes, device_info: bytes
+) -> _NoiseDevice:
+    return _NoiseDevice(
+        NoiseHandshake(
+            "NKpsk0",
+            initiator=False,
+            local_static=static_key,
+            remote_static=None,
+            psk=qr_psk(label_secret),
+            prologue=prologue(Mode.QR, device_info),
+        )
+    )
