@@ -8,20 +8,28 @@ or info altered on the way, makes the handshake fail (downgrade protection).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bleprov.core.attempts import Credential, SessionRefused
 from bleprov.core.crypto.noise import NoiseHandshake
 from bleprov.core.crypto.spake2plus import (
     P256_ORDER,
     PBKDF_HALF_LEN,
     ProverSecrets,
+    VerifierRecord,
 )
 from bleprov.core.errors import ProtocolError
 from bleprov.core.session.messages import Mode
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from bleprov.core.advertising import DeviceInfo
 
 PROTOCOL_LABEL: Final = b"bleprov/1"
 KEYS_INFO: Final = b"bleprov/1 session keys"
@@ -43,6 +51,18 @@ class UserRejected(ProtocolError):
     """The user said the numbers on the host and the device differ."""
 
     code = 0x46
+
+
+class ModeNotAllowed(SessionRefused):
+    """The device's policy disables the mode the host asked for."""
+
+    code = 0x40
+
+
+class Downgrade(ProtocolError):
+    """What the device advertised and what it says in its info disagree."""
+
+    code = 0x49
 
 
 class UnexpectedMessage(ProtocolError):
@@ -156,3 +176,132 @@ def _scalars(okm: bytes) -> ProverSecrets:
     w0 = int.from_bytes(okm[:PBKDF_HALF_LEN], "big") % P256_ORDER
     w1 = int.from_bytes(okm[PBKDF_HALF_LEN:], "big") % P256_ORDER
     return ProverSecrets(w0, w1)
+
+
+# ------------------------------------------------------------- the engine protocol
+
+
+class OobInput(enum.Enum):
+    """What the host must hold from outside the radio to run a mode."""
+
+    #: The label's key and secret (QR code, NFC tag, long printed key).
+    LABEL = "label"
+    #: A code: printed, a scratch card's user and password, a window code, a receipt.
+    CODE = "code"
+    #: Nothing the user holds (a person compares or types a number, or presses a button).
+    NONE = "none"
+
+
+class Prompt(enum.Enum):
+    """What a person does while the handshake runs (what the host's UI asks for)."""
+
+    NONE = "none"
+    #: Both sides show a number; the user confirms it on both (host:
+    #: :class:`~bleprov.core.session.host.CompareNumber`; device: ``confirm_number``).
+    CONFIRM_NUMBER = "confirm-number"
+    #: The device shows a number; the user types it on the host (:class:`NumberEntry`).
+    TYPE_NUMBER = "type-number"
+
+
+class HostHandshake(Protocol):
+    """The host's half of one mode's handshake."""
+
+    def hello(self) -> bytes:
+        """HELLO's body."""
+        ...
+
+    def receive(self, body: bytes) -> Step:
+        """One HANDSHAKE body from the device."""
+        ...
+
+
+@runtime_checkable
+class NumberEntry(Protocol):
+    """A host handshake that waits for a number the user types (:attr:`Prompt.TYPE_NUMBER`)."""
+
+    def enter(self, number: int) -> bytes:
+        """The typed number: the HANDSHAKE body to send."""
+        ...
+
+
+class DeviceHandshake(Protocol):
+    """The device's half of one mode's handshake."""
+
+    def hello(self, body: bytes) -> Step:
+        """HELLO's body from the host."""
+        ...
+
+    def receive(self, body: bytes) -> Step:
+        """One HANDSHAKE body from the host."""
+        ...
+
+
+class DeviceKeys(Protocol):
+    """What a device holds for its modes
+    (:class:`~bleprov.core.session.device.DeviceSecrets` is one)."""
+
+    @property
+    def label_secret(self) -> bytes | None: ...
+
+    @property
+    def code_records(self) -> dict[bytes, VerifierRecord]: ...
+
+    @property
+    def noise_static_key(self) -> X25519PrivateKey: ...
+
+    @property
+    def unknown_user_key(self) -> bytes: ...
+
+
+class ModeEngine(Protocol):
+    """One pairing mode: everything the session machines, the advertisement, the labels
+    and the CLI need to know of it. Register one with
+    :func:`bleprov.core.session.modes.registry.register`."""
+
+    @property
+    def mode(self) -> Mode:
+        """Its bit: HELLO's mode byte, and its bit in advertised and policy mode sets."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Its word in the CLI, on labels and in messages."""
+        ...
+
+    @property
+    def credential(self) -> Credential:
+        """The secret it proves on the device, whose attempt counter it uses."""
+        ...
+
+    @property
+    def oob(self) -> OobInput:
+        """What the host must hold from outside the radio."""
+        ...
+
+    @property
+    def prompt(self) -> Prompt:
+        """What a person does during the handshake."""
+        ...
+
+    @property
+    def device_confirms(self) -> bool:
+        """The device's own user must confirm too: only a device that can (display and
+        button) offers it, and the session opens only after both confirmed."""
+        ...
+
+    @property
+    def button_window(self) -> bool:
+        """Runs unauthenticated inside the device's button window (claims it, is ended
+        by another host's try, spends it whatever the outcome)."""
+        ...
+
+    def host(self, secret: object, info: DeviceInfo, info_raw: bytes) -> HostHandshake:
+        """The host's handshake with the device whose info value is ``info_raw``.
+
+        ``secret`` is what the user gave (:data:`~bleprov.core.session.host.OutOfBand`);
+        the wrong kind raises :class:`~bleprov.core.errors.LocalProtocolError`."""
+        ...
+
+    def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
+        """The device's handshake; :class:`ModeNotAllowed` if the device lacks its secret."""
+        ...

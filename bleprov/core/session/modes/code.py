@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bleprov.core.attempts import Credential
 from bleprov.core.crypto.spake2plus import (
+    HOST_MAX_COST,
     PBKDF_HALF_LEN,
     Prover,
     ScryptCost,
@@ -20,17 +23,29 @@ from bleprov.core.crypto.spake2plus import (
     VerifierRecord,
     derive_verifier,
 )
-from bleprov.core.errors import ProtocolError
+from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
+from bleprov.core.receipt import RECEIPT_COST, EnrolmentReceipt
 from bleprov.core.session.messages import Mode, join_fields, split_fields
 from bleprov.core.session.modes.base import (
     SPAKE_ID_VERIFIER,
     AuthenticationFailed,
+    DeviceHandshake,
+    DeviceKeys,
+    Downgrade,
+    HostHandshake,
+    ModeNotAllowed,
+    OobInput,
+    Prompt,
     Step,
     UnexpectedMessage,
     _scalars,
     _schedule,
     prologue,
 )
+from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
+
+if TYPE_CHECKING:
+    from bleprov.core.advertising import DeviceInfo
 
 #: code mode: HKDF info of the fake verifier an unknown user name gets (the user follows).
 UNKNOWN_USER_INFO: Final = b"bleprov/1 unknown user "
@@ -129,3 +144,99 @@ class CodeDevice:
         self._shares, (share_p, share_v) = (b"", b""), self._shares
         keys = _schedule(k_shared, _code_hash(self._pro, share_p, share_v))
         return Step(keys=keys, done=True)
+
+
+# ------------------------------------------------------------------ the engine
+
+#: The dearest scrypt cost a host runs for the code mode, printed code or window
+#: (:data:`~bleprov.core.crypto.spake2plus.HOST_MAX_COST`, as the info value writes it).
+MAX_SCRYPT_LOG2_N: Final = HOST_MAX_COST.log2_n
+MAX_SCRYPT_R: Final = HOST_MAX_COST.r
+MAX_SCRYPT_P: Final = HOST_MAX_COST.p
+
+
+class ExcessiveCost(MalformedData):
+    """The device asks for a dearer scrypt than a host runs (a fake device's denial of
+    service on the host, or a factory error)."""
+
+
+def _bounded_cost(log_n: int, r: int, p: int) -> ScryptCost:
+    """The cost the device's info asks for (printed code or window), if a host runs it:
+    checked before anything is derived, whichever of the two paths asks."""
+    if log_n > MAX_SCRYPT_LOG2_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
+        raise ExcessiveCost(
+            f"the device asks for scrypt cost 2^{log_n}, r {r}, p {p}; a host runs at "
+            f"most 2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, p {MAX_SCRYPT_P}"
+        )
+    return ScryptCost(n=1 << log_n, r=r, p=p)
+
+
+@dataclass(frozen=True, repr=False)
+class CodeSecret:
+    """A printed code (user b"") or a scratch card's user and password."""
+
+    password: bytes
+    user: bytes = b""
+
+
+@dataclass(frozen=True, repr=False)
+class WindowSecret:
+    """The one-time code of a commissioning window the device's owner opened."""
+
+    code: WindowCode
+
+
+class CodeMode:
+    """A code the user holds: printed, a scratch card, the owner's window code, or an
+    enrolment's receipt."""
+
+    mode: Final = Mode.CODE
+    name: Final = "code"
+    credential: Final = Credential.CODE
+    oob: Final = OobInput.CODE
+    prompt: Final = Prompt.NONE
+    device_confirms: Final = False
+    button_window: Final = False
+
+    def host(self, secret: object, info: DeviceInfo, info_raw: bytes) -> HostHandshake:
+        if isinstance(secret, EnrolmentReceipt):
+            return CodeHost(
+                password=secret.secret,
+                user=secret.user,
+                salt=secret.enrolment_id,
+                cost=RECEIPT_COST,
+                device_info=info_raw,
+            )
+        if isinstance(secret, WindowSecret):
+            if info.window is None:
+                raise WindowClosed("the device has no commissioning window open")
+            return CodeHost(
+                password=secret.code.password,
+                user=WINDOW_USER,
+                salt=info.window.salt,
+                cost=_bounded_cost(*info.window.cost),
+                device_info=info_raw,
+            )
+        if not isinstance(secret, CodeSecret):
+            raise LocalProtocolError("code mode needs the code or user and password")
+        if info.pbkdf_salt is None or info.pbkdf_cost is None:
+            raise Downgrade("the device offers code mode without its PBKDF parameters")
+        return CodeHost(
+            password=secret.password,
+            user=secret.user,
+            salt=info.pbkdf_salt,
+            cost=_bounded_cost(*info.pbkdf_cost),
+            device_info=info_raw,
+        )
+
+    def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
+        if not keys.code_records:
+            raise ModeNotAllowed("this device has no code verifier")
+        return CodeDevice(
+            records=keys.code_records,
+            device_info=info_raw,
+            unknown_user_key=keys.unknown_user_key,
+        )
+
+
+ENGINE: Final = CodeMode()

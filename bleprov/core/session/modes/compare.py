@@ -10,19 +10,29 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bleprov.core.attempts import Credential
 from bleprov.core.crypto import lesc
 from bleprov.core.errors import MalformedData
 from bleprov.core.session.messages import Mode, join_fields, split_fields
 from bleprov.core.session.modes.base import (
     AuthenticationFailed,
+    DeviceHandshake,
+    DeviceKeys,
+    HostHandshake,
+    OobInput,
+    Prompt,
     Step,
     UnexpectedMessage,
     _schedule,
     prologue,
 )
+
+if TYPE_CHECKING:
+    from bleprov.core.advertising import DeviceInfo
 
 
 def _compare_hash(
@@ -125,3 +135,24 @@ class CompareDevice:
         hh = _compare_hash(self._pro, s.pk_peer, s.pk_self, s.commitment, body, s.nonce)
         self._stage = 2
         return Step(reply=s.nonce, keys=_schedule(dh, hh), number=number, done=True)
+
+
+class CompareMode:
+    """Both sides show a number; the user confirms it on both."""
+
+    mode: Final = Mode.COMPARE
+    name: Final = "compare"
+    credential: Final = Credential.COMPARE
+    oob: Final = OobInput.NONE
+    prompt: Final = Prompt.CONFIRM_NUMBER
+    device_confirms: Final = True
+    button_window: Final = False
+
+    def host(self, secret: object, info: DeviceInfo, info_raw: bytes) -> HostHandshake:
+        return CompareHost(device_info=info_raw)
+
+    def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
+        return CompareDevice(device_info=info_raw)
+
+
+ENGINE: Final = CompareMode()

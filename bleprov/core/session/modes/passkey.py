@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bleprov.core.attempts import Credential
 from bleprov.core.crypto.spake2plus import (
     PBKDF_HALF_LEN,
     Prover,
@@ -25,12 +26,20 @@ from bleprov.core.session.messages import Mode, join_fields, split_fields
 from bleprov.core.session.modes.base import (
     SPAKE_ID_VERIFIER,
     AuthenticationFailed,
+    DeviceHandshake,
+    DeviceKeys,
+    HostHandshake,
+    OobInput,
+    Prompt,
     Step,
     UnexpectedMessage,
     _scalars,
     _schedule,
     prologue,
 )
+
+if TYPE_CHECKING:
+    from bleprov.core.advertising import DeviceInfo
 
 #: passkey mode: digits of the one-time number, and the bytes of its per-attempt salt.
 PASSKEY_DIGITS: Final = 6
@@ -170,3 +179,24 @@ class PasskeyDevice:
         hh = _passkey_hash(self._pro, self._salt, self._share_p, self._share_v)
         self._share_v = b""
         return Step(keys=_schedule(k_shared, hh), done=True)
+
+
+class PasskeyMode:
+    """The device shows a one-time number; the user types it on the host."""
+
+    mode: Final = Mode.PASSKEY
+    name: Final = "passkey"
+    credential: Final = Credential.PASSKEY
+    oob: Final = OobInput.NONE
+    prompt: Final = Prompt.TYPE_NUMBER
+    device_confirms: Final = False
+    button_window: Final = False
+
+    def host(self, secret: object, info: DeviceInfo, info_raw: bytes) -> HostHandshake:
+        return PasskeyHost(device_info=info_raw)
+
+    def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
+        return PasskeyDevice(device_info=info_raw)
+
+
+ENGINE: Final = PasskeyMode()

@@ -5,20 +5,31 @@ One round trip.
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bleprov.core.attempts import Credential
 from bleprov.core.crypto.noise import NoiseHandshake
-from bleprov.core.errors import MalformedData
+from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.session.messages import Mode
 from bleprov.core.session.modes.base import (
+    DeviceHandshake,
+    DeviceKeys,
+    HostHandshake,
+    ModeNotAllowed,
+    OobInput,
+    Prompt,
     _NoiseDevice,
     _NoiseHost,
     prologue,
 )
+
+if TYPE_CHECKING:
+    from bleprov.core.advertising import DeviceInfo
 
 QR_PSK_INFO: Final = b"bleprov/1 qr psk"
 
@@ -57,3 +68,42 @@ def qr_device(
             prologue=prologue(Mode.QR, device_info),
         )
     )
+
+
+@dataclass(frozen=True, repr=False)
+class QrSecret:
+    """From the QR code, NFC tag or long printed key."""
+
+    device_static_public: bytes
+    label_secret: bytes
+
+
+class QrMode:
+    """The label's key and secret authenticate both ends."""
+
+    mode: Final = Mode.QR
+    name: Final = "qr"
+    credential: Final = Credential.LABEL
+    oob: Final = OobInput.LABEL
+    prompt: Final = Prompt.NONE
+    device_confirms: Final = False
+    button_window: Final = False
+
+    def host(self, secret: object, info: DeviceInfo, info_raw: bytes) -> HostHandshake:
+        if not isinstance(secret, QrSecret):
+            raise LocalProtocolError("qr mode needs the label's key and secret")
+        return qr_host(
+            device_static_public=secret.device_static_public,
+            label_secret=secret.label_secret,
+            device_info=info_raw,
+        )
+
+    def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
+        if keys.label_secret is None:
+            raise ModeNotAllowed("this device has no label secret")
+        return qr_device(
+            static_key=keys.noise_static_key, label_secret=keys.label_secret, device_info=info_raw
+        )
+
+
+ENGINE: Final = QrMode()
