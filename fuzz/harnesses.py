@@ -460,7 +460,7 @@ def verifier_record(data: bytes) -> None:
 @harness(
     "compare",
     allowed=(ProtocolError,),
-    source="core/session/modes.py CompareDevice/CompareHost: the compare handshake's bodies",
+    source="core/session/modes/compare.py CompareDevice/CompareHost: the handshake's bodies",
 )
 def compare(data: bytes) -> None:
     from bleprov.core.session.modes import CompareDevice, CompareHost
@@ -869,7 +869,7 @@ def onboarding_payload(data: bytes) -> None:
     "typed_codes",
     allowed=(MalformedData,),
     source="core/window.py WindowCode.parse, WindowPurpose.parse; core/advertising.py "
-    "parse_discriminator; core/session/modes.py parse_passkey: typed codes",
+    "parse_discriminator; core/session/modes/passkey.py parse_passkey: typed codes",
 )
 def typed_codes(data: bytes) -> None:
     from bleprov.core.advertising import parse_discriminator

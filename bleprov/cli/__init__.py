@@ -182,11 +182,17 @@ def version() -> None:
     console.print(__version__)
 
 
+def _mode_words() -> str:
+    """The known pairing modes as the CLI lists them: "qr, code, ... or button"."""
+    from bleprov.core.mode_bits import listed_names
+
+    *first, last = listed_names()
+    return f"{', '.join(first)} or {last}"
+
+
 @app.command()
 def demo(
-    mode: Annotated[
-        str, typer.Option(help="Out-of-band mode: qr, code, compare, passkey or button.")
-    ] = "qr",
+    mode: Annotated[str, typer.Option(help=f"Out-of-band mode: {_mode_words()}.")] = "qr",
     mtu: Annotated[
         int, typer.Option(min=23, max=517, help="ATT MTU the host asks for (23..517).")
     ] = 247,
@@ -199,11 +205,10 @@ def demo(
 ) -> None:
     """Run bleprov end to end over the virtual radio, no hardware needed."""
     from bleprov.cli.demo import run_demo
+    from bleprov.core.session.modes import registry
 
-    if mode not in ("qr", "code", "compare", "passkey", "button"):
-        err_console.print(
-            f"[bold red]error:[/] unknown mode {mode!r}: use qr, code, compare, passkey or button"
-        )
+    if mode not in [engine.name for engine in registry.engines()]:
+        err_console.print(f"[bold red]error:[/] unknown mode {mode!r}: use {_mode_words()}")
         raise typer.Exit(2)
     run(run_demo(console, mode=mode, mtu=mtu, interval_ms=interval_ms, peer=peer))
 
@@ -362,11 +367,12 @@ def factory_init(
 def parse_modes(modes: str) -> OobMode:
     """``qr,code,...`` as OobMode flags; an unknown word is bad usage (exit 2)."""
     from bleprov.core.advertising import OobMode
+    from bleprov.core.mode_bits import mode_by_name
 
     flags = OobMode(0)
     for word in modes.split(","):
         try:
-            flags |= OobMode[word.strip().upper()]
+            flags |= mode_by_name(word)
         except KeyError:
             err_console.print(f"[bold red]error:[/] unknown mode {word!r}")
             raise typer.Exit(2) from None

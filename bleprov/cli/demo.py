@@ -24,14 +24,16 @@ from rich.console import Console
 from rich.table import Table
 
 from bleprov.cli.output import print_table
-from bleprov.core.advertising import OobMode, describe, format_discriminator
+from bleprov.core.advertising import describe, format_discriminator
 from bleprov.core.crypto import pki
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.factory import provision_device
 from bleprov.core.identity import Manufacturer, TrustPolicy
+from bleprov.core.mode_bits import Mode, known_modes, mode_by_name
 from bleprov.core.session import host as hst
-from bleprov.core.session.messages import Mode
+from bleprov.core.session.modes import registry
+from bleprov.core.session.modes.base import OobInput
 from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
@@ -102,31 +104,28 @@ class _Steps:
 
 
 def _authentication(mode: Mode, label_qr: str, manual_code: str | None) -> DeviceAuthentication:
-    if mode is Mode.QR:
+    oob = registry.engine(mode).oob
+    if oob is OobInput.LABEL:
         return DeviceAuthentication.from_qr_text(label_qr)
     discriminator = DeviceAuthentication.from_qr_text(label_qr).discriminator
-    if mode is Mode.CODE:
+    if oob is OobInput.CODE:
         assert manual_code is not None
         return DeviceAuthentication.from_manual_code(manual_code)
-    if mode is Mode.COMPARE:
-        return DeviceAuthentication.compare(discriminator=discriminator)
-    if mode is Mode.PASSKEY:
-        return DeviceAuthentication.passkey(discriminator=discriminator)
-    return DeviceAuthentication.button(discriminator=discriminator)
+    return DeviceAuthentication.without_secret(mode, discriminator=discriminator)
 
 
 async def run_demo(
     console: Console, *, mode: str, mtu: int, interval_ms: float, peer: bool = False
 ) -> None:
     started = time.perf_counter()
-    chosen = Mode[mode.upper()]
+    chosen = mode_by_name(mode)
     variant = "peer binding" if peer else "zone enrolment"
     console.rule(f"[bold]bleprov demo[/]: {chosen.label} mode, {variant}, on the virtual radio")
 
     now = datetime.now(UTC)
     manufacturer = Manufacturer.create("Demo Devices", now=now)
     identity = manufacturer.issue_device(now=now)
-    modes = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.PASSKEY | OobMode.BUTTON
+    modes = known_modes()
     device_data, label = provision_device(identity, modes=modes, cost=DEMO_COST)
     console.print(f"factory: manufacturer root {manufacturer.root_fingerprint.hex()[:16]}...")
     console.print(f"factory: device {identity.device_id}, label QR [dim]{label.qr_text[:24]}...[/]")
@@ -171,7 +170,7 @@ async def run_demo(
             admin = hub.authenticate(OWNER, admin_passphrase)
             console.print(f"hub: zone {hub.ca.zone_id} created; {OWNER} signed in as admin")
         await runtime.start()
-        if chosen is Mode.BUTTON:
+        if registry.engine(chosen).button_window:
             runtime.press_button()
             console.print("device: button pressed, window open for 120 s")
         console.print(

@@ -140,12 +140,12 @@ def show(
 
 def public_fields(payload: OnboardingPayload) -> dict[str, Any]:
     """What a label tells anyone: no key, no label secret, no passcode."""
-    from bleprov.core.advertising import OobMode
+    from bleprov.core.mode_bits import mode_names
 
     return {
         "version": payload.version,
         "discriminator": payload.discriminator,
-        "modes": [(mode.name or "").lower() for mode in OobMode if mode in payload.modes],
+        "modes": mode_names(payload.modes),
         "passcode_on_label": payload.passcode is not None,
     }
 

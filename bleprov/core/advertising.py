@@ -16,6 +16,7 @@ import construct as cs
 
 from bleprov.core import cbor, wire_codes
 from bleprov.core.errors import MalformedData
+from bleprov.core.mode_bits import Mode, known_modes, mode_names
 from bleprov.core.profile import GattProfile, default_profile
 from bleprov.core.window import WindowInfo, WindowPurpose
 from bleprov.core.words import words
@@ -39,19 +40,13 @@ class DeviceState(enum.IntEnum):
     LOCKED_OUT = 3
 
 
-class OobMode(enum.IntFlag):
-    """Out-of-band modes a device enables (its mode policy)."""
+#: The mode bits' one enum (:mod:`bleprov.core.mode_bits`), under the name this module
+#: gave it when it had an enum of its own.
+OobMode = Mode
 
-    QR = 0x01
-    CODE = 0x02
-    COMPARE = 0x04
-    BUTTON = 0x08
-    #: A display (no button): the host types the one-time number the device shows.
-    PASSKEY = 0x10
-
-
-#: Every mode bit this version knows; a receiver refuses others.
-ALL_MODES: Final = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
+#: The built-in modes. A receiver checks against :func:`known_modes` (these and any a
+#: registered mode engine added).
+ALL_MODES: Final = Mode.QR | Mode.CODE | Mode.COMPARE | Mode.BUTTON | Mode.PASSKEY
 
 
 class AdvertisedFlags(enum.IntFlag):
@@ -125,7 +120,7 @@ def decode_service_data(raw: bytes, profile: GattProfile | None = None) -> Servi
         state = DeviceState(parsed.state)
     except ValueError:
         raise MalformedData(f"unknown device state {parsed.state}") from None
-    if parsed.modes & ~int(ALL_MODES):
+    if parsed.modes & ~int(known_modes()):
         raise MalformedData(f"unknown mode bits 0x{parsed.modes:02x}")
     if parsed.flags & ~_ALL_FLAGS:
         raise MalformedData(f"unknown flag bits 0x{parsed.flags:02x}")
@@ -240,7 +235,7 @@ class DeviceInfo:
         return cls(
             protocol_version=field(InfoKey.PROTOCOL_VERSION, 1, 255),
             state=state,
-            modes=OobMode(field(InfoKey.MODES, 0, int(ALL_MODES))),
+            modes=_known_modes(field(InfoKey.MODES, 0, int(known_modes()))),
             discriminator=field(InfoKey.DISCRIMINATOR, 0, DISCRIMINATOR_MAX),
             max_message=field(InfoKey.MAX_MESSAGE, 64, 0xFFFFFF),
             rx_window=field(InfoKey.RX_WINDOW, 1, 127),
@@ -311,13 +306,21 @@ def parse_discriminator(text: str) -> int:
     return value
 
 
+def _known_modes(bits: int) -> Mode:
+    """``bits`` as modes, if every one is a known mode (the range check alone lets a gap
+    through once a registered mode leaves one)."""
+    if bits & ~int(known_modes()):
+        raise MalformedData(f"unknown mode bits 0x{bits:02x}")
+    return Mode(bits)
+
+
 def _is_hex(text: str) -> bool:
     return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def describe(data: ServiceData) -> str:
     """One line for a person: "discriminator 0x137, virgin, modes qr, code"."""
-    modes = ", ".join(m.name.lower() for m in OobMode if m in data.modes and m.name) or "none"
+    modes = ", ".join(mode_names(data.modes)) or "none"
     flags = [words(f) for f in AdvertisedFlags if f and f in data.flags and f.name]
     extra = f", {', '.join(flags)}" if flags else ""
     return (
@@ -331,7 +334,7 @@ def as_mapping(data: ServiceData) -> Mapping[str, object]:
     return {
         "protocol_version": data.protocol_version,
         "state": data.state.name.lower(),
-        "modes": [m.name.lower() for m in OobMode if m in data.modes and m.name],
+        "modes": mode_names(data.modes),
         "discriminator": data.discriminator,
         "flags": [f.name.lower() for f in AdvertisedFlags if f and f in data.flags and f.name],
     }

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from bleprov.core import cbor
 from bleprov.core.advertising import (
-    ALL_MODES,
     DISCRIMINATOR_MAX,
     DeviceInfo,
     DeviceState,
@@ -30,6 +29,7 @@ from bleprov.core.crypto.spake2plus import (
 from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE, DEFAULT_RX_WINDOW
 from bleprov.core.identity import DeviceIdentity
+from bleprov.core.mode_bits import known_modes
 from bleprov.core.onboarding import (
     OnboardingPayload,
     UserPasswordCredential,
@@ -131,7 +131,7 @@ class DeviceProvisioning:
             or type(value[3]) is not int
             or not 0 <= value[3] <= DISCRIMINATOR_MAX
             or type(value[4]) is not int
-            or value[4] & ~int(ALL_MODES)
+            or value[4] & ~int(known_modes())
         ):
             raise MalformedData("device provisioning record is corrupt")
         try:

@@ -50,6 +50,7 @@ import construct as cs
 from bleprov.core.advertising import DISCRIMINATOR_BITS, DISCRIMINATOR_MAX, OobMode
 from bleprov.core.crypto.primitives import X25519PublicKey, x25519_public_key
 from bleprov.core.errors import MalformedData
+from bleprov.core.mode_bits import mode_names
 
 # ---------------------------------------------------------------------------- errors
 
@@ -92,6 +93,8 @@ LABEL_SECRET_BYTES: Final = 16
 #: Binary payload sizes in version 1, without and with a passcode.
 PAYLOAD_BYTES: Final = 3 + PUBLIC_KEY_BYTES + LABEL_SECRET_BYTES
 PAYLOAD_BYTES_WITH_PASSCODE: Final = PAYLOAD_BYTES + 4
+#: The modes the label format (version 1) carries: a mode without a bit here cannot be
+#: printed on a label.
 _ALL_MODES: Final = int(
     OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
 )
@@ -225,7 +228,7 @@ class OnboardingPayload:
                 raise PayloadError("a passcode needs the code mode in modes")
 
     def __repr__(self) -> str:
-        modes = "|".join(m.name or "" for m in OobMode if m in self.modes).lower()
+        modes = "|".join(mode_names(self.modes))
         passcode = None if self.passcode is None else "<redacted>"
         return (
             f"OnboardingPayload(version={self.version}, discriminator=0x{self.discriminator:03X},"

@@ -21,6 +21,7 @@ import segno
 from bleprov.core.advertising import OobMode, format_discriminator
 from bleprov.core.factory import Label
 from bleprov.core.identity import validate_device_id
+from bleprov.core.mode_bits import mode_names
 from bleprov.core.onboarding import (
     QR_ALPHANUMERIC,
     QrErrorCorrection,
@@ -155,7 +156,7 @@ _KEY_GROUPS_PER_LINE: Final = 8
 
 
 def _modes_text(modes: OobMode) -> str:
-    return ", ".join((mode.name or "").lower() for mode in OobMode if mode in modes)
+    return ", ".join(mode_names(modes))
 
 
 def _qr_path(modules: list[list[bool]]) -> str:

@@ -131,17 +131,25 @@ class DeviceAuthentication:
     @classmethod
     def compare(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
         """compare mode: both sides show a six-digit number; the user confirms."""
-        return cls(Mode.COMPARE, None, discriminator)
+        return cls.without_secret(Mode.COMPARE, discriminator=discriminator)
 
     @classmethod
     def passkey(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
         """passkey mode: the device shows a one-time number; the user types it here."""
-        return cls(Mode.PASSKEY, None, discriminator)
+        return cls.without_secret(Mode.PASSKEY, discriminator=discriminator)
 
     @classmethod
     def button(cls, *, discriminator: int | None = None) -> DeviceAuthentication:
         """button mode: safe only where nobody else can be in radio range (security.md)."""
-        return cls(Mode.BUTTON, None, discriminator)
+        return cls.without_secret(Mode.BUTTON, discriminator=discriminator)
+
+    @classmethod
+    def without_secret(
+        cls, mode: Mode, *, discriminator: int | None = None
+    ) -> DeviceAuthentication:
+        """A mode the user holds nothing for (compare, passkey, button, or a registered
+        mode whose :attr:`~bleprov.core.session.modes.base.ModeEngine.oob` is ``NONE``)."""
+        return cls(mode, None, discriminator)
 
 
 async def find(

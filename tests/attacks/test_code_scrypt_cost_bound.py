@@ -12,8 +12,8 @@ import pytest
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.errors import ProtocolError
 from bleprov.core.session import host as hst
-from bleprov.core.session import modes
 from bleprov.core.session.messages import Mode
+from bleprov.core.session.modes import code as code_mode
 from tests.attacks.session_rig import TRUST
 
 
@@ -38,7 +38,7 @@ def test_the_host_refuses_a_huge_scrypt_cost(
     def no_scrypt(*args: object, **kwargs: object) -> object:
         raise AssertionError(f"the host ran scrypt at {kwargs.get('cost')}")
 
-    monkeypatch.setattr(modes, "derive_verifier", no_scrypt)
+    monkeypatch.setattr(code_mode, "derive_verifier", no_scrypt)
     with pytest.raises(ProtocolError, match="scrypt cost"):
         hst.HostSession(
             mode=Mode.CODE,

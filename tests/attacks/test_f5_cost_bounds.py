@@ -34,8 +34,8 @@ from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.factory import DeviceProvisioning, provision_device
 from bleprov.core.identity import Manufacturer
 from bleprov.core.session import host as hst
-from bleprov.core.session import modes
 from bleprov.core.session.messages import Mode
+from bleprov.core.session.modes import code as code_mode
 from bleprov.core.window import WindowCode, WindowError, WindowInfo, WindowOffer, WindowPurpose
 from bleprov.core.zone import Zone, ZoneSetupError
 from bleprov.store import registry, sealed
@@ -143,7 +143,7 @@ def test_the_host_refuses_a_window_dearer_than_its_bound(
     def no_scrypt(*args: object, **kwargs: object) -> object:
         raise AssertionError(f"the host ran scrypt at {kwargs.get('cost')}")
 
-    monkeypatch.setattr(modes, "derive_verifier", no_scrypt)
+    monkeypatch.setattr(code_mode, "derive_verifier", no_scrypt)
     with pytest.raises(ProtocolError, match="scrypt cost"):
         hst.HostSession(
             mode=Mode.CODE,

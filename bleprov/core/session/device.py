@@ -29,7 +29,7 @@ from bleprov.core.attempts import (
 from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.primitives import X25519PrivateKey, hkdf_sha256
 from bleprov.core.crypto.spake2plus import VerifierRecord
-from bleprov.core.errors import BleprovError, MalformedData, ProtocolError
+from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData, ProtocolError
 from bleprov.core.identity import DeviceIdentity
 from bleprov.core.receipt import is_receipt_user
 from bleprov.core.session import modes
@@ -52,6 +52,8 @@ from bleprov.core.session.messages import (
     encode,
     split_fields,
 )
+from bleprov.core.session.modes import registry
+from bleprov.core.session.modes.base import DeviceHandshake, ModeNotAllowed
 from bleprov.core.window import WINDOW_USER, CommissioningWindow, WindowClosed, WindowPurpose
 from bleprov.core.wire_codes import ErrorCode
 
@@ -64,14 +66,9 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
 DEFAULT_HELLO_TIMEOUT: Final = 15.0
 UNKNOWN_USER_KEY_INFO: Final = b"bleprov/1 unknown user key"
 
-#: The secret each mode proves (and whose attempt counter it uses).
-CREDENTIALS: Final[dict[Mode, Credential]] = {
-    Mode.QR: Credential.LABEL,
-    Mode.CODE: Credential.CODE,
-    Mode.PASSKEY: Credential.PASSKEY,
-    Mode.COMPARE: Credential.COMPARE,
-    Mode.BUTTON: Credential.BUTTON,
-}
+#: The secret each built-in mode proves (and whose attempt counter it uses); the
+#: registry's engines say it (:attr:`~bleprov.core.session.modes.base.ModeEngine.credential`).
+CREDENTIALS: Final[dict[Mode, Credential]] = {e.mode: e.credential for e in registry.engines()}
 
 
 def offered_modes(policy: Mode | int, *, device_confirms: bool) -> int:
@@ -81,17 +78,10 @@ def offered_modes(policy: Mode | int, *, device_confirms: bool) -> int:
     the info value derive their mode bits from this."""
     modes = int(policy)
     if not device_confirms:
-        modes &= ~int(Mode.COMPARE)
+        for engine in registry.engines():
+            if engine.device_confirms:
+                modes &= ~int(engine.mode)
     return modes
-
-
-_Engine = modes.CodeDevice | modes.PasskeyDevice | modes.CompareDevice | modes._NoiseDevice
-
-
-class ModeNotAllowed(SessionRefused):
-    """The device's policy disables the mode the host asked for."""
-
-    code = ErrorCode.MODE_NOT_ALLOWED
 
 
 class DeviceOwned(SessionRefused):
@@ -203,7 +193,7 @@ class DeviceSession(ChannelHolder):
         self._state = _State.WAIT_HELLO
         self._mode: Mode | None = None
         self._credential: Credential | None = None
-        self._engine: _Engine | None = None
+        self._engine: DeviceHandshake | None = None
         self._host_confirmed = False
         self._device_confirmed = False
         self.number: int | None = None
@@ -218,6 +208,17 @@ class DeviceSession(ChannelHolder):
     @property
     def mode(self) -> Mode | None:
         return self._mode
+
+    @property
+    def _in_button_window(self) -> bool:
+        """The session runs on the button window (button mode): another host's try ends
+        it, and its end spends the window."""
+        if self._mode is None:
+            return False
+        try:
+            return registry.engine(self._mode).button_window
+        except LocalProtocolError:
+            return False
 
     @property
     def credential(self) -> Credential | None:
@@ -395,29 +396,10 @@ class DeviceSession(ChannelHolder):
 
     def _credential_for(self, hello: Hello) -> Credential:
         """The secret this HELLO will prove, whose counter the attempt uses."""
-        return CREDENTIALS[hello.mode]
+        return registry.engine(hello.mode).credential
 
-    def _engine_for(self, mode: Mode) -> _Engine:
-        s = self._secrets
-        if mode is Mode.QR:
-            if s.label_secret is None:
-                raise ModeNotAllowed("this device has no label secret")
-            return modes.qr_device(
-                static_key=s.noise_static_key, label_secret=s.label_secret, device_info=self._info
-            )
-        if mode is Mode.CODE:
-            if not s.code_records:
-                raise ModeNotAllowed("this device has no code verifier")
-            return modes.CodeDevice(
-                records=s.code_records,
-                device_info=self._info,
-                unknown_user_key=s.unknown_user_key,
-            )
-        if mode is Mode.PASSKEY:
-            return modes.PasskeyDevice(device_info=self._info)
-        if mode is Mode.COMPARE:
-            return modes.CompareDevice(device_info=self._info)
-        return modes.button_device(device_info=self._info)
+    def _engine_for(self, mode: Mode) -> DeviceHandshake:
+        return registry.engine(mode).device(self._secrets, self._info)
 
     def _handshake(self, body: bytes, now: float) -> list[DeviceEvent]:
         assert self._engine is not None
@@ -432,7 +414,7 @@ class DeviceSession(ChannelHolder):
         if step.number is not None:
             self.number = step.number
             events.append(ShowNumber(step.number))
-        if step.done and self._mode is Mode.COMPARE:
+        if step.done and self._mode is not None and registry.engine(self._mode).device_confirms:
             self._state = _State.WAIT_CONFIRMATION
         elif step.done:
             # The host proved its secret (qr, code, passkey) or holds the button window.
@@ -454,7 +436,7 @@ class DeviceSession(ChannelHolder):
             raise modes.UnexpectedMessage("application data before the host was authenticated")
         if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
             raise modes.UnexpectedMessage("only application data is expected now")
-        if self._mode is Mode.BUTTON and self._button.overlapped(self._connection):
+        if self._in_button_window and self._button.overlapped(self._connection):
             raise SessionOverlap("another host tried during the button window")
         return [ApplicationData(inner.body)]
 
@@ -499,7 +481,7 @@ class DeviceSession(ChannelHolder):
     def _end(self, error: BleprovError | None) -> list[DeviceEvent]:
         self._state = _State.ENDED
         self._erase()
-        if self._mode is Mode.BUTTON:
+        if self._in_button_window:
             self._button.close()  # one-shot: the window is spent, whatever the outcome
         return [SessionEnded(error)]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
 from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
 from bleprov.core.attempts import (
@@ -21,16 +20,14 @@ from bleprov.core.attempts import (
     TryLater,
 )
 from bleprov.core.channel import ChannelClosedError
-from bleprov.core.crypto.spake2plus import HOST_MAX_COST, ScryptCost
 from bleprov.core.errors import (
     BleprovError,
     LocalProtocolError,
-    MalformedData,
     ProtocolError,
     code_words,
 )
 from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
-from bleprov.core.receipt import RECEIPT_COST, EnrolmentReceipt
+from bleprov.core.receipt import EnrolmentReceipt
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
     ApplicationData,
@@ -56,36 +53,19 @@ from bleprov.core.session.messages import (
     decode_inner,
     encode,
 )
-from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
-from bleprov.core.wire_codes import ErrorCode
-
-#: The dearest scrypt cost a host runs for the code mode, printed code or window
-#: (:data:`~bleprov.core.crypto.spake2plus.HOST_MAX_COST`, as the info value writes it).
-MAX_SCRYPT_LOG2_N: Final = HOST_MAX_COST.log2_n
-MAX_SCRYPT_R: Final = HOST_MAX_COST.r
-MAX_SCRYPT_P: Final = HOST_MAX_COST.p
-
-
-class Downgrade(ProtocolError):
-    """What the device advertised and what it says in its info disagree."""
-
-    code = ErrorCode.DOWNGRADE
-
-
-class ExcessiveCost(MalformedData):
-    """The device asks for a dearer scrypt than a host runs (a fake device's denial of
-    service on the host, or a factory error)."""
-
-
-def _bounded_cost(log_n: int, r: int, p: int) -> ScryptCost:
-    """The cost the device's info asks for (printed code or window), if a host runs it:
-    checked before anything is derived, whichever of the two paths asks."""
-    if log_n > MAX_SCRYPT_LOG2_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
-        raise ExcessiveCost(
-            f"the device asks for scrypt cost 2^{log_n}, r {r}, p {p}; a host runs at "
-            f"most 2^{MAX_SCRYPT_LOG2_N}, r {MAX_SCRYPT_R}, p {MAX_SCRYPT_P}"
-        )
-    return ScryptCost(n=1 << log_n, r=r, p=p)
+from bleprov.core.session.modes import registry
+from bleprov.core.session.modes.base import Downgrade, HostHandshake, NumberEntry, Prompt
+from bleprov.core.session.modes.code import (
+    MAX_SCRYPT_LOG2_N,
+    MAX_SCRYPT_P,
+    MAX_SCRYPT_R,
+    CodeSecret,
+    ExcessiveCost,
+    WindowSecret,
+    _bounded_cost,
+)
+from bleprov.core.session.modes.qr import QrSecret
+from bleprov.core.window import WindowClosed
 
 
 class DeviceRefused(ProtocolError):
@@ -123,29 +103,6 @@ def refusal(code: int, retry_after: int) -> ProtocolError:
 
 
 # ------------------------------------------------------------ what the host knows
-
-
-@dataclass(frozen=True, repr=False)
-class QrSecret:
-    """From the QR code, NFC tag or long printed key."""
-
-    device_static_public: bytes
-    label_secret: bytes
-
-
-@dataclass(frozen=True, repr=False)
-class CodeSecret:
-    """A printed code (user b"") or a scratch card's user and password."""
-
-    password: bytes
-    user: bytes = b""
-
-
-@dataclass(frozen=True, repr=False)
-class WindowSecret:
-    """The one-time code of a commissioning window the device's owner opened."""
-
-    code: WindowCode
 
 
 #: What the host proves: a label's secret, a code, the owner's window code, an enrolment
@@ -241,55 +198,11 @@ class HostSession(ChannelHolder):
         self._state = _State.IDLE
         self.attestation: AttestationResult | None = None
         self.number: int | None = None
+        self._prompt = registry.engine(mode).prompt
         self._engine = self._engine_for(mode, secret, info)
 
-    def _engine_for(
-        self, mode: Mode, secret: OutOfBand, info: DeviceInfo
-    ) -> modes._NoiseHost | modes.CodeHost | modes.CompareHost | modes.PasskeyHost:
-        raw = self._info_raw
-        if mode is Mode.QR:
-            if not isinstance(secret, QrSecret):
-                raise LocalProtocolError("qr mode needs the label's key and secret")
-            return modes.qr_host(
-                device_static_public=secret.device_static_public,
-                label_secret=secret.label_secret,
-                device_info=raw,
-            )
-        if mode is Mode.CODE and isinstance(secret, EnrolmentReceipt):
-            return modes.CodeHost(
-                password=secret.secret,
-                user=secret.user,
-                salt=secret.enrolment_id,
-                cost=RECEIPT_COST,
-                device_info=raw,
-            )
-        if mode is Mode.CODE and isinstance(secret, WindowSecret):
-            if info.window is None:
-                raise WindowClosed("the device has no commissioning window open")
-            return modes.CodeHost(
-                password=secret.code.password,
-                user=WINDOW_USER,
-                salt=info.window.salt,
-                cost=_bounded_cost(*info.window.cost),
-                device_info=raw,
-            )
-        if mode is Mode.CODE:
-            if not isinstance(secret, CodeSecret):
-                raise LocalProtocolError("code mode needs the code or user and password")
-            if info.pbkdf_salt is None or info.pbkdf_cost is None:
-                raise Downgrade("the device offers code mode without its PBKDF parameters")
-            return modes.CodeHost(
-                password=secret.password,
-                user=secret.user,
-                salt=info.pbkdf_salt,
-                cost=_bounded_cost(*info.pbkdf_cost),
-                device_info=raw,
-            )
-        if mode is Mode.COMPARE:
-            return modes.CompareHost(device_info=raw)
-        if mode is Mode.PASSKEY:
-            return modes.PasskeyHost(device_info=raw)
-        return modes.button_host(device_info=raw)
+    def _engine_for(self, mode: Mode, secret: OutOfBand, info: DeviceInfo) -> HostHandshake:
+        return registry.engine(mode).host(secret, info, self._info_raw)
 
     @property
     def mode(self) -> Mode:
@@ -315,7 +228,7 @@ class HostSession(ChannelHolder):
 
     def confirm_number(self, accepted: bool, now: float) -> list[HostEvent]:
         """compare mode: the user says whether both screens show the same number."""
-        if self._state is not _State.WAIT_USER or self._mode is not Mode.COMPARE:
+        if self._state is not _State.WAIT_USER or self._prompt is not Prompt.CONFIRM_NUMBER:
             raise LocalProtocolError("no number is waiting for confirmation")
         if not accepted:
             return self._fail(modes.UserRejected("the numbers differ"), now)
@@ -327,7 +240,7 @@ class HostSession(ChannelHolder):
 
         Raises :class:`LocalProtocolError` for text that is not six digits (ask again); a
         wrong number is found out by the handshake, as a failed attempt."""
-        if self._state is not _State.WAIT_USER or not isinstance(self._engine, modes.PasskeyHost):
+        if self._state is not _State.WAIT_USER or not isinstance(self._engine, NumberEntry):
             raise LocalProtocolError("no passkey is being asked for")
         value = modes.parse_passkey(number) if isinstance(number, str) else number
         share_p = self._engine.enter(value)
@@ -433,6 +346,9 @@ class HostSession(ChannelHolder):
 
 
 __all__ = [
+    "MAX_SCRYPT_LOG2_N",
+    "MAX_SCRYPT_P",
+    "MAX_SCRYPT_R",
     "ApplicationData",
     "CodeSecret",
     "CompareNumber",
@@ -448,6 +364,8 @@ __all__ = [
     "SendMessage",
     "SessionEnded",
     "Trust",
+    "WindowSecret",
+    "_bounded_cost",
     "check_advertisement",
     "refusal",
 ]

@@ -22,6 +22,8 @@ from typing import Final
 
 from bleprov.core import cbor
 from bleprov.core.errors import MalformedData
+from bleprov.core.mode_bits import Mode as Mode
+from bleprov.core.mode_bits import mode_from_wire
 
 #: Handshake messages are small (the largest is an attestation-free SPAKE2+ share);
 #: anything bigger before the channel exists is refused.
@@ -34,20 +36,6 @@ class MessageType(enum.IntEnum):
     HANDSHAKE = 2
     REFUSED = 3
     SECURE = 4
-
-
-class Mode(enum.IntEnum):
-    """Out-of-band modes; the values are the advertised mode bits."""
-
-    QR = 0x01
-    CODE = 0x02
-    COMPARE = 0x04
-    BUTTON = 0x08
-    PASSKEY = 0x10
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 class InnerKind(enum.IntEnum):
@@ -133,7 +121,7 @@ def decode(raw: bytes) -> SessionMessage:
         raise MalformedData("handshake message too large")
     if kind == MessageType.HELLO and len(value) == 3:
         try:
-            mode = Mode(_uint(value[1], "mode", 255))
+            mode = mode_from_wire(_uint(value[1], "mode", 255))
         except ValueError:
             raise MalformedData("unknown mode") from None
         return Hello(mode, _bytes(value[2], "hello body", MAX_HANDSHAKE_MESSAGE))
