@@ -270,7 +270,7 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
         _E.MODE_NOT_ALLOWED,
         "mode not allowed",
         "the device's policy disables the requested mode",
-        f"{_SESSION}.device:ModeNotAllowed bleprov.core.attempts:SessionRefused",
+        f"{_SESSION}.modes.base:ModeNotAllowed bleprov.core.attempts:SessionRefused",
     ),
     (
         _E.LOCKED_OUT,
@@ -288,7 +288,7 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
         _E.AUTHENTICATION_FAILED,
         "authentication failed",
         "wrong code or number, wrong label secret",
-        f"{_SESSION}.modes:AuthenticationFailed",
+        f"{_SESSION}.modes.base:AuthenticationFailed",
     ),
     (
         _E.BUTTON_NOT_PRESSED,
@@ -306,13 +306,13 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
         _E.USER_REJECTED,
         "user rejected",
         "compare mode: the numbers differed",
-        f"{_SESSION}.modes:UserRejected",
+        f"{_SESSION}.modes.base:UserRejected",
     ),
     (
         _E.UNEXPECTED_MESSAGE,
         "unexpected message",
         "a message out of order for the state",
-        f"{_SESSION}.modes:UnexpectedMessage",
+        f"{_SESSION}.modes.base:UnexpectedMessage",
     ),
     (
         _E.HANDSHAKE_TIMEOUT,
@@ -325,7 +325,7 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
         _E.DOWNGRADE,
         "downgrade",
         "(host only) advertisement and info disagree",
-        f"{_SESSION}.host:Downgrade",
+        f"{_SESSION}.modes.base:Downgrade",
     ),
     (
         _E.DEVICE_BUSY,
