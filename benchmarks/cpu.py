@@ -54,10 +54,10 @@ from bleprov.radio.peripheral import (
     Peripheral,
     PeripheralCapabilities,
 )
-from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient
+from bleprov.session import SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 

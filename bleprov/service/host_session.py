@@ -37,7 +37,7 @@ from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
 from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
-from bleprov.radio.secure_link import NumberConfirmer, PasskeyReader, SecureHostLink
+from bleprov.session import NumberConfirmer, PasskeyReader, SecureHostLink
 
 logger = logging.getLogger(__name__)
 

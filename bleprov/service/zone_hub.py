@@ -52,8 +52,8 @@ from bleprov.core.zone import (
     member_names,
 )
 from bleprov.core.zone import hub_device_id as _hub_device_id
-from bleprov.radio.secure_link import SessionInfo
 from bleprov.service.enrolment import EnrolmentClient
+from bleprov.session import SessionInfo
 from bleprov.store.hub_files import Hub
 from bleprov.store.registry import DeviceStatus, NotPending, UnknownDevice, User
 from bleprov.tls.connection import MemberCredentials

@@ -31,9 +31,9 @@ from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceChannel, SecureDeviceServer, SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
+from bleprov.session import SecureDeviceChannel, SecureDeviceServer, SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 

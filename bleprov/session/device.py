@@ -42,7 +42,8 @@ from bleprov.core.session.messages import Handshake, Hello, Mode, Refused, Secur
 from bleprov.core.window import CommissioningWindow
 from bleprov.radio.host_link import CentralRadio, HostLink
 
-logger = logging.getLogger(__name__)
+#: The name it had in radio/ (bleprov.radio.secure_link): log lines stay as they were.
+logger = logging.getLogger("bleprov.radio.secure_link")
 
 #: Seconds between two log lines about sessions that failed before authentication.
 FAILED_SESSION_LOG_INTERVAL: Final = 10.0
