@@ -351,8 +351,7 @@ class Flood:
 
     async def _ble_wrong_code(self, radio: CentralRadio) -> None:
         session = SecureHostLink(
-            self.target,
-            radio,
+            HostLink(self.target, radio),
             mode=Mode.CODE,
             secret=hst.CodeSecret(WRONG_CODE),
             trust=hst.Trust((), TrustPolicy.WARN),

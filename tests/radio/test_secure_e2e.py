@@ -216,8 +216,7 @@ async def open_session(
     radio = await world.host()
     found = await find_device(radio, discriminator=device.discriminator, timeout=5)
     link = SecureHostLink(
-        found.device,
-        radio,
+        HostLink(found.device, radio),
         mode=mode,
         secret=secret if secret is not None else secret_for(mode, device),
         trust=TRUST,
@@ -304,7 +303,7 @@ async def test_downgrade_policy_enforced_by_the_device(world: World) -> None:
     found = await find_device(radio, discriminator=device.discriminator, timeout=5)
     with pytest.raises(dev.ModeNotAllowed):
         await SecureHostLink(
-            found.device, radio, mode=Mode.COMPARE, secret=None, trust=TRUST
+            HostLink(found.device, radio), mode=Mode.COMPARE, secret=None, trust=TRUST
         ).open()
 
 
@@ -397,8 +396,7 @@ async def host_via(
     radio = await world.host(link_a)
     found = await find_device(radio, discriminator=device.discriminator, timeout=5)
     link = SecureHostLink(
-        found.device,
-        radio,
+        HostLink(found.device, radio),
         mode=mode,
         secret=kwargs.pop("secret", secret_for(mode, device)),
         trust=TRUST,
@@ -564,8 +562,7 @@ async def test_man_in_the_middle_fails_in_every_mode(
         return "123456"  # it cannot see the real device's display
 
     upstream = SecureHostLink(
-        found_b.device,
-        radio_b,
+        HostLink(found_b.device, radio_b),
         mode=mode,
         secret=guesses[mode],
         trust=TRUST,
