@@ -42,12 +42,12 @@ from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
+from bleprov.radio.host_link import CentralRadio, HostLink, find_device
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_broker_session
 from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.session import SecureDeviceServer, SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
@@ -148,8 +148,7 @@ async def enrol_once(via: str, work: Path, broker_url: str | None) -> Row:
         start = time.perf_counter()
         found = await find_device(radio, discriminator=payload.discriminator, timeout=5)
         session = SecureHostLink(
-            found.device,
-            radio,
+            HostLink(found.device, radio),
             mode=Mode.QR,
             secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
             trust=trust,

@@ -47,17 +47,15 @@ from bleprov.core.profile import GattProfile
 from bleprov.core.session.messages import Mode
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.device_link import DeviceSession as LinkSession
-from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.peripheral import (
     ConnectionId,
     EventHandler,
     Peripheral,
     PeripheralCapabilities,
 )
-from bleprov.radio.secure_link import SecureHostLink
-from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient
+from bleprov.session import SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 
@@ -204,7 +202,6 @@ async def one_enrolment(
     *,
     mode: Mode,
     variant: str,
-    dummy_radio: CentralRadio,
 ) -> tuple[float, float, float, float]:
     """(host, device) CPU seconds of the handshake, then of the whole enrolment."""
     bench = await device.run(_make_device(factory, directory))
@@ -214,14 +211,12 @@ async def one_enrolment(
         device.call(runtime.press_button)
 
     session = SecureHostLink(
-        "00:00:00:00:00:00",
-        dummy_radio,
+        MemoryHostLink(device, runtime),
         mode=mode,
         secret=auth.secret,
         trust=factory.trust,
         confirm_number=_match(bench.ui),
     )
-    session.link = cast(Any, MemoryHostLink(device, runtime))
     host_trust = host_identity_store(directory) if variant == PEER else None
     identity = host_trust.identity() if host_trust is not None else None
 
@@ -270,10 +265,6 @@ async def run_enrolments(runs: int) -> tuple[list[CpuRow], list[CpuRow]]:
     factory = Factory.create()
     device = DeviceThread()
     handshakes, enrolments = [], []
-    link = VirtualLink()
-    dummy = CentralRadio.bumble(
-        make_virtual_device(link, name="unused", address="C0:B1:FF:00:00:01")
-    )
     try:
         with tempfile.TemporaryDirectory(prefix="bleprov-bench-") as name:
             work = Path(name)
@@ -291,7 +282,6 @@ async def run_enrolments(runs: int) -> tuple[list[CpuRow], list[CpuRow]]:
                                 directory,
                                 mode=mode,
                                 variant=variant,
-                                dummy_radio=dummy,
                             )
                         )
                     samples = samples[1:]
@@ -307,7 +297,6 @@ async def run_enrolments(runs: int) -> tuple[list[CpuRow], list[CpuRow]]:
                 hub.close()
     finally:
         device.stop()
-        link.close()
     return handshakes, enrolments
 
 

@@ -19,12 +19,12 @@ from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError
 from bleprov.core.session.messages import Mode
 from bleprov.radio.host_link import CentralRadio
-from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import make_virtual_device
 from bleprov.service.host_session import DeviceAuthentication, open_session
 from bleprov.service.provisioning import PeerPlan, ProvisionReport, ZonePlan, provision
 from bleprov.service.trust import HostTrust
 from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.session import SecureHostLink
 from tests.rig import HOME, TRUST
 from tests.worlds import VirginDevice, World
 

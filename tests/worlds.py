@@ -24,13 +24,13 @@ from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.peripheral import Peripheral
-from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.device_runtime import DeviceRuntime
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_session
 from bleprov.service.trust import HostTrust
 from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.session import SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider

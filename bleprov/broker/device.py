@@ -1,11 +1,12 @@
 """Device side: connect out to the broker, announce, and serve one session at a time.
 
 :class:`BrokerDeviceTransport` is to the broker what ``DeviceLink`` is to the radio: it
-hands each host's session to the same application (``SecureDeviceServer``), so the same
-handshake, session and enrolment code runs. It keeps a connection up with exponential
-backoff and jitter; it announces the device's info value, retained, under
-``<prefix>/dev/<device-id>/info``, with a last will that clears it. If the broker goes
-away mid-session, the session ends with an error, so the enrolment fail-safe rolls back.
+hands each host's session (a :class:`~bleprov.link.LinkSession`) to the same application
+(``bleprov.session.SecureDeviceServer``), so the same handshake, session and enrolment
+code runs. It keeps a connection up with exponential backoff and jitter; it announces
+the device's info value, retained, under ``<prefix>/dev/<device-id>/info``, with a last
+will that clears it. If the broker goes away mid-session, the session ends with an error,
+so the enrolment fail-safe rolls back.
 
 Anyone allowed to publish to the device's up topics can send OPENs as fast as the broker
 carries them, so an OPEN holds nothing: the device answers it (ACCEPT with its info, or
@@ -43,6 +44,7 @@ from bleprov.broker.wire import (
 from bleprov.core.advertising import DeviceInfo, OobMode
 from bleprov.core.errors import BleprovError, ChannelClosed, keep_recent
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE
+from bleprov.link.protocols import LinkApplication
 
 logger = logging.getLogger(__name__)
 
@@ -135,17 +137,13 @@ class Inbox(asyncio.Queue[aiomqtt.Message]):
                 self._first.extend(mine)
 
 
-class BrokerApplication(Protocol):
-    """What runs above the transport (``SecureDeviceServer``)."""
+class BrokerApplication(LinkApplication["BrokerSession"], Protocol):
+    """What runs above the transport (``SecureDeviceServer``): a device's link
+    application that also says whether a session is under way on another link (an OPEN
+    is then answered busy, without starting anything)."""
 
     @property
     def busy(self) -> bool: ...
-
-    def session_opened(self, session: BrokerSession) -> None: ...
-
-    def message_received(self, session: BrokerSession, payload: bytes) -> None: ...
-
-    def session_closed(self, session: BrokerSession, error: BleprovError | None) -> None: ...
 
 
 class BrokerSession:

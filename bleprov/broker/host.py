@@ -1,7 +1,8 @@
 """Host side: find a device's announcement and carry one session to it through the broker.
 
-:class:`BrokerHostLink` has ``HostLink``'s interface (``connect``, ``info_raw``, ``send``,
-``receive``, ``close``), so ``SecureHostLink`` runs the same handshake over it. Each
+:class:`BrokerHostLink` is a :class:`~bleprov.link.MessageLink` (``connect``, ``info_raw``,
+``send``, ``receive``, ``close``), like BLE's ``HostLink``, so ``SecureHostLink`` runs the
+same handshake over it. Each
 session draws a random topic suffix; the host's last will closes the session on the
 device if the host vanishes, so the device's fail-safe rolls back at once.
 """
@@ -36,6 +37,7 @@ from bleprov.core.errors import BleprovError, ChannelClosed, MalformedData, Over
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE
 from bleprov.core.session.host import DeviceRefused
 from bleprov.core.words import words
+from bleprov.link.inbox import MessageInbox
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +134,11 @@ class BrokerHostLink:
         self.messages_received = 0
         self._client: aiomqtt.Client | None = None
         self._accepted: asyncio.Future[bytes] | None = None
-        self._messages: asyncio.Queue[bytes | BleprovError] = asyncio.Queue()
+        self._inbox = MessageInbox(
+            lambda timeout: BrokerError(f"no message from the device within {timeout:g} s")
+        )
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._error: BleprovError | None = None
 
     async def __aenter__(self) -> BrokerHostLink:
         await self.connect()
@@ -192,8 +195,7 @@ class BrokerHostLink:
 
     def send(self, payload: bytes) -> None:
         """Queue one session message to the device."""
-        if self._error is not None:
-            raise self._error
+        self._inbox.check()
         bound = self.info.max_message if self.info is not None else self.max_message
         if len(payload) > bound:
             raise OversizedMessage(f"message of {len(payload)} bytes exceeds the device's {bound}")
@@ -202,20 +204,7 @@ class BrokerHostLink:
 
     async def receive(self, timeout: float | None = None) -> bytes:
         """The next whole message from the device."""
-        if self._error is not None and self._messages.empty():
-            raise self._error
-        try:
-            async with asyncio.timeout(timeout):
-                item = await self._messages.get()
-        except TimeoutError:
-            raise BrokerError(f"no message from the device within {timeout:g} s") from None
-        if isinstance(item, BleprovError):
-            raise item
-        return item
-
-    async def request(self, payload: bytes, timeout: float | None = None) -> bytes:
-        self.send(payload)
-        return await self.receive(timeout)
+        return await self._inbox.receive(timeout)
 
     async def close(self) -> None:
         """Flush what is queued, tell the device the session is over, disconnect."""
@@ -224,7 +213,7 @@ class BrokerHostLink:
             return
         if self._accepted is not None and not self._accepted.done():
             self._accepted.cancel()
-        if self._error is None:
+        if self._inbox.error is None:
             self._outbox.put_nowait(close(Kind.CLOSE_UP, CloseReason.NORMAL))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.timeout):
@@ -244,9 +233,7 @@ class BrokerHostLink:
     def _fail(self, error: BleprovError) -> None:
         if self._accepted is not None and not self._accepted.done():
             self._accepted.set_exception(error)
-        if self._error is None:
-            self._error = error
-            self._messages.put_nowait(error)
+        self._inbox.fail(error)
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         up = self.topics.up(self.session_id)
@@ -286,7 +273,7 @@ class BrokerHostLink:
         elif envelope.kind is Kind.DATA_DOWN:
             if accepted is not None and accepted.done():
                 self.messages_received += 1
-                self._messages.put_nowait(envelope.body)
+                self._inbox.put(envelope.body)
         elif envelope.reason() is CloseReason.BUSY:
             self._fail(
                 DeviceRefused(

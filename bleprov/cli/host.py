@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from bleprov.core.wifi import ScanResult, WifiCredentials, WifiSecurity
     from bleprov.core.window import WindowPurpose
     from bleprov.radio.host_link import CentralRadio
-    from bleprov.radio.secure_link import SecureHostLink
     from bleprov.radio.spec import RadioSpec
     from bleprov.service.host_session import DeviceAuthentication
     from bleprov.service.provisioning import (
@@ -64,6 +63,7 @@ if TYPE_CHECKING:
         ZonePlan,
     )
     from bleprov.service.trust import HostTrust
+    from bleprov.session import SecureHostLink
 
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from bleprov.core.advertising import AdvertisedFlags, DeviceInfo, encode_service_data
 from bleprov.core.errors import BleprovError, FramingError, keep_recent
@@ -30,6 +30,7 @@ from bleprov.core.frames import (
     Role,
 )
 from bleprov.core.profile import GattProfile, default_profile
+from bleprov.link.protocols import LinkApplication
 from bleprov.radio.peripheral import (
     CentralConnected,
     CentralDisconnected,
@@ -42,16 +43,6 @@ from bleprov.radio.peripheral import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class DeviceApplication(Protocol):
-    """What runs above the link: sees sessions open, messages arrive, sessions close."""
-
-    def session_opened(self, session: DeviceSession) -> None: ...
-
-    def message_received(self, session: DeviceSession, payload: bytes) -> None: ...
-
-    def session_closed(self, session: DeviceSession, error: BleprovError | None) -> None: ...
 
 
 class DeviceSession:
@@ -103,6 +94,12 @@ class DeviceSession:
             if self._closing or self.channel.state is ChannelState.RESET:
                 await link.peripheral.disconnect(self.connection)
                 return
+
+
+#: What runs above the link (sees sessions open, messages arrive, sessions close); it may
+#: also have ``central_turned_away(connection)``, told of a second central while one is
+#: connected (a push-button overlap, to the session layer).
+DeviceApplication = LinkApplication[DeviceSession]
 
 
 @dataclass

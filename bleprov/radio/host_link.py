@@ -43,6 +43,7 @@ from bleprov.core.frames import (
     Role,
 )
 from bleprov.core.profile import GattProfile, default_profile
+from bleprov.link.inbox import MessageInbox
 from bleprov.radio.errors import (
     BUMBLE_RADIO_HINT,
     RadioUnavailable,
@@ -250,10 +251,11 @@ class HostLink:
         self.info_raw = b""
         self.write_round_trips = 0
         self._rx_char: BleakGATTCharacteristic | None = None
-        self._messages: asyncio.Queue[bytes | BleprovError] = asyncio.Queue()
+        self._inbox = MessageInbox(
+            lambda timeout: LinkError(f"no message from the device within {timeout:g} s")
+        )
         self._wakeup = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
-        self._error: BleprovError | None = None
         self._closing = False
         self._loop = asyncio.get_running_loop()
 
@@ -353,23 +355,13 @@ class HostLink:
 
     def send(self, payload: bytes) -> None:
         """Queue one message to the device."""
-        if self._error is not None:
-            raise self._error
+        self._inbox.check()
         self.channel.send_message(payload, self.now())
         self._wakeup.set()
 
     async def receive(self, timeout: float | None = None) -> bytes:
         """The next whole message from the device."""
-        if self._error is not None and self._messages.empty():
-            raise self._error
-        try:
-            async with asyncio.timeout(timeout):
-                item = await self._messages.get()
-        except TimeoutError:
-            raise LinkError(f"no message from the device within {timeout:g} s") from None
-        if isinstance(item, BleprovError):
-            raise item
-        return item
+        return await self._inbox.receive(timeout)
 
     async def request(self, payload: bytes, timeout: float | None = None) -> bytes:
         self.send(payload)
@@ -389,9 +381,7 @@ class HostLink:
     # -------------------------------------------------------------- internals
 
     def _fail(self, error: BleprovError) -> None:
-        if self._error is None:
-            self._error = error
-            self._messages.put_nowait(error)
+        self._inbox.fail(error)
         self._wakeup.set()
 
     def _on_notification(self, _char: BleakGATTCharacteristic, data: bytearray) -> None:
@@ -406,7 +396,7 @@ class HostLink:
             return
         for ev in events:
             if isinstance(ev, MessageReceived):
-                self._messages.put_nowait(ev.payload)
+                self._inbox.put(ev.payload)
         self._wakeup.set()
 
     def _on_disconnect(self, _client: BleakClient) -> None:

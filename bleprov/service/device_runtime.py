@@ -31,9 +31,9 @@ from bleprov.core.words import words
 from bleprov.network.base import NetworkBackend
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.peripheral import Peripheral
-from bleprov.radio.secure_link import DeviceUi, SecureDeviceServer
 from bleprov.service.enrolment import EnrolmentService
 from bleprov.service.trust import DeviceTrust
+from bleprov.session import DeviceUi, SecureDeviceServer
 from bleprov.store.device_store import REMOTE_ATTEMPTS, WIFI, DeviceStore, StoreClaim
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The device's little user interface: a number display, a button, a reset and a light.
 
-The session server only needs ``show_number`` and ``clear`` (``secure_link.DeviceUi``);
+The session server only needs ``show_number`` and ``clear`` (``bleprov.session.DeviceUi``);
 the daemon also wants the state shown (an LED pattern) and the two physical inputs read:
 a short press of the button opens the button-mode window, the reset (a long press, or its
 own button) lifts a lockout of the attempt limiter. Both inputs arrive as callbacks

@@ -1,6 +1,6 @@
 """Runs the enrolment state machines against real effects.
 
-Device: :class:`EnrolmentService` is the :class:`~bleprov.radio.secure_link.SecureApplication`
+Device: :class:`EnrolmentService` is the :class:`~bleprov.session.SecureApplication`
 of a device. It feeds each authenticated message to a
 :class:`~bleprov.core.enrolment.device.DeviceEnrolment` and carries out the effects it
 asks for with a :class:`~bleprov.network.base.NetworkBackend` and a store.

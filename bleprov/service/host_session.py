@@ -36,8 +36,8 @@ from bleprov.core.receipt import EnrolmentReceipt
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
-from bleprov.radio.host_link import CentralRadio, FoundDevice, find_device
-from bleprov.radio.secure_link import NumberConfirmer, PasskeyReader, SecureHostLink
+from bleprov.radio.host_link import CentralRadio, FoundDevice, HostLink, find_device
+from bleprov.session import NumberConfirmer, PasskeyReader, SecureHostLink
 
 logger = logging.getLogger(__name__)
 
@@ -176,8 +176,7 @@ async def open_session(
     if found is None:
         found = await find(radio, auth, timeout=timeout)
     session = SecureHostLink(
-        found.device,
-        radio,
+        HostLink(found.device, radio),
         mode=auth.mode,
         secret=auth.secret,
         trust=trust,
@@ -230,9 +229,7 @@ async def open_broker_session(
         timeout=timeout,
     )
     session = SecureHostLink(
-        None,
-        None,
-        link=BrokerHostLink(config, found.device_id, accept_timeout=timeout),
+        BrokerHostLink(config, found.device_id, accept_timeout=timeout),
         mode=auth.mode,
         secret=auth.secret,
         trust=trust,

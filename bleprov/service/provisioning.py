@@ -39,10 +39,10 @@ from bleprov.core.session.modes import AuthenticationFailed
 from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials
 from bleprov.core.window import WindowClosed
 from bleprov.core.words import words
-from bleprov.radio.secure_link import SecureHostLink
 from bleprov.service.enrolment import EnrolmentClient, NoAnswer
 from bleprov.service.host_session import DeviceAuthentication
 from bleprov.service.trust import HostTrust
+from bleprov.session import SecureHostLink
 
 logger = logging.getLogger(__name__)
 

@@ -51,10 +51,10 @@ from bleprov.core.zone import (
     member_names,
 )
 from bleprov.core.zone import hub_device_id as _hub_device_id
-from bleprov.radio.secure_link import SessionInfo
 from bleprov.service.enrolment import EnrolmentClient
 from bleprov.service.hub_rules import EnrolmentRefused as EnrolmentRefused
 from bleprov.service.hub_rules import ZoneHub, check_may_enrol, check_may_renew
+from bleprov.session import SessionInfo
 from bleprov.store.registry import DeviceStatus, User
 from bleprov.tls.connection import MemberCredentials
 from bleprov.tls.hub import start_hub_server

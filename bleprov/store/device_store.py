@@ -263,7 +263,7 @@ class DeviceStore:
         return StoreClaim(self.directory / f"{STORE_FILE_NAME}.serve.lock")
 
     def attempt_store(self, record: str = ATTEMPTS) -> StoreAttemptStore:
-        """A failed-attempt counter as an ``AttemptStore`` (bleprov.radio.secure_link):
+        """A failed-attempt counter as an ``AttemptStore`` (bleprov.session):
         BLE's by default, ``REMOTE_ATTEMPTS`` for the broker."""
         return StoreAttemptStore(self, record)
 

@@ -54,9 +54,9 @@ from bleprov.core.profile import default_profile
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.radio.host_link import CentralRadio, HostLink
-from bleprov.radio.secure_link import SecureHostLink
 from bleprov.radio.virtual import open_hci_device
 from bleprov.service.host_session import DeviceAuthentication, open_broker_session
+from bleprov.session import SecureHostLink
 
 OPEN = Envelope(Kind.OPEN).encode()
 WRONG_CODE = b"00000000"
@@ -351,8 +351,7 @@ class Flood:
 
     async def _ble_wrong_code(self, radio: CentralRadio) -> None:
         session = SecureHostLink(
-            self.target,
-            radio,
+            HostLink(self.target, radio),
             mode=Mode.CODE,
             secret=hst.CodeSecret(WRONG_CODE),
             trust=hst.Trust((), TrustPolicy.WARN),

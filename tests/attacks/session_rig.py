@@ -26,15 +26,15 @@ from bleprov.core.session.messages import Mode
 from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import (
+from bleprov.radio.host_link import CentralRadio, HostLink, find_device
+from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.session import (
     MemoryAttemptStore,
     SecureDeviceChannel,
     SecureDeviceServer,
     SecureHostLink,
     SilentUi,
 )
-from bleprov.radio.virtual import VirtualLink, make_virtual_device
 
 NOW = datetime.now(UTC)
 CHEAP = ScryptCost(n=1 << 10, r=8, p=1)
@@ -178,8 +178,7 @@ class Rig:
             return False
 
         link = SecureHostLink(
-            found.device,
-            radio,
+            HostLink(found.device, radio),
             mode=mode,
             secret=secret,
             trust=TRUST,

@@ -15,7 +15,7 @@ import pytest_asyncio
 
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
-from bleprov.radio.secure_link import MemoryAttemptStore
+from bleprov.session import MemoryAttemptStore
 from tests.attacks.session_rig import Rig, qr_secret
 
 

@@ -44,12 +44,12 @@ from bleprov.core.session.messages import Mode
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceServer, SecureHostLink
+from bleprov.radio.host_link import CentralRadio, HostLink, find_device
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_broker_session
 from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.session import SecureDeviceServer, SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.hub_files import Hub
 from bleprov.store.keys import KeyFileProvider
@@ -172,8 +172,7 @@ class Cloud:
         payload = parse_qr(target.label_qr)
         found = await find_device(radio, discriminator=payload.discriminator, timeout=5)
         session = SecureHostLink(
-            found.device,
-            radio,
+            HostLink(found.device, radio),
             mode=Mode.QR,
             secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
             trust=TRUST,
@@ -470,8 +469,8 @@ async def test_a_lost_commit_answer_is_asked_about_again_through_the_broker(
     same provision() reaches the device again through the broker, with the enrolment's
     receipt, and confirms the enrolment instead of revoking it."""
     from bleprov.core.enrolment.messages import Endpoint, Request, decode
-    from bleprov.radio.secure_link import SecureDeviceChannel
     from bleprov.service.provisioning import ZonePlan, provision
+    from bleprov.session import SecureDeviceChannel
 
     try:
         from bleprov.service.provisioning import Redial  # type: ignore[attr-defined, unused-ignore]

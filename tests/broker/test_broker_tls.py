@@ -38,10 +38,10 @@ from bleprov.core.enrolment import device as enr
 from bleprov.core.factory import provision_device
 from bleprov.core.wifi import WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
-from bleprov.radio.secure_link import SecureDeviceServer
 from bleprov.service.cloud import device_broker_tls
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
 from bleprov.service.host_session import DeviceAuthentication, open_broker_session
+from bleprov.session import SecureDeviceServer
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 from tests.broker.conftest import Mosquitto, require_mosquitto

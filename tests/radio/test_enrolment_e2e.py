@@ -30,10 +30,10 @@ from bleprov.core.wifi import JoinFailure, WifiCredentials, WifiSecurity
 from bleprov.network.simulated import SimulatedWifi
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
-from bleprov.radio.host_link import CentralRadio, find_device
-from bleprov.radio.secure_link import SecureDeviceChannel, SecureDeviceServer, SecureHostLink
+from bleprov.radio.host_link import CentralRadio, HostLink, find_device
 from bleprov.radio.virtual import VirtualLink, make_virtual_device
 from bleprov.service.enrolment import EnrolmentClient, EnrolmentService
+from bleprov.session import SecureDeviceChannel, SecureDeviceServer, SecureHostLink
 from bleprov.store.device_store import DeviceStore
 from bleprov.store.keys import KeyFileProvider
 
@@ -109,8 +109,7 @@ class Rig:
         payload = parse_qr(self.label_qr)
         found = await find_device(radio, discriminator=payload.discriminator, timeout=5)
         session = SecureHostLink(
-            found.device,
-            radio,
+            HostLink(found.device, radio),
             mode=Mode.QR,
             secret=hst.QrSecret(payload.device_public_key, payload.label_secret),
             trust=TRUST,

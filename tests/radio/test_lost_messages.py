@@ -19,9 +19,9 @@ from rich.console import Console
 
 from bleprov.core import membership as mb
 from bleprov.core.enrolment.messages import Endpoint, Request, decode
-from bleprov.radio.secure_link import SecureDeviceChannel, SecureHostLink
 from bleprov.service.host_session import DeviceAuthentication
 from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.session import SecureDeviceChannel, SecureHostLink
 from bleprov.store.registry import DeviceStatus
 from tests.cuts import CuttingPeripheral
 from tests.pairing import (

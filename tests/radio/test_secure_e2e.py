@@ -37,14 +37,14 @@ from bleprov.core.session.modes import SPAKE_ID_VERIFIER, AuthenticationFailed, 
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink, DeviceSession
 from bleprov.radio.host_link import CentralRadio, HostLink, find_device
-from bleprov.radio.secure_link import (
+from bleprov.radio.virtual import VirtualLink, make_virtual_device
+from bleprov.session import (
     MemoryAttemptStore,
     SecureDeviceChannel,
     SecureDeviceServer,
     SecureHostLink,
     SilentUi,
 )
-from bleprov.radio.virtual import VirtualLink, make_virtual_device
 
 NOW = datetime.now(UTC)
 CHEAP = ScryptCost(n=1 << 10, r=8, p=1)
@@ -216,8 +216,7 @@ async def open_session(
     radio = await world.host()
     found = await find_device(radio, discriminator=device.discriminator, timeout=5)
     link = SecureHostLink(
-        found.device,
-        radio,
+        HostLink(found.device, radio),
         mode=mode,
         secret=secret if secret is not None else secret_for(mode, device),
         trust=TRUST,
@@ -304,7 +303,7 @@ async def test_downgrade_policy_enforced_by_the_device(world: World) -> None:
     found = await find_device(radio, discriminator=device.discriminator, timeout=5)
     with pytest.raises(dev.ModeNotAllowed):
         await SecureHostLink(
-            found.device, radio, mode=Mode.COMPARE, secret=None, trust=TRUST
+            HostLink(found.device, radio), mode=Mode.COMPARE, secret=None, trust=TRUST
         ).open()
 
 
@@ -397,8 +396,7 @@ async def host_via(
     radio = await world.host(link_a)
     found = await find_device(radio, discriminator=device.discriminator, timeout=5)
     link = SecureHostLink(
-        found.device,
-        radio,
+        HostLink(found.device, radio),
         mode=mode,
         secret=kwargs.pop("secret", secret_for(mode, device)),
         trust=TRUST,
@@ -564,8 +562,7 @@ async def test_man_in_the_middle_fails_in_every_mode(
         return "123456"  # it cannot see the real device's display
 
     upstream = SecureHostLink(
-        found_b.device,
-        radio_b,
+        HostLink(found_b.device, radio_b),
         mode=mode,
         secret=guesses[mode],
         trust=TRUST,

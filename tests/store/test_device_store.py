@@ -22,7 +22,7 @@ from bleprov.core.attempts import AttemptLimiter
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.factory import provision_device
 from bleprov.core.identity import Manufacturer
-from bleprov.radio.secure_link import AttemptStore
+from bleprov.session import AttemptStore
 from bleprov.store.device_store import (
     AEAD_INFO,
     HEADER,
