@@ -1,13 +1,38 @@
-"""What both session roles share: the events they emit and their hold on the channel."""
+"""What both session roles share: the events they emit, their hold on the channel, the
+refusals and timeouts the host must recognise, and the attestation context."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
+from bleprov.core.attempts import SessionRefused
 from bleprov.core.channel import SecureChannel
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.session.messages import Inner, InnerKind, Secure, encode, encode_inner
 from bleprov.core.session.modes import SessionKeys, channel_binding, exporter
+
+#: What the device's attestation signs over (with the handshake hash).
+ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
+
+
+class ModeNotAllowed(SessionRefused):
+    """The device's policy disables the mode the host asked for."""
+
+    code = 0x40
+
+
+class DeviceOwned(SessionRefused):
+    """The device has an owner: its factory label, code and button no longer open a
+    session; only a commissioning window the owner opened does."""
+
+    code = 0x4C
+
+
+class HandshakeTimeout(ProtocolError):
+    """The handshake did not complete within its time."""
+
+    code = 0x48
 
 
 class SessionNotOpen(ProtocolError):

@@ -52,6 +52,7 @@ from bleprov.core.crypto.spake2plus import (
     derive_verifier,
     pbkdf_input,
 )
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
 from bleprov.core.session.messages import Mode, join_fields, split_fields
 
@@ -63,7 +64,6 @@ BINDING_INFO: Final = b"bleprov/1 channel binding "
 MAX_BINDING_LABEL: Final = 64
 #: Secret exports: HKDF info prefix; the label follows (docs/protocol.md, "Secure channel").
 EXPORTER_INFO: Final = b"bleprov/1 exporter "
-SPAKE_ID_VERIFIER: Final = b"bleprov device"
 #: code mode: HKDF info of the fake verifier an unknown user name gets (the user follows).
 UNKNOWN_USER_INFO: Final = b"bleprov/1 unknown user "
 #: passkey mode: digits of the one-time number, and the bytes of its per-attempt salt.
