@@ -110,24 +110,23 @@ def _wpa_supplicant(argument: str) -> NetworkBackend:
     return WpaSupplicantWifi(path.parent / argument if argument else path)
 
 
-#: The Wi-Fi backends ``--network`` names: kind -> its opener (each imports its module
-#: only when chosen). A new backend is one module in bleprov.network and one line here.
-NETWORKS: Final[dict[str, Callable[[str], NetworkBackend]]] = {
-    "simulated": _simulated,
-    "networkmanager": _networkmanager,
-    "wpa-supplicant": _wpa_supplicant,
+#: The Wi-Fi backends ``--network`` names: kind -> (its usage, its opener; each opener
+#: imports its module only when chosen). A new backend is one module in bleprov.network
+#: and one line here.
+NETWORKS: Final[dict[str, tuple[str, Callable[[str], NetworkBackend]]]] = {
+    "simulated": ("simulated:FILE", _simulated),
+    "networkmanager": ("networkmanager[:IFACE]", _networkmanager),
+    "wpa-supplicant": ("wpa-supplicant[:IFACE]", _wpa_supplicant),
 }
 
 
 def parse_network(text: str) -> tuple[str, str]:
     """``--network`` as (kind, argument), checked before anything opens (a typo is bad
-    usage): ``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
+    usage): one of :data:`NETWORKS`, e.g. ``simulated:FILE``."""
     kind, _, argument = text.partition(":")
     if kind not in NETWORKS:
-        raise DaemonConfigError(
-            f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
-            "wpa-supplicant[:IFACE]"
-        )
+        *first, last = (usage for usage, _ in NETWORKS.values())
+        raise DaemonConfigError(f"unknown network {text!r}: use {', '.join(first)} or {last}")
     if kind == "simulated" and not argument:
         raise DaemonConfigError(
             "simulated needs its environment file: simulated:FILE "
@@ -139,7 +138,8 @@ def parse_network(text: str) -> tuple[str, str]:
 def open_network(text: str) -> NetworkBackend:
     """``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
     kind, argument = parse_network(text)
-    return NETWORKS[kind](argument)
+    _usage, opener = NETWORKS[kind]
+    return opener(argument)
 
 
 # ------------------------------------------------------------- network, logged
