@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from bleprov.core.advertising import ALL_MODES, DeviceInfo, DeviceState
 from bleprov.core.attempts import AttemptLimits, ButtonWindow
 from bleprov.core.crypto.spake2plus import DEFAULT_COST, ScryptCost, derive_verifier
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 from bleprov.core.identity import Manufacturer, TrustPolicy
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 
 NOW = datetime.now(UTC)
 CHEAP = ScryptCost(n=1 << 10, r=8, p=1)

@@ -358,9 +358,9 @@ def capture_handshake_parts(seeds: Seeds) -> None:
     """The compare, SPAKE2+ and Noise primitives run against each other."""
     from bleprov.core.crypto.noise import NoiseHandshake
     from bleprov.core.crypto.spake2plus import Prover, Verifier, derive_verifier
+    from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
     from bleprov.core.session.messages import Mode
     from bleprov.core.session.modes import (
-        SPAKE_ID_VERIFIER,
         CompareDevice,
         CompareHost,
         prologue,
@@ -419,7 +419,7 @@ def capture_channel_and_broker(seeds: Seeds) -> None:
     from bleprov.broker import wire
     from bleprov.core.channel import SecureChannel
     from bleprov.core.enrolment.messages import Request, encode
-    from bleprov.core.session.device import ATTESTATION_CONTEXT
+    from bleprov.core.session.common import ATTESTATION_CONTEXT
     from bleprov.core.session.messages import (
         Handshake,
         Hello,

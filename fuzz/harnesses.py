@@ -428,7 +428,7 @@ def noise(data: bytes) -> None:
 )
 def spake2plus(data: bytes) -> None:
     from bleprov.core.crypto.spake2plus import Prover, Verifier, derive_verifier
-    from bleprov.core.session.modes import SPAKE_ID_VERIFIER
+    from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 
     m = fx.material()
     parts = split_messages(data, 4) + [b""] * 4
@@ -511,7 +511,7 @@ def channel(data: bytes) -> None:
 )
 def attestation(data: bytes) -> None:
     from bleprov.core.identity import TrustPolicy, verify_attestation
-    from bleprov.core.session.device import ATTESTATION_CONTEXT
+    from bleprov.core.session.common import ATTESTATION_CONTEXT
 
     if len(data) < 32:
         return

@@ -28,11 +28,11 @@ from bleprov.core import identity as identity_module
 from bleprov.core import zone as zone_module
 from bleprov.core.advertising import ALL_MODES, DeviceInfo, DeviceState
 from bleprov.core.crypto.spake2plus import ScryptCost, VerifierRecord, derive_verifier
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 from bleprov.core.identity import DeviceIdentity, Manufacturer, TrustPolicy
 from bleprov.core.membership import Owner
 from bleprov.core.peer import PeerIdentity, PinSet
 from bleprov.core.session import host as hst
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 from bleprov.core.window import (
     WindowCode,
     WindowInfo,

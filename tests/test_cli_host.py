@@ -27,6 +27,7 @@ from bleprov.cli.host import (
 from bleprov.core.advertising import OobMode
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.messages import WifiState, WifiStatus
+from bleprov.core.errors import MalformedData
 from bleprov.core.factory import provision_device
 from bleprov.core.identity import Manufacturer
 from bleprov.core.onboarding import encode_user_password
@@ -256,3 +257,19 @@ def test_peer_list_and_unbind_without_bindings(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "no device is bound" in result.output
     result = runner.invoke(app, ["peer", "unbind", "ABCD", "--host-dir", str(tmp_path / "h")])
     assert result.exit_code == 1 and "peer list" in result.output
+
+
+async def test_a_typed_wifi_passphrase_is_checked_once_with_the_host_wording(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one rule (core.wifi.check_passphrase) judges what the user typed; a bad length
+    keeps the host's wording, bad characters the rule's; neither shows the secret."""
+    chooser = PromptingChooser(QUIET, WifiChoice("Home", "auto", None, False))
+    chooser.interactive = False
+    monkeypatch.setenv("BLEPROV_WIFI_PASSWORD", "short")
+    with pytest.raises(HostError, match=r"^a WPA passphrase is 8 to 63 characters$"):
+        await chooser.choose([HOME])
+    monkeypatch.setenv("BLEPROV_WIFI_PASSWORD", "caf\u00e9 au lait")
+    with pytest.raises(MalformedData, match="printable ASCII") as caught:
+        await chooser.choose([HOME])
+    assert "lait" not in str(caught.value)

@@ -429,7 +429,7 @@ class PromptingChooser:
         self.interactive = sys.stdin.isatty()
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
-        from bleprov.core.wifi import WifiCredentials, WifiSecurity
+        from bleprov.core.wifi import WifiSecurity
 
         self._show(results)
         if self.choice.ssid is not None:
@@ -447,7 +447,7 @@ class PromptingChooser:
             ssid = seen.ssid
         security = self._security(seen)
         passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
-        return WifiCredentials(
+        return _typed_credentials(
             ssid, security, passphrase=passphrase, hidden=seen is None and bool(ssid)
         )
 
@@ -462,7 +462,7 @@ class PromptingChooser:
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
         """After a failed join: what the device said and what to do about it; then, at a
         terminal, the password again (refused) or the same network again (anything else)."""
-        from bleprov.core.wifi import JoinFailure, WifiCredentials, WifiSecurity
+        from bleprov.core.wifi import JoinFailure, WifiSecurity
         from bleprov.core.words import words
         from bleprov.service.provisioning import join_advice
 
@@ -475,7 +475,7 @@ class PromptingChooser:
         if reason is JoinFailure.WRONG_PASSWORD and tried.security is not WifiSecurity.OPEN:
             if not ask_yes_no("Type the password again?", default=True):
                 return None
-            return WifiCredentials(
+            return _typed_credentials(
                 tried.ssid,
                 tried.security,
                 passphrase=self._password(tried.ssid, first=False),
@@ -525,9 +525,22 @@ class PromptingChooser:
             raise HostError(
                 f"give the Wi-Fi password in {WIFI_PASSWORD_ENV} or --wifi-password-file"
             )
-        if not 8 <= len(value) <= 63:
-            raise HostError("a WPA passphrase is 8 to 63 characters")
-        return value
+        return value  # checked once, by WifiCredentials (_typed_credentials)
+
+
+def _typed_credentials(
+    ssid: bytes, security: WifiSecurity, *, passphrase: str | None, hidden: bool
+) -> WifiCredentials:
+    """The credentials the user typed, checked by the one rule (core.wifi); a bad length
+    is worded for a person who types."""
+    from bleprov.core.wifi import BadPassphrase, WifiCredentials
+
+    try:
+        return WifiCredentials(ssid, security, passphrase=passphrase, hidden=hidden)
+    except BadPassphrase as exc:
+        if exc.length_ok:
+            raise
+        raise HostError("a WPA passphrase is 8 to 63 characters") from None
 
 
 class HandshakePrompts:

@@ -26,6 +26,7 @@ from bleprov.core.crypto.spake2plus import (
     VerifierRecord,
     derive_verifier,
 )
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER, DeviceSecrets
 from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.frames import DEFAULT_MAX_MESSAGE, DEFAULT_RX_WINDOW
 from bleprov.core.identity import DeviceIdentity
@@ -43,8 +44,6 @@ from bleprov.core.onboarding import (
     passcode_password,
 )
 from bleprov.core.profile import default_profile
-from bleprov.core.session.device import DeviceSecrets
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 
 SALT_BYTES = 16
 

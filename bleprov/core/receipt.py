@@ -86,7 +86,7 @@ class EnrolmentReceipt:
         return receipt_user(self.enrolment_id)
 
     def prover(self) -> ProverSecrets:
-        from bleprov.core.session.modes import SPAKE_ID_VERIFIER
+        from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 
         return derive_verifier(
             self.secret,

@@ -55,15 +55,29 @@ class ScanResult:
             raise MalformedData("channel out of range")
 
 
-def _valid_passphrase(passphrase: str) -> bool:
-    return PASSPHRASE_MIN <= len(passphrase) <= PASSPHRASE_MAX and all(
-        32 <= ord(c) <= 126 for c in passphrase
-    )
+class BadPassphrase(MalformedData):
+    """Not a WPA passphrase. The message never carries it."""
+
+    def __init__(self, *, length_ok: bool) -> None:
+        super().__init__("a WPA passphrase is 8..63 printable ASCII characters")
+        #: Whether only its characters were wrong (a host words a bad length its own way).
+        self.length_ok = length_ok
+
+
+def check_passphrase(passphrase: str) -> None:
+    """The one rule for a WPA passphrase (IEEE 802.11: 8..63 printable ASCII), checked
+    once where it enters: :class:`WifiCredentials` is built where the user typed it (the
+    host) and where the device decodes wifi/set, and every layer between carries that
+    value unchanged (its repr never shows the secret)."""
+    length_ok = PASSPHRASE_MIN <= len(passphrase) <= PASSPHRASE_MAX
+    if not length_ok or not all(32 <= ord(c) <= 126 for c in passphrase):
+        raise BadPassphrase(length_ok=length_ok)
 
 
 @dataclass(frozen=True, repr=False)
 class WifiCredentials:
-    """What the host sends; exactly one of ``passphrase`` or ``psk`` unless open."""
+    """What the host sends; exactly one of ``passphrase`` or ``psk`` unless open. Checked
+    at construction, so a value that exists is valid."""
 
     ssid: bytes
     security: WifiSecurity
@@ -80,8 +94,8 @@ class WifiCredentials:
             return
         if (self.passphrase is None) == (self.psk is None):
             raise MalformedData("give a passphrase or a PSK, not both or neither")
-        if self.passphrase is not None and not _valid_passphrase(self.passphrase):
-            raise MalformedData("a WPA passphrase is 8..63 printable ASCII characters")
+        if self.passphrase is not None:
+            check_passphrase(self.passphrase)
         if self.psk is not None:
             if len(self.psk) != PSK_BYTES:
                 raise MalformedData("a WPA PSK is 32 bytes")

@@ -165,7 +165,7 @@ class WindowOffer:
         """The owner's side: derive the verifier the device will hold (scrypt, once; the
         RFC 9383 cost unless ``cost`` says otherwise)."""
         from bleprov.core.crypto.spake2plus import DEFAULT_COST, derive_verifier
-        from bleprov.core.session.modes import SPAKE_ID_VERIFIER
+        from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 
         cost = DEFAULT_COST if cost is None else cost
         salt = secrets.token_bytes(SALT_SIZE) if salt is None else salt

@@ -319,7 +319,7 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
         "handshake timeout",
         "the handshake did not finish in time (default 60 s; 10 s through a broker), "
         "or no HELLO within 15 s",
-        f"{_SESSION}.device:HandshakeTimeout",
+        f"{_SESSION}.common:HandshakeTimeout",
     ),
     (
         _E.DOWNGRADE,
@@ -345,7 +345,7 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
         "device owned",
         "the device has an owner: its factory label, code, number and button open no "
         "session; only the owner's commissioning window does (section 12.3)",
-        f"{_SESSION}.device:DeviceOwned",
+        f"{_SESSION}.common:DeviceOwned",
     ),
     (
         _E.BAD_WINDOW,

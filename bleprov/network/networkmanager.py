@@ -57,7 +57,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
-from bleprov.network.base import NetworkBackend, NetworkError, ScanCache
+from bleprov.network.base import NetworkError, ScanCache, StagingBackend
 
 # The one channel table, kept in the backend without third-party imports.
 from bleprov.network.wpa_supplicant import channel_of_frequency
@@ -334,12 +334,11 @@ def address_of_ip_config(props: Mapping[str, Any]) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Staged:
     connection: str  # the Settings.Connection path
     active: str  # the Connection.Active path
     uuid: str  # the profile's, which the secret agent answers for
-    joined: bool = False
 
 
 @dataclass(frozen=True)
@@ -355,8 +354,13 @@ class _Prior:
     connection: str | None  # the profile that was active before the session, if any
 
 
-class NetworkManagerWifi(NetworkBackend):
+class NetworkManagerWifi(StagingBackend[_Prior, _Staged]):
     """The device's Wi-Fi through NetworkManager (see module doc)."""
+
+    join_log = "joining the network through NetworkManager: %s"
+    restore_log = "re-applied the stored network through NetworkManager: %s"
+    #: NetworkManager joins a kept profile when its network comes into range.
+    keeps_unjoined_restore = True
 
     def __init__(
         self,
@@ -367,6 +371,7 @@ class NetworkManagerWifi(NetworkBackend):
         rescan_timeout: float = 15.0,
         connection_id_prefix: str = "bleprov",
     ) -> None:
+        super().__init__()
         self.interface = interface
         self.bus_address = bus_address
         self.scan_interval = scan_interval
@@ -378,16 +383,12 @@ class NetworkManagerWifi(NetworkBackend):
         self._failure_reason: int | None = None
         self._secrets_refused = False
         self._has_add_and_activate2: bool | None = None
-        self._lock = asyncio.Lock()
-        self._prior: _Prior | None = None
-        self._staged: _Staged | None = None
         self._kept: _Kept | None = None
         #: Profile UUID -> its key: what the secret agent gives NetworkManager.
         self._secrets: dict[str, str] = {}
         #: NetworkManager's unique bus name: the only caller the agent answers.
         self._nm_owner: str | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self._joining = False
         self._access_points: dict[bytes, str] = {}  # SSID -> path of its strongest AP
         self._scan_loop: asyncio.Task[None] | None = None
         self._scans = ScanCache(
@@ -430,13 +431,8 @@ class NetworkManagerWifi(NetworkBackend):
         self._scan_loop = asyncio.create_task(self._scan_forever(), name="nm-wifi-scan")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._scan_loop, self._scans.inflight()) if t is not None]
-        self._scan_loop = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, NetworkError):
-                await task
+        scan_loop, self._scan_loop = self._scan_loop, None
+        await self._stop_scanning(scan_loop)
         for task in list(self._background):
             task.cancel()
         if self._bus is not None and self._nm_owner is not None:
@@ -626,13 +622,6 @@ class NetworkManagerWifi(NetworkBackend):
 
     # -- scanning ----------------------------------------------------------------------
 
-    def cached_scan(self) -> list[ScanResult]:
-        return self._scans.cached()
-
-    async def rescan(self) -> list[ScanResult]:
-        self._require_started()
-        return await self._scans.rescan()
-
     async def _scan_once(self) -> list[ScanResult]:
         try:
             before = await self._get(self._device, WIRELESS_IFACE, "LastScan")
@@ -683,21 +672,8 @@ class NetworkManagerWifi(NetworkBackend):
 
     # -- joining -----------------------------------------------------------------------
 
-    async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
-        self._require_started()
-        if not timeout > 0:
-            raise ValueError("the join timeout must be positive")
-        async with self._lock:
-            if self._prior is None:
-                self._prior = _Prior(await self._active_profile())
-            await self._discard_staged()
-            self._joining = True
-            try:
-                outcome = await self._join(credentials, timeout)
-            finally:
-                self._joining = False
-            logger.info("joining the network through NetworkManager: %s", outcome)
-            return outcome
+    async def _snapshot(self) -> _Prior:
+        return _Prior(await self._active_profile())
 
     async def _join(
         self, credentials: WifiCredentials, timeout: float, *, keep_failed: bool = False
@@ -726,10 +702,6 @@ class NetworkManagerWifi(NetworkBackend):
                 raise
             self._staged = _Staged(connection, active, profile_uuid)
             outcome = await self._await_activation(active, woken, deadline, timeout)
-        if isinstance(outcome, Connected):
-            self._staged.joined = True
-        elif not keep_failed:
-            await self._discard_staged()
         return outcome
 
     async def _add_and_activate(
@@ -847,45 +819,17 @@ class NetworkManagerWifi(NetworkBackend):
         except NetworkManagerError:
             return None  # it went away meanwhile
 
-    async def commit(self) -> None:
-        async with self._lock:
-            staged = self._staged
-            if staged is None or not staged.joined:
-                raise NetworkError("nothing to commit: the last try_join did not connect")
-            # Never Save(): the profile stays in memory, its key with the agent.
-            await self._keep(staged)
-            self._prior = None
-
-    async def _keep(self, staged: _Staged) -> None:
+    async def _keep(self, staged: _Staged, prior: _Prior | None, *, joined: bool) -> None:
         """Keep ``staged``, and forget the network kept before (the store now holds only
-        this one)."""
-        self._staged = None
+        this one). Never Save(): the profile stays in memory, its key with the agent."""
         previous, self._kept = self._kept, _Kept(staged.connection, staged.uuid)
         if previous is not None and previous.connection != staged.connection:
             await self._delete_profile(previous.connection, previous.uuid)
 
-    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
-        """Re-apply the stored network at start, keeping the profile even if it does not
-        join now: NetworkManager joins it when it comes into range, asking the agent.
-
-        Profiles of an earlier run go first: their keys died with that run's agent (and
-        versions before this one saved theirs, key included, under ``/etc``)."""
-        self._require_started()
-        if not timeout > 0:
-            raise ValueError("the join timeout must be positive")
-        async with self._lock:
-            if self._prior is not None:
-                raise NetworkError("a join is staged: restore only at start")
-            await self._remove_earlier_profiles()
-            self._joining = True
-            try:
-                outcome = await self._join(credentials, timeout, keep_failed=True)
-            finally:
-                self._joining = False
-            if self._staged is not None:
-                await self._keep(self._staged)
-            logger.info("re-applied the stored network through NetworkManager: %s", outcome)
-            return outcome
+    async def _forget_earlier_runs(self) -> None:
+        """Profiles of an earlier run go before a restore: their keys died with that run's
+        agent (and versions before this one saved theirs, key included, under ``/etc``)."""
+        await self._remove_earlier_profiles()
 
     def _is_ours(self, settings: object) -> bool:
         connection = settings.get("connection") if isinstance(settings, dict) else None
@@ -909,27 +853,18 @@ class NetworkManagerWifi(NetworkBackend):
             if self._is_ours(settings):
                 await self._delete_profile(str(path), None)
 
-    async def rollback(self) -> None:
-        async with self._lock:
-            prior, self._prior = self._prior, None
-            await self._discard_staged()
-            if prior is None or prior.connection is None:
-                return
-            if await self._active_profile() == prior.connection:
-                return  # NetworkManager went back to it on its own
-            await self._call(
-                NM_PATH,
-                NM_IFACE,
-                "ActivateConnection",
-                "ooo",
-                [prior.connection, self._device, "/"],
-            )
+    async def _return_to(self, prior: _Prior) -> None:
+        if prior.connection is None:
+            return
+        if await self._active_profile() == prior.connection:
+            return  # NetworkManager went back to it on its own
+        await self._call(
+            NM_PATH, NM_IFACE, "ActivateConnection", "ooo", [prior.connection, self._device, "/"]
+        )
 
-    async def _discard_staged(self) -> None:
+    async def _undo_join(self, staged: _Staged) -> None:
         """Delete the in-memory profile of the last join (which also deactivates it)."""
-        staged, self._staged = self._staged, None
-        if staged is not None:
-            await self._delete_profile(staged.connection, staged.uuid)
+        await self._delete_profile(staged.connection, staged.uuid)
 
     async def _delete_profile(self, connection: str, profile_uuid: str | None) -> None:
         if profile_uuid is not None:

@@ -18,7 +18,6 @@ independent of :mod:`bleprov.store`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import hmac
 import ipaddress
@@ -45,7 +44,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
-from bleprov.network.base import NetworkBackend, NetworkError, ScanCache
+from bleprov.network.base import NetworkError, ScanCache, StagingBackend
 
 logger = logging.getLogger(__name__)
 
@@ -376,12 +375,19 @@ class _Table:
             raise self.error("passphrase" if psk is None else "psk_hex", str(exc)) from None
 
 
-class SimulatedWifi(NetworkBackend):
+#: Where the simulated device was before a session: its access point and saved network.
+_Prior = tuple[SimulatedAccessPoint | None, WifiCredentials | None]
+
+
+class SimulatedWifi(StagingBackend[_Prior, WifiCredentials]):
     """A device's Wi-Fi in a :class:`SimulatedEnvironment`; staged joins, atomic commits."""
+
+    join_log = "simulated join: %s"
 
     def __init__(
         self, environment: SimulatedEnvironment, *, state: ProfileStore | None = None
     ) -> None:
+        super().__init__()
         self.environment = environment
         self.state = state
         self._present = {ap.bssid: True for ap in environment.access_points}
@@ -394,11 +400,6 @@ class SimulatedWifi(NetworkBackend):
             self._saved = _decode_state(persisted, self._state_name())
             self._connected = self._auto_join(self._saved)
         self._ip = self._address_of(self._connected)
-        self._prior: tuple[SimulatedAccessPoint | None, WifiCredentials | None] | None = None
-        self._staged: WifiCredentials | None = None
-        self._staged_joined = False
-        self._joining = False
-        self._lock = asyncio.Lock()
         self._scan_loop: asyncio.Task[None] | None = None
         self._scans = ScanCache(
             self._scan_once,
@@ -466,73 +467,45 @@ class SimulatedWifi(NetworkBackend):
             self._scan_loop = asyncio.create_task(self._scan_forever(), name="simulated-wifi-scan")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._scan_loop, self._scans.inflight()) if t is not None]
-        self._scan_loop = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, NetworkError):
-                await task
+        scan_loop, self._scan_loop = self._scan_loop, None
+        await self._stop_scanning(scan_loop)
 
-    def cached_scan(self) -> list[ScanResult]:
-        return self._scans.cached()
+    async def _snapshot(self) -> _Prior:
+        return (self._connected, self._saved)
 
-    async def rescan(self) -> list[ScanResult]:
-        self._require_started()
-        return await self._scans.rescan()
+    async def _join(
+        self, credentials: WifiCredentials, timeout: float, *, keep_failed: bool = False
+    ) -> JoinOutcome:
+        # One radio: joining leaves the current network.
+        self._connected = None
+        self._ip = None
+        self._staged = credentials
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._associate(credentials)
+        except TimeoutError:
+            return Failed(JoinFailure.TIMEOUT, f"not connected within {timeout:g} s")
 
-    async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
-        self._require_started()
-        if not timeout > 0:
-            raise ValueError("the join timeout must be positive")
-        async with self._lock:
-            if self._prior is None:
-                self._prior = (self._connected, self._saved)
-            # One radio: joining leaves the current network.
-            self._connected = None
-            self._ip = None
-            self._staged = credentials
-            self._staged_joined = False
-            self._joining = True
+    async def _undo_join(self, staged: WifiCredentials) -> None:
+        """Nothing to undo in the access points: :meth:`_return_to` moves the device back."""
+
+    async def _keep(self, staged: WifiCredentials, prior: _Prior | None, *, joined: bool) -> None:
+        if self.state is not None:
             try:
-                async with asyncio.timeout(timeout):
-                    outcome = await self._associate(credentials)
-            except TimeoutError:
-                outcome = Failed(JoinFailure.TIMEOUT, f"not connected within {timeout:g} s")
-            finally:
-                self._joining = False
-            if isinstance(outcome, Connected):
-                self._staged_joined = True
-            else:
-                self._staged = None
-            logger.info("simulated join: %s", outcome)
-            return outcome
+                self.state.save(_encode_state(staged))
+            except (OSError, BleprovError) as exc:
+                raise NetworkError(
+                    f"cannot save the simulated device state to {self._state_name()}: "
+                    f"{type(exc).__name__}"
+                ) from exc
+        self._saved = staged
 
-    async def commit(self) -> None:
-        async with self._lock:
-            staged = self._staged
-            if staged is None or not self._staged_joined:
-                raise NetworkError("nothing to commit: the last try_join did not connect")
-            if self.state is not None:
-                try:
-                    self.state.save(_encode_state(staged))
-                except (OSError, BleprovError) as exc:
-                    raise NetworkError(
-                        f"cannot save the simulated device state to {self._state_name()}: "
-                        f"{type(exc).__name__}"
-                    ) from exc
-            self._saved = staged
-            self._end_session()
-
-    async def rollback(self) -> None:
-        async with self._lock:
-            if self._prior is not None:
-                connected, self._saved = self._prior
-                if connected is not None and not self._present[connected.bssid]:
-                    connected = None  # it went away meanwhile: nothing to come back to
-                self._connected = connected
-                self._ip = self._address_of(connected)
-            self._end_session()
+    async def _return_to(self, prior: _Prior) -> None:
+        connected, self._saved = prior
+        if connected is not None and not self._present[connected.bssid]:
+            connected = None  # it went away meanwhile: nothing to come back to
+        self._connected = connected
+        self._ip = self._address_of(connected)
 
     # -- joining -----------------------------------------------------------------------
 
@@ -579,11 +552,6 @@ class SimulatedWifi(NetworkBackend):
         if ap is None:
             return None
         return ap.ip_address or self.environment.ip_address
-
-    def _end_session(self) -> None:
-        self._prior = None
-        self._staged = None
-        self._staged_joined = False
 
     def _read_state(self) -> bytes | None:
         if self.state is None:

@@ -52,7 +52,7 @@ from bleprov.core.wifi import (
     WifiCredentials,
     WifiSecurity,
 )
-from bleprov.network.base import NetworkBackend, NetworkError, ScanCache
+from bleprov.network.base import NetworkError, ScanCache, StagingBackend
 
 logger = logging.getLogger(__name__)
 
@@ -394,18 +394,22 @@ def _loggable_event(event: str) -> str:
 # -- the backend ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Staged:
     network_id: int
-    joined: bool = False
 
 
 class _Terminated:
     """Put in event queues when wpa_supplicant stops or the monitor socket fails."""
 
 
-class WpaSupplicantWifi(NetworkBackend):
+class WpaSupplicantWifi(StagingBackend[list[KnownNetwork], _Staged]):
     """The device's Wi-Fi through wpa_supplicant's control interface (see module doc)."""
+
+    join_log = "joining the network through wpa_supplicant: %s"
+    restore_log = "re-applied the stored network through wpa_supplicant: %s"
+    #: wpa_supplicant joins a kept network when it comes into range.
+    keeps_unjoined_restore = True
 
     def __init__(
         self,
@@ -418,6 +422,7 @@ class WpaSupplicantWifi(NetworkBackend):
         not_found_after: int = 2,
         address_poll_interval: float = 0.25,
     ) -> None:
+        super().__init__()
         self.ctrl_path = Path(ctrl_path)
         self._client_dir = Path(client_dir) if client_dir is not None else None
         self._own_client_dir: Path | None = None
@@ -433,11 +438,7 @@ class WpaSupplicantWifi(NetworkBackend):
         self._events_task: asyncio.Task[None] | None = None
         self._subscribers: set[asyncio.Queue[str | _Terminated]] = set()
         self._events_lost = False
-        self._lock = asyncio.Lock()
-        self._prior: list[KnownNetwork] | None = None
-        self._staged: _Staged | None = None
         self._kept: int | None = None  # the committed (or restored) network's id
-        self._joining = False
         self._scan_loop: asyncio.Task[None] | None = None
         self._scans = ScanCache(
             self._scan_once,
@@ -474,13 +475,9 @@ class WpaSupplicantWifi(NetworkBackend):
         self._scan_loop = asyncio.create_task(self._scan_forever(), name="wpa-scan")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._scan_loop, self._scans.inflight(), self._events_task) if t]
+        scan_loop, events_task = self._scan_loop, self._events_task
         self._scan_loop = self._events_task = None
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, NetworkError):
-                await task
+        await self._stop_scanning(scan_loop, events_task)
         if self._monitor is not None:
             with contextlib.suppress(NetworkError):
                 await self._monitor.request("DETACH", timeout=0.5)
@@ -495,13 +492,6 @@ class WpaSupplicantWifi(NetworkBackend):
             self._own_client_dir = None
 
     # -- scanning ----------------------------------------------------------------------
-
-    def cached_scan(self) -> list[ScanResult]:
-        return self._scans.cached()
-
-    async def rescan(self) -> list[ScanResult]:
-        self._require_started()
-        return await self._scans.rescan()
 
     async def _scan_once(self) -> list[ScanResult]:
         with self._events() as events:
@@ -545,21 +535,8 @@ class WpaSupplicantWifi(NetworkBackend):
 
     # -- joining -----------------------------------------------------------------------
 
-    async def try_join(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
-        self._require_started()
-        if not timeout > 0:
-            raise ValueError("the join timeout must be positive")
-        async with self._lock:
-            if self._prior is None:
-                self._prior = parse_network_list(await self._command("LIST_NETWORKS"))
-            await self._remove_staged()
-            self._joining = True
-            try:
-                outcome = await self._join(credentials, timeout)
-            finally:
-                self._joining = False
-            logger.info("joining the network through wpa_supplicant: %s", outcome)
-            return outcome
+    async def _snapshot(self) -> list[KnownNetwork]:
+        return parse_network_list(await self._command("LIST_NETWORKS"))
 
     async def _join(
         self, credentials: WifiCredentials, timeout: float, *, keep_failed: bool = False
@@ -575,14 +552,10 @@ class WpaSupplicantWifi(NetworkBackend):
                     if name in _OPTIONAL_VARIABLES:
                         logger.warning("wpa_supplicant does not know %s (before 2.6?)", name)
                         continue
-                    await self._remove_staged()
+                    await self._drop_staged()
                     return Failed(JoinFailure.OTHER, f"wpa_supplicant does not accept {name}")
             await self._command(f"SELECT_NETWORK {network_id}")
             outcome = await self._await_outcome(events, network_id, credentials, deadline, timeout)
-        if isinstance(outcome, Connected):
-            self._staged.joined = True
-        elif not keep_failed:
-            await self._remove_staged()
         return outcome
 
     async def _await_outcome(
@@ -638,18 +611,13 @@ class WpaSupplicantWifi(NetworkBackend):
         except ValueError:
             return None
 
-    async def commit(self) -> None:
-        async with self._lock:
-            staged = self._staged
-            if staged is None or not staged.joined:
-                raise NetworkError("nothing to commit: the last try_join did not connect")
-            # Never SAVE_CONFIG: the running configuration only (the store re-applies it).
-            await self._keep(staged, self._prior or [], joined=True)
-
-    async def _keep(self, staged: _Staged, prior: list[KnownNetwork], *, joined: bool) -> None:
+    async def _keep(
+        self, staged: _Staged, prior: list[KnownNetwork] | None, *, joined: bool
+    ) -> None:
         """Keep ``staged`` enabled, above every other network, put the others' flags back,
-        and remove the network kept before (the store now holds only this one)."""
-        others = [n for n in prior if n.id != self._kept]
+        and remove the network kept before (the store now holds only this one). Never
+        SAVE_CONFIG: the running configuration only (the store re-applies it)."""
+        others = [n for n in prior or [] if n.id != self._kept]
         # The enrolled network wins wpa_supplicant's choice whenever it is in range.
         priorities = [await self._priority(n.id) for n in others]
         top = max(priorities, default=0)
@@ -663,37 +631,18 @@ class WpaSupplicantWifi(NetworkBackend):
                 await self._command(f"REMOVE_NETWORK {previous}")
             except WpaCommandFailed:
                 logger.info("kept network %d was already gone", previous)
-        self._prior = None
-        self._staged = None
 
-    async def restore(self, credentials: WifiCredentials, *, timeout: float) -> JoinOutcome:
-        """Re-apply the stored network at start, keeping it even if it does not join now:
-        wpa_supplicant joins it when it comes into range.
+    async def _forget_earlier_runs(self) -> list[KnownNetwork]:
+        """Networks of an earlier run (``id_str="bleprov"``) go before a restore: the
+        store's is the one to keep."""
+        for network in parse_network_list(await self._command("LIST_NETWORKS")):
+            if await self._id_str(network.id) == ID_STR:
+                await self._command(f"REMOVE_NETWORK {network.id}")
+        self._kept = None
+        return parse_network_list(await self._command("LIST_NETWORKS"))
 
-        Networks of an earlier run (``id_str="bleprov"``) go first: the store's is the one
-        to keep."""
-        self._require_started()
-        if not timeout > 0:
-            raise ValueError("the join timeout must be positive")
-        async with self._lock:
-            if self._prior is not None:
-                raise NetworkError("a join is staged: restore only at start")
-            for network in parse_network_list(await self._command("LIST_NETWORKS")):
-                if await self._id_str(network.id) == ID_STR:
-                    await self._command(f"REMOVE_NETWORK {network.id}")
-            self._kept = None
-            prior = parse_network_list(await self._command("LIST_NETWORKS"))
-            self._joining = True
-            try:
-                outcome = await self._join(credentials, timeout, keep_failed=True)
-            finally:
-                self._joining = False
-            if self._staged is not None:
-                await self._keep(self._staged, prior, joined=isinstance(outcome, Connected))
-            else:
-                await self._restore_flags(prior, skip=None, connect=True)
-            logger.info("re-applied the stored network through wpa_supplicant: %s", outcome)
-            return outcome
+    async def _unkept_restore(self, prior: list[KnownNetwork] | None) -> None:
+        await self._restore_flags(prior or [], skip=None, connect=True)
 
     async def _id_str(self, network_id: int) -> str | None:
         try:
@@ -701,16 +650,11 @@ class WpaSupplicantWifi(NetworkBackend):
         except WpaCommandFailed:
             return None
 
-    async def rollback(self) -> None:
-        async with self._lock:
-            prior, self._prior = self._prior, None
-            await self._remove_staged()
-            if prior is None:
-                return
-            current = next((n for n in prior if n.current), None)
-            if current is not None:
-                await self._command(f"SELECT_NETWORK {current.id}")
-            await self._restore_flags(prior, skip=current, connect=current is None)
+    async def _return_to(self, prior: list[KnownNetwork]) -> None:
+        current = next((n for n in prior if n.current), None)
+        if current is not None:
+            await self._command(f"SELECT_NETWORK {current.id}")
+        await self._restore_flags(prior, skip=current, connect=current is None)
 
     async def _restore_flags(
         self, prior: list[KnownNetwork], *, skip: KnownNetwork | None, connect: bool
@@ -734,13 +678,11 @@ class WpaSupplicantWifi(NetworkBackend):
         except (WpaCommandFailed, ValueError):
             return 0
 
-    async def _remove_staged(self) -> None:
-        staged, self._staged = self._staged, None
-        if staged is not None:
-            try:
-                await self._command(f"REMOVE_NETWORK {staged.network_id}")
-            except WpaCommandFailed:
-                logger.info("staged network %d was already gone", staged.network_id)
+    async def _undo_join(self, staged: _Staged) -> None:
+        try:
+            await self._command(f"REMOVE_NETWORK {staged.network_id}")
+        except WpaCommandFailed:
+            logger.info("staged network %d was already gone", staged.network_id)
 
     # -- plumbing ----------------------------------------------------------------------
 

@@ -94,15 +94,42 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+def _simulated(argument: str) -> NetworkBackend:
+    from bleprov.network.simulated import SimulatedWifi
+
+    return SimulatedWifi.from_file(Path(argument))
+
+
+def _networkmanager(argument: str) -> NetworkBackend:
+    from bleprov.network.networkmanager import NetworkManagerWifi
+
+    return NetworkManagerWifi(interface=argument or None)
+
+
+def _wpa_supplicant(argument: str) -> NetworkBackend:
+    from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
+
+    path = Path(DEFAULT_CTRL_PATH)
+    return WpaSupplicantWifi(path.parent / argument if argument else path)
+
+
+#: The Wi-Fi backends ``--network`` names: kind -> (its usage, its opener; each opener
+#: imports its module only when chosen). A new backend is one module in bleprov.network
+#: and one line here.
+NETWORKS: Final[dict[str, tuple[str, Callable[[str], NetworkBackend]]]] = {
+    "simulated": ("simulated:FILE", _simulated),
+    "networkmanager": ("networkmanager[:IFACE]", _networkmanager),
+    "wpa-supplicant": ("wpa-supplicant[:IFACE]", _wpa_supplicant),
+}
+
+
 def parse_network(text: str) -> tuple[str, str]:
     """``--network`` as (kind, argument), checked before anything opens (a typo is bad
-    usage): ``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
+    usage): one of :data:`NETWORKS`, e.g. ``simulated:FILE``."""
     kind, _, argument = text.partition(":")
-    if kind not in ("simulated", "networkmanager", "wpa-supplicant"):
-        raise DaemonConfigError(
-            f"unknown network {text!r}: use simulated:FILE, networkmanager[:IFACE] or "
-            "wpa-supplicant[:IFACE]"
-        )
+    if kind not in NETWORKS:
+        *first, last = (usage for usage, _ in NETWORKS.values())
+        raise DaemonConfigError(f"unknown network {text!r}: use {', '.join(first)} or {last}")
     if kind == "simulated" and not argument:
         raise DaemonConfigError(
             "simulated needs its environment file: simulated:FILE "
@@ -114,18 +141,8 @@ def parse_network(text: str) -> tuple[str, str]:
 def open_network(text: str) -> NetworkBackend:
     """``simulated:FILE``, ``networkmanager[:IFACE]`` or ``wpa-supplicant[:IFACE]``."""
     kind, argument = parse_network(text)
-    if kind == "simulated":
-        from bleprov.network.simulated import SimulatedWifi
-
-        return SimulatedWifi.from_file(Path(argument))
-    if kind == "networkmanager":
-        from bleprov.network.networkmanager import NetworkManagerWifi
-
-        return NetworkManagerWifi(interface=argument or None)
-    from bleprov.network.wpa_supplicant import DEFAULT_CTRL_PATH, WpaSupplicantWifi
-
-    path = Path(DEFAULT_CTRL_PATH)
-    return WpaSupplicantWifi(path.parent / argument if argument else path)
+    _usage, opener = NETWORKS[kind]
+    return opener(argument)
 
 
 # ------------------------------------------------------------- network, logged

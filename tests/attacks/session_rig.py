@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.attempts import AttemptLimiter
 from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 from bleprov.core.errors import BleprovError
 from bleprov.core.identity import DeviceIdentity, Manufacturer, TrustPolicy
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.host_link import CentralRadio, HostLink, find_device

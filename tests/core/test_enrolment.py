@@ -23,6 +23,7 @@ from bleprov.core.enrolment.messages import (
     parse_scan_entry,
     parse_status,
 )
+from bleprov.core.errors import LocalProtocolError
 from bleprov.core.wifi import (
     Connected,
     Failed,
@@ -321,3 +322,15 @@ def test_a_receipt_session_may_only_ask_what_became_of_its_enrolment() -> None:
         assert response.status == Status.NOT_ALLOWED, endpoint
         assert "receipt" in response.body["error"]
     assert enr.Authority.of(owned=True, window=None, receipt=True) is enr.Authority.RECEIPT
+
+
+def test_the_wifi_stage_moves_only_through_its_table() -> None:
+    """Every stage can be rolled back; a move the table lacks is this machine's bug."""
+    moves = enr._WIFI_MOVES
+    assert all((stage, enr.WifiEvent.ROLLED_BACK) in moves for stage in enr.WifiStage)
+    assert (enr.WifiStage.JOINING, enr.WifiEvent.STAGE) not in moves  # refused as BUSY
+    machine = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("dev-1"), now=0.0)
+    assert machine.wifi_stage is enr.WifiStage.NONE
+    with pytest.raises(LocalProtocolError, match="joined is not possible while none"):
+        machine._move(enr.WifiEvent.JOINED)
+    assert machine.wifi_stage is enr.WifiStage.NONE

@@ -12,12 +12,13 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.attempts import AttemptLimiter, AttemptLimits, ButtonWindow, Credential, LockedOut
 from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 from bleprov.core.identity import Manufacturer, TrustPolicy, UnknownManufacturer
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.common import SessionNotOpen
 from bleprov.core.session.messages import Mode
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER, AuthenticationFailed, UserRejected
+from bleprov.core.session.modes import AuthenticationFailed, UserRejected
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 CHEAP = ScryptCost(n=1 << 10, r=8, p=1)

@@ -23,6 +23,7 @@ from bleprov.core.attempts import Credential
 from bleprov.core.channel import ChannelError
 from bleprov.core.crypto.noise import HandshakeFailed
 from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
 from bleprov.core.errors import BleprovError
 from bleprov.core.identity import (
     AttestationError,
@@ -33,7 +34,7 @@ from bleprov.core.identity import (
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
-from bleprov.core.session.modes import SPAKE_ID_VERIFIER, AuthenticationFailed, UserRejected
+from bleprov.core.session.modes import AuthenticationFailed, UserRejected
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink, DeviceSession
 from bleprov.radio.host_link import CentralRadio, HostLink, find_device

@@ -57,7 +57,7 @@ from bleprov.core.enrolment.messages import (
     scan_entry,
     status_body,
 )
-from bleprov.core.errors import MalformedData
+from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.receipt import (
     ENROLMENT_ID_SIZE,
     RECORD_ENROLMENT,
@@ -136,6 +136,56 @@ def _not_allowed(endpoint: str, authority: Authority) -> EnrolmentError:
     return EnrolmentError(
         Status.NOT_ALLOWED, f"{endpoint}: not allowed in a window opened for {authority.value}"
     )
+
+
+class WifiStage(enum.Enum):
+    """Where this session's Wi-Fi credentials are: one state instead of separate flags
+    (staged, joining, proven, network touched), changed only through :data:`_WIFI_MOVES`."""
+
+    #: Nothing staged: a rollback leaves the network alone.
+    NONE = "none"
+    #: Credentials staged and not proven: the backend cannot prove them, or their join
+    #: failed (a rollback undoes that join).
+    STAGED = "staged"
+    #: A join is proving the staged credentials.
+    JOINING = "joining"
+    #: The staged credentials joined: COMMIT may keep them.
+    PROVEN = "proven"
+
+
+class WifiEvent(enum.Enum):
+    """What moves :class:`WifiStage`."""
+
+    #: wifi/set staged new credentials.
+    STAGE = "stage"
+    #: The adapter was asked to join the staged credentials.
+    JOIN = "join"
+    JOINED = "joined"
+    JOIN_FAILED = "join failed"
+    #: COMMIT's store write succeeded: the staged credentials are the device's now.
+    COMMITTED = "committed"
+    #: ABORT, the fail-safe, a lost session or a failed commit undid the staging.
+    ROLLED_BACK = "rolled back"
+
+
+#: The Wi-Fi stage's transition table, in h11's style: a (stage, event) pair missing here
+#: is a bug in this machine (requests that cannot move the stage are refused before).
+_WIFI_MOVES: Final[dict[tuple[WifiStage, WifiEvent], WifiStage]] = {
+    # wifi/set while a join runs is refused (BUSY) before it reaches the table.
+    (WifiStage.NONE, WifiEvent.STAGE): WifiStage.STAGED,
+    (WifiStage.STAGED, WifiEvent.STAGE): WifiStage.STAGED,
+    (WifiStage.PROVEN, WifiEvent.STAGE): WifiStage.STAGED,
+    (WifiStage.STAGED, WifiEvent.JOIN): WifiStage.JOINING,
+    (WifiStage.JOINING, WifiEvent.JOINED): WifiStage.PROVEN,
+    (WifiStage.JOINING, WifiEvent.JOIN_FAILED): WifiStage.STAGED,
+    (WifiStage.NONE, WifiEvent.COMMITTED): WifiStage.NONE,
+    (WifiStage.STAGED, WifiEvent.COMMITTED): WifiStage.NONE,
+    (WifiStage.PROVEN, WifiEvent.COMMITTED): WifiStage.NONE,
+    # A wifi/set sent while the commit was written: its join still reports, and its
+    # credentials (dropped by the commit) can no longer be committed.
+    (WifiStage.JOINING, WifiEvent.COMMITTED): WifiStage.JOINING,
+    **{(stage, WifiEvent.ROLLED_BACK): WifiStage.NONE for stage in WifiStage},
+}
 
 
 class EndpointRegistry:
@@ -316,13 +366,14 @@ class DeviceEnrolment:
             and config.authority not in _READ_ONLY
         ):
             self.receipt = EnrolmentReceipt.of_session(config.channel_binding, config.exporter)
-        self._proven = False
-        self._joining = False
+        self.wifi_stage = WifiStage.NONE
         self._scan_requests: list[int] = []
+        #: The COMMIT request being written (its answer waits for :meth:`commit_done`).
         self._commit_request: int | None = None
-        self._network_touched = False
         self._failsafe_deadline: float | None = None
         self._attempts_left = config.join_attempts
+        #: This session's history, for its adapter: whether a COMMIT was written, how
+        #: many times staged changes were rolled back.
         self.committed = False
         self.rolled_back = 0
 
@@ -362,16 +413,15 @@ class DeviceEnrolment:
         return effects
 
     def join_done(self, outcome: JoinOutcome, now: float) -> list[Effect]:
-        if not self._joining:
+        if self.wifi_stage is not WifiStage.JOINING:
             return []  # a join overtaken by a rollback: its result no longer matters
-        self._joining = False
         if isinstance(outcome, Connected):
-            self._proven = True
+            self._move(WifiEvent.JOINED)
             body = status_body(
                 WifiState.CONNECTED, outcome=outcome, attempts_left=self._attempts_left
             )
         else:
-            self._proven = False
+            self._move(WifiEvent.JOIN_FAILED)
             body = status_body(WifiState.FAILED, outcome=outcome, attempts_left=self._attempts_left)
         return [Send(encode(Notification(Topic.WIFI_STATUS, body)))]
 
@@ -383,9 +433,9 @@ class DeviceEnrolment:
             # The store write did not happen (it is atomic): roll the network back too.
             return [*self._rollback(), self._respond(request_id, Status.INTERNAL, {"error": error})]
         self.committed = True
+        self._move(WifiEvent.COMMITTED)
         self._staged_wifi = None
         self._staged_records = {}
-        self._network_touched = False
         self._failsafe_deadline = None
         return [self._respond(request_id, Status.OK, {})]
 
@@ -481,13 +531,13 @@ class DeviceEnrolment:
         return {"committed": committed}
 
     def _wifi_set(self, request: Request, now: float) -> list[Effect]:
-        if self._joining:
+        if self.wifi_stage is WifiStage.JOINING:
             raise EnrolmentError(Status.BUSY, "a join is in progress; wait for its status")
         if self._attempts_left <= 0:
             raise EnrolmentError(Status.NOT_ALLOWED, "no join attempts left in this session")
         credentials = parse_credentials(request.body)
         self._staged_wifi = credentials
-        self._proven = False
+        self._move(WifiEvent.STAGE)
         self._attempts_left -= 1
         if self._failsafe_deadline is None:
             self._failsafe_deadline = now + self.config.default_failsafe
@@ -495,8 +545,7 @@ class DeviceEnrolment:
         body = status_body(WifiState.CONNECTING, attempts_left=self._attempts_left)
         effects.append(Send(encode(Notification(Topic.WIFI_STATUS, body))))
         if self.config.can_prove_join:
-            self._joining = True
-            self._network_touched = True
+            self._move(WifiEvent.JOIN)
             effects.append(StartJoin(credentials, self.config.join_timeout))
         return effects
 
@@ -524,13 +573,17 @@ class DeviceEnrolment:
         return [self._respond(request.id, Status.OK, staged.body)]
 
     def _commit(self, request: Request, now: float) -> list[Effect]:
-        if self._commit_request is not None or self._joining:
+        if self._commit_request is not None or self.wifi_stage is WifiStage.JOINING:
             raise EnrolmentError(Status.BUSY, "wait for the join or commit in progress")
         if self._staged_wifi is None and not self._staged_records:
             if self.rolled_back:
                 raise EnrolmentError(Status.FAILSAFE_EXPIRED, "staged changes were rolled back")
             raise EnrolmentError(Status.NOTHING_TO_COMMIT, "nothing is staged")
-        if self._staged_wifi is not None and self.config.can_prove_join and not self._proven:
+        if (
+            self._staged_wifi is not None
+            and self.config.can_prove_join
+            and self.wifi_stage is not WifiStage.PROVEN
+        ):
             raise EnrolmentError(Status.NOT_PROVEN, "the credentials have not joined yet")
         records = dict(self._staged_records)
         context = self._context()
@@ -551,17 +604,23 @@ class DeviceEnrolment:
         # Staged records live only in this machine: dropping them is their rollback.
         had_records = bool(self._staged_records)
         self._staged_records = {}
-        had_network = self._staged_wifi is not None or self._network_touched
+        had_network = self._staged_wifi is not None
         self._staged_wifi = None
-        self._proven = False
-        self._joining = False
+        self._move(WifiEvent.ROLLED_BACK)
         self._failsafe_deadline = None
         if had_records or had_network:
             self.rolled_back += 1
         if not had_network:
             return []
-        self._network_touched = False
         return [Rollback()]
+
+    def _move(self, event: WifiEvent) -> None:
+        try:
+            self.wifi_stage = _WIFI_MOVES[self.wifi_stage, event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"enrolment: {event.value} is not possible while {self.wifi_stage.value}"
+            ) from None
 
     def _respond(self, request_id: int, status: Status, body: dict[str, Any]) -> Send:
         return Send(encode(Response(request_id, int(status), body)))

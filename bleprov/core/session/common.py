@@ -1,13 +1,34 @@
-"""What both session roles share: the events they emit and their hold on the channel."""
+"""What both session roles share: the events they emit, their hold on the channel, the
+refusals and timeouts the host must recognise, and the attestation context."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
+from bleprov.core.attempts import SessionRefused
 from bleprov.core.channel import SecureChannel
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.session.messages import Inner, InnerKind, Secure, encode, encode_inner
 from bleprov.core.session.modes import SessionKeys, channel_binding, exporter
+from bleprov.core.session.modes.base import ModeNotAllowed as ModeNotAllowed
+from bleprov.core.wire_codes import ErrorCode
+
+#: What the device's attestation signs over (with the handshake hash).
+ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
+
+
+class DeviceOwned(SessionRefused):
+    """The device has an owner: its factory label, code and button no longer open a
+    session; only a commissioning window the owner opened does."""
+
+    code = ErrorCode.DEVICE_OWNED
+
+
+class HandshakeTimeout(ProtocolError):
+    """The handshake did not complete within its time."""
+
+    code = ErrorCode.HANDSHAKE_TIMEOUT
 
 
 class SessionNotOpen(ProtocolError):

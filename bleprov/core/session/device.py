@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from bleprov.core.attempts import (
@@ -24,18 +24,20 @@ from bleprov.core.attempts import (
     ButtonWindow,
     Credential,
     SessionOverlap,
-    SessionRefused,
 )
 from bleprov.core.channel import ChannelClosedError
-from bleprov.core.crypto.primitives import X25519PrivateKey, hkdf_sha256
 from bleprov.core.crypto.spake2plus import VerifierRecord
+from bleprov.core.device_secrets import DeviceSecrets
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData, ProtocolError
-from bleprov.core.identity import DeviceIdentity
 from bleprov.core.receipt import is_receipt_user
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
+    ATTESTATION_CONTEXT,
     ApplicationData,
     ChannelHolder,
+    DeviceOwned,
+    HandshakeTimeout,
+    ModeNotAllowed,
     SendMessage,
     SessionEnded,
 )
@@ -53,18 +55,15 @@ from bleprov.core.session.messages import (
     split_fields,
 )
 from bleprov.core.session.modes import registry
-from bleprov.core.session.modes.base import DeviceHandshake, ModeNotAllowed
+from bleprov.core.session.modes.base import DeviceHandshake
 from bleprov.core.window import WINDOW_USER, CommissioningWindow, WindowClosed, WindowPurpose
-from bleprov.core.wire_codes import ErrorCode
 
-ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 60.0
 #: HELLO is due this soon after the session opened. A host sends it at once (a person
 #: acts only after it: a number to compare or type), so waiting the whole handshake
 #: timeout for it let a host that opened and said nothing hold the device a minute at no
 #: cost (no attempt is counted before HELLO).
 DEFAULT_HELLO_TIMEOUT: Final = 15.0
-UNKNOWN_USER_KEY_INFO: Final = b"bleprov/1 unknown user key"
 
 #: The secret each built-in mode proves (and whose attempt counter it uses); the
 #: registry's engines say it (:attr:`~bleprov.core.session.modes.base.ModeEngine.credential`).
@@ -82,42 +81,6 @@ def offered_modes(policy: Mode | int, *, device_confirms: bool) -> int:
             if engine.device_confirms:
                 modes &= ~int(engine.mode)
     return modes
-
-
-class DeviceOwned(SessionRefused):
-    """The device has an owner: its factory label, code and button no longer open a
-    session; only a commissioning window the owner opened does."""
-
-    code = ErrorCode.DEVICE_OWNED
-
-
-@dataclass(frozen=True, repr=False)
-class DeviceSecrets:
-    """What the device holds for its modes (kept in its encrypted store)."""
-
-    identity: DeviceIdentity
-    #: qr mode: the 16-byte secret printed in the label.
-    label_secret: bytes | None = None
-    #: code mode: SPAKE2+ verifier records by user name (b"" for a printed code).
-    code_records: dict[bytes, VerifierRecord] = field(default_factory=dict)
-
-    @property
-    def noise_static_key(self) -> X25519PrivateKey:
-        return self.identity.noise_static_key
-
-    @property
-    def unknown_user_key(self) -> bytes:
-        """Keys the fake verifiers unknown user names get (code mode): from the device's
-        static key, so they are fixed per device and name, and nobody else can make them."""
-        return hkdf_sha256(
-            self.identity.noise_static_key.private_bytes_raw(),
-            32,
-            salt=None,
-            info=UNKNOWN_USER_KEY_INFO,
-        )
-
-    def __repr__(self) -> str:
-        return f"DeviceSecrets(device_id={self.identity.device_id!r})"
 
 
 @dataclass(frozen=True)
@@ -492,12 +455,6 @@ class ClosedByPeer(ProtocolError):
     def __init__(self, code: int) -> None:
         super().__init__(f"the host closed the session (error 0x{code:02x})")
         self.code = code
-
-
-class HandshakeTimeout(ProtocolError):
-    """The handshake did not complete within its time."""
-
-    code = ErrorCode.HANDSHAKE_TIMEOUT
 
 
 __all__ = [

@@ -30,16 +30,14 @@ from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attesta
 from bleprov.core.receipt import EnrolmentReceipt
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
+    ATTESTATION_CONTEXT,
     ApplicationData,
     ChannelHolder,
-    SendMessage,
-    SessionEnded,
-)
-from bleprov.core.session.device import (
-    ATTESTATION_CONTEXT,
     DeviceOwned,
     HandshakeTimeout,
     ModeNotAllowed,
+    SendMessage,
+    SessionEnded,
 )
 from bleprov.core.session.messages import (
     Handshake,

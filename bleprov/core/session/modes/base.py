@@ -21,6 +21,7 @@ from bleprov.core.crypto.spake2plus import (
     ProverSecrets,
     VerifierRecord,
 )
+from bleprov.core.device_secrets import SPAKE_ID_VERIFIER as SPAKE_ID_VERIFIER
 from bleprov.core.errors import ProtocolError
 from bleprov.core.session.messages import Mode
 from bleprov.core.wire_codes import ErrorCode
@@ -36,7 +37,6 @@ BINDING_INFO: Final = b"bleprov/1 channel binding "
 MAX_BINDING_LABEL: Final = 64
 #: Secret exports: HKDF info prefix; the label follows (docs/protocol.md, "Secure channel").
 EXPORTER_INFO: Final = b"bleprov/1 exporter "
-SPAKE_ID_VERIFIER: Final = b"bleprov device"
 
 
 class AuthenticationFailed(ProtocolError):
