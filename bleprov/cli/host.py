@@ -1053,7 +1053,6 @@ def summary_json(report: ProvisionReport, timings: Timings) -> dict[str, Any]:
 
 def exit_code_for(exc: BleprovError) -> int:
     """The documented exit code of a failure (module docstring)."""
-    from bleprov.broker.host import DeviceNotAnnounced
     from bleprov.core.session import host as hst
     from bleprov.core.session.device import DeviceOwned
     from bleprov.core.session.modes import AuthenticationFailed, UserRejected
@@ -1062,7 +1061,12 @@ def exit_code_for(exc: BleprovError) -> int:
     from bleprov.radio.spec import RadioSpecError
     from bleprov.service.provisioning import WifiNotJoined
 
-    if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
+    # The broker's own not-found, if the broker client was loaded at all (the broker
+    # extra may not be installed: then it was not what failed).
+    broker_host = sys.modules.get("bleprov.broker.host")
+    if isinstance(exc, DeviceNotFound) or (
+        broker_host is not None and isinstance(exc, broker_host.DeviceNotAnnounced)
+    ):
         return EXIT_NOT_FOUND
     if isinstance(
         exc, AuthenticationFailed | UserRejected | hst.DeviceRefused | DeviceOwned | WindowClosed
