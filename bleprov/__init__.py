@@ -145,7 +145,7 @@ def __getattr__(name: str) -> Any:
     except ImportError as exc:
         from bleprov.extras import missing_extra
 
-        missing = missing_extra(exc, f"bleprov.{name} needs")
+        missing = missing_extra(exc)
         if missing is None:
             raise
         raise missing from None

@@ -39,15 +39,18 @@ class MissingExtra(BleprovError, ImportError):
     An :class:`ImportError` too, so ``try: import ... except ImportError`` code sees it
     as the missing import it is."""
 
-    def __init__(self, extra: str, module: str, what: str = "this needs") -> None:
+    def __init__(self, extra: str, module: str) -> None:
+        # The same words from a command and from a library call: CLI code that prints a
+        # BleprovError it caught prints this as it is.
         super().__init__(
-            f"{what} the {extra} extra ({module} is not installed): pip install 'bleprov[{extra}]'"
+            f"the {extra} extra is not installed ({module} is missing): "
+            f"pip install 'bleprov[{extra}]'"
         )
         self.extra = extra
         self.module = module
 
 
-def missing_extra(exc: ImportError, what: str = "this needs") -> MissingExtra | None:
+def missing_extra(exc: ImportError) -> MissingExtra | None:
     """``exc`` as the extra it means, or None if it is no extra's package (a bug, or a
     broken install, which keeps its traceback)."""
     if isinstance(exc, MissingExtra):
@@ -55,4 +58,4 @@ def missing_extra(exc: ImportError, what: str = "this needs") -> MissingExtra | 
     name = getattr(exc, "name", None) or ""
     top = name.partition(".")[0]
     extra = EXTRA_OF_MODULE.get(top)
-    return None if extra is None else MissingExtra(extra, top, what)
+    return None if extra is None else MissingExtra(extra, top)

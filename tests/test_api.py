@@ -67,10 +67,10 @@ for name in ("Hub", "DeviceRuntime"):
     done = _python(WITHOUT_EXTRAS, NON_BASE, "-c", code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "MissingExtra True bleprov.Hub needs the hub extra (sqlalchemy is not installed): "
+        "MissingExtra True the hub extra is not installed (sqlalchemy is missing): "
         "pip install 'bleprov[hub]'",
-        "MissingExtra True bleprov.DeviceRuntime needs the broker extra (aiomqtt is not "
-        "installed): pip install 'bleprov[broker]'",
+        "MissingExtra True the broker extra is not installed (aiomqtt is missing): "
+        "pip install 'bleprov[broker]'",
     ]
 
 

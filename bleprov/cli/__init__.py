@@ -208,7 +208,7 @@ def demo(
         missing = missing_extra(exc)
         if missing is None:
             raise
-        raise MissingExtra("all", missing.module, "bleprov demo needs") from None
+        raise MissingExtra("all", missing.module) from None
 
     if mode not in ("qr", "code", "compare", "passkey", "button"):
         err_console.print(
@@ -570,7 +570,7 @@ def main() -> None:
         from bleprov.extras import missing_extra
 
         # A command whose optional extra is not installed: the pip install that brings it.
-        missing = missing_extra(exc, "this command needs")
+        missing = missing_extra(exc)
         if missing is None:
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(missing))}")
