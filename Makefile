@@ -1,6 +1,7 @@
 # One command for each job on a fresh clone; each creates .venv on first use.
 #   make demo   - a full bleprov exchange over the virtual radio (no hardware): installs
-#                 the runtime only
+#                 the runtime only, with every runtime extra (the demo runs the device,
+#                 the host and the hub: the all extra)
 #   make test   - lint, type checks, layer contracts and the test suite (the dev extra)
 # CI's other proofs of installation (.ci/run), each in a venv of its own:
 #   make test-lowest - make test's checks and suite with every direct dependency at its
@@ -31,7 +32,7 @@ $(BIN)/python:
 
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[all]"
 	touch $(RUNTIME)
 
 $(STAMP): $(RUNTIME)

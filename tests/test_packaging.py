@@ -15,6 +15,7 @@ import email
 import functools
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from typer.testing import CliRunner
 import bleprov
 from bleprov.cli import app
 from bleprov.cli.contrib import CONTRIB_FILES, UNIT_COMMAND, adapt_unit, this_bleprov
+from bleprov.extras import EXTRA_OF_MODULE
+from tests.without_extras import NON_BASE
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -102,6 +105,53 @@ def test_the_wheel_metadata(wheel: Path) -> None:
     photo = [r.split(";")[0] for r in requires if "extra == 'photo'" in r]
     assert sorted(r.split(">")[0] for r in photo) == ["pillow", "zxing-cpp"]
     assert any(r.startswith("gpiozero") and "extra == 'gpio'" in r for r in requires)
+
+
+#: What ``pip install bleprov`` brings: the core and the host side.
+BASE = {"bleak", "bumble", "construct", "cryptography", "noiseprotocol", "pycryptodome", "rich",
+        "typer"}  # fmt: skip
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=;\s]", requirement, maxsplit=1)[0].lower()
+
+
+def test_the_base_install_is_the_host_side(wheel: Path, unpacked: Path, tmp_path: Path) -> None:
+    """The wheel's Requires-Dist: the host's packages, the rest in the extras; and that
+    wheel, unpacked with every extra's packages refused at import, runs the host side."""
+    with zipfile.ZipFile(wheel) as archive:
+        [name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = email.message_from_bytes(archive.read(name))
+    requires = metadata.get_all("Requires-Dist")
+    extras: dict[str | None, set[str]] = {}
+    for requirement in requires:
+        extra = re.search(r"extra == '([a-z0-9-]+)'", requirement)
+        extras.setdefault(extra.group(1) if extra else None, set()).add(
+            _requirement_name(requirement)
+        )
+    assert extras[None] == BASE
+    # hatchling writes an extra that names others (bleprov[broker]) as their packages.
+    assert extras["device"] == {"bless", "dbus-fast", "aiomqtt"}
+    assert extras["hub"] == {"sqlalchemy", "alembic"}
+    assert extras["labels"] == {"segno"}
+    assert extras["broker"] == {"aiomqtt"}
+    runtime = set().union(*(extras[extra] for extra in ("device", "hub", "labels", "broker")))
+    assert extras["all"] == runtime
+    assert runtime <= extras["dev"]  # make test runs every side
+    assert {"device", "hub", "labels", "broker"} <= set(EXTRA_OF_MODULE.values())
+
+    env = {**os.environ, "PYTHONPATH": str(unpacked), "COLUMNS": "200"}
+    run = functools.partial(_run, env=env, cwd=tmp_path)  # not in the checkout: its bleprov/
+    blocked = [sys.executable, str(ROOT / "tests" / "without_extras.py"), NON_BASE]
+    helped = run(*blocked, "-m", "bleprov", "provision", "--help")
+    assert helped.returncode == 0, helped.stdout + helped.stderr
+    code = (
+        "import bleprov; bleprov.open_session; bleprov.provision; bleprov.CentralRadio; "
+        "bleprov.DeviceAuthentication; print(bleprov.__file__)"
+    )
+    imported = run(*blocked, "-c", code)
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert imported.stdout.strip() == str(unpacked / "bleprov" / "__init__.py")
 
 
 def test_an_installed_wheel_gets_its_files_out(unpacked: Path, tmp_path: Path) -> None:

@@ -204,7 +204,17 @@ def demo(
     ] = False,
 ) -> None:
     """Run bleprov end to end over the virtual radio, no hardware needed."""
-    from bleprov.cli.demo import run_demo
+    from bleprov.extras import MissingExtra, missing_extra
+
+    try:
+        from bleprov.cli.demo import run_demo
+    except ImportError as exc:
+        # The device, the host and the hub in one process: every extra, not just the
+        # first one found missing.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        raise MissingExtra("all", missing.module) from None
     from bleprov.core.session.modes import registry
 
     if mode not in [engine.name for engine in registry.engines()]:
@@ -561,6 +571,15 @@ def main() -> None:
         sys.exit(EXIT_INTERRUPTED)
     except OSError as exc:
         err_console.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}")
+        sys.exit(EXIT_ERROR)
+    except ImportError as exc:
+        from bleprov.extras import missing_extra
+
+        # A command whose optional extra is not installed: the pip install that brings it.
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(missing))}")
         sys.exit(EXIT_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 

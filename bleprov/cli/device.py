@@ -325,9 +325,9 @@ async def _serve(
     import contextlib
     from datetime import timedelta
 
+    from bleprov import DeviceDaemon, DeviceRuntime
     from bleprov.radio.spec import device_address, open_watched_peripheral
-    from bleprov.service.device_daemon import DaemonService, DeviceDaemon, ValidatedConnections
-    from bleprov.service.device_runtime import DeviceRuntime
+    from bleprov.service.device_daemon import DaemonService, ValidatedConnections
     from bleprov.service.systemd import notify
 
     provisioning = store.provisioning()

@@ -115,9 +115,7 @@ def default_host_dir() -> Path:
 
 def host_trust(directory: Path, name: str | None = None) -> HostTrust:
     """The host's encrypted store (0600 key file beside it) and its peer identity."""
-    from bleprov.service.trust import HostTrust
-    from bleprov.store.device_store import DeviceStore
-    from bleprov.store.keys import KeyFileProvider
+    from bleprov import DeviceStore, HostTrust, KeyFileProvider
 
     store = DeviceStore(directory / "store", KeyFileProvider(directory / "store.key"))
     return HostTrust(store, name=name or _host_name())
@@ -237,8 +235,8 @@ class LabelSource:
             ) from None
 
     def _authentication(self) -> DeviceAuthentication:
+        from bleprov import DeviceAuthentication
         from bleprov.core.errors import MalformedData
-        from bleprov.service.host_session import DeviceAuthentication
 
         chosen = [
             name
@@ -729,7 +727,7 @@ async def provision_device(
                 attested = session.info.attestation.device_id
                 redial = Redial(lambda again: open_again(again, attested), auth)
             else:
-                from bleprov.radio.spec import RadioSpec, open_central
+                from bleprov import RadioSpec, open_central
 
                 spec = RadioSpec.parse(radio)
                 central = await stack.enter_async_context(open_central(spec, mtu=mtu))
@@ -772,8 +770,7 @@ def provisioning_trust(
 ) -> hst.Trust:
     """The options checked before any radio or hub opens or any secret is asked for (a
     mistake costs no scan), and the manufacturer roots the host trusts."""
-    from bleprov.core.identity import TrustPolicy
-    from bleprov.core.session import host as hst
+    from bleprov import Trust, TrustPolicy
 
     check_options(wifi, target, interactive=sys.stdin.isatty())
     if not roots and not allow_unknown_manufacturer:
@@ -789,7 +786,7 @@ def provisioning_trust(
         )
     if not wifi.skip and wifi.password_file is not None:
         _read(wifi.password_file, "Wi-Fi password")  # unreadable: say so before any radio
-    return hst.Trust(
+    return Trust(
         load_roots(roots),
         TrustPolicy.WARN if allow_unknown_manufacturer else TrustPolicy.REFUSE,
     )
@@ -799,8 +796,8 @@ def provisioning_trust(
 def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan | None]]:
     """What the device is bound to: the zone (its hub opened, the admin authenticated,
     once for any number of devices) or this host as a peer; the hub closed afterwards."""
+    from bleprov import PeerPlan, ZonePlan
     from bleprov.cli.zone import _authenticate, _open_hub
-    from bleprov.service.provisioning import PeerPlan, ZonePlan
 
     zone_plan = None
     hub = None
@@ -809,7 +806,7 @@ def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan
             assert target.user is not None  # check_options
             hub = _open_hub(target.zone, target.registry_url)
             user = _authenticate(hub, hub.registry, target.user, target.user_key)
-            from bleprov.service.zone_hub import ZoneEnroller
+            from bleprov import ZoneEnroller
 
             hub.registry.require_admin(user)
             zone_plan = ZonePlan(ZoneEnroller(hub, user), target.owner or target.user)
@@ -842,11 +839,12 @@ async def open_radio_session(
 ) -> SecureHostLink:
     """Find the device the label is for on ``central``, check from its advertisement that
     nobody set it up, and open the authenticated session."""
+    from bleprov import open_session
     from bleprov.core.advertising import format_discriminator
     from bleprov.core.session import host as hst
     from bleprov.core.session.device import DeviceOwned
     from bleprov.core.words import words
-    from bleprov.service.host_session import find, open_session
+    from bleprov.service.host_session import find
     from bleprov.service.provisioning import check_virgin
 
     _warn_button(console, auth)
@@ -900,7 +898,7 @@ async def provision_session(
 
     ``redial`` reaches the device again if COMMIT's answer is lost; ``unresolved`` keeps
     what is not learnt then, for the next run with this device."""
-    from bleprov.service.provisioning import provision
+    from bleprov import provision
 
     try:
         assert session.info is not None
@@ -944,7 +942,7 @@ def radio_redial(
     timeout: float,
 ) -> Redial:
     """How provision() reaches the device again over the radio after a lost answer."""
-    from bleprov.service.host_session import open_session
+    from bleprov import open_session
     from bleprov.service.provisioning import Redial
 
     def open_nearby(again: DeviceAuthentication) -> Awaitable[SecureHostLink]:
@@ -1065,16 +1063,18 @@ def summary_json(report: ProvisionReport, timings: Timings) -> dict[str, Any]:
 
 def exit_code_for(exc: BleprovError) -> int:
     """The documented exit code of a failure (module docstring)."""
-    from bleprov.broker.host import DeviceNotAnnounced
+    from bleprov import AuthenticationFailed, DeviceNotFound, DeviceOwned, WifiNotJoined
     from bleprov.core.session import host as hst
-    from bleprov.core.session.device import DeviceOwned
-    from bleprov.core.session.modes import AuthenticationFailed, UserRejected
+    from bleprov.core.session.modes import UserRejected
     from bleprov.core.window import WindowClosed
-    from bleprov.radio.host_link import DeviceNotFound
     from bleprov.radio.spec import RadioSpecError
-    from bleprov.service.provisioning import WifiNotJoined
 
-    if isinstance(exc, DeviceNotFound | DeviceNotAnnounced):
+    # The broker's own not-found, if the broker client was loaded at all (the broker
+    # extra may not be installed: then it was not what failed).
+    broker_host = sys.modules.get("bleprov.broker.host")
+    if isinstance(exc, DeviceNotFound) or (
+        broker_host is not None and isinstance(exc, broker_host.DeviceNotAnnounced)
+    ):
         return EXIT_NOT_FOUND
     if isinstance(
         exc, AuthenticationFailed | UserRejected | hst.DeviceRefused | DeviceOwned | WindowClosed

@@ -142,7 +142,7 @@ def _zone_passphrase() -> bytes:
 
 
 def _open_hub(directory: Path, registry_url: str | None) -> Hub:
-    from bleprov.store.hub_files import Hub
+    from bleprov import Hub
 
     passphrase = _zone_passphrase()
     with _step("opening the zone (scrypt)"):
@@ -456,8 +456,8 @@ async def _serve_hub(hub: Hub, host: str, port: int) -> None:
     import asyncio
     import signal
 
+    from bleprov import run_hub
     from bleprov.service.systemd import notify, watchdog
-    from bleprov.service.zone_hub import run_hub
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,6 +22,8 @@ PSK_BYTES: Final = 32
 
 
 class WifiSecurity(enum.IntEnum):
+    """How a network authenticates a station; its value is the wire's code."""
+
     OPEN = 0
     WPA2_PERSONAL = 1
     WPA3_PERSONAL = 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bleprov.labels.bounds import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from bleprov.labels.errors import (
@@ -22,14 +23,29 @@ from bleprov.labels.errors import (
     SeveralQrCodes,
     UnreadableImage,
 )
-from bleprov.labels.render import (
-    label_sheet_svg,
-    qr_modules,
-    qr_png,
-    qr_svg,
-    qr_symbol,
-    qr_terminal,
+
+if TYPE_CHECKING:
+    from bleprov.labels.render import (
+        label_sheet_svg,
+        qr_modules,
+        qr_png,
+        qr_svg,
+        qr_symbol,
+        qr_terminal,
+    )
+
+#: Drawn by segno (the ``labels`` extra), imported when first used: reading a label back
+#: (``provision --qr-image``) needs no segno.
+_RENDER = frozenset(
+    {"label_sheet_svg", "qr_modules", "qr_png", "qr_svg", "qr_symbol", "qr_terminal"}
 )
+
+
+def __getattr__(name: str) -> Any:
+    """The rendering functions, from :mod:`bleprov.labels.render` on first use."""
+    if name in _RENDER:
+        return getattr(importlib.import_module("bleprov.labels.render"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def decode_qr_image(

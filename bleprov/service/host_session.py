@@ -13,9 +13,8 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from bleprov.broker.client import BrokerConfig
-from bleprov.broker.host import BrokerHostLink, find_broker_device
 from bleprov.core.advertising import (
     AdvertisedFlags,
     DeviceInfo,
@@ -38,6 +37,11 @@ from bleprov.core.session.messages import Mode
 from bleprov.core.window import WindowCode
 from bleprov.radio.host_link import CentralRadio, FoundDevice, HostLink, find_device
 from bleprov.session import NumberConfirmer, PasskeyReader, SecureHostLink
+
+if TYPE_CHECKING:
+    # The broker client (aiomqtt, the ``broker`` extra) is imported by the one function
+    # that uses it: the host side over the radio runs without it.
+    from bleprov.broker.client import BrokerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +214,9 @@ async def open_broker_session(
     match). The handshake proves it holds the label's key; its attestation must name the
     device whose topic answered, or :class:`WrongDevice` is raised.
     """
+    from bleprov.broker.client import BrokerConfig
+    from bleprov.broker.host import BrokerHostLink, find_broker_device
+
     config = (
         broker
         if isinstance(broker, BrokerConfig)
