@@ -99,8 +99,8 @@ def cheap_stretch() -> Iterator[None]:
     fuzz. Inside this block both stores use a hash instead; the fixtures and the seeds of
     those two harnesses are written under it too."""
     with (
-        _replaced(identity_module, "_stretch", _cheap_stretch),
-        _replaced(zone_module, "_stretch", _cheap_stretch),
+        _replaced(identity_module, "stretch_passphrase", _cheap_stretch),
+        _replaced(zone_module, "stretch_passphrase", _cheap_stretch),
     ):
         yield
 

@@ -30,7 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bleprov.cli.host import (
-    _QR_TOKEN,
+    QR_TOKEN,
     HandshakePrompts,
     HostError,
     HostUsage,
@@ -130,7 +130,7 @@ def read_labels(path: Path) -> list[LabelEntry]:
         if not line or line.startswith("#"):
             continue
         where = f"{path.name}:{number}"
-        if match := _QR_TOKEN.fullmatch(line):
+        if match := QR_TOKEN.fullmatch(line):
             entries.append(LabelEntry(where, qr_text=match.group(0)))
             continue
         try:

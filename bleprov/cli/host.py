@@ -80,7 +80,7 @@ HOST_DIR_ENV = "BLEPROV_HOST_DIR"
 BROKER_USER_ENV = "BLEPROV_BROKER_USER"
 BROKER_PASSWORD_ENV = "BLEPROV_BROKER_PASSWORD"  # noqa: S105 (a variable's name)
 
-_QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
+QR_TOKEN = re.compile(r"BP:[0-9A-Z.\-]+")
 #: ``--wifi-security``'s words and the :class:`WifiSecurity` each names.
 _SECURITY = {
     "open": "OPEN",
@@ -267,7 +267,7 @@ class LabelSource:
             except MalformedData as exc:
                 raise HostError(str(exc)) from None
         if self.qr_file is not None:
-            match = _QR_TOKEN.search(_read(self.qr_file, "QR text"))
+            match = QR_TOKEN.search(_read(self.qr_file, "QR text"))
             if match is None:
                 raise HostError(f"{self.qr_file} holds no bleprov QR text (BP:...)")
             return DeviceAuthentication.from_qr_text(match.group(0))
@@ -797,15 +797,15 @@ def trust_plans(target: TrustTarget) -> Iterator[tuple[ZonePlan | None, PeerPlan
     """What the device is bound to: the zone (its hub opened, the admin authenticated,
     once for any number of devices) or this host as a peer; the hub closed afterwards."""
     from bleprov import PeerPlan, ZonePlan
-    from bleprov.cli.zone import _authenticate, _open_hub
+    from bleprov.cli.zone import authenticate_user, open_hub
 
     zone_plan = None
     hub = None
     try:
         if target.zone is not None:
             assert target.user is not None  # check_options
-            hub = _open_hub(target.zone, target.registry_url)
-            user = _authenticate(hub, hub.registry, target.user, target.user_key)
+            hub = open_hub(target.zone, target.registry_url)
+            user = authenticate_user(hub, hub.registry, target.user, target.user_key)
             from bleprov import ZoneEnroller
 
             hub.registry.require_admin(user)

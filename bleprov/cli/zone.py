@@ -141,7 +141,7 @@ def _zone_passphrase() -> bytes:
     )
 
 
-def _open_hub(directory: Path, registry_url: str | None) -> Hub:
+def open_hub(directory: Path, registry_url: str | None) -> Hub:
     from bleprov import Hub
 
     passphrase = _zone_passphrase()
@@ -155,7 +155,9 @@ def _open_registry(directory: Path, registry_url: str | None) -> Registry:
     return open_registry(directory, registry_url=registry_url)
 
 
-def _authenticate(hub: Hub | None, registry: Registry, name: str, user_key: Path | None) -> User:
+def authenticate_user(
+    hub: Hub | None, registry: Registry, name: str, user_key: Path | None
+) -> User:
     """The acting user, by passphrase or by zone-issued key (which needs the opened hub)."""
     from bleprov.store.hub_files import USER_CERT_FILE, USER_KEY_FILE, HubError
 
@@ -334,8 +336,8 @@ def zone_revoke(
     registry_url: RegistryUrl = None,
 ) -> None:
     """Revoke a device's certificates and publish a new CRL (admins only)."""
-    with _errors(), _open_hub(directory, registry_url) as hub:
-        actor = _authenticate(hub, hub.registry, user, user_key)
+    with _errors(), open_hub(directory, registry_url) as hub:
+        actor = authenticate_user(hub, hub.registry, user, user_key)
         serials = hub.revoke(device_id, actor=actor, now=datetime.now(UTC))
         if serials:
             listed = ", ".join(format(s, "x") for s in serials)
@@ -378,8 +380,8 @@ def zone_open_window(
     except (DaemonConfigError, WindowError) as exc:
         cli.err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
-    with _errors(), _open_hub(directory, registry_url) as hub:
-        actor = _authenticate(hub, hub.registry, user, user_key)
+    with _errors(), open_hub(directory, registry_url) as hub:
+        actor = authenticate_user(hub, hub.registry, user, user_key)
         hub.registry.require_admin(actor)
         import asyncio
 
@@ -434,7 +436,7 @@ def zone_serve(
         raise typer.Exit(2) from None
     import asyncio
 
-    with _errors(), _open_hub(directory, registry_url) as hub:
+    with _errors(), open_hub(directory, registry_url) as hub:
         try:
             asyncio.run(_serve_hub(hub, host, port))
         except OSError as exc:
@@ -477,7 +479,7 @@ def zone_export(
     from bleprov.store.files import write_atomic
     from bleprov.store.hub_files import CRL_FILE, ROOT_FILE
 
-    with _errors(), _open_hub(directory, registry_url) as hub:
+    with _errors(), open_hub(directory, registry_url) as hub:
         hub.crl(now=datetime.now(UTC))
         for name in (ROOT_FILE, CRL_FILE):
             write_atomic(out / name, (hub.directory / name).read_bytes(), mode=0o644)
@@ -529,10 +531,10 @@ def user_add(
                 if (key_out / file).exists():
                     raise HubError(f"{key_out / file} exists; choose another --key-out directory")
         needs_zone = key_out is not None or user_key is not None
-        hub = _open_hub(directory, registry_url) if needs_zone else None
+        hub = open_hub(directory, registry_url) if needs_zone else None
         registry = hub.registry if hub is not None else _open_registry(directory, registry_url)
         try:
-            actor = _authenticate(hub, registry, user, user_key)
+            actor = authenticate_user(hub, registry, user, user_key)
             registry.require_admin(actor)
             new_passphrase = cli.secret_input(
                 NEW_USER_PASSPHRASE_ENV, f"New passphrase of {name}", confirm=True

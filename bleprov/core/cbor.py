@@ -35,7 +35,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bleprov.core.errors import MalformedData
+from bleprov.core.errors import BleprovError, MalformedData
 
 #: Nesting a message of ours never exceeds (a map inside an array inside an array...).
 DEFAULT_MAX_DEPTH = 8
@@ -323,3 +323,20 @@ def loads(
     if decoder.position != len(raw):
         raise decoder.fail("bytes after the item")
     return value
+
+
+def decode_array(raw: object, limit: int, error: type[BleprovError], what: str) -> list[Any]:
+    """A record that is one CBOR array of at most ``limit`` bytes, or ``error`` naming
+    ``what``: how every stored record and attestation is read."""
+    if not isinstance(raw, bytes | bytearray):
+        raise error(f"{what} must be bytes")
+    raw = bytes(raw)
+    if len(raw) > limit:
+        raise error(f"{what} of {len(raw)} bytes exceeds {limit}")
+    try:
+        value = loads(raw, max_size=limit)
+    except CborError as exc:
+        raise error(f"{what}: {exc}") from None
+    if not isinstance(value, list):
+        raise error(f"{what} must be a CBOR array")
+    return list(value)

@@ -142,12 +142,10 @@ class MalformedAttestation(AttestationError, MalformedData):
 
 # --------------------------------------------------------------------------- helpers
 
+
 #: cryptography parses names and extensions on first access; these are what a hostile
 #: certificate that loaded can still raise there.
-_LAZY_PARSE_ERRORS: Final = PARSE_ERRORS
-
-
-def _utc(now: datetime) -> datetime:
+def utc_seconds(now: datetime) -> datetime:
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
     return now.astimezone(UTC).replace(microsecond=0)
@@ -184,7 +182,7 @@ def signed_message(handshake_hash: bytes, context: bytes) -> bytes:
     )
 
 
-def _printable(text: str, limit: int = 64) -> str:
+def printable(text: str, limit: int = 64) -> str:
     """Peer-chosen text made safe for a log line or a dialog."""
     return "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
 
@@ -192,10 +190,10 @@ def _printable(text: str, limit: int = 64) -> str:
 def _organization(certificate: x509.Certificate) -> str:
     try:
         values = certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    except _LAZY_PARSE_ERRORS:
+    except PARSE_ERRORS:
         return ""
     value = values[0].value if len(values) == 1 else ""
-    return _printable(value) if isinstance(value, str) else ""
+    return printable(value) if isinstance(value, str) else ""
 
 
 def _load_key(data: object, passphrase: bytes | None, what: str) -> object:
@@ -223,13 +221,13 @@ def _load_ec_key(data: object, passphrase: bytes | None, what: str) -> SigningKe
 def _load_stored_certificate(data: object, what: str) -> x509.Certificate:
     if not isinstance(data, bytes) or not 0 < len(data) <= MAX_CERTIFICATE_SIZE:
         raise IdentityError(f"{what} must be at most {MAX_CERTIFICATE_SIZE} bytes of DER")
-    certificate = _parse_certificate(data)
+    certificate = certificate_or_none(data)
     if certificate is None:
         raise IdentityError(f"{what} is not a DER certificate")
     return certificate
 
 
-def _parse_certificate(data: bytes) -> x509.Certificate | None:
+def certificate_or_none(data: bytes) -> x509.Certificate | None:
     """A DER certificate whose key, serial and dates parse (:func:`load_der_certificate`),
     or None for anything cryptography will not accept cleanly."""
     try:
@@ -240,26 +238,6 @@ def _parse_certificate(data: bytes) -> x509.Certificate | None:
 
 def _same_public_key(key: SigningKey, certificate: x509.Certificate) -> bool:
     return key.public_key() == certificate.public_key()
-
-
-def _dumps(value: object) -> bytes:
-    return cbor.dumps(value)
-
-
-def _loads_strict(raw: bytes, limit: int, error: type[BleprovError], what: str) -> list[object]:
-    """Decode a deterministic CBOR array of bounded size, or raise ``error``."""
-    if not isinstance(raw, bytes | bytearray):
-        raise error(f"{what} must be bytes")
-    raw = bytes(raw)
-    if len(raw) > limit:
-        raise error(f"{what} of {len(raw)} bytes exceeds {limit}")
-    try:
-        value = cbor.loads(raw, max_size=limit)
-    except cbor.CborError as exc:
-        raise error(f"{what}: {exc}") from None
-    if not isinstance(value, list):
-        raise error(f"{what} must be a CBOR array")
-    return list(value)
 
 
 def _is_int(value: object, expected: int) -> bool:
@@ -289,14 +267,14 @@ class Attestation:
     signature: bytes
 
     def encode(self) -> bytes:
-        return _dumps(
+        return cbor.dumps(
             [ATTESTATION_VERSION, self.device_certificate, list(self.chain), self.signature]
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> Attestation:
         """Parse an attestation; anything malformed raises :class:`MalformedAttestation`."""
-        value = _loads_strict(raw, MAX_ATTESTATION_SIZE, MalformedAttestation, "attestation")
+        value = cbor.decode_array(raw, MAX_ATTESTATION_SIZE, MalformedAttestation, "attestation")
         if len(value) != 4 or not _is_int(value[0], ATTESTATION_VERSION):
             raise MalformedAttestation("attestation must be [1, certificate, chain, signature]")
         _, leaf, chain, signature = value
@@ -392,7 +370,7 @@ class DeviceIdentity:
         given (PBKDF2 with few iterations: pass a high-entropy key, not a human password).
         """
         passphrase = _passphrase(passphrase)
-        return _dumps(
+        return cbor.dumps(
             [
                 _IDENTITY_LABEL,
                 _STORE_VERSION,
@@ -407,7 +385,7 @@ class DeviceIdentity:
     def from_bytes(cls, data: bytes, passphrase: bytes | None) -> DeviceIdentity:
         """Inverse of :meth:`to_bytes`; any problem raises :class:`IdentityError`."""
         passphrase = _passphrase(passphrase)
-        value = _loads_strict(data, _MAX_STORE_SIZE, IdentityError, "device identity")
+        value = cbor.decode_array(data, _MAX_STORE_SIZE, IdentityError, "device identity")
         if len(value) != 6 or value[0] != _IDENTITY_LABEL or not _is_int(value[1], _STORE_VERSION):
             raise IdentityError("not a version-1 bleprov device identity")
         _, _, attestation_der, noise_der, certificate_der, chain_der = value
@@ -478,13 +456,13 @@ class Manufacturer:
         """Make a new root and intermediate; ``name`` goes in both subjects' O and CN."""
         if (
             not 1 <= len(name) <= MAX_MANUFACTURER_NAME
-            or _printable(name, MAX_MANUFACTURER_NAME) != name
+            or printable(name, MAX_MANUFACTURER_NAME) != name
             or name != name.strip()
         ):
             raise IdentityError(
                 f"manufacturer name must be 1-{MAX_MANUFACTURER_NAME} printable ASCII characters"
             )
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        start = utc_seconds(now) - CLOCK_SKEW_ALLOWANCE
         root_key = pki.generate_signing_key()
         root = pki.ca_certificate(
             subject=_ca_name(name, "Attestation Root"),
@@ -530,8 +508,8 @@ class Manufacturer:
     ) -> DeviceIdentity:
         """Generate a device's keys and certificate; a random ID unless one is given."""
         device_id = new_device_id() if device_id is None else validate_device_id(device_id)
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        end = min(_utc(now) + validity, self.intermediate_certificate.not_valid_after_utc)
+        start = utc_seconds(now) - CLOCK_SKEW_ALLOWANCE
+        end = min(utc_seconds(now) + validity, self.intermediate_certificate.not_valid_after_utc)
         if end <= start:
             raise IdentityError("device certificate validity is empty (intermediate expired?)")
         key = pki.generate_signing_key()
@@ -580,8 +558,8 @@ class Manufacturer:
         if not isinstance(passphrase, bytes) or not passphrase:
             raise IdentityError("a manufacturer store needs a non-empty passphrase")
         salt = secrets.token_bytes(_SALT_SIZE)
-        key = _stretch(passphrase, salt)
-        return _dumps(
+        key = stretch_passphrase(passphrase, salt)
+        return cbor.dumps(
             [
                 _MANUFACTURER_LABEL,
                 _STORE_VERSION,
@@ -598,7 +576,7 @@ class Manufacturer:
         """Inverse of :meth:`to_bytes`; any problem raises :class:`IdentityError`."""
         if not isinstance(passphrase, bytes) or not passphrase:
             raise IdentityError("a manufacturer store needs a non-empty passphrase")
-        value = _loads_strict(data, _MAX_STORE_SIZE, IdentityError, "manufacturer store")
+        value = cbor.decode_array(data, _MAX_STORE_SIZE, IdentityError, "manufacturer store")
         if (
             len(value) != 7
             or value[0] != _MANUFACTURER_LABEL
@@ -608,7 +586,7 @@ class Manufacturer:
         _, _, salt, root_key, root, intermediate_key, intermediate = value
         if not isinstance(salt, bytes) or len(salt) != _SALT_SIZE:
             raise IdentityError(f"salt must be {_SALT_SIZE} bytes")
-        key = _stretch(passphrase, salt)
+        key = stretch_passphrase(passphrase, salt)
         return cls(
             root_key=_load_ec_key(root_key, key, "root key"),
             root_certificate=_load_stored_certificate(root, "root certificate"),
@@ -631,7 +609,7 @@ def _ca_name(manufacturer: str, role: str) -> x509.Name:
     )
 
 
-def _stretch(passphrase: bytes, salt: bytes) -> bytes:
+def stretch_passphrase(passphrase: bytes, salt: bytes) -> bytes:
     return scrypt(passphrase, salt=salt, length=32, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
 
 
@@ -670,7 +648,7 @@ def device_id_of(certificate: x509.Certificate) -> str:
         ]
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = list(san)
-    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+    except (x509.ExtensionNotFound, *PARSE_ERRORS):
         raise AttestationError("device certificate does not name a device") from None
     if any(len(attributes) != 1 for attributes in names):
         raise AttestationError("device certificate needs exactly one CN and one serialNumber")
@@ -732,13 +710,13 @@ def _verify_path(
     return chain
 
 
-def _reason(exc: Exception) -> str:
+def verification_reason(exc: Exception) -> str:
     """A verifier message without the certificate dump it appends."""
-    return _printable(str(exc).split(" (encountered processing", 1)[0], 160)
+    return printable(str(exc).split(" (encountered processing", 1)[0], 160)
 
 
 def _load_peer_certificate(data: bytes) -> x509.Certificate:
-    certificate = _parse_certificate(data)
+    certificate = certificate_or_none(data)
     if certificate is None:
         raise MalformedAttestation("certificate is not valid DER")
     return certificate
@@ -747,7 +725,7 @@ def _load_peer_certificate(data: bytes) -> x509.Certificate:
 def _trusted_root(root: x509.Certificate | bytes) -> x509.Certificate:
     if isinstance(root, x509.Certificate):
         return root
-    certificate = _parse_certificate(root)
+    certificate = certificate_or_none(root)
     if certificate is None:
         raise IdentityError("a trusted root is not a DER certificate")
     return certificate
@@ -771,8 +749,8 @@ def _validate_chain(
         try:
             return _verify_path(leaf, presented, roots, now), True
         except VerificationError as exc:
-            failure = _reason(exc)
-        except _LAZY_PARSE_ERRORS:
+            failure = verification_reason(exc)
+        except PARSE_ERRORS:
             raise AttestationError("certificate chain could not be parsed") from None
     trusted_subjects = {root.subject for root in roots}
     trusted_der = {pki.der(root) for root in roots}
@@ -781,7 +759,7 @@ def _validate_chain(
         own_roots = [
             c for c in presented if c.issuer == c.subject and pki.der(c) not in trusted_der
         ]
-    except _LAZY_PARSE_ERRORS:
+    except PARSE_ERRORS:
         raise AttestationError("certificate chain could not be parsed") from None
     if claims_trusted:
         raise AttestationError(f"certificate chain does not validate: {failure}")
@@ -791,13 +769,15 @@ def _validate_chain(
         # cryptography trusts a Store's certificates as given; this one came from the peer.
         try:
             own_root.verify_directly_issued_by(own_root)
-        except (InvalidSignature, *_LAZY_PARSE_ERRORS):
+        except (InvalidSignature, *PARSE_ERRORS):
             raise AttestationError("the presented root's self-signature does not verify") from None
     try:
         return _verify_path(leaf, presented, own_roots, now), False
     except VerificationError as exc:
-        raise AttestationError(f"certificate chain does not validate: {_reason(exc)}") from None
-    except _LAZY_PARSE_ERRORS:
+        raise AttestationError(
+            f"certificate chain does not validate: {verification_reason(exc)}"
+        ) from None
+    except PARSE_ERRORS:
         raise AttestationError("certificate chain could not be parsed") from None
 
 
@@ -820,7 +800,7 @@ def verify_attestation(
     if isinstance(attestation, bytes | bytearray):
         attestation = Attestation.decode(bytes(attestation))
     message = signed_message(handshake_hash, context)
-    when = _utc(now)
+    when = utc_seconds(now)
     roots = [_trusted_root(root) for root in trusted_roots]
     leaf = _load_peer_certificate(attestation.device_certificate)
     presented = [_load_peer_certificate(der) for der in attestation.chain]

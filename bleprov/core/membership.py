@@ -86,10 +86,6 @@ class MembershipError(MalformedData):
     """A membership record or message is malformed."""
 
 
-def _dumps(value: object) -> bytes:
-    return cbor.dumps(value)
-
-
 def _loads_map(raw: bytes, what: str) -> dict[str, Any]:
     if not isinstance(raw, bytes) or not 0 < len(raw) <= MAX_RECORD:
         raise MembershipError(f"{what} must be 1..{MAX_RECORD} bytes")
@@ -192,7 +188,7 @@ class ZoneMembership:
     def encode(self) -> bytes:
         """The ``zone`` record; the key is PKCS#8 DER (the device store encrypts records)."""
         key = pki.pkcs8_der(self.key)
-        return _dumps(
+        return cbor.dumps(
             {
                 "v": 1,
                 "key": key,
@@ -294,7 +290,7 @@ class Owner:
         }
         if self.zone_id is not None:
             body["zone"] = self.zone_id
-        return _dumps(body)
+        return cbor.dumps(body)
 
     @classmethod
     def decode(cls, raw: bytes) -> Owner:

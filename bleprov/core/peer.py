@@ -30,18 +30,16 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from bleprov.core import cbor
 from bleprov.core.crypto import pki
-from bleprov.core.crypto.loading import UnreadableKey, load_der_private_key
+from bleprov.core.crypto.loading import PARSE_ERRORS, UnreadableKey, load_der_private_key
 from bleprov.core.crypto.pki import SigningKey, VerifyingKey
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
-    _LAZY_PARSE_ERRORS,
     CLOCK_SKEW_ALLOWANCE,
     MAX_CERTIFICATE_SIZE,
-    _dumps,
-    _loads_strict,
-    _parse_certificate,
-    _utc,
+    certificate_or_none,
+    utc_seconds,
 )
 from bleprov.core.wire_codes import ErrorCode
 from bleprov.core.zone import OWNER_PATTERN
@@ -115,7 +113,7 @@ def _check_certificate(cert_der: object) -> _Checked:
     """Bounded parse and profile check of a peer certificate, else BadPeerIdentity."""
     if not isinstance(cert_der, bytes) or not 0 < len(cert_der) <= MAX_CERTIFICATE_SIZE:
         raise BadPeerIdentity(f"peer certificate must be 1 to {MAX_CERTIFICATE_SIZE} bytes of DER")
-    certificate = _parse_certificate(cert_der)
+    certificate = certificate_or_none(cert_der)
     if certificate is None:
         raise BadPeerIdentity("peer certificate is not a DER certificate")
     try:
@@ -128,7 +126,7 @@ def _check_certificate(cert_der: object) -> _Checked:
         raise BadPeerIdentity("peer certificate has no subjectAltName") from None
     except InvalidSignature:
         raise BadPeerIdentity("peer certificate's self-signature does not verify") from None
-    except _LAZY_PARSE_ERRORS:
+    except PARSE_ERRORS:
         raise BadPeerIdentity(
             "peer certificate is not self-signed or could not be parsed"
         ) from None
@@ -178,12 +176,12 @@ def fingerprint_of(cert_der: bytes) -> bytes:
     """The pin fingerprint of any certificate (bounded parse; BadPeerIdentity otherwise)."""
     if not isinstance(cert_der, bytes) or not 0 < len(cert_der) <= MAX_CERTIFICATE_SIZE:
         raise BadPeerIdentity(f"certificate must be 1 to {MAX_CERTIFICATE_SIZE} bytes of DER")
-    certificate = _parse_certificate(cert_der)
+    certificate = certificate_or_none(cert_der)
     if certificate is None:
         raise BadPeerIdentity("not a DER certificate")
     try:
         public_key = certificate.public_key()
-    except _LAZY_PARSE_ERRORS:
+    except PARSE_ERRORS:
         raise BadPeerIdentity("certificate key could not be parsed") from None
     if not _is_p256(public_key):
         raise BadPeerIdentity("peer key must be P-256 ECDSA")
@@ -275,12 +273,12 @@ class PinSet:
 
     def to_bytes(self) -> bytes:
         """Deterministic CBOR ``["bleprov peer pins", 1, [certificate...]]``, by name."""
-        return _dumps([_PINS_LABEL, _VERSION, [p.cert_der for p in self.pins()]])
+        return cbor.dumps([_PINS_LABEL, _VERSION, [p.cert_der for p in self.pins()]])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PinSet:
         """Inverse of :meth:`to_bytes`; anything else raises BadPeerIdentity."""
-        value = _loads_strict(raw, _MAX_PINS_SIZE, BadPeerIdentity, "pin set")
+        value = cbor.decode_array(raw, _MAX_PINS_SIZE, BadPeerIdentity, "pin set")
         if (
             len(value) != 3
             or value[0] != _PINS_LABEL
@@ -329,7 +327,7 @@ class PeerIdentity:
         key = pki.generate_signing_key()
         public_key = key.public_key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        start = utc_seconds(now) - CLOCK_SKEW_ALLOWANCE
         certificate = pki.sign(
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -337,7 +335,7 @@ class PeerIdentity:
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
-            .not_valid_after(_utc(now) + validity)
+            .not_valid_after(utc_seconds(now) + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(pki.key_usage(digital_signature=True), critical=True)
             .add_extension(
@@ -374,12 +372,12 @@ class PeerIdentity:
         device store, and a second layer would need a second secret to manage.
         """
         key = pki.pkcs8_der(self.key)
-        return _dumps([_IDENTITY_LABEL, _VERSION, self.name, key, self.cert_der])
+        return cbor.dumps([_IDENTITY_LABEL, _VERSION, self.name, key, self.cert_der])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> PeerIdentity:
         """Inverse of :meth:`to_bytes`; anything else raises BadPeerIdentity."""
-        value = _loads_strict(raw, _MAX_IDENTITY_SIZE, BadPeerIdentity, "peer identity")
+        value = cbor.decode_array(raw, _MAX_IDENTITY_SIZE, BadPeerIdentity, "peer identity")
         if (
             len(value) != 5
             or value[0] != _IDENTITY_LABEL

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from bleprov.core import cbor
 from bleprov.core.crypto.spake2plus import (
     POINT_LEN,
     SCALAR_LEN,
@@ -38,7 +39,6 @@ from bleprov.core.crypto.spake2plus import (
     derive_verifier,
 )
 from bleprov.core.errors import MalformedData
-from bleprov.core.identity import _dumps, _loads_strict
 from bleprov.core.peer import PeerError, PeerPin
 
 #: SPAKE2+ prover identity of receipt sessions, followed by the enrolment ID in hex.
@@ -182,12 +182,12 @@ def encode_unresolved(entries: list[UnresolvedEnrolment]) -> bytes:
     """Deterministic CBOR ``[label, 1, [[device, discriminator, id, secret, serial / null,
     pin certificate / null], ...]]``, by device."""
     ordered = sorted(entries, key=lambda entry: entry.device_id)
-    return _dumps([_UNRESOLVED_LABEL, 1, [entry._fields() for entry in ordered]])
+    return cbor.dumps([_UNRESOLVED_LABEL, 1, [entry._fields() for entry in ordered]])
 
 
 def decode_unresolved(raw: bytes) -> list[UnresolvedEnrolment]:
     """Strict inverse of :func:`encode_unresolved`; MalformedData for anything else."""
-    value = _loads_strict(raw, _MAX_UNRESOLVED_SIZE, MalformedData, "unresolved enrolments")
+    value = cbor.decode_array(raw, _MAX_UNRESOLVED_SIZE, MalformedData, "unresolved enrolments")
     if len(value) != 3 or value[0] != _UNRESOLVED_LABEL or type(value[1]) is not int:
         raise MalformedData("not a bleprov record of unresolved enrolments")
     rows = value[2]

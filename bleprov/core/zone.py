@@ -61,25 +61,28 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from bleprov.core import cbor
 from bleprov.core.ca import CertificateAuthority
 from bleprov.core.ca import MemberCertificate as MemberCertificate  # its old home
 from bleprov.core.crypto import pki
-from bleprov.core.crypto.loading import KeyTooDear, UnreadableKey, load_der_private_key
+from bleprov.core.crypto.loading import (
+    PARSE_ERRORS,
+    KeyTooDear,
+    UnreadableKey,
+    load_der_private_key,
+)
 from bleprov.core.crypto.pki import SigningKey, VerifyingKey
 from bleprov.core.errors import BleprovError, ProtocolError
 from bleprov.core.identity import (
-    _LAZY_PARSE_ERRORS,
     CLOCK_SKEW_ALLOWANCE,
     MAX_CERTIFICATE_SIZE,
     InvalidDeviceId,
-    _dumps,
-    _loads_strict,
-    _parse_certificate,
-    _printable,
-    _reason,
-    _stretch,
-    _utc,
+    certificate_or_none,
+    printable,
+    stretch_passphrase,
+    utc_seconds,
     validate_device_id,
+    verification_reason,
 )
 from bleprov.core.wire_codes import ErrorCode
 
@@ -243,7 +246,7 @@ def zone_id_of_root(root: x509.Certificate) -> str:
         units = root.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
         san = root.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+    except (x509.ExtensionNotFound, *PARSE_ERRORS):
         raise NotAZoneMember("zone root does not name a zone") from None
     if len(units) != 1 or not isinstance(units[0].value, str):
         raise NotAZoneMember("zone root needs exactly one OU naming the zone")
@@ -279,7 +282,7 @@ def _member_names(certificate: x509.Certificate) -> tuple[str, str, str, bool]:
         common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = list(san)
-    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+    except (x509.ExtensionNotFound, *PARSE_ERRORS):
         raise NotAZoneMember("certificate does not name a zone member") from None
     if any(
         isinstance(n, x509.UniformResourceIdentifier) and _USER_URI.fullmatch(n.value)
@@ -327,7 +330,7 @@ def user_names(certificate: x509.Certificate) -> tuple[str, str]:
         common_names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = list(san)
-    except (x509.ExtensionNotFound, *_LAZY_PARSE_ERRORS):
+    except (x509.ExtensionNotFound, *PARSE_ERRORS):
         raise NotAZoneMember("certificate does not name a zone user") from None
     if len(names) != 1 or not isinstance(names[0], x509.UniformResourceIdentifier):
         raise NotAZoneMember("user SAN must be exactly one URI")
@@ -384,7 +387,7 @@ def _check_csr(csr_der: bytes) -> _CheckedCsr:
         binding_text = csr.attributes.get_attribute_for_oid(AttributeOID.CHALLENGE_PASSWORD).value
     except x509.AttributeNotFound:
         raise BadCsr("CSR carries no session binding") from None
-    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning, x509.InvalidVersion):
+    except (*PARSE_ERRORS, CryptographyDeprecationWarning, x509.InvalidVersion):
         raise BadCsr("CSR could not be parsed") from None
     if not signature_ok:
         raise BadCsr("CSR signature does not verify")
@@ -464,7 +467,7 @@ def _verify_path(
 def _load_peer_certificate(data: object, error: type[ZoneError], what: str) -> x509.Certificate:
     if not isinstance(data, bytes) or not 0 < len(data) <= MAX_CERTIFICATE_SIZE:
         raise error(f"{what} must be 1 to {MAX_CERTIFICATE_SIZE} bytes of DER")
-    certificate = _parse_certificate(data)
+    certificate = certificate_or_none(data)
     if certificate is None:
         raise error(f"{what} is not a DER certificate")
     return certificate
@@ -488,7 +491,7 @@ def _check_crl(crl_der: bytes, issuer: x509.Certificate, serial: int, when: date
         entry = crl.get_revoked_certificate_by_serial_number(serial)
     except x509.ExtensionNotFound:
         raise BadCrl("CRL has no CRL number") from None
-    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning, InvalidSignature):
+    except (*PARSE_ERRORS, CryptographyDeprecationWarning, InvalidSignature):
         raise BadCrl("CRL could not be parsed") from None
     if not signature_ok:
         raise BadCrl("CRL is not signed by the zone's issuing CA")
@@ -534,8 +537,8 @@ def _verify_chain(
                 pass
             else:
                 raise CertificateExpired(f"certificate expired at {expiry.isoformat()}") from None
-        raise NotAZoneMember(f"certificate does not validate: {_reason(exc)}") from None
-    except _LAZY_PARSE_ERRORS:
+        raise NotAZoneMember(f"certificate does not validate: {verification_reason(exc)}") from None
+    except PARSE_ERRORS:
         raise NotAZoneMember("certificate chain could not be parsed") from None
 
 
@@ -551,8 +554,8 @@ def verify_user(
     Path (webpki rules, user profile: clientAuth), zone match, validity. Revocation and
     whether the user is still enabled are the hub's to check (registry, revoked serials).
     """
-    when = _utc(now)
-    root = _parse_certificate(zone_root_der) if isinstance(zone_root_der, bytes) else None
+    when = utc_seconds(now)
+    root = certificate_or_none(zone_root_der) if isinstance(zone_root_der, bytes) else None
     if root is None:
         raise ZoneSetupError("zone root is not a DER certificate")
     if isinstance(chain_der, bytes | str) or not 1 <= len(chain_der) <= 2:
@@ -583,8 +586,8 @@ def verify_member(
     Raises a :class:`ZoneError` subclass; a bad ``zone_root_der`` is the caller's
     configuration and raises :class:`ZoneSetupError`.
     """
-    when = _utc(now)
-    root = _parse_certificate(zone_root_der) if isinstance(zone_root_der, bytes) else None
+    when = utc_seconds(now)
+    root = certificate_or_none(zone_root_der) if isinstance(zone_root_der, bytes) else None
     if root is None:
         raise ZoneSetupError("zone root is not a DER certificate")
     if isinstance(chain_der, bytes | str) or not 1 <= len(chain_der) <= 2:
@@ -595,7 +598,7 @@ def verify_member(
     if crl_der is not None:
         try:
             issuer = next(c for c in presented if c.subject == leaf.issuer)
-        except (StopIteration, *_LAZY_PARSE_ERRORS):
+        except (StopIteration, *PARSE_ERRORS):
             raise NotAZoneMember("chain does not hold the member's issuer") from None
         _check_crl(crl_der, issuer, identity.serial, when)
     return identity
@@ -612,7 +615,7 @@ def crl_info(crl_der: bytes) -> CrlInfo:
         next_update = crl.next_update_utc
     except x509.ExtensionNotFound:
         raise BadCrl("CRL has no CRL number") from None
-    except (*_LAZY_PARSE_ERRORS, CryptographyDeprecationWarning):
+    except (*PARSE_ERRORS, CryptographyDeprecationWarning):
         raise BadCrl("CRL could not be parsed") from None
     if next_update is None:
         raise BadCrl("CRL has no nextUpdate")
@@ -699,12 +702,12 @@ class Zone:
         """A new zone with a random ID: root (pathLen 1) and issuing CA (pathLen 0)."""
         if (
             not 1 <= len(name) <= MAX_ZONE_NAME
-            or _printable(name, MAX_ZONE_NAME) != name
+            or printable(name, MAX_ZONE_NAME) != name
             or name != name.strip()
         ):
             raise ZoneSetupError(f"zone name must be 1-{MAX_ZONE_NAME} printable ASCII characters")
         zone_id = secrets.token_hex(8)
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
+        start = utc_seconds(now) - CLOCK_SKEW_ALLOWANCE
         root_key = pki.generate_signing_key()
         root_subject = _zone_name(name, zone_id, "Root")
         root = pki.ca_certificate(
@@ -781,8 +784,8 @@ class Zone:
         users (CN, URI SANs, digitalSignature, the given EKUs, SKI/AKI, random serial)."""
         if not timedelta(0) < validity <= limit:
             raise ZoneSetupError(f"{what} validity must be positive and at most {limit}")
-        start = _utc(now) - CLOCK_SKEW_ALLOWANCE
-        end = min(_utc(now) + validity, self.issuer_certificate.not_valid_after_utc)
+        start = utc_seconds(now) - CLOCK_SKEW_ALLOWANCE
+        end = min(utc_seconds(now) + validity, self.issuer_certificate.not_valid_after_utc)
         if end <= start:
             raise ZoneSetupError(f"{what} validity is empty (issuing CA expired?)")
         return pki.sign(
@@ -906,7 +909,9 @@ class Zone:
         ``expected_binding`` when the caller has one (e.g. a TLS exporter value).
         """
         leaf = _load_peer_certificate(current_cert_der, NotAZoneMember, "current certificate")
-        member = _verify_member(leaf, [self.issuer_certificate], self.root_certificate, _utc(now))
+        member = _verify_member(
+            leaf, [self.issuer_certificate], self.root_certificate, utc_seconds(now)
+        )
         if member.serial in self._revoked:
             raise Revoked(f"certificate serial {member.serial:x} is revoked")
         csr = _check_csr(csr_der)
@@ -962,13 +967,13 @@ class Zone:
         """Add ``serial`` to the revocation list; the next :meth:`crl` carries it."""
         if type(serial) is not int or serial <= 0:
             raise ZoneSetupError("serial must be a positive integer")
-        self._revoked.setdefault(serial, _utc(now))
+        self._revoked.setdefault(serial, utc_seconds(now))
 
     def crl(self, *, now: datetime, next_update: timedelta = DEFAULT_CRL_LIFETIME) -> bytes:
         """A DER CRL of every revoked serial, signed by the issuing CA, numbered anew."""
         if next_update <= timedelta(0):
             raise ZoneSetupError("next_update must be positive")
-        when = _utc(now)
+        when = utc_seconds(now)
         self._crl_number += 1
         builder = (
             x509.CertificateRevocationListBuilder()
@@ -999,12 +1004,12 @@ class Zone:
         if not isinstance(passphrase, bytes) or not passphrase:
             raise ZoneSetupError("a zone store needs a non-empty passphrase")
         salt = secrets.token_bytes(_SALT_SIZE)
-        stretched = _stretch(passphrase, salt)
+        stretched = stretch_passphrase(passphrase, salt)
 
         def pkcs8(key: SigningKey) -> bytes:
             return pki.pkcs8_der(key, stretched)
 
-        return _dumps(
+        return cbor.dumps(
             [
                 _STORE_LABEL,
                 _STORE_VERSION,
@@ -1023,7 +1028,7 @@ class Zone:
         """Inverse of :meth:`to_bytes`; any problem raises :class:`ZoneSetupError`."""
         if not isinstance(passphrase, bytes) or not passphrase:
             raise ZoneSetupError("a zone store needs a non-empty passphrase")
-        value = _loads_strict(data, _MAX_STORE_SIZE, ZoneSetupError, "zone store")
+        value = cbor.decode_array(data, _MAX_STORE_SIZE, ZoneSetupError, "zone store")
         if (
             len(value) != 9
             or value[0] != _STORE_LABEL
@@ -1036,7 +1041,7 @@ class Zone:
             raise ZoneSetupError(f"salt must be {_SALT_SIZE} bytes")
         if type(crl_number) is not int or crl_number < 0:
             raise ZoneSetupError("CRL number must be a non-negative integer")
-        key = _stretch(passphrase, salt)
+        key = stretch_passphrase(passphrase, salt)
         return cls(
             root_key=_load_store_key(root_key, key, "root key"),
             root_certificate=_load_store_certificate(root, "root certificate"),
@@ -1066,7 +1071,7 @@ def _load_store_key(data: object, key: bytes, what: str) -> SigningKey:
 
 def _load_store_certificate(data: object, what: str) -> x509.Certificate:
     certificate = (
-        _parse_certificate(data)
+        certificate_or_none(data)
         if isinstance(data, bytes) and 0 < len(data) <= MAX_CERTIFICATE_SIZE
         else None
     )

@@ -512,7 +512,7 @@ async def _open(
     return connection
 
 
-async def _open_member(
+async def open_member(
     host: str,
     port: int,
     creds: MemberCredentials,
@@ -547,7 +547,7 @@ async def open_member_connection(
     ``crl_der`` (which must be fresh), naming ``expect_device`` if given; and it must
     accept ours. Raises a :class:`ValidatedConnectionError` subclass otherwise.
     """
-    return await _open_member(
+    return await open_member(
         host, port, creds, crl_der=crl_der, expect_device=expect_device, timeout=timeout
     )
 

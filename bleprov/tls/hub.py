@@ -57,7 +57,7 @@ from bleprov.tls.connection import (
     Request,
     ValidatedConnection,
     ValidatedConnectionError,
-    _open_member,
+    open_member,
     start_member_server,
 )
 from bleprov.tls.context import TlsSetupError
@@ -235,7 +235,7 @@ async def _open_hub(
 ) -> tuple[ValidatedConnection, bytes]:
     """Connect to the hub of our zone (the role in its certificate, checked before any
     request) without a CRL, fetch one, then check the hub against it too."""
-    connection = await _open_member(
+    connection = await open_member(
         host,
         port,
         creds,

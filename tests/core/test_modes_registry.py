@@ -28,10 +28,10 @@ from bleprov.core.session.modes.base import (
     DeviceKeys,
     HostHandshake,
     ModeEngine,
+    NoiseDevice,
+    NoiseHost,
     OobInput,
     Prompt,
-    _NoiseDevice,
-    _NoiseHost,
     prologue,
 )
 from tests.core.test_session import (
@@ -74,7 +74,7 @@ class FixedPskMode:
     def host(self, secret: object, info: DeviceInfo, info_raw: bytes) -> HostHandshake:
         if not isinstance(secret, FixedPskSecret):
             raise LocalProtocolError("fixedpsk mode needs the device's static key")
-        return _NoiseHost(
+        return NoiseHost(
             NoiseHandshake(
                 "NKpsk0",
                 initiator=True,
@@ -86,7 +86,7 @@ class FixedPskMode:
         )
 
     def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
-        return _NoiseDevice(
+        return NoiseDevice(
             NoiseHandshake(
                 "NKpsk0",
                 initiator=False,

@@ -43,10 +43,10 @@ def _documented(name: str) -> str:
 def test_session_vectors_match_the_document() -> None:
     from bleprov.core.identity import signed_message
     from bleprov.core.session.messages import Mode
-    from bleprov.core.session.modes import _schedule, prologue, qr_psk
+    from bleprov.core.session.modes import key_schedule, prologue, qr_psk
 
     assert qr_psk(bytes(range(16))).hex() == _documented("psk")
-    keys = _schedule(bytes(range(32)), bytes(range(32, 64)))
+    keys = key_schedule(bytes(range(32)), bytes(range(32, 64)))
     assert keys.host_to_device.hex() == _documented("k_h2d")
     assert keys.device_to_host.hex() == _documented("k_d2h")
     from bleprov.core.receipt import EnrolmentReceipt

@@ -99,16 +99,12 @@ class Notification:
 Message = Request | Response | Notification
 
 
-def _dumps(value: object) -> bytes:
-    return cbor.dumps(value)
-
-
 def encode(message: Message) -> bytes:
     if isinstance(message, Request):
-        return _dumps([EnrolmentKind.REQUEST, message.id, message.endpoint, message.body])
+        return cbor.dumps([EnrolmentKind.REQUEST, message.id, message.endpoint, message.body])
     if isinstance(message, Response):
-        return _dumps([EnrolmentKind.RESPONSE, message.id, message.status, message.body])
-    return _dumps([EnrolmentKind.NOTIFICATION, message.topic, message.body])
+        return cbor.dumps([EnrolmentKind.RESPONSE, message.id, message.status, message.body])
+    return cbor.dumps([EnrolmentKind.NOTIFICATION, message.topic, message.body])
 
 
 def _uint(value: object, what: str, hi: int = (1 << 32) - 1) -> int:

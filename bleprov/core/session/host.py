@@ -60,7 +60,7 @@ from bleprov.core.session.modes.code import (
     CodeSecret,
     ExcessiveCost,
     WindowSecret,
-    _bounded_cost,
+    bounded_cost,
 )
 from bleprov.core.session.modes.qr import QrSecret
 from bleprov.core.window import WindowClosed
@@ -363,7 +363,7 @@ __all__ = [
     "SessionEnded",
     "Trust",
     "WindowSecret",
-    "_bounded_cost",
+    "bounded_cost",
     "check_advertisement",
     "refusal",
 ]

@@ -76,18 +76,14 @@ class Inner:
     body: bytes | int
 
 
-def _dumps(value: object) -> bytes:
-    return cbor.dumps(value)
-
-
 def encode(message: SessionMessage) -> bytes:
     if isinstance(message, Hello):
-        return _dumps([MessageType.HELLO, int(message.mode), message.body])
+        return cbor.dumps([MessageType.HELLO, int(message.mode), message.body])
     if isinstance(message, Handshake):
-        return _dumps([MessageType.HANDSHAKE, message.body])
+        return cbor.dumps([MessageType.HANDSHAKE, message.body])
     if isinstance(message, Refused):
-        return _dumps([MessageType.REFUSED, message.code, message.retry_after])
-    return _dumps([MessageType.SECURE, message.ciphertext])
+        return cbor.dumps([MessageType.REFUSED, message.code, message.retry_after])
+    return cbor.dumps([MessageType.SECURE, message.ciphertext])
 
 
 def _loads(raw: bytes, limit: int) -> list[object]:
@@ -133,7 +129,7 @@ def decode(raw: bytes) -> SessionMessage:
 
 
 def encode_inner(inner: Inner) -> bytes:
-    return _dumps([int(inner.kind), inner.body])
+    return cbor.dumps([int(inner.kind), inner.body])
 
 
 def decode_inner(raw: bytes) -> Inner:
@@ -158,4 +154,4 @@ def split_fields(body: bytes, count: int, what: str, limit: int = 512) -> list[b
 
 
 def join_fields(*fields: bytes) -> bytes:
-    return _dumps(list(fields))
+    return cbor.dumps(list(fields))

@@ -114,7 +114,7 @@ def exporter(keys: SessionKeys, label: bytes) -> bytes:
     )
 
 
-def _schedule(secret: bytes, handshake_hash: bytes) -> SessionKeys:
+def key_schedule(secret: bytes, handshake_hash: bytes) -> SessionKeys:
     okm = hkdf_sha256(secret, 64, salt=handshake_hash, info=KEYS_INFO)
     return SessionKeys(okm[:32], okm[32:], handshake_hash)
 
@@ -138,7 +138,7 @@ class Step:
 # ------------------------------------------------------------------ qr / button
 
 
-class _NoiseHost:
+class NoiseHost:
     def __init__(self, handshake: NoiseHandshake) -> None:
         self._hs = handshake
 
@@ -151,7 +151,7 @@ class _NoiseHost:
         return Step(keys=SessionKeys(k1, k2, self._hs.handshake_hash), done=True)
 
 
-class _NoiseDevice:
+class NoiseDevice:
     def __init__(self, handshake: NoiseHandshake) -> None:
         self._hs = handshake
 
@@ -168,7 +168,7 @@ class _NoiseDevice:
         raise UnexpectedMessage("the Noise handshake has no third message")
 
 
-def _scalars(okm: bytes) -> ProverSecrets:
+def spake_scalars(okm: bytes) -> ProverSecrets:
     """``w0s || w1s`` (40 bytes each, big-endian) reduced mod p, as RFC 9383 section 3.2."""
     w0 = int.from_bytes(okm[:PBKDF_HALF_LEN], "big") % P256_ORDER
     w1 = int.from_bytes(okm[PBKDF_HALF_LEN:], "big") % P256_ORDER

@@ -13,10 +13,10 @@ from bleprov.core.session.modes.base import (
     DeviceHandshake,
     DeviceKeys,
     HostHandshake,
+    NoiseDevice,
+    NoiseHost,
     OobInput,
     Prompt,
-    _NoiseDevice,
-    _NoiseHost,
     prologue,
 )
 
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from bleprov.core.advertising import DeviceInfo
 
 
-def button_host(*, device_info: bytes) -> _NoiseHost:
-    return _NoiseHost(
+def button_host(*, device_info: bytes) -> NoiseHost:
+    return NoiseHost(
         NoiseHandshake(
             "NN",
             initiator=True,
@@ -37,8 +37,8 @@ def button_host(*, device_info: bytes) -> _NoiseHost:
     )
 
 
-def button_device(*, device_info: bytes) -> _NoiseDevice:
-    return _NoiseDevice(
+def button_device(*, device_info: bytes) -> NoiseDevice:
+    return NoiseDevice(
         NoiseHandshake(
             "NN",
             initiator=False,

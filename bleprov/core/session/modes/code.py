@@ -36,9 +36,9 @@ from bleprov.core.session.modes.base import (
     Prompt,
     Step,
     UnexpectedMessage,
-    _scalars,
-    _schedule,
+    key_schedule,
     prologue,
+    spake_scalars,
 )
 from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
 
@@ -54,7 +54,7 @@ def unknown_user_record(key: bytes, user: bytes) -> VerifierRecord:
     password anyone knows. ``w0s || w1s = HKDF-SHA256(salt = none, ikm = key, info =
     "bleprov/1 unknown user " || user, L = 80)``."""
     okm = hkdf_sha256(key, 2 * PBKDF_HALF_LEN, salt=None, info=UNKNOWN_USER_INFO + user)
-    return _scalars(okm).verifier_record()
+    return spake_scalars(okm).verifier_record()
 
 
 def _code_hash(pro: bytes, share_p: bytes, share_v: bytes) -> bytes:
@@ -93,7 +93,7 @@ class CodeHost:
             confirm_p, k_shared = self._prover.finish(share_v, confirm_v)
         except ProtocolError:
             raise AuthenticationFailed("the device did not confirm the code") from None
-        keys = _schedule(k_shared, _code_hash(self._pro, self._share_p, share_v))
+        keys = key_schedule(k_shared, _code_hash(self._pro, self._share_p, share_v))
         return Step(reply=confirm_p, keys=keys, done=True)
 
 
@@ -138,7 +138,7 @@ class CodeDevice:
         except ProtocolError:
             raise AuthenticationFailed("wrong code") from None
         self._shares, (share_p, share_v) = (b"", b""), self._shares
-        keys = _schedule(k_shared, _code_hash(self._pro, share_p, share_v))
+        keys = key_schedule(k_shared, _code_hash(self._pro, share_p, share_v))
         return Step(keys=keys, done=True)
 
 
@@ -156,7 +156,7 @@ class ExcessiveCost(MalformedData):
     service on the host, or a factory error)."""
 
 
-def _bounded_cost(log_n: int, r: int, p: int) -> ScryptCost:
+def bounded_cost(log_n: int, r: int, p: int) -> ScryptCost:
     """The cost the device's info asks for (printed code or window), if a host runs it:
     checked before anything is derived, whichever of the two paths asks."""
     if log_n > MAX_SCRYPT_LOG2_N or r > MAX_SCRYPT_R or p > MAX_SCRYPT_P:
@@ -210,7 +210,7 @@ class CodeMode:
                 password=secret.code.password,
                 user=WINDOW_USER,
                 salt=info.window.salt,
-                cost=_bounded_cost(*info.window.cost),
+                cost=bounded_cost(*info.window.cost),
                 device_info=info_raw,
             )
         if not isinstance(secret, CodeSecret):
@@ -221,7 +221,7 @@ class CodeMode:
             password=secret.password,
             user=secret.user,
             salt=info.pbkdf_salt,
-            cost=_bounded_cost(*info.pbkdf_cost),
+            cost=bounded_cost(*info.pbkdf_cost),
             device_info=info_raw,
         )
 

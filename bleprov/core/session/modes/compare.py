@@ -26,7 +26,7 @@ from bleprov.core.session.modes.base import (
     Prompt,
     Step,
     UnexpectedMessage,
-    _schedule,
+    key_schedule,
     prologue,
 )
 
@@ -95,7 +95,7 @@ class CompareHost:
             number = lesc.numeric_comparison_value(s.pk_self[:32], s.pk_peer[:32], s.nonce, n_d)
             hh = _compare_hash(self._pro, s.pk_self, s.pk_peer, s.commitment, s.nonce, n_d)
             self._stage = 2
-            return Step(keys=_schedule(dh, hh), number=number, done=True)
+            return Step(keys=key_schedule(dh, hh), number=number, done=True)
         raise UnexpectedMessage("the compare handshake is over")
 
 
@@ -133,7 +133,7 @@ class CompareDevice:
         number = lesc.numeric_comparison_value(s.pk_peer[:32], s.pk_self[:32], body, s.nonce)
         hh = _compare_hash(self._pro, s.pk_peer, s.pk_self, s.commitment, body, s.nonce)
         self._stage = 2
-        return Step(reply=s.nonce, keys=_schedule(dh, hh), number=number, done=True)
+        return Step(reply=s.nonce, keys=key_schedule(dh, hh), number=number, done=True)
 
 
 class CompareMode:

@@ -31,9 +31,9 @@ from bleprov.core.session.modes.base import (
     Prompt,
     Step,
     UnexpectedMessage,
-    _scalars,
-    _schedule,
+    key_schedule,
     prologue,
+    spake_scalars,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def passkey_secrets(number: int, salt: bytes) -> ProverSecrets:
         salt=salt,
         info=PASSKEY_KDF_INFO,
     )
-    return _scalars(okm)
+    return spake_scalars(okm)
 
 
 def _passkey_hash(pro: bytes, salt: bytes, share_p: bytes, share_v: bytes) -> bytes:
@@ -129,7 +129,7 @@ class PasskeyHost:
                 "the device did not confirm the number: it was mistyped, or another device answered"
             ) from None
         share_p, self._share_p = self._share_p, b""
-        keys = _schedule(k_shared, _passkey_hash(self._pro, self._salt, share_p, share_v))
+        keys = key_schedule(k_shared, _passkey_hash(self._pro, self._salt, share_p, share_v))
         return Step(reply=confirm_p, keys=keys, done=True)
 
 
@@ -179,7 +179,7 @@ class PasskeyDevice:
             raise AuthenticationFailed("wrong number") from None
         hh = _passkey_hash(self._pro, self._salt, self._share_p, self._share_v)
         self._share_v = b""
-        return Step(keys=_schedule(k_shared, hh), done=True)
+        return Step(keys=key_schedule(k_shared, hh), done=True)
 
 
 class PasskeyMode:

@@ -18,10 +18,10 @@ from bleprov.core.session.modes.base import (
     DeviceKeys,
     HostHandshake,
     ModeNotAllowed,
+    NoiseDevice,
+    NoiseHost,
     OobInput,
     Prompt,
-    _NoiseDevice,
-    _NoiseHost,
     prologue,
 )
 
@@ -39,8 +39,8 @@ def qr_psk(label_secret: bytes) -> bytes:
     return derived
 
 
-def qr_host(*, device_static_public: bytes, label_secret: bytes, device_info: bytes) -> _NoiseHost:
-    return _NoiseHost(
+def qr_host(*, device_static_public: bytes, label_secret: bytes, device_info: bytes) -> NoiseHost:
+    return NoiseHost(
         NoiseHandshake(
             "NKpsk0",
             initiator=True,
@@ -54,8 +54,8 @@ def qr_host(*, device_static_public: bytes, label_secret: bytes, device_info: by
 
 def qr_device(
     *, static_key: X25519PrivateKey, label_secret: bytes, device_info: bytes
-) -> _NoiseDevice:
-    return _NoiseDevice(
+) -> NoiseDevice:
+    return NoiseDevice(
         NoiseHandshake(
             "NKpsk0",
             initiator=False,
