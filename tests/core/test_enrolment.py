@@ -262,6 +262,50 @@ def test_a_commit_under_way_is_not_undone_by_a_disconnect() -> None:
     assert host.m.connection_lost(3.0) == []
 
 
+def _commit_under_way(host: Host) -> int:
+    host.ask(Endpoint.WIFI_SET, credentials_body(GOOD), now=1.0)
+    host.m.join_done(Connected("10.0.0.2"), 2.0)
+    rid = host.ask(Endpoint.COMMIT, now=3.0)
+    assert host.of(enr.Commit)
+    return rid
+
+
+def test_the_failsafe_does_not_undo_a_commit_under_way() -> None:
+    """A commit is the point of no return: the fail-safe expiring while the store writes
+    must not roll the network back under it (the device would keep a committed record of
+    a network it left)."""
+    host = Host(default_failsafe=120.0)
+    rid = _commit_under_way(host)
+    assert host.m.handle_timer(500.0) == []
+    host.effects = host.m.commit_done(None, 501.0)
+    assert host.response(rid).status == Status.OK
+    assert host.m.committed and not host.m.rolled_back
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        (Endpoint.ABORT, {}),
+        (Endpoint.WIFI_SET, credentials_body(BAD)),
+        (Endpoint.FAILSAFE, {"seconds": 10}),
+    ],
+)
+def test_a_commit_under_way_refuses_what_would_change_the_staging(
+    endpoint: str, body: dict[str, Any]
+) -> None:
+    """ABORT, another wifi/set or a new fail-safe while the commit writes are refused
+    (busy), not half-applied: the commit ends as it began."""
+    host = Host()
+    commit_id = _commit_under_way(host)
+    rid = host.ask(endpoint, body, now=3.5)
+    assert host.response(rid).status == Status.BUSY
+    assert not host.of(enr.Rollback) and not host.of(enr.StartJoin)
+    host.effects = host.m.commit_done(None, 4.0)
+    assert host.response(commit_id).status == Status.OK
+    assert host.m.committed and not host.m.rolled_back
+    assert host.m.next_deadline() is None
+
+
 # -------------------------------------------------------------- enrolment receipts
 
 

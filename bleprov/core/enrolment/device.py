@@ -276,6 +276,11 @@ class Send:
     data: bytes
 
 
+#: What changes the staging: refused while a commit is being written (BUSY), so that a
+#: commit ends exactly as it began (extensions and COMMIT check it themselves).
+_STAGING_ENDPOINTS: Final = frozenset({Endpoint.WIFI_SET, Endpoint.FAILSAFE, Endpoint.ABORT})
+
+
 @dataclass(frozen=True)
 class StartScan:
     refresh: bool
@@ -452,6 +457,8 @@ class DeviceEnrolment:
     def handle_timer(self, now: float) -> list[Effect]:
         if self._failsafe_deadline is None or now < self._failsafe_deadline:
             return []
+        if self._commit_request is not None:
+            return []  # past the point of no return: a failed commit rolls back itself
         effects = self._rollback()
         effects.append(Send(encode(Notification(Topic.FAILSAFE, {"expired": True}))))
         return effects
@@ -471,6 +478,9 @@ class DeviceEnrolment:
             allowed = endpoint == Endpoint.FACTORY_RESET or authority in _VENDOR_RIGHTS
         if not allowed:
             raise _not_allowed(endpoint, authority)
+        if self._commit_request is not None and endpoint in _STAGING_ENDPOINTS:
+            # The commit under way is the point of no return: it ends as it began.
+            raise EnrolmentError(Status.BUSY, "a commit is in progress")
         if endpoint == Endpoint.INFO:
             return [self._respond(request.id, Status.OK, self._info())]
         if endpoint == Endpoint.WIFI_SCAN:
