@@ -276,6 +276,9 @@ def test_the_failsafe_does_not_undo_a_commit_under_way() -> None:
     a network it left)."""
     host = Host(default_failsafe=120.0)
     rid = _commit_under_way(host)
+    # No deadline while the commit is written: a timer armed at the passed deadline would
+    # fire again at once, for as long as the store takes (a busy loop).
+    assert host.m.next_deadline() is None
     assert host.m.handle_timer(500.0) == []
     host.effects = host.m.commit_done(None, 501.0)
     assert host.response(rid).status == Status.OK

@@ -452,6 +452,8 @@ class DeviceEnrolment:
         return self._rollback()
 
     def next_deadline(self) -> float | None:
+        if self._commit_request is not None:
+            return None  # past the point of no return: the fail-safe no longer applies
         return self._failsafe_deadline
 
     def handle_timer(self, now: float) -> list[Effect]:
