@@ -123,7 +123,7 @@ def test_a_registered_fifth_mode_runs_a_session_host_to_device(toy: ModeEngine) 
     run = pump(host, device, first)
 
     done = established(run)
-    assert done is not None and done.mode is toy.mode
+    assert done is not None and done.mode == toy.mode
     assert done.attestation.device_id == IDENTITY.device_id
     assert dev.Authenticated(toy.mode, Credential.LABEL) in run.device_events
     assert host.is_open and device.is_open
@@ -158,7 +158,7 @@ def test_advertisement_info_and_words_follow_the_registry(toy: ModeEngine) -> No
     assert int(data.modes) == int(modes)
     assert describe(data).endswith("modes qr, code, compare, button, passkey, fixedpsk")
     assert mode_bits.listed_names()[-1] == "fixedpsk"
-    assert mode_bits.mode_by_name("FixedPSK") is toy.mode
+    assert mode_bits.mode_by_name("FixedPSK") == toy.mode
     assert toy.mode.label == "fixedpsk"
 
 
