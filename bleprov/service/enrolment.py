@@ -196,9 +196,14 @@ class EnrolmentService:
         return records
 
     async def drain(self) -> None:
-        """Wait for the effects in flight (tests, shutdown)."""
+        """Wait for the effects in flight (tests, shutdown), and for the effects those
+        feed back into the machine."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            # Yield once: a task that has just finished leaves the set in its done-callback,
+            # which only the loop runs, and since Python 3.12 awaiting a gather of finished
+            # tasks does not yield (without this, drain spun for ever on such a task).
+            await asyncio.sleep(0)
 
     # -------------------------------------------------------------- effects
 
