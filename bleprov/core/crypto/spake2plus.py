@@ -51,6 +51,15 @@ and the ephemeral scalars cannot be wiped, only dropped as soon as they are no l
 Primitives: P-256 arithmetic from pycryptodome (``EccPoint``), point decompression of the
 RFC's ``M`` and ``N`` and scrypt and HKDF from ``cryptography``, SHA-256 and HMAC from the
 standard library.
+
+Why pycryptodome (issue 17 measured it): its ``EccPoint`` operations are C (its
+constant-time ``ec_nat`` module, with a BMI2/ADX build on x86-64), not Python; a
+variable-base multiplication costs about 0.45 ms and is most of a run's CPU. fastecdsa 4
+(Rust, wheels) is no faster there, five times slower at ``k*P`` and gives no side-channel
+guarantee for bare point arithmetic; coincurve and btclib are secp256k1 only; the other
+candidates are pure Python. OpenSSL, through ``cryptography``, has no point addition and
+gives only the x of ``k*Q``: recovering y and adding in Python saved at most a third of a
+multiplication, with secret-dependent Python arithmetic, so it is not done.
 """
 
 from __future__ import annotations

@@ -5,28 +5,24 @@ reply like any other, and the same failure as a wrong password): no user enumera
 
 from __future__ import annotations
 
-import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from bleprov.core.attempts import Credential
-from bleprov.core.crypto.primitives import hkdf_sha256
 from bleprov.core.crypto.spake2plus import (
     HOST_MAX_COST,
-    PBKDF_HALF_LEN,
-    Prover,
     ScryptCost,
     Verifier,
     VerifierRecord,
     derive_verifier,
 )
-from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
+from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.receipt import RECEIPT_COST, EnrolmentReceipt
 from bleprov.core.session.messages import Mode, join_fields, split_fields
 from bleprov.core.session.modes.base import (
     SPAKE_ID_VERIFIER,
-    AuthenticationFailed,
     DeviceHandshake,
     DeviceKeys,
     Downgrade,
@@ -36,9 +32,15 @@ from bleprov.core.session.modes.base import (
     Prompt,
     Step,
     UnexpectedMessage,
-    key_schedule,
     prologue,
-    spake_scalars,
+)
+from bleprov.core.session.modes.confirm import (
+    hkdf_spake_secrets,
+    spake_device_confirm,
+    spake_host_confirm,
+    spake_prover,
+    spake_respond,
+    spake_verifier,
 )
 from bleprov.core.window import WINDOW_USER, WindowClosed, WindowCode
 
@@ -47,22 +49,22 @@ if TYPE_CHECKING:
 
 #: code mode: HKDF info of the fake verifier an unknown user name gets (the user follows).
 UNKNOWN_USER_INFO: Final = b"bleprov/1 unknown user "
+#: code mode: the label of the transcript hash ``hh`` (docs/protocol.md, section 7.2).
+CODE_TRANSCRIPT_LABEL: Final = b"bleprov/1 code transcript"
 
 
 def unknown_user_record(key: bytes, user: bytes) -> VerifierRecord:
     """The verifier an unknown user name gets: fixed per device and name, matching no
     password anyone knows. ``w0s || w1s = HKDF-SHA256(salt = none, ikm = key, info =
     "bleprov/1 unknown user " || user, L = 80)``."""
-    okm = hkdf_sha256(key, 2 * PBKDF_HALF_LEN, salt=None, info=UNKNOWN_USER_INFO + user)
-    return spake_scalars(okm).verifier_record()
-
-
-def _code_hash(pro: bytes, share_p: bytes, share_v: bytes) -> bytes:
-    return hashlib.sha256(b"bleprov/1 code transcript" + pro + share_p + share_v).digest()
+    return hkdf_spake_secrets(key, salt=None, info=UNKNOWN_USER_INFO + user).verifier_record()
 
 
 class CodeHost:
-    """SPAKE2+ prover: knows the code (or password)."""
+    """SPAKE2+ prover: knows the code (or password).
+
+    ``rng`` draws the ephemeral scalar (tests pin it to print a vector; nothing else may).
+    """
 
     def __init__(
         self,
@@ -72,15 +74,14 @@ class CodeHost:
         salt: bytes,
         cost: ScryptCost,
         device_info: bytes,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self._user = user
         self._pro = prologue(Mode.CODE, device_info)
         prover_secrets = derive_verifier(
             password, salt=salt, id_prover=user, id_verifier=SPAKE_ID_VERIFIER, cost=cost
         )
-        self._prover = Prover(
-            prover_secrets, context=self._pro, id_prover=user, id_verifier=SPAKE_ID_VERIFIER
-        )
+        self._prover = spake_prover(prover_secrets, context=self._pro, user=user, rng=rng)
         self._share_p = b""
 
     def hello(self) -> bytes:
@@ -88,13 +89,15 @@ class CodeHost:
         return join_fields(self._user, self._share_p)
 
     def receive(self, body: bytes) -> Step:
-        share_v, confirm_v = split_fields(body, 2, "code reply")
-        try:
-            confirm_p, k_shared = self._prover.finish(share_v, confirm_v)
-        except ProtocolError:
-            raise AuthenticationFailed("the device did not confirm the code") from None
-        keys = key_schedule(k_shared, _code_hash(self._pro, self._share_p, share_v))
-        return Step(reply=confirm_p, keys=keys, done=True)
+        return spake_host_confirm(
+            self._prover,
+            body,
+            what="code reply",
+            failure="the device did not confirm the code",
+            label=CODE_TRANSCRIPT_LABEL,
+            pro=self._pro,
+            share_p=self._share_p,
+        )
 
 
 class CodeDevice:
@@ -102,6 +105,7 @@ class CodeDevice:
 
     Keys come only after the host's confirmation checks out, so nothing is sealed for a
     host that has not proven the code (the attestation follows in the next flight).
+    ``rng`` as for :class:`CodeHost`.
     """
 
     def __init__(
@@ -110,11 +114,13 @@ class CodeDevice:
         records: dict[bytes, VerifierRecord],
         device_info: bytes,
         unknown_user_key: bytes | None = None,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
     ) -> None:
         self._records = records
         self._pro = prologue(Mode.CODE, device_info)
         # Without a device key, a fresh one: unknown users still fail like wrong passwords.
         self._unknown_key = unknown_user_key or secrets.token_bytes(32)
+        self._rng = rng
         self._verifier: Verifier | None = None
         self._shares = (b"", b"")
 
@@ -123,23 +129,26 @@ class CodeDevice:
         # Derived for every user, known or not, so both take the same work and time.
         fake = unknown_user_record(self._unknown_key, user)
         record = self._records.get(user, fake)
-        self._verifier = Verifier(
-            record, context=self._pro, id_prover=user, id_verifier=SPAKE_ID_VERIFIER
-        )
-        share_v, confirm_v = self._verifier.respond(share_p)
+        self._verifier = spake_verifier(record, context=self._pro, user=user, rng=self._rng)
+        share_v, step = spake_respond(self._verifier, share_p)
         self._shares = (share_p, share_v)
-        return Step(reply=join_fields(share_v, confirm_v), awaiting_proof=True)
+        return step
 
     def receive(self, body: bytes) -> Step:
         if self._verifier is None or not self._shares[0]:
             raise UnexpectedMessage("code proof before hello")
-        try:
-            k_shared = self._verifier.finish(body)
-        except ProtocolError:
-            raise AuthenticationFailed("wrong code") from None
-        self._shares, (share_p, share_v) = (b"", b""), self._shares
-        keys = key_schedule(k_shared, _code_hash(self._pro, share_p, share_v))
-        return Step(keys=keys, done=True)
+        share_p, share_v = self._shares
+        step = spake_device_confirm(
+            self._verifier,
+            body,
+            failure="wrong code",
+            label=CODE_TRANSCRIPT_LABEL,
+            pro=self._pro,
+            share_p=share_p,
+            share_v=share_v,
+        )
+        self._shares = (b"", b"")
+        return step
 
 
 # ------------------------------------------------------------------ the engine

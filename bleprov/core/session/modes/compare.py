@@ -5,7 +5,6 @@ a device with a button of its own may offer it).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -26,20 +25,16 @@ from bleprov.core.session.modes.base import (
     Prompt,
     Step,
     UnexpectedMessage,
-    key_schedule,
     prologue,
 )
+from bleprov.core.session.modes.confirm import keys_step
 
 if TYPE_CHECKING:
     from bleprov.core.advertising import DeviceInfo
 
 
-def _compare_hash(
-    pro: bytes, pk_h: bytes, pk_d: bytes, c_d: bytes, n_h: bytes, n_d: bytes
-) -> bytes:
-    return hashlib.sha256(
-        b"bleprov/1 compare transcript" + pro + pk_h + pk_d + c_d + n_h + n_d
-    ).digest()
+#: compare mode: the label of the transcript hash ``hh`` (docs/protocol.md, section 7.3).
+COMPARE_TRANSCRIPT_LABEL: Final = b"bleprov/1 compare transcript"
 
 
 @dataclass
@@ -50,6 +45,32 @@ class _CompareState:
     pk_peer: bytes = b""
     commitment: bytes = b""
     peer_nonce: bytes = b""
+
+    def take_peer_nonce(self, nonce: bytes, peer: str) -> None:
+        """The peer's revealed nonce: 16 bytes, and not an echo of ours."""
+        if len(nonce) != 16:
+            raise MalformedData("nonce must be 16 bytes")
+        if hmac.compare_digest(nonce, self.nonce):
+            raise AuthenticationFailed(f"the {peer} echoed our own nonce")
+
+    def finish(
+        self, pro: bytes, pk_h: bytes, pk_d: bytes, n_h: bytes, n_d: bytes, reply: bytes | None
+    ) -> Step:
+        """Both sides' last step: DHKey, the number to show, the keys (section 7.3)."""
+        dh = lesc.dh_key(self.key, lesc.p256_public_key_from_bytes(self.pk_peer))
+        number = lesc.numeric_comparison_value(pk_h[:32], pk_d[:32], n_h, n_d)
+        return keys_step(
+            dh,
+            COMPARE_TRANSCRIPT_LABEL,
+            pro,
+            pk_h,
+            pk_d,
+            self.commitment,
+            n_h,
+            n_d,
+            reply=reply,
+            number=number,
+        )
 
 
 class CompareHost:
@@ -80,10 +101,7 @@ class CompareHost:
             return Step(reply=s.nonce)
         if self._stage == 1:
             n_d = body
-            if len(n_d) != 16:
-                raise MalformedData("nonce must be 16 bytes")
-            if hmac.compare_digest(n_d, s.nonce):
-                raise AuthenticationFailed("the device echoed our own nonce")
+            s.take_peer_nonce(n_d, "device")
             try:
                 lesc.verify_commitment(s.commitment, s.pk_peer[:32], s.pk_self[:32], n_d)
             except lesc.CommitmentMismatch:
@@ -91,11 +109,9 @@ class CompareHost:
                     "the device's nonce does not open its commitment"
                 ) from None
             s.peer_nonce = n_d
-            dh = lesc.dh_key(s.key, lesc.p256_public_key_from_bytes(s.pk_peer))
-            number = lesc.numeric_comparison_value(s.pk_self[:32], s.pk_peer[:32], s.nonce, n_d)
-            hh = _compare_hash(self._pro, s.pk_self, s.pk_peer, s.commitment, s.nonce, n_d)
+            step = s.finish(self._pro, s.pk_self, s.pk_peer, s.nonce, n_d, reply=None)
             self._stage = 2
-            return Step(keys=key_schedule(dh, hh), number=number, done=True)
+            return step
         raise UnexpectedMessage("the compare handshake is over")
 
 
@@ -124,16 +140,11 @@ class CompareDevice:
         s = self._s
         if self._stage != 1:
             raise UnexpectedMessage("the compare handshake is over")
-        if len(body) != 16:
-            raise MalformedData("nonce must be 16 bytes")
-        if hmac.compare_digest(body, s.nonce):
-            raise AuthenticationFailed("the host echoed our own nonce")
+        s.take_peer_nonce(body, "host")
         s.peer_nonce = body
-        dh = lesc.dh_key(s.key, lesc.p256_public_key_from_bytes(s.pk_peer))
-        number = lesc.numeric_comparison_value(s.pk_peer[:32], s.pk_self[:32], body, s.nonce)
-        hh = _compare_hash(self._pro, s.pk_peer, s.pk_self, s.commitment, body, s.nonce)
+        step = s.finish(self._pro, s.pk_peer, s.pk_self, body, s.nonce, reply=s.nonce)
         self._stage = 2
-        return Step(reply=s.nonce, keys=key_schedule(dh, hh), number=number, done=True)
+        return step
 
 
 class CompareMode:

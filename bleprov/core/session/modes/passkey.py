@@ -5,25 +5,16 @@ button: an active attacker gets one guess in 10^6 per attempt, a recording nothi
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from bleprov.core.attempts import Credential
-from bleprov.core.crypto.primitives import hkdf_sha256
-from bleprov.core.crypto.spake2plus import (
-    PBKDF_HALF_LEN,
-    Prover,
-    ProverSecrets,
-    Verifier,
-    pbkdf_input,
-)
-from bleprov.core.errors import LocalProtocolError, MalformedData, ProtocolError
-from bleprov.core.session.messages import Mode, join_fields, split_fields
+from bleprov.core.crypto.spake2plus import Prover, ProverSecrets, Verifier, pbkdf_input
+from bleprov.core.errors import LocalProtocolError, MalformedData
+from bleprov.core.session.messages import Mode
 from bleprov.core.session.modes.base import (
     SPAKE_ID_VERIFIER,
-    AuthenticationFailed,
     DeviceHandshake,
     DeviceKeys,
     HostHandshake,
@@ -31,9 +22,15 @@ from bleprov.core.session.modes.base import (
     Prompt,
     Step,
     UnexpectedMessage,
-    key_schedule,
     prologue,
-    spake_scalars,
+)
+from bleprov.core.session.modes.confirm import (
+    hkdf_spake_secrets,
+    spake_device_confirm,
+    spake_host_confirm,
+    spake_prover,
+    spake_respond,
+    spake_verifier,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +41,8 @@ PASSKEY_DIGITS: Final = 6
 PASSKEY_SALT_BYTES: Final = 16
 #: passkey mode: HKDF info deriving w0s || w1s from the number.
 PASSKEY_KDF_INFO: Final = b"bleprov/1 passkey w0w1"
+#: passkey mode: the label of the transcript hash ``hh`` (docs/protocol.md, section 7.5).
+PASSKEY_TRANSCRIPT_LABEL: Final = b"bleprov/1 passkey transcript"
 
 
 def passkey_password(number: int) -> bytes:
@@ -75,17 +74,11 @@ def passkey_secrets(number: int, salt: bytes) -> ProverSecrets:
     """
     if len(salt) != PASSKEY_SALT_BYTES:
         raise MalformedData(f"passkey salt must be {PASSKEY_SALT_BYTES} bytes")
-    okm = hkdf_sha256(
+    return hkdf_spake_secrets(
         pbkdf_input(passkey_password(number), b"", SPAKE_ID_VERIFIER),
-        2 * PBKDF_HALF_LEN,
         salt=salt,
         info=PASSKEY_KDF_INFO,
     )
-    return spake_scalars(okm)
-
-
-def _passkey_hash(pro: bytes, salt: bytes, share_p: bytes, share_v: bytes) -> bytes:
-    return hashlib.sha256(b"bleprov/1 passkey transcript" + pro + salt + share_p + share_v).digest()
 
 
 class PasskeyHost:
@@ -104,11 +97,8 @@ class PasskeyHost:
         """The number the user typed: the prover's share to send."""
         if self._salt is None or self._prover is not None:
             raise LocalProtocolError("no passkey is being asked for")
-        self._prover = Prover(
-            passkey_secrets(number, self._salt),
-            context=self._pro,
-            id_prover=b"",
-            id_verifier=SPAKE_ID_VERIFIER,
+        self._prover = spake_prover(
+            passkey_secrets(number, self._salt), context=self._pro, user=b""
         )
         self._share_p = self._prover.start()
         return self._share_p
@@ -121,16 +111,18 @@ class PasskeyHost:
             return Step(needs_passkey=True)
         if self._prover is None or not self._share_p:
             raise UnexpectedMessage("passkey reply before the number was typed")
-        share_v, confirm_v = split_fields(body, 2, "passkey reply")
-        try:
-            confirm_p, k_shared = self._prover.finish(share_v, confirm_v)
-        except ProtocolError:
-            raise AuthenticationFailed(
-                "the device did not confirm the number: it was mistyped, or another device answered"
-            ) from None
-        share_p, self._share_p = self._share_p, b""
-        keys = key_schedule(k_shared, _passkey_hash(self._pro, self._salt, share_p, share_v))
-        return Step(reply=confirm_p, keys=keys, done=True)
+        step = spake_host_confirm(
+            self._prover,
+            body,
+            what="passkey reply",
+            failure="the device did not confirm the number: it was mistyped, or another "
+            "device answered",
+            label=PASSKEY_TRANSCRIPT_LABEL,
+            pro=self._pro + self._salt,
+            share_p=self._share_p,
+        )
+        self._share_p = b""
+        return step
 
 
 class PasskeyDevice:
@@ -156,11 +148,8 @@ class PasskeyDevice:
             raise MalformedData("a passkey hello carries no body")
         self._salt = self._rng(PASSKEY_SALT_BYTES)
         number = self._draw(10**PASSKEY_DIGITS)
-        self._verifier = Verifier(
-            passkey_secrets(number, self._salt).verifier_record(),
-            context=self._pro,
-            id_prover=b"",
-            id_verifier=SPAKE_ID_VERIFIER,
+        self._verifier = spake_verifier(
+            passkey_secrets(number, self._salt).verifier_record(), context=self._pro, user=b""
         )
         return Step(reply=self._salt, number=number)
 
@@ -168,18 +157,22 @@ class PasskeyDevice:
         if self._verifier is None:
             raise UnexpectedMessage("passkey message before hello")
         if not self._share_p:
-            share_v, confirm_v = self._verifier.respond(body)
+            share_v, step = spake_respond(self._verifier, body)
             self._share_p, self._share_v = body, share_v
-            return Step(reply=join_fields(share_v, confirm_v), awaiting_proof=True)
+            return step
         if not self._share_v:
             raise UnexpectedMessage("the passkey handshake is over")
-        try:
-            k_shared = self._verifier.finish(body)
-        except ProtocolError:
-            raise AuthenticationFailed("wrong number") from None
-        hh = _passkey_hash(self._pro, self._salt, self._share_p, self._share_v)
+        step = spake_device_confirm(
+            self._verifier,
+            body,
+            failure="wrong number",
+            label=PASSKEY_TRANSCRIPT_LABEL,
+            pro=self._pro + self._salt,
+            share_p=self._share_p,
+            share_v=self._share_v,
+        )
         self._share_v = b""
-        return Step(keys=key_schedule(k_shared, hh), done=True)
+        return step
 
 
 class PasskeyMode:
