@@ -179,10 +179,8 @@ async def test_an_enrolment_checks_once_and_writes_in_one_transaction_each(
     writes = [t for t in ran if t.begin == "BEGIN IMMEDIATE"]
     statements = [s for t in ran for s in t.statements]
     # One write transaction records the pending enrolment, one confirms it.
-    assert [w.statements[-1].split()[0:3] for w in writes] == [
-        ["INSERT", "INTO", "audit_log"],
-        ["INSERT", "INTO", "audit_log"],
-    ], writes
+    assert len(writes) == 2, writes
+    assert all(any(s.startswith("INSERT INTO audit_log") for s in w.statements) for w in writes)
     # Reads before the certificate is issued take no write lock, and there is one.
     reads = [t for t in ran if t.begin != "BEGIN IMMEDIATE"]
     assert len(reads) == 1, reads
