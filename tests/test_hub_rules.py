@@ -3,15 +3,26 @@ is the truth about revocations, whichever process recorded them."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
+from sqlalchemy import event
 
+from bleprov.core.ca import MemberCertificate
+from bleprov.core.identity import AttestationResult
+from bleprov.core.membership import ZONE_CSR_BINDING
+from bleprov.core.zone import make_csr, make_member_key
 from bleprov.service.hub_rules import EnrolmentRefused, RegistryHub, check_may_enrol
-from bleprov.store.registry import NotAuthorized, Registry, Role, User
+from bleprov.service.zone_hub import ZoneEnroller
+from bleprov.session.host import SessionInfo
+from bleprov.store.registry import DeviceStatus, NotAuthorized, Registry, Role, User
 from tests.ca_doubles import MemoryCa
 from tests.rig import CHEAP
 
@@ -71,3 +82,142 @@ def test_only_an_admin_enrols_and_not_twice(hub: tuple[RegistryHub, MemoryCa, Us
     )
     with pytest.raises(EnrolmentRefused, match="already enrolled"):
         check_may_enrol(zone_hub.registry, admin, "dev-3")
+
+
+# The registry's work per enrolment (issue 17) ------------------------------------------------
+
+
+@dataclass
+class _Session:
+    """What ZoneEnroller.stage reads of a session: the attestation and a channel binding."""
+
+    device_id: str
+    secret: bytes
+    info: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        attestation = AttestationResult(self.device_id, hashlib.sha256(b"root").digest(), True)
+        self.info = SessionInfo(mode=None, attestation=attestation, device_info=None)  # type: ignore[arg-type]
+
+    def channel_binding(self, label: bytes) -> bytes:
+        return hashlib.sha256(self.secret + label).digest()
+
+
+@dataclass
+class _Client:
+    """A device that answers the zone CSR and takes the certificate."""
+
+    csr: bytes
+    installed: list[MemberCertificate] = field(default_factory=list)
+
+    async def zone_csr(self) -> bytes:
+        return self.csr
+
+    async def zone_install(self, certificate: MemberCertificate, owner: str) -> None:
+        self.installed.append(certificate)
+
+
+@dataclass
+class _Transaction:
+    """The SQL one transaction (or one lock-free read) ran."""
+
+    begin: str
+    statements: list[str] = field(default_factory=list)
+
+    def reads(self, table: str) -> int:
+        """SELECTs that read ``table`` (as the statement's FROM or a joined table)."""
+        pattern = re.compile(rf"\b(FROM|JOIN) {table}\b")
+        return sum(1 for s in self.statements if s.startswith("SELECT") and pattern.search(s))
+
+
+def _watch(registry: Registry) -> list[_Transaction]:
+    """Every transaction the registry's engine runs from now on, with its statements."""
+    transactions: list[_Transaction] = []
+
+    def on_statement(*args: Any) -> None:
+        statement = " ".join(str(args[2]).split())
+        if statement.startswith("BEGIN"):
+            transactions.append(_Transaction(statement))
+        elif not transactions or transactions[-1].begin == "":
+            transactions.append(_Transaction("", [statement]))  # autocommit: one statement
+        else:
+            transactions[-1].statements.append(statement)
+
+    def on_end(*_args: Any) -> None:
+        if transactions and transactions[-1].begin:
+            transactions.append(_Transaction(""))  # whatever follows is a new transaction
+
+    event.listen(registry.engine, "before_cursor_execute", on_statement)
+    event.listen(registry.engine, "commit", on_end)
+    event.listen(registry.engine, "rollback", on_end)
+    return transactions
+
+
+async def _enrol(hub: RegistryHub, admin: User, device_id: str, number: int) -> str:
+    session = _Session(device_id, number.to_bytes(8, "big"))
+    binding = session.channel_binding(ZONE_CSR_BINDING)
+    client = _Client(make_csr(make_member_key(), device_id=device_id, session_binding=binding))
+    enroller = ZoneEnroller(hub, admin)
+    pending = await enroller.stage(client, session, device_id=device_id, owner="alice")  # type: ignore[arg-type]
+    assert client.installed == [pending.certificate]
+    await enroller.confirm(pending)
+    assert pending.enrolment_id is not None
+    return pending.enrolment_id
+
+
+async def test_an_enrolment_checks_once_and_writes_in_one_transaction_each(
+    hub: tuple[RegistryHub, MemoryCa, User],
+) -> None:
+    """Issue 17: the admin and the device are read once per transaction, reads take no
+    write lock, the pending record is one write transaction and its confirmation one more
+    (S1: pending until the device's answer is known), nothing else writes."""
+    zone_hub, _, admin = hub
+    await _enrol(zone_hub, admin, "DEV-0000", 0)  # warm-up: connections, caches
+    transactions = _watch(zone_hub.registry)
+    await _enrol(zone_hub, admin, "DEV-0001", 1)
+    ran = [t for t in transactions if t.statements]
+    writes = [t for t in ran if t.begin == "BEGIN IMMEDIATE"]
+    statements = [s for t in ran for s in t.statements]
+    # One write transaction records the pending enrolment, one confirms it.
+    assert len(writes) == 2, writes
+    assert all(any(s.startswith("INSERT INTO audit_log") for s in w.statements) for w in writes)
+    # Reads before the certificate is issued take no write lock, and there is one.
+    reads = [t for t in ran if t.begin != "BEGIN IMMEDIATE"]
+    assert len(reads) == 1, reads
+    assert all(s.startswith("SELECT") for t in reads for s in t.statements)
+    # No transaction reads the acting admin or the device twice.
+    for transaction in ran:
+        assert transaction.reads("users") <= 1, transaction
+        assert transaction.reads("devices") <= 1, transaction
+    # The whole enrolment: the pre-check, the record, the confirmation.
+    assert len(statements) <= 9, statements
+    record = zone_hub.registry.device("DEV-0001")
+    assert record.status is DeviceStatus.ENROLLED
+
+
+async def test_a_fresh_enrolment_supersedes_a_pending_one_in_one_transaction(
+    hub: tuple[RegistryHub, MemoryCa, User],
+) -> None:
+    zone_hub, _, admin = hub
+    registry = zone_hub.registry
+    registry.record_enrolment(
+        "DEV-0002",
+        owner="alice",
+        enrolled_by=admin,
+        serial=0x99,
+        not_after=NOW + timedelta(days=1),
+        enrolment_id="ab" * 16,
+    )
+    transactions = _watch(registry)
+    enrolment_id = await _enrol(zone_hub, admin, "DEV-0002", 2)
+    writes = [t for t in transactions if t.begin == "BEGIN IMMEDIATE" and t.statements]
+    assert len(writes) == 2  # supersede + record in one, confirm in the other
+    assert [entry.serial for entry in registry.revoked_serials()] == [0x99]
+    actions = [(e.action, e.detail.split()[0]) for e in registry.audit(subject="DEV-0002")]
+    assert actions == [
+        ("enrol", "owner=alice"),
+        ("supersede", f"enrolment={'ab' * 16}"),
+        ("enrol", "owner=alice"),
+        ("confirm", f"enrolment={enrolment_id}"),
+    ]
+    assert registry.device("DEV-0002").status is DeviceStatus.ENROLLED

@@ -29,7 +29,6 @@ from bleprov.store.registry import (
     DeviceStatus,
     NotPending,
     Registry,
-    UnknownDevice,
     User,
 )
 
@@ -59,13 +58,12 @@ class ZoneHub(Protocol):
 
 def check_may_enrol(registry: Registry, user: User, device_id: str) -> None:
     """Only an admin enrols, and only a device not enrolled already (a pending enrolment
-    is superseded when the new one is recorded: its device did not commit it)."""
-    registry.require_admin(user)
-    try:
-        existing = registry.device(device_id)
-    except UnknownDevice:
-        return
-    if existing.status is DeviceStatus.ENROLLED:
+    is superseded when the new one is recorded: its device did not commit it).
+
+    One read of the registry, before the device is asked for anything; the record's
+    transaction checks both again (:meth:`Registry.record_enrolment`)."""
+    existing = registry.check_enrolment(user, device_id)
+    if existing is not None and existing.status is DeviceStatus.ENROLLED:
         raise EnrolmentRefused(
             f"device {device_id} is already enrolled (owner {existing.owner}); "
             "revoke it first (bleprov zone revoke) to enrol it again"

@@ -134,9 +134,9 @@ class ZoneEnroller:
         manufacturer root (:func:`attested`), whose fingerprint the registry records.
         """
         registry = self.hub.registry
-        await asyncio.to_thread(registry.require_admin, self.user)
-        attestation = attested(session, device_id)
+        # One read: the admin and the device (the record's transaction checks them again).
         await asyncio.to_thread(check_may_enrol, registry, self.user, device_id)
+        attestation = attested(session, device_id)
         binding = session.channel_binding(ZONE_CSR_BINDING)
         csr = await client.zone_csr()
         now = self.clock()

@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -45,12 +45,17 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Row,
     String,
     Text,
+    bindparam,
     create_engine,
     event,
+    insert,
+    or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -58,6 +63,7 @@ from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     Session,
+    aliased,
     mapped_column,
     sessionmaker,
 )
@@ -338,6 +344,83 @@ class AuditRow(Base):
     detail: Mapped[str] = mapped_column(Text)
 
 
+# The enrolment's statements (issue 17): SQLAlchemy Core, built once, so the hot path pays
+# neither the ORM's unit of work nor statement construction; SQLAlchemy's compiled cache and
+# the driver's prepared-statement cache then serve every enrolment after the first.
+
+_OWNER = aliased(UserRow, name="owner")
+_ENROLLER = aliased(UserRow, name="enroller")
+_ACTOR = aliased(UserRow, name="actor")
+_DEVICE_COLUMNS = (
+    DeviceRow.id,
+    DeviceRow.device_id,
+    DeviceRow.enrolled_at,
+    DeviceRow.status,
+    DeviceRow.certificate_serial,
+    DeviceRow.certificate_not_after,
+    DeviceRow.manufacturer_root,
+    DeviceRow.enrolment_id,
+    DeviceRow.confirmed_at,
+)
+_ACTOR_COLUMNS = (
+    _ACTOR.name.label("actor_name"),
+    _ACTOR.role.label("actor_role"),
+    _ACTOR.disabled.label("actor_disabled"),
+)
+_NAME_COLUMNS = (_OWNER.name.label("owner_name"), _ENROLLER.name.label("enroller_name"))
+
+#: Before anything is issued: the acting admin and the device's record in one statement.
+_ENROLMENT_CHECK = (
+    select(*_ACTOR_COLUMNS, *_DEVICE_COLUMNS, *_NAME_COLUMNS)
+    .select_from(_ACTOR)
+    .outerjoin(DeviceRow, DeviceRow.device_id == bindparam("device_id"))
+    .outerjoin(_OWNER, _OWNER.id == DeviceRow.owner_id)
+    .outerjoin(_ENROLLER, _ENROLLER.id == DeviceRow.enrolled_by_id)
+    .where(_ACTOR.id == bindparam("actor_id"))
+)
+#: In the record's transaction: the acting admin and the owner (one or two rows) ...
+_ENROLMENT_USERS = select(UserRow.id, UserRow.name, UserRow.role, UserRow.disabled).where(
+    or_(UserRow.id == bindparam("actor_id"), UserRow.name == bindparam("owner"))
+)
+#: ... and the device, locked (PostgreSQL) until the transaction ends.
+_ENROLMENT_DEVICE = (
+    select(*_DEVICE_COLUMNS)
+    .where(DeviceRow.device_id == bindparam("device_id"))
+    .with_for_update(of=DeviceRow)
+)
+#: The confirmation: the device, its names and the acting user, locked the same way.
+_CONFIRMATION_DEVICE = (
+    select(*_DEVICE_COLUMNS, *_NAME_COLUMNS, *_ACTOR_COLUMNS)
+    .select_from(DeviceRow)
+    .join(_OWNER, _OWNER.id == DeviceRow.owner_id)
+    .join(_ENROLLER, _ENROLLER.id == DeviceRow.enrolled_by_id)
+    .outerjoin(_ACTOR, _ACTOR.id == bindparam("actor_id"))
+    .where(DeviceRow.device_id == bindparam("device_id"))
+    .with_for_update(of=DeviceRow)
+)
+_SUPERSEDE_CERTIFICATES = (
+    update(CertificateRow)
+    .where(
+        CertificateRow.device_id == bindparam("device"),
+        CertificateRow.revoked_at.is_(None),
+    )
+    .values(revoked_at=bindparam("now"))
+    .returning(CertificateRow.id, CertificateRow.serial)
+)
+_INSERT_DEVICE = insert(DeviceRow)
+_UPDATE_DEVICE = update(DeviceRow).where(DeviceRow.id == bindparam("row_id"))
+_INSERT_CERTIFICATE = insert(CertificateRow)
+_INSERT_AUDIT = insert(AuditRow)
+_CONFIRM_DEVICE = (
+    update(DeviceRow)
+    .where(DeviceRow.id == bindparam("row_id"))
+    .values(confirmed_at=bindparam("now"))
+)
+#: Set on a connection that only reads: SQLite then takes no write lock (WAL readers
+#: see the last commit and neither wait for nor block the writer).
+_READ_ONLY: Final = "bleprov_read_only"
+
+
 def hash_passphrase(passphrase: str, cost: ScryptCost, salt: bytes | None = None) -> str:
     """Hash a passphrase for storage as ``scrypt$n$r$p$salt$hash`` (base64 without padding).
 
@@ -568,6 +651,23 @@ class Registry:
         with self._sessions() as session:
             self._admin(session, user)
 
+    def check_enrolment(self, user: User, device_id: str) -> Device | None:
+        """Before an enrolment asks the device for anything: raise :class:`NotAuthorized`
+        unless ``user`` is an enabled admin; return the device's record (``None``: never
+        enrolled), from which the hub's rules decide.
+
+        One statement and no write lock; :meth:`record_enrolment` checks both again in
+        its transaction, which is what a concurrent change can not slip past."""
+        with self._read() as connection:
+            row = connection.execute(
+                _ENROLMENT_CHECK, {"actor_id": user.id, "device_id": device_id}
+            ).one_or_none()
+        if row is None or not _is_admin(row, user):
+            raise NotAuthorized("only an enabled admin may do this")
+        if row.id is None:
+            return None
+        return _device_of(row, device_id, row.owner_name, row.enroller_name)
+
     # Devices ----------------------------------------------------------------------------
 
     def record_enrolment(
@@ -602,38 +702,73 @@ class Registry:
         root = None if manufacturer_root is None else normalize_fingerprint(manufacturer_root)
         if enrolment_id is not None and not _ENROLMENT_ID.fullmatch(enrolment_id):
             raise RegistryError("an enrolment ID is 32 lowercase hex digits")
-        with self._transaction() as session:
-            admin = self._admin(session, enrolled_by)
-            owner_row = self._user_by_name(session, owner)
+        with self._write() as connection:
+            users = connection.execute(
+                _ENROLMENT_USERS, {"actor_id": enrolled_by.id, "owner": owner}
+            ).all()
+            admin = next((user for user in users if user.id == enrolled_by.id), None)
+            if admin is None or not _is_admin(admin, enrolled_by, prefix=""):
+                raise NotAuthorized("only an enabled admin may do this")
+            owner_id = next((user.id for user in users if user.name == owner), None)
+            if owner_id is None:
+                raise UnknownUser(f"no user is named {owner!r}")
             now = self._now()
-            row = self._find_device_row(session, device_id, lock=True)
-            if row is not None and _status(row) is DeviceStatus.ENROLLED:
+            row = connection.execute(_ENROLMENT_DEVICE, {"device_id": device_id}).one_or_none()
+            status = None if row is None else _row_status(row.status, row.confirmed_at)
+            if status is DeviceStatus.ENROLLED:
                 raise DuplicateDevice(f"device {device_id!r} is already enrolled")
-            if row is not None and _status(row) is DeviceStatus.PENDING:
-                serials = self._revoke_certificates(session, device_id, now)
-                detail = f"enrolment={row.enrolment_id} serials={','.join(serials)}"
-                self._audit(session, admin.id, "supersede", device_id, detail)
+            audit = []
+            if row is not None and status is DeviceStatus.PENDING:
+                revoked = connection.execute(
+                    _SUPERSEDE_CERTIFICATES, {"device": device_id, "now": now}
+                ).all()
+                serials = ",".join(serial for _, serial in sorted(revoked))
+                detail = f"enrolment={row.enrolment_id} serials={serials}"
+                audit.append(self._audit_entry(admin.id, "supersede", device_id, detail))
+            values = {
+                "owner_id": owner_id,
+                "enrolled_by_id": admin.id,
+                "enrolled_at": now,
+                "status": DeviceStatus.ENROLLED.value,
+                "certificate_serial": serial_text,
+                "certificate_not_after": not_after,
+                "manufacturer_root": root,
+                "enrolment_id": enrolment_id,
+                "confirmed_at": None if enrolment_id is not None else now,
+            }
             if row is None:
-                row = DeviceRow(device_id=device_id)
-                session.add(row)
-            row.owner_id = owner_row.id
-            row.enrolled_by_id = admin.id
-            row.enrolled_at = now
-            row.status = DeviceStatus.ENROLLED.value
-            row.certificate_serial = serial_text
-            row.certificate_not_after = not_after
-            row.manufacturer_root = root
-            row.enrolment_id = enrolment_id
-            row.confirmed_at = None if enrolment_id is not None else now
-            session.flush()
-            self._add_certificate(session, device_id, serial_text, now, not_after)
+                connection.execute(_INSERT_DEVICE, {"device_id": device_id, **values})
+            else:
+                connection.execute(_UPDATE_DEVICE, {"row_id": row.id, **values})
+            # The unique serial is the duplicate check (DuplicateCertificate, below).
+            connection.execute(
+                _INSERT_CERTIFICATE,
+                {
+                    "serial": serial_text,
+                    "device_id": device_id,
+                    "issued_at": now,
+                    "not_after": not_after,
+                    "revoked_at": None,
+                },
+            )
             detail = f"owner={owner} serial={serial_text}"
             if root is not None:
                 detail += f" manufacturer_root={root}"
             if enrolment_id is not None:
                 detail += f" enrolment={enrolment_id} pending"
-            self._audit(session, admin.id, "enrol", device_id, detail)
-            return _device(row, owner_row.name, admin.name)
+            audit.append(self._audit_entry(admin.id, "enrol", device_id, detail))
+            connection.execute(_INSERT_AUDIT, audit)
+        return Device(
+            device_id=device_id,
+            owner=owner,
+            enrolled_by=admin.name,
+            enrolled_at=now,
+            status=DeviceStatus.PENDING if enrolment_id is not None else DeviceStatus.ENROLLED,
+            certificate_serial=serial,
+            certificate_not_after=not_after,
+            manufacturer_root=root,
+            enrolment_id=enrolment_id,
+        )
 
     def confirm_enrolment(
         self,
@@ -654,10 +789,22 @@ class Registry:
         if (enrolment_id is None) == (serial is None):
             raise RegistryError("name the enrolment by its ID or by its certificate's serial")
         serial_text = None if serial is None else _serial_text(serial)
-        with self._transaction() as session:
-            actor_id = None if actor is None else self._admin(session, actor).id
-            row = self._device_row(session, device_id, lock=True)
-            status = _status(row)
+        actor_id = None if actor is None else actor.id
+        with self._write() as connection:
+            row = connection.execute(
+                _CONFIRMATION_DEVICE, {"device_id": device_id, "actor_id": actor_id}
+            ).one_or_none()
+            if actor is not None and row is None:  # the actor's check comes first
+                user = connection.execute(
+                    _ENROLMENT_USERS, {"actor_id": actor.id, "owner": None}
+                ).one_or_none()
+                if user is None or not _is_admin(user, actor, prefix=""):
+                    raise NotAuthorized("only an enabled admin may do this")
+            if actor is not None and row is not None and not _is_admin(row, actor):
+                raise NotAuthorized("only an enabled admin may do this")
+            if row is None:
+                raise UnknownDevice(f"no device has id {device_id!r}")
+            status = _row_status(row.status, row.confirmed_at)
             matches = (
                 row.enrolment_id == enrolment_id
                 if enrolment_id is not None
@@ -667,12 +814,16 @@ class Registry:
                 raise NotPending(
                     f"device {device_id!r} has no pending enrolment {enrolment_id or serial_text}"
                 )
+            confirmed_at = row.confirmed_at
             if status is DeviceStatus.PENDING:
-                row.confirmed_at = self._now()
-                self._audit(
-                    session, actor_id, "confirm", device_id, f"enrolment={row.enrolment_id} {how}"
+                confirmed_at = self._now()
+                connection.execute(_CONFIRM_DEVICE, {"row_id": row.id, "now": confirmed_at})
+                detail = f"enrolment={row.enrolment_id} {how}"
+                connection.execute(
+                    _INSERT_AUDIT, self._audit_entry(actor_id, "confirm", device_id, detail)
                 )
-            return self._load_device(session, row)
+        confirmed = _device_of(row, device_id, row.owner_name, row.enroller_name)
+        return replace(confirmed, status=_row_status(row.status, confirmed_at))
 
     def record_renewal(self, device_id: str, serial: int, not_after: datetime) -> Device:
         """Record a renewed certificate; the previous one is superseded, not revoked."""
@@ -759,6 +910,33 @@ class Registry:
         return now.astimezone(UTC)
 
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for one read-only statement: no write lock, no transaction."""
+        with self.engine.connect() as connection:
+            yield connection.execution_options(**{_READ_ONLY: True})
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction in SQLAlchemy Core (the hot path's, without the ORM);
+        integrity conflicts from concurrent writers become typed."""
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError as exc:
+            raise _integrity_error(exc) from None
+
+    def _audit_entry(
+        self, actor_id: int | None, action: str, subject: str, detail: str
+    ) -> dict[str, Any]:
+        return {
+            "at": self._now(),
+            "actor_id": actor_id,
+            "action": action,
+            "subject": subject,
+            "detail": detail,
+        }
+
+    @contextmanager
     def _transaction(self) -> Iterator[Session]:
         """One write transaction; integrity conflicts from concurrent writers become typed."""
         try:
@@ -834,10 +1012,40 @@ class Registry:
 
 def _status(row: DeviceRow) -> DeviceStatus:
     """Pending is stored as enrolled with no confirmation time (schema 0004)."""
-    status = DeviceStatus(row.status)
-    if status is DeviceStatus.ENROLLED and row.confirmed_at is None:
+    return _row_status(row.status, row.confirmed_at)
+
+
+def _row_status(stored: str, confirmed_at: datetime | None) -> DeviceStatus:
+    status = DeviceStatus(stored)
+    if status is DeviceStatus.ENROLLED and confirmed_at is None:
         return DeviceStatus.PENDING
     return status
+
+
+def _is_admin(row: Row[*tuple[Any, ...]], user: User, *, prefix: str = "actor_") -> bool:
+    """Whether the user columns of ``row`` (``actor_name``... or ``name``...) show ``user``
+    as an enabled admin, as :meth:`Registry._admin` checks."""
+    mapping = row._mapping
+    return (
+        mapping[f"{prefix}name"] == user.name
+        and mapping[f"{prefix}role"] == Role.ADMIN
+        and not mapping[f"{prefix}disabled"]
+    )
+
+
+def _device_of(row: Row[*tuple[Any, ...]], device_id: str, owner: str, enrolled_by: str) -> Device:
+    """A :class:`Device` from a Core row with the device columns."""
+    return Device(
+        device_id=device_id,
+        owner=owner,
+        enrolled_by=enrolled_by,
+        enrolled_at=row.enrolled_at,
+        status=_row_status(row.status, row.confirmed_at),
+        certificate_serial=int(row.certificate_serial, 16),
+        certificate_not_after=row.certificate_not_after,
+        manufacturer_root=row.manufacturer_root,
+        enrolment_id=row.enrolment_id,
+    )
 
 
 def _device(row: DeviceRow, owner: str, enrolled_by: str) -> Device:
@@ -860,7 +1068,7 @@ def _integrity_error(exc: IntegrityError) -> RegistryError:
     if "device_id" in text:
         return DuplicateDevice("the device was enrolled concurrently")
     if "serial" in text:
-        return DuplicateCertificate("the certificate serial was recorded concurrently")
+        return DuplicateCertificate("a certificate with this serial is already recorded")
     if "name" in text or "fingerprint" in text:
         return DuplicateUser("the user was added concurrently")
     return RegistryError("the change conflicts with the registry's constraints")
@@ -876,13 +1084,20 @@ def _create_engine(url: str) -> Engine:
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: object) -> None:
-    """Foreign keys on, WAL for readers beside the writer, and our own transaction control."""
+    """Foreign keys on, WAL for readers beside the writer, and our own transaction control.
+
+    ``synchronous = FULL`` (SQLite's usual default, set here so no build's default can
+    lower it): in WAL mode every commit syncs the log before it returns, so a committed
+    record survives a power cut. ``NORMAL`` would save that sync and could lose the last
+    commits, a pending enrolment among them, whose certificate is already on the device.
+    """
     dbapi_connection.isolation_level = None  # pysqlite's implicit BEGIN would be DEFERRED
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_SECONDS * 1000}")
         _enable_wal(cursor)
+        cursor.execute("PRAGMA synchronous = FULL")
     finally:
         cursor.close()
 
@@ -922,9 +1137,12 @@ def _begin_immediate(connection: Connection) -> None:
     """Take SQLite's write lock when the transaction starts, not when it first writes.
 
     Two writers that both read first and then write would otherwise deadlock, one of them
-    failing with "database is locked" instead of waiting its turn.
+    failing with "database is locked" instead of waiting its turn. A read-only connection
+    (:meth:`Registry._read`: one statement) begins nothing: SQLite runs the statement in
+    its own read transaction, which in WAL mode neither waits for the writer nor blocks it.
     """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if not connection.get_execution_options().get(_READ_ONLY, False):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _migrate(engine: Engine, revision: str, *, down: bool = False) -> None:

@@ -554,6 +554,60 @@ def test_roles_are_checked_against_the_database_not_the_callers_value(
         registry.revoke("dev-1", actor=admin)
 
 
+def test_the_enrolment_checks_read_the_role_from_the_database(
+    registry: Registry, admin: User, member: User
+) -> None:
+    """check_enrolment, record_enrolment and confirm_enrolment check the acting user's
+    stored role, name and status (issue 17 folded these checks into their statements)."""
+    forged = User(member.id, member.name, Role.ADMIN, member.credential_kind, START, False)
+    renamed = User(admin.id, "mallory", Role.ADMIN, admin.credential_kind, START, False)
+    for user in (member, forged, renamed):
+        with pytest.raises(NotAuthorized):
+            registry.check_enrolment(user, "dev-1")
+        with pytest.raises(NotAuthorized):
+            registry.record_enrolment(
+                "dev-1", owner="bob", enrolled_by=user, serial=1, not_after=NOT_AFTER
+            )
+    assert registry.check_enrolment(admin, "dev-1") is None
+    with pytest.raises(UnknownUser):
+        registry.record_enrolment(
+            "dev-1", owner="nobody", enrolled_by=admin, serial=1, not_after=NOT_AFTER
+        )
+    pending = registry.record_enrolment(
+        "dev-1",
+        owner="bob",
+        enrolled_by=admin,
+        serial=0x1001,
+        not_after=NOT_AFTER,
+        enrolment_id=ENROLMENT,
+    )
+    assert registry.check_enrolment(admin, "dev-1") == pending == registry.device("dev-1")
+    for user in (member, forged, renamed):
+        with pytest.raises(NotAuthorized):
+            registry.confirm_enrolment("dev-1", enrolment_id=ENROLMENT, actor=user, how="x")
+        with pytest.raises(NotAuthorized):  # the actor's check comes before the device's
+            registry.confirm_enrolment("dev-9", enrolment_id=ENROLMENT, actor=user, how="x")
+    with pytest.raises(UnknownDevice):
+        registry.confirm_enrolment("dev-9", enrolment_id=ENROLMENT, actor=admin, how="x")
+    with pytest.raises(UnknownDevice):
+        registry.confirm_enrolment("dev-9", enrolment_id=ENROLMENT, actor=None, how="x")
+    assert registry.device("dev-1").status is DeviceStatus.PENDING
+    confirmed = registry.confirm_enrolment(
+        "dev-1", enrolment_id=ENROLMENT, actor=admin, how="the device answered"
+    )
+    assert confirmed == registry.device("dev-1") == registry.check_enrolment(admin, "dev-1")
+    assert confirmed.status is DeviceStatus.ENROLLED
+    second = registry.add_user("root", Role.ADMIN, passphrase="root passphrase", actor=admin)
+    registry.disable_user("alice", actor=second)
+    with pytest.raises(NotAuthorized):  # disabled since it logged in
+        registry.check_enrolment(admin, "dev-2")
+    with pytest.raises(NotAuthorized):
+        registry.record_enrolment(
+            "dev-2", owner="bob", enrolled_by=admin, serial=2, not_after=NOT_AFTER
+        )
+    assert [device.device_id for device in registry.devices()] == ["dev-1"]
+
+
 def test_authentication_by_passphrase(registry: Registry, admin: User, member: User) -> None:
     assert registry.authenticate("bob", "bob passphrase") == member
     assert registry.authenticate("alice", "alice passphrase") == admin
