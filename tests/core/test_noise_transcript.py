@@ -12,7 +12,9 @@ that the qr and button engines put exactly these Noise messages on the wire.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -183,3 +185,91 @@ def test_the_mode_engines_send_these_bodies(
     assert responder.write_message(b"") == device_step.reply
     assert host_step.keys.handshake_hash == responder.handshake_hash
     assert (host_step.keys.host_to_device, host_step.keys.device_to_host) == responder.split_keys()
+
+
+# --- the vectors printed in docs/protocol.md ----------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def documented_vectors() -> dict[str, dict[str, bytes]]:
+    """docs/protocol.md's "Noise vectors": ``{"qr": {name: value}, "button": {...}}``."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("#### Noise vectors") :]
+    section = section[: section.index("\n#")]
+    vectors: dict[str, dict[str, bytes]] = {}
+    for block in re.findall(r"^```\n(.*?)^```", section, re.M | re.S):
+        title, *lines = block.splitlines()
+        values: dict[str, str] = {}
+        name = ""
+        for line in lines:
+            if line.startswith(" "):
+                values[name] += line.strip()
+            else:
+                name, value = line.split()
+                values[name] = value
+        vectors[title.split(":")[0]] = {k: bytes.fromhex(v) for k, v in values.items()}
+    return vectors
+
+
+def test_the_documented_vectors_are_these_transcripts() -> None:
+    vectors = documented_vectors()
+    assert sorted(vectors) == ["button", "qr"]
+    for mode, transcript in (("qr", QR), ("button", BUTTON)):
+        doc = vectors[mode]
+        assert doc["host_ephemeral"] == HOST_EPHEMERAL
+        assert doc["dev_ephemeral"] == DEVICE_EPHEMERAL
+        assert doc["info"] == INFO
+        assert doc["prologue"].hex() == transcript.prologue
+        assert doc["message_1"].hex() == transcript.hello
+        assert doc["message_2"].hex() == transcript.reply
+        assert doc["handshake_hash"].hex() == transcript.handshake_hash
+        assert (doc["k_h2d"].hex(), doc["k_d2h"].hex()) == (transcript.k_h2d, transcript.k_d2h)
+    assert vectors["qr"]["device_static"] == DEVICE_STATIC
+    assert vectors["qr"]["label_secret"] == LABEL_SECRET
+
+
+@pytest.mark.parametrize(("mode", "pattern"), [("qr", "NKpsk0"), ("button", "NN")])
+def test_the_documented_vectors_follow_from_their_inputs(mode: str, pattern: NoisePattern) -> None:
+    """From the doc's own inputs, the implementation gives the doc's outputs: every public
+    key, the psk, both messages, the hash and the keys."""
+    doc = documented_vectors()[mode]
+    host_e = X25519PrivateKey.from_private_bytes(doc["host_ephemeral"])
+    device_e = X25519PrivateKey.from_private_bytes(doc["dev_ephemeral"])
+    assert host_e.public_key().public_bytes_raw() == doc["host_ephemeral_pub"]
+    assert device_e.public_key().public_bytes_raw() == doc["dev_ephemeral_pub"]
+    static: X25519PrivateKey | None = None
+    psk: bytes | None = None
+    if pattern == "NKpsk0":
+        static = X25519PrivateKey.from_private_bytes(doc["device_static"])
+        assert static.public_key().public_bytes_raw() == doc["device_static_pub"]
+        psk = qr_psk(doc["label_secret"])
+        assert psk == doc["psk"]
+    else:
+        assert not {"device_static", "psk", "label_secret"} & set(doc)
+    initiator = NoiseHandshake(
+        pattern,
+        initiator=True,
+        local_static=None,
+        remote_static=None if static is None else doc["device_static_pub"],
+        psk=psk,
+        prologue=doc["prologue"],
+        ephemeral_for_tests=doc["host_ephemeral"],
+    )
+    responder = NoiseHandshake(
+        pattern,
+        initiator=False,
+        local_static=static,
+        remote_static=None,
+        psk=psk,
+        prologue=doc["prologue"],
+        ephemeral_for_tests=doc["dev_ephemeral"],
+    )
+    message_1 = initiator.write_message(b"")
+    assert message_1 == doc["message_1"]
+    responder.read_message(message_1)
+    message_2 = responder.write_message(b"")
+    assert message_2 == doc["message_2"]
+    initiator.read_message(message_2)
+    assert initiator.handshake_hash == doc["handshake_hash"]
+    assert initiator.split_keys() == (doc["k_h2d"], doc["k_d2h"]) == responder.split_keys()
