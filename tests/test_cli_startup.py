@@ -39,7 +39,6 @@ HEAVY = (
     "PIL",
     "zxingcpp",
     "construct",
-    "noise",
 )
 #: What the hub alone uses: a device never loads it.
 DATABASE = ("sqlalchemy", "alembic")

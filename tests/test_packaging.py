@@ -108,7 +108,7 @@ def test_the_wheel_metadata(wheel: Path) -> None:
 
 
 #: What ``pip install bleprov`` brings: the core and the host side.
-BASE = {"bleak", "bumble", "construct", "cryptography", "noiseprotocol", "pycryptodome", "rich",
+BASE = {"bleak", "bumble", "construct", "cryptography", "pycryptodome", "rich",
         "typer"}  # fmt: skip
 
 

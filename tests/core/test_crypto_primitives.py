@@ -108,3 +108,27 @@ def test_x25519_and_p256_keys_round_trip() -> None:
     )
     with pytest.raises(ValueError, match=r".+"):
         primitives.p256_public_key(b"\x04" + bytes(64))
+
+
+def test_hmac_sha256_rfc_4231_case_2() -> None:
+    mac = primitives.hmac_sha256(b"Jefe", b"what do ya want for nothing?")
+    assert mac.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert mac == hmac.digest(b"Jefe", b"what do ya want for nothing?", "sha256")
+
+
+def test_x25519_shared_secret_rfc_7748_and_low_order_points() -> None:
+    """RFC 7748 section 6.1; a low-order peer key (all-zero result) and a key of the wrong
+    length are refused with ValueError, which Noise turns into a failed handshake."""
+    alice = primitives.x25519_private_key(
+        bytes.fromhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+    )
+    bob_public = bytes.fromhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+    assert primitives.x25519_shared_secret(alice, bob_public).hex() == (
+        "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+    )
+    order_8 = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
+    for low_order in (bytes(32), (1).to_bytes(32, "little"), order_8):
+        with pytest.raises(ValueError, match=r".+"):
+            primitives.x25519_shared_secret(alice, low_order)
+    with pytest.raises(ValueError, match=r".+"):
+        primitives.x25519_shared_secret(alice, bob_public[:31])

@@ -17,7 +17,6 @@ import pytest
 from bleprov.core import mode_bits
 from bleprov.core.advertising import DeviceInfo, OobMode, decode_service_data, describe
 from bleprov.core.attempts import Credential
-from bleprov.core.crypto.noise import NoiseHandshake
 from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
@@ -32,7 +31,6 @@ from bleprov.core.session.modes.base import (
     NoiseHost,
     OobInput,
     Prompt,
-    prologue,
 )
 from tests.core.test_session import (
     ALL,
@@ -75,26 +73,16 @@ class FixedPskMode:
         if not isinstance(secret, FixedPskSecret):
             raise LocalProtocolError("fixedpsk mode needs the device's static key")
         return NoiseHost(
-            NoiseHandshake(
-                "NKpsk0",
-                initiator=True,
-                local_static=None,
-                remote_static=secret.device_static_public,
-                psk=FIXED_PSK,
-                prologue=prologue(self.mode, info_raw),
-            )
+            "NKpsk0",
+            self.mode,
+            info_raw,
+            remote_static=secret.device_static_public,
+            psk=FIXED_PSK,
         )
 
     def device(self, keys: DeviceKeys, info_raw: bytes) -> DeviceHandshake:
         return NoiseDevice(
-            NoiseHandshake(
-                "NKpsk0",
-                initiator=False,
-                local_static=keys.noise_static_key,
-                remote_static=None,
-                psk=FIXED_PSK,
-                prologue=prologue(self.mode, info_raw),
-            )
+            "NKpsk0", self.mode, info_raw, static_key=keys.noise_static_key, psk=FIXED_PSK
         )
 
 

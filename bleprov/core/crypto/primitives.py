@@ -9,10 +9,11 @@ typed error.
 
 from __future__ import annotations
 
+from hmac import compare_digest
 from typing import Final, Literal, TypeAlias
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import cmac, hashes, padding
+from cryptography.hazmat.primitives import cmac, hashes, hmac, padding
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -34,6 +35,7 @@ __all__ = [
     "generate_p256_key",
     "generate_x25519_key",
     "hkdf_sha256",
+    "hmac_sha256",
     "p256_ecdh",
     "p256_point",
     "p256_private_key",
@@ -43,6 +45,7 @@ __all__ = [
     "scrypt",
     "x25519_private_key",
     "x25519_public_key",
+    "x25519_shared_secret",
 ]
 
 #: A P-256 key pair or public key (ECDH here; ECDSA keys are the same type, see pki).
@@ -50,6 +53,7 @@ P256PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey
 P256PublicKey: TypeAlias = ec.EllipticCurvePublicKey
 
 AES_BLOCK_BITS: Final = 128
+X25519_LEN: Final = 32
 
 
 class AuthenticationFailed(Exception):
@@ -66,6 +70,13 @@ def hkdf_sha256(key_material: bytes, length: int, *, salt: bytes | None, info: b
     """HKDF-SHA256 (RFC 5869); ``salt=None`` is the RFC's all-zero salt."""
     derived: bytes = HKDF(hashes.SHA256(), length, salt=salt, info=info).derive(key_material)
     return derived
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA256 (RFC 2104): Noise's HKDF is built from it (Noise section 4.3)."""
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(message)
+    return mac.finalize()
 
 
 def scrypt(secret: bytes, *, salt: bytes, length: int, n: int, r: int, p: int) -> bytes:
@@ -148,6 +159,16 @@ def x25519_private_key(raw: bytes) -> X25519PrivateKey:
 def x25519_public_key(raw: bytes) -> X25519PublicKey:
     """An X25519 public key from its 32 raw bytes (ValueError for another length)."""
     return X25519PublicKey.from_public_bytes(raw)
+
+
+def x25519_shared_secret(private_key: X25519PrivateKey, peer_public: bytes) -> bytes:
+    """Raw X25519 (RFC 7748): 32 bytes. ValueError for a peer key that is not 32 bytes or
+    is a low-order point, whose all-zero result RFC 7748 section 6.1 lets a party refuse
+    (Noise section 4.1 allows it too); the zero check runs in constant time."""
+    shared = private_key.exchange(x25519_public_key(peer_public))  # raises on all zeros
+    if compare_digest(shared, bytes(X25519_LEN)):  # whatever the library version does
+        raise ValueError("X25519 with a low-order point")
+    return shared
 
 
 def generate_p256_key() -> P256PrivateKey:

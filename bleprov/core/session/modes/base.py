@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Final, Protocol, runtime_checkable
 
 from bleprov.core.attempts import Credential, SessionRefused
-from bleprov.core.crypto.noise import NoiseHandshake
+from bleprov.core.crypto.noise import NoiseHandshake, NoisePattern
 from bleprov.core.crypto.primitives import hkdf_sha256
 from bleprov.core.crypto.spake2plus import (
     P256_ORDER,
@@ -138,31 +138,65 @@ class Step:
 # ------------------------------------------------------------------ qr / button
 
 
-class NoiseHost:
-    def __init__(self, handshake: NoiseHandshake) -> None:
-        self._hs = handshake
+class _NoiseEngine:
+    """What both ends of qr and button share: one Noise handshake on the mode's prologue,
+    whose Split() keys and hash become the session's keys after the second message.
+
+    NKpsk0 takes the PSK and the device's static key (the host its public half as
+    ``remote_static``, the device its private key as ``static_key``); NN takes none of
+    them. :class:`~bleprov.core.crypto.noise.NoiseHandshake` refuses any other mix."""
+
+    _initiator: ClassVar[bool]
+
+    def __init__(
+        self,
+        pattern: NoisePattern,
+        mode: Mode,
+        device_info: bytes,
+        *,
+        static_key: X25519PrivateKey | None = None,
+        remote_static: bytes | None = None,
+        psk: bytes | None = None,
+    ) -> None:
+        self._hs = NoiseHandshake(
+            pattern,
+            initiator=self._initiator,
+            local_static=static_key,
+            remote_static=remote_static,
+            psk=psk,
+            prologue=prologue(mode, device_info),
+        )
+
+    def _established(self, reply: bytes | None = None) -> Step:
+        host_to_device, device_to_host = self._hs.split_keys()
+        keys = SessionKeys(host_to_device, device_to_host, self._hs.handshake_hash)
+        return Step(reply=reply, keys=keys, done=True)
+
+
+class NoiseHost(_NoiseEngine):
+    """The host's half of a Noise mode, the initiator: HELLO, then the device's reply."""
+
+    _initiator = True
 
     def hello(self) -> bytes:
         return self._hs.write_message(b"")
 
     def receive(self, body: bytes) -> Step:
         self._hs.read_message(body)
-        k1, k2 = self._hs.split_keys()
-        return Step(keys=SessionKeys(k1, k2, self._hs.handshake_hash), done=True)
+        return self._established()
 
 
-class NoiseDevice:
-    def __init__(self, handshake: NoiseHandshake) -> None:
-        self._hs = handshake
+class NoiseDevice(_NoiseEngine):
+    """The device's half of a Noise mode, the responder: it answers HELLO and is done."""
+
+    _initiator = False
 
     def hello(self, body: bytes) -> Step:
         try:
             self._hs.read_message(body)
         except ProtocolError:
             raise AuthenticationFailed("the host did not prove the label secret") from None
-        reply = self._hs.write_message(b"")
-        k1, k2 = self._hs.split_keys()
-        return Step(reply=reply, keys=SessionKeys(k1, k2, self._hs.handshake_hash), done=True)
+        return self._established(reply=self._hs.write_message(b""))
 
     def receive(self, body: bytes) -> Step:
         raise UnexpectedMessage("the Noise handshake has no third message")

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from bleprov.core.attempts import Credential
-from bleprov.core.crypto.noise import NoiseHandshake
 from bleprov.core.session.messages import Mode
 from bleprov.core.session.modes.base import (
     DeviceHandshake,
@@ -17,7 +16,6 @@ from bleprov.core.session.modes.base import (
     NoiseHost,
     OobInput,
     Prompt,
-    prologue,
 )
 
 if TYPE_CHECKING:
@@ -25,29 +23,11 @@ if TYPE_CHECKING:
 
 
 def button_host(*, device_info: bytes) -> NoiseHost:
-    return NoiseHost(
-        NoiseHandshake(
-            "NN",
-            initiator=True,
-            local_static=None,
-            remote_static=None,
-            psk=None,
-            prologue=prologue(Mode.BUTTON, device_info),
-        )
-    )
+    return NoiseHost("NN", Mode.BUTTON, device_info)
 
 
 def button_device(*, device_info: bytes) -> NoiseDevice:
-    return NoiseDevice(
-        NoiseHandshake(
-            "NN",
-            initiator=False,
-            local_static=None,
-            remote_static=None,
-            psk=None,
-            prologue=prologue(Mode.BUTTON, device_info),
-        )
-    )
+    return NoiseDevice("NN", Mode.BUTTON, device_info)
 
 
 class ButtonMode:

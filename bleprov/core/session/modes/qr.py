@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from bleprov.core.attempts import Credential
-from bleprov.core.crypto.noise import NoiseHandshake
 from bleprov.core.crypto.primitives import X25519PrivateKey, hkdf_sha256
 from bleprov.core.errors import LocalProtocolError, MalformedData
 from bleprov.core.session.messages import Mode
@@ -22,7 +21,6 @@ from bleprov.core.session.modes.base import (
     NoiseHost,
     OobInput,
     Prompt,
-    prologue,
 )
 
 if TYPE_CHECKING:
@@ -41,14 +39,11 @@ def qr_psk(label_secret: bytes) -> bytes:
 
 def qr_host(*, device_static_public: bytes, label_secret: bytes, device_info: bytes) -> NoiseHost:
     return NoiseHost(
-        NoiseHandshake(
-            "NKpsk0",
-            initiator=True,
-            local_static=None,
-            remote_static=device_static_public,
-            psk=qr_psk(label_secret),
-            prologue=prologue(Mode.QR, device_info),
-        )
+        "NKpsk0",
+        Mode.QR,
+        device_info,
+        remote_static=device_static_public,
+        psk=qr_psk(label_secret),
     )
 
 
@@ -56,14 +51,7 @@ def qr_device(
     *, static_key: X25519PrivateKey, label_secret: bytes, device_info: bytes
 ) -> NoiseDevice:
     return NoiseDevice(
-        NoiseHandshake(
-            "NKpsk0",
-            initiator=False,
-            local_static=static_key,
-            remote_static=None,
-            psk=qr_psk(label_secret),
-            prologue=prologue(Mode.QR, device_info),
-        )
+        "NKpsk0", Mode.QR, device_info, static_key=static_key, psk=qr_psk(label_secret)
     )
 
 
