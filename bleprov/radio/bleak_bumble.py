@@ -739,7 +739,10 @@ class BumbleClient(BaseBleakClient):
                 return self._build(connection, entry.services)
             logger.debug("%s: database hash changed, discovering again", key)
         client = connection.gatt_client
-        hash_handle, database_hash = await _read_database_hash(client)
+        # Without a cache the hash would be read for nothing.
+        hash_handle, database_hash = (
+            await _read_database_hash(client) if self._gatt_cache is not None else (None, b"")
+        )
         services = []
         for uuid in requested:
             found = await _discover_service_layout(client, uuid, self._all_descriptors)

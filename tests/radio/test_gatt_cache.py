@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from bleak import BleakClient
 from bumble import att, gatt, gatt_client, gatt_server
 from bumble.device import Peer
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
@@ -18,12 +19,13 @@ from bleprov.core.profile import default_profile
 from bleprov.radio.bumble_peripheral import BumblePeripheral
 from bleprov.radio.device_link import DeviceLink
 from bleprov.radio.gatt_cache import CacheEntry, GattCache, default_cache_path
-from bleprov.radio.host_link import CentralRadio, HostLink, find_device
+from bleprov.radio.host_link import CentralRadio, HostLink, LinkError, find_device
 from bleprov.radio.linktest import EchoApplication, linktest_info, run_link_test
 from bleprov.radio.virtual import make_virtual_device
 from tests.conftest import VirtualDevice, VirtualRadio, next_address
 
 PROFILE = default_profile()
+USER_DESCRIPTION = "00002901-0000-1000-8000-00805f9b34fb"
 
 # ------------------------------------------------------------------ the hash itself
 
@@ -256,6 +258,7 @@ async def test_without_a_cache_every_contact_is_a_targeted_first_contact(
     host = await _host(radio, None)
     await _session(host, dev)
     first = trace.setup()
+    assert len(first) == 7, first  # no Database Hash read: nothing to cache it in
     trace.clear()
     await _session(host, dev)
     assert trace.setup() == first
@@ -348,3 +351,49 @@ def test_an_unwritable_cache_is_no_error(tmp_path: Path) -> None:
     cache = GattCache(blocker / "gatt-cache.json")  # its directory cannot be made
     cache.put("F0:B1:00:00:00:01/P", CacheEntry(bytes(16), 13, ()))
     assert cache.get("F0:B1:00:00:00:01/P") == CacheEntry(bytes(16), 13, ())
+
+
+async def test_a_partial_entry_does_not_serve_a_client_that_wants_every_descriptor(
+    radio: VirtualRadio, trace: AttTrace, tmp_path: Path
+) -> None:
+    """HostLink caches only tx's descriptors; a bleak client asking for all of them is
+    not handed that entry, and once it has discovered them it is served from the cache
+    with its user descriptions."""
+    dev = await radio.make_device()
+    path = tmp_path / "gatt-cache.json"
+    await _session(await _host(radio, GattCache(path)), dev)
+    host = await _host(radio, GattCache(path))
+    found = await find_device(host, discriminator=dev.discriminator, timeout=5)
+    for contact in ("first", "known"):
+        trace.clear()
+        async with BleakClient(
+            found.device, services=[PROFILE.service_uuid], **host.client_kwargs()
+        ) as client:
+            info = client.services.get_characteristic(PROFILE.info.uuid)
+            assert info is not None
+            assert [d.uuid for d in info.descriptors] == [USER_DESCRIPTION]
+            assert (
+                bytes(await client.read_gatt_char(info))
+                == linktest_info(dev.discriminator).encode()
+            )
+        requests = [p.op_code.name for d, p in trace.events if d == "out"]
+        discovered = "ATT_FIND_BY_TYPE_VALUE_REQUEST" in requests
+        assert discovered == (contact == "first"), (contact, requests)
+
+
+async def test_a_refused_subscription_fails_the_link(
+    radio: VirtualRadio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CCCD write is not waited for, but its refusal still ends the session with a
+    link error (not a hang until the message timeout)."""
+    dev = await radio.make_device()
+
+    def refuse(self: gatt_server.Server, *_args: object) -> None:
+        raise att.ATT_Error(att.ATT_WRITE_NOT_PERMITTED_ERROR)
+
+    monkeypatch.setattr(gatt_server.Server, "write_cccd", refuse)
+    host = await _host(radio, None)
+    found = await find_device(host, discriminator=dev.discriminator, timeout=5)
+    async with HostLink(found.device, host) as link:
+        with pytest.raises(LinkError, match="could not subscribe"):
+            await link.request(b"hello", timeout=5)
