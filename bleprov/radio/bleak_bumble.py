@@ -802,8 +802,9 @@ class BumbleClient(BaseBleakClient):
         )
         if values[:16] != entry.database_hash:
             return False
-        # A full response may have cut the value short: read it whole later instead.
-        if prefetch is not None and len(values) < connection.att_mtu - 1:
+        # A full response may have cut the value short, and some servers (bumble's) leave
+        # out a value that does not fit: then it is read whole later instead.
+        if prefetch is not None and 16 < len(values) < connection.att_mtu - 1:
             self._prefetched[prefetch] = values[16:]
         return True
 

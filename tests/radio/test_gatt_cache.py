@@ -397,3 +397,18 @@ async def test_a_refused_subscription_fails_the_link(
     async with HostLink(found.device, host) as link:
         with pytest.raises(LinkError, match="could not subscribe"):
             await link.request(b"hello", timeout=5)
+
+
+async def test_at_the_minimum_mtu_a_cut_short_info_is_read_again(
+    radio: VirtualRadio, trace: AttTrace, tmp_path: Path
+) -> None:
+    """At ATT_MTU 23 the Read Multiple response (22 bytes) cannot hold the hash and the
+    whole info: the host reads the info again rather than use a truncated value."""
+    dev = await radio.make_device()
+    path = tmp_path / "gatt-cache.json"
+    for _ in range(2):
+        trace.clear()
+        host = make_virtual_device(radio.link, name="bleprov-host", address=next_address("C0:B1"))
+        await host.power_on()
+        await _session(CentralRadio.bumble(host, mtu=23, gatt_cache=GattCache(path)), dev)
+    assert trace.setup()[:2] == ["ATT_READ_MULTIPLE_REQUEST", "ATT_READ_REQUEST"]
