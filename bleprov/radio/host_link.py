@@ -218,6 +218,13 @@ async def find_device(
     return result
 
 
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    """What a finished, not cancelled task raised; None while it runs or if it did not."""
+    if not task.done() or task.cancelled():
+        return None
+    return task.exception()
+
+
 def _frame_kind(frame: bytes) -> str:
     """A frame's kind for a debug line (its control byte's top bits); never its payload."""
     return FrameKind(frame[0] >> 6).name if frame else "empty"
@@ -332,6 +339,9 @@ class HostLink:
             # One turn of the loop puts the CCCD Write Request on the link before OPEN:
             # the device hears its host subscribe before it has anything to send.
             await asyncio.sleep(0)
+            if (refused := _failure(self._subscription)) is not None:
+                # Refused at once (no CCCD, say): say so now rather than at the first read.
+                raise LinkError(f"connection failed: could not subscribe to frames ({refused})")
             self.write_round_trips += 1
             self.channel.connection_made(self._att_mtu())
             self.channel.open(
@@ -377,9 +387,8 @@ class HostLink:
 
     def _subscribed(self, task: asyncio.Task[None]) -> None:
         """The CCCD write's outcome: a refusal fails the link like a lost connection."""
-        if task.cancelled() or (exc := task.exception()) is None:
-            return
-        self._fail(LinkError(f"connection failed: could not subscribe to frames ({exc})"))
+        if (exc := _failure(task)) is not None:
+            self._fail(LinkError(f"connection failed: could not subscribe to frames ({exc})"))
 
     async def _abort(self) -> None:
         subscription, self._subscription = self._subscription, None
