@@ -30,6 +30,8 @@ def pytest_configure(config: pytest.Config) -> None:
     file, no BLEPROV_RADIO/TRUST/ZONE/USER; the child processes inherit this too. A test
     that wants a config sets its own."""
     os.environ["BLEPROV_CONFIG"] = os.devnull
+    # Nor writes the developer's GATT cache (bleprov.radio.gatt_cache): one of the run's own.
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="bleprov-test-cache-")
     for name in ("BLEPROV_RADIO", "BLEPROV_TRUST", "BLEPROV_ZONE", "BLEPROV_USER"):
         os.environ.pop(name, None)
 

@@ -306,6 +306,12 @@ def render_markdown(profile: GattProfile) -> str:
         "Characteristics with notify or indicate also carry a Client Characteristic "
         "Configuration descriptor (0x2902).",
         "",
+        "The database also holds the Generic Access service (0x1800) and the Generic "
+        "Attribute service (0x1801) with Service Changed (0x2A05), Client Supported "
+        "Features (0x2B29) and Database Hash (0x2B2A): the layout above is the same in "
+        "every device state, so hosts cache it and skip discovery while the hash matches "
+        "(docs/protocol.md, section 1.1).",
+        "",
         "## Advertisement (legacy, 31 bytes)",
         "",
         f"Advertising data: Flags ({', '.join(adv.flags)}), then Service Data - 128-bit UUID "

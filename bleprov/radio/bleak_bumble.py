@@ -51,6 +51,14 @@ from bumble.keys import PairingKeys
 from bumble.transport import open_transport
 from bumble.transport.common import Transport
 
+from bleprov.radio.gatt_cache import (
+    CachedCharacteristic,
+    CachedDescriptor,
+    CachedService,
+    CacheEntry,
+    GattCache,
+)
+
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_MTU",
@@ -491,7 +499,21 @@ class BumbleClient(BaseBleakClient):
     - ``mtu``: ATT MTU requested right after connecting (default 517; 23 skips the exchange);
     - ``address_type``: ``"public"`` or ``"random"`` when connecting by address string; bleak's
       ``winrt={"address_type": ...}`` and a ``"/P"`` suffix are honoured too. Otherwise the type
-      seen by a scanner on the same device is used, else random (most LE peripherals).
+      seen by a scanner on the same device is used, else random (most LE peripherals);
+    - ``gatt_cache``: a :class:`~bleprov.radio.gatt_cache.GattCache` of known devices'
+      layouts, keyed by their Database Hash, as BlueZ keeps one (default: none);
+    - ``prefetch``: the UUID of a characteristic of ``services`` to read during ``connect``,
+      together with the Database Hash on a known device (one ATT Read Multiple); the next
+      ``read_gatt_char`` of it returns that value once;
+    - ``descriptors``: ``"all"`` (default) discovers every characteristic's descriptors;
+      ``"subscribable"`` only those of characteristics that notify, indicate or have
+      extended properties (the CCCD is all a client of such a service needs; the others'
+      descriptors are then missing from ``services``, unlike on BlueZ).
+
+    With ``services`` given, discovery is targeted (Core spec, Vol 3, Part G, 4.4.2): the
+    Database Hash is read by type, each service found by UUID (its first instance only),
+    then its characteristics and descriptors. On a device in ``gatt_cache`` whose hash
+    still matches, nothing is discovered at all.
 
     ``start_notify(..., force_indicate=True)`` (bleak's WinRT keyword) subscribes to
     indications when a characteristic offers both; by default notifications are preferred and
@@ -512,6 +534,9 @@ class BumbleClient(BaseBleakClient):
         mtu: int = DEFAULT_MTU,
         address_type: Literal["public", "random"] | None = None,
         winrt: WinRTClientArgs | None = None,
+        gatt_cache: GattCache | None = None,
+        prefetch: str | None = None,
+        descriptors: Literal["all", "subscribable"] = "all",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -524,6 +549,15 @@ class BumbleClient(BaseBleakClient):
         self._explicit_device = bumble_device
         self._requested_mtu = mtu
         self._requested_services = services
+        self._gatt_cache = gatt_cache
+        self._prefetch = prefetch.lower() if prefetch else None
+        if descriptors not in ("all", "subscribable"):
+            raise ValueError(f"descriptors must be 'all' or 'subscribable', not {descriptors!r}")
+        self._all_descriptors = descriptors == "all"
+        #: Values read during connect, served once by the next read of their handle.
+        self._prefetched: dict[int, bytes] = {}
+        #: The cache key of a connection set up from the cache (ATT errors drop it).
+        self._cached_key: str | None = None
         self._peer_address, self._address_is_typed = _peer_address(
             address_or_ble_device, address_type
         )
@@ -618,9 +652,16 @@ class BumbleClient(BaseBleakClient):
             await self._gatt(connection, connection.pair(), "pairing")
         if self._requested_mtu > att.ATT_DEFAULT_MTU:
             await self._exchange_mtu(connection)
-        collection, characteristics = await self._gatt(
-            connection, self._discover(connection), "service discovery"
-        )
+        self._prefetched = {}
+        self._cached_key = None
+        if self._requested_services:
+            collection, characteristics = await self._gatt(
+                connection, self._targeted_setup(connection), "service discovery"
+            )
+        else:
+            collection, characteristics = await self._gatt(
+                connection, self._discover(connection), "service discovery"
+            )
         self.services = collection
         self._characteristics = characteristics
         if self._name is None:
@@ -673,6 +714,139 @@ class BumbleClient(BaseBleakClient):
                             _uuid_str(descriptor.type),
                             bleak_characteristic,
                         )
+                    )
+        return collection, characteristics
+
+    def _cache_key(self, connection: Connection) -> str:
+        return str(connection.peer_address)
+
+    async def _targeted_setup(
+        self, connection: Connection
+    ) -> tuple[BleakGATTServiceCollection, dict[int, gatt_client.CharacteristicProxy[bytes]]]:
+        """The requested services from the cache if the device's hash still matches it,
+        else by targeted discovery (stored in the cache when the device has a hash)."""
+        requested = sorted(u.lower() for u in self._requested_services or ())
+        key = self._cache_key(connection)
+        entry = self._gatt_cache.get(key) if self._gatt_cache is not None else None
+        if (
+            entry is not None
+            and sorted(s.uuid for s in entry.services) == requested
+            and (entry.all_descriptors or not self._all_descriptors)
+        ):
+            if await self._validate_cached(connection, entry):
+                logger.debug("%s: database hash matches the cache, no discovery", key)
+                self._cached_key = key
+                return self._build(connection, entry.services)
+            logger.debug("%s: database hash changed, discovering again", key)
+        client = connection.gatt_client
+        # Without a cache the hash would be read for nothing.
+        hash_handle, database_hash = (
+            await _read_database_hash(client) if self._gatt_cache is not None else (None, b"")
+        )
+        services = []
+        for uuid in requested:
+            found = await _discover_service_layout(client, uuid, self._all_descriptors)
+            if found is not None:
+                services.append(found)
+        layout = tuple(services)
+        if (
+            self._gatt_cache is not None
+            and hash_handle is not None
+            and len(database_hash) == 16
+            and len(layout) == len(requested)
+        ):
+            self._gatt_cache.put(
+                key, CacheEntry(database_hash, hash_handle, layout, self._all_descriptors)
+            )
+        built = self._build(connection, layout)
+        if (handle := self._prefetch_handle(layout)) is not None:
+            self._prefetched[handle] = bytes(await client.read_value(handle))
+        return built
+
+    def _prefetch_handle(self, layout: tuple[CachedService, ...]) -> int | None:
+        for service in layout:
+            for characteristic in service.characteristics:
+                if characteristic.uuid == self._prefetch:
+                    return characteristic.handle
+        return None
+
+    async def _validate_cached(self, connection: Connection, entry: CacheEntry) -> bool:
+        """Read the Database Hash at its cached handle, and the prefetched value in the
+        same request (ATT Read Multiple: the hash is 16 bytes, so the rest of the
+        response is the other value); True if the hash is the cached one."""
+        client = connection.gatt_client
+        prefetch = self._prefetch_handle(entry.services)
+        handles = [entry.hash_handle] if prefetch is None else [entry.hash_handle, prefetch]
+        request: att.ATT_PDU = (
+            att.ATT_Read_Multiple_Request(set_of_handles=handles)
+            if len(handles) > 1
+            else att.ATT_Read_Request(attribute_handle=entry.hash_handle)
+        )
+        response = await client.send_request(request)
+        if response is None:
+            return False
+        if response.op_code == att.Opcode.ATT_ERROR_RESPONSE:
+            if response.error_code != att.ATT_REQUEST_NOT_SUPPORTED_ERROR or prefetch is None:
+                return False
+            # A server without Read Multiple: the hash alone, the value read later.
+            response = await client.send_request(
+                att.ATT_Read_Request(attribute_handle=entry.hash_handle)
+            )
+            if response is None or response.op_code == att.Opcode.ATT_ERROR_RESPONSE:
+                return False
+            prefetch = None
+        values = bytes(
+            response.set_of_values
+            if isinstance(response, att.ATT_Read_Multiple_Response)
+            else response.attribute_value
+        )
+        if values[:16] != entry.database_hash:
+            return False
+        # A full response may have cut the value short, and some servers (bumble's) leave
+        # out a value that does not fit: then it is read whole later instead.
+        if prefetch is not None and 16 < len(values) < connection.att_mtu - 1:
+            self._prefetched[prefetch] = values[16:]
+        return True
+
+    def _build(
+        self, connection: Connection, layout: tuple[CachedService, ...]
+    ) -> tuple[BleakGATTServiceCollection, dict[int, gatt_client.CharacteristicProxy[bytes]]]:
+        """bleak's service collection and bumble's proxies for a known layout, without
+        any I/O."""
+        client = connection.gatt_client
+        collection = BleakGATTServiceCollection()
+        characteristics: dict[int, gatt_client.CharacteristicProxy[bytes]] = {}
+        for service in layout:
+            proxy = gatt_client.ServiceProxy(  # type: ignore[no-untyped-call]
+                client, service.start, service.end, core.UUID(service.uuid)
+            )
+            bleak_service = BleakGATTService(proxy, service.start, service.uuid)
+            collection.add_service(bleak_service)
+            for c in service.characteristics:
+                characteristic: gatt_client.CharacteristicProxy[bytes] = (
+                    gatt_client.CharacteristicProxy(
+                        client, c.handle, c.end, core.UUID(c.uuid), c.properties & 0xFF
+                    )
+                )
+                characteristic.descriptors = [
+                    gatt_client.DescriptorProxy(client, d.handle, core.UUID(d.uuid))
+                    for d in c.descriptors
+                ]
+                characteristic.descriptors_discovered = True
+                proxy.characteristics.append(characteristic)
+                bleak_characteristic = BleakGATTCharacteristic(
+                    characteristic,
+                    c.handle,
+                    c.uuid,
+                    _properties(c.properties),
+                    self._max_write_without_response_size,
+                    bleak_service,
+                )
+                collection.add_characteristic(bleak_characteristic)
+                characteristics[c.handle] = characteristic
+                for d, descriptor in zip(c.descriptors, characteristic.descriptors, strict=True):
+                    collection.add_descriptor(
+                        BleakGATTDescriptor(descriptor, d.handle, d.uuid, bleak_characteristic)
                     )
         return collection, characteristics
 
@@ -823,6 +997,7 @@ class BumbleClient(BaseBleakClient):
         try:
             return await operation
         except att.ATT_Error as exc:
+            self._distrust_cache()
             raise BleakGATTProtocolError(int(exc.error_code)) from exc
         except asyncio.CancelledError:
             # bumble cancels requests in flight when the link drops; the caller did not ask
@@ -834,6 +1009,15 @@ class BumbleClient(BaseBleakClient):
             raise TimeoutError(f"{what} timed out") from exc
         except core.BaseBumbleError as exc:
             raise BleakError(f"{what} failed: {exc}") from exc
+
+    def _distrust_cache(self) -> None:
+        """An ATT error on a connection set up from the cache: the entry may be wrong (a
+        stale or tampered file whose hash still matches), so the next connection
+        discovers again. A wrong cache costs a rediscovery, nothing more."""
+        key, self._cached_key = self._cached_key, None
+        if key is not None and self._gatt_cache is not None:
+            logger.debug("%s: ATT error on cached handles, forgetting the cache entry", key)
+            self._gatt_cache.forget(key)
 
     def _proxy(
         self, characteristic: BleakGATTCharacteristic
@@ -870,6 +1054,8 @@ class BumbleClient(BaseBleakClient):
         self, connection: Connection, handle: int, use_cached: bool, uuid: str
     ) -> bytearray:
         client = connection.gatt_client
+        if (prefetched := self._prefetched.pop(handle, None)) is not None:
+            return bytearray(prefetched)
         if use_cached and (cached := client.cached_values.get(handle)) is not None:
             return bytearray(cached[1])
         value = await self._gatt(connection, client.read_value(handle), f"read of {uuid}")
@@ -1041,6 +1227,81 @@ async def _extended_properties(
     except att.ATT_Error:
         return 0
     return int.from_bytes(value[:2], "little") & 0x3
+
+
+async def _read_database_hash(client: gatt_client.Client) -> tuple[int | None, bytes]:
+    """The Database Hash (0x2B2A) read by type over the whole database, and its handle;
+    ``(None, b"")`` if the server has none (it cannot be cached then)."""
+    response = await client.send_request(
+        att.ATT_Read_By_Type_Request(
+            starting_handle=0x0001,
+            ending_handle=0xFFFF,
+            attribute_type=gatt.GATT_DATABASE_HASH_CHARACTERISTIC,
+        )
+    )
+    if (
+        response is None
+        or response.op_code == att.Opcode.ATT_ERROR_RESPONSE
+        or not response.attributes
+    ):
+        return None, b""
+    handle, value = response.attributes[0]
+    return int(handle), bytes(value)
+
+
+async def _discover_service_layout(
+    client: gatt_client.Client, uuid: str, all_descriptors: bool
+) -> CachedService | None:
+    """One service by UUID (Find By Type Value; its first instance: no request for
+    more), its characteristics, and the descriptors of all of them or only of those that
+    notify, indicate or have extended properties."""
+    response = await client.send_request(
+        att.ATT_Find_By_Type_Value_Request(
+            starting_handle=0x0001,
+            ending_handle=0xFFFF,
+            attribute_type=gatt.GATT_PRIMARY_SERVICE_ATTRIBUTE_TYPE,
+            attribute_value=core.UUID(uuid).to_pdu_bytes(),
+        )
+    )
+    if response is None or response.op_code == att.Opcode.ATT_ERROR_RESPONSE:
+        if response is not None and response.error_code != att.ATT_ATTRIBUTE_NOT_FOUND_ERROR:
+            raise att.ATT_Error(error_code=response.error_code, message="service discovery")
+        return None
+    if not response.handles_information:
+        return None
+    start, end = response.handles_information[0]
+    if not 0 < start <= end:
+        return None
+    service = gatt_client.ServiceProxy(  # type: ignore[no-untyped-call]
+        client, start, end, core.UUID(uuid)
+    )
+    found = []
+    wanted = (
+        gatt.Characteristic.Properties.NOTIFY
+        | gatt.Characteristic.Properties.INDICATE
+        | gatt.Characteristic.Properties.EXTENDED_PROPERTIES
+    )
+    for characteristic in await client.discover_characteristics((), service):
+        properties = int(characteristic.properties)
+        descriptors: tuple[CachedDescriptor, ...] = ()
+        if (all_descriptors or properties & wanted) and (
+            characteristic.handle < characteristic.end_group_handle
+        ):
+            discovered = await client.discover_descriptors(characteristic)
+            characteristic.descriptors_discovered = True
+            descriptors = tuple(CachedDescriptor(_uuid_str(d.type), d.handle) for d in discovered)
+            properties |= await _extended_properties(client, characteristic) << 8
+        found.append(
+            CachedCharacteristic(
+                _uuid_str(characteristic.uuid),
+                characteristic.handle - 1,
+                characteristic.handle,
+                characteristic.end_group_handle,
+                properties,
+                descriptors,
+            )
+        )
+    return CachedService(uuid, start, end, tuple(found))
 
 
 def _forget_subscriber(

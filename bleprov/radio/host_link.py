@@ -54,6 +54,8 @@ from bleprov.radio.errors import (
 if TYPE_CHECKING:
     from bumble.device import Device as BumbleDevice
 
+    from bleprov.radio.gatt_cache import GattCache
+
 logger = logging.getLogger(__name__)
 
 #: The smallest ATT MTU (Core spec, Vol 3, Part F, 3.2.8).
@@ -87,18 +89,25 @@ class CentralRadio:
         return cls("system", {"scanner": kwargs, "client": kwargs})
 
     @classmethod
-    def bumble(cls, device: BumbleDevice | None = None, *, mtu: int = 517) -> CentralRadio:
+    def bumble(
+        cls,
+        device: BumbleDevice | None = None,
+        *,
+        mtu: int = 517,
+        gatt_cache: GattCache | None = None,
+    ) -> CentralRadio:
         """bumble through bleak: ``device`` if given, else ``BLEPROV_BUMBLE_TRANSPORT``.
 
         ``mtu`` is the ATT MTU the bumble central asks for (the system stacks choose
-        their own).
+        their own). ``gatt_cache`` remembers known devices' layouts (by Database Hash),
+        so that they need no discovery; the system stacks keep their own (BlueZ).
         """
         from bleprov.radio.bleak_bumble import BumbleClient, BumbleScanner
 
         kwargs: dict[str, Any] = {"backend": BumbleScanner}
         if device is not None:
             kwargs["bumble_device"] = device
-        client = {**kwargs, "backend": BumbleClient, "mtu": mtu}
+        client = {**kwargs, "backend": BumbleClient, "mtu": mtu, "gatt_cache": gatt_cache}
         return cls("bumble", {"scanner": kwargs, "client": client})
 
     def unavailable(self, cause: BaseException) -> RadioUnavailable:
@@ -209,6 +218,13 @@ async def find_device(
     return result
 
 
+def _failure(task: asyncio.Task[None]) -> BaseException | None:
+    """What a finished, not cancelled task raised; None while it runs or if it did not."""
+    if not task.done() or task.cancelled():
+        return None
+    return task.exception()
+
+
 def _frame_kind(frame: bytes) -> str:
     """A frame's kind for a debug line (its control byte's top bits); never its payload."""
     return FrameKind(frame[0] >> 6).name if frame else "empty"
@@ -239,12 +255,18 @@ class HostLink:
             max_send_frame=BLUEZ_MAX_WRITE_VALUE,
         )
         self.write_with_response = write_with_response
+        client_kwargs = radio.client_kwargs()
+        if radio.name == "bumble":
+            # The info is read with the Database Hash on a known device, one request for
+            # both; of the descriptors, only tx's CCCD is needed.
+            client_kwargs["prefetch"] = self.profile.info.uuid
+            client_kwargs["descriptors"] = "subscribable"
         self._client = BleakClient(
             target,
             disconnected_callback=self._on_disconnect,
             timeout=connect_timeout,
             services=[self.profile.service_uuid],
-            **radio.client_kwargs(),
+            **client_kwargs,
         )
         self.info: DeviceInfo | None = None
         #: The info value exactly as read: the secure session binds these bytes.
@@ -256,6 +278,7 @@ class HostLink:
         )
         self._wakeup = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._subscription: asyncio.Task[None] | None = None
         self._closing = False
         self._loop = asyncio.get_running_loop()
 
@@ -283,7 +306,11 @@ class HostLink:
         await self.close()
 
     async def connect(self) -> DeviceInfo:
-        """Connect, read the device info, subscribe to frames and open the channel."""
+        """Connect, read the device info, subscribe to frames and open the channel.
+
+        The subscription (the CCCD Write Request) is not waited for: OPEN and the first
+        messages follow it as Write Commands, which ATT allows while a request is
+        outstanding, so it costs no round trip of its own (docs/protocol.md, section 1)."""
         logger.info("connecting to %s", self._client.address)
         try:
             await self._client.connect()
@@ -305,7 +332,16 @@ class HostLink:
                     f"this host {self.profile.protocol_version}"
                 )
             self.info = info
-            await self._client.start_notify(tx, self._on_notification)
+            self._subscription = self._loop.create_task(
+                self._client.start_notify(tx, self._on_notification)
+            )
+            self._subscription.add_done_callback(self._subscribed)
+            # One turn of the loop puts the CCCD Write Request on the link before OPEN:
+            # the device hears its host subscribe before it has anything to send.
+            await asyncio.sleep(0)
+            if (refused := _failure(self._subscription)) is not None:
+                # Refused at once (no CCCD, say): say so now rather than at the first read.
+                raise LinkError(f"connection failed: could not subscribe to frames ({refused})")
             self.write_round_trips += 1
             self.channel.connection_made(self._att_mtu())
             self.channel.open(
@@ -349,7 +385,17 @@ class HostLink:
             reported = self._client.mtu_size
         return max(reported, from_characteristic, MIN_ATT_MTU)
 
+    def _subscribed(self, task: asyncio.Task[None]) -> None:
+        """The CCCD write's outcome: a refusal fails the link like a lost connection."""
+        if (exc := _failure(task)) is not None:
+            self._fail(LinkError(f"connection failed: could not subscribe to frames ({exc})"))
+
     async def _abort(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None and not subscription.done():
+            subscription.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BleakError, OSError):
+                await subscription
         with contextlib.suppress(BleakError, OSError, asyncio.TimeoutError):
             await self._client.disconnect()
 

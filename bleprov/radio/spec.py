@@ -97,7 +97,9 @@ async def open_central(spec: RadioSpec, *, mtu: int = 517) -> AsyncIterator[Cent
             await device.power_on()
         except transport_errors() as exc:
             raise bumble_radio_unavailable(spec.transport, exc) from None
-        yield CentralRadio.bumble(device, mtu=mtu)
+        from bleprov.radio.gatt_cache import GattCache
+
+        yield CentralRadio.bumble(device, mtu=mtu, gatt_cache=GattCache.default())
     finally:
         await close_transport(transport)
 
