@@ -379,6 +379,17 @@ class ZoneMembershipExtension:
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
         return {}
 
+    def opened(self, context: SessionContext) -> dict[str, Any]:
+        """A session that may enrol this device gets its CSR unasked, in the handshake's
+        answer flight: the hub can issue at once, and no round trip asks for it."""
+        if (
+            context.channel_binding is None
+            or not self.allowed(ZONE_CSR, context.authority)
+            or RECORD_ZONE in context.committed
+        ):
+            return {}
+        return self._csr(context).body
+
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         existing = membership_of(context.committed)
         if existing is not None:
@@ -468,6 +479,9 @@ class PeerBindingExtension:
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
         return {}
 
+    def opened(self, context: SessionContext) -> dict[str, Any]:
+        return {}
+
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         try:
             pin = PeerPin.from_certificate(_bytes(body, "cert"))
@@ -523,6 +537,9 @@ class OwnershipRules:
     def owns(self, committed: Mapping[str, bytes]) -> bool:
         """An owner record makes the device owned (a corrupt one too: fail closed)."""
         return RECORD_OWNER in committed
+
+    def opened(self, context: SessionContext) -> dict[str, Any]:
+        return {}
 
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         raise _refuse(f"{endpoint}: no such endpoint")

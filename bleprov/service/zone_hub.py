@@ -127,7 +127,25 @@ class ZoneEnroller:
         device_id: str,
         owner: str,
     ) -> PendingEnrolment:
-        """CSR -> certificate -> registry -> staged on the device (not yet committed).
+        """CSR -> certificate -> registry -> staged on the device (not yet committed)."""
+        pending = await self.issue(client, session, device_id=device_id, owner=owner)
+        try:
+            await client.zone_install(pending.certificate, owner)
+        except BaseException:
+            await self.abandon(pending)
+            raise
+        return pending
+
+    async def issue(
+        self,
+        client: EnrolmentClient,
+        session: BindingSource,
+        *,
+        device_id: str,
+        owner: str,
+    ) -> PendingEnrolment:
+        """CSR (the one the device pushed) -> certificate -> registry, pending: what
+        ``zone/install`` then stages on the device, in the host's pipelined flight.
 
         ``device_id`` must come from the device's verified attestation, never from the
         device's own words in this session; that attestation must chain to a trusted
@@ -170,11 +188,6 @@ class ZoneEnroller:
             manufacturer_root=attestation.manufacturer_root_fingerprint.hex(),
             enrolment_id=pending.enrolment_id,
         )
-        try:
-            await client.zone_install(certificate, owner)
-        except BaseException:
-            await self.abandon(pending)
-            raise
         return pending
 
     async def confirm(self, pending: PendingEnrolment, *, how: str = "the device answered") -> None:

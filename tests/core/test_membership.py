@@ -17,6 +17,7 @@ from cryptography import x509
 from bleprov.core import membership as mb
 from bleprov.core.enrolment import device as enr
 from bleprov.core.enrolment.messages import (
+    Notification,
     Request,
     Response,
     Status,
@@ -141,9 +142,16 @@ def test_wifi_and_zone_commit_together() -> None:
     device = Device()
     device.enrol()
     device.ok("wifi/set", credentials_body(GOOD))
-    assert device.refused("commit") is Status.BUSY  # the join is still running
-    device.m.join_done(Failed(JoinFailure.WRONG_PASSWORD), 1.5)
-    assert device.refused("commit") is Status.NOT_PROVEN  # never the zone without the Wi-Fi
+    # Pipelined: the commit waits for the join, then is refused: never the zone without
+    # the Wi-Fi (and the zone stays staged for new credentials).
+    assert device.m.receive(encode(Request(99, "commit", {})), 1.2) == []
+    held = [
+        decode(e.data)
+        for e in device.m.join_done(Failed(JoinFailure.WRONG_PASSWORD), 1.5)
+        if isinstance(e, enr.Send)
+    ]
+    assert [(m.id, m.status) for m in held if isinstance(m, Response)] == [(99, Status.NOT_PROVEN)]
+    assert device.refused("commit") is Status.NOT_PROVEN
     device.ok("wifi/set", credentials_body(GOOD))
     device.m.join_done(Connected("192.0.2.9"), 1.5)
     records = device.commit()
@@ -360,3 +368,36 @@ def test_zone_record_round_trips_and_hides_nothing_it_should_not_print() -> None
     assert membership.serial > 0
     assert membership.certificate.root_der == ZONE.root_der
     _ = timedelta  # validity is the zone's business
+
+
+def test_the_csr_is_pushed_unasked_to_a_session_that_may_enrol_and_installs() -> None:
+    """The handshake's answer flight carries the CSR: no round trip asks for it, and the
+    certificate issued for it installs (the pushed key is the pending key)."""
+    device = Device()
+    [sent] = device.m.start(0.0)
+    assert isinstance(sent, enr.Send)
+    notice = decode(sent.data)
+    assert isinstance(notice, Notification) and notice.topic == "session"
+    assert notice.body["authority"] == "installer"
+    csr = mb.parse_csr_response({"csr": notice.body["csr"]})
+    issued = ZONE.issue_member(
+        csr,
+        device_id=DEVICE_ID,
+        owner="alice",
+        expected_binding=device.binding(mb.ZONE_CSR_BINDING),
+        now=NOW,
+    )
+    device.ok(mb.ZONE_INSTALL, mb.install_body(issued, "alice"))
+    assert set(device.commit()) == {mb.RECORD_ZONE, mb.RECORD_OWNER}
+
+
+def test_no_csr_is_pushed_to_a_session_that_may_not_enrol() -> None:
+    host = PeerIdentity.create("laptop", now=NOW)
+    observer = Device(committed=_owned_by(host))
+    [sent] = observer.m.start(0.0)
+    assert isinstance(sent, enr.Send)
+    assert decode(sent.data) == Notification("session", {"authority": "observer"})
+    admin = Device(committed=_owned_by(host), authority=enr.Authority.ADMIN)
+    [sent] = admin.m.start(0.0)
+    assert isinstance(sent, enr.Send)
+    assert decode(sent.data) == Notification("session", {"authority": "admin"})
