@@ -495,7 +495,7 @@ def capture_enrolment_and_trust(seeds: Seeds) -> None:
     ):
         seeds.add("device_enrolment", encode(request))
         seeds.add("enrolment_message", encode(request))
-    seeds.add("zone_install", encode(Request(2, "zone/install", install_body(m.member, fx.OWNER))))
+    seeds.add("zone_install", encode(Request(2, "zone/install", install_body(m.member))))
     seeds.add("zone_install", encode(Request(2, "commit", {})))
 
     offer = m.window_offer.to_body()

@@ -461,19 +461,19 @@ class EnrolmentClient:
     async def commit(self) -> None:
         await self.request(Endpoint.COMMIT)
 
-    async def zone_csr(self) -> bytes:
-        """The CSR for a key the device made for this session, bound to it: the one it
-        pushed in the handshake's answer flight (no round trip), else asked for."""
+    async def zone_key(self) -> tuple[bytes, bytes]:
+        """The zone key the device made for this session and its proof of possession,
+        bound to the session: pushed in the handshake's answer flight (no round trip),
+        else asked for (``zone/key``, which makes a new one)."""
         pushed = await self.session_notice()
-        if "csr" in pushed:
-            return membership.parse_csr_response({"csr": pushed.pop("csr")})
-        return membership.parse_csr_response(await self.request(membership.ZONE_CSR))
+        if "zone_key" in pushed:
+            body = {"key": pushed.pop("zone_key"), "pop": pushed.pop("zone_pop", None)}
+            return membership.parse_key_response(body)
+        return membership.parse_key_response(await self.request(membership.ZONE_KEY))
 
-    async def zone_install(self, certificate: MemberCertificate, owner: str) -> dict[str, Any]:
+    async def zone_install(self, certificate: MemberCertificate) -> dict[str, Any]:
         """Stage the issued certificate, its chain and the zone root on the device."""
-        return await self.request(
-            membership.ZONE_INSTALL, membership.install_body(certificate, owner)
-        )
+        return await self.request(membership.ZONE_INSTALL, membership.install_body(certificate))
 
     async def peer_bind(self, identity: PeerIdentity) -> PeerPin:
         """Stage our pin on the device; returns the device's identity to pin here."""

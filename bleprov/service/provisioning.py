@@ -311,9 +311,7 @@ async def provision(
         pending = await zone.enroller.issue(client, session, device_id=device_id, owner=zone.owner)
         report.zone = pending
         logger.info("zone certificate %x issued for %s", pending.serial, zone.owner)
-        trust.append(
-            (membership.ZONE_INSTALL, membership.install_body(pending.certificate, zone.owner))
-        )
+        trust.append((membership.ZONE_INSTALL, membership.install_body(pending.certificate)))
     try:
         await _stage_and_commit(client, credentials, trust, peer, wifi, report, steps)
     except _CommitSent as sent:
