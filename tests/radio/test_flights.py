@@ -72,16 +72,17 @@ def flights(monkeypatch: pytest.MonkeyPatch) -> Flights:
 
 #: The targets: flights of the whole enrolment, handshake included.
 MOST_FLIGHTS = {("qr", "zone"): 2, ("code", "zone"): 3, ("qr", "wifi"): 2, ("qr", "peer"): 3}
+CASES = [(mode, step, 247) for mode, step in sorted(MOST_FLIGHTS)] + [("qr", "zone", 23)]
 
 
-@pytest.mark.parametrize(("mode", "step"), sorted(MOST_FLIGHTS))
+@pytest.mark.parametrize(("mode", "step", "mtu"), CASES)
 async def test_an_enrolment_takes_at_most_its_flights(
-    world: World, flights: Flights, mode: str, step: str
+    world: World, flights: Flights, mode: str, step: str, mtu: int
 ) -> None:
     device = await world.new_device(**device_options(mode), peripheral=CountingPeripheral)
     radio = device.peripheral
     assert isinstance(radio, CountingPeripheral)
-    outcome = await provision_device(world, device, mode, step, world.host(f"fl-{mode}"))
+    outcome = await provision_device(world, device, mode, step, world.host(f"fl-{mode}"), mtu=mtu)
     assert outcome.error is None, outcome.error
     events = flights.events
     # The last host send is its CLOSE, after the last answer: nobody waits for it.
@@ -89,7 +90,7 @@ async def test_an_enrolment_takes_at_most_its_flights(
     counted = Flights(events[:-1]).count()
     up, down = radio.sizes[Direction.UP], radio.sizes[Direction.DOWN]
     print(
-        f"\n{mode}+{step}: {counted} flights, {up + down} B of frames "
+        f"\n{mode}+{step} MTU {mtu}: {counted} flights, {up + down} B of frames "
         f"({up} up, {down} down); messages {radio.messages}"
     )
     assert counted <= MOST_FLIGHTS[mode, step]
