@@ -1,11 +1,13 @@
 """The host's enrolment of one device, over an open secure session.
 
 What the laptop owner, the demo and the tests all run once a session is open: show the
-device's Wi-Fi scan, send credentials (and new ones after a failed join, in the same
-session), enrol the device into a zone or bind it as a peer, commit everything in the
-device's one atomic write, then record the result: the peer pin here, the enrolment
-confirmed on the hub; or, when the device refused the commit, the zone certificate
-revoked.
+device's Wi-Fi scan (unless the user named the network: :class:`PresetWifi`), have the
+hub certify the zone key the device sent with its attestation, then send the credentials,
+the zone certificate and COMMIT in one flight (docs/protocol.md section 11,
+"Pipelining"; new credentials and COMMIT again after a failed join, in the same session),
+the device committing everything in one atomic write once the join is proven; then
+record the result: the peer pin here, the enrolment confirmed on the hub; or, when the
+device refused the commit, the zone certificate revoked.
 
 A COMMIT whose answer is lost does not say whether the device committed. provision()
 then reaches the device again (:class:`Redial`: the same link, BLE or the broker) and
