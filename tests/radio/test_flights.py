@@ -94,3 +94,48 @@ async def test_an_enrolment_takes_at_most_its_flights(
         f"({up} up, {down} down); messages {radio.messages}"
     )
     assert counted <= MOST_FLIGHTS[mode, step]
+
+
+async def test_a_failed_join_in_the_pipelined_flight_is_retried_and_the_zone_stays_staged(
+    world: World, flights: Flights
+) -> None:
+    """The commit held behind a wrong password is refused (not proven), the zone staged
+    in the same flight stays: new credentials and COMMIT in one more flight enrol it, with
+    the one certificate the hub issued."""
+    from bleprov.core import membership as mb
+    from bleprov.core.wifi import WifiCredentials
+    from bleprov.service.provisioning import ZonePlan, provision
+    from bleprov.service.zone_hub import ZoneEnroller
+    from bleprov.store.registry import DeviceStatus
+    from tests.pairing import authentication, open_host
+    from tests.rig import HOME
+
+    wrong = WifiCredentials(HOME.ssid, HOME.security, passphrase="not the password")
+
+    class Typo:
+        def preset(self) -> WifiCredentials:
+            return wrong
+
+        async def choose(self, results: object) -> WifiCredentials:
+            raise AssertionError("no scan: the network was named")
+
+        async def retry(self, status: object, tried: WifiCredentials) -> WifiCredentials:
+            assert tried == wrong
+            return HOME
+
+    device = await world.new_device()
+    session = await open_host(world, device, authentication(device, "qr"))
+    try:
+        report = await provision(
+            session, wifi=Typo(), zone=ZonePlan(ZoneEnroller(world.hub, world.admin), "alice")
+        )
+    finally:
+        await session.close()
+        await device.service.drain()
+    assert report.wifi_attempts == 2 and report.zone is not None
+    assert Flights(flights.events[:-1]).count() == 3  # the handshake, two pipelined flights
+    membership = mb.membership_of(device.store.load())
+    assert membership is not None and membership.serial == report.zone.serial
+    record = world.hub.registry.device(device.device_id)
+    assert record.status is DeviceStatus.ENROLLED
+    assert record.certificate_serial == report.zone.serial
