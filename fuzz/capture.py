@@ -488,14 +488,14 @@ def capture_enrolment_and_trust(seeds: Seeds) -> None:
         Request(3, "wifi/set", credentials_body(home)),
         Request(4, "failsafe", {"seconds": 120}),
         Request(5, "commit", {}),
-        Request(6, "zone/csr", {}),
+        Request(6, "zone/key", {}),
         Request(7, "peer/bind", {"cert": m.host_identity.cert_der}),
         Request(8, "abort", {}),
         Request(9, "vendor/led", {"on": True}),
     ):
         seeds.add("device_enrolment", encode(request))
         seeds.add("enrolment_message", encode(request))
-    seeds.add("zone_install", encode(Request(2, "zone/install", install_body(m.member, fx.OWNER))))
+    seeds.add("zone_install", encode(Request(2, "zone/install", install_body(m.member))))
     seeds.add("zone_install", encode(Request(2, "commit", {})))
 
     offer = m.window_offer.to_body()

@@ -587,7 +587,7 @@ def device_enrolment(data: bytes) -> None:
 @harness(
     "zone_install",
     allowed=(),
-    source="core/enrolment/device.py DeviceEnrolment.receive: the request after zone/csr "
+    source="core/enrolment/device.py DeviceEnrolment.receive: the request after zone/key "
     "(zone/install), the device's key fixed",
     quick_runs=100,
 )
@@ -596,7 +596,7 @@ def zone_install(data: bytes) -> None:
 
     with fx.fixed_member_key():
         enrolment = _enrolment()
-        enrolment.receive(encode(Request(1, "zone/csr", {})), 1.0)
+        enrolment.receive(encode(Request(1, "zone/key", {})), 1.0)
         enrolment.receive(data, 2.0)
 
 

@@ -107,7 +107,7 @@ def cheap_stretch() -> Iterator[None]:
 
 @contextlib.contextmanager
 def fixed_member_key() -> Iterator[None]:
-    """The device's zone/csr key is :func:`member_key` inside this block."""
+    """The device's zone key (zone/key) is :func:`member_key` inside this block."""
     from bleprov.core import membership
 
     with _replaced(membership, "make_member_key", member_key):

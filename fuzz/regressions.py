@@ -128,7 +128,7 @@ def cases() -> Iterator[Case]:
     for harness in ("device_session", "session_message", "enrolment_message"):
         yield Case("F2", harness, f"nested-map-keys-{F2_DEPTH}", nested_map_keys(F2_DEPTH))
     # F3: cryptography's other exceptions where only ValueError/TypeError is caught.
-    install = install_body(m.member, fx.OWNER)
+    install = install_body(m.member)
     yield Case(
         "F3",
         "zone_install",

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, ExtendedKeyUsageOID, NameOID
 
 from bleprov.core.ca import MemberCertificate
-from bleprov.core.zone import BadCsr, NotAZoneMember, Revoked
+from bleprov.core.zone import BadCsr, NotAZoneMember, Revoked, check_key_proof
 
 _SKEW = timedelta(minutes=5)
 _ZONE = "urn:bleprov:zone:"
@@ -153,6 +153,23 @@ class MemoryCa:
         public_key, named = self._csr(csr_der, expected_binding)
         if named != device_id:
             raise BadCsr("CSR names another device")
+        return self._member(public_key, device_id, owner, now, validity, hub=False)
+
+    def issue_member_key(
+        self,
+        point: bytes,
+        proof: bytes,
+        *,
+        device_id: str,
+        owner: str,
+        expected_binding: bytes,
+        now: datetime,
+        validity: timedelta = timedelta(days=30),
+    ) -> MemberCertificate:
+        self.calls.append("issue_member_key")
+        public_key = check_key_proof(
+            point, proof, device_id=device_id, expected_binding=expected_binding
+        )
         return self._member(public_key, device_id, owner, now, validity, hub=False)
 
     def renew(

@@ -87,7 +87,11 @@ async def open_host(
 
 
 class _Home:
-    """The person picks the home network (rig.HOME) and never retries."""
+    """The person named the home network (rig.HOME, as ``--wifi-ssid`` with its security
+    does): no scan, the credentials go in the commit's flight; and never retries."""
+
+    def preset(self) -> Any:
+        return HOME
 
     async def choose(self, results: list[Any]) -> Any:
         return HOME

@@ -161,6 +161,11 @@ class RememberedWifi:
         self.chosen = False
         self.credentials: WifiCredentials | None = None
 
+    def preset(self) -> WifiCredentials | None:
+        """After the first device: its network, sent without a scan (one round trip
+        less per device: docs/protocol.md section 11, "Pipelining")."""
+        return self.credentials if self.chosen else None
+
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
         if not self.chosen:
             self.credentials = await self.chooser.choose(results)

@@ -235,7 +235,7 @@ async def run_demo(
         console.print(f"wifi: connected to Home, IP {report.wifi.ip}")
         if report.zone is not None:
             console.print(
-                f"zone: CSR of {report.zone.csr_bytes} bytes bound to this session; "
+                f"zone: key and proof of {report.zone.key_bytes} bytes bound to this session; "
                 f"certificate for {report.zone.device_id}, owner {OWNER}, valid to "
                 f"{report.zone.not_after:%Y-%m-%d}"
             )

@@ -85,6 +85,22 @@ class CertificateAuthority(Protocol):
         attestation) and carries ``expected_binding`` (the session's channel binding)."""
         ...
 
+    def issue_member_key(
+        self,
+        point: bytes,
+        proof: bytes,
+        *,
+        device_id: str,
+        owner: str,
+        expected_binding: bytes,
+        now: datetime,
+        validity: timedelta = ...,
+    ) -> MemberCertificate:
+        """Certify the zone key ``point`` (65-byte P-256 point) whose ``proof`` (raw
+        ECDSA) signs ``device_id`` and ``expected_binding`` (docs/protocol.md section 12,
+        "The zone key"); BadCsr when it does not."""
+        ...
+
     def renew(
         self,
         current_cert_der: bytes,

@@ -5,11 +5,12 @@ device's enrolment machine (:class:`~bleprov.core.enrolment.device.Extension`), 
 changes are staged under the session's fail-safe and written by the same atomic COMMIT
 as the Wi-Fi credentials. A device ends a session fully enrolled or as it was.
 
-Zone (webinos personal zone, Matter fabric): the host asks ``zone/csr``; the device makes a
-P-256 key that never leaves it and answers a CSR bound to this session
-(:data:`ZONE_CSR_BINDING`); the hub's zone CA checks the binding and issues a member
-certificate; ``zone/install`` hands the device its certificate, the chain and the zone
-root, and the device checks they fit its pending key before staging them.
+Zone (webinos personal zone, Matter fabric): at the session's start the device makes a
+P-256 key that never leaves it and pushes its public point with a proof of possession
+bound to this session and device (:data:`ZONE_KEY_BINDING`), in the handshake's answer
+flight; the hub's zone CA checks the proof and issues a member certificate;
+``zone/install`` hands the device its certificate, the chain and the zone root, and the
+device checks they fit its pending key before staging them.
 
 Peer (no hub): ``peer/bind`` carries the host's long-term peer certificate; the device
 pins it, answers with its own (made on first binding), and both sides can then open a
@@ -52,21 +53,23 @@ from bleprov.core.peer import (
     PinSet,
 )
 from bleprov.core.zone import (
+    ZONE_KEY_SIZE,
     MemberCertificate,
     MemberIdentity,
     ZoneError,
     ZoneSetupError,
-    make_csr,
+    make_key_proof,
     make_member_key,
     verify_member,
 )
 
-ZONE_CSR: Final = "zone/csr"
+ZONE_KEY: Final = "zone/key"
 ZONE_INSTALL: Final = "zone/install"
 PEER_BIND: Final = "peer/bind"
 
-#: Channel-binding label of the CSR (docs/protocol.md, "Zone enrolment").
-ZONE_CSR_BINDING: Final = b"zone csr"
+#: Channel-binding label of the zone key's proof of possession (docs/protocol.md,
+#: section 12, "The zone key").
+ZONE_KEY_BINDING: Final = b"zone key"
 
 RECORD_ZONE: Final = "zone"
 RECORD_OWNER: Final = "owner"
@@ -363,7 +366,7 @@ class ZoneMembershipExtension:
     One instance serves one session (it holds the pending key, which dies with it).
     """
 
-    endpoints: tuple[str, ...] = (ZONE_CSR, ZONE_INSTALL)
+    endpoints: tuple[str, ...] = (ZONE_KEY, ZONE_INSTALL)
     capabilities: tuple[str, ...] = ("zone",)
 
     def __init__(self) -> None:
@@ -379,6 +382,18 @@ class ZoneMembershipExtension:
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
         return {}
 
+    def opened(self, context: SessionContext) -> dict[str, Any]:
+        """A session that may enrol this device gets its zone key and proof unasked, in
+        the handshake's answer flight: the hub can issue at once, and no round trip asks."""
+        if (
+            context.channel_binding is None
+            or not self.allowed(ZONE_KEY, context.authority)
+            or RECORD_ZONE in context.committed
+        ):
+            return {}
+        body = self._key(context).body
+        return {"zone_key": body["key"], "zone_pop": body["pop"]}
+
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         existing = membership_of(context.committed)
         if existing is not None:
@@ -386,26 +401,28 @@ class ZoneMembershipExtension:
                 f"already a member of zone {existing.zone_id}: renew over a validated "
                 "connection, or factory-reset the device to enrol it elsewhere"
             )
-        if endpoint == ZONE_CSR:
-            return self._csr(context)
+        if endpoint == ZONE_KEY:
+            return self._key(context)
         return self._install(body, context)
 
-    def _csr(self, context: SessionContext) -> Staged:
+    def _key(self, context: SessionContext) -> Staged:
+        """A new pending key (replacing any), and its proof bound to this session."""
         if context.channel_binding is None:
-            raise _refuse("this session offers no channel binding for a CSR")
-        binding = context.channel_binding(ZONE_CSR_BINDING)
+            raise _refuse("this session offers no channel binding for a zone key")
+        binding = context.channel_binding(ZONE_KEY_BINDING)
         self._pending = make_member_key()
-        csr = make_csr(self._pending, device_id=context.device_id, session_binding=binding)
-        return Staged({"csr": csr})
+        point, proof = make_key_proof(
+            self._pending, device_id=context.device_id, session_binding=binding
+        )
+        return Staged({"key": point, "pop": proof})
 
     def _install(self, body: dict[str, Any], context: SessionContext) -> Staged:
         key = self._pending
         if key is None:
-            raise _refuse("ask zone/csr first: there is no pending key to install for")
+            raise _refuse("there is no pending key to install for: ask zone/key")
         cert_der = _bytes(body, "cert")
         chain = _chain(body)
         root = _bytes(body, "root")
-        owner = _text(body, "owner")
         try:
             leaf = load_der_certificate(cert_der)
         except UnreadableCertificate:
@@ -415,18 +432,14 @@ class ZoneMembershipExtension:
         member = self._verify(cert_der, chain, root, leaf, context.wall_clock)
         if not hmac.compare_digest(member.device_id, context.device_id):
             raise _refuse("the certificate names another device")
-        if member.owner != owner:
-            raise _refuse("the certificate names another owner")
+        owner = member.owner  # the installer chose it; the certificate says it once
         membership = ZoneMembership(key, cert_der, chain, root, member.zone_id, owner)
         records: dict[str, bytes | None] = {RECORD_ZONE: membership.encode()}
         if owner_of(context.committed) is None and RECORD_OWNER not in context.staged:
             records[RECORD_OWNER] = Owner(
                 "zone", spki_fingerprint(root), owner, member.zone_id
             ).encode()
-        return Staged(
-            {"zone": member.zone_id, "device_id": member.device_id, "serial": member.serial},
-            records,
-        )
+        return Staged({}, records)
 
     @staticmethod
     def _verify(
@@ -466,6 +479,9 @@ class PeerBindingExtension:
         return False
 
     def finalise(self, context: SessionContext) -> dict[str, bytes | None]:
+        return {}
+
+    def opened(self, context: SessionContext) -> dict[str, Any]:
         return {}
 
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
@@ -524,6 +540,9 @@ class OwnershipRules:
         """An owner record makes the device owned (a corrupt one too: fail closed)."""
         return RECORD_OWNER in committed
 
+    def opened(self, context: SessionContext) -> dict[str, Any]:
+        return {}
+
     def handle(self, endpoint: str, body: dict[str, Any], context: SessionContext) -> Staged:
         raise _refuse(f"{endpoint}: no such endpoint")
 
@@ -548,17 +567,22 @@ def device_extensions() -> tuple[ZoneMembershipExtension, PeerBindingExtension, 
 # --------------------------------------------------------------------- host role
 
 
-def install_body(certificate: MemberCertificate, owner: str) -> dict[str, Any]:
+def install_body(certificate: MemberCertificate) -> dict[str, Any]:
     return {
         "cert": certificate.cert_der,
         "chain": list(certificate.chain_der),
         "root": certificate.root_der,
-        "owner": owner,
     }
 
 
-def parse_csr_response(body: dict[str, Any]) -> bytes:
-    return _bytes(body, "csr", 2048)
+def parse_key_response(body: dict[str, Any]) -> tuple[bytes, bytes]:
+    """A ``zone/key`` answer (or the ``session`` notification's fields renamed to it):
+    the key's point and its proof of possession, checked for size only (the hub checks
+    the proof)."""
+    point, proof = _bytes(body, "key", ZONE_KEY_SIZE), _bytes(body, "pop", 64)
+    if len(point) != ZONE_KEY_SIZE or len(proof) != 64:
+        raise MembershipError("a zone key is a 65-byte point with a 64-byte proof")
+    return point, proof
 
 
 def bind_body(identity: PeerIdentity) -> dict[str, Any]:
@@ -574,9 +598,9 @@ def parse_bind_response(body: dict[str, Any]) -> PeerPin:
 
 __all__ = [
     "PEER_BIND",
-    "ZONE_CSR",
-    "ZONE_CSR_BINDING",
     "ZONE_INSTALL",
+    "ZONE_KEY",
+    "ZONE_KEY_BINDING",
     "MembershipError",
     "Owner",
     "OwnershipRules",
@@ -589,7 +613,7 @@ __all__ = [
     "membership_of",
     "owner_of",
     "parse_bind_response",
-    "parse_csr_response",
+    "parse_key_response",
     "peer_identity_of",
     "pins_of",
     "spki_fingerprint",

@@ -823,6 +823,7 @@ NAMESPACES: Final[tuple[Namespace, ...]] = (
         _text_codes(
             f"{_ENROLMENT}.messages",
             [
+                ("session", "SESSION", "the session's authority and zone key, once"),
                 ("wifi/scan", "WIFI_SCAN", "scan results"),
                 ("wifi/status", "WIFI_STATUS", "join progress"),
                 ("failsafe", "FAILSAFE", "the fail-safe expired"),

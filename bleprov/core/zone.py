@@ -64,7 +64,7 @@ from cryptography.x509.verification import (
 from bleprov.core import cbor
 from bleprov.core.ca import CertificateAuthority
 from bleprov.core.ca import MemberCertificate as MemberCertificate  # its old home
-from bleprov.core.crypto import pki
+from bleprov.core.crypto import pki, primitives
 from bleprov.core.crypto.loading import (
     PARSE_ERRORS,
     KeyTooDear,
@@ -234,6 +234,12 @@ def _validate_owner(owner: str) -> str:
     return owner
 
 
+def _binding_bytes(binding: bytes) -> bytes:
+    if not isinstance(binding, bytes) or len(binding) != SESSION_BINDING_SIZE:
+        raise ValueError(f"session binding must be {SESSION_BINDING_SIZE} bytes")
+    return binding
+
+
 def _binding_text(binding: bytes) -> bytes:
     if not isinstance(binding, bytes) or len(binding) != SESSION_BINDING_SIZE:
         raise ValueError(f"session binding must be {SESSION_BINDING_SIZE} bytes")
@@ -366,6 +372,50 @@ def make_csr(key: SigningKey, *, device_id: str, session_binding: bytes) -> byte
             key,
         )
     )
+
+
+#: What a zone key's proof of possession signs, before the device ID and the binding
+#: (docs/protocol.md section 12, "The zone key").
+KEY_PROOF_CONTEXT: Final = b"bleprov zone key v2\x00"
+#: A zone key on the air: the uncompressed SEC1 point of a P-256 key.
+ZONE_KEY_SIZE: Final = 65
+
+
+def key_proof_message(device_id: str, session_binding: bytes) -> bytes:
+    """``"bleprov zone key v2" 0x00 || u8 len(device_id) || device_id || binding``."""
+    validate_device_id(device_id)
+    name = device_id.encode("ascii")
+    return KEY_PROOF_CONTEXT + bytes([len(name)]) + name + _binding_bytes(session_binding)
+
+
+def make_key_proof(
+    key: SigningKey, *, device_id: str, session_binding: bytes
+) -> tuple[bytes, bytes]:
+    """The zone key as it travels (65-byte point) and its proof of possession: a raw
+    ECDSA signature by that key over :func:`key_proof_message`. Instead of a PKCS#10
+    CSR (about 300 bytes): 129 bytes, bound to the session and the device the same way."""
+    if not _is_p256(key.public_key()):
+        raise ValueError("zone member keys are P-256")
+    point = primitives.p256_public_point(key)
+    return point, pki.ecdsa_sign_raw(key, key_proof_message(device_id, session_binding))
+
+
+def check_key_proof(
+    point: bytes, proof: bytes, *, device_id: str, expected_binding: bytes
+) -> VerifyingKey:
+    """The P-256 key ``point`` if ``proof`` is its signature over this device's and this
+    session's :func:`key_proof_message`; else BadCsr (made elsewhere, or not on P-256)."""
+    if not isinstance(point, bytes) or len(point) != ZONE_KEY_SIZE or point[0] != 0x04:
+        raise BadCsr(f"the zone key must be a {ZONE_KEY_SIZE}-byte uncompressed P-256 point")
+    if not isinstance(proof, bytes) or len(proof) != pki.RAW_SIGNATURE_SIZE:
+        raise BadCsr(f"the proof of possession must be {pki.RAW_SIGNATURE_SIZE} bytes")
+    try:
+        key = primitives.p256_public_key(point)
+    except ValueError:
+        raise BadCsr("the zone key is not a point on P-256") from None
+    if not pki.ecdsa_verify_raw(key, proof, key_proof_message(device_id, expected_binding)):
+        raise BadCsr("the zone key's proof does not verify: not made in this session")
+    return key
 
 
 @dataclass(frozen=True)
@@ -890,6 +940,24 @@ class Zone:
         return self._issue(
             csr.public_key, device_id=device_id, owner=owner, now=now, validity=validity
         )
+
+    def issue_member_key(
+        self,
+        point: bytes,
+        proof: bytes,
+        *,
+        device_id: str,
+        owner: str,
+        expected_binding: bytes,
+        now: datetime,
+        validity: timedelta = DEFAULT_MEMBER_VALIDITY,
+    ) -> MemberCertificate:
+        """Certify a zone key the device proved it holds in this session
+        (:func:`check_key_proof`): the enrolment's form of :meth:`issue_member`."""
+        validate_device_id(device_id)
+        _validate_owner(owner)
+        key = check_key_proof(point, proof, device_id=device_id, expected_binding=expected_binding)
+        return self._issue(key, device_id=device_id, owner=owner, now=now, validity=validity)
 
     def renew(
         self,

@@ -156,8 +156,11 @@ class EnrolmentService:
             extensions=self.extensions(),
             authority=channel.authority,
         )
-        self.machines[key] = enr.DeviceEnrolment(config, registry=self.registry, now=self.now())
+        machine = enr.DeviceEnrolment(config, registry=self.registry, now=self.now())
+        self.machines[key] = machine
         self._channels[key] = channel
+        # Pushed unasked, right behind the attestation: the handshake's answer flight.
+        self._run(key, machine.start(self.now()))
 
     def received(self, channel: Channel, data: bytes) -> None:
         machine = self.machines.get(id(channel))
@@ -310,6 +313,22 @@ class NoAnswer(EnrolmentError):
         super().__init__(Status.INTERNAL, message)
 
 
+def _ok(response: Response) -> dict[str, Any]:
+    """The body of an answer with status ok; EnrolmentError with its status otherwise."""
+    if response.status != Status.OK:
+        try:
+            status = Status(response.status)
+        except ValueError:
+            status = Status.INTERNAL
+        raise EnrolmentError(status, str(response.body.get("error", "refused")))
+    return response.body
+
+
+def ok_body(response: Response) -> dict[str, Any]:
+    """:func:`_ok`, for callers of :meth:`EnrolmentClient.answer`."""
+    return _ok(response)
+
+
 def _status_name(status: int) -> str:
     try:
         return Status(status).name.lower()
@@ -326,6 +345,8 @@ class EnrolmentClient:
         self._next_id = 1
         self._responses: dict[int, Response] = {}
         self._notifications: dict[str, list[dict[str, Any]]] = {}
+        #: The device's ``session`` notification (pushed once, behind the attestation).
+        self._session: dict[str, Any] | None = None
         self.requests = 0
         self.messages_received = 0
         self.bytes_sent = 0
@@ -371,14 +392,30 @@ class EnrolmentClient:
     async def request(self, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         request_id = self._send(endpoint, body or {})
         await self._pump_until(lambda: request_id in self._responses)
-        response = self._responses.pop(request_id)
-        if response.status != Status.OK:
-            try:
-                status = Status(response.status)
-            except ValueError:
-                status = Status.INTERNAL
-            raise EnrolmentError(status, str(response.body.get("error", "refused")))
-        return response.body
+        return _ok(self._responses.pop(request_id))
+
+    def send_all(self, requests: list[tuple[str, dict[str, Any]]]) -> list[int]:
+        """Send ``requests`` in one flight, without waiting (the device handles and
+        answers them in order); their ids, for :meth:`answer`."""
+        return [self._send(endpoint, body) for endpoint, body in requests]
+
+    async def answer(self, request_id: int) -> Response:
+        """The device's answer to a request sent by :meth:`send_all`, whatever its status
+        (NoAnswer if it does not come in time)."""
+        await self._pump_until(lambda: request_id in self._responses)
+        return self._responses.pop(request_id)
+
+    async def session_notice(self) -> dict[str, Any]:
+        """The ``session`` notification the device pushes behind its attestation: the
+        session's authority, and what it offers unasked (the zone CSR)."""
+        if self._session is None:
+            await self._pump_until(lambda: bool(self._notifications.get(Topic.SESSION)))
+            self._session = self._notifications[Topic.SESSION].pop(0)
+        return self._session
+
+    def statuses(self) -> list[WifiStatus]:
+        """The Wi-Fi status notifications received so far (taken)."""
+        return [parse_status(body) for body in self._notifications.pop(Topic.WIFI_STATUS, [])]
 
     def _take(self, topic: str) -> dict[str, Any] | None:
         queue = self._notifications.get(topic)
@@ -424,15 +461,19 @@ class EnrolmentClient:
     async def commit(self) -> None:
         await self.request(Endpoint.COMMIT)
 
-    async def zone_csr(self) -> bytes:
-        """Ask the device for a CSR for a key it makes now, bound to this session."""
-        return membership.parse_csr_response(await self.request(membership.ZONE_CSR))
+    async def zone_key(self) -> tuple[bytes, bytes]:
+        """The zone key the device made for this session and its proof of possession,
+        bound to the session: pushed in the handshake's answer flight (no round trip),
+        else asked for (``zone/key``, which makes a new one)."""
+        pushed = await self.session_notice()
+        if "zone_key" in pushed:
+            body = {"key": pushed.pop("zone_key"), "pop": pushed.pop("zone_pop", None)}
+            return membership.parse_key_response(body)
+        return membership.parse_key_response(await self.request(membership.ZONE_KEY))
 
-    async def zone_install(self, certificate: MemberCertificate, owner: str) -> dict[str, Any]:
+    async def zone_install(self, certificate: MemberCertificate) -> dict[str, Any]:
         """Stage the issued certificate, its chain and the zone root on the device."""
-        return await self.request(
-            membership.ZONE_INSTALL, membership.install_body(certificate, owner)
-        )
+        return await self.request(membership.ZONE_INSTALL, membership.install_body(certificate))
 
     async def peer_bind(self, identity: PeerIdentity) -> PeerPin:
         """Stage our pin on the device; returns the device's identity to pin here."""

@@ -1,11 +1,13 @@
 """The host's enrolment of one device, over an open secure session.
 
 What the laptop owner, the demo and the tests all run once a session is open: show the
-device's Wi-Fi scan, send credentials (and new ones after a failed join, in the same
-session), enrol the device into a zone or bind it as a peer, commit everything in the
-device's one atomic write, then record the result: the peer pin here, the enrolment
-confirmed on the hub; or, when the device refused the commit, the zone certificate
-revoked.
+device's Wi-Fi scan (unless the user named the network: :class:`PresetWifi`), have the
+hub certify the zone key the device sent with its attestation, then send the credentials,
+the zone certificate and COMMIT in one flight (docs/protocol.md section 11,
+"Pipelining"; new credentials and COMMIT again after a failed join, in the same session),
+the device committing everything in one atomic write once the join is proven; then
+record the result: the peer pin here, the enrolment confirmed on the hub; or, when the
+device refused the commit, the zone certificate revoked.
 
 A COMMIT whose answer is lost does not say whether the device committed. provision()
 then reaches the device again (:class:`Redial`: the same link, BLE or the broker) and
@@ -26,10 +28,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from bleprov.core import membership
 from bleprov.core.advertising import DeviceState
-from bleprov.core.enrolment.messages import EnrolmentError, WifiState, WifiStatus
+from bleprov.core.enrolment.messages import (
+    Endpoint,
+    EnrolmentError,
+    Response,
+    Status,
+    WifiState,
+    WifiStatus,
+    credentials_body,
+)
 from bleprov.core.errors import BleprovError
 from bleprov.core.peer import PeerPin
 from bleprov.core.receipt import EnrolmentReceipt, UnresolvedEnrolment
@@ -39,7 +50,7 @@ from bleprov.core.session.modes import AuthenticationFailed
 from bleprov.core.wifi import JoinFailure, ScanResult, WifiCredentials
 from bleprov.core.window import WindowClosed
 from bleprov.core.words import words
-from bleprov.service.enrolment import EnrolmentClient, NoAnswer
+from bleprov.service.enrolment import EnrolmentClient, NoAnswer, ok_body
 from bleprov.service.host_session import DeviceAuthentication
 from bleprov.service.trust import HostTrust
 from bleprov.session import SecureHostLink
@@ -151,6 +162,17 @@ class WifiChooser(Protocol):
 
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
         """The join failed (``status.reason``): new credentials, or None to give up."""
+        ...
+
+
+@runtime_checkable
+class PresetWifi(Protocol):
+    """A :class:`WifiChooser` that may already know the network (the user named it and
+    its security): then no scan is asked for, and the credentials go in the commit's
+    flight (docs/protocol.md section 11, "Pipelining")."""
+
+    def preset(self) -> WifiCredentials | None:
+        """The credentials to send without a scan, or None to choose from one."""
         ...
 
 
@@ -273,76 +295,42 @@ async def provision(
     # Derived now, while the session has its keys: the device derives the same.
     receipt = EnrolmentReceipt.of_session(session.channel_binding, session.exporter)
     start = meter.mark()
+    credentials: WifiCredentials | None = None
     if wifi is not None:
-        mark = meter.mark()
-        steps.step("asking the device which Wi-Fi networks it sees")
-        report.scan = await client.scan()
-        logger.info("the device sees %d Wi-Fi network(s)", len(report.scan))
-        credentials = await wifi.choose(report.scan)
-        while credentials is not None:
-            report.wifi_attempts += 1
-            steps.step(
-                f"sending credentials for {credentials.ssid.decode(errors='replace')}",
-                # The log names no network (the device's journal neither: a keyed tag).
-                logged=f"sending Wi-Fi credentials (attempt {report.wifi_attempts})",
-            )
-            status = await client.set_wifi(credentials)
-            logger.info(
-                "Wi-Fi: %s%s",
-                words(status.state),
-                f" ({words(status.reason)})" if status.reason is not None else "",
-            )
-            report.wifi = status
-            if status.state is WifiState.CONNECTED:
-                break
-            credentials = await wifi.retry(status, credentials) if status.attempts_left else None
-        report.wifi_cost = meter.since(mark)
-        if report.wifi is not None and report.wifi.state is not WifiState.CONNECTED:
-            await client.abort()
-            reason = report.wifi.reason or JoinFailure.OTHER
-            raise WifiNotJoined(
-                f"the device could not join the network ({words(reason)}); nothing was "
-                f"changed on it: {join_advice(reason)}"
-            )
+        credentials = wifi.preset() if isinstance(wifi, PresetWifi) else None
+        if credentials is None:
+            # The interactive case: the person picks from what the device sees.
+            steps.step("asking the device which Wi-Fi networks it sees")
+            report.scan = await client.scan()
+            logger.info("the device sees %d Wi-Fi network(s)", len(report.scan))
+            credentials = await wifi.choose(report.scan)
+    report.wifi_cost = meter.since(start)
     mark = meter.mark()
     pending: PendingEnrolment | None = None
+    trust: list[tuple[str, dict[str, Any]]] = []
     if zone is not None:
-        steps.step("enrolling into the zone: the device makes its key and a CSR")
-        pending = await zone.enroller.stage(client, session, device_id=device_id, owner=zone.owner)
+        steps.step("enrolling into the zone: the hub certifies the key the device made")
+        pending = await zone.enroller.issue(client, session, device_id=device_id, owner=zone.owner)
         report.zone = pending
-        logger.info(
-            "zone certificate %x issued for %s, staged on the device", pending.serial, zone.owner
-        )
-    if peer is not None:
-        steps.step("binding as peers: exchanging long-term keys")
-        pin = await client.peer_bind(peer.host.identity())
-        if pin.name != device_id:
-            # The attested ID is the only name a device's pin may carry: anything else
-            # could overwrite our trust in another device. Nothing is committed.
-            await client.abort()
-            raise PeerPinConflict(
-                f"the device (attested as {device_id}) presented a peer identity for "
-                "another name; nothing was committed"
-            )
-        report.peer = pin
-    report.trust_cost = meter.since(mark)
-    steps.step("committing on the device (one atomic write)")
+        logger.info("zone certificate %x issued for %s", pending.serial, zone.owner)
+        trust.append((membership.ZONE_INSTALL, membership.install_body(pending.certificate)))
     try:
-        await client.commit()
-    except NoAnswer as lost:
-        await _commit_answer_lost(lost, session, receipt, report, zone, redial, unresolved, steps)
-    except EnrolmentError:
-        # The device answered: it refused the commit and rolled back.
+        await _stage_and_commit(client, credentials, trust, peer, wifi, report, steps)
+    except _CommitSent as sent:
+        # COMMIT is on its way and its answer did not come: the device may have committed.
+        cause = sent.lost
+        if not isinstance(cause, BleprovError):
+            # Interrupted: nothing is revoked; the next run asks the device.
+            _remember(unresolved, session, receipt, report)
+            raise cause from None
+        await _commit_answer_lost(cause, session, receipt, report, zone, redial, unresolved, steps)
+    except BaseException:
+        # The device answered (it refused, and committed nothing) or nothing was sent
+        # that could commit: what the hub issued is revoked.
         if pending is not None and zone is not None:
             await zone.enroller.abandon(pending)
         raise
-    except BleprovError as lost:
-        await _commit_answer_lost(lost, session, receipt, report, zone, redial, unresolved, steps)
-    except BaseException:
-        # Interrupted while COMMIT was on its way: the device may have committed. Nothing
-        # is revoked; the next run asks it (the hub keeps the enrolment pending).
-        _remember(unresolved, session, receipt, report)
-        raise
+    report.trust_cost = meter.since(mark)
     if pending is not None and zone is not None:
         await zone.enroller.confirm(pending)
     if peer is not None and report.peer is not None:
@@ -357,6 +345,119 @@ async def provision(
         report.total_cost.bytes_down,
     )
     return report
+
+
+class _CommitSent(Exception):
+    """COMMIT was sent and its answer did not come (``lost`` says why)."""
+
+    def __init__(self, lost: BaseException) -> None:
+        super().__init__(str(lost))
+        self.lost = lost
+
+
+def _refusal(endpoint: str, response: Response) -> EnrolmentError:
+    try:
+        ok_body(response)
+    except EnrolmentError as exc:
+        return EnrolmentError(exc.status, f"{endpoint}: {exc}")
+    raise AssertionError("not a refusal")
+
+
+async def _stage_and_commit(
+    client: EnrolmentClient,
+    credentials: WifiCredentials | None,
+    trust: list[tuple[str, dict[str, Any]]],
+    peer: PeerPlan | None,
+    wifi: WifiChooser | None,
+    report: ProvisionReport,
+    steps: _Logged,
+) -> None:
+    """The staging requests and COMMIT in one flight (docs/protocol.md section 11,
+    "Pipelining"); again with new credentials after a failed join. A peer binding's
+    answer (the device's key, pinned here once it committed) is awaited before COMMIT is
+    sent: a lost answer must never leave the device committed to a pin this host lacks.
+    Raises _CommitSent (caused by what went wrong) when COMMIT's answer did not come."""
+    requests = list(trust)
+    if peer is not None:
+        steps.step("binding as peers: exchanging long-term keys")
+        flight = [*_wifi_set(credentials, report, steps), *requests]
+        requests = []
+        ids = client.send_all(
+            [*flight, (membership.PEER_BIND, membership.bind_body(peer.host.identity()))]
+        )
+        bound = [await client.answer(i) for i in ids]
+        for (endpoint, _), answer in zip([*flight, (membership.PEER_BIND, {})], bound, strict=True):
+            if answer.status != Status.OK:
+                await client.abort()
+                raise _refusal(endpoint, answer)
+        pin = membership.parse_bind_response(bound[-1].body)
+        device_id = report.device_id
+        if pin.name != device_id:
+            # The attested ID is the only name a device's pin may carry: anything else
+            # could overwrite our trust in another device. Nothing is committed.
+            await client.abort()
+            raise PeerPinConflict(
+                f"the device (attested as {device_id}) presented a peer identity for "
+                "another name; nothing was committed"
+            )
+        report.peer = pin
+    else:
+        requests = [*_wifi_set(credentials, report, steps), *requests]
+    while True:
+        steps.step("committing on the device (one atomic write)")
+        ids = client.send_all([*requests, (Endpoint.COMMIT, {})])
+        answers: list[Response] = []
+        try:
+            for request_id in ids:
+                answers.append(await client.answer(request_id))
+        except BaseException as lost:
+            raise _CommitSent(lost) from lost
+        statuses = client.statuses()
+        if statuses:
+            report.wifi = statuses[-1]
+            for status in statuses:
+                logger.info(
+                    "Wi-Fi: %s%s",
+                    words(status.state),
+                    f" ({words(status.reason)})" if status.reason is not None else "",
+                )
+        *staging, commit = answers
+        for (endpoint, _), answer in zip(requests, staging, strict=True):
+            if answer.status != Status.OK:
+                raise _refusal(endpoint, answer)  # and the device refused the commit
+        if commit.status == Status.OK:
+            return
+        joined = report.wifi is not None and report.wifi.state is WifiState.CONNECTED
+        if commit.status != Status.NOT_PROVEN or joined or report.wifi is None or wifi is None:
+            raise _refusal(Endpoint.COMMIT, commit)
+        # The join failed: the rest stays staged; new credentials and COMMIT again.
+        tried = credentials
+        retry = None
+        if report.wifi.attempts_left and tried is not None:
+            retry = await wifi.retry(report.wifi, tried)
+        if retry is None:
+            await client.abort()
+            reason = report.wifi.reason or JoinFailure.OTHER
+            raise WifiNotJoined(
+                f"the device could not join the network ({words(reason)}); nothing was "
+                f"changed on it: {join_advice(reason)}"
+            )
+        credentials = retry
+        requests = _wifi_set(credentials, report, steps)
+
+
+def _wifi_set(
+    credentials: WifiCredentials | None, report: ProvisionReport, steps: _Logged
+) -> list[tuple[str, dict[str, Any]]]:
+    if credentials is None:
+        return []
+    report.wifi_attempts += 1
+    steps.step(
+        f"sending credentials for {credentials.ssid.decode(errors='replace')}",
+        # The log names no network (the device's journal neither: a keyed tag).
+        logged=f"sending Wi-Fi credentials (attempt {report.wifi_attempts})",
+    )
+    return [(Endpoint.WIFI_SET, credentials_body(credentials))]
 
 
 # ------------------------------------------------------------- a lost COMMIT answer

@@ -39,7 +39,7 @@ from typing import Final, Protocol
 from cryptography import x509
 
 from bleprov.core.identity import AttestationResult
-from bleprov.core.membership import ZONE_CSR_BINDING
+from bleprov.core.membership import ZONE_KEY_BINDING
 from bleprov.core.receipt import enrolment_id_of
 from bleprov.core.zone import (
     DEFAULT_CRL_LIFETIME,
@@ -98,7 +98,8 @@ class PendingEnrolment:
     certificate: MemberCertificate
     serial: int
     not_after: datetime
-    csr_bytes: int
+    #: The zone key and its proof of possession, as the device sent them.
+    key_bytes: int
     #: The enrolment's ID (hex), bound to its session: what the device's receipt names.
     enrolment_id: str | None = None
 
@@ -127,7 +128,25 @@ class ZoneEnroller:
         device_id: str,
         owner: str,
     ) -> PendingEnrolment:
-        """CSR -> certificate -> registry -> staged on the device (not yet committed).
+        """CSR -> certificate -> registry -> staged on the device (not yet committed)."""
+        pending = await self.issue(client, session, device_id=device_id, owner=owner)
+        try:
+            await client.zone_install(pending.certificate)
+        except BaseException:
+            await self.abandon(pending)
+            raise
+        return pending
+
+    async def issue(
+        self,
+        client: EnrolmentClient,
+        session: BindingSource,
+        *,
+        device_id: str,
+        owner: str,
+    ) -> PendingEnrolment:
+        """Zone key (the one the device pushed) -> certificate -> registry, pending: what
+        ``zone/install`` then stages on the device, in the host's pipelined flight.
 
         ``device_id`` must come from the device's verified attestation, never from the
         device's own words in this session; that attestation must chain to a trusted
@@ -137,11 +156,12 @@ class ZoneEnroller:
         # One read: the admin and the device (the record's transaction checks them again).
         await asyncio.to_thread(check_may_enrol, registry, self.user, device_id)
         attestation = attested(session, device_id)
-        binding = session.channel_binding(ZONE_CSR_BINDING)
-        csr = await client.zone_csr()
+        binding = session.channel_binding(ZONE_KEY_BINDING)
+        point, proof = await client.zone_key()
         now = self.clock()
-        certificate = self.hub.ca.issue_member(
-            csr,
+        certificate = self.hub.ca.issue_member_key(
+            point,
+            proof,
             device_id=device_id,
             owner=owner,
             expected_binding=binding,
@@ -155,7 +175,7 @@ class ZoneEnroller:
             certificate,
             leaf.serial_number,
             leaf.not_valid_after_utc,
-            len(csr),
+            len(point) + len(proof),
             enrolment_id_of(session.channel_binding).hex(),
         )
         # Recorded before the device sees it, pending until the device's commit is known:
@@ -170,11 +190,6 @@ class ZoneEnroller:
             manufacturer_root=attestation.manufacturer_root_fingerprint.hex(),
             enrolment_id=pending.enrolment_id,
         )
-        try:
-            await client.zone_install(certificate, owner)
-        except BaseException:
-            await self.abandon(pending)
-            raise
         return pending
 
     async def confirm(self, pending: PendingEnrolment, *, how: str = "the device answered") -> None:

@@ -67,8 +67,8 @@ def flip_iv_into_alien_key(encrypted_pkcs8: bytes) -> bytes:
 def test_zone_install_of_an_unparseable_certificate_is_a_typed_refusal(cert: bytes) -> None:
     """F3: before, InvalidVersion / UnsupportedAlgorithm escaped DeviceEnrolment.receive."""
     device = Device()
-    device.ok(mb.ZONE_CSR)
-    body: dict[str, Any] = {"cert": cert, "chain": [cert], "root": cert, "owner": "alice"}
+    device.ok(mb.ZONE_KEY)
+    body: dict[str, Any] = {"cert": cert, "chain": [cert], "root": cert}
     assert device.refused(mb.ZONE_INSTALL, body) in (Status.BAD_REQUEST, Status.NOT_ALLOWED)
     device.enrol()  # the session goes on
 

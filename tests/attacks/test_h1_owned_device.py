@@ -120,13 +120,13 @@ async def test_a_label_holder_cannot_repoint_the_wifi_of_a_zone_member(world: Wo
     assert device.store.load()["wifi"] == before
 
 
-async def test_a_label_holder_cannot_ask_a_peer_bound_device_for_a_zone_csr(
+async def test_a_label_holder_cannot_ask_a_peer_bound_device_for_a_zone_key(
     world: World,
 ) -> None:
     device = await world.new_device()
     await world.bind(device, world.host("owner"))
     with pytest.raises(BleprovError):
-        await _as_label_holder(world, device, EnrolmentClient.zone_csr)
+        await _as_label_holder(world, device, EnrolmentClient.zone_key)
 
 
 def test_a_pin_is_never_replaced_by_another_key() -> None:

@@ -293,20 +293,23 @@ def test_the_failsafe_does_not_undo_a_commit_under_way() -> None:
         (Endpoint.FAILSAFE, {"seconds": 10}),
     ],
 )
-def test_a_commit_under_way_refuses_what_would_change_the_staging(
+def test_a_commit_under_way_ends_as_it_began_and_what_follows_waits_for_its_answer(
     endpoint: str, body: dict[str, Any]
 ) -> None:
-    """ABORT, another wifi/set or a new fail-safe while the commit writes are refused
-    (busy), not half-applied: the commit ends as it began."""
+    """ABORT, another wifi/set or a new fail-safe sent while the commit writes wait (in
+    order) for the commit's answer, not half-applied: the commit ends as it began, and
+    they are handled after it."""
     host = Host()
     commit_id = _commit_under_way(host)
     rid = host.ask(endpoint, body, now=3.5)
-    assert host.response(rid).status == Status.BUSY
-    assert not host.of(enr.Rollback) and not host.of(enr.StartJoin)
+    assert host.effects == []  # waits: neither answered nor applied
     host.effects = host.m.commit_done(None, 4.0)
+    sent = host.sent()
+    assert [m.id for m in sent if isinstance(m, Response)] == [commit_id, rid]
     assert host.response(commit_id).status == Status.OK
+    assert host.response(rid).status == Status.OK
     assert host.m.committed and not host.m.rolled_back
-    assert host.m.next_deadline() is None
+    assert not host.of(enr.Rollback)
 
 
 # -------------------------------------------------------------- enrolment receipts
@@ -381,3 +384,79 @@ def test_the_wifi_stage_moves_only_through_its_table() -> None:
     with pytest.raises(LocalProtocolError, match="joined is not possible while none"):
         machine._move(enr.WifiEvent.JOINED)
     assert machine.wifi_stage is enr.WifiStage.NONE
+
+
+# ------------------------------------------------------------------- pipelining
+
+
+def _answers(effects: list[enr.Effect]) -> list[tuple[int, int]]:
+    out = []
+    for effect in effects:
+        if isinstance(effect, enr.Send):
+            message = decode(effect.data)
+            if isinstance(message, Response):
+                out.append((message.id, message.status))
+    return out
+
+
+def test_a_pipelined_commit_waits_for_the_join_and_everything_is_answered_in_order() -> None:
+    """wifi/set, COMMIT and a request behind it in one flight: the commit is held until
+    the join is proven (not refused as not proven), written, answered; then the rest."""
+    machine = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("DEV1"), now=0.0)
+    first = machine.receive(encode(Request(1, Endpoint.WIFI_SET, credentials_body(GOOD))), 1.0)
+    assert _answers(first) == [(1, Status.OK)]
+    assert machine.receive(encode(Request(2, Endpoint.COMMIT, {})), 1.0) == []
+    assert machine.receive(encode(Request(3, Endpoint.INFO, {})), 1.0) == []  # waits its turn
+    assert machine.next_deadline() is not None  # held, not yet the point of no return
+    joined = machine.join_done(Connected("10.0.0.9"), 2.0)
+    [commit] = [e for e in joined if isinstance(e, enr.Commit)]
+    assert set(commit.records) == {"wifi"}
+    assert _answers(joined) == []
+    assert machine.next_deadline() is None  # written now: the point of no return
+    assert _answers(machine.commit_done(None, 3.0)) == [(2, Status.OK), (3, Status.OK)]
+    assert machine.committed
+
+
+def test_a_held_commit_dies_with_its_session_and_with_the_fail_safe() -> None:
+    """Held for its join, a commit has not begun: a lost session or the fail-safe rolls
+    everything back, and nothing is written when the join then succeeds."""
+    lost = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("DEV1"), now=0.0)
+    lost.receive(encode(Request(1, Endpoint.WIFI_SET, credentials_body(GOOD))), 1.0)
+    lost.receive(encode(Request(2, Endpoint.COMMIT, {})), 1.0)
+    assert lost.connection_lost(1.5) == [enr.Rollback()]
+    assert lost.join_done(Connected("10.0.0.9"), 2.0) == []
+    assert not lost.committed
+
+    expired = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("DEV1"), now=0.0)
+    expired.receive(encode(Request(1, Endpoint.WIFI_SET, credentials_body(GOOD))), 1.0)
+    expired.receive(encode(Request(2, Endpoint.COMMIT, {})), 1.0)
+    deadline = expired.next_deadline()
+    assert deadline is not None
+    effects = expired.handle_timer(deadline)
+    assert enr.Rollback() in effects
+    assert _answers(effects) == [(2, Status.FAILSAFE_EXPIRED)]
+    assert not [
+        e for e in expired.join_done(Connected("10.0.0.9"), 200.0) if isinstance(e, enr.Commit)
+    ]
+
+
+def test_a_commit_behind_a_refused_request_commits_nothing() -> None:
+    """A pipeline never commits half of what its host sent: a request refused since the
+    last commit's answer makes the commit refused; the next commit starts afresh."""
+    machine = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("DEV1", can_prove_join=False), now=0.0)
+    machine.receive(encode(Request(1, Endpoint.WIFI_SET, credentials_body(GOOD))), 1.0)
+    assert _answers(machine.receive(encode(Request(2, "vendor/none", {})), 1.0)) == [
+        (2, Status.UNKNOWN_ENDPOINT)
+    ]
+    effects = machine.receive(encode(Request(3, Endpoint.COMMIT, {})), 1.0)
+    assert _answers(effects) == [(3, Status.NOT_ALLOWED)]
+    assert not [e for e in effects if isinstance(e, enr.Commit)]
+    again = machine.receive(encode(Request(4, Endpoint.COMMIT, {})), 1.0)
+    assert [e for e in again if isinstance(e, enr.Commit)]
+
+
+def test_the_session_notification_goes_first_with_the_authority() -> None:
+    machine = enr.DeviceEnrolment(enr.DeviceEnrolmentConfig("DEV1"), now=0.0)
+    [sent] = machine.start(0.0)
+    assert isinstance(sent, enr.Send)
+    assert decode(sent.data) == Notification(Topic.SESSION, {"authority": "installer"})

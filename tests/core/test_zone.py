@@ -672,3 +672,46 @@ def test_issuance_rate(zone: Zone, capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print(f"\nzone: {rate:.0f} member certificates issued per second (CSR check + sign)")
     assert count > 0
+
+
+# ------------------------------------------------------------ the zone key (v2)
+
+
+def test_a_zone_key_and_its_proof_are_129_bytes_and_certify_only_in_their_session(
+    zone: Zone,
+) -> None:
+    """The enrolment's CSR replacement: a 65-byte point and a 64-byte raw signature over
+    the device ID and the session's binding; the hub certifies exactly that key."""
+    from bleprov.core.zone import check_key_proof, make_key_proof, make_member_key
+
+    key = make_member_key()
+    binding = bytes(range(32))
+    point, proof = make_key_proof(key, device_id=DEVICE, session_binding=binding)
+    assert (len(point), len(proof), point[0]) == (65, 64, 0x04)
+    issued = zone.issue_member_key(
+        point, proof, device_id=DEVICE, owner=OWNER, expected_binding=binding, now=NOW
+    )
+    leaf = x509.load_der_x509_certificate(issued.cert_der)
+    assert leaf.public_key() == key.public_key()
+    assert check_key_proof(point, proof, device_id=DEVICE, expected_binding=binding) == (
+        key.public_key()
+    )
+    other_binding = bytes(32)
+    flipped = bytes([point[0]]) + bytes([point[1] ^ 1]) + point[2:]
+    for bad_point, bad_proof, device_id, expected in [
+        (point, proof, DEVICE, other_binding),  # another session
+        (point, proof, "B1B2C3D4E5F60718", binding),  # another device
+        (point, proof[:-1] + bytes([proof[-1] ^ 1]), DEVICE, binding),  # tampered
+        (flipped, proof, DEVICE, binding),  # not on the curve, or another key
+        (point[1:], proof, DEVICE, binding),  # compressed/short
+        (point, proof + b"\0", DEVICE, binding),  # DER-sized
+    ]:
+        with pytest.raises(BadCsr):
+            zone.issue_member_key(
+                bad_point,
+                bad_proof,
+                device_id=device_id,
+                owner=OWNER,
+                expected_binding=expected,
+                now=NOW,
+            )

@@ -12,7 +12,9 @@ provisioning it again succeeds.
 The points come from a reference run of each (mode, step): what the device's radio saw,
 message by message (tests/cuts.py). ``make test`` runs a slice (:func:`in_slice`: every
 cut of one enrolment, the cuts around COMMIT in the others); ``make cut-matrix`` runs
-every cell (BLEPROV_CUT_MATRIX=full): 272 cuts in about 3.5 minutes.
+every cell (BLEPROV_CUT_MATRIX=full). Since protocol v2 the host sends its staging
+requests and COMMIT in one pipelined flight: the cuts after each of them are the cuts
+between pipelined messages.
 """
 
 from __future__ import annotations
@@ -59,16 +61,17 @@ def cut_points(trace: list[MessageTrace]) -> Iterator[Cut]:
 
 
 def in_slice(mode: str, step: str, cut: Cut, trace: list[MessageTrace]) -> bool:
-    """make test's slice: every cut of qr mode's zone enrolment (the most messages: the
-    handshake, Wi-Fi, zone/csr, zone/install, COMMIT), and in every other mode and step
-    the two cuts around COMMIT: after the last staging request (the device rolls back)
-    and after COMMIT itself (it commits; its answer is lost)."""
+    """make test's slice: every cut of qr mode's zone enrolment (the handshake, then one
+    pipelined flight: wifi/set, zone/install, COMMIT), and in every other mode and step
+    the three cuts of the pipelined flight's end: between its two last staging requests
+    (or after the handshake), after the last staging request (the device rolls back)
+    and after COMMIT itself (it commits once the join is proven; its answer is lost)."""
     if FULL or (mode, step) == ("qr", "zone"):
         return True
     if cut.direction is not Direction.UP or cut.inside:
         return False
     close = max(m.number for m in trace if m.direction is Direction.UP)
-    return cut.message in (close - 2, close - 1)
+    return cut.message in (close - 3, close - 2, close - 1)
 
 
 @dataclass

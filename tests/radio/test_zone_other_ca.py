@@ -59,7 +59,7 @@ async def test_a_device_enrolled_by_another_ca_opens_validated_connections(
     await world.enrol(second)
 
     # The certificate on the device is the memory CA's, on record in the registry.
-    assert ca.calls[:2] == ["issue_member", "issue_member"]
+    assert ca.calls[:2] == ["issue_member_key", "issue_member_key"]
     leaf = x509.load_der_x509_certificate(first_membership.cert_der)
     assert leaf.issuer == ca.issuer.subject
     assert leaf.serial_number == first_membership.serial

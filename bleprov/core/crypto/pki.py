@@ -214,3 +214,27 @@ def ca_certificate(
     if alt_name is not None:
         builder = builder.add_extension(alt_name, critical=False)
     return sign(builder, issuer_key)
+
+
+#: A raw ECDSA P-256 signature: r then s, 32 bytes each, big-endian (no DER).
+RAW_SIGNATURE_SIZE: Final = 64
+
+
+def ecdsa_sign_raw(key: SigningKey, message: bytes) -> bytes:
+    """An ECDSA-SHA256 signature over ``message`` as ``r || s`` (64 bytes): 6-8 bytes
+    fewer than DER, and one fixed size to specify."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(key.sign(message, _SIGNATURE))
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def ecdsa_verify_raw(key: VerifyingKey, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` (``r || s``, 64 bytes) is ``key``'s ECDSA-SHA256 signature
+    over ``message``."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    if len(signature) != RAW_SIGNATURE_SIZE:
+        return False
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    return ecdsa_verify(key, encode_dss_signature(r, s), message)

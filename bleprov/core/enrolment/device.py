@@ -28,6 +28,13 @@ the staged state durable, in one atomic store write, and only after the credenti
 proven by joining (where the backend can). A lost connection, a fatal error or the timer
 expiring rolls the device back to its prior state; a join that fails can be retried with
 new credentials in the same session.
+
+Pipelining (docs/protocol.md section 11): a host may send ``wifi/set``, the trust
+requests and COMMIT in one flight. Requests are handled and answered in the order they
+came; a COMMIT that arrives while its credentials are joining is held until the join is
+proven (then written) or fails (then refused, ``not proven``), and the requests behind a
+held or written commit wait for its answer. A COMMIT after a request refused since the
+last commit's answer is refused: a pipeline never commits half of what its host sent.
 """
 
 from __future__ import annotations
@@ -72,6 +79,9 @@ DEFAULT_FAILSAFE: Final = 120.0
 MAX_FAILSAFE: Final = 900.0
 DEFAULT_JOIN_ATTEMPTS: Final = 5
 DEFAULT_JOIN_TIMEOUT: Final = 30.0
+#: Requests that may wait behind a commit (held for its join, or being written); one more
+#: is answered busy at once (docs/protocol.md section 11, "Pipelining").
+MAX_WAITING: Final = 8
 
 VendorHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -267,6 +277,11 @@ class Extension(Protocol):
         old owner's records), or EnrolmentError to refuse the commit."""
         ...
 
+    def opened(self, context: SessionContext) -> dict[str, Any]:
+        """At the session's start: fields of the ``session`` notification pushed unasked
+        in the handshake's answer flight (the zone CSR, so that no round trip asks)."""
+        ...
+
 
 # --------------------------------------------------------------------- effects
 
@@ -274,11 +289,6 @@ class Extension(Protocol):
 @dataclass(frozen=True)
 class Send:
     data: bytes
-
-
-#: What changes the staging: refused while a commit is being written (BUSY), so that a
-#: commit ends exactly as it began (extensions and COMMIT check it themselves).
-_STAGING_ENDPOINTS: Final = frozenset({Endpoint.WIFI_SET, Endpoint.FAILSAFE, Endpoint.ABORT})
 
 
 @dataclass(frozen=True)
@@ -375,6 +385,14 @@ class DeviceEnrolment:
         self._scan_requests: list[int] = []
         #: The COMMIT request being written (its answer waits for :meth:`commit_done`).
         self._commit_request: int | None = None
+        #: A COMMIT received while its Wi-Fi was joining: written once the join is proven,
+        #: refused if it fails (its answer waits for :meth:`join_done`).
+        self._held_commit: int | None = None
+        #: Requests received behind a held or written commit, handled after its answer.
+        self._waiting: list[Request] = []
+        #: A request was refused since the last COMMIT was answered: a COMMIT now (sent
+        #: in the same pipelined flight) must not commit the rest without it.
+        self._refused_since_commit = False
         self._failsafe_deadline: float | None = None
         self._attempts_left = config.join_attempts
         #: This session's history, for its adapter: whether a COMMIT was written, how
@@ -393,12 +411,45 @@ class DeviceEnrolment:
             return [self._notify_error(Status.BAD_REQUEST, str(exc))]
         if not isinstance(message, Request):
             return [self._notify_error(Status.BAD_REQUEST, "hosts send requests only")]
+        if self._held_commit is not None or self._commit_request is not None:
+            # Requests are handled and answered in order: this one waits for the commit.
+            if len(self._waiting) >= MAX_WAITING:
+                return [self._respond(message.id, Status.BUSY, {"error": "too many requests"})]
+            self._waiting.append(message)
+            return []
+        return self._handle(message, now)
+
+    def start(self, now: float) -> list[Effect]:
+        """The session just opened: one ``session`` notification, sent right behind the
+        attestation in the handshake's answer flight, with the session's authority and
+        what the extensions push unasked (the zone CSR, so that no round trip asks)."""
+        body: dict[str, Any] = {"authority": self.config.authority.value}
+        if self.config.authority not in _READ_ONLY:
+            context = self._context()
+            for extension in self.config.extensions:
+                body.update(extension.opened(context))
+        return [Send(encode(Notification(Topic.SESSION, body)))]
+
+    def _handle(self, request: Request, now: float) -> list[Effect]:
+        commit = request.endpoint == Endpoint.COMMIT
         try:
-            return self._dispatch(message, now)
-        except EnrolmentError as exc:
-            return [self._respond(message.id, exc.status, {"error": str(exc)})]
-        except MalformedData as exc:
-            return [self._respond(message.id, Status.BAD_REQUEST, {"error": str(exc)})]
+            effects = self._dispatch(request, now)
+        except (EnrolmentError, MalformedData) as exc:
+            status = exc.status if isinstance(exc, EnrolmentError) else Status.BAD_REQUEST
+            # A refused COMMIT is answered: the next pipeline starts afresh.
+            self._refused_since_commit = not commit
+            return [self._respond(request.id, status, {"error": str(exc)})]
+        if commit and self._held_commit is None and self._commit_request is None:
+            self._refused_since_commit = False
+        return effects
+
+    def _drain(self, now: float) -> list[Effect]:
+        """Handle the requests that waited for a commit's answer, in order, until one of
+        them is a commit that must wait in its turn."""
+        effects: list[Effect] = []
+        while self._waiting and self._held_commit is None and self._commit_request is None:
+            effects += self._handle(self._waiting.pop(0), now)
+        return effects
 
     def scan_done(self, results: list[ScanResult], now: float) -> list[Effect]:
         """Stream every result, in chunks, then answer each waiting scan request."""
@@ -428,7 +479,20 @@ class DeviceEnrolment:
         else:
             self._move(WifiEvent.JOIN_FAILED)
             body = status_body(WifiState.FAILED, outcome=outcome, attempts_left=self._attempts_left)
-        return [Send(encode(Notification(Topic.WIFI_STATUS, body)))]
+        effects: list[Effect] = [Send(encode(Notification(Topic.WIFI_STATUS, body)))]
+        held, self._held_commit = self._held_commit, None
+        if held is not None:
+            # The commit waited for this join: written now it is proven, refused if not
+            # (the staging stays: new credentials and a new COMMIT may follow).
+            self._refused_since_commit = False
+            try:
+                if not isinstance(outcome, Connected):
+                    raise EnrolmentError(Status.NOT_PROVEN, "the staged credentials did not join")
+                effects += self._start_commit(held)
+            except EnrolmentError as exc:
+                effects.append(self._respond(held, exc.status, {"error": str(exc)}))
+            effects += self._drain(now)
+        return effects
 
     def commit_done(self, error: str | None, now: float) -> list[Effect]:
         request_id, self._commit_request = self._commit_request, None
@@ -436,19 +500,25 @@ class DeviceEnrolment:
             return []
         if error is not None:
             # The store write did not happen (it is atomic): roll the network back too.
-            return [*self._rollback(), self._respond(request_id, Status.INTERNAL, {"error": error})]
+            effects = [
+                *self._rollback(),
+                self._respond(request_id, Status.INTERNAL, {"error": error}),
+            ]
+            return effects + self._drain(now)
         self.committed = True
         self._move(WifiEvent.COMMITTED)
         self._staged_wifi = None
         self._staged_records = {}
         self._failsafe_deadline = None
-        return [self._respond(request_id, Status.OK, {})]
+        return [self._respond(request_id, Status.OK, {}), *self._drain(now)]
 
     def connection_lost(self, now: float) -> list[Effect]:
         """The session ended before COMMIT: nothing staged survives. A commit already
         under way is the point of no return: it completes, and nothing is undone."""
         if self._commit_request is not None:
             return []
+        self._held_commit = None
+        self._waiting.clear()
         return self._rollback()
 
     def next_deadline(self) -> float | None:
@@ -463,6 +533,13 @@ class DeviceEnrolment:
             return []  # past the point of no return: a failed commit rolls back itself
         effects = self._rollback()
         effects.append(Send(encode(Notification(Topic.FAILSAFE, {"expired": True}))))
+        held, self._held_commit = self._held_commit, None
+        if held is not None:
+            # A commit still waiting for its join was not under way: it is refused.
+            self._refused_since_commit = False
+            body = {"error": "the fail-safe expired before the join was proven"}
+            effects.append(self._respond(held, Status.FAILSAFE_EXPIRED, body))
+            effects += self._drain(now)
         return effects
 
     # -------------------------------------------------------------- requests
@@ -480,9 +557,6 @@ class DeviceEnrolment:
             allowed = endpoint == Endpoint.FACTORY_RESET or authority in _VENDOR_RIGHTS
         if not allowed:
             raise _not_allowed(endpoint, authority)
-        if self._commit_request is not None and endpoint in _STAGING_ENDPOINTS:
-            # The commit under way is the point of no return: it ends as it began.
-            raise EnrolmentError(Status.BUSY, "a commit is in progress")
         if endpoint == Endpoint.INFO:
             return [self._respond(request.id, Status.OK, self._info())]
         if endpoint == Endpoint.WIFI_SCAN:
@@ -575,8 +649,6 @@ class DeviceEnrolment:
         )
 
     def _extension(self, extension: Extension, request: Request, now: float) -> list[Effect]:
-        if self._commit_request is not None:
-            raise EnrolmentError(Status.BUSY, "a commit is in progress")
         staged = extension.handle(request.endpoint, request.body, self._context())
         if staged.records:
             self._staged_records.update(staged.records)
@@ -585,12 +657,26 @@ class DeviceEnrolment:
         return [self._respond(request.id, Status.OK, staged.body)]
 
     def _commit(self, request: Request, now: float) -> list[Effect]:
-        if self._commit_request is not None or self.wifi_stage is WifiStage.JOINING:
-            raise EnrolmentError(Status.BUSY, "wait for the join or commit in progress")
+        if self._commit_request is not None or self._held_commit is not None:
+            raise EnrolmentError(Status.BUSY, "wait for the commit in progress")
         if self._staged_wifi is None and not self._staged_records:
             if self.rolled_back:
                 raise EnrolmentError(Status.FAILSAFE_EXPIRED, "staged changes were rolled back")
             raise EnrolmentError(Status.NOTHING_TO_COMMIT, "nothing is staged")
+        if self._refused_since_commit:
+            raise EnrolmentError(
+                Status.NOT_ALLOWED,
+                "a request sent before this commit was refused: nothing was committed",
+            )
+        if self.wifi_stage is WifiStage.JOINING:
+            # Pipelined behind its wifi/set: answered once the join is proven or failed.
+            self._held_commit = request.id
+            return []
+        return self._start_commit(request.id)
+
+    def _start_commit(self, request_id: int) -> list[Effect]:
+        """The point of no return: the staged records go to the store (or EnrolmentError,
+        and nothing changed)."""
         if (
             self._staged_wifi is not None
             and self.config.can_prove_join
@@ -602,7 +688,7 @@ class DeviceEnrolment:
         for extension in self.config.extensions:
             for name, value in extension.finalise(context).items():
                 records.setdefault(name, value)
-        self._commit_request = request.id
+        self._commit_request = request_id
         if self._staged_wifi is not None:
             records["wifi"] = encode_credentials(self._staged_wifi)
         if self.receipt is not None:

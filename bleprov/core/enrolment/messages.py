@@ -49,6 +49,9 @@ class Endpoint(enum.StrEnum):
 
 
 class Topic(enum.StrEnum):
+    #: Pushed once, at the session's start: its authority, and what the device offers
+    #: unasked (the zone CSR).
+    SESSION = "session"
     WIFI_SCAN = "wifi/scan"
     WIFI_STATUS = "wifi/status"
     FAILSAFE = "failsafe"
