@@ -17,8 +17,8 @@ from sqlalchemy import event
 
 from bleprov.core.ca import MemberCertificate
 from bleprov.core.identity import AttestationResult
-from bleprov.core.membership import ZONE_CSR_BINDING
-from bleprov.core.zone import make_csr, make_member_key
+from bleprov.core.membership import ZONE_KEY_BINDING
+from bleprov.core.zone import make_key_proof, make_member_key
 from bleprov.service.hub_rules import EnrolmentRefused, RegistryHub, check_may_enrol
 from bleprov.service.zone_hub import ZoneEnroller
 from bleprov.session.host import SessionInfo
@@ -105,15 +105,15 @@ class _Session:
 
 @dataclass
 class _Client:
-    """A device that answers the zone CSR and takes the certificate."""
+    """A device that pushed its zone key (with its proof) and takes the certificate."""
 
-    csr: bytes
+    key: tuple[bytes, bytes]
     installed: list[MemberCertificate] = field(default_factory=list)
 
-    async def zone_csr(self) -> bytes:
-        return self.csr
+    async def zone_key(self) -> tuple[bytes, bytes]:
+        return self.key
 
-    async def zone_install(self, certificate: MemberCertificate, owner: str) -> None:
+    async def zone_install(self, certificate: MemberCertificate) -> None:
         self.installed.append(certificate)
 
 
@@ -155,8 +155,8 @@ def _watch(registry: Registry) -> list[_Transaction]:
 
 async def _enrol(hub: RegistryHub, admin: User, device_id: str, number: int) -> str:
     session = _Session(device_id, number.to_bytes(8, "big"))
-    binding = session.channel_binding(ZONE_CSR_BINDING)
-    client = _Client(make_csr(make_member_key(), device_id=device_id, session_binding=binding))
+    binding = session.channel_binding(ZONE_KEY_BINDING)
+    client = _Client(make_key_proof(make_member_key(), device_id=device_id, session_binding=binding))
     enroller = ZoneEnroller(hub, admin)
     pending = await enroller.stage(client, session, device_id=device_id, owner="alice")  # type: ignore[arg-type]
     assert client.installed == [pending.certificate]
