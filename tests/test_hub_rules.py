@@ -156,7 +156,9 @@ def _watch(registry: Registry) -> list[_Transaction]:
 async def _enrol(hub: RegistryHub, admin: User, device_id: str, number: int) -> str:
     session = _Session(device_id, number.to_bytes(8, "big"))
     binding = session.channel_binding(ZONE_KEY_BINDING)
-    client = _Client(make_key_proof(make_member_key(), device_id=device_id, session_binding=binding))
+    client = _Client(
+        make_key_proof(make_member_key(), device_id=device_id, session_binding=binding)
+    )
     enroller = ZoneEnroller(hub, admin)
     pending = await enroller.stage(client, session, device_id=device_id, owner="alice")  # type: ignore[arg-type]
     assert client.installed == [pending.certificate]
