@@ -67,7 +67,7 @@ OP_FACTORY_RESET: Final = "factory-reset"
 OP_WINDOW_OPEN: Final = "window/open"
 OP_WINDOW_CLOSE: Final = "window/close"
 #: Error codes on validated connections (beside the TLS adapter's own).
-#: They collide with the zone's codes 0x70-0x72 in the same field (bleprov.core.wire_codes).
+#: v2: 0x60, 0x63 and 0x4D, distinct from the zone's codes in the same field.
 ERROR_UNKNOWN_OP: Final = DeviceOpCode.UNKNOWN_OP
 ERROR_NOT_ALLOWED: Final = DeviceOpCode.NOT_ALLOWED
 ERROR_BAD_WINDOW: Final = DeviceOpCode.BAD_WINDOW
