@@ -33,7 +33,7 @@ ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PAS
 
 def info(modes: OobMode = ALL) -> bytes:
     return DeviceInfo(
-        protocol_version=1,
+        protocol_version=2,
         state=DeviceState.VIRGIN,
         modes=modes,
         discriminator=0x123,

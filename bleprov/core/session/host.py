@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
-from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
+from bleprov.core.advertising import PROTOCOL_VERSION, DeviceInfo, OobMode, ServiceData
 from bleprov.core.attempts import (
     ButtonNotPressed,
     ButtonWindowUsed,
@@ -24,6 +24,7 @@ from bleprov.core.errors import (
     BleprovError,
     LocalProtocolError,
     ProtocolError,
+    UnsupportedVersion,
     code_words,
 )
 from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
@@ -153,6 +154,15 @@ class _State(enum.Enum):
     ENDED = "ended"
 
 
+def check_protocol_version(info: DeviceInfo) -> None:
+    """Refuse a device of another protocol version: v2 changed the wire throughout."""
+    if info.protocol_version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(
+            f"the device speaks bleprov protocol {info.protocol_version} and this host "
+            f"protocol {PROTOCOL_VERSION}: update the older of the two"
+        )
+
+
 def check_advertisement(advertised: ServiceData, info: DeviceInfo) -> None:
     """Refuse a device whose advertisement and info disagree (one of them was altered)."""
     if (
@@ -181,6 +191,7 @@ class HostSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
+        check_protocol_version(info)
         # A receipt is answered whatever the device offers (it asks what became of an
         # enrolment, and an owned device offers nothing): the device decides.
         receipt = isinstance(secret, EnrolmentReceipt)
