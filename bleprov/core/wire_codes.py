@@ -547,6 +547,14 @@ NAMESPACES: Final[tuple[Namespace, ...]] = (
                 (2, "CONFIRMED", "host to device, compare mode", _MSG),
                 (3, "APPLICATION", "an enrolment message (section 11)", _MSG),
                 (4, "CLOSE", "an error code, 0 = normal close", _MSG),
+                (
+                    5,
+                    "CHAIN_REQUEST",
+                    "host to device: send the attestation's intermediate (1) or it and the "
+                    "root (2) (section 9)",
+                    _MSG,
+                ),
+                (6, "CHAIN", "device to host: the certificates asked for (section 9)", _MSG),
             ]
         ),
     ),
