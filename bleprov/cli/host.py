@@ -284,7 +284,7 @@ class LabelSource:
             return DeviceAuthentication.from_payload(read_printed_key())
         if self.manual_code:
             return DeviceAuthentication.from_manual_code(
-                _secret_text(MANUAL_CODE_ENV, "Manual code")
+                _secret_text(MANUAL_CODE_ENV, "Manual code"), discriminator=self.discriminator
             )
         if self.scratch_card:
             user = os.environ.get(CARD_USER_ENV) or str(ask("Scratch card user"))
