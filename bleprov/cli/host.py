@@ -20,6 +20,7 @@ named and no terminal to choose one on, a timeout that is not a positive number.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -688,6 +689,9 @@ async def provision_device(
 
         prompts = HandshakePrompts(console)
         host = unresolved_store(target, peer_plan)
+        # The intermediates this host validated before, kept in its store as it learns
+        # more: a device of a known manufacturer costs no certificate fetch.
+        trust = dataclasses.replace(trust, intermediates=host.intermediates())
         async with contextlib.AsyncExitStack() as stack:
             if via is not None:
                 from bleprov.service.host_session import open_broker_session

@@ -33,7 +33,7 @@ import enum
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -87,6 +87,8 @@ MAX_FETCHED_CHAIN: Final = 2
 MAX_CHAIN_SIZE: Final = MAX_FETCHED_CHAIN * (MAX_CERTIFICATE_SIZE + 3) + 1
 #: Intermediates a host keeps (a few per manufacturer it trusts).
 INTERMEDIATE_CACHE_LIMIT: Final = 64
+MAX_CACHE_SIZE: Final = INTERMEDIATE_CACHE_LIMIT * (MAX_CERTIFICATE_SIZE + 3) + 64
+_INTERMEDIATES_LABEL: Final = "bleprov intermediates"
 MAX_CONTEXT_SIZE: Final = 255
 MIN_HANDSHAKE_HASH_SIZE: Final = 32
 MAX_HANDSHAKE_HASH_SIZE: Final = 64
@@ -362,12 +364,40 @@ class IntermediateCache:
     also be seeded with intermediates a manufacturer publishes beside its root."""
 
     def __init__(
-        self, intermediates: Iterable[bytes] = (), *, limit: int = INTERMEDIATE_CACHE_LIMIT
+        self,
+        intermediates: Iterable[bytes] = (),
+        *,
+        limit: int = INTERMEDIATE_CACHE_LIMIT,
+        on_change: Callable[[IntermediateCache], None] | None = None,
     ) -> None:
         self._entries: dict[bytes, bytes] = {}
         self._limit = limit
+        #: Called after an entry is added or dropped: how a host keeps the cache in its
+        #: trust store (an adapter's callback; this module does no I/O).
+        self.on_change: Callable[[IntermediateCache], None] | None = None
         for der in intermediates:
             self.add(der)
+        self.on_change = on_change
+
+    def to_bytes(self) -> bytes:
+        """CBOR ``["bleprov intermediates", 1, [der...]]``, oldest first."""
+        return cbor.dumps([_INTERMEDIATES_LABEL, _STORE_VERSION, list(self._entries.values())])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> IntermediateCache:
+        """Inverse of :meth:`to_bytes`; anything else raises :class:`IdentityError`."""
+        value = cbor.decode_array(raw, MAX_CACHE_SIZE, IdentityError, "intermediate cache")
+        if (
+            len(value) != 3
+            or value[0] != _INTERMEDIATES_LABEL
+            or not _is_int(value[1], _STORE_VERSION)
+            or not isinstance(value[2], list)
+            or not all(
+                isinstance(d, bytes) and 0 < len(d) <= MAX_CERTIFICATE_SIZE for d in value[2]
+            )
+        ):
+            raise IdentityError("not a version-1 intermediate cache")
+        return cls(value[2])
 
     def get(self, digest: bytes) -> bytes | None:
         return self._entries.get(digest)
@@ -375,13 +405,21 @@ class IntermediateCache:
     def add(self, der: bytes) -> None:
         """Keep ``der`` (validated by the caller); the oldest entry goes past the limit."""
         digest = intermediate_hash(der)
+        known = digest in self._entries
         self._entries.pop(digest, None)
         self._entries[digest] = der
         while len(self._entries) > self._limit:
             del self._entries[next(iter(self._entries))]
+        if not known:
+            self._changed()
 
     def discard(self, digest: bytes) -> None:
-        self._entries.pop(digest, None)
+        if self._entries.pop(digest, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
 
     def __len__(self) -> int:
         return len(self._entries)

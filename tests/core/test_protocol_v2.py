@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import cbor2
 import pytest
 from cryptography import x509
@@ -12,6 +15,7 @@ from bleprov.core.errors import UnsupportedVersion
 from bleprov.core.identity import (
     AttestationError,
     DeviceIdentity,
+    IdentityError,
     IntermediateCache,
     Manufacturer,
     TrustPolicy,
@@ -194,3 +198,35 @@ def test_a_chain_with_a_root_nobody_asked_for_is_refused(monkeypatch: pytest.Mon
     host, _, run = _qr_session(_trust(cached=False))
     assert established(run) is None
     assert "more certificates" in str(ended(run.host_events))
+
+
+def test_the_host_keeps_validated_intermediates_in_its_trust_store(tmp_path: Path) -> None:
+    """One fetch per manufacturer per host, across runs: the cache lives in the host's
+    encrypted store, written as it learns."""
+    from bleprov import DeviceStore, HostTrust, KeyFileProvider
+
+    def host_store() -> HostTrust:
+        store = DeviceStore(tmp_path / "store", KeyFileProvider(tmp_path / "store.key"))
+        return HostTrust(store, name="laptop")
+
+    roots = (_der(MANUFACTURER.root_certificate),)
+    first_run = replace(_trust(cached=False), intermediates=host_store().intermediates())
+    host, _, run = _qr_session(first_run)
+    assert established(run) is not None and host.fetched_chain
+    second_run = hst.Trust(roots, TrustPolicy.REFUSE, host_store().intermediates())
+    assert len(second_run.intermediates) == 1
+    again, _, run = _qr_session(second_run)
+    assert established(run) is not None and not again.fetched_chain
+    # Dropped from the store too once its root is no longer trusted.
+    distrusting = hst.Trust((), TrustPolicy.REFUSE, host_store().intermediates())
+    _, _, run = _qr_session(distrusting)
+    assert isinstance(ended(run.host_events), UnknownManufacturer)
+    assert len(host_store().intermediates()) == 0
+
+
+def test_the_cache_record_round_trips_and_refuses_junk() -> None:
+    cache = IntermediateCache([_der(MANUFACTURER.intermediate_certificate)])
+    assert len(IntermediateCache.from_bytes(cache.to_bytes())) == 1
+    for junk in [b"", cbor2.dumps(["bleprov intermediates", 2, []]), cbor2.dumps([1, 2, 3])]:
+        with pytest.raises(IdentityError):
+            IntermediateCache.from_bytes(junk)
