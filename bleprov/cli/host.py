@@ -1275,8 +1275,8 @@ DiscriminatorArg = Annotated[
     typer.Option(
         parser=parse_discriminator_option,
         metavar=DISCRIMINATOR_METAVAR,
-        help="Which device, for --compare/--passkey/--button/--scratch-card: as on its "
-        "label (0x874), or in decimal.",
+        help="Which device, for --compare/--passkey/--button/--scratch-card/--manual-code: "
+        "as on its label (0x874), or in decimal.",
     ),
 ]
 TrustArg = Annotated[
