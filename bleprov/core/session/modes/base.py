@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from bleprov.core.advertising import DeviceInfo
     from bleprov.core.crypto.primitives import X25519PrivateKey
 
+#: The protocol version every transcript binds (in the prologue, which every mode
+#: hashes); the "bleprov/1 ..." HKDF labels are fixed domain-separation strings.
 PROTOCOL_LABEL: Final = b"bleprov/2"
 KEYS_INFO: Final = b"bleprov/1 session keys"
 #: Channel bindings: HKDF info prefix; the label follows (docs/protocol.md, "Channel binding").
