@@ -34,7 +34,7 @@ from bleprov.core.advertising import OobMode
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.enrolment.device import DeviceEnrolmentConfig
 from bleprov.core.factory import provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
+from bleprov.core.identity import IntermediateCache, Manufacturer, TrustPolicy
 from bleprov.core.onboarding import parse_qr
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
@@ -89,7 +89,10 @@ async def enrol_once(via: str, work: Path, broker_url: str | None) -> Row:
     now = datetime.now(UTC)
     manufacturer = Manufacturer.create("Bench", now=now)
     trust = hst.Trust(
-        (manufacturer.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE
+        (manufacturer.root_certificate.public_bytes(Encoding.DER),),
+        TrustPolicy.REFUSE,
+        # the steady state: a host that validated this manufacturer's intermediate before
+        IntermediateCache([manufacturer.intermediate_certificate.public_bytes(Encoding.DER)]),
     )
     device, label = provision_device(
         manufacturer.issue_device(now=now), modes=OobMode.QR, cost=CHEAP

@@ -25,7 +25,7 @@ from bleprov.core import membership as mb
 from bleprov.core.advertising import OobMode
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.factory import DeviceProvisioning, Label, provision_device
-from bleprov.core.identity import Manufacturer, TrustPolicy
+from bleprov.core.identity import IntermediateCache, Manufacturer, TrustPolicy
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.core.wifi import WifiCredentials, WifiSecurity
@@ -77,7 +77,11 @@ class Factory:
     def create(cls) -> Factory:
         manufacturer = Manufacturer.create("Bench", now=datetime.now(UTC))
         root = manufacturer.root_certificate.public_bytes(Encoding.DER)
-        return cls(manufacturer, hst.Trust((root,), TrustPolicy.REFUSE))
+        # A host that knows the manufacturer's intermediate: the steady state (a first
+        # contact fetches it once, docs/protocol.md section 9).
+        intermediate = manufacturer.intermediate_certificate.public_bytes(Encoding.DER)
+        trust = hst.Trust((root,), TrustPolicy.REFUSE, IntermediateCache([intermediate]))
+        return cls(manufacturer, trust)
 
     def device(
         self, modes: OobMode = ALL_MODES, *, discriminator: int | None = None

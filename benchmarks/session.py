@@ -22,7 +22,7 @@ from bleprov.core.advertising import ALL_MODES, DeviceInfo, DeviceState
 from bleprov.core.attempts import AttemptLimits, ButtonWindow
 from bleprov.core.crypto.spake2plus import DEFAULT_COST, ScryptCost, derive_verifier
 from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
-from bleprov.core.identity import Manufacturer, TrustPolicy
+from bleprov.core.identity import IntermediateCache, Manufacturer, TrustPolicy
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
@@ -51,11 +51,15 @@ def _setup() -> tuple[dev.DeviceSecrets, hst.Trust, bytes]:
         CODE, salt=SALT, id_verifier=SPAKE_ID_VERIFIER, cost=CHEAP
     ).verifier_record()
     secrets = dev.DeviceSecrets(identity, bytes(range(16)), {b"": record})
+    # A host that knows the manufacturer's intermediate (the steady state; a first
+    # contact fetches it once: docs/protocol.md section 9).
     trust = hst.Trust(
-        (manufacturer.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE
+        (manufacturer.root_certificate.public_bytes(Encoding.DER),),
+        TrustPolicy.REFUSE,
+        IntermediateCache([manufacturer.intermediate_certificate.public_bytes(Encoding.DER)]),
     )
     info = DeviceInfo(
-        1,
+        2,
         DeviceState.VIRGIN,
         ALL_MODES,
         1,

@@ -226,8 +226,8 @@ class Recorder:
         self.method(spake2plus.VerifierRecord, "decode", lambda c, raw: add("verifier_record", raw))
 
         def attestation(value: Any, handshake_hash: bytes, **kwargs: Any) -> None:
-            if isinstance(value, bytes):
-                add("attestation", handshake_hash + value)
+            if isinstance(value, identity.Attestation):
+                add("attestation", handshake_hash + value.record().encode())
 
         self.function(identity, "verify_attestation", attestation)
         self.function(enrolment_messages, "decode", lambda raw: add("enrolment_message", raw))

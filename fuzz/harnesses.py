@@ -510,13 +510,16 @@ def channel(data: bytes) -> None:
     quick_runs=80,
 )
 def attestation(data: bytes) -> None:
-    from bleprov.core.identity import TrustPolicy, verify_attestation
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from bleprov.core.identity import AttestationRecord, TrustPolicy, verify_attestation
     from bleprov.core.session.common import ATTESTATION_CONTEXT
 
     if len(data) < 32:
         return
+    chain = [c.public_bytes(Encoding.DER) for c in fx.material().identity.chain]
     verify_attestation(
-        data[32:],
+        AttestationRecord.decode(data[32:]).resolve(chain),
         data[:32],
         context=ATTESTATION_CONTEXT,
         trusted_roots=[fx.material().manufacturer_root],

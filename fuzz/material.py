@@ -117,7 +117,7 @@ def fixed_member_key() -> Iterator[None]:
 def device_info(*, window: WindowInfo | None = None, owned: bool = False) -> bytes:
     """The fixture device's info value: every mode, code-mode KDF inputs, CHEAP cost."""
     return DeviceInfo(
-        protocol_version=1,
+        protocol_version=2,
         state=DeviceState.ENROLLED if owned else DeviceState.VIRGIN,
         modes=ALL_MODES,
         discriminator=DISCRIMINATOR,

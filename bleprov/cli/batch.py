@@ -19,6 +19,7 @@ virtual host radio, which a laptop does not have.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,9 @@ async def provision_batch(
         chooser = None if wifi.skip else RememberedWifi(console, PromptingChooser(console, wifi))
         prompts = HandshakePrompts(console)
         unresolved = unresolved_store(target, peer_plan)
+        # Validated intermediates, from and into the host's store: one fetch per
+        # manufacturer, not per device (docs/protocol.md section 9).
+        trust = dataclasses.replace(trust, intermediates=unresolved.intermediates())
         spec = RadioSpec.parse(radio)
         async with open_central(spec, mtu=mtu) as central:
             for number, entry in enumerate(entries, 1):

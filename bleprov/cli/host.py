@@ -20,6 +20,7 @@ named and no terminal to choose one on, a timeout that is not a positive number.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -284,7 +285,7 @@ class LabelSource:
             return DeviceAuthentication.from_payload(read_printed_key())
         if self.manual_code:
             return DeviceAuthentication.from_manual_code(
-                _secret_text(MANUAL_CODE_ENV, "Manual code")
+                _secret_text(MANUAL_CODE_ENV, "Manual code"), discriminator=self.discriminator
             )
         if self.scratch_card:
             user = os.environ.get(CARD_USER_ENV) or str(ask("Scratch card user"))
@@ -688,6 +689,9 @@ async def provision_device(
 
         prompts = HandshakePrompts(console)
         host = unresolved_store(target, peer_plan)
+        # The intermediates this host validated before, kept in its store as it learns
+        # more: a device of a known manufacturer costs no certificate fetch.
+        trust = dataclasses.replace(trust, intermediates=host.intermediates())
         async with contextlib.AsyncExitStack() as stack:
             if via is not None:
                 from bleprov.service.host_session import open_broker_session
@@ -1271,8 +1275,8 @@ DiscriminatorArg = Annotated[
     typer.Option(
         parser=parse_discriminator_option,
         metavar=DISCRIMINATOR_METAVAR,
-        help="Which device, for --compare/--passkey/--button/--scratch-card: as on its "
-        "label (0x874), or in decimal.",
+        help="Which device, for --compare/--passkey/--button/--scratch-card/--manual-code: "
+        "as on its label (0x874), or in decimal.",
     ),
 ]
 TrustArg = Annotated[

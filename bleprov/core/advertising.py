@@ -21,6 +21,9 @@ from bleprov.core.profile import GattProfile, default_profile
 from bleprov.core.window import WindowInfo, WindowPurpose
 from bleprov.core.words import words
 
+#: The protocol this code speaks (docs/protocol.md). v2 replaced v1 (no v1 device is in the
+#: field): a host refuses a device of any other version, before any session message.
+PROTOCOL_VERSION: Final = 2
 DISCRIMINATOR_BITS: Final = 12
 DISCRIMINATOR_MAX: Final = (1 << DISCRIMINATOR_BITS) - 1
 #: Longer text is not a discriminator (and is not converted: int() of thousands of digits).

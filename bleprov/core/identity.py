@@ -6,9 +6,13 @@ device certificates. Each device gets a unique ID, a P-256 attestation key with 
 certificate naming that ID, and an X25519 static key for the Noise-based ``qr`` mode.
 
 After any out-of-band handshake the device signs the session's handshake hash
-(:meth:`DeviceIdentity.sign_handshake`) and sends an :class:`Attestation`; the host checks
-the chain to a trusted root and the signature with :func:`verify_attestation`. The device
-ID a host reports is always read from the verified certificate.
+(:meth:`DeviceIdentity.sign_handshake`) and sends an :class:`AttestationRecord`: its
+certificate, the SHA-256 of its intermediate's DER (protocol v2: the intermediate by
+reference, the root never, as the host holds it) and the signature. The host finds the
+intermediate in its :class:`IntermediateCache` or fetches it (:func:`encode_chain`), makes
+the :class:`Attestation` (:meth:`AttestationRecord.resolve`) and checks the chain to a
+trusted root and the signature with :func:`verify_attestation`. The device ID a host
+reports is always read from the verified certificate.
 
 Signature input (for the protocol specification)::
 
@@ -26,9 +30,10 @@ Pure code: bytes in, bytes out, ``now`` passed in. Chain validation uses
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -65,8 +70,10 @@ from bleprov.core.wire_codes import ErrorCode
 
 #: Domain-separation label of the attestation signature (includes the trailing NUL).
 SIGNATURE_LABEL: Final = b"bleprov attestation v1\x00"
-#: Version of the :class:`Attestation` CBOR array.
-ATTESTATION_VERSION: Final = 1
+#: Version of the :class:`AttestationRecord` CBOR array (v1 carried the whole chain).
+ATTESTATION_VERSION: Final = 2
+#: SHA-256 of the intermediate's DER names it in a record.
+INTERMEDIATE_HASH_SIZE: Final = 32
 #: Bounds of the attestation message: a P-256 certificate is ~500 bytes; 2 KiB leaves room
 #: for longer names without letting a peer make us parse megabytes.
 MAX_CERTIFICATE_SIZE: Final = 2048
@@ -74,7 +81,14 @@ MAX_CHAIN_LENGTH: Final = 3
 MIN_SIGNATURE_SIZE: Final = 8
 #: Largest DER ECDSA P-256 signature: SEQUENCE of two 33-byte INTEGERs.
 MAX_SIGNATURE_SIZE: Final = 72
-MAX_ATTESTATION_SIZE: Final = (MAX_CHAIN_LENGTH + 1) * (MAX_CERTIFICATE_SIZE + 3) + 128
+MAX_ATTESTATION_SIZE: Final = MAX_CERTIFICATE_SIZE + 3 + INTERMEDIATE_HASH_SIZE + 128
+#: A fetched chain: the intermediate, and the root if asked for.
+MAX_FETCHED_CHAIN: Final = 2
+MAX_CHAIN_SIZE: Final = MAX_FETCHED_CHAIN * (MAX_CERTIFICATE_SIZE + 3) + 1
+#: Intermediates a host keeps (a few per manufacturer it trusts).
+INTERMEDIATE_CACHE_LIMIT: Final = 64
+MAX_CACHE_SIZE: Final = INTERMEDIATE_CACHE_LIMIT * (MAX_CERTIFICATE_SIZE + 3) + 64
+_INTERMEDIATES_LABEL: Final = "bleprov intermediates"
 MAX_CONTEXT_SIZE: Final = 255
 MIN_HANDSHAKE_HASH_SIZE: Final = 32
 MAX_HANDSHAKE_HASH_SIZE: Final = 64
@@ -256,31 +270,54 @@ def _passphrase(passphrase: bytes | None) -> bytes | None:
 
 @dataclass(frozen=True)
 class Attestation:
-    """What the device sends: its certificate, the chain above it, and the signature.
-
-    Wire form: deterministic CBOR ``[1, device_certificate, [chain...], signature]`` with
-    DER certificates (issuer first, the root last if included) and a DER ECDSA signature.
-    """
+    """A device's attestation with its chain resolved: what :func:`verify_attestation`
+    checks. ``chain`` holds the certificates above the device's, issuer first (the
+    intermediate, then the root if the host asked for it)."""
 
     device_certificate: bytes
     chain: tuple[bytes, ...]
     signature: bytes
 
+    def record(self) -> AttestationRecord:
+        """What travels: the intermediate by its hash, no root."""
+        return AttestationRecord(
+            self.device_certificate, intermediate_hash(self.chain[0]), self.signature
+        )
+
+
+def intermediate_hash(der: bytes) -> bytes:
+    """SHA-256 of a certificate's DER: how a record names the intermediate."""
+    return hashlib.sha256(der).digest()
+
+
+@dataclass(frozen=True)
+class AttestationRecord:
+    """The ATTESTATION record's body: ``[2, device_certificate, intermediate_hash,
+    signature]`` in deterministic CBOR, the certificate DER, the hash SHA-256 of the
+    intermediate's DER, the signature DER ECDSA."""
+
+    device_certificate: bytes
+    intermediate_hash: bytes
+    signature: bytes
+
     def encode(self) -> bytes:
         return cbor.dumps(
-            [ATTESTATION_VERSION, self.device_certificate, list(self.chain), self.signature]
+            [ATTESTATION_VERSION, self.device_certificate, self.intermediate_hash, self.signature]
         )
 
     @classmethod
-    def decode(cls, raw: bytes) -> Attestation:
-        """Parse an attestation; anything malformed raises :class:`MalformedAttestation`."""
+    def decode(cls, raw: bytes) -> AttestationRecord:
+        """Parse a record; anything malformed raises :class:`MalformedAttestation`."""
         value = cbor.decode_array(raw, MAX_ATTESTATION_SIZE, MalformedAttestation, "attestation")
         if len(value) != 4 or not _is_int(value[0], ATTESTATION_VERSION):
-            raise MalformedAttestation("attestation must be [1, certificate, chain, signature]")
-        _, leaf, chain, signature = value
-        if not isinstance(chain, list) or not 1 <= len(chain) <= MAX_CHAIN_LENGTH:
-            raise MalformedAttestation(f"chain must hold 1 to {MAX_CHAIN_LENGTH} certificates")
-        certificates = [_certificate_bytes(c) for c in [leaf, *chain]]
+            raise MalformedAttestation(
+                "attestation must be [2, certificate, intermediate hash, signature]"
+            )
+        _, leaf, digest, signature = value
+        if not isinstance(digest, bytes) or len(digest) != INTERMEDIATE_HASH_SIZE:
+            raise MalformedAttestation(
+                f"intermediate hash must be a byte string of {INTERMEDIATE_HASH_SIZE} bytes"
+            )
         if (
             not isinstance(signature, bytes)
             or not MIN_SIGNATURE_SIZE <= len(signature) <= MAX_SIGNATURE_SIZE
@@ -288,7 +325,107 @@ class Attestation:
             raise MalformedAttestation(
                 f"signature must be {MIN_SIGNATURE_SIZE} to {MAX_SIGNATURE_SIZE} bytes"
             )
-        return cls(certificates[0], tuple(certificates[1:]), signature)
+        return cls(_certificate_bytes(leaf), digest, signature)
+
+    def resolve(self, chain: Sequence[bytes]) -> Attestation:
+        """The attestation with ``chain`` (intermediate first) above the device's
+        certificate; an intermediate other than the one the record names is refused."""
+        if not chain or intermediate_hash(chain[0]) != self.intermediate_hash:
+            raise AttestationError("the intermediate does not match the attestation's hash")
+        return Attestation(self.device_certificate, tuple(chain), self.signature)
+
+
+class ChainRequest(enum.IntEnum):
+    """The body of a host's CHAIN_REQUEST record: what it asks the device for."""
+
+    INTERMEDIATE = 1
+    #: The intermediate and the root: for a host that would show (and pin) an unknown
+    #: manufacturer's root fingerprint (TrustPolicy.WARN).
+    INTERMEDIATE_AND_ROOT = 2
+
+
+def encode_chain(certificates: Sequence[bytes]) -> bytes:
+    """A CHAIN record's body: ``[+ bstr]``, the intermediate first."""
+    return cbor.dumps(list(certificates))
+
+
+def decode_chain(raw: bytes) -> tuple[bytes, ...]:
+    """Parse a CHAIN record's body: 1 or 2 DER certificates."""
+    value = cbor.decode_array(raw, MAX_CHAIN_SIZE, MalformedAttestation, "chain")
+    if not 1 <= len(value) <= MAX_FETCHED_CHAIN:
+        raise MalformedAttestation(f"chain must hold 1 to {MAX_FETCHED_CHAIN} certificates")
+    return tuple(_certificate_bytes(c) for c in value)
+
+
+class IntermediateCache:
+    """Intermediates a host validated against its trusted roots, by SHA-256 of their DER:
+    the second device of a manufacturer costs no fetch. An entry is a lookup aid, not a
+    trust anchor: every use validates it again against the roots trusted then, so it may
+    also be seeded with intermediates a manufacturer publishes beside its root."""
+
+    def __init__(
+        self,
+        intermediates: Iterable[bytes] = (),
+        *,
+        limit: int = INTERMEDIATE_CACHE_LIMIT,
+        on_change: Callable[[IntermediateCache], None] | None = None,
+    ) -> None:
+        self._entries: dict[bytes, bytes] = {}
+        self._limit = limit
+        #: Called after an entry is added or dropped: how a host keeps the cache in its
+        #: trust store (an adapter's callback; this module does no I/O).
+        self.on_change: Callable[[IntermediateCache], None] | None = None
+        for der in intermediates:
+            self.add(der)
+        self.on_change = on_change
+
+    def to_bytes(self) -> bytes:
+        """CBOR ``["bleprov intermediates", 1, [der...]]``, oldest first."""
+        return cbor.dumps([_INTERMEDIATES_LABEL, _STORE_VERSION, list(self._entries.values())])
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> IntermediateCache:
+        """Inverse of :meth:`to_bytes`; anything else raises :class:`IdentityError`."""
+        value = cbor.decode_array(raw, MAX_CACHE_SIZE, IdentityError, "intermediate cache")
+        if (
+            len(value) != 3
+            or value[0] != _INTERMEDIATES_LABEL
+            or not _is_int(value[1], _STORE_VERSION)
+            or not isinstance(value[2], list)
+            or not all(
+                isinstance(d, bytes) and 0 < len(d) <= MAX_CERTIFICATE_SIZE for d in value[2]
+            )
+        ):
+            raise IdentityError("not a version-1 intermediate cache")
+        return cls(value[2])
+
+    def get(self, digest: bytes) -> bytes | None:
+        return self._entries.get(digest)
+
+    def add(self, der: bytes) -> None:
+        """Keep ``der`` (validated by the caller); the oldest entry goes past the limit."""
+        digest = intermediate_hash(der)
+        known = digest in self._entries
+        self._entries.pop(digest, None)
+        self._entries[digest] = der
+        while len(self._entries) > self._limit:
+            del self._entries[next(iter(self._entries))]
+        if not known:
+            self._changed()
+
+    def discard(self, digest: bytes) -> None:
+        if self._entries.pop(digest, None) is not None:
+            self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._entries
 
 
 def _certificate_bytes(value: object) -> bytes:
@@ -306,8 +443,9 @@ class DeviceIdentity:
     """A device's factory identity: ID, attestation key and chain, Noise static key.
 
     ``chain`` holds the certificates above the device certificate, issuer first, ending
-    with the manufacturer root: the device sends the root so a host that does not know the
-    manufacturer can still show (and pin) its fingerprint.
+    with the manufacturer root. The attestation names the intermediate by hash; the device
+    sends it (and the root) only when a host asks (:meth:`chain_for`): a host that does
+    not know the manufacturer may ask for the root to show (and pin) its fingerprint.
     """
 
     __slots__ = ("_attestation_key", "_noise_static_key", "certificate", "chain", "device_id")
@@ -360,8 +498,13 @@ class DeviceIdentity:
         )
 
     def attest(self, handshake_hash: bytes, *, context: bytes) -> bytes:
-        """The encoded :class:`Attestation` for this session."""
-        return self.attestation(handshake_hash, context=context).encode()
+        """The encoded :class:`AttestationRecord` for this session."""
+        return self.attestation(handshake_hash, context=context).record().encode()
+
+    def chain_for(self, request: ChainRequest) -> bytes:
+        """A CHAIN record's body: the intermediate, and the root if asked for."""
+        count = 1 if request is ChainRequest.INTERMEDIATE else MAX_FETCHED_CHAIN
+        return encode_chain([pki.der(c) for c in self.chain[:count]])
 
     def to_bytes(self, passphrase: bytes | None) -> bytes:
         """CBOR ``["bleprov device identity", 1, attestation key, noise key, cert, [chain]]``.
@@ -782,7 +925,7 @@ def _validate_chain(
 
 
 def verify_attestation(
-    attestation: Attestation | bytes,
+    attestation: Attestation,
     handshake_hash: bytes,
     *,
     context: bytes,
@@ -797,8 +940,6 @@ def verify_attestation(
     unknown root raises :class:`UnknownManufacturer` under REFUSE and returns
     ``trusted=False`` with a warning under WARN.
     """
-    if isinstance(attestation, bytes | bytearray):
-        attestation = Attestation.decode(bytes(attestation))
     message = signed_message(handshake_hash, context)
     when = utc_seconds(now)
     roots = [_trusted_root(root) for root in trusted_roots]

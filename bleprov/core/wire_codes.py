@@ -6,10 +6,10 @@ broker envelope's kind...). Within a namespace a value should mean one thing; th
 modules send come from here (the error-code enums below) or are checked against here by
 tests/core/test_wire_codes.py (the modules' own IntEnums), so a new code has one room.
 
-Known collisions: the validated connection's ``code`` field carries both the zone errors
-(:mod:`bleprov.core.zone`) and the device's own refusals (:mod:`bleprov.service.trust`),
-and three values mean two things there (:data:`KNOWN_COLLISIONS`). They stay as they are
-until protocol v2 renumbers them: the wire does not change in this release.
+No value means two things in one field (tests/core/test_wire_codes.py fails on any
+collision). Protocol v2 renumbered the three v1 collisions of the validated connection's
+``code`` field (a device's refusals had 0x70-0x72, the zone errors' values) and renamed
+the server's greeting op (v1 ``hello``, a device's operation too) to ``welcome``.
 
 docs/protocol.md's code tables are rendered from this module (``make docs``;
 ``python -m bleprov.core.wire_codes --update docs/protocol.md``).
@@ -93,23 +93,24 @@ class EnrolmentStatus(enum.IntEnum):
 
 
 class ConnectionCode(enum.IntEnum):
-    """The TLS adapter's and the hub's own codes in a validated connection's ``code``
-    (``error`` and ``refused`` bodies, section 13), besides the ErrorCode ones; the same
-    values as the enrolment statuses of the same meaning."""
+    """The TLS adapter's, the hub's and a device's own codes in a validated connection's
+    ``code`` (``error`` and ``refused`` bodies, section 13), besides the ErrorCode ones;
+    the same values as the enrolment statuses of the same meaning."""
 
     UNKNOWN_OP = 0x60
     BAD_REQUEST = 0x61
+    NOT_ALLOWED = 0x63
     INTERNAL = 0x66
 
 
 class DeviceOpCode(enum.IntEnum):
     """A device's refusals of an operation on a validated connection
-    (:mod:`bleprov.service.trust`): the same field as ConnectionCode and the zone codes,
-    and the values collide with the zone's (:data:`KNOWN_COLLISIONS`)."""
+    (:mod:`bleprov.service.trust`). v2: the values of the same meaning elsewhere (v1 had
+    0x70-0x72, which the zone errors also use in this field)."""
 
-    UNKNOWN_OP = 0x70
-    NOT_ALLOWED = 0x71
-    BAD_WINDOW = 0x72
+    UNKNOWN_OP = ConnectionCode.UNKNOWN_OP
+    NOT_ALLOWED = ConnectionCode.NOT_ALLOWED
+    BAD_WINDOW = 0x4D  # ErrorCode.BAD_WINDOW
 
 
 class EnrolmentKind(enum.IntEnum):
@@ -350,7 +351,7 @@ ERROR_ROWS: Final[tuple[tuple[ErrorCode, str, str, str], ...]] = (
     (
         _E.BAD_WINDOW,
         "bad window",
-        "(local) a window offer out of bounds; a device answers it with 0x72 on the "
+        "a window offer out of bounds: a device answers `window/open` with it on the "
         "validated connection (section 13)",
         "bleprov.core.window:WindowError",
     ),
@@ -421,31 +422,35 @@ CONNECTION_ROWS: Final[tuple[tuple[int, str, str, str], ...]] = (
         "unexpected message (e.g. `csr` without a `renew` just before)",
         _HUB,
     ),
-    (ConnectionCode.UNKNOWN_OP, "UNKNOWN_OP", "unknown op (the hub)", _HUB),
+    (
+        _E.BAD_WINDOW,
+        "BAD_WINDOW",
+        "a device: bad window offer (section 12.3)",
+        _TRUST,
+    ),
+    (
+        ConnectionCode.UNKNOWN_OP,
+        "UNKNOWN_OP",
+        "unknown operation (the hub or a device)",
+        f"{_HUB} {_TRUST}",
+    ),
     (ConnectionCode.BAD_REQUEST, "BAD_REQUEST", "bad request (malformed body)", _HUB),
+    (
+        ConnectionCode.NOT_ALLOWED,
+        "NOT_ALLOWED",
+        "a device: the caller may not do this (not the owner, not a pinned peer, or the "
+        "device cannot do it)",
+        _TRUST,
+    ),
     (ConnectionCode.INTERNAL, "INTERNAL", "internal (the hub could not do it)", f"{_TLS} {_HUB}"),
     (_E.ZONE, "ZONE", "zone: unspecified refusal", f"bleprov.core.zone:ZoneError {_TLS}"),
-    (DeviceOpCode.UNKNOWN_OP, "DEVICE_UNKNOWN_OP", "a device: unknown operation", _TRUST),
     (
         _E.NOT_A_ZONE_MEMBER,
         "NOT_A_ZONE_MEMBER",
         "not a zone member (does not chain, bad names or profile)",
         f"bleprov.core.zone:NotAZoneMember {_TLS}",
     ),
-    (
-        DeviceOpCode.NOT_ALLOWED,
-        "DEVICE_NOT_ALLOWED",
-        "a device: the caller may not do this (not the owner, not a pinned peer, or the "
-        "device cannot do it)",
-        _TRUST,
-    ),
     (_E.REVOKED, "REVOKED", "revoked", f"bleprov.core.zone:Revoked {_TLS}"),
-    (
-        DeviceOpCode.BAD_WINDOW,
-        "DEVICE_BAD_WINDOW",
-        "a device: bad window offer (section 12.3)",
-        _TRUST,
-    ),
     (
         _E.CERTIFICATE_EXPIRED,
         "CERTIFICATE_EXPIRED",
@@ -474,17 +479,6 @@ CONNECTION_ROWS: Final[tuple[tuple[int, str, str, str], ...]] = (
         f"bleprov.core.peer:BadPeerIdentity {_TLS}",
     ),
 )
-
-#: Values that mean two things in one field, which protocol v2 renumbers; a new one fails
-#: tests/core/test_wire_codes.py. (namespace key, value) -> the names sharing it.
-KNOWN_COLLISIONS: Final[dict[tuple[str, int | str], tuple[str, ...]]] = {
-    ("connection", 0x70): ("ZONE", "DEVICE_UNKNOWN_OP"),
-    ("connection", 0x71): ("NOT_A_ZONE_MEMBER", "DEVICE_NOT_ALLOWED"),
-    ("connection", 0x72): ("REVOKED", "DEVICE_BAD_WINDOW"),
-    # The server's greeting and a device's `hello` operation share the op; the greeting
-    # has id 0 and comes first, a reply has its request's id, so they never mix up.
-    ("connection-op", "hello"): ("GREETING", "HELLO"),
-}
 
 _ADV = "bleprov.core.advertising"
 _MSG = f"{_SESSION}.messages"
@@ -553,6 +547,14 @@ NAMESPACES: Final[tuple[Namespace, ...]] = (
                 (2, "CONFIRMED", "host to device, compare mode", _MSG),
                 (3, "APPLICATION", "an enrolment message (section 11)", _MSG),
                 (4, "CLOSE", "an error code, 0 = normal close", _MSG),
+                (
+                    5,
+                    "CHAIN_REQUEST",
+                    "host to device: send the attestation's intermediate (1) or it and the "
+                    "root (2) (section 9)",
+                    _MSG,
+                ),
+                (6, "CHAIN", "device to host: the certificates asked for (section 9)", _MSG),
             ]
         ),
     ),
@@ -838,7 +840,7 @@ NAMESPACES: Final[tuple[Namespace, ...]] = (
         "connection-op",
         "Validated-connection operations",
         "a validated connection message's `op` (section 13)",
-        _text_codes(_TLS, [("hello", "GREETING", "the server accepted the client (id 0)")])
+        _text_codes(_TLS, [("welcome", "GREETING", "the server accepted the client (id 0)")])
         + _text_codes(
             _TLS,
             [
@@ -902,15 +904,13 @@ def render_statuses() -> list[str]:
 
 
 def render_connection() -> list[str]:
-    """Section 13.1's code table: what kind of code each is and who sends it, the
-    collisions marked."""
+    """Section 13.1's code table: what kind of code each is and who sends it."""
     senders = {
         "bleprov.tls.connection": "TLS adapter",
         "bleprov.tls.hub": "hub",
         "bleprov.service.trust": "device",
     }
     error_codes = {code.value for code in namespace("error").codes}
-    colliding = {value for (key, value) in KNOWN_COLLISIONS if key == "connection"}
     rows = []
     for code in namespace("connection").codes:
         if code.value in error_codes:
@@ -919,13 +919,12 @@ def render_connection() -> list[str]:
             kind = "zone error"
         elif any(w.startswith("bleprov.core.peer:") for w in code.where):
             kind = "peer error"
-        elif any(w == "bleprov.service.trust" for w in code.where):
+        elif code.where == ("bleprov.service.trust",):
             kind = "device refusal"
         else:
             kind = "TLS link"
         sent_by = ", ".join(senders[w] for w in code.where if w in senders)
-        note = " (collides)" if code.value in colliding else ""
-        rows.append((_hex(code.value) + note, code.meaning, kind, sent_by))
+        rows.append((_hex(code.value), code.meaning, kind, sent_by))
     return _table(("code", "meaning", "kind", "sent by"), rows)
 
 
@@ -939,10 +938,7 @@ def render_registry() -> list[str]:
             ((_hex(c.value), f"`{c.name}`", c.meaning) for c in space.codes),
         )
         lines.append("")
-    lines.append("Known collisions (one field, one value, two meanings; protocol v2 renumbers):")
-    lines.append("")
-    for (key, value), names in KNOWN_COLLISIONS.items():
-        lines.append(f"- `{key}` {_hex(value)}: " + " and ".join(f"`{n}`" for n in names))
+    lines.append("No value means two things in one field.")
     return lines
 
 

@@ -328,8 +328,8 @@ class HostLink:
             self.write_round_trips += 1
             if info.protocol_version != self.profile.protocol_version:
                 raise LinkError(
-                    f"device speaks protocol {info.protocol_version}, "
-                    f"this host {self.profile.protocol_version}"
+                    f"the device speaks bleprov protocol {info.protocol_version} and this "
+                    f"host protocol {self.profile.protocol_version}: update the older of the two"
                 )
             self.info = info
             self._subscription = self._loop.create_task(

@@ -24,6 +24,7 @@ from bleprov.core.advertising import (
 from bleprov.core.errors import BleprovError
 from bleprov.core.onboarding import (
     OnboardingPayload,
+    PayloadError,
     UserPasswordCredential,
     parse_manual_code,
     parse_ndef,
@@ -93,14 +94,24 @@ class DeviceAuthentication:
         return cls.from_payload(parse_printed_key(text))
 
     @classmethod
-    def from_manual_code(cls, text: str) -> DeviceAuthentication:
-        """code mode from the 11-digit manual code; it carries the discriminator's top bits."""
+    def from_manual_code(
+        cls, text: str, *, discriminator: int | None = None
+    ) -> DeviceAuthentication:
+        """code mode from the 11-digit manual code. It carries the discriminator's top 6
+        bits only (1 device in 64 matches by chance): the scan takes a device offering the
+        code mode whose top bits match, and only the one with ``discriminator`` if given
+        (docs/protocol.md section 10)."""
         code = parse_manual_code(text)
+        if discriminator is not None and not code.matches(discriminator):
+            raise PayloadError(
+                "the discriminator does not agree with the manual code's first two digits: "
+                "check both on the label"
+            )
         return cls(
             Mode.CODE,
             hst.CodeSecret(passcode_password(code.passcode)),
-            None,
-            lambda data: code.matches(data.discriminator),
+            discriminator,
+            lambda data: Mode.CODE in data.modes and code.matches(data.discriminator),
         )
 
     @classmethod

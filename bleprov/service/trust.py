@@ -32,6 +32,7 @@ from typing import Any, Final, Protocol
 from bleprov.core import membership as mb
 from bleprov.core.crypto.spake2plus import ScryptCost
 from bleprov.core.errors import BleprovError, MalformedData
+from bleprov.core.identity import IdentityError, IntermediateCache
 from bleprov.core.peer import PeerIdentity, PeerPin, PinSet
 from bleprov.core.receipt import (
     MAX_UNRESOLVED,
@@ -67,7 +68,7 @@ OP_FACTORY_RESET: Final = "factory-reset"
 OP_WINDOW_OPEN: Final = "window/open"
 OP_WINDOW_CLOSE: Final = "window/close"
 #: Error codes on validated connections (beside the TLS adapter's own).
-#: They collide with the zone's codes 0x70-0x72 in the same field (bleprov.core.wire_codes).
+#: v2: 0x60, 0x63 and 0x4D, distinct from the zone's codes in the same field.
 ERROR_UNKNOWN_OP: Final = DeviceOpCode.UNKNOWN_OP
 ERROR_NOT_ALLOWED: Final = DeviceOpCode.NOT_ALLOWED
 ERROR_BAD_WINDOW: Final = DeviceOpCode.BAD_WINDOW
@@ -314,6 +315,8 @@ RECORD_HOST_IDENTITY: Final = "host.peer-identity"
 RECORD_HOST_PINS: Final = "host.peer-pins"
 #: Enrolments whose COMMIT answer was lost and not learnt yet (bleprov.core.receipt).
 RECORD_HOST_UNRESOLVED: Final = "host.unresolved"
+#: Manufacturer intermediates validated against the trusted roots (protocol section 9).
+RECORD_HOST_INTERMEDIATES: Final = "host.intermediates"
 
 
 class HostTrust:
@@ -351,6 +354,24 @@ class HostTrust:
         self.store.update({RECORD_HOST_PINS: pins.to_bytes() if len(pins) else None})
 
     # ------------------------------------------- enrolments whose outcome is not known
+
+    def intermediates(self) -> IntermediateCache:
+        """The manufacturer intermediates this host validated before, kept in its store
+        as they are learnt: the next device of a known manufacturer costs no fetch. An
+        unreadable record is logged and read as none (it is only a cache)."""
+        raw = self.store.load().get(RECORD_HOST_INTERMEDIATES)
+        cache = IntermediateCache()
+        if raw is not None:
+            try:
+                cache = IntermediateCache.from_bytes(raw)
+            except IdentityError as exc:
+                logger.error("the host's intermediate cache is unreadable: %s", exc)
+
+        def save(changed: IntermediateCache) -> None:
+            self.store.update({RECORD_HOST_INTERMEDIATES: changed.to_bytes()})
+
+        cache.on_change = save
+        return cache
 
     def unresolved(self) -> list[UnresolvedEnrolment]:
         """Enrolments whose COMMIT answer was lost, to ask their devices about later.

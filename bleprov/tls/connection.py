@@ -53,7 +53,8 @@ DEFAULT_TIMEOUT: Final = 10.0
 #: A server drops a connection idle this long between requests (as the secure channel).
 IDLE_TIMEOUT: Final = 120.0
 _CLOSE_TIMEOUT: Final = 2.0
-_HELLO: Final = "hello"
+#: The server's greeting op (v1 said "hello", also a device's operation: renamed in v2).
+_HELLO: Final = "welcome"
 _REFUSED: Final = "refused"
 ERROR_OP: Final = "error"
 

@@ -138,7 +138,7 @@ class Rig:
 
         def info() -> DeviceInfo:
             return DeviceInfo(
-                protocol_version=1,
+                protocol_version=2,
                 state=state,
                 modes=modes,
                 discriminator=discriminator,

@@ -19,7 +19,7 @@ from tests.attacks.session_rig import TRUST
 
 def info_with_cost(log2_n: int, r: int, p: int) -> bytes:
     return DeviceInfo(
-        protocol_version=1,
+        protocol_version=2,
         state=DeviceState.VIRGIN,
         modes=OobMode.QR | OobMode.CODE,
         discriminator=0x123,

@@ -123,7 +123,7 @@ def test_a_device_record_with_a_cost_no_host_runs_is_malformed(cost: list[object
 
 def window_info(cost: tuple[int, int, int]) -> bytes:
     return DeviceInfo(
-        protocol_version=1,
+        protocol_version=2,
         state=DeviceState.PEER_BOUND,
         modes=OobMode.CODE,
         discriminator=0x123,

@@ -68,7 +68,7 @@ async def test_a_device_named_hub_zone_is_a_member_and_not_the_hub(world: World)
         ) as connection:
             with pytest.raises(RequestFailed) as refused:
                 await connection.request("factory-reset", {})
-        assert refused.value.code == 0x71
+        assert refused.value.code == 0x63  # v2: NOT_ALLOWED (v1 0x71)
         assert mb.RECORD_ZONE in victim.store.load()
 
         # 2. Members do not take it for the hub: no CRL (nor renewal) from it.

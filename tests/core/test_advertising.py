@@ -27,7 +27,7 @@ from bleprov.core.errors import MalformedData
 from bleprov.core.profile import default_profile
 
 INFO = DeviceInfo(
-    protocol_version=1,
+    protocol_version=2,
     state=DeviceState.VIRGIN,
     modes=OobMode.QR | OobMode.CODE,
     discriminator=0x5A5,

@@ -4,6 +4,7 @@ strict decoding and storage. Fixed ``now`` everywhere; the core never reads the 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -29,7 +30,9 @@ from bleprov.core.identity import (
     MAX_CERTIFICATE_SIZE,
     Attestation,
     AttestationError,
+    AttestationRecord,
     AttestationResult,
+    ChainRequest,
     DeviceIdentity,
     IdentityError,
     InvalidDeviceId,
@@ -37,6 +40,7 @@ from bleprov.core.identity import (
     Manufacturer,
     TrustPolicy,
     UnknownManufacturer,
+    decode_chain,
     device_id_of,
     signed_message,
     verify_attestation,
@@ -44,7 +48,7 @@ from bleprov.core.identity import (
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 HASH = bytes(range(32))
-CONTEXT = b"bleprov/1 session"
+CONTEXT = b"bleprov/2 session"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +74,11 @@ def verify(
     context: bytes = CONTEXT,
     now: datetime = NOW,
     policy: TrustPolicy = TrustPolicy.REFUSE,
+    chain: Sequence[bytes] = (),
 ) -> AttestationResult:
+    """Bytes are a v2 record, resolved with ``chain`` (what the host cached or fetched)."""
+    if isinstance(attestation, bytes):
+        attestation = AttestationRecord.decode(attestation).resolve(chain)
     return verify_attestation(
         attestation,
         handshake_hash,
@@ -282,7 +290,7 @@ def test_signed_message_format() -> None:
 
 
 def test_issue_and_verify(acme: Manufacturer, device: DeviceIdentity) -> None:
-    result = verify(device.attest(HASH, context=CONTEXT), [acme.root_certificate])
+    result = verify(device.attestation(HASH, context=CONTEXT), [acme.root_certificate])
     assert result.trusted
     assert result.device_id == device.device_id
     assert result.manufacturer_root_fingerprint == acme.root_fingerprint
@@ -296,9 +304,9 @@ def test_roots_as_der_and_from_pem(acme: Manufacturer, device: DeviceIdentity) -
     assert root == acme.root_certificate
     der = root.public_bytes(serialization.Encoding.DER)
     other = Manufacturer.create("Other", now=NOW).root_certificate
-    assert verify(device.attest(HASH, context=CONTEXT), [other, der]).trusted
+    assert verify(device.attestation(HASH, context=CONTEXT), [other, der]).trusted
     with pytest.raises(IdentityError):
-        verify(device.attest(HASH, context=CONTEXT), [b"not a certificate"])
+        verify(device.attestation(HASH, context=CONTEXT), [b"not a certificate"])
 
 
 def test_device_certificate_profile(acme: Manufacturer, device: DeviceIdentity) -> None:
@@ -377,13 +385,13 @@ def test_naive_now_is_refused(acme: Manufacturer) -> None:
 def test_signature_over_another_handshake_hash_fails(
     acme: Manufacturer, device: DeviceIdentity
 ) -> None:
-    attestation = device.attest(HASH, context=CONTEXT)
+    attestation = device.attestation(HASH, context=CONTEXT)
     with pytest.raises(AttestationError, match="signature"):
         verify(attestation, [acme.root_certificate], handshake_hash=bytes(32))
 
 
 def test_signature_in_another_context_fails(acme: Manufacturer, device: DeviceIdentity) -> None:
-    attestation = device.attest(HASH, context=CONTEXT)
+    attestation = device.attestation(HASH, context=CONTEXT)
     with pytest.raises(AttestationError, match="signature"):
         verify(attestation, [acme.root_certificate], context=b"bleprov/1 other")
 
@@ -410,7 +418,7 @@ def test_validity_is_checked_at_now(
     acme: Manufacturer, issued_offset: timedelta, validity: timedelta, checked_offset: timedelta
 ) -> None:
     identity = acme.issue_device(now=NOW + issued_offset, validity=validity)
-    attestation = identity.attest(HASH, context=CONTEXT)
+    attestation = identity.attestation(HASH, context=CONTEXT)
     assert verify(attestation, [acme.root_certificate], now=NOW + timedelta(hours=1)).trusted
     for policy in TrustPolicy:
         with pytest.raises(AttestationError, match="not valid at validation time"):
@@ -421,7 +429,7 @@ def test_expired_chain_to_unknown_root_is_an_error_not_a_warning(acme: Manufactu
     identity = acme.issue_device(now=NOW, validity=timedelta(days=1))
     with pytest.raises(AttestationError) as info:
         verify(
-            identity.attest(HASH, context=CONTEXT),
+            identity.attestation(HASH, context=CONTEXT),
             [],
             now=NOW + timedelta(days=2),
             policy=TrustPolicy.WARN,
@@ -458,7 +466,7 @@ def test_non_ca_intermediate_fails() -> None:
     crafted = crafted_manufacturer(intermediate_is_ca=False)
     identity = crafted.manufacturer.issue_device(now=NOW)
     with pytest.raises(AttestationError, match="basicConstraints"):
-        verify(identity.attest(HASH, context=CONTEXT), [crafted.root])
+        verify(identity.attestation(HASH, context=CONTEXT), [crafted.root])
 
 
 def test_crafted_hierarchy_with_the_right_shape_verifies() -> None:
@@ -473,7 +481,7 @@ def test_root_path_length_is_enforced() -> None:
     crafted = crafted_manufacturer(root_path_length=0)
     identity = crafted.manufacturer.issue_device(now=NOW)
     with pytest.raises(AttestationError, match="path length"):
-        verify(identity.attest(HASH, context=CONTEXT), [crafted.root])
+        verify(identity.attestation(HASH, context=CONTEXT), [crafted.root])
 
 
 def test_leaf_signed_directly_by_the_root_is_refused() -> None:
@@ -545,7 +553,7 @@ def test_device_certificate_profile_is_enforced(changes: dict[str, object], reas
 def test_unknown_root_refused(device: DeviceIdentity) -> None:
     other = Manufacturer.create("Other", now=NOW)
     with pytest.raises(UnknownManufacturer) as info:
-        verify(device.attest(HASH, context=CONTEXT), [other.root_certificate])
+        verify(device.attestation(HASH, context=CONTEXT), [other.root_certificate])
     assert isinstance(info.value, AttestationError)
     assert isinstance(info.value, ProtocolError)
 
@@ -553,7 +561,7 @@ def test_unknown_root_refused(device: DeviceIdentity) -> None:
 @pytest.mark.parametrize("configured", [0, 1])
 def test_unknown_root_warns(acme: Manufacturer, device: DeviceIdentity, configured: int) -> None:
     roots = [Manufacturer.create("Other", now=NOW).root_certificate][:configured]
-    result = verify(device.attest(HASH, context=CONTEXT), roots, policy=TrustPolicy.WARN)
+    result = verify(device.attestation(HASH, context=CONTEXT), roots, policy=TrustPolicy.WARN)
     assert not result.trusted
     assert result.device_id == device.device_id
     assert result.manufacturer_root_fingerprint == acme.root_fingerprint
@@ -563,7 +571,7 @@ def test_unknown_root_warns(acme: Manufacturer, device: DeviceIdentity, configur
 
 
 def test_warn_still_checks_the_signature(device: DeviceIdentity) -> None:
-    attestation = device.attest(HASH, context=CONTEXT)
+    attestation = device.attestation(HASH, context=CONTEXT)
     with pytest.raises(AttestationError, match="signature") as info:
         verify(attestation, [], handshake_hash=bytes(32), policy=TrustPolicy.WARN)
     assert not isinstance(info.value, UnknownManufacturer)
@@ -625,7 +633,7 @@ def test_imitating_a_trusted_manufacturer_is_an_error_not_a_warning(acme: Manufa
         intermediate_key=intermediate_key,
         intermediate_certificate=intermediate,
     )
-    attestation = impostor.issue_device(now=NOW).attest(HASH, context=CONTEXT)
+    attestation = impostor.issue_device(now=NOW).attestation(HASH, context=CONTEXT)
     with pytest.raises(AttestationError) as info:
         verify(attestation, [acme.root_certificate], policy=TrustPolicy.WARN)
     assert not isinstance(info.value, UnknownManufacturer)
@@ -636,16 +644,22 @@ def test_imitating_a_trusted_manufacturer_is_an_error_not_a_warning(acme: Manufa
 
 
 def test_attestation_round_trip(device: DeviceIdentity) -> None:
+    """v2: the record names the intermediate by its SHA-256 and carries no root."""
     attestation = device.attestation(HASH, context=CONTEXT)
-    encoded = attestation.encode()
-    assert Attestation.decode(encoded) == attestation
-    assert cbor2.loads(encoded)[0] == 1
-    assert len(encoded) < 1700  # three P-256 certificates and a signature
+    encoded = attestation.record().encode()
+    record = AttestationRecord.decode(encoded)
+    assert record == attestation.record()
+    assert record.resolve(attestation.chain) == attestation
+    assert cbor2.loads(encoded)[0] == 2
+    assert record.intermediate_hash == hashlib.sha256(attestation.chain[0]).digest()
+    assert attestation.chain[-1] not in encoded  # no root on the air
+    assert attestation.chain[0] not in encoded  # the intermediate by reference
+    assert len(encoded) < 700  # one P-256 certificate, a hash and a signature
 
 
 def _attestation_array(device: DeviceIdentity) -> list[object]:
-    good = device.attestation(HASH, context=CONTEXT)
-    return [1, good.device_certificate, list(good.chain), good.signature]
+    good = device.attestation(HASH, context=CONTEXT).record()
+    return [2, good.device_certificate, good.intermediate_hash, good.signature]
 
 
 @pytest.mark.parametrize(
@@ -653,16 +667,16 @@ def _attestation_array(device: DeviceIdentity) -> list[object]:
     [
         lambda v: v[:3],
         lambda v: [*v, b""],
-        lambda v: [2, *v[1:]],
+        lambda v: [1, *v[1:]],
         lambda v: [True, *v[1:]],
-        lambda v: [1.0, *v[1:]],
+        lambda v: [2.0, *v[1:]],
         lambda v: [v[0], "text", *v[2:]],
         lambda v: [v[0], b"", *v[2:]],
         lambda v: [v[0], b"\x30" * (MAX_CERTIFICATE_SIZE + 1), *v[2:]],
-        lambda v: [*v[:2], [], v[3]],
-        lambda v: [*v[:2], v[2] * 2, v[3]],
+        lambda v: [*v[:2], [v[2]], v[3]],
+        lambda v: [*v[:2], v[2][:31], v[3]],
+        lambda v: [*v[:2], v[2] + b"\x00", v[3]],
         lambda v: [*v[:2], v[1], v[3]],
-        lambda v: [*v[:2], [*v[2][:1], 7], v[3]],
         lambda v: [*v[:3], b"\x30" * 7],
         lambda v: [*v[:3], b"\x30" * 73],
         lambda v: {"attestation": v},
@@ -670,7 +684,7 @@ def _attestation_array(device: DeviceIdentity) -> list[object]:
 )
 def test_attestation_decoder_rejects_malformed_structure(device: DeviceIdentity, mutate) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(MalformedAttestation) as info:
-        Attestation.decode(cbor2.dumps(mutate(_attestation_array(device)), canonical=True))
+        AttestationRecord.decode(cbor2.dumps(mutate(_attestation_array(device)), canonical=True))
     assert isinstance(info.value, MalformedData)
     assert isinstance(info.value, AttestationError)
 
@@ -688,16 +702,42 @@ def test_attestation_decoder_rejects_bad_encodings(device: DeviceIdentity) -> No
         b"\x00" * (MAX_ATTESTATION_SIZE + 1),
     ]:
         with pytest.raises(MalformedAttestation):
-            Attestation.decode(raw)
+            AttestationRecord.decode(raw)
     with pytest.raises(MalformedAttestation):
         verify(b"\xa0", [])
+
+
+def test_chain_decoder(device: DeviceIdentity) -> None:
+    """A CHAIN body: the intermediate, and the root only if asked for; nothing else."""
+    only = decode_chain(device.chain_for(ChainRequest.INTERMEDIATE))
+    both = decode_chain(device.chain_for(ChainRequest.INTERMEDIATE_AND_ROOT))
+    assert only == (device.chain[0].public_bytes(serialization.Encoding.DER),)
+    assert both == tuple(c.public_bytes(serialization.Encoding.DER) for c in device.chain)
+    for raw in [cbor2.dumps([]), cbor2.dumps([*both, both[0]]), cbor2.dumps([1]), b"\x40"]:
+        with pytest.raises(MalformedAttestation):
+            decode_chain(raw)
+
+
+def test_a_wrong_intermediate_is_refused(acme: Manufacturer, device: DeviceIdentity) -> None:
+    """An intermediate other than the one the signed-over record names: refused, even
+    one that chains to the same trusted root."""
+    record = device.attestation(HASH, context=CONTEXT).record()
+    other = Manufacturer.create("Other", now=NOW).intermediate_certificate
+    for wrong in [
+        other.public_bytes(serialization.Encoding.DER),
+        acme.root_certificate.public_bytes(serialization.Encoding.DER),
+    ]:
+        with pytest.raises(AttestationError, match="does not match"):
+            record.resolve((wrong,))
+    with pytest.raises(AttestationError, match="does not match"):
+        record.resolve(())
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2048))
 def test_attestation_decoder_fuzz_bytes(raw: bytes) -> None:
     with contextlib.suppress(MalformedAttestation):
-        Attestation.decode(raw)
+        AttestationRecord.decode(raw)
 
 
 _cbor_values = st.recursive(
@@ -715,7 +755,7 @@ _cbor_values = st.recursive(
 @given(st.lists(_cbor_values, min_size=3, max_size=5))
 def test_attestation_decoder_fuzz_structures(value: list[object]) -> None:
     try:
-        decoded = Attestation.decode(cbor2.dumps(value, canonical=True))
+        decoded = AttestationRecord.decode(cbor2.dumps(value, canonical=True))
     except MalformedAttestation:
         return
     assert decoded.encode() == cbor2.dumps(value, canonical=True)
@@ -741,7 +781,12 @@ def test_verify_fuzz_byte_flips(
         raw[position] ^= mask
     policy = data.draw(st.sampled_from(TrustPolicy))
     try:
-        result = verify(bytes(raw), [acme.root_certificate], policy=policy)
+        result = verify(
+            bytes(raw),
+            [acme.root_certificate],
+            policy=policy,
+            chain=(device.chain[0].public_bytes(serialization.Encoding.DER),),
+        )
     except AttestationError:
         return
     # A flip inside an unsigned, unchecked field (the presented root's own signature, say)
@@ -820,7 +865,7 @@ def test_manufacturer_round_trip(acme: Manufacturer) -> None:
     assert loaded.intermediate_certificate == acme.intermediate_certificate
     assert loaded.name == acme.name
     identity = loaded.issue_device(now=NOW)
-    assert verify(identity.attest(HASH, context=CONTEXT), [acme.root_certificate]).trusted
+    assert verify(identity.attestation(HASH, context=CONTEXT), [acme.root_certificate]).trusted
     for value in cbor2.loads(blob)[3::2]:
         with pytest.raises(TypeError):  # keys are never stored in the clear
             serialization.load_der_private_key(value, None)

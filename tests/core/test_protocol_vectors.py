@@ -64,5 +64,8 @@ def test_session_vectors_match_the_document() -> None:
     passkey = passkey_secrets(123456, bytes(range(16)))
     assert passkey.w0.to_bytes(32, "big").hex() == _documented("w0")
     assert passkey.w1.to_bytes(32, "big").hex() == _documented("w1")
-    message = signed_message(bytes(32), b"bleprov/1 session")
+    from bleprov.core.session.common import ATTESTATION_CONTEXT
+
+    assert ATTESTATION_CONTEXT == b"bleprov/2 session"
+    message = signed_message(bytes(32), ATTESTATION_CONTEXT)
     assert message == bytes.fromhex(_documented("message")) + bytes(32)

@@ -13,7 +13,12 @@ from bleprov.core.advertising import DeviceInfo, DeviceState, OobMode
 from bleprov.core.attempts import AttemptLimiter, AttemptLimits, ButtonWindow, Credential, LockedOut
 from bleprov.core.crypto.spake2plus import ScryptCost, derive_verifier
 from bleprov.core.device_secrets import SPAKE_ID_VERIFIER
-from bleprov.core.identity import Manufacturer, TrustPolicy, UnknownManufacturer
+from bleprov.core.identity import (
+    IntermediateCache,
+    Manufacturer,
+    TrustPolicy,
+    UnknownManufacturer,
+)
 from bleprov.core.session import device as dev
 from bleprov.core.session import host as hst
 from bleprov.core.session.common import SessionNotOpen
@@ -27,13 +32,19 @@ CODE = b"48613702"
 MANUFACTURER = Manufacturer.create("Acme Devices", now=NOW)
 IDENTITY = MANUFACTURER.issue_device(now=NOW)
 LABEL_SECRET = os.urandom(16)
-TRUST = hst.Trust((MANUFACTURER.root_certificate.public_bytes(Encoding.DER),), TrustPolicy.REFUSE)
+#: A host that knows the manufacturer's intermediate: no fetch (a first contact, which
+#: fetches it, is tests/core/test_protocol_v2.py's).
+TRUST = hst.Trust(
+    (MANUFACTURER.root_certificate.public_bytes(Encoding.DER),),
+    TrustPolicy.REFUSE,
+    IntermediateCache([MANUFACTURER.intermediate_certificate.public_bytes(Encoding.DER)]),
+)
 ALL = OobMode.QR | OobMode.CODE | OobMode.COMPARE | OobMode.BUTTON | OobMode.PASSKEY
 
 
 def info(modes: OobMode = ALL) -> bytes:
     return DeviceInfo(
-        protocol_version=1,
+        protocol_version=2,
         state=DeviceState.VIRGIN,
         modes=modes,
         discriminator=0x123,

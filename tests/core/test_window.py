@@ -33,7 +33,7 @@ def _offer(code: WindowCode, purpose: WindowPurpose = WindowPurpose.ADMIN) -> Wi
 
 def _info(window: CommissioningWindow | None, modes: OobMode = OobMode.CODE) -> bytes:
     return DeviceInfo(
-        protocol_version=1,
+        protocol_version=2,
         state=DeviceState.PEER_BOUND,
         modes=modes,
         discriminator=0x123,

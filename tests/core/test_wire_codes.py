@@ -44,25 +44,23 @@ def _coded_errors() -> dict[str, int]:
     }
 
 
-def test_no_value_means_two_things_in_one_field_but_the_known_collisions() -> None:
+def test_no_value_means_two_things_in_one_field() -> None:
     found = {
         (space.key, value): names
         for space in wc.NAMESPACES
         for value, names in space.collisions().items()
     }
-    assert found == wc.KNOWN_COLLISIONS
+    assert found == {}
+    assert not hasattr(wc, "KNOWN_COLLISIONS")
 
 
-def test_the_known_collisions_are_the_device_refusals_against_the_zone_codes() -> None:
-    """What protocol v2 must renumber: the validated connection's 0x70, 0x71, 0x72; and
-    the op `hello`, which is the server's greeting and a device's operation."""
-    assert set(wc.KNOWN_COLLISIONS) == {
-        ("connection", 0x70),
-        ("connection", 0x71),
-        ("connection", 0x72),
-        ("connection-op", "hello"),
-    }
-    assert {int(c) for c in wc.DeviceOpCode} == {0x70, 0x71, 0x72}
+def test_v2_renumbered_the_device_refusals_off_the_zone_codes() -> None:
+    """v1 sent a device's refusals as 0x70-0x72, the zone errors' values in the same
+    field, and called the server's greeting `hello`, a device's operation too."""
+    assert [int(c) for c in wc.DeviceOpCode] == [0x60, 0x63, 0x4D]
+    zone = {int(wc.ErrorCode.ZONE), int(wc.ErrorCode.NOT_A_ZONE_MEMBER), int(wc.ErrorCode.REVOKED)}
+    assert not zone & {int(c) for c in wc.DeviceOpCode}
+    assert wc.namespace("connection-op").value("GREETING") == "welcome"
 
 
 def test_a_new_collision_is_caught() -> None:
@@ -117,7 +115,7 @@ def test_every_error_code_is_one_a_class_has() -> None:
     session = {c.value for c in wc.namespace("error").codes}
     connection = {c.value for c in wc.namespace("connection").codes}
     assert coded == session | (connection & coded)
-    assert session & {c.value for c in wc.namespace("connection").codes} == {0x02, 0x47}
+    assert session & {c.value for c in wc.namespace("connection").codes} == {0x02, 0x47, 0x4D}
 
 
 def test_zone_and_peer_codes_are_registered_for_the_validated_connection() -> None:
@@ -147,7 +145,9 @@ def test_the_codes_the_tls_link_sends_are_registered() -> None:
         connection.INTERNAL,
     }
     assert sent <= registered
-    assert wc.namespace("connection").value("DEVICE_NOT_ALLOWED") == trust.ERROR_NOT_ALLOWED
+    assert wc.namespace("connection").value("NOT_ALLOWED") == trust.ERROR_NOT_ALLOWED
+    assert wc.namespace("connection").value("BAD_WINDOW") == trust.ERROR_BAD_WINDOW
+    assert wc.namespace("connection").value("UNKNOWN_OP") == trust.ERROR_UNKNOWN_OP
 
 
 def _members(codes: type[enum.Enum]) -> dict[str, int]:

@@ -48,7 +48,7 @@ from tests.dbus_doubles.common import TEST_IFACE
 TIMEOUT = 5.0
 PHONE = "AA:BB:CC:DD:EE:FF"
 SERVICE_DATA = ServiceData(
-    protocol_version=1, state=DeviceState.VIRGIN, modes=OobMode.QR, discriminator=0x123
+    protocol_version=2, state=DeviceState.VIRGIN, modes=OobMode.QR, discriminator=0x123
 )
 
 

@@ -78,7 +78,7 @@ class Echo:
 def device_info(discriminator: int, modes: OobMode = ALL) -> Callable[[], DeviceInfo]:
     def info() -> DeviceInfo:
         return DeviceInfo(
-            protocol_version=1,
+            protocol_version=2,
             state=DeviceState.VIRGIN,
             modes=modes,
             discriminator=discriminator,

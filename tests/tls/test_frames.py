@@ -86,7 +86,9 @@ async def _raw_member_client(
     )
     reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
     length = int.from_bytes(await reader.readexactly(4), "big")
-    assert decode_message(await reader.readexactly(length))["op"] == "hello"
+    assert (
+        decode_message(await reader.readexactly(length))["op"] == "welcome"
+    )  # the greeting (v1 "hello")
     return reader, writer
 
 

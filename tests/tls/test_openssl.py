@@ -116,7 +116,7 @@ async def test_openssl_s_client_connects_to_member_server(
     assert b"Verify return code: 0 (ok)" in output
     assert b"TLSv1.3" in output
     # The server said hello, then answered the framed request.
-    assert encode_message({"op": "hello", "id": 0, "body": {"version": 1}}) in output
+    assert encode_message({"op": "welcome", "id": 0, "body": {"version": 1}}) in output
     assert encode_message({"op": "echo", "id": 1, "body": {"seen": "LAMP-0001"}}) in output
     [seen] = served.peers
     assert seen.peer_member is not None and seen.peer_member.serial == serial_of(lamp)
@@ -150,7 +150,7 @@ async def test_openssl_s_server_accepts_member_connection(
         while b"ACCEPT" not in output:
             output += await asyncio.wait_for(process.stdout.readline(), TIMEOUT)
         # s_server sends what it reads on stdin: our hello frame, once a client is in.
-        process.stdin.write(encode_message({"op": "hello", "id": 0, "body": {"version": 1}}))
+        process.stdin.write(encode_message({"op": "welcome", "id": 0, "body": {"version": 1}}))
         await process.stdin.drain()
         ping = {"op": "ping", "id": 1, "body": {"from": "LAMP-0001"}}
         async with await open_member_connection(

@@ -15,7 +15,7 @@ from bleprov.core.session.modes.base import ModeNotAllowed as ModeNotAllowed
 from bleprov.core.wire_codes import ErrorCode
 
 #: What the device's attestation signs over (with the handshake hash).
-ATTESTATION_CONTEXT: Final = b"bleprov/1 session"
+ATTESTATION_CONTEXT: Final = b"bleprov/2 session"
 
 
 class DeviceOwned(SessionRefused):

@@ -29,6 +29,7 @@ from bleprov.core.channel import ChannelClosedError
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.device_secrets import DeviceSecrets
 from bleprov.core.errors import BleprovError, LocalProtocolError, MalformedData, ProtocolError
+from bleprov.core.identity import ChainRequest
 from bleprov.core.receipt import is_receipt_user
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
@@ -158,6 +159,7 @@ class DeviceSession(ChannelHolder):
         self._credential: Credential | None = None
         self._engine: DeviceHandshake | None = None
         self._host_confirmed = False
+        self._chain_sent = False
         self._device_confirmed = False
         self.number: int | None = None
         #: An owned device accepts only its owner's commissioning window.
@@ -397,6 +399,8 @@ class DeviceSession(ChannelHolder):
             return self._maybe_open(now)
         if self._state is not _State.OPEN:
             raise modes.UnexpectedMessage("application data before the host was authenticated")
+        if inner.kind is InnerKind.CHAIN_REQUEST:
+            return [self._chain(inner.body, now)]
         if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
             raise modes.UnexpectedMessage("only application data is expected now")
         if self._in_button_window and self._button.overlapped(self._connection):
@@ -426,6 +430,15 @@ class DeviceSession(ChannelHolder):
         else:
             self._button.authenticated()
         return [*events, Authenticated(self._mode, self._credential)]
+
+    def _chain(self, wanted: bytes | int, now: float) -> SendMessage:
+        """The attestation's intermediate (and the root if asked), once per session: the
+        host fetches what its cache lacks, then verifies (docs/protocol.md section 9)."""
+        if self._chain_sent or not isinstance(wanted, int):
+            raise modes.UnexpectedMessage("a second chain request")
+        self._chain_sent = True
+        body = self._secrets.identity.chain_for(ChainRequest(wanted))
+        return self._seal(Inner(InnerKind.CHAIN, body), now)
 
     def _attestation(self, now: float) -> SendMessage:
         assert self._keys is not None

@@ -6,10 +6,10 @@ Sans-IO: messages and ``now`` in, events out.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from bleprov.core.advertising import DeviceInfo, OobMode, ServiceData
+from bleprov.core.advertising import PROTOCOL_VERSION, DeviceInfo, OobMode, ServiceData
 from bleprov.core.attempts import (
     ButtonNotPressed,
     ButtonWindowUsed,
@@ -24,9 +24,20 @@ from bleprov.core.errors import (
     BleprovError,
     LocalProtocolError,
     ProtocolError,
+    UnsupportedVersion,
     code_words,
 )
-from bleprov.core.identity import AttestationResult, TrustPolicy, verify_attestation
+from bleprov.core.identity import (
+    AttestationError,
+    AttestationRecord,
+    AttestationResult,
+    ChainRequest,
+    IntermediateCache,
+    TrustPolicy,
+    UnknownManufacturer,
+    decode_chain,
+    verify_attestation,
+)
 from bleprov.core.receipt import EnrolmentReceipt
 from bleprov.core.session import modes
 from bleprov.core.session.common import (
@@ -113,6 +124,9 @@ OutOfBand = QrSecret | CodeSecret | WindowSecret | EnrolmentReceipt | None
 class Trust:
     roots: tuple[bytes, ...]  # manufacturer root certificates, DER
     policy: TrustPolicy
+    #: Intermediates validated against ``roots`` before (shared by this host's sessions):
+    #: a hit saves the fetch; each use validates again against ``roots``.
+    intermediates: IntermediateCache = field(default_factory=IntermediateCache)
 
 
 # ------------------------------------------------------------------------ events
@@ -149,8 +163,19 @@ class _State(enum.Enum):
     HANDSHAKE = "handshake"
     WAIT_USER = "wait-user"
     WAIT_ATTESTATION = "wait-attestation"
+    #: The attestation named an intermediate this host does not hold: fetching it.
+    WAIT_CHAIN = "wait-chain"
     OPEN = "open"
     ENDED = "ended"
+
+
+def check_protocol_version(info: DeviceInfo) -> None:
+    """Refuse a device of another protocol version: v2 changed the wire throughout."""
+    if info.protocol_version != PROTOCOL_VERSION:
+        raise UnsupportedVersion(
+            f"the device speaks bleprov protocol {info.protocol_version} and this host "
+            f"protocol {PROTOCOL_VERSION}: update the older of the two"
+        )
 
 
 def check_advertisement(advertised: ServiceData, info: DeviceInfo) -> None:
@@ -181,6 +206,7 @@ class HostSession(ChannelHolder):
     ) -> None:
         super().__init__(is_host=True, idle_timeout=idle_timeout)
         info = DeviceInfo.decode(device_info)
+        check_protocol_version(info)
         # A receipt is answered whatever the device offers (it asks what became of an
         # enrolment, and an owned device offers nothing): the device decides.
         receipt = isinstance(secret, EnrolmentReceipt)
@@ -195,6 +221,10 @@ class HostSession(ChannelHolder):
         self._handshake_deadline = now + handshake_timeout
         self._state = _State.IDLE
         self.attestation: AttestationResult | None = None
+        self._pending: AttestationRecord | None = None
+        self._wanted = ChainRequest.INTERMEDIATE
+        #: Whether this session fetched the intermediate (its cache missed).
+        self.fetched_chain = False
         self.number: int | None = None
         self._prompt = registry.engine(mode).prompt
         self._engine = self._engine_for(mode, secret, info)
@@ -256,7 +286,7 @@ class HostSession(ChannelHolder):
         return [*self._close_records(0, now), *self._end(None)]
 
     def next_deadline(self) -> float | None:
-        if self._state in (_State.HANDSHAKE, _State.WAIT_ATTESTATION):
+        if self._state in (_State.HANDSHAKE, _State.WAIT_ATTESTATION, _State.WAIT_CHAIN):
             return self._handshake_deadline
         if self._state is _State.OPEN and self._channel is not None:
             return self._channel.next_deadline()
@@ -317,22 +347,56 @@ class HostSession(ChannelHolder):
         if inner.kind is InnerKind.ATTESTATION:
             if self._state is not _State.WAIT_ATTESTATION or not isinstance(inner.body, bytes):
                 raise modes.UnexpectedMessage("attestation out of place")
-            assert self._keys is not None
-            self.attestation = verify_attestation(
-                inner.body,
-                self._keys.handshake_hash,
-                context=ATTESTATION_CONTEXT,
-                trusted_roots=self._trust.roots,
-                now=self._wall_clock,
-                policy=self._trust.policy,
-            )
-            self._state = _State.OPEN
-            return [Established(self._mode, self.attestation)]
+            record = AttestationRecord.decode(inner.body)
+            cached = self._trust.intermediates.get(record.intermediate_hash)
+            if cached is None:
+                # Fetch it, inside this session: the record stays bound to it.
+                self._pending = record
+                self._state = _State.WAIT_CHAIN
+                self.fetched_chain = True
+                self._wanted = (
+                    ChainRequest.INTERMEDIATE_AND_ROOT
+                    if self._trust.policy is TrustPolicy.WARN
+                    else ChainRequest.INTERMEDIATE
+                )
+                return [self._seal(Inner(InnerKind.CHAIN_REQUEST, int(self._wanted)), now)]
+            try:
+                return self._verified(record, (cached,))
+            except UnknownManufacturer:
+                # Its root is no longer trusted: the entry goes, the device is refused.
+                self._trust.intermediates.discard(record.intermediate_hash)
+                raise
+        if inner.kind is InnerKind.CHAIN:
+            if self._state is not _State.WAIT_CHAIN or not isinstance(inner.body, bytes):
+                raise modes.UnexpectedMessage("chain out of place")
+            assert self._pending is not None
+            chain = decode_chain(inner.body)
+            if len(chain) > int(self._wanted):
+                raise AttestationError("the device sent more certificates than were asked for")
+            established = self._verified(self._pending, chain)
+            if self.attestation is not None and self.attestation.trusted:
+                self._trust.intermediates.add(chain[0])
+            return established
         if self._state is not _State.OPEN:
             raise modes.UnexpectedMessage("application data before attestation")
         if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
             raise modes.UnexpectedMessage("unexpected record from the device")
         return [ApplicationData(inner.body)]
+
+    def _verified(self, record: AttestationRecord, chain: tuple[bytes, ...]) -> list[HostEvent]:
+        """Check the attestation with ``chain`` above the device certificate; open."""
+        assert self._keys is not None
+        self.attestation = verify_attestation(
+            record.resolve(chain),
+            self._keys.handshake_hash,
+            context=ATTESTATION_CONTEXT,
+            trusted_roots=self._trust.roots,
+            now=self._wall_clock,
+            policy=self._trust.policy,
+        )
+        self._pending = None
+        self._state = _State.OPEN
+        return [Established(self._mode, self.attestation)]
 
     def _fail(self, error: ProtocolError, now: float) -> list[HostEvent]:
         return [*self._close_records(error.code, now), *self._end(error)]

@@ -11,7 +11,9 @@ Every message is a deterministic CBOR array whose first element is its type
 
 Inside SECURE, the plaintext is ``[kind, body]``: 1 ATTESTATION (device to host), 2
 CONFIRMED (compare mode: the user accepted the number on the host), 3 APPLICATION, 4
-CLOSE (``body`` is an error code, 0 for a normal close).
+CLOSE (``body`` is an error code, 0 for a normal close), 5 CHAIN_REQUEST (host to device,
+``body`` 1 or 2: the attestation's intermediate, or it and the root), 6 CHAIN (device to
+host, the certificates asked for).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class InnerKind(enum.IntEnum):
     CONFIRMED = 2
     APPLICATION = 3
     CLOSE = 4
+    CHAIN_REQUEST = 5
+    CHAIN = 6
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,11 @@ def decode_inner(raw: bytes) -> Inner:
         raise MalformedData("unknown inner record kind") from None
     if kind is InnerKind.CLOSE:
         return Inner(kind, _uint(value[1], "close code", 255))
+    if kind is InnerKind.CHAIN_REQUEST:
+        wanted = _uint(value[1], "chain request", 2)
+        if wanted == 0:
+            raise MalformedData("a chain request asks for 1 or 2 certificates")
+        return Inner(kind, wanted)
     return Inner(kind, _bytes(value[1], "inner body", MAX_SECURE_MESSAGE))
 
 

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from bleprov.core.advertising import DeviceInfo
     from bleprov.core.crypto.primitives import X25519PrivateKey
 
-PROTOCOL_LABEL: Final = b"bleprov/1"
+#: The protocol version every transcript binds (in the prologue, which every mode
+#: hashes); the "bleprov/1 ..." HKDF labels are fixed domain-separation strings.
+PROTOCOL_LABEL: Final = b"bleprov/2"
 KEYS_INFO: Final = b"bleprov/1 session keys"
 #: Channel bindings: HKDF info prefix; the label follows (docs/protocol.md, "Channel binding").
 BINDING_INFO: Final = b"bleprov/1 channel binding "
