@@ -230,3 +230,26 @@ def test_the_cache_record_round_trips_and_refuses_junk() -> None:
     for junk in [b"", cbor2.dumps(["bleprov intermediates", 2, []]), cbor2.dumps([1, 2, 3])]:
         with pytest.raises(IdentityError):
             IntermediateCache.from_bytes(junk)
+
+
+def test_application_data_behind_the_attestation_waits_for_the_fetched_intermediate() -> None:
+    """The device speaks right behind its ATTESTATION (its `session` notice) while a host
+    that missed the intermediate is still fetching it: the host holds that record and
+    delivers it after Established, in order (it failed "application data before
+    attestation" when the v2 attestation met the v2 enrolment flight)."""
+    host = make_host(Mode.QR, qr_secret(), trust=_trust(cached=False))
+    device = make_device()
+    hello = [e.data for e in host.start(0.0) if isinstance(e, hst.SendMessage)]
+    replies = [e.data for e in device.receive(hello[0], 1.0) if isinstance(e, dev.SendMessage)]
+    replies += [e.data for e in device.send(b"notice", 1.0) if isinstance(e, dev.SendMessage)]
+    to_device: list[bytes] = []
+    for message in replies:
+        events = host.receive(message, 1.0)
+        assert not any(isinstance(e, hst.ApplicationData) for e in events)
+        to_device += [e.data for e in events if isinstance(e, hst.SendMessage)]
+    assert len(to_device) == 1  # the chain request
+    chain = [e.data for e in device.receive(to_device[0], 1.0) if isinstance(e, dev.SendMessage)]
+    events = host.receive(chain[0], 1.0)
+    kinds = [type(e) for e in events if not isinstance(e, hst.SendMessage)]
+    assert kinds == [hst.Established, hst.ApplicationData]
+    assert events[-1] == hst.ApplicationData(b"notice")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from bleprov.core.advertising import PROTOCOL_VERSION, DeviceInfo, OobMode, ServiceData
 from bleprov.core.attempts import (
@@ -158,6 +159,10 @@ HostEvent = (
 )
 
 
+#: APPLICATION records a host holds while it fetches the attestation's intermediate.
+MAX_HELD_RECORDS: Final = 8
+
+
 class _State(enum.Enum):
     IDLE = "idle"
     HANDSHAKE = "handshake"
@@ -225,6 +230,9 @@ class HostSession(ChannelHolder):
         self._wanted = ChainRequest.INTERMEDIATE
         #: Whether this session fetched the intermediate (its cache missed).
         self.fetched_chain = False
+        #: APPLICATION records the device sent behind its ATTESTATION while this host
+        #: fetches the intermediate: delivered, in order, once the attestation verifies.
+        self._held: list[bytes] = []
         self.number: int | None = None
         self._prompt = registry.engine(mode).prompt
         self._engine = self._engine_for(mode, secret, info)
@@ -376,7 +384,19 @@ class HostSession(ChannelHolder):
             established = self._verified(self._pending, chain)
             if self.attestation is not None and self.attestation.trusted:
                 self._trust.intermediates.add(chain[0])
-            return established
+            held, self._held = self._held, []
+            return [*established, *(ApplicationData(body) for body in held)]
+        if (
+            self._state is _State.WAIT_CHAIN
+            and inner.kind is InnerKind.APPLICATION
+            and isinstance(inner.body, bytes)
+        ):
+            # The device speaks right behind its attestation (the `session` notice); the
+            # host holds it until it knows whom it is talking to, never acting on it first.
+            if len(self._held) >= MAX_HELD_RECORDS:
+                raise modes.UnexpectedMessage("too much application data before attestation")
+            self._held.append(inner.body)
+            return []
         if self._state is not _State.OPEN:
             raise modes.UnexpectedMessage("application data before attestation")
         if inner.kind is not InnerKind.APPLICATION or not isinstance(inner.body, bytes):
