@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -197,6 +197,20 @@ def host_identity_store(directory: Path) -> HostTrust:
     )
 
 
+class ClockedLink(VirtualLink):
+    """The virtual link, noting when the last connection was made (its CONNECT_IND, on
+    the loop's clock): connection-complete, where an enrolment's clock starts."""
+
+    connected_at: float | None = None
+
+    def send_advertising_pdu(self, sender_controller: Any, packet: Any) -> None:
+        from bumble import ll
+
+        if isinstance(packet, ll.ConnectInd):
+            self.connected_at = asyncio.get_running_loop().time()
+        super().send_advertising_pdu(sender_controller, packet)
+
+
 @dataclass
 class Enrolled:
     """What one enrolment cost, from connection to commit."""
@@ -274,8 +288,9 @@ async def enrol_with(
 ) -> Enrolled:
     """Find the device, then connect -> session -> (scan) -> Wi-Fi -> zone/peer -> commit.
 
-    The clock and the counters start once the device is found (scanning for it is not
-    the protocol's); the link's counters are reset then if ``link`` is given. ``shown``
+    The counters start once the device is found (scanning for it is not the
+    protocol's; the link's are reset then if ``link`` is given); the clock at
+    connection-complete on a :class:`ClockedLink`, else once the device is found. ``shown``
     is the device's display (compare mode).
     """
     if variant == ZONE and hub is None:
@@ -314,6 +329,9 @@ async def enrol_with(
                 raise RuntimeError("the device pinned this host under another name")
         await client.commit()
         row.seconds = time.perf_counter() - start
+        if isinstance(link, ClockedLink) and link.connected_at is not None:
+            # From connection-complete, not from when the device was heard.
+            row.seconds = asyncio.get_running_loop().time() - link.connected_at
         row.handshake_sent = session.handshake_sent
         row.handshake_received = session.handshake_received
         row.requests, row.device_messages = client.requests, client.messages_received
