@@ -1,4 +1,6 @@
-"""``python -m benchmarks``: every benchmark in one run, written to docs/performance.md.
+"""``python -m benchmarks``: every benchmark in one run, written to docs/performance.md
+(and every PDU of one qr + zone enrolment to docs/trace.md, as ``python -m
+benchmarks.trace`` does).
 
 ``--quick`` uses tiny counts (a smoke run: the figures mean nothing) and prints the
 report instead of writing it unless ``--out`` is given.
@@ -35,6 +37,7 @@ from benchmarks import (
     session,
     startup,
     targets,
+    trace,
     wire,
     zone,
 )
@@ -372,6 +375,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         out.write_text(text)
         print(f"wrote {out}")
+    if out == REPORT:
+        # make bench: the PDU-by-PDU trace beside the report (python -m benchmarks.trace).
+        trace.DEFAULT_OUT.write_text(asyncio.run(trace.run(247, 30.0)))
+        print(f"wrote {trace.DEFAULT_OUT}")
 
 
 if __name__ == "__main__":

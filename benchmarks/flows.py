@@ -15,14 +15,15 @@ Transports:
   to the endpoint's characteristic, its answer an ATT Read of the same characteristic (a
   Read Request, then Read Blob Requests for what does not fit in MTU - 1): 2 ATT round
   trips at least per exchange, one flight.
-- HAP over BLE (HAP specification R2, non-commercial, section 7.3: HAP-BLE PDUs; write of
+- HAP over BLE (HAP specification R2, non-commercial, HAP-BLE PDUs; write of
   the request PDU, then read of the response PDU, each fragmented with a 2-byte
   continuation header): 2 ATT round trips at least per procedure.
-- Matter BTP (Matter Core specification 1.3, section 4.18): every BTP segment from the
-  commissioner is an ATT Write Request on C1, every segment from the device an ATT
-  Handle Value Indication on C2, each acknowledged at the ATT layer: one ATT round trip
-  per segment; BTP header 2 bytes (flags, sequence), 4 more on a first segment
-  (message length) and one more when it carries a BTP ack.
+- Matter BTP (Matter Core specification 1.3, "Bluetooth Transport Protocol"): every
+  BTP segment from the commissioner is an ATT Write Request on C1, every segment from
+  the device an ATT Handle Value Indication on C2, each acknowledged at the ATT layer:
+  one ATT round trip per segment; BTP header: flags 1 and sequence number 1, plus the
+  message length 2 on a message's first segment and an ack number 1 (taken on every
+  first segment: each message acknowledges the peer's last).
 
 GATT set-up (first contact): MTU exchange and a full discovery of a one-service server as
 bumble's client does it for bleprov v1 (services 2, characteristics 2, descriptors 3:
@@ -181,8 +182,8 @@ ESP_SEC2: Final = System(
 )
 
 # ---------------------------------------------------------------- HomeKit
-# HAP specification R2 (non-commercial), 5.6 Pair Setup and 5.7 Pair Verify (TLV8: a
-# 2-byte header per item and per 255-byte fragment), 7.3.3 HAP-BLE PDUs: request header
+# HAP specification R2 (non-commercial), "Pair Setup" and "Pair Verify" (TLV8: a
+# 2-byte header per item and per 255-byte fragment), "HAP-BLE" PDU format: request header
 # control, opcode, TID, IID (2), body length (2) = 7; response header control, TID,
 # status, body length (2) = 5; the body is a TLV (HAP-Param-Value, 2-byte header per
 # 255 B). After Pair Verify every PDU body is ChaCha20-Poly1305 sealed (+16).
@@ -207,7 +208,7 @@ HOMEKIT: Final = System(
     "hap",
     setup_extra=4,
     setup_note="the controller reads the Characteristic Instance ID descriptor of each "
-    "pairing characteristic (4) before using it (HAP 7.4.4.5)",
+    "pairing characteristic (4) before using it (HAP-BLE, Characteristic Instance ID)",
     steps=(
         _s(
             "Pair-Setup M1",
@@ -282,19 +283,22 @@ HOMEKIT: Final = System(
 )
 
 # ---------------------------------------------------------------- Matter
-# Matter Core specification 1.3: 4.4 message format (unsecured: flags 1, session 2,
-# security flags 1, counter 4, source node ID 8 = 16; secured: 8 + MIC 16), protocol
-# header 4.4.3 (exchange flags 1, opcode 1, exchange ID 2, protocol ID 2 = 6);
-# 4.14.1 PASE (PBKDFParamRequest/Response, Pake1-3 as Matter TLV); 4.18 BTP; 5.5
-# commissioning flows; 6.2.3 device attestation (CertificateChainRequest for DAC and
-# PAI, AttestationRequest); 11.17 Operational Credentials (CSRRequest, AddTrustedRoot-
-# Certificate, AddNOC; Matter TLV certificates, at most 400 B: kMaxCHIPCertLength in
-# connectedhomeip src/credentials/CHIPCert.h); 11.9 Network Commissioning
-# (AddOrUpdateWiFiNetwork, ConnectNetwork); 11.10 General Commissioning (ArmFailSafe,
-# SetRegulatoryConfig, CommissioningComplete). Interaction Model TLV framing of an
-# Invoke request or response ~ 20 B (8.8 InvokeRequestMessage). DER sizes: the
-# connectedhomeip test DAC (src/credentials/tests/CHIPAttCert_test_vectors: 491 B DER)
-# and PAI (463 B); a certification declaration ~ 236 B (CMS, one signer).
+# Matter Core specification 1.3, by section title: "Message Format" (unsecured: flags 1,
+# session ID 2, security flags 1, counter 4, source node ID 8 = 16; secured: 8 + MIC 16;
+# protocol header: exchange flags 1, opcode 1, exchange ID 2, protocol ID 2 = 6);
+# "Passcode-Authenticated Session Establishment (PASE)" (PBKDFParamRequest/Response,
+# Pake1-3 as Matter TLV); "Bluetooth Transport Protocol (BTP)"; "Commissioning Flows";
+# "Device Attestation" (CertificateChainRequest for DAC and PAI, AttestationRequest);
+# "Operational Credentials Cluster" (CSRRequest, AddTrustedRootCertificate, AddNOC;
+# Matter TLV certificates, at most 400 B: kMaxCHIPCertLength, DER at most 600 B:
+# kMaxDERCertLength, connectedhomeip src/credentials/CHIPCert.h); "Network
+# Commissioning Cluster" (AddOrUpdateWiFiNetwork, ConnectNetwork); "General
+# Commissioning Cluster" (ArmFailSafe, SetRegulatoryConfig, CommissioningComplete);
+# Interaction Model TLV framing of an Invoke request or response taken as 20 B.
+# Assumed sizes (no published figure): DAC 491 B and PAI 463 B DER (P-256 certificates a
+# little smaller than bleprov's own device certificate and intermediate, 537 and 471:
+# fewer extensions), a certification declaration of 236 B (CMS, one signer), an RCAC of
+# 240 B and a NOC of 245 B in Matter TLV, a CSR of 230 B.
 _UNSEC: Final = 16 + 6
 _SEC: Final = 8 + 6 + 16
 _IM: Final = 20
@@ -309,7 +313,7 @@ MATTER: Final = System(
     "btp",
     setup_extra=2,
     setup_note="BTP handshake: a Write Request on C1 (9 B), the CCCD write on C2, the "
-    "handshake response indicated (6 B) (4.18.3)",
+    "handshake response indicated (6 B)",
     steps=(
         _s(
             "PBKDFParamRequest",
@@ -488,9 +492,9 @@ def _build(system: System, mtu: int) -> tuple[_Builder, dict[str, int], int]:
                     b.round_trip(True, 3 + part, 1, FRAMING)
                 else:
                     b.round_trip(True, 3, 1 + part, FRAMING)
-        else:  # btp: 2 B header, 4 B more on the first segment (message length), 1 B ack
-            for part in _chunks(step.size, value - 7, value - 3):
-                b.round_trip(step.up, 3 + part + 3, 1, FRAMING)
+        else:  # btp: flags, sequence; the first segment adds length (2) and ack (1)
+            for i, part in enumerate(_chunks(step.size, value - 5, value - 2)):
+                b.round_trip(step.up, 3 + (5 if i == 0 else 2) + part, 1, FRAMING)
     return b, by, first
 
 
