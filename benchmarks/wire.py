@@ -90,7 +90,15 @@ def _step(variant: str) -> str:
 def render_costs(rows: Sequence[Cost], *, with_step: bool = True) -> str:
     """Per mode: round trips, flights, bytes by category at MTU 247 and totals at 23, time."""
     by = {(r.mode, r.variant, r.mtu): r for r in rows}
-    keys = sorted({(r.mode, r.variant) for r in rows}, key=lambda k: (k[1] != ZONE, k[1]))
+    order = [m.label for m in TRACE_MODES]
+    steps = [ZONE, PEER, WIFI_ONLY]
+    keys = sorted(
+        {(r.mode, r.variant) for r in rows},
+        key=lambda k: (
+            steps.index(k[1]) if k[1] in steps else -1,
+            order.index(k[0]) if k[0] in order else len(order),
+        ),
+    )
     head = "| mode | trust step " if with_step else "| system "
     lines = [
         head
