@@ -41,6 +41,7 @@ from benchmarks import (
     wire,
     zone,
 )
+from benchmarks.air import TRACE_MODES
 from benchmarks.anchors import AnchorRow
 from benchmarks.common import ZONE, Enrolled
 from benchmarks.cpu import CpuRow
@@ -173,7 +174,7 @@ def summary(r: Results) -> str:
         "| host CPU | device CPU | device CPU / SRP-6a 3072 device |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    order = [m.label for m in wire.TRACE_MODES]
+    order = [m.label for m in TRACE_MODES]
     keys = {(c.mode.label, c.variant) for c, _ in r.protocol if not c.join_delay}
     keys |= {(c.mode, c.variant) for c in r.wire.costs if c.variant in (ZONE, "peer")}
     for mode, variant in sorted(

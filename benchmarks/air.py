@@ -269,7 +269,7 @@ class SealLog:
             self.plaintexts[bytes(sealed)] = bytes(plaintext)
             return sealed
 
-        SecureChannel.seal = seal  # type: ignore[method-assign]
+        SecureChannel.seal = seal  # type: ignore[method-assign,assignment]
         try:
             yield self
         finally:
