@@ -16,7 +16,7 @@ interval (fast), then :func:`analyse` derives:
 - ATT round trips: request/response pairs (and indication/confirmation), those begun
   before the host's first frame being the set-up;
 - protocol flights: runs of host messages each answered by the device (pipelined
-  messages in one run are one flight);
+  messages in one run are one flight), read from the host's framing (:class:`FlightLog`);
 - bytes on air by category;
 - connected -> committed under :class:`LinkModel` (see :func:`schedule`).
 """
@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import inspect
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ from bleprov.core.enrolment.messages import WifiStatus
 from bleprov.core.frames import FrameKind
 from bleprov.core.session.messages import Mode
 from bleprov.core.wifi import ScanResult, WifiCredentials
+from bleprov.radio.host_link import CentralRadio
 from bleprov.radio.virtual import (
     LL_PACKET_OVERHEAD,
     LL_PAYLOAD_DLE,
@@ -276,6 +279,52 @@ class SealLog:
             SecureChannel.seal = original  # type: ignore[method-assign]
 
 
+class FlightLog:
+    """The host's side of the conversation, in order: each message it hands its framing
+    (``FrameChannel.send_message``, role host) and each whole message its framing hands
+    back (``receive_frame`` returning a message). Flights are read from this order: a
+    message the host queues behind others (credits, a long message before it) is in the
+    same flight however late its frames go out; one it sends only once the device
+    answered opens a new one. Empty if the framing moved (flights then come from the
+    PDUs, :func:`flights`)."""
+
+    def __init__(self) -> None:
+        #: True: the host sent a message; False: it received one.
+        self.events: list[bool] = []
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[FlightLog]:
+        from bleprov.core import frames
+
+        channel = getattr(frames, "FrameChannel", None)
+        send = getattr(channel, "send_message", None)
+        receive = getattr(channel, "receive_frame", None)
+        if channel is None or send is None or receive is None:
+            yield self
+            return
+        log = self.events
+
+        def send_message(ch: Any, *args: Any, **kwargs: Any) -> Any:
+            result = send(ch, *args, **kwargs)
+            if getattr(ch, "role", None) is frames.Role.HOST:
+                log.append(True)
+            return result
+
+        def receive_frame(ch: Any, *args: Any, **kwargs: Any) -> Any:
+            events = receive(ch, *args, **kwargs)
+            if getattr(ch, "role", None) is frames.Role.HOST:
+                log.extend(False for e in events if isinstance(e, frames.MessageReceived))
+            return events
+
+        channel.send_message = send_message
+        channel.receive_frame = receive_frame
+        try:
+            yield self
+        finally:
+            channel.send_message = send
+            channel.receive_frame = receive
+
+
 # ------------------------------------------------------------------ one enrolment
 
 
@@ -293,6 +342,8 @@ class Trace:
     #: The hub registry's work during the enrolment: SQL statements and transactions.
     registry_statements: int = 0
     registry_transactions: int = 0
+    #: The host's sends (True) and receptions (False) of whole messages, in order.
+    conversation: list[bool] = field(default_factory=list)
 
 
 class RegistryMeter:
@@ -333,6 +384,19 @@ class _FirstNetwork:
         return None
 
 
+def host_gatt_cache(directory: Path) -> dict[str, Any]:
+    """A fresh, empty GATT cache for the host, as the CLI keeps one, where the host has
+    one (``bleprov.radio.gatt_cache``, ``CentralRadio.bumble(gatt_cache=...)``); else no
+    option. Fresh: each trace's first connection is a first contact."""
+    if "gatt_cache" not in inspect.signature(CentralRadio.bumble).parameters:
+        return {}
+    try:
+        module = importlib.import_module("bleprov.radio.gatt_cache")
+    except ImportError:
+        return {}
+    return {"gatt_cache": module.GattCache(directory / "gatt-cache.json")}
+
+
 def _authentication(device: BenchDevice, mode: Mode) -> DeviceAuthentication:
     if mode is Mode.PASSKEY:
         return DeviceAuthentication.passkey(discriminator=device.runtime.discriminator)
@@ -359,8 +423,9 @@ async def trace_enrolment(
     device = await start_device(link, factory, directory, modes=ALL_MODES | Mode.PASSKEY)
     log = SealLog()
     registry = RegistryMeter()
+    conversation = FlightLog()
     try:
-        radio = await start_host(link, mtu=mtu)
+        radio = await start_host(link, mtu=mtu, **host_gatt_cache(directory))
         auth = _authentication(device, mode)
         if mode is Mode.BUTTON:
             device.runtime.press_button()
@@ -376,7 +441,7 @@ async def trace_enrolment(
         async def user_types() -> str:
             return f"{device.ui.numbers[-1]:06d}"
 
-        with log.active(), registry.active():
+        with log.active(), registry.active(), conversation.active():
             session = await open_session(
                 radio,
                 auth,
@@ -394,6 +459,7 @@ async def trace_enrolment(
                     peer=PeerPlan(host_trust) if host_trust is not None else None,
                 )
                 committed_at = len(link.pdus)
+                spoken = list(conversation.events)
             finally:
                 await session.close()
         await device.runtime.service.drain()
@@ -410,6 +476,7 @@ async def trace_enrolment(
             log.plaintexts,
             registry.statements,
             registry.transactions,
+            spoken,
         )
     finally:
         await device.close()
@@ -676,7 +743,7 @@ def analyse(trace: Trace, model: LinkModel | None = None) -> Cost:
         len(pdus),
         round_trips(pdus, start),
         round_trips(pdus),
-        flights(messages),
+        flights_of(trace.conversation) if trace.conversation else flights(messages),
         total,
         by,
         end * model.interval_ms / 1000,

@@ -184,10 +184,13 @@ async def start_device(
     return BenchDevice(runtime, label, ui)
 
 
-async def start_host(link: VirtualLink, *, index: int = 0, mtu: int = 247) -> CentralRadio:
+async def start_host(
+    link: VirtualLink, *, index: int = 0, mtu: int = 247, **radio_options: Any
+) -> CentralRadio:
+    """A host radio on ``link``; ``radio_options`` go to :meth:`CentralRadio.bumble`."""
     host = make_virtual_device(link, name=f"h{index}", address=host_address(index))
     await host.power_on()
-    return CentralRadio.bumble(host, mtu=mtu)
+    return CentralRadio.bumble(host, mtu=mtu, **radio_options)
 
 
 def host_identity_store(directory: Path) -> HostTrust:
