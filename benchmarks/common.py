@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -188,10 +188,13 @@ async def start_device(
     return BenchDevice(runtime, label, ui)
 
 
-async def start_host(link: VirtualLink, *, index: int = 0, mtu: int = 247) -> CentralRadio:
+async def start_host(
+    link: VirtualLink, *, index: int = 0, mtu: int = 247, **radio_options: Any
+) -> CentralRadio:
+    """A host radio on ``link``; ``radio_options`` go to :meth:`CentralRadio.bumble`."""
     host = make_virtual_device(link, name=f"h{index}", address=host_address(index))
     await host.power_on()
-    return CentralRadio.bumble(host, mtu=mtu)
+    return CentralRadio.bumble(host, mtu=mtu, **radio_options)
 
 
 def host_identity_store(directory: Path) -> HostTrust:
@@ -199,6 +202,20 @@ def host_identity_store(directory: Path) -> HostTrust:
     return HostTrust(
         DeviceStore(directory / "host", KeyFileProvider(directory / "host.key")), name="bench"
     )
+
+
+class ClockedLink(VirtualLink):
+    """The virtual link, noting when the last connection was made (its CONNECT_IND, on
+    the loop's clock): connection-complete, where an enrolment's clock starts."""
+
+    connected_at: float | None = None
+
+    def send_advertising_pdu(self, sender_controller: Any, packet: Any) -> None:
+        from bumble import ll
+
+        if isinstance(packet, ll.ConnectInd):
+            self.connected_at = asyncio.get_running_loop().time()
+        super().send_advertising_pdu(sender_controller, packet)
 
 
 @dataclass
@@ -278,8 +295,9 @@ async def enrol_with(
 ) -> Enrolled:
     """Find the device, then connect -> session -> (scan) -> Wi-Fi -> zone/peer -> commit.
 
-    The clock and the counters start once the device is found (scanning for it is not
-    the protocol's); the link's counters are reset then if ``link`` is given. ``shown``
+    The counters start once the device is found (scanning for it is not the
+    protocol's; the link's are reset then if ``link`` is given); the clock at
+    connection-complete on a :class:`ClockedLink`, else once the device is found. ``shown``
     is the device's display (compare mode).
     """
     if variant == ZONE and hub is None:
@@ -318,6 +336,9 @@ async def enrol_with(
                 raise RuntimeError("the device pinned this host under another name")
         await client.commit()
         row.seconds = time.perf_counter() - start
+        if isinstance(link, ClockedLink) and link.connected_at is not None:
+            # From connection-complete, not from when the device was heard.
+            row.seconds = asyncio.get_running_loop().time() - link.connected_at
         row.handshake_sent = session.handshake_sent
         row.handshake_received = session.handshake_received
         row.requests, row.device_messages = client.requests, client.messages_received

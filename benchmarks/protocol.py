@@ -23,6 +23,7 @@ from benchmarks.common import (
     PEER,
     ZONE,
     BenchHub,
+    ClockedLink,
     Enrolled,
     Factory,
     enrol,
@@ -31,7 +32,6 @@ from benchmarks.common import (
     start_host,
 )
 from bleprov.core.session.messages import Mode
-from bleprov.radio.virtual import VirtualLink
 
 INTERVALS_MS: Final = (7.5, 30.0, 50.0)
 MTUS: Final = (23, 247)
@@ -50,7 +50,7 @@ class Case:
 
 async def measure(case: Case, factory: Factory, hub: BenchHub, work: Path) -> Enrolled:
     """One fresh device on a fresh link, enrolled once."""
-    link = VirtualLink(connection_interval=case.interval_ms / 1000)
+    link = ClockedLink(connection_interval=case.interval_ms / 1000)
     directory = Path(tempfile.mkdtemp(dir=work))
     device = await start_device(link, factory, directory, join_delay=case.join_delay)
     try:

@@ -217,14 +217,15 @@ def test_startup_benchmark_times_fresh_processes(quick: Results) -> None:
 
 def test_report_renders_every_section(quick: Results) -> None:
     text = render(quick)
-    headings = ("## Summary", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.")
+    headings = ("## Summary", "## Targets", "## On the air", "## 1.", "## 2.", "## 3.", "## 4.")
+    headings = (*headings, "## 5.", "## 6.", "## 7.")
     for heading in (*headings, "## 8."):
         assert heading in text
     assert "SRP-6a 3072/SHA-512" in text
     assert "OpenSSL" in text
     assert "Quick run" in text
     # One row per mode with zone enrolment, and peer binding, in the summary.
-    summary = text.split("## Summary", 1)[1].split("## 1.", 1)[0]
+    summary = text.split("## Summary", 1)[1].split("## Targets", 1)[0]
     assert summary.count("| zone enrolment |") == 4
     assert summary.count("| peer binding |") == 1
 
@@ -243,3 +244,79 @@ def test_quick_run_without_out_does_not_overwrite_the_report(
     assert "# Performance" in capsys.readouterr().out
     after = entry.REPORT.read_text() if entry.REPORT.exists() else None
     assert before == after
+
+
+def test_tracer_counts_every_att_round_trip_from_the_connection(quick: Results) -> None:
+    from benchmarks.air import CATEGORIES
+    from benchmarks.common import ZONE
+
+    costs = {(c.mode, c.variant, c.mtu): c for c in quick.wire.costs}
+    qr = costs["qr", ZONE, 247]
+    # v1 reported 2 GATT round trips (info read + CCCD write): the MTU exchange and the
+    # info read are round trips too (and discovery on a first contact), counted from PDUs.
+    assert qr.setup_round_trips >= 2
+    assert qr.att_round_trips >= qr.setup_round_trips
+    # qr needs at least the handshake's flight and the commit's; code one more.
+    assert 2 <= qr.flights <= costs["code", ZONE, 247].flights
+    # Every byte on air is in exactly one category; certificates travel in a zone enrolment.
+    assert sum(qr.bytes_by[c] for c in CATEGORIES) == qr.air_bytes
+    assert qr.bytes_by["certificates"] > 0 and qr.unclassified == 0
+    small = costs["qr", ZONE, 23]
+    # A flight is a wait for the device's answer, not for credits: the MTU changes none.
+    assert small.flights == qr.flights
+    assert small.air_bytes > qr.air_bytes and small.seconds > qr.seconds > qr.setup_seconds > 0
+    assert quick.wire.known is not None and quick.wire.known.flights == qr.flights
+
+
+def test_link_model_waits_an_event_per_answer_and_bounds_packets() -> None:
+    from benchmarks.air import LinkModel, TracedPdu, flights_of, schedule
+
+    def pdu(i: int, up: bool, size: int, cause: int | None) -> TracedPdu:
+        return TracedPdu(i, up, bytes(size), cause)
+
+    # Request, answer, next request: one event each; 7 full packets: one spills over.
+    chain = [pdu(0, True, 7, None), pdu(1, False, 7, 0), pdu(2, True, 7, 1)]
+    burst = [pdu(3 + i, False, 251, 2) for i in range(7)]  # one LL packet each
+    events = schedule(chain + burst, LinkModel(packets_per_event=6))
+    assert events == [0, 1, 2, 3, 3, 3, 3, 3, 3, 4]
+    assert flights_of([True, True, False, True, False, False, True]) == 2
+
+
+def test_anchor_flows_are_modelled_on_the_same_link() -> None:
+    from benchmarks.flows import SYSTEMS, model
+
+    for system in SYSTEMS:
+        big, small = model(system, 247), model(system, 23)
+        assert big.flights >= 2 and big.setup_round_trips >= 8
+        assert sum(big.bytes_by.values()) == big.air_bytes
+        assert small.air_bytes > big.air_bytes and small.seconds > big.seconds > 0
+
+
+def test_targets_report_met_or_the_distance(quick: Results) -> None:
+    from benchmarks.__main__ import target_verdicts
+    from benchmarks.targets import TARGETS, render
+
+    verdicts = target_verdicts(quick)
+    assert [v.target for v in verdicts] == list(TARGETS)
+    assert all(v.measured is not None for v in verdicts)
+    table = render(verdicts)
+    assert all(("met" in line) for line in table.splitlines()[2:])
+    assert "## Targets" in render_report(quick) and "## On the air" in render_report(quick)
+
+
+def render_report(results: Results) -> str:
+    return render(results)
+
+
+def test_trace_writes_every_pdu(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from benchmarks.trace import main as trace_main
+
+    out = Path(str(tmp_path)) / "trace.md"
+    trace_main(["--out", str(out)])
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    assert "Exchange MTU Request" in text and "Write Command" in text
+    assert "HELLO" in text and "request commit" in text
+    assert len(rows) > 30
