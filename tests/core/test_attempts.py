@@ -109,7 +109,7 @@ def test_each_secret_has_its_own_counter_and_they_persist_together() -> None:
     assert limits[Credential.CODE].failures == 3 and limits[Credential.CODE].locked_out
     assert limits.locked_out
     raw = limits.to_bytes()
-    assert cbor2.loads(raw)[0] == 2  # the format's version
+    assert cbor2.loads(raw)[0] == 3  # the format's version (3: with reservations)
     again = AttemptLimits.from_bytes(raw, lambda: AttemptLimiter(max_failures=3))
     assert again[Credential.CODE].locked_out and again[Credential.CODE].failures == 3
     assert again[Credential.COMPARE].failures == 0 and not again[Credential.LABEL].locked_out
