@@ -84,27 +84,40 @@ class AttemptLedger:
         """The stored state accounts for every failure in RAM: replies may leave."""
         return self.durable.covers(self.limits)
 
-    def cover(self) -> asyncio.Future[None] | None:
-        """None if the counters in RAM are covered by the store; otherwise a future done
-        once a write that covers them is (a write in flight if it does, else a new one).
-        The future raises if the write failed: nothing may be sent then."""
-        if self.covered:
+    def cover(self, state: bytes | None = None) -> asyncio.Future[None] | None:
+        """None if the store covers ``state`` (a :class:`PersistAttempts` snapshot;
+        default: the counters in RAM); otherwise a future done once a write that covers
+        it is (a write in flight if it does, else a new one). The future raises if the
+        write failed: nothing may be sent then."""
+        target = self.limits if state is None else self._parse(state)
+        if self.durable.covers(target):
             return None
         pending = self._write
         if (
             pending is not None
             and not pending.done()
             and self._write_state is not None
-            and self._write_state.covers(self.limits)
+            and self._write_state.covers(target)
         ):
             return pending
-        return self._start_write()
+        # The counters in RAM if they cover it (they usually do), else the snapshot
+        # itself (RAM moved on within one step, e.g. a HELLO that also succeeded).
+        if self.limits.covers(target) or state is None:
+            return self._start_write()
+        return self._start_write(state)
+
+    def _unchanged(self) -> bool:
+        """The store holds the counters in RAM (no record: the same as zero counters)."""
+        state = self.limits.to_bytes()
+        if self.durable_raw is None:
+            return state == AttemptLimits(template=self.factory).to_bytes()
+        return state == self.durable_raw
 
     def settle_soon(self) -> None:
         """A session ended: write the counters after :attr:`settle_delay` if the store
         still holds another state then (nothing to do after a commit wrote them)."""
         self._cancel_settle()
-        if self.limits.to_bytes() == self.durable_raw:
+        if self._unchanged():
             return
         loop = asyncio.get_running_loop()
         self._settle = loop.call_later(self.settle_delay, self._settle_now)
@@ -118,7 +131,7 @@ class AttemptLedger:
     async def flush(self) -> None:
         """Write what is not stored yet and wait for it (shutdown, tests)."""
         self._cancel_settle()
-        if self.limits.to_bytes() != self.durable_raw:
+        if not self._unchanged():
             self._start_write()
         await self.idle()
 
@@ -130,8 +143,7 @@ class AttemptLedger:
     def commit_record(self) -> bytes | None:
         """The counters to store in a commit's one atomic write (None: already stored).
         Call :meth:`committed` with them once that write succeeded."""
-        state = self.limits.to_bytes()
-        return None if state == self.durable_raw else state
+        return None if self._unchanged() else self.limits.to_bytes()
 
     def committed(self, state: bytes) -> None:
         """A commit stored ``state`` (from :meth:`commit_record`)."""
@@ -153,13 +165,13 @@ class AttemptLedger:
 
     def _settle_now(self) -> None:
         self._settle = None
-        if self.limits.to_bytes() != self.durable_raw:
+        if not self._unchanged():
             future = self._start_write()
             future.add_done_callback(_log_failure)
 
-    def _start_write(self) -> asyncio.Future[None]:
+    def _start_write(self, state: bytes | None = None) -> asyncio.Future[None]:
         self._cancel_settle()
-        state = self.limits.to_bytes()
+        state = self.limits.to_bytes() if state is None else state
         previous = self._write
         loop = asyncio.get_running_loop()
 

@@ -105,7 +105,7 @@ class SecureDeviceChannel:
         self.attempts = self.ledger.store
         #: What waits for the stored counters to cover those in RAM, in order (sends,
         #: the disconnect), and the write it waits for.
-        self._outbox: list[Callable[[], object]] = []
+        self._outbox: list[tuple[Callable[[], object], bytes | None]] = []
         self._gate: asyncio.Future[None] | None = None
         #: The host authenticated in this session.
         self.authenticated = False
@@ -163,16 +163,17 @@ class SecureDeviceChannel:
             return {}, None
         return {record: state}, lambda: self.ledger.committed(state)
 
-    def deliver(self, action: Callable[[], object]) -> None:
-        """Run ``action`` (a send, the disconnect) once the stored counters cover those
-        in RAM: nothing about an attempt leaves before it is durably counted."""
+    def deliver(self, action: Callable[[], object], state: bytes | None = None) -> None:
+        """Run ``action`` (a send, the disconnect) once the store covers ``state`` (a
+        counter snapshot) or, by default, the counters in RAM: nothing about an attempt
+        leaves before it is durably counted. Actions run in the order given."""
         if self._gate is None and not self._outbox:
-            gate = self.ledger.cover()
+            gate = self.ledger.cover(state)
             if gate is not None:
                 self._gate = gate
                 gate.add_done_callback(self._gate_done)
         if self._gate is not None or self._outbox:
-            self._outbox.append(action)
+            self._outbox.append((action, state))
             return
         action()
 
@@ -184,8 +185,8 @@ class SecureDeviceChannel:
             logger.error("attempt counters not stored (%s): ending the session unanswered", error)
             self._server._loop.create_task(self.link.disconnect())
             return
-        for action in actions:
-            self.deliver(action)
+        for action, state in actions:
+            self.deliver(action, state)
 
 
 class SecureDeviceServer:
@@ -444,7 +445,7 @@ class SecureDeviceServer:
                 # What follows is delivered once the store covers this state (at once
                 # after a durable reservation; else after a write started here).
                 channel.changed_state = True
-                channel.deliver(lambda: None)
+                channel.deliver(_nothing, event.state)
             elif isinstance(event, dev.SendMessage):
                 channel.deliver(functools.partial(channel.link.send, event.data))
             elif isinstance(event, dev.ShowNumber):
@@ -465,6 +466,10 @@ class SecureDeviceServer:
                 channel.ledger.settle_soon()
                 channel.deliver(functools.partial(self._disconnect, channel.link))
         self._arm(channel.link)
+
+
+def _nothing() -> None:
+    """A place in a channel's outbox: what follows waits for the counters' write."""
 
 
 def _ignore_result(future: asyncio.Future[None]) -> None:
