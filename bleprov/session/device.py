@@ -19,7 +19,7 @@ from typing import Final, Protocol
 from bleprov.core.attempts import AttemptLimiter, ButtonWindow, Credential
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.enrolment.device import Authority
-from bleprov.core.errors import BleprovError, MalformedData, keep_recent
+from bleprov.core.errors import BleprovError, keep_recent
 from bleprov.core.session import admission
 from bleprov.core.session import device as dev
 from bleprov.core.session.messages import Mode, encode

@@ -102,9 +102,7 @@ async def test_the_reply_to_hello_waits_until_the_attempt_is_durable(rig: Rig) -
     first_write, state = store.stored_at[0]
     assert first_write <= replied
     # What was durable when the reply left counts this attempt (a reservation).
-    assert all(
-        AttemptLimits.from_bytes(state)[credential].failures == 1 for credential in LIMITED
-    )
+    assert all(AttemptLimits.from_bytes(state)[credential].failures == 1 for credential in LIMITED)
     # A power cut right after the reply, before anything settles: the attempt counts.
     store.power_cut()
     await session.close()

@@ -187,9 +187,7 @@ class DeviceSession(ChannelHolder):
         if self._owned:
             return False
         credentials = [
-            engine.credential
-            for engine in registry.engines()
-            if self._policy & int(engine.mode)
+            engine.credential for engine in registry.engines() if self._policy & int(engine.mode)
         ]
         return self._limits.may_count(credentials, now)
 
