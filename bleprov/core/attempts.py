@@ -266,11 +266,14 @@ class AttemptLimits:
             return True
         return False
 
-    def reserve(self) -> None:
-        """A connection arrived: reserve an attempt (store the record before any reply)."""
+    def reserve(self) -> bool:
+        """A connection arrived: reserve an attempt (store the record before any reply).
+        False if the record holds as many as it may (the session then counts its
+        attempt at HELLO, with a write of its own)."""
         if self.reserved >= MAX_RESERVED:
-            raise TryLater(1.0)
+            return False
         self.reserved += 1
+        return True
 
     def release(self) -> None:
         """The reservation's session ended before it began an attempt (no HELLO, or a

@@ -176,10 +176,7 @@ class DeviceSession(ChannelHolder):
         self._receipts = dict(receipts or {})
         #: Set once a session authenticated by the window: what it was opened for.
         self.window_purpose: WindowPurpose | None = None
-        self._reserved = False
-        if reserve and self._may_count(now):
-            limits.reserve()
-            self._reserved = True
+        self._reserved = reserve and self._may_count(now) and limits.reserve()
 
     def _may_count(self, now: float) -> bool:
         """Whether a HELLO could begin a counted attempt: an owned device counts none
