@@ -186,7 +186,10 @@ class SecureDeviceChannel:
             self._server._loop.create_task(self.link.disconnect())
             return
         for action, state in actions:
-            self.deliver(action, state)
+            try:
+                self.deliver(action, state)
+            except BleprovError as exc:  # the link went down while the write ran
+                logger.info("session with %s: not sent: %s", self.link.connection, exc)
 
 
 class SecureDeviceServer:
