@@ -452,8 +452,9 @@ class SecureDeviceServer:
             elif isinstance(event, dev.SendMessage):
                 channel.deliver(functools.partial(channel.link.send, event.data))
             elif isinstance(event, dev.ShowNumber):
+                # A number shown tells its watcher something too: counted first.
                 channel.showed_number = True
-                self.ui.show_number(event.number)
+                channel.deliver(functools.partial(self.ui.show_number, event.number))
             elif isinstance(event, dev.Authenticated):
                 channel.authenticated = channel.changed_state = True
                 self.application.opened(channel)
