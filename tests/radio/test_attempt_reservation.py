@@ -24,9 +24,9 @@ from bleprov.core.attempts import AttemptLimiter, AttemptLimits, Credential
 from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.radio.host_link import HostLink, find_device
-from bleprov.session import MemoryAttemptStore
+from bleprov.session import MemoryAttemptStore, SecureDeviceServer
 from bleprov.store import device_store
-from tests.attacks.session_rig import Device, Rig, qr_secret
+from tests.attacks.session_rig import NOW, TRUST, Device, Rig, qr_secret
 from tests.radio.test_enrolment_e2e import HOME
 from tests.radio.test_enrolment_e2e import Rig as EnrolmentRig
 from tests.radio.test_enrolment_e2e import rig as enrolment_rig
@@ -243,3 +243,57 @@ async def test_backing_off_secrets_make_no_reservation(rig: Rig) -> None:
     await device.idle()
     await device.server.settle()
     assert store.saves == before
+
+
+class RemoteSession:
+    """A broker session as the session server sees it: it opens with its HELLO."""
+
+    remote = True
+    allowed_modes = int(Mode.QR)
+
+    def __init__(self, device: Device) -> None:
+        self.link = device.link
+        self.connection = "mqtt:test"
+        self.sent: list[bytes] = []
+
+    def send(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+    async def disconnect(self) -> None:
+        pass
+
+
+async def test_a_broker_session_takes_the_same_path_on_its_own_counter(rig: Rig) -> None:
+    """Through a broker the session opens with its HELLO: the reservation is written
+    then, on the remote counter, and the reply waits for it; BLE's counter is untouched."""
+    local, remote = GatedStore(), GatedStore()
+    device = await rig.device(attempts=local)
+    server = SecureDeviceServer(
+        secrets=device.server.secrets,
+        policy=int(Mode.QR),
+        application=device.app,
+        attempts=local,
+        remote_attempts=remote,
+    )
+    host = hst.HostSession(
+        mode=Mode.QR,
+        secret=qr_secret(device),
+        device_info=device.link.current_info().encode(),
+        trust=TRUST,
+        wall_clock=NOW,
+        now=0.0,
+    )
+    [hello] = [e for e in host.start(0.0) if isinstance(e, hst.SendMessage)]
+    remote.release.clear()
+    session = RemoteSession(device)
+    server.session_opened(session)  # type: ignore[arg-type]
+    server.message_received(session, hello.data)  # type: ignore[arg-type]
+    await asyncio.sleep(0.3)
+    assert session.sent == []  # computed, held until the reservation is durable
+    remote.release.set()
+    await _wait_for(lambda: len(session.sent) >= 2)  # the reply and the attestation
+    assert cbor2.loads(remote.stored_at[0][1])[2] == 1  # the reservation came first
+    assert local.saves == 0
+    server.session_closed(session, None)  # type: ignore[arg-type]
+    await server.settle()
+    assert AttemptLimits.from_bytes(remote.state or b"")[Credential.LABEL].failures == 0
