@@ -1,5 +1,8 @@
 """The attempt counter off the reply path: a connection reserves an attempt, HELLO uses it.
 
+Most tests run the default (writes on the event loop); those that watch a slow write run
+it in a worker thread (both are the same ledger).
+
 docs/protocol.md section 6 ("Attempt counters"): an attempt is durably counted before the
 device reveals anything about it. The device stores a reservation when a connection
 opens (in a worker thread, while the host sets the link up), its HELLO consumes it with
@@ -25,6 +28,7 @@ from bleprov.core.session import host as hst
 from bleprov.core.session.messages import Mode
 from bleprov.radio.host_link import HostLink, find_device
 from bleprov.session import MemoryAttemptStore, SecureDeviceServer
+from bleprov.session import attempts as attempts_module
 from bleprov.store import device_store
 from tests.attacks.session_rig import NOW, TRUST, Device, Rig, qr_secret
 from tests.radio.test_enrolment_e2e import HOME
@@ -88,6 +92,14 @@ async def _wait_for(predicate: object, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.fixture
+def in_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counter writes in a worker thread: a slow write then leaves the loop running, so
+    what it does meanwhile (the reply held back) can be watched."""
+    monkeypatch.setattr(attempts_module, "WRITE_IN_THREAD", True)
+
+
+@pytest.mark.usefixtures("in_thread")
 async def test_the_reply_to_hello_waits_until_the_attempt_is_durable(rig: Rig) -> None:
     store = GatedStore()
     device = await rig.device(attempts=store)
@@ -263,6 +275,7 @@ class RemoteSession:
         pass
 
 
+@pytest.mark.usefixtures("in_thread")
 async def test_a_broker_session_takes_the_same_path_on_its_own_counter(rig: Rig) -> None:
     """Through a broker the session opens with its HELLO: the reservation is written
     then, on the remote counter, and the reply waits for it; BLE's counter is untouched."""
