@@ -13,6 +13,14 @@ a success with one secret forgives failures with that secret only. A shared coun
 anyone who could complete an easy mode (compare) wipe the count of a guessable one (code).
 The counters are persisted together, in one record.
 
+Reservations take the store write off the reply path: when a connection arrives (before
+its HELLO can), the device *reserves* an attempt, and the record it stores says so. A
+stored reservation counts as one failure of every limited secret when the record is read
+back (:meth:`AttemptLimits.from_bytes`), so once it is durable, the HELLO that consumes it
+(:meth:`AttemptLimits.begin_attempt`) changes nothing a power cut could lose and needs no
+write of its own. :meth:`AttemptLimits.covers` says whether a stored state accounts for
+every failure the counters in RAM hold: the adapter sends nothing while it does not.
+
 :class:`ButtonWindow` is the WPS push-button rule: a press opens a window (default
 120 s) for one host; a second host trying during the window is a session overlap, and
 both are refused until the next press.
@@ -21,7 +29,7 @@ both are refused until the next press.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,8 +41,11 @@ DEFAULT_MAX_FAILURES: Final = 20
 DEFAULT_FREE_FAILURES: Final = 3
 DEFAULT_MAX_BACKOFF: Final = 300.0
 DEFAULT_BUTTON_WINDOW: Final = 120.0
-#: Version of the persisted :class:`AttemptLimits` record (1 was one shared counter).
-ATTEMPTS_FORMAT: Final = 2
+#: Version of the persisted :class:`AttemptLimits` record (1 was one shared counter, 2
+#: per-secret counters without reservations).
+ATTEMPTS_FORMAT: Final = 3
+#: More reservations than this in one record is corrupt (one session at a time reserves).
+MAX_RESERVED: Final = 255
 #: No attempt record is larger (a handful of short names and two small fields each).
 MAX_ATTEMPTS_RECORD: Final = 1024
 
@@ -202,18 +213,24 @@ def _count(value: object) -> bool:
 class AttemptLimits:
     """One :class:`AttemptLimiter` per limited :class:`Credential`, stored as one record.
 
-    Record (deterministic CBOR): ``[2, {name: [failures, locked_out], ...}]`` with the
-    credential's name as key. Reading also accepts format 1 (``[1, failures,
-    locked_out]``, one counter every mode shared): each counter then starts from it, so an
-    upgrade forgives nothing. A name the record lacks starts at zero (a secret added since
-    it was written); a name this version does not know is ignored. Anything else is
-    corrupt (:class:`MalformedData`): the caller must then lock every counter
-    (:meth:`all_locked`), never reset them.
+    Record (deterministic CBOR): ``[3, {name: [failures, locked_out], ...}, reserved]``
+    with the credential's name as key and ``reserved`` the attempts reserved and not yet
+    settled when it was written. Reading folds the reservations in: each is one more
+    failure of *every* counter (the HELLO that would have named the secret may have
+    come, and nothing says which), which locks a counter that reaches its maximum; the
+    result has no reservation. Reading also accepts format 2 (``[2, {...}]``, no
+    reservations) and format 1 (``[1, failures, locked_out]``, one counter every mode
+    shared): each counter then starts from it, so an upgrade forgives nothing. A name the
+    record lacks starts at zero (a secret added since it was written); a name this
+    version does not know is ignored. Anything else is corrupt (:class:`MalformedData`):
+    the caller must then lock every counter (:meth:`all_locked`), never reset them.
     """
 
     limiters: dict[Credential, AttemptLimiter] = field(default_factory=dict)
     #: Makes a fresh counter with the device's limits (max failures, backoff).
     template: Callable[[], AttemptLimiter] = AttemptLimiter
+    #: Attempts reserved by sessions that have not consumed them (no HELLO yet).
+    reserved: int = 0
 
     def __post_init__(self) -> None:
         for credential in Credential:
@@ -235,12 +252,72 @@ class AttemptLimits:
         for limiter in self.limiters.values():
             limiter.physical_reset()
 
+    def may_count(self, credentials: Iterable[Credential], now: float) -> bool:
+        """Whether a HELLO could begin a counted attempt with one of ``credentials`` now
+        (its secret neither locked nor backing off): only then is a reservation worth
+        its store write. A flood of connections while every secret waits costs none."""
+        for credential in credentials:
+            if not credential.limited:
+                continue
+            try:
+                self[credential].check(now)
+            except SessionRefused:
+                continue
+            return True
+        return False
+
+    def reserve(self) -> bool:
+        """A connection arrived: reserve an attempt (store the record before any reply).
+        False if the record holds as many as it may (the session then counts its
+        attempt at HELLO, with a write of its own)."""
+        if self.reserved >= MAX_RESERVED:
+            return False
+        self.reserved += 1
+        return True
+
+    def release(self) -> None:
+        """The reservation's session ended before it began an attempt (no HELLO, or a
+        HELLO that counts nothing): it is no failure."""
+        self.reserved = max(0, self.reserved - 1)
+
+    def begin_attempt(self, credential: Credential, now: float, *, reserved: bool) -> None:
+        """Count an attempt with ``credential`` as failed until it succeeds.
+
+        ``reserved``: the session consumes its reservation, which the stored record
+        already counts (for every secret), so no store write is needed for it to be
+        durable. Raises :class:`LockedOut` or :class:`TryLater` (the reservation is then
+        kept, for the caller to release)."""
+        limiter = self[credential]
+        limiter.check(now)
+        if reserved:
+            self.release()
+        limiter.begin_attempt(now)
+
+    def _effective(self, credential: Credential) -> tuple[int, bool]:
+        """(failures, locked) as a reader of this state's record would find them."""
+        limiter = self.limiters[credential]
+        failures = limiter.failures + self.reserved
+        return failures, limiter.locked_out or failures >= limiter.max_failures
+
+    def covers(self, other: AttemptLimits) -> bool:
+        """Whether this state, stored, accounts for every failure and lockout ``other``
+        holds, reservations counted as the reader counts them. The device may reveal an
+        attempt's outcome only while the stored state covers the one in RAM."""
+        for credential in other.limiters:
+            if credential not in self.limiters:
+                return False
+            failures, locked = self._effective(credential)
+            other_failures, other_locked = other._effective(credential)
+            if failures < other_failures or (other_locked and not locked):
+                return False
+        return True
+
     def to_bytes(self) -> bytes:
         counters = {
             credential.value: [limiter.failures, limiter.locked_out]
             for credential, limiter in self.limiters.items()
         }
-        data = cbor.dumps([ATTEMPTS_FORMAT, counters])
+        data = cbor.dumps([ATTEMPTS_FORMAT, counters, self.reserved])
         return data
 
     @classmethod
@@ -265,12 +342,14 @@ class AttemptLimits:
             for limiter in limits.limiters.values():
                 limiter.failures, limiter.locked_out = shared.failures, shared.locked_out
             return limits
-        if (
-            not isinstance(value, list)
-            or len(value) != 2
-            or value[0] != ATTEMPTS_FORMAT
-            or not isinstance(value[1], dict)
-        ):
+        reserved = 0
+        if isinstance(value, list) and len(value) == 3 and value[0] == ATTEMPTS_FORMAT:
+            reserved = value[2]
+            if not _count(reserved) or reserved > MAX_RESERVED:
+                raise MalformedData("attempt counter record is corrupt")
+        elif not isinstance(value, list) or len(value) != 2 or value[0] != 2:
+            raise MalformedData("attempt counter record is corrupt")
+        if not isinstance(value[1], dict):
             raise MalformedData("attempt counter record is corrupt")
         known = {credential.value: credential for credential in Credential if credential.limited}
         limits = cls(template=template)
@@ -286,6 +365,12 @@ class AttemptLimits:
             if name in known:
                 limiter = limits.limiters[known[name]]
                 limiter.failures, limiter.locked_out = counter[0], counter[1]
+        for limiter in limits.limiters.values() if reserved else ():
+            # A reservation outstanding when the record was written (a power cut in a
+            # session): one failure of every secret, since its HELLO may have come.
+            limiter.failures = min(limiter.failures + reserved, (1 << 32) - 1)
+            if limiter.failures >= limiter.max_failures:
+                limiter.locked_out = True
         return limits
 
 

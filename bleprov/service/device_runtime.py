@@ -280,6 +280,7 @@ class DeviceRuntime:
     def factory_reset(self) -> None:
         """Forget Wi-Fi, zone, owner and pins; keep the factory identity; re-advertise."""
         self.store.factory_reset()
+        self.server.forget_durable()  # the attempt records went with it
         self.server.window = None
         if self._started:
             self._readvertise_soon()
@@ -298,6 +299,7 @@ class DeviceRuntime:
             await self.broker.close()
         await self.link.close()
         await self.service.drain()
+        await self.server.settle()  # the last session's counters, not left to a timer
         await self.network.close()
         if self._claim is not None:
             self._claim.release()

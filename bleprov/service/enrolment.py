@@ -278,7 +278,12 @@ class EnrolmentService:
             # The store is the source of truth: one atomic write; the network's own
             # persistence follows (a crash between the two is repaired at start-up by
             # re-applying the stored credentials).
-            self.store.update(records)
+            # The session's attempt counter (reset by its success) joins that write.
+            settle = getattr(channel, "settle_attempts_in", None)
+            counters, stored = await settle(self.store) if settle is not None else ({}, None)
+            self.store.update({**records, **counters})
+            if stored is not None:
+                stored()
             self.committed.append(records)
             if channel is not None:
                 self.after_commit(channel)

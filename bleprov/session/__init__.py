@@ -12,10 +12,10 @@ carry the bytes), and knows no transport: every link is a :mod:`bleprov.link` pr
 The rules of who may open a session are the core's (:mod:`bleprov.core.session.admission`).
 """
 
+from bleprov.session.attempts import AttemptLedger, AttemptStore
 from bleprov.session.device import (
     FAILED_SESSION_LOG_INTERVAL,
     REMOTE_HANDSHAKE_TIMEOUT,
-    AttemptStore,
     DeviceUi,
     MemoryAttemptStore,
     SecureApplication,
@@ -28,6 +28,7 @@ from bleprov.session.host import NumberConfirmer, PasskeyReader, SecureHostLink,
 __all__ = [
     "FAILED_SESSION_LOG_INTERVAL",
     "REMOTE_HANDSHAKE_TIMEOUT",
+    "AttemptLedger",
     "AttemptStore",
     "DeviceUi",
     "MemoryAttemptStore",

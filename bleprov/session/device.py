@@ -11,19 +11,21 @@ authenticated application data to the product's :class:`SecureApplication`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from bleprov.core.attempts import AttemptLimiter, AttemptLimits, ButtonWindow, Credential
+from bleprov.core.attempts import AttemptLimiter, ButtonWindow, Credential
 from bleprov.core.crypto.spake2plus import VerifierRecord
 from bleprov.core.enrolment.device import Authority
-from bleprov.core.errors import BleprovError, MalformedData, keep_recent
+from bleprov.core.errors import BleprovError, keep_recent
 from bleprov.core.session import admission
 from bleprov.core.session import device as dev
 from bleprov.core.session.messages import Mode, encode
 from bleprov.core.window import CommissioningWindow
 from bleprov.link.protocols import LinkSession
+from bleprov.session.attempts import DEFAULT_SETTLE_DELAY, AttemptLedger, AttemptStore
 
 #: The name it had in radio/ (bleprov.radio.secure_link): log lines stay as they were.
 logger = logging.getLogger("bleprov.radio.secure_link")
@@ -39,15 +41,6 @@ REMOTE_HANDSHAKE_TIMEOUT: Final = 10.0
 
 
 # ------------------------------------------------------------------ device side
-
-
-class AttemptStore(Protocol):
-    """Where the device keeps its failed-attempt counters (survives power cuts): the
-    bytes of :meth:`AttemptLimits.to_bytes`, one record for every secret."""
-
-    def load(self) -> bytes | None: ...
-
-    def save(self, state: bytes) -> None: ...
 
 
 class MemoryAttemptStore:
@@ -102,13 +95,18 @@ class SecureDeviceChannel:
         server: SecureDeviceServer,
         link: LinkSession,
         machine: dev.DeviceSession,
-        attempts: AttemptStore | None = None,
+        ledger: AttemptLedger | None = None,
     ):
         self._server = server
         self.link = link
         self.machine = machine
         #: Where this session's failed attempts are counted (its link's counter).
-        self.attempts = attempts if attempts is not None else server.attempts
+        self.ledger = ledger if ledger is not None else server.ledger
+        self.attempts = self.ledger.store
+        #: What waits for the stored counters to cover those in RAM, in order (sends,
+        #: the disconnect), and the write it waits for.
+        self._outbox: list[tuple[Callable[[], object], bytes | None]] = []
+        self._gate: asyncio.Future[None] | None = None
         #: The host authenticated in this session.
         self.authenticated = False
         #: This session authenticated or counted an attempt: the only ways a session
@@ -149,6 +147,50 @@ class SecureDeviceChannel:
     def awaiting_confirmation(self) -> bool:
         return self.machine.awaiting_confirmation
 
+    async def settle_attempts_in(
+        self, store: object
+    ) -> tuple[dict[str, bytes], Callable[[], None] | None]:
+        """The attempt record for a commit into ``store`` (the session's success reset
+        its counter: that joins the commit's one atomic write), and what to call once it
+        is written; nothing if the counters live elsewhere or are stored already."""
+        target = self.ledger.store
+        record = getattr(target, "record", None)
+        if getattr(target, "store", None) is not store or not isinstance(record, str):
+            return {}, None
+        await self.ledger.idle()
+        state = self.ledger.commit_record()
+        if state is None:
+            return {}, None
+        return {record: state}, lambda: self.ledger.committed(state)
+
+    def deliver(self, action: Callable[[], object], state: bytes | None = None) -> None:
+        """Run ``action`` (a send, the disconnect) once the store covers ``state`` (a
+        counter snapshot) or, by default, the counters in RAM: nothing about an attempt
+        leaves before it is durably counted. Actions run in the order given."""
+        if self._gate is None and not self._outbox:
+            gate = self.ledger.cover(state)
+            if gate is not None:
+                self._gate = gate
+                gate.add_done_callback(self._gate_done)
+        if self._gate is not None or self._outbox:
+            self._outbox.append((action, state))
+            return
+        action()
+
+    def _gate_done(self, future: asyncio.Future[None]) -> None:
+        self._gate = None
+        actions, self._outbox = self._outbox, []
+        if future.cancelled() or future.exception() is not None:
+            error = None if future.cancelled() else future.exception()
+            logger.error("attempt counters not stored (%s): ending the session unanswered", error)
+            self._server._loop.create_task(self.link.disconnect())
+            return
+        for action, state in actions:
+            try:
+                self.deliver(action, state)
+            except BleprovError as exc:  # the link went down while the write ran
+                logger.info("session with %s: not sent: %s", self.link.connection, exc)
+
 
 class SecureDeviceServer:
     """Runs the session layer for every connection the device link accepts."""
@@ -169,11 +211,13 @@ class SecureDeviceServer:
         remote_attempts: AttemptStore | None = None,
         remote_handshake_timeout: float = REMOTE_HANDSHAKE_TIMEOUT,
         hello_timeout: float = dev.DEFAULT_HELLO_TIMEOUT,
+        settle_delay: float = DEFAULT_SETTLE_DELAY,
     ) -> None:
         """``device_confirms``: the device has a display *and* a button its user presses
         to accept a compared number; without it the device does not offer compare
         (:func:`~bleprov.core.session.device.offered_modes`). ``limiter_factory`` gives
-        each secret's counter its limits."""
+        each secret's counter its limits. ``settle_delay``: see
+        :class:`~bleprov.session.attempts.AttemptLedger`."""
         self.secrets = secrets
         self.policy = policy
         self.application = application
@@ -188,16 +232,20 @@ class SecureDeviceServer:
         #: How soon after a session opened its HELLO is due.
         self.hello_timeout = hello_timeout
         self.idle_timeout = idle_timeout
-        self.limits = self._load_limits(limiter_factory, attempts)
+        #: Every connection that could begin a counted attempt reserves one as it
+        #: opens, written while the host sets the link up (AttemptLedger).
+        self.ledger = AttemptLedger(attempts, limiter_factory, settle_delay=settle_delay)
+        self.limits = self.ledger.limits
         #: Remote links (the broker: sessions whose ``remote`` is true) count failures
         #: apart, so that whoever may publish to the device's topics can lock the remote
         #: path only, never BLE, where the label's holder stands next to the device.
         self.remote_attempts = remote_attempts
-        self.remote_limits = (
-            self._load_limits(limiter_factory, remote_attempts)
+        self.remote_ledger = (
+            AttemptLedger(remote_attempts, limiter_factory, settle_delay=settle_delay)
             if remote_attempts is not None
             else None
         )
+        self.remote_limits = self.remote_ledger.limits if self.remote_ledger else None
         self.channels: dict[LinkSession, SecureDeviceChannel] = {}
         #: How the latest sessions ended (None: normally), the most recent last.
         self.ended: list[BleprovError | None] = []
@@ -223,20 +271,6 @@ class SecureDeviceServer:
         self._quiet_until = float("-inf")
         self._unlogged_failures = 0
 
-    @staticmethod
-    def _load_limits(
-        factory: Callable[[], AttemptLimiter], attempts: AttemptStore
-    ) -> AttemptLimits:
-        raw = attempts.load()
-        if raw is None:
-            return AttemptLimits(template=factory)
-        try:
-            return AttemptLimits.from_bytes(raw, factory)
-        except MalformedData:
-            # A corrupt record must not reset the counters to zero: lock every secret.
-            logger.error("attempt counters unreadable: locking until a physical reset")
-            return AttemptLimits.all_locked(factory)
-
     @property
     def offered_modes(self) -> int:
         """The modes this device offers: its policy, less compare if it cannot confirm.
@@ -249,11 +283,22 @@ class SecureDeviceServer:
     def physical_reset(self) -> None:
         """Called from the device's reset button: lift every secret's lockout, on
         every link."""
-        self.limits.physical_reset()
-        self.attempts.save(self.limits.to_bytes())
-        if self.remote_limits is not None and self.remote_attempts is not None:
-            self.remote_limits.physical_reset()
-            self.remote_attempts.save(self.remote_limits.to_bytes())
+        for ledger in (self.ledger, self.remote_ledger):
+            if ledger is not None:
+                ledger.limits.physical_reset()
+                ledger.write_soon().add_done_callback(lambda future: future.exception())
+
+    async def settle(self) -> None:
+        """Store the counters now and wait for it (shutdown: nothing left to settle)."""
+        for ledger in (self.ledger, self.remote_ledger):
+            if ledger is not None:
+                await ledger.flush()
+
+    def forget_durable(self) -> None:
+        """The store's attempt records were removed (a factory reset)."""
+        for ledger in (self.ledger, self.remote_ledger):
+            if ledger is not None:
+                ledger.forget_durable()
 
     @property
     def awaiting_confirmation(self) -> bool:
@@ -294,13 +339,14 @@ class SecureDeviceServer:
             self._loop.create_task(session.disconnect())
             return
         is_remote = bool(getattr(session, "remote", False))
-        remote = is_remote and self.remote_limits is not None
+        remote = is_remote and self.remote_ledger is not None
+        ledger = self.remote_ledger if remote and self.remote_ledger else self.ledger
         machine = dev.DeviceSession(
             secrets=self.secrets,
             policy=self.policy & session.allowed_modes,
             # Exactly the bytes the info characteristic serves: the session binds them.
             device_info=session.link.current_info().encode(),
-            limits=self.remote_limits if remote and self.remote_limits else self.limits,
+            limits=ledger.limits,
             button=self.button,
             connection=session.connection,
             now=self.now(),
@@ -313,9 +359,15 @@ class SecureDeviceServer:
             owned=self.owned(),
             window=self.window,
             receipts=self.receipts(),
+            # Before its HELLO can come: the write runs while the host sets the link up.
+            reserve=True,
         )
-        attempts = self.remote_attempts if remote else self.attempts
-        self.channels[session] = SecureDeviceChannel(self, session, machine, attempts)
+        channel = SecureDeviceChannel(self, session, machine, ledger)
+        self.channels[session] = channel
+        if machine.holds_reservation:
+            pending = ledger.cover()
+            if pending is not None:
+                pending.add_done_callback(_ignore_result)
         self._arm(session)
 
     def message_received(self, session: LinkSession, payload: bytes) -> None:
@@ -387,17 +439,22 @@ class SecureDeviceServer:
         self._unlogged_failures = 0
         self._quiet_until = now + FAILED_SESSION_LOG_INTERVAL
 
+    def _disconnect(self, link: LinkSession) -> None:
+        self._loop.create_task(link.disconnect())
+
     def _dispatch(self, channel: SecureDeviceChannel, events: list[dev.DeviceEvent]) -> None:
         for event in events:
             if isinstance(event, dev.PersistAttempts):
-                # Synchronous on purpose: stored before any later message leaves.
-                channel.attempts.save(event.state)
+                # What follows is delivered once the store covers this state (at once
+                # after a durable reservation; else after a write started here).
                 channel.changed_state = True
+                channel.deliver(_nothing, event.state)
             elif isinstance(event, dev.SendMessage):
-                channel.link.send(event.data)
+                channel.deliver(functools.partial(channel.link.send, event.data))
             elif isinstance(event, dev.ShowNumber):
+                # A number shown tells its watcher something too: counted first.
                 channel.showed_number = True
-                self.ui.show_number(event.number)
+                channel.deliver(functools.partial(self.ui.show_number, event.number))
             elif isinstance(event, dev.Authenticated):
                 channel.authenticated = channel.changed_state = True
                 self.application.opened(channel)
@@ -410,5 +467,16 @@ class SecureDeviceServer:
                 if event.error is not None:
                     self._log_ended(channel, event.error)
                 self.application.closed(channel, event.error)
-                self._loop.create_task(channel.link.disconnect())
+                channel.ledger.settle_soon()
+                channel.deliver(functools.partial(self._disconnect, channel.link))
         self._arm(channel.link)
+
+
+def _nothing() -> None:
+    """A place in a channel's outbox: what follows waits for the counters' write."""
+
+
+def _ignore_result(future: asyncio.Future[None]) -> None:
+    """A reservation's write: a failure is logged by whoever waits on it (the gate)."""
+    if not future.cancelled():
+        future.exception()

@@ -297,17 +297,21 @@ class DeviceStore:
         return self._keys
 
     def _read(self) -> tuple[dict[str, bytes], int]:
+        # What was seen *before* the file is read: a write of this object in another
+        # thread (the attempt counters' reservation) may replace the file while it is
+        # read, and the older copy read then is no rollback.
+        seen = self._highest_generation
         raw = read_optional(self.path)
         if raw is None:
-            return {}, self._highest_generation
+            return {}, seen
         records, generation = self._decrypt(raw)
-        if generation < self._highest_generation:
+        if generation < seen:
             raise StoreRollback(
                 f"device store {self.path} went back from generation "
-                f"{self._highest_generation} to {generation}: an older copy replaced it; "
+                f"{seen} to {generation}: an older copy replaced it; "
                 "restore the current copy, or erase the store and enrol the device again"
             )
-        self._highest_generation = generation
+        self._highest_generation = max(self._highest_generation, generation)
         return records, generation
 
     def _corrupt(self, what: str) -> StoreCorrupt:

@@ -109,7 +109,7 @@ def test_each_secret_has_its_own_counter_and_they_persist_together() -> None:
     assert limits[Credential.CODE].failures == 3 and limits[Credential.CODE].locked_out
     assert limits.locked_out
     raw = limits.to_bytes()
-    assert cbor2.loads(raw)[0] == 2  # the format's version
+    assert cbor2.loads(raw)[0] == 3  # the format's version (3: with reservations)
     again = AttemptLimits.from_bytes(raw, lambda: AttemptLimiter(max_failures=3))
     assert again[Credential.CODE].locked_out and again[Credential.CODE].failures == 3
     assert again[Credential.COMPARE].failures == 0 and not again[Credential.LABEL].locked_out
@@ -177,3 +177,75 @@ def test_an_overlap_leaves_the_window_unused() -> None:
         window.claim("b", 2.0)
     with pytest.raises(ButtonNotPressed):  # nobody kept it: press again
         window.claim("b", 3.0)
+
+
+def test_a_stored_reservation_reads_back_as_one_failure_of_every_secret() -> None:
+    """A power cut with a reservation outstanding: the HELLO may have come and named any
+    secret, so each counts one failure; a reservation at the limit locks."""
+    limits = AttemptLimits(template=lambda: AttemptLimiter(max_failures=3))
+    limits[Credential.CODE].failures = 2
+    assert limits.reserve()
+    raw = limits.to_bytes()
+    assert cbor2.loads(raw) == [
+        3,
+        {c.value: [2 if c is Credential.CODE else 0, False] for c in limits.limiters},
+        1,
+    ]
+    again = AttemptLimits.from_bytes(raw, lambda: AttemptLimiter(max_failures=3))
+    assert again.reserved == 0
+    assert again[Credential.LABEL].failures == 1 and not again[Credential.LABEL].locked_out
+    assert again[Credential.CODE].failures == 3 and again[Credential.CODE].locked_out
+
+
+def test_a_consumed_reservation_is_covered_by_the_stored_one_and_a_release_is_not_a_failure() -> (
+    None
+):
+    stored = AttemptLimits()
+    assert stored.reserve()
+    durable = AttemptLimits.from_bytes(stored.to_bytes())
+    ram = AttemptLimits.from_bytes(AttemptLimits().to_bytes())
+    assert ram.reserve()
+    assert durable.covers(ram)  # the reservation itself
+    ram.begin_attempt(Credential.LABEL, 0.0, reserved=True)
+    assert ram.reserved == 0 and ram[Credential.LABEL].failures == 1
+    assert durable.covers(ram)  # HELLO's count needs no write of its own
+    ram.begin_attempt(Credential.CODE, 1.0, reserved=False)
+    assert durable.covers(ram)  # the stored reservation counted for every secret...
+    ram.begin_attempt(Credential.LABEL, 1.0, reserved=False)
+    assert not durable.covers(ram)  # ... once: a second attempt needs its own write
+    released = AttemptLimits()
+    assert released.reserve()
+    released.release()
+    assert AttemptLimits.from_bytes(released.to_bytes())[Credential.LABEL].failures == 0
+
+
+def test_a_lockout_in_ram_is_covered_only_by_a_stored_lockout() -> None:
+    ram = AttemptLimits(template=lambda: AttemptLimiter(max_failures=2))
+    ram[Credential.CODE].begin_attempt(0.0)
+    ram[Credential.CODE].begin_attempt(0.0)
+    assert ram[Credential.CODE].locked_out
+    stored = AttemptLimits(template=lambda: AttemptLimiter(max_failures=20))
+    stored[Credential.CODE].failures = 2
+    assert not stored.covers(ram)
+    assert AttemptLimits.from_bytes(ram.to_bytes()).covers(ram)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        [3, {}, -1],
+        [3, {}, 256],
+        [3, {}, True],
+        [3, {}],
+        [2, {}, 0],
+    ],
+)
+def test_a_malformed_reservation_is_corrupt(record: object) -> None:
+    with pytest.raises(MalformedData):
+        AttemptLimits.from_bytes(cbor2.dumps(record))
+
+
+def test_a_format_2_record_reads_with_no_reservation() -> None:
+    raw = cbor2.dumps([2, {"code": [4, False]}])
+    limits = AttemptLimits.from_bytes(raw)
+    assert limits[Credential.CODE].failures == 4 and limits[Credential.LABEL].failures == 0

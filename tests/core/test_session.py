@@ -714,3 +714,69 @@ def test_an_owned_device_still_refuses_its_label_and_code() -> None:
         host = make_host(mode, secret)
         error = ended(pump(host, device, host.start(0.0)).host_events)
         assert isinstance(error, hst.DeviceRefused) and error.code == dev.DeviceOwned.code
+
+
+def test_a_session_reserves_an_attempt_that_hello_consumes_without_a_write_of_its_own() -> None:
+    limits = AttemptLimits()
+    device = dev.DeviceSession(
+        secrets=secrets_(),
+        policy=ALL,
+        device_info=info(ALL),
+        limits=limits,
+        button=ButtonWindow(),
+        connection="host-a",
+        now=0.0,
+        device_confirms=True,
+        reserve=True,
+    )
+    assert device.holds_reservation and limits.reserved == 1
+    stored = AttemptLimits.from_bytes(limits.to_bytes())  # what the adapter writes
+    host = make_host(Mode.QR, qr_secret())
+    run = pump(host, device, host.start(0.0))
+    assert established(run) is not None
+    assert not device.holds_reservation and limits.reserved == 0
+    persisted = [e for e in run.device_events if isinstance(e, dev.PersistAttempts)]
+    assert persisted, "the count is still announced, for the adapter's gate"
+    # The first snapshot (the count at HELLO) is covered by the stored reservation.
+    assert stored.covers(AttemptLimits.from_bytes(persisted[0].state))
+    assert limits[Credential.LABEL].failures == 0  # success
+
+
+def test_a_reservation_no_hello_used_is_released_and_an_owned_device_reserves_none() -> None:
+    limits = AttemptLimits()
+    silent = dev.DeviceSession(
+        secrets=secrets_(),
+        policy=ALL,
+        device_info=info(ALL),
+        limits=limits,
+        button=ButtonWindow(),
+        connection="host-a",
+        now=0.0,
+        reserve=True,
+    )
+    assert limits.reserved == 1
+    silent.close(1.0)
+    assert limits.reserved == 0 and all(lim.failures == 0 for lim in limits.limiters.values())
+    owned = dev.DeviceSession(
+        secrets=secrets_(),
+        policy=ALL,
+        device_info=info(ALL),
+        limits=limits,
+        button=ButtonWindow(),
+        connection="host-a",
+        now=0.0,
+        reserve=True,
+        owned=True,
+    )
+    assert not owned.holds_reservation and limits.reserved == 0
+    button_only = dev.DeviceSession(
+        secrets=secrets_(),
+        policy=OobMode.BUTTON,
+        device_info=info(OobMode.BUTTON),
+        limits=limits,
+        button=ButtonWindow(),
+        connection="host-a",
+        now=0.0,
+        reserve=True,
+    )
+    assert not button_only.holds_reservation  # no counter to reserve for

@@ -449,3 +449,32 @@ def test_a_copied_store_opens_with_its_key_only(tmp_path: Path) -> None:
         open_store(tmp_path / "b").load()
     shutil.copy(original.directory / KEY_FILE_NAME, tmp_path / "b" / KEY_FILE_NAME)
     assert open_store(tmp_path / "b").get("wifi") == WIFI_PASSWORD
+
+
+def test_a_write_in_another_thread_during_a_read_is_no_rollback(
+    store: DeviceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon writes its attempt reservation in a worker thread while its event loop
+    may read the store: a read of the file as it was just before that write's rename is
+    not a rollback (it raised StoreRollback, and the enrolment failed to open)."""
+    import threading
+
+    from bleprov.store import device_store
+
+    store.update({"a": b"1"})
+    real_read = device_store.read_optional
+    raced = []
+
+    def read_then_race(path: Path) -> bytes | None:
+        old = real_read(path)
+        if not raced and threading.current_thread() is threading.main_thread():
+            raced.append(True)  # the other thread's write lands after this read
+            writer = threading.Thread(target=store.update, args=({"b": b"2"},))
+            writer.start()
+            writer.join()
+        return old
+
+    monkeypatch.setattr(device_store, "read_optional", read_then_race)
+    assert store.load() == {"a": b"1"}  # the copy read: older, no error
+    assert store.load() == {"a": b"1", "b": b"2"}
+    assert store.generation == 2

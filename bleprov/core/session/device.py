@@ -3,8 +3,13 @@ then application data over the secure channel. Sans-IO: messages and ``now`` in,
 
 Order of events matters: a :class:`PersistAttempts` event comes before the
 :class:`SendMessage` that could reveal the attempt's outcome, and the adapter must have
-stored it before it sends anything after it. That holds for refusals too (a wrong label
-secret is refused at HELLO, after the count was raised).
+stored a state that covers it (:meth:`~bleprov.core.attempts.AttemptLimits.covers`)
+before it sends anything after it. That holds for refusals too (a wrong label secret is
+refused at HELLO, after the count was raised). A session made with ``reserve=True``
+reserves an attempt when it starts (the adapter stores the reservation while the host
+sets the link up); its HELLO consumes it, and the state that follows is then covered by
+the stored reservation, so the reply waits for no write. A reservation no HELLO consumed
+is released when the session ends.
 
 Each secret has its own attempt counter (:class:`~bleprov.core.attempts.AttemptLimits`,
 keyed by :class:`~bleprov.core.attempts.Credential`), and :class:`Authenticated` says
@@ -86,7 +91,8 @@ def offered_modes(policy: Mode | int, *, device_confirms: bool) -> int:
 
 @dataclass(frozen=True)
 class PersistAttempts:
-    """Store this attempt-counter state before sending anything that follows."""
+    """Store this attempt-counter state (or have stored one that covers it, such as the
+    session's reservation) before sending anything that follows."""
 
     state: bytes
 
@@ -141,9 +147,12 @@ class DeviceSession(ChannelHolder):
         owned: bool = False,
         window: CommissioningWindow | None = None,
         receipts: Mapping[bytes, VerifierRecord] | None = None,
+        reserve: bool = False,
     ) -> None:
         """``receipts``: the code-mode verifiers of the enrolment receipts this device
-        answers for (:mod:`bleprov.core.receipt`), by prover identity."""
+        answers for (:mod:`bleprov.core.receipt`), by prover identity. ``reserve``:
+        reserve an attempt now, if a HELLO could begin a counted one
+        (:attr:`holds_reservation`; the adapter stores it before any reply)."""
         super().__init__(is_host=False, idle_timeout=idle_timeout)
         self._secrets = secrets
         self._policy = offered_modes(policy, device_confirms=device_confirms)
@@ -169,6 +178,22 @@ class DeviceSession(ChannelHolder):
         self._receipts = dict(receipts or {})
         #: Set once a session authenticated by the window: what it was opened for.
         self.window_purpose: WindowPurpose | None = None
+        self._reserved = reserve and self._may_count(now) and limits.reserve()
+
+    def _may_count(self, now: float) -> bool:
+        """Whether a HELLO could begin a counted attempt: an owned device counts none
+        (its window and receipts guard themselves), nor does a mode without a counter."""
+        if self._owned:
+            return False
+        credentials = [
+            engine.credential for engine in registry.engines() if self._policy & int(engine.mode)
+        ]
+        return self._limits.may_count(credentials, now)
+
+    @property
+    def holds_reservation(self) -> bool:
+        """The session reserved an attempt that no HELLO has consumed yet."""
+        return self._reserved
 
     @property
     def mode(self) -> Mode | None:
@@ -294,8 +319,8 @@ class DeviceSession(ChannelHolder):
         engine = self._engine_for(mode)
         events: list[DeviceEvent] = []
         if credential.limited:
-            limiter = self._limits[credential]
-            limiter.begin_attempt(now)
+            self._limits.begin_attempt(credential, now, reserved=self._reserved)
+            self._reserved = False
             events.append(PersistAttempts(self._limits.to_bytes()))
         else:
             self._button.claim(self._connection, now)
@@ -457,6 +482,9 @@ class DeviceSession(ChannelHolder):
     def _end(self, error: BleprovError | None) -> list[DeviceEvent]:
         self._state = _State.ENDED
         self._erase()
+        if self._reserved:
+            self._reserved = False
+            self._limits.release()
         if self._in_button_window:
             self._button.close()  # one-shot: the window is spent, whatever the outcome
         return [SessionEnded(error)]
