@@ -375,13 +375,22 @@ class RegistryMeter:
 
 
 class _FirstNetwork:
-    """The user picks the home network; a failed join is not retried."""
+    """The user picks the home network from the device's scan; a failed join is not
+    retried."""
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
         return HOME
 
     async def retry(self, status: WifiStatus, tried: WifiCredentials) -> WifiCredentials | None:
         return None
+
+
+class _NamedNetwork(_FirstNetwork):
+    """The user named the home network and its security (``--wifi-ssid``,
+    ``--wifi-security``): no scan; its credentials go in the commit's flight."""
+
+    def preset(self) -> WifiCredentials | None:
+        return HOME
 
 
 def host_gatt_cache(directory: Path) -> dict[str, Any]:
@@ -412,11 +421,14 @@ async def trace_enrolment(
     hub: BenchHub,
     work: Path,
     known: bool = False,
+    named: bool = True,
 ) -> Trace:
     """One fresh device enrolled by ``provision()`` as the CLI runs it, traced.
 
     ``known``: the same host connected to the device once before (a qr session opened
-    and closed), so whatever the host may keep of a device it has met counts."""
+    and closed), so whatever the host may keep of a device it has met counts.
+    ``named``: the user named the network and its security (no scan), as a script or
+    ``--wifi-ssid`` with ``--wifi-security`` does; else the user picks it from a scan."""
     ll_payload = LL_PAYLOAD_DLE if mtu > 23 else LL_PAYLOAD_NO_DLE
     link = TracingLink(ll_payload=ll_payload)
     directory = Path(tempfile.mkdtemp(dir=work))
@@ -454,7 +466,7 @@ async def trace_enrolment(
                 host_trust = host_identity_store(directory) if variant == PEER else None
                 await provision(
                     session,
-                    wifi=_FirstNetwork(),
+                    wifi=_NamedNetwork() if named else _FirstNetwork(),
                     zone=ZonePlan(hub.enroller, OWNER) if variant == ZONE else None,
                     peer=PeerPlan(host_trust) if host_trust is not None else None,
                 )
@@ -467,7 +479,9 @@ async def trace_enrolment(
         if (mb.membership_of(records) is not None) != (variant == ZONE):
             raise RuntimeError(f"{mode.label}/{variant}: zone membership not as enrolled")
         return Trace(
-            mode.label + (" (known device)" if known else ""),
+            mode.label
+            + (" (known device)" if known else "")
+            + ("" if named else " (network from a scan)"),
             variant,
             mtu,
             ll_payload,

@@ -75,6 +75,15 @@ async def run_all(quick: bool) -> WireResults:
                     Mode.QR, ZONE, mtu=247, factory=factory, hub=hub, work=work, known=True
                 )
             )
+            # The same first contact when the user picks the network from the device's
+            # scan instead of naming it: one flight more.
+            costs.append(
+                analyse(
+                    await trace_enrolment(
+                        Mode.QR, ZONE, mtu=247, factory=factory, hub=hub, work=work, named=False
+                    )
+                )
+            )
         finally:
             hub.close()
     anchors = [flows.model(s, mtu) for s in flows.SYSTEMS for mtu in (247, 23)]

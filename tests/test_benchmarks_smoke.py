@@ -226,7 +226,8 @@ def test_report_renders_every_section(quick: Results) -> None:
     assert "Quick run" in text
     # One row per mode with zone enrolment, and peer binding, in the summary.
     summary = text.split("## Summary", 1)[1].split("## Targets", 1)[0]
-    assert summary.count("| zone enrolment |") == 4
+    assert summary.count("| zone enrolment |") == 5
+    assert "qr (network from a scan)" in summary  # the user picks it: one flight more
     assert summary.count("| peer binding |") == 1
 
 

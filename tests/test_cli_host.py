@@ -273,3 +273,24 @@ async def test_a_typed_wifi_passphrase_is_checked_once_with_the_host_wording(
     with pytest.raises(MalformedData, match="printable ASCII") as caught:
         await chooser.choose([HOME])
     assert "lait" not in str(caught.value)
+
+
+async def test_a_network_named_with_its_security_is_sent_without_a_scan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17: --wifi-ssid with --wifi-security is all the device needs, so the host asks
+    for no scan (provision() sends it in the commit's flight); without the security, the
+    scan says what it is; --wifi-hidden makes the device probe for it."""
+    monkeypatch.setenv("BLEPROV_WIFI_PASSWORD", "correct horse")
+    named = PromptingChooser(QUIET, WifiChoice("Home", "wpa2", None, False))
+    named.interactive = False
+    credentials = named.preset()
+    assert credentials is not None and credentials.ssid == b"Home"
+    assert credentials.security is WifiSecurity.WPA2_PERSONAL and not credentials.hidden
+    assert credentials.passphrase == "correct horse"
+    hidden = PromptingChooser(QUIET, WifiChoice("Attic", "wpa3", None, False, hidden=True))
+    hidden.interactive = False
+    attic = hidden.preset()
+    assert attic is not None and attic.hidden
+    for choice in (WifiChoice("Home", "auto", None, False), WifiChoice(None, "auto", None, False)):
+        assert PromptingChooser(QUIET, choice).preset() is None

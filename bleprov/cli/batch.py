@@ -164,7 +164,14 @@ class RememberedWifi:
 
     def preset(self) -> WifiCredentials | None:
         """After the first device: its network, sent without a scan (one round trip
-        less per device: docs/protocol.md section 11, "Pipelining")."""
+        less per device: docs/protocol.md section 11, "Pipelining"); for the first, the
+        network the user named with its security, if the chooser knows one."""
+        from bleprov.service.provisioning import PresetWifi
+
+        if not self.chosen and isinstance(self.chooser, PresetWifi):
+            named = self.chooser.preset()
+            if named is not None:
+                self.credentials, self.chosen = named, True
         return self.credentials if self.chosen else None
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:

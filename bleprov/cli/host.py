@@ -417,6 +417,8 @@ class WifiChoice:
     security: str
     password_file: Path | None
     skip: bool
+    #: --wifi-hidden: the network does not broadcast its name (the device probes for it).
+    hidden: bool = False
 
 
 class PromptingChooser:
@@ -426,6 +428,19 @@ class PromptingChooser:
         self.console = console
         self.choice = choice
         self.interactive = sys.stdin.isatty()
+
+    def preset(self) -> WifiCredentials | None:
+        """The network named with its security (--wifi-ssid and --wifi-security): sent
+        without asking the device for a scan, in the commit's flight (one round trip and
+        the scan's wait less). Named without its security, the scan tells what it is."""
+        from bleprov.core.wifi import WifiSecurity
+
+        if self.choice.ssid is None or self.choice.security == "auto":
+            return None
+        ssid = self.choice.ssid.encode()
+        security = WifiSecurity[_SECURITY[self.choice.security]]
+        passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
+        return _typed_credentials(ssid, security, passphrase=passphrase, hidden=self.choice.hidden)
 
     async def choose(self, results: list[ScanResult]) -> WifiCredentials | None:
         from bleprov.core.wifi import WifiSecurity
@@ -447,7 +462,10 @@ class PromptingChooser:
         security = self._security(seen)
         passphrase = None if security is WifiSecurity.OPEN else self._password(ssid, first=True)
         return _typed_credentials(
-            ssid, security, passphrase=passphrase, hidden=seen is None and bool(ssid)
+            ssid,
+            security,
+            passphrase=passphrase,
+            hidden=self.choice.hidden or (seen is None and bool(ssid)),
         )
 
     def _network_number(self, count: int) -> int:
@@ -1370,6 +1388,13 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help=f"A file holding the Wi-Fi password (or {WIFI_PASSWORD_ENV})."),
         ] = None,
+        wifi_hidden: Annotated[
+            bool,
+            typer.Option(
+                "--wifi-hidden",
+                help="The network does not broadcast its name (needs --wifi-ssid).",
+            ),
+        ] = False,
         no_wifi: Annotated[bool, typer.Option("--no-wifi", help="Skip the Wi-Fi step.")] = False,
         zone: Annotated[
             Path | None,
@@ -1448,7 +1473,11 @@ def register(app: typer.Typer) -> None:
         target = TrustTarget(
             zone, user, user_key, owner, registry_url, peer, host_dir or default_host_dir()
         )
-        wifi = WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi)
+        if wifi_hidden and wifi_ssid is None:
+            raise typer.BadParameter(
+                "a hidden network is named with --wifi-ssid", param_hint="--wifi-hidden"
+            )
+        wifi = WifiChoice(wifi_ssid, wifi_security, wifi_password_file, no_wifi, wifi_hidden)
         if labels is not None:
             from bleprov.cli.batch import provision_labels, report_batch
 

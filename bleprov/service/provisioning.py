@@ -74,7 +74,7 @@ JOIN_ADVICE: Final[Mapping[JoinFailure, str]] = {
     "exactly (it is case-sensitive)",
     JoinFailure.NETWORK_NOT_FOUND: "the device does not hear that network: check its name "
     "(SSID) letter by letter, that it is on 2.4 GHz if the device has no 5 GHz radio, and "
-    "that the device is in range",
+    "that the device is in range (a network that hides its name: --wifi-hidden)",
     JoinFailure.DHCP_FAILED: "the device joined but got no IP address: check the router's "
     "DHCP server (on, with addresses left, no MAC filter)",
     JoinFailure.TIMEOUT: "the join timed out: the signal may be too weak; move the device "
