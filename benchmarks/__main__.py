@@ -223,10 +223,14 @@ def render(r: Results) -> str:
         f"- date: {r.started:%Y-%m-%d %H:%M} UTC; the whole run took {r.seconds:.0f} s",
         *machine(),
         "",
-        "What is measured: a full enrolment is connect, secure session and attestation, "
-        "Wi-Fi scan, Wi-Fi set (status pushed by the device), then the trust step (zone: "
-        "CSR bound to the session, certificate from the hub's CA, install; peer: both keys "
-        "pinned), then commit. The simulated Wi-Fi answers at once (its modelled join is "
+        "What is measured: a full enrolment is connect, secure session and attestation "
+        "(the device pushes its zone key and proof of possession behind it), Wi-Fi set "
+        "(status pushed by the device), then the trust step (zone: certificate from the "
+        "hub's CA on that key, install; peer: both keys pinned), then commit; the traced "
+        "runs go through provision() as the CLI does, with the network named (no scan; one "
+        "row picks it from a scan) and the requests pipelined as protocol v2 allows, the CPU "
+        "runs (section 3) step by step, scan included. The simulated Wi-Fi answers at once "
+        "(its modelled join is "
         "reported on its own below). KDF costs are cheap throughout (the code mode's scrypt "
         "at the default cost is reported on its own).",
         "",

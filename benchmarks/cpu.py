@@ -242,6 +242,9 @@ async def one_enrolment(
 
 async def _close(runtime: DeviceRuntime) -> None:
     await runtime.service.drain()
+    # The attempt counters a session settles are written a little after it ends: store
+    # them now, before the benchmark deletes the device's directory.
+    await runtime.server.settle()
     await runtime.network.close()
 
 
