@@ -358,8 +358,13 @@ class HostTrust:
     def intermediates(self) -> IntermediateCache:
         """The manufacturer intermediates this host validated before, kept in its store
         as they are learnt: the next device of a known manufacturer costs no fetch. An
-        unreadable record is logged and read as none (it is only a cache)."""
-        raw = self.store.load().get(RECORD_HOST_INTERMEDIATES)
+        unreadable record is logged and read as none (it is only a cache), and a store
+        that cannot be read or written (a read-only home) costs only the fetches."""
+        try:
+            raw = self.store.load().get(RECORD_HOST_INTERMEDIATES)
+        except (OSError, BleprovError) as exc:
+            logger.warning("validated intermediates are not remembered this run: %s", exc)
+            return IntermediateCache()
         cache = IntermediateCache()
         if raw is not None:
             try:
@@ -368,7 +373,10 @@ class HostTrust:
                 logger.error("the host's intermediate cache is unreadable: %s", exc)
 
         def save(changed: IntermediateCache) -> None:
-            self.store.update({RECORD_HOST_INTERMEDIATES: changed.to_bytes()})
+            try:
+                self.store.update({RECORD_HOST_INTERMEDIATES: changed.to_bytes()})
+            except (OSError, BleprovError) as exc:
+                logger.warning("a validated intermediate is not remembered: %s", exc)
 
         cache.on_change = save
         return cache

@@ -253,3 +253,27 @@ def test_application_data_behind_the_attestation_waits_for_the_fetched_intermedi
     kinds = [type(e) for e in events if not isinstance(e, hst.SendMessage)]
     assert kinds == [hst.Established, hst.ApplicationData]
     assert events[-1] == hst.ApplicationData(b"notice")
+
+
+def test_a_host_store_it_cannot_write_costs_only_the_fetch() -> None:
+    """A read-only home (the lab's VM, a locked-down laptop): the intermediate cache is an
+    aid, so a store that cannot be read or written leaves the session to fetch, never
+    fails it (the lab's zone scenario failed on 'read-only file system' when it did)."""
+    from bleprov import HostTrust
+
+    class ReadOnlyStore:
+        def load(self) -> dict[str, bytes]:
+            raise OSError(30, "Read-only file system")
+
+        def update(self, changes: dict[str, bytes | None]) -> None:
+            raise OSError(30, "Read-only file system")
+
+    class WriteOnlyFails(ReadOnlyStore):
+        def load(self) -> dict[str, bytes]:
+            return {}
+
+    for store in (ReadOnlyStore(), WriteOnlyFails()):
+        cache = HostTrust(store, name="laptop").intermediates()  # type: ignore[arg-type]
+        roots = (_der(MANUFACTURER.root_certificate),)
+        host, _, run = _qr_session(hst.Trust(roots, TrustPolicy.REFUSE, cache))
+        assert established(run) is not None and host.fetched_chain
