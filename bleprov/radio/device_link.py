@@ -144,6 +144,8 @@ class DeviceLink:
         self._on_air: tuple[bytes, bytes, str] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
+        #: Set by close(): from then on the link starts nothing on the radio.
+        self._closed = False
 
     def now(self) -> float:
         return self._loop.time()
@@ -163,7 +165,9 @@ class DeviceLink:
 
         A no-op while idle and advertising exactly this already: sessions on the other
         link (the broker) ask after each one, and a flood of failed ones must not become
-        a flood of radio commands."""
+        a flood of radio commands. A no-op once closed."""
+        if self._closed:
+            return
         info = self.current_info()
         encoded = info.encode()
         flags = AdvertisedFlags.BUSY if self.session else AdvertisedFlags.NONE
@@ -184,6 +188,12 @@ class DeviceLink:
                 self.advertising.set()
 
     async def close(self) -> None:
+        """Stop the link's tasks, then the peripheral. The disconnection that closing the
+        peripheral causes is still handed to the application, but the link answers it
+        with nothing on the radio: a command in flight while the caller closes the radio's
+        transport races its loss (bumble on Python 3.11 then errs after the daemon
+        stopped)."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -198,6 +208,9 @@ class DeviceLink:
         keep_recent(self.counters.errors, error)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._closed:
+            coro.close()
+            return
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
