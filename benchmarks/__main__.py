@@ -202,7 +202,8 @@ def target_verdicts(r: Results) -> list[targets.Verdict]:
     """The v2 targets against this run (CPU: the handshakes of section 3)."""
     device_ms = {h.what.removeprefix("bleprov "): h.device_ms for h in r.handshakes}
     srp = r.anchors[0].device_ms if r.anchors else None
-    return wire.verdicts(r.wire, device_ms, srp)
+    sansio = statistics.median(x.device_ms for x in r.sessions) if r.sessions else None
+    return wire.verdicts(r.wire, device_ms, srp, sansio_device_ms=sansio)
 
 
 def render(r: Results) -> str:

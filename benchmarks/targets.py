@@ -34,6 +34,8 @@ class Verdict:
     target: Target
     measured: float | None
     how: str
+    #: Why a target is not met, with this run's figures (shown only when it is not).
+    why: str = ""
 
     @property
     def met(self) -> bool | None:
@@ -93,16 +95,33 @@ TARGETS: Final = (
 
 
 def render(verdicts: Sequence[Verdict]) -> str:
+    """The table, then why each target not met is not (the issue asks for the distance
+    and the reason)."""
     lines = ["| target | limit | measured | verdict | measured on |", "|---|---|---|---|---|"]
     for v in verdicts:
         goal, measured, verdict = v.cells()
         lines.append(f"| {v.target.what} | {goal} | {measured} | {verdict} | {v.how} |")
+    unmet = [v for v in verdicts if v.met is False and v.why]
+    if unmet:
+        lines += ["", "Why the targets not met are not met (figures from this run):", ""]
+        lines += [f"- **{v.target.what}**: {v.why}" for v in unmet]
     return "\n".join(lines)
 
 
-def verdict(target: Target, measure: Callable[[], float | None], how: str) -> Verdict:
+def verdict(
+    target: Target,
+    measure: Callable[[], float | None],
+    how: str,
+    why: Callable[[], str] = lambda: "",
+) -> Verdict:
+    """``measure`` and ``why`` read the run's results; a figure the run lacks (a quick
+    run, a section skipped) is "not measured", never an error."""
     try:
         value = measure()
     except (KeyError, StopIteration, ZeroDivisionError):
         value = None
-    return Verdict(target, value, how)
+    try:
+        reason = why()
+    except (KeyError, StopIteration, ZeroDivisionError, TypeError):
+        reason = ""
+    return Verdict(target, value, how, reason)

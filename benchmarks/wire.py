@@ -219,10 +219,73 @@ def find(results: WireResults, mode: str, variant: str, mtu: int) -> Cost:
 
 
 def verdicts(
-    results: WireResults, handshake_device_ms: dict[str, float], srp_device_ms: float | None
+    results: WireResults,
+    handshake_device_ms: dict[str, float],
+    srp_device_ms: float | None,
+    *,
+    sansio_device_ms: float | None = None,
 ) -> list[targets.Verdict]:
-    """Every v2 target against this run's figures (None where the run did not measure)."""
+    """Every v2 target against this run's figures (None where the run did not measure),
+    each unmet one with why, in this run's figures. ``sansio_device_ms``: the session
+    machines' share of the device's handshake CPU (section 1)."""
     v = targets.verdict
+
+    def bytes_why() -> str:
+        qr = find(results, "qr", ZONE, 247)
+        certificates = qr.bytes_by["certificates"]
+        rest = qr.air_bytes - certificates
+        room = targets.QR_ZONE_BYTES.limit - rest
+        return (
+            f"certificates are {certificates:,} B of the {qr.air_bytes:,} B. Four DER X.509 "
+            "certificates (ECDSA P-256, 500-610 B each) must travel: the device's own in "
+            "its attestation (its intermediate goes by hash and the root not at all), and "
+            "in zone/install the device's member certificate, its issuing CA and the zone "
+            "root, the trust anchor the device has no other way to learn. Everything else "
+            f"is {rest:,} B, so the target needs those four in {room:,.0f} B: "
+            "CBOR-encoded certificates (C509, draft-ietf-cose-cbor-encoded-cert, an "
+            "Internet-Draft with no maintained Python implementation to check ours "
+            "against) or a zone without an issuing CA. Either changes the certificate "
+            "profiles (protocol.md section 15) and what TLS peers present; v2 keeps X.509."
+        )
+
+    def cpu_why() -> str:
+        if srp_device_ms is None or sansio_device_ms is None:
+            return ""
+        worst_ms = max(handshake_device_ms.values())
+        return (
+            f"the session machines alone (Noise, SPAKE2+ or the commitments, the "
+            f"attestation) cost the device {sansio_device_ms:.2f} ms, "
+            f"{srp_device_ms / sansio_device_ms:.1f}x below SRP; as the daemon runs it the "
+            f"worst mode ({worst}) costs {worst_ms:.2f} ms. The difference is the runtime "
+            "around the machines: the durable attempt reservation (one encrypted, "
+            "fsync'd store write before HELLO is answered, the mechanism the target "
+            "itself asks for: an attempt must count even if the power is cut), the "
+            "device store's reads, and a Python daemon's event loop and thread hand-offs. "
+            "Code mode adds four P-256 multiplications by arbitrary points (already in "
+            "pycryptodome's compiled code). 5x below SRP is under one fsync'd write of "
+            "this machine's store: not reachable while an attempt is made durable first."
+        )
+
+    def statements_why() -> str:
+        return (
+            "a read-only check before the device is asked anything (an admin who may "
+            "not enrol is refused before the device spends its attempt), then each of "
+            "the two transactions (see the next row) checks the admin and the device "
+            "again inside its write lock, which is what a concurrent change cannot slip "
+            "past; BEGIN IMMEDIATE counts as a statement"
+        )
+
+    def transactions_why() -> str:
+        return (
+            "two facts known at two different times. The pending record (certificate "
+            "serial, owner) must be durable before the device is sent its certificate, so "
+            "that a hub that crashes after the device commits still knows that "
+            "certificate (docs/security.md, fail-safe; S1 in tests/radio/"
+            "test_lost_messages.py); it can be confirmed only once the device has "
+            "committed, a flight later. One transaction would either hand out a "
+            "certificate the hub has no record of, or record as done an enrolment the "
+            "device may still roll back."
+        )
 
     def cpu_ratio() -> float | None:
         if not handshake_device_ms or not srp_device_ms:
@@ -239,7 +302,12 @@ def verdicts(
             lambda: known.setup_round_trips if known else None,
             "traced, second connection of the same host",
         ),
-        v(targets.QR_ZONE_BYTES, lambda: find(results, "qr", ZONE, 247).air_bytes, "traced"),
+        v(
+            targets.QR_ZONE_BYTES,
+            lambda: find(results, "qr", ZONE, 247).air_bytes,
+            "traced",
+            bytes_why,
+        ),
         v(
             targets.QR_ZONE_SECONDS,
             lambda: known.seconds if known else None,
@@ -248,16 +316,18 @@ def verdicts(
             if any(c.mode == "qr" and c.variant == ZONE and c.mtu == 247 for c in results.costs)
             else "traced PDUs on the link model",
         ),
-        v(targets.DEVICE_CPU, cpu_ratio, f"section 3, same run (worst: {worst})"),
+        v(targets.DEVICE_CPU, cpu_ratio, f"section 3, same run (worst: {worst})", cpu_why),
         v(
             targets.REGISTRY,
             lambda: find(results, "qr", ZONE, 247).registry_statements,
             "SQLAlchemy statements during provision()",
+            statements_why,
         ),
         v(
             targets.REGISTRY_TRANSACTIONS,
             lambda: find(results, "qr", ZONE, 247).registry_transactions,
             "SQLAlchemy commits during provision()",
+            transactions_why,
         ),
     ]
 
