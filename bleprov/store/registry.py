@@ -52,6 +52,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    not_,
     or_,
     select,
     text,
@@ -415,6 +416,49 @@ _CONFIRM_DEVICE = (
     update(DeviceRow)
     .where(DeviceRow.id == bindparam("row_id"))
     .values(confirmed_at=bindparam("now"))
+)
+#: The confirmation's happy path in one statement: the device's pending enrolment, named
+#: by its ID or its certificate's serial (the other parameter is NULL, which matches
+#: nothing), is confirmed, and the confirmed row comes back with its owner's and
+#: enroller's names. No row: not pending, not that enrolment, not an enabled admin, or no
+#: such device; :data:`_CONFIRMATION_DEVICE` then tells which, as before. (SQLAlchemy
+#: writes SQLite's RETURNING columns unqualified: in the name subqueries ``id`` is then the
+#: user's and ``owner_id``/``enrolled_by_id``, which ``users`` lacks, the device's; a test
+#: checks that owner and enroller come back right.)
+_CONFIRM_PENDING = (
+    update(DeviceRow)
+    .where(
+        DeviceRow.device_id == bindparam("device"),
+        or_(
+            DeviceRow.enrolment_id == bindparam("enrolment", type_=String),
+            DeviceRow.certificate_serial == bindparam("serial", type_=String),
+        ),
+        DeviceRow.status == DeviceStatus.ENROLLED.value,
+        DeviceRow.confirmed_at.is_(None),
+    )
+    .values(confirmed_at=bindparam("now"))
+    .returning(
+        *_DEVICE_COLUMNS,
+        select(_OWNER.name)
+        .where(_OWNER.id == DeviceRow.owner_id)
+        .scalar_subquery()
+        .label("owner_name"),
+        select(_ENROLLER.name)
+        .where(_ENROLLER.id == DeviceRow.enrolled_by_id)
+        .scalar_subquery()
+        .label("enroller_name"),
+    )
+)
+#: The same for an acting user, who must be (per the database) an enabled admin.
+_CONFIRM_PENDING_BY_ADMIN = _CONFIRM_PENDING.where(
+    select(_ACTOR.id)
+    .where(
+        _ACTOR.id == bindparam("actor_id"),
+        _ACTOR.name == bindparam("actor_name"),
+        _ACTOR.role == Role.ADMIN.value,
+        not_(_ACTOR.disabled),
+    )
+    .exists()
 )
 #: Set on a connection that only reads: SQLite then takes no write lock (WAL readers
 #: see the last commit and neither wait for nor block the writer).
@@ -791,6 +835,26 @@ class Registry:
         serial_text = None if serial is None else _serial_text(serial)
         actor_id = None if actor is None else actor.id
         with self._write() as connection:
+            # The usual case, a pending enrolment confirmed: one UPDATE and the audit entry.
+            pending = {
+                "device": device_id,
+                "enrolment": enrolment_id,
+                "serial": serial_text,
+                "now": self._now(),
+            }
+            if actor is None:
+                done = connection.execute(_CONFIRM_PENDING, pending).one_or_none()
+            else:
+                by_admin = {**pending, "actor_id": actor.id, "actor_name": actor.name}
+                done = connection.execute(_CONFIRM_PENDING_BY_ADMIN, by_admin).one_or_none()
+            if done is not None:
+                detail = f"enrolment={done.enrolment_id} {how}"
+                connection.execute(
+                    _INSERT_AUDIT, self._audit_entry(actor_id, "confirm", device_id, detail)
+                )
+                return _device_of(done, device_id, done.owner_name, done.enroller_name)
+            # Nothing confirmed: say why, as before (or, should the device have turned
+            # pending since, as on PostgreSQL between two statements, confirm it now).
             row = connection.execute(
                 _CONFIRMATION_DEVICE, {"device_id": device_id, "actor_id": actor_id}
             ).one_or_none()

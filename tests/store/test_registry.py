@@ -11,6 +11,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -787,6 +788,179 @@ def test_a_pending_enrolment_is_confirmed_by_its_certificate_or_superseded(
     assert registry.device("dev-2").status is DeviceStatus.REVOKED
     with pytest.raises(NotPending):
         registry.confirm_enrolment("dev-2", enrolment_id="fe" * 16, actor=admin, how="late")
+
+
+@contextmanager
+def counted_statements(registry: Registry) -> Iterator[list[str]]:
+    """Every SQL statement the registry's engine sends while the block runs, as
+    benchmarks/air.py's RegistryMeter counts them (SQLite's BEGIN IMMEDIATE included)."""
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
+    sa.event.listen(registry.engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(registry.engine, "before_cursor_execute", count)
+
+
+def test_a_zone_enrolment_costs_the_registry_at_most_ten_statements(
+    registry: Registry, admin: User, member: User
+) -> None:
+    """Issue 17: v1 made 20 statements per enrolment; the target is half. The confirmation
+    is one UPDATE ... RETURNING and its audit entry, however it is named and by whom."""
+    with counted_statements(registry) as statements:
+        assert registry.check_enrolment(admin, "dev-1") is None
+        registry.record_enrolment(
+            "dev-1",
+            owner="bob",
+            enrolled_by=admin,
+            serial=0x1001,
+            not_after=NOT_AFTER,
+            enrolment_id=ENROLMENT,
+        )
+        checked_and_recorded = len(statements)
+        confirmed = registry.confirm_enrolment(
+            "dev-1", enrolment_id=ENROLMENT, actor=admin, how="the device answered"
+        )
+    if registry.engine.dialect.name == "sqlite":  # PostgreSQL's BEGIN is no statement
+        assert len(statements) <= 10
+    confirmation = [sql for sql in statements[checked_and_recorded:] if sql != "BEGIN IMMEDIATE"]
+    assert [sql.split()[0] for sql in confirmation] == ["UPDATE", "INSERT"]
+    assert confirmed == registry.device("dev-1")
+    assert (confirmed.owner, confirmed.enrolled_by) == ("bob", "alice")
+    assert confirmed.status is DeviceStatus.ENROLLED
+    registry.record_enrolment(
+        "dev-2",
+        owner="bob",
+        enrolled_by=admin,
+        serial=0x2001,
+        not_after=NOT_AFTER,
+        enrolment_id=ENROLMENT,
+    )
+    with counted_statements(registry) as statements:
+        confirmed = registry.confirm_enrolment("dev-2", serial=0x2001, actor=None, how="by renewal")
+    confirmation = [sql for sql in statements if sql != "BEGIN IMMEDIATE"]
+    assert [sql.split()[0] for sql in confirmation] == ["UPDATE", "INSERT"]
+    assert confirmed == registry.device("dev-2")
+    assert confirmed.status is DeviceStatus.ENROLLED
+    assert [
+        (entry.actor, entry.detail) for entry in registry.audit() if entry.action == "confirm"
+    ] == [
+        ("alice", f"enrolment={ENROLMENT} the device answered"),
+        (None, f"enrolment={ENROLMENT} by renewal"),
+    ]
+
+
+def test_a_refused_confirmation_says_why_and_changes_nothing(
+    registry: Registry, admin: User, member: User
+) -> None:
+    """Each way a confirmation can fail raises its own error, with the same text as before
+    issue 17 folded the checks into one UPDATE, and leaves the enrolment pending."""
+    second = registry.add_user("root", Role.ADMIN, passphrase="root passphrase", actor=admin)
+    pending = registry.record_enrolment(
+        "dev-1",
+        owner="bob",
+        enrolled_by=admin,
+        serial=0x1001,
+        not_after=NOT_AFTER,
+        enrolment_id=ENROLMENT,
+    )
+    registry.disable_user("root", actor=admin)
+    audit_before = registry.audit()
+    refusals: list[tuple[dict[str, object], type[RegistryError], str]] = [
+        ({"enrolment_id": ENROLMENT, "actor": member}, NotAuthorized, "only an enabled admin"),
+        ({"enrolment_id": ENROLMENT, "actor": second}, NotAuthorized, "only an enabled admin"),
+        (
+            {"enrolment_id": "ff" * 16, "actor": admin},
+            NotPending,
+            f"device 'dev-1' has no pending enrolment {'ff' * 16}",
+        ),
+        (
+            {"serial": 0x1002, "actor": None},
+            NotPending,
+            "device 'dev-1' has no pending enrolment 1002",
+        ),
+        (
+            {"serial": 0x1002, "actor": admin},
+            NotPending,
+            "device 'dev-1' has no pending enrolment 1002",
+        ),
+    ]
+    for arguments, error, message in refusals:
+        with pytest.raises(error, match=message):
+            registry.confirm_enrolment("dev-1", how="x", **arguments)  # type: ignore[arg-type]
+    with pytest.raises(NotAuthorized):  # the actor's check comes before the device's
+        registry.confirm_enrolment("dev-9", serial=0x1001, actor=second, how="x")
+    with pytest.raises(UnknownDevice, match="no device has id 'dev-9'"):
+        registry.confirm_enrolment("dev-9", serial=0x1001, actor=admin, how="x")
+    with pytest.raises(RegistryError, match="by its ID or by its certificate's serial"):
+        registry.confirm_enrolment("dev-1", actor=admin, how="x")
+    assert registry.device("dev-1") == pending
+    assert registry.audit() == audit_before
+    # Confirmed once, by its serial; confirming again returns it unchanged, audits nothing.
+    confirmed = registry.confirm_enrolment("dev-1", serial=0x1001, actor=admin, how="once")
+    again = registry.confirm_enrolment("dev-1", enrolment_id=ENROLMENT, actor=None, how="twice")
+    assert again == confirmed == registry.device("dev-1")
+    assert [entry.detail for entry in registry.audit(subject="dev-1")][1:] == [
+        f"enrolment={ENROLMENT} once"
+    ]
+    with pytest.raises(NotAuthorized):  # even when there is nothing left to confirm
+        registry.confirm_enrolment("dev-1", enrolment_id=ENROLMENT, actor=member, how="x")
+    registry.revoke("dev-1", actor=admin)
+    with pytest.raises(NotPending):
+        registry.confirm_enrolment("dev-1", serial=0x1001, actor=None, how="late")
+
+
+def test_concurrent_confirmations_confirm_once(url: str) -> None:
+    """Two hubs confirming one enrolment together: both see it enrolled, one audits it."""
+    first = Registry.open(url, passphrase_cost=TINY_COST)
+    second = Registry.open(url, passphrase_cost=TINY_COST)
+    outcomes: list[object] = []
+
+    def confirm(
+        registry: Registry, device_id: str, actor: User | None, barrier: threading.Barrier
+    ) -> None:
+        barrier.wait()
+        try:
+            confirmed = registry.confirm_enrolment(
+                device_id, enrolment_id=ENROLMENT, actor=actor, how="raced"
+            )
+            outcomes.append(confirmed.status)
+        except BaseException as exc:  # reported to the main thread below
+            outcomes.append(exc)
+
+    try:
+        admin = first.add_user("alice", Role.ADMIN, passphrase="alice passphrase", actor=None)
+        first.add_user("bob", Role.MEMBER, passphrase="bob passphrase", actor=admin)
+        for index in range(5):
+            device_id = f"dev-{index}"
+            first.record_enrolment(
+                device_id,
+                owner="bob",
+                enrolled_by=admin,
+                serial=0x1000 + index,
+                not_after=NOT_AFTER,
+                enrolment_id=ENROLMENT,
+            )
+            barrier = threading.Barrier(2)
+            outcomes.clear()
+            racers = [
+                threading.Thread(target=confirm, args=(first, device_id, admin, barrier)),
+                threading.Thread(target=confirm, args=(second, device_id, None, barrier)),
+            ]
+            for thread in racers:
+                thread.start()
+            for thread in racers:
+                thread.join()
+            assert outcomes == [DeviceStatus.ENROLLED, DeviceStatus.ENROLLED]
+            actions = [entry.action for entry in first.audit(subject=device_id)]
+            assert actions == ["enrol", "confirm"]
+    finally:
+        first.close()
+        second.close()
 
 
 def test_renewal_replaces_the_current_certificate(
