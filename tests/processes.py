@@ -8,6 +8,7 @@ a command line (:func:`bleprov` checks)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,7 +57,8 @@ def start(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.PIPE,
         text=True,
-        env=child_env(),
+        # Fatal signals print every thread's stack (finish_or_dump).
+        env=child_env(PYTHONFAULTHANDLER="1"),
     )
 
 
@@ -73,6 +75,23 @@ def read_until(proc: subprocess.Popen[str], prefix: str, timeout: float) -> list
         if line.startswith(prefix):
             return lines
     raise AssertionError(f"no line {prefix!r} within {timeout} s: {lines}")
+
+
+def finish_or_dump(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The rest of a ``start()``ed process's output once it ends; if it does not end
+    within ``timeout``, fail with where it hangs: SIGABRT makes Python's faulthandler
+    (``PYTHONFAULTHANDLER``, set by :func:`start`) print every thread's stack."""
+    try:
+        rest, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            rest, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rest, _ = proc.communicate(timeout=5)
+        raise AssertionError(f"still running {timeout:g} s later; its stacks:\n{rest}") from None
+    return rest
 
 
 def stop(proc: subprocess.Popen[str] | None) -> None:

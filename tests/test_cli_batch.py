@@ -32,6 +32,7 @@ from tests.processes import (
     SECRETS,
     bleprov,
     child_env,
+    finish_or_dump,
     read_until,
     start,
     stop,
@@ -161,7 +162,7 @@ def test_an_interrupted_batch_still_shows_what_it_did(fleet: Fleet) -> None:
         read_until(proc, "(2/3)", 60)
         time.sleep(0.5)  # into the search for the absent device
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
+        rest = finish_or_dump(proc, 30)
     finally:
         stop(proc)
     assert proc.returncode == 130, rest
