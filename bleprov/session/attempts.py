@@ -113,7 +113,13 @@ class AttemptLedger:
         default: the counters in RAM); otherwise a future done once a write that covers
         it is (a write in flight if it does, else a new one). The future raises if the
         write failed: nothing may be sent then."""
-        target = self.limits if state is None else self._parse_shared(state)
+        # A snapshot of the counters as they stand in RAM (the usual case) is compared as
+        # they are: read back, its bytes would give the same counts (reservations folded
+        # in), and parsing it costs more than the comparison.
+        if state is None or state == self.limits.to_bytes():
+            target = self.limits
+        else:
+            target = self._parse_shared(state)
         if self.durable.covers(target):
             return None
         pending = self._write
