@@ -305,10 +305,12 @@ def render(r: Results) -> str:
         "check); the full enrolment adds the zone key and its proof (device key "
         "generation), the hub's certificate and registry write (host), and the device's "
         "encrypted store commit. Unlike the sans-IO handshake table in section 1, the "
-        "device here also loads its factory secrets from its encrypted store and reserves "
-        "its attempt when the session opens (an encrypted, fsync'd store write, about 1 ms "
+        "device here also reads its encrypted store (its state, owner and receipts; a read "
+        "decrypts only if the file changed since its last read or write) and reserves its "
+        "attempt when the session opens (an encrypted, fsync'd store write, about 0.4 ms "
         "of CPU, once per session; the counter's reset joins the commit's write), as the "
-        "daemon does; and the in-memory transport's thread "
+        "daemon does (python -m benchmarks.device_cpu: the device's CPU piece by piece); "
+        "and the in-memory transport's thread "
         "wake-ups (a socket write per message) are counted on both sides. The sans-IO "
         "table is the protocol alone.",
         "",

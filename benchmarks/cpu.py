@@ -11,6 +11,17 @@ host's). Median of ``runs`` enrolments, each with a fresh device identity and st
 
 In the same run, :mod:`benchmarks.anchors` times SRP-6a 3072/SHA-512 and ESP-IDF
 security 1 on this machine, and the report gives the ratios.
+
+Where the device's CPU goes in a handshake (:mod:`benchmarks.device_cpu` measures it
+piece by piece, the same way): the session machines (the protocol's cryptography and
+encoding), the zone key and its proof pushed behind the attestation, the attempt
+reservation (one encrypted store write, fsynced and renamed, before HELLO can be
+answered), the attempt ledger's bookkeeping, a few reads of the store (each compares the
+file's bytes with the copy last decrypted, and decrypts only a changed file), the info,
+and the event loop's wake-ups. The factory secrets are loaded once, when the runtime is
+built, not per session. Each enrolment here uses a fresh device, so what a long-running
+daemon keeps between sessions (the info's encoding) is not reused: the figures are a
+first session's.
 """
 
 from __future__ import annotations

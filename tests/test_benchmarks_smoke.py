@@ -164,6 +164,20 @@ def test_cpu_benchmark_splits_host_and_device(quick: Results) -> None:
     assert "vs SRP-6a 3072" in render_cpu(handshakes, enrolments, anchors)
 
 
+def test_device_cpu_pieces_cover_the_reservation_and_leave_nothing_wrapped() -> None:
+    from benchmarks import device_cpu
+    from bleprov.store import device_store
+
+    write = device_store.write_atomic
+    result = asyncio.run(device_cpu.measure(1, ["qr"]))
+    total, pieces = result["qr"]
+    assert pieces["store write: file, fsync, rename (reservation)"] > 0
+    assert pieces["session machine (sans-IO protocol)"] > 0
+    assert 0 < sum(pieces.values()) <= total
+    assert device_store.write_atomic is write  # the wrappers are gone again
+    assert "| rest (event loop" in device_cpu.render(result)
+
+
 def test_scale_and_memory_benchmark_runs(quick: Results) -> None:
     from benchmarks.scale import render as render_scale
 

@@ -426,3 +426,33 @@ def test_serve_says_what_to_do_without_a_store_or_a_radio(tmp_path: Path) -> Non
     no_radio = runner.invoke(app, [*argv, "--radio", "virtual:1"])
     assert no_radio.exit_code == 1
     assert "start `bleprov radio hub` first" in _flat(no_radio.output)
+
+
+# ------------------------------------------- what the runtime keeps between sessions
+
+
+async def test_the_info_follows_another_writer_of_the_store_at_once(
+    runtime: tuple[DeviceRuntime, list[str]],
+) -> None:
+    """The runtime's store keeps what it decrypted and its info encoding is memoised
+    (less CPU per session): a change written by another process (an enrolment's
+    commit, `bleprov device reset`) must still show in the next session's info."""
+    from bleprov.core import membership as mb
+
+    built, _ = runtime
+    virgin = built.current_info()
+    assert virgin.state is DeviceState.VIRGIN
+    assert built.owned() is False
+    other = DeviceStore(
+        built.store.directory, KeyFileProvider(built.store.directory.parent / "store.key")
+    )
+    other.update({mb.RECORD_ZONE: b"z", mb.RECORD_OWNER: b"o"})  # another process commits
+    enrolled = built.current_info()
+    assert enrolled.state is DeviceState.ENROLLED
+    assert built.owned() is True
+    assert enrolled.encode() != virgin.encode()
+    other.factory_reset()
+    again = built.current_info()
+    assert again.state is DeviceState.VIRGIN
+    assert built.owned() is False
+    assert again.encode() == virgin.encode()

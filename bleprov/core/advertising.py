@@ -8,6 +8,7 @@ discriminator printed on the label, and framing parameters.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -157,6 +158,11 @@ class InfoKey(enum.IntEnum):
     WINDOW = 10
 
 
+@functools.lru_cache(maxsize=16)
+def _encode_info(info: DeviceInfo) -> bytes:
+    return info._encode()
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """The plaintext info characteristic, read before any session."""
@@ -177,6 +183,15 @@ class DeviceInfo:
     window: WindowInfo | None = None
 
     def encode(self) -> bytes:
+        """Deterministic CBOR. Memoised by value (the info is frozen): a device encodes
+        the same info at every session start and every re-advertisement."""
+        try:
+            hash(self)
+        except TypeError:  # a field given as a list: encoded as it is, not memoised
+            return self._encode()
+        return _encode_info(self)
+
+    def _encode(self) -> bytes:
         value: dict[InfoKey, object] = {
             InfoKey.PROTOCOL_VERSION: self.protocol_version,
             InfoKey.STATE: int(self.state),

@@ -29,6 +29,7 @@ both are refused until the next press.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -313,12 +314,11 @@ class AttemptLimits:
         return True
 
     def to_bytes(self) -> bytes:
-        counters = {
-            credential.value: [limiter.failures, limiter.locked_out]
+        counters = tuple(
+            (credential.value, limiter.failures, limiter.locked_out)
             for credential, limiter in self.limiters.items()
-        }
-        data = cbor.dumps([ATTEMPTS_FORMAT, counters, self.reserved])
-        return data
+        )
+        return _encode_record(counters, self.reserved)
 
     @classmethod
     def all_locked(cls, template: Callable[[], AttemptLimiter] = AttemptLimiter) -> AttemptLimits:
@@ -332,39 +332,17 @@ class AttemptLimits:
     def from_bytes(
         cls, raw: bytes, template: Callable[[], AttemptLimiter] = AttemptLimiter
     ) -> AttemptLimits:
-        try:
-            value = cbor.loads(raw, max_size=MAX_ATTEMPTS_RECORD) if raw else None
-        except cbor.CborError:
-            value = None
-        if isinstance(value, list) and value[:1] == [1]:
-            shared = AttemptLimiter.from_bytes(raw)
-            limits = cls(template=template)
-            for limiter in limits.limiters.values():
-                limiter.failures, limiter.locked_out = shared.failures, shared.locked_out
-            return limits
-        reserved = 0
-        if isinstance(value, list) and len(value) == 3 and value[0] == ATTEMPTS_FORMAT:
-            reserved = value[2]
-            if not _count(reserved) or reserved > MAX_RESERVED:
-                raise MalformedData("attempt counter record is corrupt")
-        elif not isinstance(value, list) or len(value) != 2 or value[0] != 2:
-            raise MalformedData("attempt counter record is corrupt")
-        if not isinstance(value[1], dict):
-            raise MalformedData("attempt counter record is corrupt")
-        known = {credential.value: credential for credential in Credential if credential.limited}
+        shared, counters, reserved = _decode_record(raw)
         limits = cls(template=template)
-        for name, counter in value[1].items():
-            if (
-                not isinstance(name, str)
-                or not isinstance(counter, list)
-                or len(counter) != 2
-                or not _count(counter[0])
-                or not isinstance(counter[1], bool)
-            ):
-                raise MalformedData("attempt counter record is corrupt")
+        if shared is not None:
+            for limiter in limits.limiters.values():
+                limiter.failures, limiter.locked_out = shared
+            return limits
+        known = {credential.value: credential for credential in Credential if credential.limited}
+        for name, failures, locked_out in counters:
             if name in known:
                 limiter = limits.limiters[known[name]]
-                limiter.failures, limiter.locked_out = counter[0], counter[1]
+                limiter.failures, limiter.locked_out = failures, locked_out
         for limiter in limits.limiters.values() if reserved else ():
             # A reservation outstanding when the record was written (a power cut in a
             # session): one failure of every secret, since its HELLO may have come.
@@ -372,6 +350,54 @@ class AttemptLimits:
             if limiter.failures >= limiter.max_failures:
                 limiter.locked_out = True
         return limits
+
+
+_Counters = tuple[tuple[str, int, bool], ...]
+
+
+# The record's bytes are a pure function of the counters and back: a device re-encodes
+# and re-reads the same few states several times per session (each PersistAttempts
+# snapshot, each store write and what it stored), and the generic CBOR coder is most of
+# that cost. The caches hold immutable tuples and bytes only.
+@functools.lru_cache(maxsize=64)
+def _encode_record(counters: _Counters, reserved: int) -> bytes:
+    """``[3, {name: [failures, locked_out], ...}, reserved]`` in deterministic CBOR."""
+    body = {name: [failures, locked_out] for name, failures, locked_out in counters}
+    return cbor.dumps([ATTEMPTS_FORMAT, body, reserved])
+
+
+@functools.lru_cache(maxsize=64)
+def _decode_record(raw: bytes) -> tuple[tuple[int, bool] | None, _Counters, int]:
+    """(the one shared counter of format 1, or None; the named counters; the
+    reservations) of a record; :class:`MalformedData` if it is corrupt (not cached)."""
+    try:
+        value = cbor.loads(raw, max_size=MAX_ATTEMPTS_RECORD) if raw else None
+    except cbor.CborError:
+        value = None
+    if isinstance(value, list) and value[:1] == [1]:
+        shared = AttemptLimiter.from_bytes(raw)
+        return (shared.failures, shared.locked_out), (), 0
+    reserved = 0
+    if isinstance(value, list) and len(value) == 3 and value[0] == ATTEMPTS_FORMAT:
+        reserved = value[2]
+        if not _count(reserved) or reserved > MAX_RESERVED:
+            raise MalformedData("attempt counter record is corrupt")
+    elif not isinstance(value, list) or len(value) != 2 or value[0] != 2:
+        raise MalformedData("attempt counter record is corrupt")
+    if not isinstance(value[1], dict):
+        raise MalformedData("attempt counter record is corrupt")
+    counters = []
+    for name, counter in value[1].items():
+        if (
+            not isinstance(name, str)
+            or not isinstance(counter, list)
+            or len(counter) != 2
+            or not _count(counter[0])
+            or not isinstance(counter[1], bool)
+        ):
+            raise MalformedData("attempt counter record is corrupt")
+        counters.append((name, counter[0], counter[1]))
+    return None, tuple(counters), reserved
 
 
 @dataclass

@@ -87,7 +87,24 @@ def _float(value: float) -> bytes:
 def _encode(value: object, out: list[bytes], depth: int) -> None:
     if depth > 64:
         raise TypeError("value nests too deeply to encode")
-    if value is False:
+    kind = type(value)
+    # The exact built-in types our messages are made of first: a type test costs far less
+    # than the isinstance checks against ABCs below, which handle everything else
+    # (subclasses, enums, other mappings and sequences) as before. Same bytes either way.
+    if kind is int and 0 <= value <= _UINT64_MAX:  # type: ignore[operator]
+        out.append(_head(0, value))  # type: ignore[arg-type]
+    elif kind is bytes:
+        out.append(_head(2, len(value)))  # type: ignore[arg-type]
+        out.append(value)  # type: ignore[arg-type]
+    elif kind is str:
+        data = value.encode("utf-8")  # type: ignore[attr-defined]
+        out.append(_head(3, len(data)))
+        out.append(data)
+    elif kind is dict:
+        _encode_map(value, out, depth)  # type: ignore[arg-type]
+    elif kind is list or kind is tuple:
+        _encode_array(value, out, depth)  # type: ignore[arg-type]
+    elif value is False:
         out.append(b"\xf4")
     elif value is True:
         out.append(b"\xf5")
@@ -117,29 +134,37 @@ def _encode(value: object, out: list[bytes], depth: int) -> None:
         out.append(_head(3, len(data)))
         out.append(data)
     elif isinstance(value, Mapping):
-        items: list[tuple[bytes, bytes]] = []
-        for key, item in value.items():
-            if isinstance(key, bool) or not isinstance(key, (int, bytes, str)):
-                raise TypeError("map keys must be integers, byte strings or text")
-            encoded_key: list[bytes] = []
-            _encode(key, encoded_key, depth + 1)
-            encoded_item: list[bytes] = []
-            _encode(item, encoded_item, depth + 1)
-            items.append((b"".join(encoded_key), b"".join(encoded_item)))
-        items.sort(key=lambda pair: pair[0])
-        for (before, _), (after, _) in itertools.pairwise(items):
-            if before == after:
-                raise TypeError("map has two equal keys")
-        out.append(_head(5, len(items)))
-        for encoded_key_bytes, encoded_item_bytes in items:
-            out.append(encoded_key_bytes)
-            out.append(encoded_item_bytes)
+        _encode_map(value, out, depth)
     elif isinstance(value, Sequence):
-        out.append(_head(4, len(value)))
-        for item in value:
-            _encode(item, out, depth + 1)
+        _encode_array(value, out, depth)
     else:
         raise TypeError(f"cannot encode a {type(value).__name__} as CBOR")
+
+
+def _encode_map(value: Mapping[Any, Any], out: list[bytes], depth: int) -> None:
+    items: list[tuple[bytes, bytes]] = []
+    for key, item in value.items():
+        if isinstance(key, bool) or not isinstance(key, (int, bytes, str)):
+            raise TypeError("map keys must be integers, byte strings or text")
+        encoded_key: list[bytes] = []
+        _encode(key, encoded_key, depth + 1)
+        encoded_item: list[bytes] = []
+        _encode(item, encoded_item, depth + 1)
+        items.append((b"".join(encoded_key), b"".join(encoded_item)))
+    items.sort(key=lambda pair: pair[0])
+    for (before, _), (after, _) in itertools.pairwise(items):
+        if before == after:
+            raise TypeError("map has two equal keys")
+    out.append(_head(5, len(items)))
+    for encoded_key_bytes, encoded_item_bytes in items:
+        out.append(encoded_key_bytes)
+        out.append(encoded_item_bytes)
+
+
+def _encode_array(value: Sequence[Any], out: list[bytes], depth: int) -> None:
+    out.append(_head(4, len(value)))
+    for item in value:
+        _encode(item, out, depth + 1)
 
 
 def dumps(value: object) -> bytes:

@@ -66,10 +66,15 @@ class AttemptLedger:
         self.in_thread = WRITE_IN_THREAD if in_thread is None else in_thread
         self.factory = factory
         self.settle_delay = settle_delay
+        #: The record of zero counters (what no record at all means).
+        self._zero_raw = AttemptLimits(template=factory).to_bytes()
+        #: The last record parsed for reading only (durable, a write's, a snapshot's),
+        #: with its parse: a session's events parse the same few bytes again and again.
+        self._parsed: tuple[bytes | None, AttemptLimits] | None = None
         raw = store.load()
         self.limits = self._parse(raw)
         #: What the store holds, as a reader would find it (reservations folded in).
-        self.durable = self._parse(raw)
+        self.durable = self._parse_shared(raw)
         #: The bytes the store holds (None: no record yet).
         self.durable_raw = raw
         #: Store writes started by this ledger (tests count them).
@@ -88,6 +93,16 @@ class AttemptLedger:
             logger.error("attempt counters unreadable: locking until a physical reset")
             return AttemptLimits.all_locked(self.factory)
 
+    def _parse_shared(self, raw: bytes | None) -> AttemptLimits:
+        """:meth:`_parse`, memoised for the states this ledger only reads (never the
+        counters in RAM, which sessions change): the same bytes give the same state."""
+        parsed = self._parsed
+        if parsed is not None and parsed[0] == raw:
+            return parsed[1]
+        limits = self._parse(raw)
+        self._parsed = (raw, limits)
+        return limits
+
     @property
     def covered(self) -> bool:
         """The stored state accounts for every failure in RAM: replies may leave."""
@@ -98,7 +113,13 @@ class AttemptLedger:
         default: the counters in RAM); otherwise a future done once a write that covers
         it is (a write in flight if it does, else a new one). The future raises if the
         write failed: nothing may be sent then."""
-        target = self.limits if state is None else self._parse(state)
+        # A snapshot of the counters as they stand in RAM (the usual case) is compared as
+        # they are: read back, its bytes would give the same counts (reservations folded
+        # in), and parsing it costs more than the comparison.
+        if state is None or state == self.limits.to_bytes():
+            target = self.limits
+        else:
+            target = self._parse_shared(state)
         if self.durable.covers(target):
             return None
         pending = self._write
@@ -119,7 +140,7 @@ class AttemptLedger:
         """The store holds the counters in RAM (no record: the same as zero counters)."""
         state = self.limits.to_bytes()
         if self.durable_raw is None:
-            return state == AttemptLimits(template=self.factory).to_bytes()
+            return state == self._zero_raw
         return state == self.durable_raw
 
     def settle_soon(self) -> None:
@@ -194,7 +215,7 @@ class AttemptLedger:
             else:
                 self._stored(state)
                 done.set_result(None)
-            self._write, self._write_state = done, self._parse(state)
+            self._write, self._write_state = done, self._parse_shared(state)
             return done
 
         async def write() -> None:
@@ -206,12 +227,12 @@ class AttemptLedger:
 
         task = loop.create_task(write())
         self._write = task
-        self._write_state = self._parse(state)
+        self._write_state = self._parse_shared(state)
         return task
 
     def _stored(self, state: bytes) -> None:
         self.durable_raw = state
-        self.durable = self._parse(state)
+        self.durable = self._parse_shared(state)
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

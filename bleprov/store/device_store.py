@@ -173,6 +173,12 @@ class DeviceStore:
         self._highest_generation = 0
         self._thread_lock = threading.Lock()
         self._writer: int | None = None
+        #: The file's bytes as last read or written here, with their records and
+        #: generation: a read that finds exactly these bytes skips the decryption and the
+        #: decoding (a daemon reads its store several times per session). Compared on the
+        #: whole file, not on its metadata, so another writer's change (another process, a
+        #: reset, a commit) is always seen, however soon and whatever its size.
+        self._decrypted: tuple[bytes, Mapping[str, bytes], int] | None = None
 
     @classmethod
     def open(
@@ -304,7 +310,13 @@ class DeviceStore:
         raw = read_optional(self.path)
         if raw is None:
             return {}, seen
-        records, generation = self._decrypt(raw)
+        decrypted = self._decrypted
+        if decrypted is not None and decrypted[0] == raw:
+            records, generation = dict(decrypted[1]), decrypted[2]
+        else:
+            records, generation = self._decrypt(raw)
+            if decrypted is None or generation >= decrypted[2]:  # not a racing older copy
+                self._decrypted = (raw, dict(records), generation)
         if generation < seen:
             raise StoreRollback(
                 f"device store {self.path} went back from generation "
@@ -384,15 +396,22 @@ class DeviceStore:
         header = HEADER.pack(MAGIC, FORMAT_VERSION, generation, key_id, nonce)
         ciphertext = ChaCha20Poly1305Key(aead_key).seal(nonce, plaintext, header)
         self._remove_stale_temporaries()
-        write_atomic(self.path, header + ciphertext)
+        stored = header + ciphertext
+        write_atomic(self.path, stored)
         self._highest_generation = generation
+        self._decrypted = (stored, dict(records), generation)
 
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writers that died before their rename (called under the
         write lock, so no live writer owns one). They hold ciphertext only."""
-        for stale in self.directory.glob(f".{STORE_FILE_NAME}.*.tmp"):
+        prefix = f".{STORE_FILE_NAME}."
+        with os.scandir(self.directory) as entries:  # cheaper than a glob, every write
+            stale = [
+                e.path for e in entries if e.name.startswith(prefix) and e.name.endswith(".tmp")
+            ]
+        for name in stale:
             with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+                os.unlink(name)
 
 
 class StoreAttemptStore:

@@ -249,3 +249,22 @@ def test_a_format_2_record_reads_with_no_reservation() -> None:
     raw = cbor2.dumps([2, {"code": [4, False]}])
     limits = AttemptLimits.from_bytes(raw)
     assert limits[Credential.CODE].failures == 4 and limits[Credential.LABEL].failures == 0
+
+
+def test_records_are_encoded_and_read_afresh_for_every_state() -> None:
+    """The record's coding is memoised (a session re-encodes the same few states): a
+    changed counter must still give new bytes, and two reads of the same bytes must give
+    two states, so that changing one (the counters in RAM) leaves the other alone."""
+    limits = AttemptLimits()
+    zero = limits.to_bytes()
+    limits[Credential.LABEL].begin_attempt(0.0)
+    once = limits.to_bytes()
+    assert once != zero
+    assert limits.reserve()
+    assert limits.to_bytes() not in (zero, once)
+    first, second = AttemptLimits.from_bytes(once), AttemptLimits.from_bytes(once)
+    assert first is not second
+    first[Credential.LABEL].begin_attempt(0.0)
+    assert second[Credential.LABEL].failures == 1
+    assert AttemptLimits.from_bytes(once)[Credential.LABEL].failures == 1
+    assert first.to_bytes() != once
