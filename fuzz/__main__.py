@@ -7,8 +7,13 @@ counters ``cov``/``ft``, findings) and is printed and written to
 ``<out>/summary.md`` (and ``summary.json``); each harness's log, working corpus and
 findings are in ``<out>/<harness>/``.
 
+Each row also records what the run executed (:mod:`fuzz.fingerprint`), so that
+``python -m fuzz --stale --out DIR`` can say later, after main has moved, which runs under
+DIR still count for today's code and libraries.
+
 Exit status: 0 when no harness found anything, 1 when one did (known findings included:
-the campaign's bar is zero), 2 for bad usage.
+the campaign's bar is zero), 2 for bad usage. With ``--stale``: 0 when every run is
+current, 1 when one is stale or has no fingerprint.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from fuzz.fingerprint import Fingerprint, check, record_in_subprocess
 
 DEFAULT_RUNS: Final = 1_000_000
 DEFAULT_OUT: Final = Path("fuzz-results")
@@ -50,6 +57,8 @@ class Row:
     exit_code: int = 0
     findings: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
+    #: What the run executed (fuzz.fingerprint), for ``--stale`` after main has moved.
+    fingerprint: dict[str, Any] | None = None
 
     @property
     def found(self) -> bool:
@@ -112,6 +121,10 @@ def run_harness(
     row.exec_per_s = stats.get("average_exec_per_sec") or int(row.inputs / max(fuzz_seconds, 1e-3))
     row.findings = report.get("findings", [])
     row.artifacts = sorted(p.name for p in directory.iterdir() if _ARTIFACT.match(p.name))
+    try:
+        row.fingerprint = record_in_subprocess(name, [seeds, work]).to_json()
+    except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as failed:
+        print(f"fuzz: {name}: no fingerprint ({failed}); --stale will call it unknown", flush=True)
     return row
 
 
@@ -186,6 +199,54 @@ def summary_markdown(rows: list[Row], *, runs: int, engine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summaries(out: Path) -> list[Path]:
+    """The campaign's summaries under ``out``: its own, and those of runs made with
+    ``--out out/<name>`` (one harness at a time, as a campaign over sessions is run)."""
+    return sorted(p for p in [out / "summary.json", *out.glob("*/summary.json")] if p.is_file())
+
+
+def _short_commit(commit: str | None) -> str:
+    if not commit:
+        return "-"
+    return commit[:12] + (" (with changes)" if commit.endswith("+changes") else "")
+
+
+def stale_report(out: Path) -> tuple[str, bool]:
+    """Which recorded runs still count for the tree and libraries of today: a Markdown
+    table, and whether every run does."""
+    lines = [
+        "| harness | inputs | run at | today |",
+        "|---|---:|---|---|",
+    ]
+    every_current = True
+    files = summaries(out)
+    for path in files:
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, ValueError) as unreadable:
+            lines.append(f"| ({path}) | - | - | unreadable: {unreadable} |")
+            every_current = False
+            continue
+        for row in rows if isinstance(rows, list) else []:
+            name = str(row.get("harness", "?"))
+            recorded = row.get("fingerprint")
+            if recorded is None:
+                verdict, commit = "unknown: the run recorded no fingerprint", "-"
+            else:
+                try:
+                    fingerprint = Fingerprint.from_json(recorded)
+                except ValueError as bad:
+                    verdict, commit = f"unknown: {bad}", "-"
+                else:
+                    verdict = check(fingerprint).describe()
+                    commit = _short_commit(fingerprint.commit)
+            every_current = every_current and verdict == "current"
+            lines.append(f"| {name} | {row.get('inputs', 0)} | {commit} | {verdict} |")
+    if not files:
+        return f"no summary.json under {out}\n", False
+    return "\n".join(lines) + "\n", every_current
+
+
 def main(argv: list[str] | None = None) -> int:
     from fuzz.harnesses import DICTIONARY, HARNESSES
 
@@ -211,12 +272,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="list the harnesses and exit")
     parser.add_argument(
+        "--stale",
+        action="store_true",
+        help="say which runs under --out still count for today's code and libraries; exit 1 "
+        "if any does not",
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="with --list: the table of docs/fuzzing.md"
     )
     args = parser.parse_args(argv)
     if args.list:
         print(harness_table() if args.markdown else harness_lines(), end="")
         return 0
+    if args.stale:
+        report, every_current = stale_report(args.out)
+        print(report, end="")
+        return 0 if every_current else 1
     names = [n for group in args.harness for n in group.split(",") if n] or list(HARNESSES)
     unknown = [n for n in names if n not in HARNESSES]
     if unknown:
