@@ -6,14 +6,14 @@ what a harness executes; keeping every old run counts runs of code that is gone.
 run records a fingerprint: its corpus (the seeds and what libFuzzer kept) is replayed in a
 process of its own, under a profiler and an ``open`` audit hook, and the fingerprint holds
 
-- a hash of every function of this repository that ran, as a docstring-free AST (a
+- a hash of every function of its packages (bleprov, fuzz) that ran, as a docstring-free AST (a
   reformatted or re-documented function is the same function), keyed
   ``path:qualname``; nested functions, lambdas and comprehensions count as part of the
   function around them;
 - a hash of the module-level statements of every file one of them is in (``path:``) and
   of the class-level statements of every class one of them is in (``path:Class``): the
   constants, tables and dataclass fields a decoder reads;
-- a hash of every other file of the repository the replay opened (the fixtures);
+- a hash of every other file of those packages the replay opened (the fixtures);
 - the version of every library the replay called into, and of Python.
 
 ``python -m fuzz --stale`` recomputes the hashes on the current tree and says, per run,
@@ -201,13 +201,19 @@ def code_keys(root: Path, calls: Iterable[tuple[str, str]]) -> set[str]:
 
 
 def _relative(root: Path, filename: str) -> str | None:
+    """``filename`` relative to ``root`` if it is in one of this repository's packages:
+    a virtual environment inside the checkout (make's ``.venv``) holds libraries, which
+    count by version, not by file."""
     try:
         path = Path(filename).resolve()
     except (OSError, ValueError):
         return None
     if path == _THIS_FILE or not path.is_relative_to(root):
         return None
-    return path.relative_to(root).as_posix()
+    relative = path.relative_to(root)
+    if not relative.parts or relative.parts[0] not in OWN_PACKAGES:
+        return None
+    return relative.as_posix()
 
 
 # ------------------------------------------------------------------------------ recording

@@ -52,7 +52,7 @@ def never_called(data):
 def _traced_tree(root: Path) -> Fingerprint:
     """Write the module under ``root``, run ``Frame().decode`` on it under the trace, and
     fingerprint what ran, as fuzz.fingerprint.record does for a harness."""
-    path = root / "pkg" / "decoder.py"
+    path = root / "bleprov" / "decoder.py"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(MODULE)
     spec = importlib.util.spec_from_file_location("bleprov_fingerprint_probe", path)
@@ -70,7 +70,7 @@ def _traced_tree(root: Path) -> Fingerprint:
 
 
 def _edit(root: Path, old: str, new: str) -> None:
-    path = root / "pkg" / "decoder.py"
+    path = root / "bleprov" / "decoder.py"
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new))
@@ -81,9 +81,9 @@ def test_the_fingerprint_holds_what_ran_and_what_it_reads_and_nothing_else(
 ) -> None:
     fingerprint = _traced_tree(tmp_path)
     assert set(fingerprint.code) == {
-        "pkg/decoder.py:",  # LIMIT
-        "pkg/decoder.py:Frame",  # header
-        "pkg/decoder.py:Frame.decode",  # with its lambda and comprehension
+        "bleprov/decoder.py:",  # LIMIT
+        "bleprov/decoder.py:Frame",  # header
+        "bleprov/decoder.py:Frame.decode",  # with its lambda and comprehension
     }
     assert check(fingerprint, root=tmp_path).current
 
@@ -113,11 +113,11 @@ def test_what_does_not_change_behaviour_keeps_a_run_current(
 @pytest.mark.parametrize(
     ("old", "new", "changed"),
     [
-        ("if check(b)]", "if not check(b)]", "pkg/decoder.py:Frame.decode"),
-        ("n <= LIMIT", "n < LIMIT", "pkg/decoder.py:Frame.decode"),  # inside the lambda
-        ("LIMIT = 8", "LIMIT = 9", "pkg/decoder.py:"),
-        ("header = 2", "header = 3", "pkg/decoder.py:Frame"),
-        ("class Frame:", "class Frame(int):", "pkg/decoder.py:Frame"),
+        ("if check(b)]", "if not check(b)]", "bleprov/decoder.py:Frame.decode"),
+        ("n <= LIMIT", "n < LIMIT", "bleprov/decoder.py:Frame.decode"),  # inside the lambda
+        ("LIMIT = 8", "LIMIT = 9", "bleprov/decoder.py:"),
+        ("header = 2", "header = 3", "bleprov/decoder.py:Frame"),
+        ("class Frame:", "class Frame(int):", "bleprov/decoder.py:Frame"),
     ],
     ids=["function", "lambda", "module-constant", "class-attribute", "class-bases"],
 )
@@ -134,8 +134,8 @@ def test_a_change_to_what_ran_makes_the_run_stale_and_names_it(
 def test_a_function_renamed_or_a_file_removed_is_gone(tmp_path: Path) -> None:
     fingerprint = _traced_tree(tmp_path)
     _edit(tmp_path, "def decode(", "def decode_frame(")
-    assert check(fingerprint, root=tmp_path).gone == ["pkg/decoder.py:Frame.decode"]
-    (tmp_path / "pkg" / "decoder.py").unlink()
+    assert check(fingerprint, root=tmp_path).gone == ["bleprov/decoder.py:Frame.decode"]
+    (tmp_path / "bleprov" / "decoder.py").unlink()
     assert len(check(fingerprint, root=tmp_path).gone) == 3
 
 
@@ -167,6 +167,10 @@ def test_a_campaign_run_records_what_its_harness_executed_and_stale_reads_it(
     assert "file:fuzz/fixtures/device.identity" in recorded.code
     assert "cryptography" in recorded.libraries
     assert recorded.python == python_version()
+    # Only this repository's packages are hashed; libraries are versions, also when the
+    # venv lies inside the checkout (make's .venv) and their files are under its root.
+    paths = {key.removeprefix("file:").split(":")[0] for key in recorded.code}
+    assert paths and all(p.startswith(("bleprov/", "fuzz/")) for p in paths), sorted(paths)
     report, every_current = stale_report(out)
     assert every_current, report
     assert "| device_session | " in report and report.rstrip().endswith("| current |")
