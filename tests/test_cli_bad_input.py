@@ -492,9 +492,28 @@ def _matrix(tmp_path_factory: pytest.TempPathFactory, bus: str) -> Iterator[Matr
             extra = {name: expand(value) for name, value in bad.env.items()}
             runs.append(case(*command.split(), *map(expand, bad.args), **extra))
     init = case("device", "init", "--store", fill["{store}"], "--from", fill["{device}"])
-    [[initialised], results] = _fork_run(tmp, [[init], runs])
+    plan = plan_batches(keys)
+    [[initialised], *batches] = _fork_run(tmp, [[init], *[[runs[i] for i in b] for b in plan]])
     assert initialised["code"] == 0, initialised
+    results: list[dict[str, Any]] = [{} for _ in runs]
+    for indexes, batch in zip(plan, batches, strict=True):
+        for index, result in zip(indexes, batch, strict=True):
+            results[index] = result
     yield Matrix(dict(zip(keys, results, strict=True)), env)
+
+
+#: Commands that claim the device store while they run (StoreClaim: one device, one
+#: daemon). Two of their cases side by side refuse each other.
+CLAIMS_THE_STORE = frozenset({"device serve"})
+
+
+def plan_batches(keys: list[tuple[str, str]]) -> list[list[int]]:
+    """The matrix's cases (indexes into ``keys``) in batches: each batch runs in
+    parallel, the batches one after the other. A case that claims the store runs alone,
+    after the rest."""
+    alone = [i for i, (command, _) in enumerate(keys) if command in CLAIMS_THE_STORE]
+    together = [i for i, (command, _) in enumerate(keys) if command not in CLAIMS_THE_STORE]
+    return [together, *[[i] for i in alone]]
 
 
 # ------------------------------------------------------------------ what is checked
@@ -552,3 +571,14 @@ def test_help(matrix: Matrix, command: str) -> None:
 )
 def test_bad_input(matrix: Matrix, command: str, case: Case) -> None:
     check_output(matrix.results[(command, case.why)], case, matrix.env, command)
+
+
+def test_no_two_cases_that_claim_the_store_run_at_once() -> None:
+    """``device serve`` claims the store (one device, one daemon) for as long as it runs;
+    two of its cases side by side on ``{store}`` refuse each other ("another bleprov
+    process serves the store"), which CI saw once in place of "systemctl status"."""
+    keys = [(command, bad.why) for command in commands() for bad in CASES.get(command, [])]
+    for batch in plan_batches(keys):
+        claiming = [keys[i] for i in batch if keys[i][0] in CLAIMS_THE_STORE]
+        assert len(claiming) <= 1, claiming
+    assert sorted(i for batch in plan_batches(keys) for i in batch) == list(range(len(keys)))
